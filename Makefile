@@ -1,0 +1,30 @@
+# cosmoslease — every target installs what it needs.
+GO        ?= go
+SERVERDIR := testdata/cosmosdb-server
+SERVERMOD := $(SERVERDIR)/node_modules/.package-lock.json
+
+.PHONY: test test-deps vet cross demo build clean
+
+## test: install the test server, then vet and run every test with the race detector.
+test: test-deps vet cross
+	$(GO) test -race -count=1 ./...
+
+## test-deps: Go modules and the pinned Cosmos-protocol server (from its lock file).
+test-deps: $(SERVERMOD)
+	$(GO) mod download
+
+$(SERVERMOD): $(SERVERDIR)/package.json $(SERVERDIR)/package-lock.json
+	cd $(SERVERDIR) && npm ci --no-audit --no-fund --loglevel=error
+
+vet:
+	@unformatted="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './$(SERVERDIR)/*'))"; \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+## cross: the library must stay usable from WebAssembly hosts.
+cross:
+	GOOS=js GOARCH=wasm $(GO) build ./pkg/...
+	GOOS=wasip1 GOARCH=wasm $(GO) build ./pkg/...
+
+clean:
+	rm -rf bin dist $(SERVERDIR)/node_modules

@@ -1,0 +1,351 @@
+// Package cosmostest gives tests a real Cosmos-protocol endpoint.
+//
+// By default it starts the pinned @vercel/cosmosdb-server (testdata/cosmosdb-server, installed by
+// `make test-deps`) over http on a free loopback port, once per test binary, and stops it from Main.
+// To run the same tests against another endpoint (the official emulator, a real account), set
+//
+//	COSMOSLEASE_TEST_CONNECTION_STRING=AccountEndpoint=…;AccountKey=…   (key auth), or
+//	COSMOSLEASE_TEST_ENDPOINT=https://…                                 (DefaultAzureCredential)
+//
+// and no server is started. Each test gets its own container in a database made for this run, which is
+// deleted at the end.
+//
+// When the server cannot be started the tests say so loudly; with CI=true that is a failure, never a skip.
+package cosmostest
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
+)
+
+// EmulatorKey is the well-known key of the Cosmos DB emulator; the local server ignores keys altogether.
+const EmulatorKey = "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw=="
+
+// Server is an endpoint the tests may use.
+type Server struct {
+	// ConnectionString is set for key auth; Endpoint always.
+	ConnectionString string
+	Endpoint         string
+	// Local is true when this package started the server.
+	Local bool
+	// Database is this run's database.
+	Database string
+
+	client *azcosmos.Client
+	cmd    *exec.Cmd
+}
+
+var (
+	once    sync.Once
+	shared  *Server
+	failure error
+)
+
+// Main runs the tests and then stops the server or deletes this run's database. Use it from TestMain.
+func Main(m *testing.M) int {
+	code := m.Run()
+	if shared != nil {
+		shared.stop()
+	}
+	return code
+}
+
+// Get returns the shared server, starting it on first use. It skips the test (fails it when CI=true) if no
+// server can be had.
+func Get(t testing.TB) *Server {
+	t.Helper()
+	once.Do(func() { shared, failure = start() })
+	if failure != nil {
+		msg := "NO COSMOS-PROTOCOL SERVER, Cosmos tests not run: " + failure.Error()
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return shared
+}
+
+func start() (*Server, error) {
+	if cs := os.Getenv("COSMOSLEASE_TEST_CONNECTION_STRING"); cs != "" {
+		return external(cs, "")
+	}
+	if ep := os.Getenv("COSMOSLEASE_TEST_ENDPOINT"); ep != "" {
+		return external("", ep)
+	}
+	return startLocal()
+}
+
+func external(cs, endpoint string) (*Server, error) {
+	s := &Server{ConnectionString: cs, Endpoint: endpoint, Database: "cosmoslease-test-" + randomSuffix()}
+	var err error
+	if cs != "" {
+		s.client, err = azcosmos.NewClientFromConnectionString(cs, nil)
+		s.Endpoint = s.client.Endpoint()
+	} else {
+		var cred *azidentity.DefaultAzureCredential
+		if cred, err = azidentity.NewDefaultAzureCredential(nil); err == nil {
+			s.client, err = azcosmos.NewClient(endpoint, cred, nil)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("external endpoint: %w", err)
+	}
+	return s, s.createDatabase()
+}
+
+// ServerDir is where the pinned server is installed.
+func ServerDir() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return filepath.Join(dir, "testdata", "cosmosdb-server"), nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("cannot find the module root (go.mod)")
+		}
+		dir = parent
+	}
+}
+
+var readyLine = regexp.MustCompile(`connections at (\S+):(\d+)`)
+
+// StartProcess starts the pinned server on a free loopback port and waits until it answers.
+func StartProcess() (endpoint string, cmd *exec.Cmd, err error) {
+	dir, err := ServerDir()
+	if err != nil {
+		return "", nil, err
+	}
+	cli := filepath.Join(dir, "node_modules", "@vercel", "cosmosdb-server", "lib", "cli.js")
+	if _, err := os.Stat(cli); err != nil {
+		return "", nil, fmt.Errorf("the test server is not installed (%s missing): run 'make test-deps'", filepath.Join("testdata", "cosmosdb-server", "node_modules"))
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		return "", nil, errors.New("node is not on PATH: install Node.js 20 or newer")
+	}
+	cmd = exec.Command(node, cli, "--no-ssl", "--host", "127.0.0.1", "--port", "0")
+	cmd.Stderr = os.Stderr
+	setParentDeathSignal(cmd)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("start test server: %w", err)
+	}
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if m := readyLine.FindStringSubmatch(sc.Text()); m != nil {
+				found <- "http://127.0.0.1:" + m[2] + "/"
+			}
+		}
+		close(found)
+	}()
+	select {
+	case ep, ok := <-found:
+		if !ok {
+			_ = cmd.Wait()
+			return "", nil, errors.New("the test server exited before it was ready")
+		}
+		if err := waitReady(ep); err != nil {
+			_ = cmd.Process.Kill()
+			return "", nil, err
+		}
+		return ep, cmd, nil
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		return "", nil, errors.New("the test server did not report a port within 30 s")
+	}
+}
+
+func waitReady(endpoint string) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(endpoint)
+		if err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("the test server at %s did not answer", endpoint)
+}
+
+func startLocal() (*Server, error) {
+	ep, cmd, err := StartProcess()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{Endpoint: ep, Local: true, cmd: cmd, Database: "cosmoslease-test",
+		ConnectionString: "AccountEndpoint=" + ep + ";AccountKey=" + EmulatorKey + ";"}
+	s.client, err = azcosmos.NewClientFromConnectionString(s.ConnectionString, nil)
+	if err != nil {
+		s.stop()
+		return nil, err
+	}
+	if err := s.createDatabase(); err != nil {
+		s.stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) createDatabase() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := s.client.CreateDatabase(ctx, azcosmos.DatabaseProperties{ID: s.Database}, nil)
+	if err != nil && !isStatus(err, 409) {
+		return fmt.Errorf("create database %s: %w", s.Database, err)
+	}
+	return nil
+}
+
+func (s *Server) stop() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Kill()
+		_ = s.cmd.Wait()
+		return
+	}
+	if s.client != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if db, err := s.client.NewDatabase(s.Database); err == nil {
+			_, _ = db.Delete(ctx, nil)
+		}
+	}
+}
+
+// NewContainer creates a container for one test, partitioned on pkPath, and returns its name.
+func (s *Server) NewContainer(t testing.TB, pkPath string) string {
+	t.Helper()
+	name := "leases-" + randomSuffix()
+	if err := s.CreateContainer(name, pkPath); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+// CreateContainer creates a container in this run's database.
+func (s *Server) CreateContainer(name, pkPath string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db, err := s.client.NewDatabase(s.Database)
+	if err != nil {
+		return err
+	}
+	_, err = db.CreateContainer(ctx, azcosmos.ContainerProperties{ID: name,
+		PartitionKeyDefinition: azcosmos.PartitionKeyDefinition{Paths: []string{pkPath}}}, nil)
+	if err != nil && !isStatus(err, 409) {
+		return fmt.Errorf("create container %s: %w", name, err)
+	}
+	return nil
+}
+
+// Container returns an SDK client for a container, for tests that edit documents by hand.
+func (s *Server) Container(t testing.TB, name string) *azcosmos.ContainerClient {
+	t.Helper()
+	c, err := s.client.NewContainer(s.Database, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func isStatus(err error, status int) bool {
+	var re *azcore.ResponseError
+	return errors.As(err, &re) && re.StatusCode == status
+}
+
+func randomSuffix() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Counter is an HTTP transport that counts the requests that reach the server, by kind.
+type Counter struct {
+	Next policy.Transporter
+	mu   sync.Mutex
+	n    map[string]int
+}
+
+// NewCounter counts requests and passes them to next (a plain http.Client when nil).
+func NewCounter(next policy.Transporter) *Counter {
+	if next == nil {
+		next = &http.Client{}
+	}
+	return &Counter{Next: next, n: map[string]int{}}
+}
+
+// Kind names a request: "read" (a query), "create", "replace", "delete", "account", or "other".
+func Kind(r *http.Request) string {
+	p := strings.TrimSuffix(r.URL.Path, "/")
+	switch {
+	case r.Method == http.MethodGet && p == "":
+		return "account"
+	case strings.HasSuffix(p, "/docs") && r.Method == http.MethodPost:
+		if strings.HasPrefix(r.Header.Get("Content-Type"), "application/query+json") {
+			return "read"
+		}
+		return "create"
+	case strings.Contains(p, "/docs/") && r.Method == http.MethodPut:
+		return "replace"
+	case strings.Contains(p, "/docs/") && r.Method == http.MethodDelete:
+		return "delete"
+	case strings.Contains(p, "/docs/") && r.Method == http.MethodGet:
+		return "pointread"
+	}
+	return "other"
+}
+
+func (c *Counter) Do(r *http.Request) (*http.Response, error) {
+	c.mu.Lock()
+	c.n[Kind(r)]++
+	c.mu.Unlock()
+	return c.Next.Do(r)
+}
+
+// Documents returns how many document requests (read, create, replace, delete) were made.
+func (c *Counter) Documents() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n["read"] + c.n["create"] + c.n["replace"] + c.n["delete"] + c.n["pointread"]
+}
+
+// Count returns the number of requests of one kind.
+func (c *Counter) Count(kind string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[kind]
+}
+
+// Reset zeroes the counts.
+func (c *Counter) Reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n = map[string]int{}
+}

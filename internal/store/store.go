@@ -1,0 +1,141 @@
+// Package store is the narrow interface the lease protocol needs from Cosmos DB: read one document, create it,
+// replace it on an ETag, list them, and check the container at start. Two implementations exist: the Cosmos
+// one over the official SDK (package cosmosstore) and an in-memory one with an injected clock and fault
+// injection for fast tests (package memstore). Both classify failures the same way, through Error.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Item is a stored document as the protocol sees it.
+type Item struct {
+	Body []byte
+	ETag string
+	// ServerTime is the server's clock when it answered (the Date header), zero when unknown. With the
+	// document's _ts it lets a contender judge a lease's age on one clock, the server's.
+	ServerTime time.Time
+	Charge     float64
+}
+
+// Store is every call the protocol makes. Implementations return *Error for every failure that has a status.
+type Store interface {
+	// Read returns the document with this id in partition pk; Kind NotFound when there is none.
+	Read(ctx context.Context, pk, id string) (Item, error)
+	// Create stores a new document; Kind Conflict when the id exists.
+	Create(ctx context.Context, pk string, body []byte) (Item, error)
+	// Replace overwrites the document if its ETag is still etag; Kind Precondition when it is not,
+	// NotFound when the document is gone.
+	Replace(ctx context.Context, pk, id string, body []byte, etag string) (Item, error)
+	// List returns every lease document in the container.
+	List(ctx context.Context) ([]Item, error)
+	// Check verifies the container exists and is partitioned on partitionKeyPath, and that the account can be
+	// used safely (one write region unless allowMultiWrite).
+	Check(ctx context.Context, partitionKeyPath string, allowMultiWrite bool) error
+}
+
+// Kind is what a failure means to the protocol.
+type Kind int
+
+const (
+	// Unknown: the request may or may not have been applied (timeouts, resets, 5xx, 408).
+	Unknown Kind = iota
+	NotFound
+	Conflict
+	Precondition
+	// Throttled: 429, the request was not applied; RetryAfter says when to try again.
+	Throttled
+	// Unavailable: 503, the request was not applied by the service.
+	Unavailable
+	Unauthorized
+	Forbidden
+	BadRequest
+	// Invalid: the request was refused for a reason retrying cannot fix (413, an unexpected 4xx).
+	Invalid
+)
+
+var kindNames = [...]string{"unknown", "not found", "conflict", "precondition failed", "throttled", "unavailable", "unauthorized", "forbidden", "bad request", "invalid"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind(%d)", int(k))
+}
+
+// Error is a failed request, classified.
+type Error struct {
+	Op         string
+	Status     int // HTTP status; 0 when no response arrived
+	Kind       Kind
+	RetryAfter time.Duration
+	Charge     float64
+	Err        error
+}
+
+func (e *Error) Error() string {
+	msg := e.Op + ": " + e.Kind.String()
+	if e.Status != 0 {
+		msg += fmt.Sprintf(" (HTTP %d)", e.Status)
+	}
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// KindOf classifies any error from a Store. Context ends and errors without a status are Unknown.
+func KindOf(err error) Kind {
+	var se *Error
+	if errors.As(err, &se) {
+		return se.Kind
+	}
+	return Unknown
+}
+
+// Retryable reports whether trying again later can succeed: a request failure of a passing kind. Stores
+// return *Error for every failed request, so anything else (a document that is not a lease, bad input) is not.
+func Retryable(err error) bool {
+	var se *Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Kind {
+	case Unknown, Throttled, Unavailable:
+		return true
+	}
+	return false
+}
+
+// KindForStatus maps an HTTP status to a Kind.
+func KindForStatus(status int) Kind {
+	switch status {
+	case 404:
+		return NotFound
+	case 409:
+		return Conflict
+	case 412:
+		return Precondition
+	case 429:
+		return Throttled
+	case 503:
+		return Unavailable
+	case 401:
+		return Unauthorized
+	case 403:
+		return Forbidden
+	case 400:
+		return BadRequest
+	case 408, 410, 449:
+		return Unknown
+	}
+	if status >= 500 {
+		return Unknown
+	}
+	return Invalid
+}

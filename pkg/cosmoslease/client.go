@@ -1,0 +1,450 @@
+package cosmoslease
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cosmoslease/cosmoslease/internal/clock"
+	"github.com/cosmoslease/cosmoslease/internal/leasedoc"
+	"github.com/cosmoslease/cosmoslease/internal/store"
+	"github.com/cosmoslease/cosmoslease/internal/store/cosmosstore"
+)
+
+// Client contends for leases in one container on behalf of one owner. It is safe for concurrent use.
+type Client struct {
+	st     store.Store
+	opts   Options
+	clock  clock.Clock
+	log    *slog.Logger
+	pkProp string
+	close  func()
+
+	mu   sync.Mutex
+	seen map[string]*observation // lease key → what this client last saw
+}
+
+// observation is what a contender knows about a lease document: the version it saw and since when.
+type observation struct {
+	doc     *leasedoc.Doc // nil when the document did not exist
+	etag    string
+	invalid error // the document exists but is not a valid lease
+	// firstSeen is when this client first saw this ETag, on its own clock.
+	firstSeen time.Time
+	// observedAt is when the newest read of this ETag returned; serverAge is the document's age on the
+	// server's clock at that read (Date − _ts − 1 s for _ts's resolution), or -1 when unknown.
+	observedAt time.Time
+	serverAge  time.Duration
+}
+
+// Open connects to the container, checks that it can hold leases, and returns a Client.
+func Open(ctx context.Context, opts Options) (*Client, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	st, err := cosmosstore.Open(cosmosstore.Config{
+		ConnectionString: opts.ConnectionString, Endpoint: opts.Endpoint, Credential: opts.Credential,
+		Database: opts.Database, Container: opts.Container, Transport: opts.Transport,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	c := newClient(st, opts, clock.Real{})
+	c.close = st.Close
+	start := c.clock.Now()
+	err = st.Check(ctx, opts.PartitionKeyPath, opts.AllowMultipleWriteRegions)
+	c.report("check", "", start, store.Item{}, err)
+	if err != nil {
+		st.Close()
+		if _, ok := err.(*store.Error); ok {
+			return nil, fmt.Errorf("cannot reach the lease container %s/%s: %w", opts.Database, opts.Container, err)
+		}
+		return nil, fmt.Errorf("%w: %v", ErrSetup, err)
+	}
+	return c, nil
+}
+
+// newClient assembles a Client over any store; opts must have been through withDefaults.
+func newClient(st store.Store, opts Options, clk clock.Clock) *Client {
+	return &Client{st: st, opts: opts, clock: clk, log: opts.Logger, pkProp: strings.TrimPrefix(opts.PartitionKeyPath, "/"),
+		seen: map[string]*observation{}}
+}
+
+// Close releases the SDK client. Leases still held are not released; call Lease.Release first.
+func (c *Client) Close() {
+	if c.close != nil {
+		c.close()
+	}
+}
+
+// Options returns the options in force, defaults filled in.
+func (c *Client) Options() Options { return c.opts }
+
+func (c *Client) pk(key, id string) string {
+	if c.pkProp == "id" {
+		return id
+	}
+	return key
+}
+
+// report tells the caller's hook and the debug log about one request.
+func (c *Client) report(op, key string, start time.Time, item store.Item, err error) {
+	o := Operation{Name: op, Key: key, Outcome: "ok", Latency: c.clock.Now().Sub(start), Charge: item.Charge, Err: err}
+	var se *store.Error
+	if errors.As(err, &se) {
+		o.Status, o.Outcome, o.Charge = se.Status, se.Kind.String(), se.Charge
+	} else if err != nil {
+		o.Outcome = "unknown"
+	}
+	if c.opts.OnOperation != nil {
+		c.opts.OnOperation(o)
+	}
+	c.log.Debug("cosmos request", "op", op, "lease", key, "outcome", o.Outcome, "status", o.Status,
+		"latency", o.Latency, "ru", o.Charge)
+}
+
+// requestContext bounds one request by RequestTimeout and by limit, when limit is not zero.
+func (c *Client) requestContext(ctx context.Context, limit time.Time) (context.Context, context.CancelFunc) {
+	d := c.opts.RequestTimeout
+	if !limit.IsZero() {
+		if left := limit.Sub(c.clock.Now()); left < d {
+			d = left
+		}
+	}
+	if d <= 0 {
+		ctx, cancel := context.WithCancel(ctx)
+		cancel()
+		return ctx, cancel
+	}
+	return context.WithTimeout(ctx, d)
+}
+
+// read fetches a lease document; a missing document is (zero Item, nil doc, nil error).
+func (c *Client) read(ctx context.Context, key, id string, limit time.Time) (store.Item, *leasedoc.Doc, error) {
+	rctx, cancel := c.requestContext(ctx, limit)
+	defer cancel()
+	start := c.clock.Now()
+	item, err := c.st.Read(rctx, c.pk(key, id), id)
+	c.report("read", key, start, item, err)
+	if store.KindOf(err) == store.NotFound {
+		return store.Item{}, nil, nil
+	}
+	if err != nil {
+		return store.Item{}, nil, err
+	}
+	doc, derr := leasedoc.Decode(item.Body, id)
+	if derr != nil {
+		return item, nil, derr
+	}
+	if doc.ETag == "" {
+		doc.ETag = item.ETag
+	}
+	return item, doc, nil
+}
+
+// observe reads a lease and records what this client saw. The returned observation is a copy.
+func (c *Client) observe(ctx context.Context, key, id string) (observation, error) {
+	item, doc, err := c.read(ctx, key, id, time.Time{})
+	var invalid *leasedoc.Error
+	if err != nil && !errors.As(err, &invalid) {
+		return observation{}, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.recordLocked(key, item, doc, err, c.clock.Now()), nil
+}
+
+// recordLocked notes a document read at now. The clock for a version starts when this client first saw it.
+func (c *Client) recordLocked(key string, item store.Item, doc *leasedoc.Doc, invalid error, now time.Time) observation {
+	etag := item.ETag
+	if doc != nil && doc.ETag != "" {
+		etag = doc.ETag
+	}
+	age := time.Duration(-1)
+	if doc != nil && doc.TS > 0 && !item.ServerTime.IsZero() {
+		age = item.ServerTime.Sub(time.Unix(doc.TS, 0)) - time.Second
+	}
+	obs := &observation{doc: doc, etag: etag, invalid: invalid, firstSeen: now, observedAt: now, serverAge: age}
+	if prev := c.seen[key]; prev != nil && prev.etag == etag && etag != "" {
+		obs.firstSeen = prev.firstSeen
+	}
+	c.seen[key] = obs
+	return *obs
+}
+
+// remember records the document this client itself just wrote.
+func (c *Client) remember(key string, doc *leasedoc.Doc, at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d := *doc
+	c.seen[key] = &observation{doc: &d, etag: doc.ETag, firstSeen: at, observedAt: at, serverAge: -1}
+}
+
+func (c *Client) cached(key string) (observation, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if o := c.seen[key]; o != nil {
+		return *o, true
+	}
+	return observation{}, false
+}
+
+// remaining is how much longer the observed holder may hold the lease as far as this client can tell, judged
+// only by clocks that need no synchronisation: this client's own, since it first saw this version, and the
+// server's, from the document's _ts to the response's Date. A released or missing lease has none left.
+func (c *Client) remaining(o observation, now time.Time) time.Duration {
+	if o.doc == nil || o.doc.Released {
+		return 0
+	}
+	d := o.doc.Duration
+	if d <= 0 {
+		d = c.opts.LeaseDuration
+	}
+	elapsed := now.Sub(o.firstSeen)
+	if o.serverAge >= 0 {
+		if s := o.serverAge + now.Sub(o.observedAt); s > elapsed {
+			elapsed = s
+		}
+	}
+	if elapsed >= d {
+		return 0
+	}
+	return d - elapsed
+}
+
+func (c *Client) state(key string, o observation, now time.Time) State {
+	left := c.remaining(o, now)
+	s := State{Key: key, ETag: o.etag, Held: left > 0, ExpiresIn: left}
+	if o.invalid != nil {
+		s.Problem = o.invalid.Error()
+		s.Held = false
+		s.ExpiresIn = 0
+	}
+	if d := o.doc; d != nil {
+		s.ID, s.LeaseID, s.Owner, s.Region, s.Hostname = d.ID, d.LeaseID, d.OwnerID, d.Metadata.Region, d.Metadata.Hostname
+		s.Epoch, s.Renewals, s.Released, s.Duration = d.Epoch, d.Renewals, d.Released, d.Duration
+		s.AcquiredAt, s.RenewedAt, s.ExpiresAt, s.ReleasedAt = d.AcquiredAt, d.RenewedAt, d.ExpiresAt, d.ReleasedAt
+		s.Metadata = d.Metadata.Extra
+	}
+	return s
+}
+
+// TryAcquire makes one attempt to take the lease. It returns the held lease, or a *HeldError naming the holder
+// when another instance holds it. Uncontended it makes at most two requests: a read, then a create (missing
+// document) or a conditional replace (released or expired document). With a recent observation that shows the
+// lease free, it skips the read.
+func (c *Client) TryAcquire(ctx context.Context, key string) (*Lease, error) {
+	id, err := leasedoc.ID(key)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return c.attempt(ctx, key, id)
+}
+
+// attempt is the protocol's one step for contenders:
+//  1. Use the last observation if it already shows the lease free; otherwise read the document.
+//  2. If it is held (not released, and not yet seen unchanged for its duration), report the holder.
+//  3. Write the new holder: create when missing (409: another contender won), otherwise replace on the
+//     observed ETag (412: another contender won, or the holder renewed).
+//  4. On losing the race, read once more so the error can name the winner.
+func (c *Client) attempt(ctx context.Context, key, id string) (*Lease, error) {
+	obs, ok := c.cached(key)
+	if !ok || obs.invalid != nil || c.remaining(obs, c.clock.Now()) > 0 {
+		var err error
+		if obs, err = c.observe(ctx, key, id); err != nil {
+			return nil, err
+		}
+	}
+	if obs.invalid != nil {
+		return nil, obs.invalid
+	}
+	now := c.clock.Now()
+	if c.remaining(obs, now) > 0 {
+		return nil, &HeldError{Holder: c.state(key, obs, now)}
+	}
+
+	next := c.newHolderDoc(key, id, obs.doc)
+	body, err := leasedoc.Encode(next, c.pkProp)
+	if err != nil {
+		return nil, err
+	}
+	send := c.clock.Now()
+	rctx, cancel := c.requestContext(ctx, time.Time{})
+	var item store.Item
+	op := "create"
+	if obs.doc == nil {
+		item, err = c.st.Create(rctx, c.pk(key, id), body)
+	} else {
+		op = "replace"
+		item, err = c.st.Replace(rctx, c.pk(key, id), id, body, obs.etag)
+	}
+	cancel()
+	c.report(op, key, send, item, err)
+	switch store.KindOf(err) {
+	case store.Conflict, store.Precondition, store.NotFound:
+		// Lost the race (or the document vanished under us): forget the stale view and name the winner.
+		fresh, rerr := c.observe(ctx, key, id)
+		if rerr != nil {
+			return nil, rerr
+		}
+		if fresh.invalid != nil {
+			return nil, fresh.invalid
+		}
+		return nil, &HeldError{Holder: c.state(key, fresh, c.clock.Now()), Race: true}
+	}
+	if err != nil {
+		// The write may or may not have been applied. If it was, the document carries our leaseId, which
+		// nobody else will ever renew; it expires after its duration like any abandoned lease.
+		c.forget(key)
+		return nil, err
+	}
+	next.ETag = item.ETag
+	c.remember(key, next, send)
+	var prev *State
+	if obs.doc != nil {
+		p := c.state(key, obs, now)
+		prev = &p
+	}
+	c.log.Info("lease acquired", "lease", key, "epoch", next.Epoch, "leaseId", next.LeaseID)
+	return c.newLease(ctx, key, id, next, send, prev), nil
+}
+
+func (c *Client) forget(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.seen, key)
+}
+
+// newHolderDoc is the document that makes this client the holder, with the epoch one above the previous one.
+func (c *Client) newHolderDoc(key, id string, prev *leasedoc.Doc) *leasedoc.Doc {
+	now := c.clock.Now().UTC()
+	epoch := int64(1)
+	if prev != nil {
+		epoch = prev.Epoch + 1
+	}
+	return &leasedoc.Doc{
+		ID: id, LeaseKey: key, LeaseID: newLeaseID(), OwnerID: c.opts.OwnerID,
+		AcquiredAt: now, RenewedAt: now, ExpiresAt: now.Add(c.opts.LeaseDuration),
+		Metadata: leasedoc.Metadata{InstanceID: c.opts.OwnerID, Region: c.opts.Region, Hostname: c.opts.Hostname,
+			StartTime: now, Extra: c.opts.Metadata},
+		Epoch: epoch, Duration: c.opts.LeaseDuration,
+	}
+}
+
+// Acquire stands by until it holds the lease or ctx ends. It polls every RetryPeriod (±10 %), sooner when the
+// observed holder's time is about to run out, and keeps going through throttling, unavailability and timeouts.
+// A standby that has been watching takes over within LeaseDuration + RetryPeriod of the holder's last renewal,
+// and within about one RetryPeriod of a release.
+func (c *Client) Acquire(ctx context.Context, key string) (*Lease, error) {
+	id, err := leasedoc.ID(key)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	for {
+		lease, err := c.attempt(ctx, key, id)
+		if err == nil {
+			return lease, nil
+		}
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
+		var held *HeldError
+		wait := jitter(c.opts.RetryPeriod)
+		switch {
+		case errors.As(err, &held):
+			if left := held.Holder.ExpiresIn; left > 0 && left < wait {
+				wait = left + 10*time.Millisecond
+			}
+		case store.Retryable(err):
+			var se *store.Error
+			if errors.As(err, &se) && se.RetryAfter > wait {
+				wait = se.RetryAfter
+			}
+			c.log.Warn("standby: request failed, will retry", "lease", key, "error", err, "retryIn", wait)
+		default:
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		case <-c.clock.After(wait):
+		}
+	}
+}
+
+// Inspect reads one lease. A missing document is reported as a State with no owner and epoch 0.
+func (c *Client) Inspect(ctx context.Context, key string) (State, error) {
+	id, err := leasedoc.ID(key)
+	if err != nil {
+		return State{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	obs, err := c.observe(ctx, key, id)
+	if err != nil {
+		return State{}, err
+	}
+	s := c.state(key, obs, c.clock.Now())
+	if s.ID == "" {
+		s.ID = id
+	}
+	return s, nil
+}
+
+// List reads every lease in the container, sorted by key. Documents that are not valid leases are listed with
+// Problem set.
+func (c *Client) List(ctx context.Context) ([]State, error) {
+	rctx, cancel := c.requestContext(ctx, time.Time{})
+	defer cancel()
+	start := c.clock.Now()
+	items, err := c.st.List(rctx)
+	var charge float64
+	for _, it := range items {
+		charge += it.Charge
+	}
+	c.report("list", "", start, store.Item{Charge: charge}, err)
+	if err != nil {
+		return nil, err
+	}
+	now := c.clock.Now()
+	out := make([]State, 0, len(items))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, it := range items {
+		doc, derr := leasedoc.Decode(it.Body, "")
+		var key string
+		if derr != nil {
+			var e *leasedoc.Error
+			errors.As(derr, &e)
+			key = strings.TrimPrefix(e.ID, leasedoc.IDPrefix)
+			doc = nil
+		} else {
+			key = doc.LeaseKey
+		}
+		s := c.state(key, c.recordLocked(key, it, doc, derr, now), now)
+		if s.ID == "" {
+			s.ID = leasedoc.IDPrefix + key
+		}
+		out = append(out, s)
+	}
+	sortStates(out)
+	return out, nil
+}
+
+func jitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.9 + 0.2*mrand.Float64()))
+}
+
+// newLeaseID returns a random UUID (version 4) as text.
+func newLeaseID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}

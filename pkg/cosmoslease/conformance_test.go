@@ -1,0 +1,365 @@
+package cosmoslease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The conformance suite: every scenario runs against the in-memory store and against the real server.
+
+func TestConformance_FiftyContendersOneWinner(t *testing.T) {
+	beds(t, func(t *testing.T, b bed) {
+		const n = 50
+		clients := make([]*Client, n)
+		for i := range clients {
+			clients[i], _ = b.client(t, fmt.Sprintf("c%02d", i), nil)
+		}
+		var (
+			wg      sync.WaitGroup
+			start   = make(chan struct{})
+			mu      sync.Mutex
+			winners []*Lease
+			held    []*HeldError
+		)
+		for _, c := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				l, err := c.TryAcquire(ctxTimeout(t, 30*time.Second), "race")
+				mu.Lock()
+				defer mu.Unlock()
+				var h *HeldError
+				switch {
+				case err == nil:
+					winners = append(winners, l)
+				case errors.As(err, &h):
+					held = append(held, h)
+				default:
+					t.Errorf("unexpected error: %v", err)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if len(winners) != 1 || len(held) != n-1 {
+			t.Fatalf("winners %d, held errors %d; want 1 and %d", len(winners), len(held), n-1)
+		}
+		w := winners[0]
+		defer w.Release(context.Background())
+		if w.Epoch() != 1 {
+			t.Errorf("first holder's epoch = %d, want 1", w.Epoch())
+		}
+		for _, h := range held {
+			if h.Holder.Owner != w.State().Owner || h.Holder.Epoch != 1 || h.Holder.Region == "" {
+				t.Fatalf("held error names %+v, want the winner %s at epoch 1 with its region", h.Holder, w.State().Owner)
+			}
+		}
+	})
+}
+
+func TestConformance_TakeoverAfterExpiry(t *testing.T) {
+	beds(t, func(t *testing.T, b bed) {
+		a, _ := b.client(t, "a", func(o *Options) { o.ManualRenew = true })
+		bc, _ := b.client(t, "b", nil)
+		la := must[*Lease](t)(a.TryAcquire(context.Background(), "job"))
+		lb := must[*Lease](t)(bc.Acquire(ctxTimeout(t, 20*time.Second), "job"))
+		defer lb.Release(context.Background())
+		// Safety: by the time b holds the lease, a must already know it lost it.
+		if la.Err() == nil {
+			t.Fatal("b acquired while a still believed it held the lease")
+		}
+		if !errors.Is(context.Cause(la.Context()), ErrLeaseLost) {
+			t.Fatalf("a's context cause = %v, want ErrLeaseLost", context.Cause(la.Context()))
+		}
+		if lb.Epoch() != la.Epoch()+1 {
+			t.Fatalf("epoch after takeover = %d, want %d", lb.Epoch(), la.Epoch()+1)
+		}
+		if p := lb.Previous(); p == nil || p.Owner != "a" || p.Epoch != 1 {
+			t.Fatalf("previous holder = %+v, want a at epoch 1", p)
+		}
+	})
+}
+
+func TestConformance_ReleaseThenImmediateAcquire(t *testing.T) {
+	beds(t, func(t *testing.T, b bed) {
+		a, _ := b.client(t, "a", nil)
+		bc, fb := b.client(t, "b", nil)
+		la := must[*Lease](t)(a.TryAcquire(context.Background(), "job"))
+		heldErr(t, func() error { _, err := bc.TryAcquire(context.Background(), "job"); return err }())
+		if err := la.Release(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if !errors.Is(context.Cause(la.Context()), ErrReleased) {
+			t.Fatalf("released lease's context cause = %v", context.Cause(la.Context()))
+		}
+		fb.reset()
+		lb := must[*Lease](t)(bc.TryAcquire(context.Background(), "job"))
+		defer lb.Release(context.Background())
+		if lb.Epoch() != 2 {
+			t.Fatalf("epoch = %d, want 2", lb.Epoch())
+		}
+		if got := fb.count("read") + fb.count("replace") + fb.count("create"); got != 2 {
+			t.Errorf("acquire after release took %d requests, want 2 (read, replace)", got)
+		}
+	})
+}
+
+func TestConformance_ReleaseIsIdempotentAndKeepsTheDocument(t *testing.T) {
+	beds(t, func(t *testing.T, b bed) {
+		a, fa := b.client(t, "a", nil)
+		la := must[*Lease](t)(a.TryAcquire(context.Background(), "job"))
+		fa.reset()
+		for i := range 3 {
+			if err := la.Release(context.Background()); err != nil {
+				t.Fatalf("release #%d: %v", i+1, err)
+			}
+		}
+		if got := fa.count("replace") + fa.count("read"); got != 1 {
+			t.Errorf("three releases made %d requests, want 1", got)
+		}
+		s := must[State](t)(a.Inspect(context.Background(), "job"))
+		if !s.Released || s.Epoch != 1 || s.Status() != "released" || s.Owner != "a" {
+			t.Fatalf("after release: %+v", s)
+		}
+		if err := la.Renew(context.Background()); !errors.Is(err, ErrReleased) {
+			t.Fatalf("renew after release = %v, want ErrReleased", err)
+		}
+	})
+}
+
+func TestConformance_RenewAfterLosingIsLost(t *testing.T) {
+	beds(t, func(t *testing.T, b bed) {
+		a, fa := b.client(t, "a", func(o *Options) { o.ManualRenew = true })
+		la := must[*Lease](t)(a.TryAcquire(context.Background(), "job"))
+		// Another holder wrote the document without a hearing about it.
+		b.put(t, "job", `{"id":"lease-job","leaseKey":"job","leaseId":"someone-else","ownerId":"z","epoch":2,"leaseDurationMs":3000,"metadata":{}}`)
+		fa.reset()
+		err := la.Renew(context.Background())
+		if !errors.Is(err, ErrLeaseLost) || !strings.Contains(err.Error(), "taken over by z") {
+			t.Fatalf("renew = %v, want ErrLeaseLost naming z", err)
+		}
+		if fa.count("replace") != 1 || fa.count("read") != 1 {
+			t.Errorf("lost renewal made %d replaces and %d reads, want 1 and 1", fa.count("replace"), fa.count("read"))
+		}
+		select {
+		case <-la.Context().Done():
+		default:
+			t.Fatal("the lost signal did not fire")
+		}
+		if err := la.Release(context.Background()); err != nil {
+			t.Fatalf("release of a lost lease = %v, want nil", err)
+		}
+		if s := must[State](t)(a.Inspect(context.Background(), "job")); s.Owner != "z" || s.Released {
+			t.Fatalf("release of a lost lease touched the new holder's document: %+v", s)
+		}
+	})
+}
+
+func TestConformance_LostSignalWhenRenewalsFail(t *testing.T) {
+	beds(t, func(t *testing.T, b bed) {
+		a, fa := b.client(t, "a", nil)
+		bc, _ := b.client(t, "b", nil)
+		la := must[*Lease](t)(a.TryAcquire(context.Background(), "job"))
+		fa.inject("replace", faultTimeout, 1000)
+		select {
+		case <-la.Context().Done():
+		case <-time.After(10 * time.Second):
+			t.Fatal("lease context not cancelled although no renewal got through")
+		}
+		if !errors.Is(context.Cause(la.Context()), ErrLeaseLost) {
+			t.Fatalf("cause = %v", context.Cause(la.Context()))
+		}
+		lb := must[*Lease](t)(bc.Acquire(ctxTimeout(t, 20*time.Second), "job"))
+		defer lb.Release(context.Background())
+		if lb.Epoch() != 2 {
+			t.Fatalf("epoch = %d", lb.Epoch())
+		}
+	})
+}
+
+func TestConformance_AmbiguousRenewalIsAdopted(t *testing.T) {
+	beds(t, func(t *testing.T, b bed) {
+		a, fa := b.client(t, "a", func(o *Options) { o.ManualRenew = true })
+		bc, _ := b.client(t, "b", nil)
+		la := must[*Lease](t)(a.TryAcquire(context.Background(), "job"))
+		fa.inject("replace", faultLostReply, 1)
+		_ = la.Renew(context.Background()) // applied, but we may not hear of it
+		if err := la.Renew(context.Background()); err != nil {
+			t.Fatalf("renewal after an ambiguous one = %v, want the lease kept", err)
+		}
+		if err := la.Err(); err != nil {
+			t.Fatal(err)
+		}
+		s := must[State](t)(bc.Inspect(context.Background(), "job"))
+		if s.LeaseID != la.State().LeaseID || s.Renewals < 2 || s.Epoch != 1 {
+			t.Fatalf("document after adoption: %+v", s)
+		}
+		heldErr(t, func() error { _, err := bc.TryAcquire(context.Background(), "job"); return err }())
+
+		fa.inject("replace", faultLostReply, 1)
+		if err := la.Release(context.Background()); err != nil {
+			t.Fatalf("release with a lost reply = %v", err)
+		}
+		if s := must[State](t)(bc.Inspect(context.Background(), "job")); !s.Released {
+			t.Fatalf("not released: %+v", s)
+		}
+	})
+}
+
+func TestConformance_RenewalRidesThroughThrottlingAndUnavailability(t *testing.T) {
+	beds(t, func(t *testing.T, b bed) {
+		a, fa := b.client(t, "a", nil)
+		la := must[*Lease](t)(a.TryAcquire(context.Background(), "job"))
+		defer la.Release(context.Background())
+		fa.inject("replace", faultThrottle, 2)
+		fa.inject("replace", faultUnavailable, 2)
+		fa.inject("replace", faultTimeout, 1)
+		deadline := time.Now().Add(15 * time.Second)
+		for la.State().Renewals < 2 && time.Now().Before(deadline) {
+			if err := la.Err(); err != nil {
+				t.Fatalf("lease lost to passing faults: %v", err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if la.State().Renewals < 2 {
+			t.Fatalf("renewals = %d after the faults, want at least 2", la.State().Renewals)
+		}
+		if err := la.Err(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestConformance_StandbyKeepsGoingThroughFaults(t *testing.T) {
+	beds(t, func(t *testing.T, b bed) {
+		a, _ := b.client(t, "a", nil)
+		bc, fb := b.client(t, "b", nil)
+		la := must[*Lease](t)(a.TryAcquire(context.Background(), "job"))
+		fb.inject("read", faultUnavailable, 2)
+		fb.inject("read", faultThrottle, 2)
+		fb.inject("read", faultTimeout, 1)
+		got := make(chan *Lease, 1)
+		go func() {
+			l, err := bc.Acquire(ctxTimeout(t, 30*time.Second), "job")
+			if err != nil {
+				t.Errorf("standby: %v", err)
+			}
+			got <- l
+		}()
+		time.Sleep(1500 * time.Millisecond)
+		if err := la.Release(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		lb := <-got
+		if lb == nil {
+			return
+		}
+		defer lb.Release(context.Background())
+		if lb.Epoch() != 2 || lb.Previous() == nil || lb.Previous().Owner != "a" {
+			t.Fatalf("standby took over at epoch %d from %+v", lb.Epoch(), lb.Previous())
+		}
+	})
+}
+
+func TestConformance_RequestsPerOperation(t *testing.T) {
+	beds(t, func(t *testing.T, b bed) {
+		a, fa := b.client(t, "a", func(o *Options) { o.ManualRenew = true })
+		la := must[*Lease](t)(a.TryAcquire(context.Background(), "job"))
+		if got := fa.count("read") + fa.count("create"); got != 2 || fa.count("replace") != 0 {
+			t.Errorf("first acquisition: %d reads, %d creates, %d replaces; want read + create",
+				fa.count("read"), fa.count("create"), fa.count("replace"))
+		}
+		for i := range 3 {
+			fa.reset()
+			if err := la.Renew(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if fa.count("replace") != 1 || fa.count("read") != 0 || fa.count("create") != 0 {
+				t.Fatalf("renewal #%d: %d replaces, %d reads, %d creates; want exactly 1 replace",
+					i+1, fa.count("replace"), fa.count("read"), fa.count("create"))
+			}
+		}
+		fa.reset()
+		if err := la.Release(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if fa.count("replace") != 1 || fa.count("read") != 0 {
+			t.Fatalf("release: %d replaces, %d reads; want 1 replace", fa.count("replace"), fa.count("read"))
+		}
+		// The releasing client saw the lease free: acquiring again needs no read.
+		fa.reset()
+		la2 := must[*Lease](t)(a.TryAcquire(context.Background(), "job"))
+		defer la2.Release(context.Background())
+		if fa.count("replace") != 1 || fa.count("read") != 0 {
+			t.Fatalf("acquire with a fresh observation: %d replaces, %d reads; want 1 replace", fa.count("replace"), fa.count("read"))
+		}
+	})
+}
+
+func TestConformance_DocumentDeletedWhileHeld(t *testing.T) {
+	beds(t, func(t *testing.T, b bed) {
+		a, _ := b.client(t, "a", func(o *Options) { o.ManualRenew = true })
+		la := must[*Lease](t)(a.TryAcquire(context.Background(), "job"))
+		b.del(t, "job")
+		if err := la.Renew(context.Background()); !errors.Is(err, ErrLeaseLost) || !strings.Contains(err.Error(), "deleted") {
+			t.Fatalf("renew of a deleted lease = %v", err)
+		}
+		if err := la.Release(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestConformance_GarbageDocumentIsAClearError(t *testing.T) {
+	beds(t, func(t *testing.T, b bed) {
+		a, _ := b.client(t, "a", nil)
+		b.put(t, "job", `{"id":"lease-job","leaseKey":"job","epoch":"seven","ownerId":"x","leaseId":"y"}`)
+		_, err := a.TryAcquire(context.Background(), "job")
+		if err == nil || !strings.Contains(err.Error(), `lease document "lease-job" is not a valid lease`) || !strings.Contains(err.Error(), "epoch") {
+			t.Fatalf("TryAcquire on garbage = %v", err)
+		}
+		if _, err := a.Acquire(ctxTimeout(t, 5*time.Second), "job"); err == nil || !strings.Contains(err.Error(), "not a valid lease") {
+			t.Fatalf("Acquire on garbage = %v; want the same error at once, not a wait", err)
+		}
+		states := must[[]State](t)(a.List(context.Background()))
+		if len(states) != 1 || states[0].Status() != "invalid" || states[0].Key != "job" {
+			t.Fatalf("List = %+v", states)
+		}
+	})
+}
+
+func TestConformance_KeysAreCaseSensitive(t *testing.T) {
+	beds(t, func(t *testing.T, b bed) {
+		a, _ := b.client(t, "a", nil)
+		bc, _ := b.client(t, "b", nil)
+		l1 := must[*Lease](t)(a.TryAcquire(context.Background(), "Job"))
+		defer l1.Release(context.Background())
+		l2 := must[*Lease](t)(bc.TryAcquire(context.Background(), "job"))
+		defer l2.Release(context.Background())
+		states := must[[]State](t)(a.List(context.Background()))
+		if len(states) != 2 || states[0].Key != "Job" || states[1].Key != "job" {
+			t.Fatalf("List = %+v", states)
+		}
+	})
+}
+
+func TestConformance_ForbiddenKeysAreRefused(t *testing.T) {
+	beds(t, func(t *testing.T, b bed) {
+		a, fa := b.client(t, "a", nil)
+		for _, key := range []string{"a/b", `a\b`, "a?b", "a#b", "", " x", strings.Repeat("k", 250)} {
+			_, err := a.TryAcquire(context.Background(), key)
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("TryAcquire(%q) = %v, want ErrInvalid", key, err)
+			}
+		}
+		if n := fa.count("read") + fa.count("create"); n != 0 {
+			t.Errorf("refused keys still made %d requests", n)
+		}
+	})
+}
