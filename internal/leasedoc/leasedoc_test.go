@@ -1,0 +1,136 @@
+package leasedoc
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestID(t *testing.T) {
+	for _, tc := range []struct {
+		key, want, err string
+	}{
+		{"critical-section-lock", "lease-critical-section-lock", ""},
+		{"Job", "lease-Job", ""},
+		{"job:eu.west_1", "lease-job:eu.west_1", ""},
+		{"ünïcode", "lease-ünïcode", ""},
+		{"", "", "empty"},
+		{"a/b", "", `contains '/'`},
+		{`a\b`, "", `contains '\\'`},
+		{"a?b", "", `contains '?'`},
+		{"a#b", "", `contains '#'`},
+		{"a\nb", "", "control character"},
+		{" a", "", "white space"},
+		{strings.Repeat("x", 249), "lease-" + strings.Repeat("x", 249), ""},
+		{strings.Repeat("x", 250), "", "at most 249 bytes"},
+		{"\xff", "", "UTF-8"},
+	} {
+		id, err := ID(tc.key)
+		if tc.err == "" {
+			if err != nil || id != tc.want {
+				t.Errorf("ID(%q) = %q, %v; want %q", tc.key, id, err, tc.want)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrInvalidKey) || !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("ID(%q) error = %v, want one saying %q", tc.key, err, tc.err)
+		}
+	}
+}
+
+func TestRoundTripKeepsTheSampleFields(t *testing.T) {
+	at := time.Date(2025, 12, 25, 12, 0, 0, 0, time.UTC)
+	d := &Doc{ID: "lease-k", LeaseKey: "k", LeaseID: "abc", OwnerID: "us-east-1", AcquiredAt: at, RenewedAt: at,
+		ExpiresAt: at.Add(time.Minute), Epoch: 7, Renewals: 3, Duration: time.Minute,
+		Metadata: Metadata{InstanceID: "us-east-1", Region: "us-east", Hostname: "h", StartTime: at, Extra: map[string]string{"team": "x", "region": "ignored"}}}
+	b, err := Encode(d, "leaseKey")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]any{"id": "lease-k", "leaseKey": "k", "leaseId": "abc", "ownerId": "us-east-1",
+		"acquiredAt": "2025-12-25T12:00:00Z", "expiresAt": "2025-12-25T12:01:00Z", "epoch": 7.0, "renewals": 3.0,
+		"released": false, "leaseDurationMs": 60000.0} {
+		if m[k] != want {
+			t.Errorf("%s = %v, want %v", k, m[k], want)
+		}
+	}
+	meta := m["metadata"].(map[string]any)
+	if meta["region"] != "us-east" || meta["team"] != "x" || meta["startTime"] != "2025-12-25T12:00:00Z" {
+		t.Errorf("metadata = %v", meta)
+	}
+	back, err := Decode(b, "lease-k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Epoch != 7 || back.Duration != time.Minute || !back.ExpiresAt.Equal(d.ExpiresAt) || back.Metadata.Extra["team"] != "x" {
+		t.Fatalf("decoded %+v", back)
+	}
+}
+
+func TestEncodeAddsOtherPartitionKeyProperty(t *testing.T) {
+	b, err := Encode(&Doc{ID: "lease-k", LeaseKey: "k", Epoch: 1}, "tenant")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("%s: %v", b, err)
+	}
+	if m["tenant"] != "k" {
+		t.Fatalf("tenant = %v in %s", m["tenant"], b)
+	}
+}
+
+func TestDecodeRefusesWhatIsNotALease(t *testing.T) {
+	for _, tc := range []struct{ body, want string }{
+		{`not json`, "invalid character"},
+		{`[1,2]`, "cannot unmarshal array"},
+		{`{"id":"lease-k","leaseKey":"k","epoch":"seven","ownerId":"o","leaseId":"l"}`, "field epoch holds a JSON string"},
+		{`{"id":"lease-k","leaseKey":"k","ownerId":"o","leaseId":"l"}`, "epoch is missing"},
+		{`{"id":"lease-k","leaseKey":"other","epoch":1,"ownerId":"o","leaseId":"l"}`, "does not match the id"},
+		{`{"id":"lease-k","leaseKey":"k","epoch":-1,"ownerId":"o","leaseId":"l"}`, "must not be negative"},
+		{`{"id":"lease-k","leaseKey":"k","epoch":1}`, "no ownerId or leaseId"},
+		{`{"id":"lease-k","leaseKey":"k","epoch":1,"ownerId":"o","leaseId":"l","expiresAt":"tomorrow"}`, `expiresAt is "tomorrow"`},
+		{`{"id":"lease-k","leaseKey":"k","epoch":1,"ownerId":"o","leaseId":"l","metadata":5}`, "metadata must be a JSON object"},
+	} {
+		_, err := Decode([]byte(tc.body), "lease-k")
+		var e *Error
+		if !errors.As(err, &e) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Decode(%s) = %v, want an *Error saying %q", tc.body, err, tc.want)
+		}
+	}
+	// A document written by the reference sample (no epoch) is refused with a clear reason, not misread.
+	if _, err := Decode([]byte(`{"id":"lease-k","leaseKey":"k","leaseId":"l","ownerId":"o","expiresAt":"2025-12-25T12:01:00Z"}`), "lease-k"); err == nil {
+		t.Fatal("a document without an epoch was accepted")
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte(`{"id":"lease-k","leaseKey":"k","leaseId":"l","ownerId":"o","epoch":1,"leaseDurationMs":60000}`))
+	f.Add([]byte(`{"id":"lease-k","leaseKey":"k","epoch":2,"released":true,"metadata":{"a":1}}`))
+	f.Add([]byte(`{"epoch":null}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d, err := Decode(b, "")
+		if err != nil {
+			return
+		}
+		// Whatever decodes must encode and decode to the same lease.
+		again, err := Encode(d, "leaseKey")
+		if err != nil {
+			t.Fatal(err)
+		}
+		d2, err := Decode(again, d.ID)
+		if err != nil {
+			t.Fatalf("re-decode of %s: %v", again, err)
+		}
+		if d2.Epoch != d.Epoch || d2.LeaseID != d.LeaseID || d2.Released != d.Released || d2.Duration != d.Duration {
+			t.Fatalf("round trip changed the lease: %+v → %+v", d, d2)
+		}
+	})
+}
