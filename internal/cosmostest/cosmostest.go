@@ -34,10 +34,9 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
-)
 
-// EmulatorKey is the well-known key of the Cosmos DB emulator; the local server ignores keys altogether.
-const EmulatorKey = "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw=="
+	"github.com/cosmoslease/cosmoslease/internal/emulator"
+)
 
 // Server is an endpoint the tests may use.
 type Server struct {
@@ -201,7 +200,7 @@ func startLocal() (*Server, error) {
 		return nil, err
 	}
 	s := &Server{Endpoint: ep, Local: true, cmd: cmd, Database: "cosmoslease-test",
-		ConnectionString: "AccountEndpoint=" + ep + ";AccountKey=" + EmulatorKey + ";"}
+		ConnectionString: emulator.ConnectionString(ep)}
 	s.client, err = azcosmos.NewClientFromConnectionString(s.ConnectionString, nil)
 	if err != nil {
 		s.stop()

@@ -1,0 +1,188 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/cosmoslease/cosmoslease/internal/leasedoc"
+	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
+)
+
+func (a *App) inspectCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:  "inspect",
+		Usage: "show the leases: holder, region, epoch, state and when they expire as far as this machine can tell",
+		Flags: append(commonFlags(),
+			&ucli.StringFlag{Name: "lease", Usage: "show only this lease `KEY`"},
+			&ucli.StringFlag{Name: "owner", Usage: "show only leases whose owner is `ID`"},
+			&ucli.BoolFlag{Name: "json", Usage: "print a JSON array instead of a table"},
+			&ucli.BoolFlag{Name: "watch", Usage: "redraw every 2 s until Ctrl-C"},
+		),
+		Action: a.inspect,
+	}
+}
+
+// leaseJSON is one lease in inspect --json.
+type leaseJSON struct {
+	Key         string            `json:"key"`
+	ID          string            `json:"id"`
+	State       string            `json:"state"`
+	Owner       string            `json:"owner"`
+	Region      string            `json:"region"`
+	Hostname    string            `json:"hostname,omitempty"`
+	Epoch       int64             `json:"epoch"`
+	LeaseID     string            `json:"leaseId"`
+	Renewals    int64             `json:"renewals"`
+	AcquiredAt  string            `json:"acquiredAt,omitempty"`
+	RenewedAt   string            `json:"renewedAt,omitempty"`
+	ExpiresAt   string            `json:"expiresAt,omitempty"`
+	ReleasedAt  string            `json:"releasedAt,omitempty"`
+	ExpiresInMs int64             `json:"expiresInMs"`
+	DurationMs  int64             `json:"durationMs"`
+	ETag        string            `json:"etag"`
+	Metadata    map[string]string `json:"metadata,omitempty"`
+	Problem     string            `json:"problem,omitempty"`
+}
+
+func toJSON(s cosmoslease.State) leaseJSON {
+	return leaseJSON{Key: s.Key, ID: s.ID, State: s.Status(), Owner: s.Owner, Region: s.Region, Hostname: s.Hostname,
+		Epoch: s.Epoch, LeaseID: s.LeaseID, Renewals: s.Renewals, AcquiredAt: leasedoc.FormatTime(s.AcquiredAt),
+		RenewedAt: leasedoc.FormatTime(s.RenewedAt), ExpiresAt: leasedoc.FormatTime(s.ExpiresAt),
+		ReleasedAt: leasedoc.FormatTime(s.ReleasedAt), ExpiresInMs: s.ExpiresIn.Milliseconds(),
+		DurationMs: s.Duration.Milliseconds(), ETag: s.ETag, Metadata: s.Metadata, Problem: s.Problem}
+}
+
+func (a *App) inspect(c *ucli.Context) error {
+	if c.NArg() > 0 {
+		return usagef("inspect takes no arguments, got %q; to show one lease use --lease KEY", c.Args().First())
+	}
+	if k := c.String("lease"); c.IsSet("lease") {
+		if _, err := leasedoc.ID(k); err != nil {
+			return usagef("--lease: %v", err)
+		}
+	}
+	log, err := a.logger(c)
+	if err != nil {
+		return err
+	}
+	s, err := a.loadSettings(c)
+	if err != nil {
+		return err
+	}
+	client, err := a.open(c.Context, c, s, cosmoslease.Options{OwnerID: "cosmoslease-inspect", Logger: log})
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	for {
+		states, err := a.leases(c.Context, c, client)
+		if err != nil {
+			if c.Context.Err() != nil {
+				return errInterrupted
+			}
+			return err
+		}
+		if c.Bool("watch") && a.StdoutTTY {
+			fmt.Fprint(a.Stdout, "\x1b[H\x1b[2J")
+		}
+		if c.Bool("json") {
+			out := make([]leaseJSON, 0, len(states))
+			for _, s := range states {
+				out = append(out, toJSON(s))
+			}
+			writeJSONLine(a.Stdout, out)
+		} else {
+			if c.Bool("watch") {
+				fmt.Fprintf(a.Stdout, "%s  (Ctrl-C to stop)\n", time.Now().Format("15:04:05"))
+			}
+			printTable(a.Stdout, states)
+		}
+		if !c.Bool("watch") {
+			return nil
+		}
+		select {
+		case <-c.Context.Done():
+			return errInterrupted
+		case <-time.After(2 * time.Second):
+		}
+		if !a.StdoutTTY && !c.Bool("json") {
+			fmt.Fprintln(a.Stdout)
+		}
+	}
+}
+
+func (a *App) leases(ctx context.Context, c *ucli.Context, client *cosmoslease.Client) ([]cosmoslease.State, error) {
+	var states []cosmoslease.State
+	if key := c.String("lease"); key != "" {
+		s, err := client.Inspect(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		states = []cosmoslease.State{s}
+	} else {
+		var err error
+		if states, err = client.List(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if owner := c.String("owner"); owner != "" {
+		kept := states[:0]
+		for _, s := range states {
+			if s.Owner == owner {
+				kept = append(kept, s)
+			}
+		}
+		states = kept
+	}
+	return states, nil
+}
+
+func printTable(w io.Writer, states []cosmoslease.State) {
+	if len(states) == 0 {
+		fmt.Fprintln(w, "No leases.")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "LEASE\tOWNER\tREGION\tEPOCH\tSTATE\tACQUIRED\tEXPIRES IN\tRENEWALS\tETAG")
+	for _, s := range states {
+		expires := "-"
+		if s.Status() == "held" {
+			expires = s.ExpiresIn.Round(time.Second).String()
+		}
+		acquired := "-"
+		if !s.AcquiredAt.IsZero() {
+			acquired = s.AcquiredAt.UTC().Format("2006-01-02 15:04:05Z")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", s.Key, dash(s.Owner), dash(s.Region), s.Epoch, s.Status(),
+			acquired, expires, strconv.FormatInt(s.Renewals, 10), dash(s.ETag))
+	}
+	tw.Flush()
+	for _, s := range states {
+		if s.Problem != "" {
+			fmt.Fprintf(w, "\n%s: %s\n", s.Key, s.Problem)
+		}
+	}
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// writeJSONLine writes v as one line of JSON.
+func writeJSONLine(w io.Writer, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		b = []byte(fmt.Sprintf(`{"error":%q}`, err.Error()))
+	}
+	_, _ = w.Write(append(b, '\n'))
+}

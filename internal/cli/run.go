@@ -1,0 +1,394 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/cosmoslease/cosmoslease/internal/config"
+	"github.com/cosmoslease/cosmoslease/internal/leasedoc"
+	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
+)
+
+// DefaultLease is the sample's lease key.
+const DefaultLease = "critical-section-lock"
+
+func (a *App) runCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:      "run",
+		Usage:     "contend for the lease; the winner works and renews, the others exit (or stand by with --wait)",
+		UsageText: "cosmoslease run --instance ID [--region R] [--lease KEY] [--wait] [--hold-for D] [--json]",
+		Description: "Exit codes: 0 work finished and lease released; 1 error; 2 bad input; 3 held by another instance;\n" +
+			"4 lease lost while working; 130 interrupted (after releasing).\n" +
+			"Durations take Go form (60s, 1m30s) or .NET TimeSpan form (00:01:00).",
+		Flags: append(commonFlags(),
+			&ucli.StringFlag{Name: "instance", Usage: "this instance's `ID`, written as ownerId (required)", EnvVars: []string{"COSMOSLEASE_INSTANCE"}},
+			&ucli.StringFlag{Name: "region", Usage: "this instance's `REGION`, written to metadata.region (default: $REGION_NAME)", EnvVars: []string{"COSMOSLEASE_REGION"}},
+			&ucli.StringFlag{Name: "lease", Value: DefaultLease, Usage: "lease `KEY`", EnvVars: []string{"COSMOSLEASE_LEASE"}},
+			&ucli.StringFlag{Name: "duration", Usage: "lease duration `D` (CosmosLeasing__DefaultLeaseDuration, default 00:01:00)"},
+			&ucli.StringFlag{Name: "renew-interval", Usage: "renew every `D` (CosmosLeasing__AutoRenewInterval, default 00:00:40)"},
+			&ucli.StringFlag{Name: "work-interval", Value: "3s", Usage: "one work item every `D`"},
+			&ucli.StringFlag{Name: "hold-for", Usage: "work for `D`, then release and exit 0 (default: until interrupted)"},
+			&ucli.BoolFlag{Name: "wait", Usage: "stand by while another instance holds the lease, and take over when it releases or expires"},
+			&ucli.BoolFlag{Name: "json", Usage: "print one JSON event per line on stdout instead of the text report"},
+		),
+		Action: a.run,
+	}
+}
+
+// duration reads a duration flag; zero when unset.
+func durationFlag(c *ucli.Context, name string) (time.Duration, error) {
+	if !c.IsSet(name) && c.String(name) == "" {
+		return 0, nil
+	}
+	d, err := config.ParseDuration(c.String(name))
+	if err != nil {
+		return 0, usagef("--%s: %v", name, err)
+	}
+	return d, nil
+}
+
+func (a *App) run(c *ucli.Context) error {
+	if c.NArg() > 0 {
+		return usagef("run takes no arguments, got %q. Try: cosmoslease run --help", c.Args().First())
+	}
+	instance := c.String("instance")
+	if instance == "" {
+		return usagef("run needs --instance ID (or COSMOSLEASE_INSTANCE), such as --instance us-east-1")
+	}
+	region := c.String("region")
+	if region == "" {
+		region = a.Getenv("REGION_NAME")
+	}
+	key := c.String("lease")
+	if _, err := leasedoc.ID(key); err != nil {
+		return usagef("--lease: %v", err)
+	}
+	durs := map[string]time.Duration{}
+	for _, name := range []string{"duration", "renew-interval", "work-interval", "hold-for"} {
+		d, err := durationFlag(c, name)
+		if err != nil {
+			return err
+		}
+		durs[name] = d
+	}
+	if durs["work-interval"] <= 0 {
+		return usagef("--work-interval must be more than zero")
+	}
+	log, err := a.logger(c)
+	if err != nil {
+		return err
+	}
+	s, err := a.loadSettings(c)
+	if err != nil {
+		return err
+	}
+	opts := cosmoslease.Options{OwnerID: instance, Region: region, Logger: log,
+		LeaseDuration: s.leaseDuration, RenewInterval: s.renewInterval, ManualRenew: !s.autoRenew}
+	if d := durs["duration"]; d > 0 {
+		opts.LeaseDuration = d
+		if durs["renew-interval"] == 0 && s.renewInterval >= d {
+			opts.RenewInterval = 0 // let the library derive one that fits the shorter lease
+		}
+	}
+	if d := durs["renew-interval"]; d > 0 {
+		opts.RenewInterval = d
+	}
+	if !s.autoRenew {
+		log.Warn("AutoRenew is false: the lease is not renewed and ends after its duration")
+	}
+
+	out := newReporter(a.Stdout, c.Bool("json"), a.color(), instance, region, key)
+	var current atomic.Pointer[cosmoslease.Lease]
+	opts.OnOperation = func(op cosmoslease.Operation) {
+		if op.Name == "renew" && op.Outcome == "ok" {
+			if l := current.Load(); l != nil {
+				out.renewed(l.State())
+			}
+		}
+	}
+	ctx := c.Context
+	client, err := a.open(ctx, c, s, opts)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	out.started()
+
+	lease, err := client.TryAcquire(ctx, key)
+	var held *cosmoslease.HeldError
+	if errors.As(err, &held) {
+		out.held(held.Holder, c.Bool("wait"))
+		if !c.Bool("wait") {
+			return withCode(ExitHeld, fmt.Errorf("%s", held.Error()))
+		}
+		out.standingBy(held.Holder, client.Options().RetryPeriod)
+		lease, err = client.Acquire(ctx, key)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return errInterrupted
+		}
+		return err
+	}
+	current.Store(lease)
+	return a.work(ctx, lease, out, durs["work-interval"], durs["hold-for"])
+}
+
+// work runs work items under the lease until it is lost, the hold time ends, or the process is interrupted.
+func (a *App) work(ctx context.Context, lease *cosmoslease.Lease, out *reporter, every, holdFor time.Duration) error {
+	out.acquired(lease.State(), lease.Previous())
+	start := time.Now()
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	var hold <-chan time.Time
+	if holdFor > 0 {
+		t := time.NewTimer(holdFor)
+		defer t.Stop()
+		hold = t.C
+	}
+	release := func() error {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		defer cancel()
+		err := lease.Release(rctx)
+		out.released(lease.State(), err)
+		return err
+	}
+	for item := 1; ; {
+		select {
+		case <-ctx.Done():
+			_ = release()
+			return errInterrupted
+		case <-lease.Context().Done():
+			return a.lost(lease, out)
+		case <-hold:
+			if err := release(); err != nil {
+				return fmt.Errorf("work finished, but the release was not confirmed (the lease expires on its own): %w", err)
+			}
+			return nil
+		case <-tick.C:
+			// Check the lease before every work item: never start work on a lease we may have lost.
+			if lease.Err() != nil {
+				return a.lost(lease, out)
+			}
+			out.work(lease.State(), item, time.Since(start))
+			item++
+		}
+	}
+}
+
+func (a *App) lost(lease *cosmoslease.Lease, out *reporter) error {
+	err := lease.Err()
+	if err == nil {
+		err = context.Cause(lease.Context())
+	}
+	out.lost(lease.State(), err)
+	return withCode(ExitLost, fmt.Errorf("stopped work: %v", err))
+}
+
+// reporter writes the run's events: the sample's text report, or one JSON object per line.
+type reporter struct {
+	mu                      sync.Mutex
+	w                       interface{ Write([]byte) (int, error) }
+	json, color             bool
+	instance, region, lease string
+}
+
+func newReporter(w interface{ Write([]byte) (int, error) }, json, color bool, instance, region, lease string) *reporter {
+	return &reporter{w: w, json: json, color: color, instance: instance, region: region, lease: lease}
+}
+
+// event is one line of --json output. The first seven fields are always present.
+type event struct {
+	Event       string `json:"event"`
+	Time        string `json:"time"`
+	Instance    string `json:"instance"`
+	Lease       string `json:"lease"`
+	Epoch       int64  `json:"epoch"`
+	LeaseID     string `json:"leaseId"`
+	Owner       string `json:"owner"`
+	Region      string `json:"region,omitempty"`
+	OwnerRegion string `json:"ownerRegion,omitempty"`
+	ETag        string `json:"etag,omitempty"`
+	Renewals    *int64 `json:"renewals,omitempty"`
+	Item        int    `json:"item,omitempty"`
+	ElapsedMs   int64  `json:"elapsedMs,omitempty"`
+	ExpiresInMs int64  `json:"expiresInMs,omitempty"`
+	From        string `json:"from,omitempty"`
+	FromEpoch   int64  `json:"fromEpoch,omitempty"`
+	Reason      string `json:"reason,omitempty"`
+	PID         int    `json:"pid,omitempty"`
+}
+
+// TimeFormat is RFC 3339 with nanoseconds, fixed width so lines sort by time.
+const TimeFormat = "2006-01-02T15:04:05.000000000Z07:00"
+
+func (r *reporter) emit(e event) {
+	e.Time = time.Now().UTC().Format(TimeFormat)
+	e.Instance, e.Lease = r.instance, r.lease
+	if e.Region == "" {
+		e.Region = r.region
+	}
+	writeJSONLine(r.w, e)
+}
+
+func (r *reporter) printf(format string, args ...any) {
+	fmt.Fprintf(r.w, format, args...)
+}
+
+const rule = "================================================================================"
+
+func (r *reporter) started() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.json {
+		r.emit(event{Event: "started", PID: os.Getpid()})
+		return
+	}
+	r.printf("%s\nDISTRIBUTED LOCK DEMO - COSMOS DB\nInstance ID: %s\nRegion: %s\n%s\n\n", rule, r.instance, orDefault(r.region, "(none)"), rule)
+}
+
+func (r *reporter) box(color string, lines ...string) {
+	const width = 56
+	paint := func(s string) string {
+		if r.color {
+			return color + s + "\x1b[0m"
+		}
+		return s
+	}
+	r.printf("%s\n", paint("╔"+repeat("═", width)+"╗"))
+	for _, l := range lines {
+		r.printf("%s\n", paint("║  "+pad(l, width-2)+"║"))
+	}
+	r.printf("%s\n\n", paint("╚"+repeat("═", width)+"╝"))
+}
+
+func (r *reporter) acquired(s cosmoslease.State, prev *cosmoslease.State) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.json {
+		if prev != nil && prev.Owner != "" {
+			reason := "expired"
+			if prev.Released {
+				reason = "released"
+			}
+			r.emit(event{Event: "takeover", Epoch: s.Epoch, LeaseID: s.LeaseID, Owner: s.Owner, From: prev.Owner,
+				FromEpoch: prev.Epoch, OwnerRegion: prev.Region, Reason: reason})
+		}
+		r.emit(event{Event: "acquired", Epoch: s.Epoch, LeaseID: s.LeaseID, Owner: s.Owner, ETag: s.ETag, Renewals: &s.Renewals})
+		return
+	}
+	if prev != nil && prev.Owner != "" {
+		how := "its lease expired"
+		if prev.Released {
+			how = "it released the lease"
+		}
+		r.printf("%s Took over from %s%s at epoch %d: %s.\n\n", time.Now().Format("15:04:05"), prev.Owner, regionSuffix(prev.Region), s.Epoch, how)
+	}
+	r.box("\x1b[32m", "✓ LOCK ACQUIRED SUCCESSFULLY", "This region is now the ACTIVE processor")
+	r.printf("Lock Details:\n  • Lease ID: %s\n  • Instance: %s\n  • Region: %s\n  • ETag: %s\n  • Epoch (fencing token): %d\n\n",
+		s.LeaseID, r.instance, orDefault(r.region, "(none)"), s.ETag, s.Epoch)
+	r.printf("▶ Starting critical work execution...\n  (Auto-renewal is active - lock will be maintained)\n\n")
+}
+
+func (r *reporter) held(h cosmoslease.State, waiting bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.json {
+		r.emit(event{Event: "held", Epoch: h.Epoch, LeaseID: h.LeaseID, Owner: h.Owner, OwnerRegion: h.Region, ExpiresInMs: h.ExpiresIn.Milliseconds()})
+		return
+	}
+	r.box("\x1b[31m", "LOCK ACQUISITION FAILED", "Another region is currently holding the lock")
+	r.printf("Current holder: %s%s, epoch %d\n", h.Owner, regionSuffix(h.Region), h.Epoch)
+	if !waiting {
+		r.printf("This instance cannot execute critical work at this time.\nThe lock is held by another instance in a different region.\nExiting gracefully...\n")
+	}
+}
+
+func (r *reporter) standingBy(h cosmoslease.State, every time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.json {
+		return
+	}
+	r.printf("Standing by: will take over when %s releases the lock or its lease expires (at most %s from now; checking every %s).\n\n",
+		h.Owner, h.ExpiresIn.Round(time.Second), every.Round(time.Millisecond))
+}
+
+func (r *reporter) renewed(s cosmoslease.State) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.json {
+		r.emit(event{Event: "renewed", Epoch: s.Epoch, LeaseID: s.LeaseID, Owner: s.Owner, ETag: s.ETag, Renewals: &s.Renewals})
+	}
+}
+
+func (r *reporter) work(s cosmoslease.State, item int, elapsed time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.json {
+		r.emit(event{Event: "work", Epoch: s.Epoch, LeaseID: s.LeaseID, Owner: s.Owner, Item: item, ElapsedMs: elapsed.Milliseconds(), Renewals: &s.Renewals})
+		return
+	}
+	secs := int(elapsed.Round(time.Second) / time.Second)
+	r.printf("[%s] Processing work item #%d | Elapsed: %02d:%02d | Renewals: %d\n", r.instance, item, secs/60, secs%60, s.Renewals)
+}
+
+func (r *reporter) lost(s cosmoslease.State, why error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.json {
+		r.emit(event{Event: "lost", Epoch: s.Epoch, LeaseID: s.LeaseID, Owner: s.Owner, Reason: why.Error()})
+		return
+	}
+	r.printf("\n")
+	r.box("\x1b[31m", "✗ LOCK LOST - work stopped", "Another instance may now be the ACTIVE processor")
+	r.printf("Reason: %v\n", why)
+}
+
+func (r *reporter) released(s cosmoslease.State, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.json {
+		e := event{Event: "released", Epoch: s.Epoch, LeaseID: s.LeaseID, Owner: s.Owner}
+		if err != nil {
+			e.Reason = "not confirmed: " + err.Error()
+		}
+		r.emit(e)
+		return
+	}
+	if err != nil {
+		r.printf("\nRelease not confirmed (%v); the lease expires on its own.\n", err)
+		return
+	}
+	r.printf("\n✓ Lock released (epoch %d kept for the next holder).\n", s.Epoch)
+}
+
+func regionSuffix(region string) string {
+	if region == "" {
+		return ""
+	}
+	return " (" + region + " region)"
+}
+
+func repeat(s string, n int) string {
+	out := make([]byte, 0, n*len(s))
+	for range n {
+		out = append(out, s...)
+	}
+	return string(out)
+}
+
+// pad fills s with spaces to n runes.
+func pad(s string, n int) string {
+	if k := len([]rune(s)); k < n {
+		return s + repeat(" ", n-k)
+	}
+	return s
+}

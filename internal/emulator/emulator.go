@@ -1,0 +1,87 @@
+// Package emulator holds the conventions of the Azure Cosmos DB emulator — its well-known endpoint and key —
+// and the provisioning that only emulator mode may do: creating a missing database and container.
+package emulator
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
+)
+
+// DefaultEndpoint is where the official emulator listens.
+const DefaultEndpoint = "https://localhost:8081/"
+
+// Key is the emulator's published, well-known account key. It is not a secret.
+const Key = "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw=="
+
+// ConnectionString for an emulator at endpoint.
+func ConnectionString(endpoint string) string {
+	return "AccountEndpoint=" + endpoint + ";AccountKey=" + Key + ";"
+}
+
+// IsLoopback reports whether the endpoint's host is this machine.
+func IsLoopback(endpoint string) bool {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return false
+	}
+	if u.Hostname() == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(u.Hostname())
+	return ip != nil && ip.IsLoopback()
+}
+
+// Transport talks to an emulator. The official emulator serves https with a self-signed certificate, so
+// certificate checks are skipped — only for a loopback endpoint.
+func Transport(endpoint string) policy.Transporter {
+	if !IsLoopback(endpoint) {
+		return &http.Client{}
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // loopback emulator only
+	return &http.Client{Transport: tr}
+}
+
+// EnsureContainer creates the database and the container when they are missing.
+func EnsureContainer(ctx context.Context, endpoint, database, container, pkPath string) error {
+	client, err := azcosmos.NewClientWithKey(endpoint, mustKey(), &azcosmos.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: Transport(endpoint)}})
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	if _, err := client.CreateDatabase(ctx, azcosmos.DatabaseProperties{ID: database}, nil); err != nil && !isConflict(err) {
+		return fmt.Errorf("create database %s on the emulator at %s: %w", database, endpoint, err)
+	}
+	db, err := client.NewDatabase(database)
+	if err != nil {
+		return err
+	}
+	_, err = db.CreateContainer(ctx, azcosmos.ContainerProperties{ID: container,
+		PartitionKeyDefinition: azcosmos.PartitionKeyDefinition{Paths: []string{pkPath}}}, nil)
+	if err != nil && !isConflict(err) {
+		return fmt.Errorf("create container %s on the emulator at %s: %w", container, endpoint, err)
+	}
+	return nil
+}
+
+func mustKey() azcosmos.KeyCredential {
+	k, err := azcosmos.NewKeyCredential(Key)
+	if err != nil {
+		panic("the emulator key constant is not base64: " + err.Error())
+	}
+	return k
+}
+
+func isConflict(err error) bool {
+	var re *azcore.ResponseError
+	return errors.As(err, &re) && re.StatusCode == http.StatusConflict
+}
