@@ -1,0 +1,331 @@
+//go:build linux || darwin
+
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	expect "github.com/Netflix/go-expect"
+	"github.com/creack/pty"
+	"github.com/hinshun/vt10x"
+
+	"github.com/cosmoslease/cosmoslease/internal/cosmostest"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "cosmoslease-e2e")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "cosmoslease")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := cosmostest.Main(m)
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is one cosmoslease process whose JSON events are collected as they arrive.
+type proc struct {
+	cmd    *exec.Cmd
+	stderr bytes.Buffer
+	mu     sync.Mutex
+	events []map[string]any
+	done   chan struct{}
+	code   int
+}
+
+// env is the environment every process of one test shares: the real server, a container of the test's own.
+func env(t *testing.T) []string {
+	srv := cosmostest.Get(t)
+	return append(os.Environ(), "COSMOSLEASE_EMULATOR_ENDPOINT="+srv.Endpoint, "CosmosLeasing__DatabaseName="+srv.Database,
+		"CosmosLeasing__ContainerName=e2e-"+strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")), "CI=")
+}
+
+func start(t *testing.T, environ []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(binary, args...), done: make(chan struct{})}
+	p.cmd.Env = environ
+	p.cmd.Dir = t.TempDir()
+	p.cmd.Stderr = &p.stderr
+	out, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.cmd.Process.Kill(); <-p.done })
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) == nil {
+				p.mu.Lock()
+				p.events = append(p.events, m)
+				p.mu.Unlock()
+			}
+		}
+		_ = p.cmd.Wait()
+		p.code = p.cmd.ProcessState.ExitCode()
+		if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			p.code = -int(ws.Signal())
+		}
+		close(p.done)
+	}()
+	return p
+}
+
+func (p *proc) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-p.done:
+		return p.code
+	case <-time.After(60 * time.Second):
+		t.Fatalf("process did not exit; stderr:\n%s", p.stderr.String())
+		return 0
+	}
+}
+
+func (p *proc) waitEvent(t *testing.T, name string) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if e := p.find(name); e != nil {
+			return e
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no %q event; stderr:\n%s", name, p.stderr.String())
+	return nil
+}
+
+func (p *proc) find(name string) map[string]any {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, e := range p.events {
+		if e["event"] == name {
+			return e
+		}
+	}
+	return nil
+}
+
+func (p *proc) last(name string) map[string]any {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := len(p.events) - 1; i >= 0; i-- {
+		if p.events[i]["event"] == name {
+			return p.events[i]
+		}
+	}
+	return nil
+}
+
+func eventTime(t *testing.T, e map[string]any) time.Time {
+	t.Helper()
+	ts, err := time.Parse(time.RFC3339Nano, e["time"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts
+}
+
+var fast = []string{"--duration", "3s", "--renew-interval", "1s", "--work-interval", "200ms", "--json", "--emulator"}
+
+func TestFiveStartedTogetherOneWins(t *testing.T) {
+	e := env(t)
+	// Create the container first, so the five race for the lease and not for provisioning.
+	if code := start(t, e, "inspect", "--emulator").wait(t); code != 0 {
+		t.Fatalf("inspect exit %d", code)
+	}
+	var procs []*proc
+	for i := range 5 {
+		procs = append(procs, start(t, e, append([]string{"run", "--instance", fmt.Sprintf("i%d", i), "--hold-for", "2s"}, fast...)...))
+	}
+	codes := map[int]int{}
+	for _, p := range procs {
+		codes[p.wait(t)]++
+	}
+	if codes[0] != 1 || codes[3] != 4 {
+		var errs []string
+		for _, p := range procs {
+			errs = append(errs, p.stderr.String())
+		}
+		t.Fatalf("exit codes %v, want one 0 and four 3\n%s", codes, strings.Join(errs, "\n"))
+	}
+	for _, p := range procs {
+		if p.code == 3 && (p.find("held") == nil || p.find("acquired") != nil || p.find("work") != nil) {
+			t.Fatalf("a loser acquired or worked: %v", p.events)
+		}
+	}
+}
+
+func TestKilledHolderIsTakenOverByStandby(t *testing.T) {
+	e := env(t)
+	holder := start(t, e, append([]string{"run", "--instance", "us-east-1", "--region", "us-east"}, fast...)...)
+	holder.waitEvent(t, "work")
+	standby := start(t, e, append([]string{"run", "--instance", "eu-west-1", "--region", "eu-west", "--wait", "--hold-for", "1s"}, fast...)...)
+	standby.waitEvent(t, "held")
+	if err := holder.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	holder.wait(t)
+	if code := standby.wait(t); code != 0 {
+		t.Fatalf("standby exit %d: %s", code, standby.stderr.String())
+	}
+	takeover := standby.find("takeover")
+	acquired := standby.find("acquired")
+	if takeover == nil || takeover["from"] != "us-east-1" || takeover["reason"] != "expired" || acquired["epoch"].(float64) != 2 {
+		t.Fatalf("standby events: %v", standby.events)
+	}
+	// The killed holder's last work came before the standby acquired.
+	if lw := holder.last("work"); lw != nil && !eventTime(t, lw).Before(eventTime(t, acquired)) {
+		t.Fatalf("holder worked at %v, after the standby acquired at %v", lw["time"], acquired["time"])
+	}
+}
+
+func TestInterruptReleases(t *testing.T) {
+	e := env(t)
+	p := start(t, e, append([]string{"run", "--instance", "us-east-1"}, fast...)...)
+	p.waitEvent(t, "work")
+	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(t); code != 130 {
+		t.Fatalf("exit %d after SIGINT, want 130; stderr:\n%s", code, p.stderr.String())
+	}
+	if p.find("released") == nil {
+		t.Fatalf("no released event: %v", p.events)
+	}
+	// Released means the next instance acquires at once.
+	q := start(t, e, append([]string{"run", "--instance", "eu-west-1", "--hold-for", "200ms"}, fast...)...)
+	if code := q.wait(t); code != 0 || q.find("takeover")["reason"] != "released" {
+		t.Fatalf("after release: exit %d, events %v", code, q.events)
+	}
+}
+
+func TestNoTerminalNoConfigFailsNamingTheWays(t *testing.T) {
+	cmd := exec.Command(binary, "run", "--instance", "a")
+	cmd.Dir = t.TempDir()
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	cmd.Stdin = strings.NewReader("https://typed.example/\n")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if cmd.ProcessState.ExitCode() != 2 {
+		t.Fatalf("exit %v, want 2; stderr:\n%s", err, stderr.String())
+	}
+	for _, s := range []string{"cosmoslease configure", "CosmosLeasing__AccountEndpoint", "--endpoint"} {
+		if !strings.Contains(stderr.String(), s) {
+			t.Fatalf("stderr lacks %q:\n%s", s, stderr.String())
+		}
+	}
+}
+
+// console runs the binary on a pseudo-terminal with a terminal emulator behind it, as a person would.
+func console(t *testing.T, dir string, args ...string) (*expect.Console, *exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	var screen bytes.Buffer
+	// The emulator answers the program's terminal queries (survey asks for the cursor position) through a
+	// second pseudo-terminal whose master feeds the console's input.
+	ptm, pts, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	term := vt10x.New(vt10x.WithWriter(pts))
+	c, err := expect.NewConsole(expect.WithStdin(ptm), expect.WithStdout(term, &screen), expect.WithCloser(ptm, pts),
+		expect.WithDefaultTimeout(15*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	cmd := exec.Command(binary, args...)
+	cmd.Dir = dir
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "TERM=xterm"}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = c.Tty(), c.Tty(), c.Tty()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	return c, cmd, &screen
+}
+
+func TestConfigurePromptsInATerminal(t *testing.T) {
+	dir := t.TempDir()
+	c, cmd, screen := console(t, dir, "configure")
+	steps := []struct{ expect, send string }{
+		{"Authentication mode", "\r"}, // first option: DefaultAzureCredential
+		{"account endpoint", "https://myaccount.documents.azure.com:443/\r"},
+		{"Database name", "\r"}, // keep the default
+		{"Container name", "TeamLeases\r"},
+	}
+	for _, s := range steps {
+		if _, err := c.ExpectString(s.expect); err != nil {
+			t.Fatalf("waiting for %q: %v\nscreen:\n%s", s.expect, err, screen.String())
+		}
+		if _, err := c.Send(s.send); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.ExpectString("Wrote"); err != nil {
+		t.Fatalf("no confirmation: %v\n%s", err, screen.String())
+	}
+	waitExit(t, cmd, 0)
+	b, err := os.ReadFile(filepath.Join(dir, "appsettings.Local.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"AccountEndpoint": "https://myaccount.documents.azure.com:443/"`, `"DatabaseName": "DistributedLeasing"`, `"ContainerName": "TeamLeases"`} {
+		if !strings.Contains(string(b), want) {
+			t.Fatalf("file lacks %s:\n%s", want, b)
+		}
+	}
+}
+
+func TestRunOffersToConfigureInATerminal(t *testing.T) {
+	dir := t.TempDir()
+	c, cmd, screen := console(t, dir, "run", "--instance", "a")
+	if _, err := c.ExpectString("Authentication mode"); err != nil {
+		t.Fatalf("run did not offer the prompts: %v\n%s", err, screen.String())
+	}
+	if _, err := c.Send("\x03"); err != nil { // Ctrl-C
+		t.Fatal(err)
+	}
+	waitExit(t, cmd, 130)
+	if _, err := os.Stat(filepath.Join(dir, "appsettings.Local.json")); !os.IsNotExist(err) {
+		t.Fatal("an interrupted configuration left a file")
+	}
+}
+
+func waitExit(t *testing.T, cmd *exec.Cmd, want int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatal("process did not exit")
+	}
+	if got := cmd.ProcessState.ExitCode(); got != want {
+		t.Fatalf("exit %d, want %d", got, want)
+	}
+}

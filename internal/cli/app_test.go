@@ -1,0 +1,462 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
+
+	"github.com/cosmoslease/cosmoslease/internal/cosmostest"
+	"github.com/cosmoslease/cosmoslease/internal/emulator"
+	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
+)
+
+func TestMain(m *testing.M) { os.Exit(cosmostest.Main(m)) }
+
+// syncBuffer is a bytes.Buffer safe for the renewal goroutine and the test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type harness struct {
+	t    *testing.T
+	dir  string
+	env  map[string]string
+	srv  *cosmostest.Server
+	ctr  string
+	fake *fakePrompter
+	tty  bool
+}
+
+func newHarness(t *testing.T) *harness {
+	return &harness{t: t, dir: t.TempDir(), env: map[string]string{}}
+}
+
+// withServer points every command at the real server through --emulator, in a container of its own.
+func (h *harness) withServer() *harness {
+	h.srv = cosmostest.Get(h.t)
+	h.ctr = "cli-" + strings.ReplaceAll(strings.ToLower(h.t.Name()), "/", "-")
+	h.env["COSMOSLEASE_EMULATOR_ENDPOINT"] = h.srv.Endpoint
+	h.env["CosmosLeasing__DatabaseName"] = h.srv.Database
+	h.env["CosmosLeasing__ContainerName"] = h.ctr
+	return h
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func (h *harness) runCtx(ctx context.Context, args ...string) result {
+	var out, errb syncBuffer
+	app := &App{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Dir: h.dir,
+		Getenv: func(k string) string { return h.env[k] }, Interactive: h.tty}
+	if h.fake != nil {
+		app.Prompter = h.fake
+	}
+	code := app.Run(ctx, append([]string{"cosmoslease"}, args...))
+	return result{code: code, stdout: out.String(), stderr: errb.String()}
+}
+
+func (h *harness) run(args ...string) result { return h.runCtx(context.Background(), args...) }
+
+func (r result) expect(t *testing.T, code int, stderrHas ...string) {
+	t.Helper()
+	if r.code != code {
+		t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", r.code, code, r.stdout, r.stderr)
+	}
+	for _, s := range stderrHas {
+		if !strings.Contains(r.stderr, s) {
+			t.Fatalf("stderr does not say %q:\n%s", s, r.stderr)
+		}
+	}
+	if code == ExitUsage && strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+		t.Fatalf("a usage error should be one line, got:\n%s", r.stderr)
+	}
+}
+
+func events(t *testing.T, stdout string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(stdout), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("not a JSON line: %q", line)
+		}
+		for _, k := range []string{"event", "time", "instance", "lease", "epoch", "leaseId", "owner"} {
+			if _, ok := m[k]; !ok {
+				t.Fatalf("event without %q: %s", k, line)
+			}
+		}
+		if _, err := time.Parse(time.RFC3339Nano, m["time"].(string)); err != nil {
+			t.Fatalf("time %q is not RFC 3339: %v", m["time"], err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func names(evs []map[string]any) string {
+	var n []string
+	for _, e := range evs {
+		n = append(n, e["event"].(string))
+	}
+	return strings.Join(n, " ")
+}
+
+// fast are lease timings that make takeovers take a few seconds.
+var fast = []string{"--duration", "3s", "--renew-interval", "1s", "--work-interval", "200ms"}
+
+func TestBadInputIsOneLineAndExit2(t *testing.T) {
+	h := newHarness(t)
+	h.env["CosmosLeasing__AccountEndpoint"] = "https://example.documents.azure.com:443/"
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no instance", []string{"run"}, "run needs --instance ID"},
+		{"unknown flag", []string{"run", "--instance", "a", "--frobnicate"}, "flag provided but not defined: -frobnicate. Try: cosmoslease run --help"},
+		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate". Try: cosmoslease --help`},
+		{"unparsable duration", []string{"run", "--instance", "a", "--duration", "soon"}, `--duration: "soon" is not a duration: write it as 00:01:00 or 60s`},
+		{"negative duration", []string{"run", "--instance", "a", "--duration", "-5s"}, `--duration: "-5s" is negative`},
+		{"bad timespan", []string{"run", "--instance", "a", "--renew-interval", "00:99:00"}, "minutes and seconds below 60"},
+		{"renew interval not below duration", []string{"run", "--instance", "a", "--duration", "10s", "--renew-interval", "10s"},
+			"RenewInterval (10s) must be shorter than RenewDeadline"},
+		{"forbidden lease key", []string{"run", "--instance", "a", "--lease", "jobs/nightly"}, `--lease: invalid lease key: "jobs/nightly" contains '/'`},
+		{"endpoint not a URL", []string{"run", "--instance", "a", "--endpoint", "myaccount"}, `"myaccount" is not a URL`},
+		{"bad log level", []string{"run", "--instance", "a", "--log-level", "loud"}, `--log-level "loud"`},
+		{"inspect argument", []string{"inspect", "job"}, "to show one lease use --lease KEY"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h.run(tc.args...).expect(t, ExitUsage, tc.want)
+		})
+	}
+}
+
+func TestConfigProblems(t *testing.T) {
+	t.Run("malformed JSON names file, line and column", func(t *testing.T) {
+		h := newHarness(t)
+		os.WriteFile(filepath.Join(h.dir, "appsettings.json"), []byte("{\n  \"CosmosLeasing\": {\n    \"DatabaseName\": \"x\",,\n  }\n}\n"), 0o644)
+		h.run("run", "--instance", "a").expect(t, ExitUsage, "appsettings.json:3:25: not valid JSON")
+	})
+	t.Run("template placeholder", func(t *testing.T) {
+		h := newHarness(t)
+		os.WriteFile(filepath.Join(h.dir, "appsettings.json"), []byte(`{"CosmosLeasing":{"AccountEndpoint":"https://[YOUR_COSMOS_ACCOUNT].documents.azure.com:443/"}}`), 0o644)
+		h.run("run", "--instance", "a").expect(t, ExitUsage, "still the template placeholder [YOUR_COSMOS_ACCOUNT]", "cosmoslease configure")
+	})
+	t.Run("nothing configured, no terminal", func(t *testing.T) {
+		h := newHarness(t)
+		h.tty = true // a terminal, but --no-input
+		h.fake = &fakePrompter{}
+		h.run("run", "--instance", "a", "--no-input").expect(t, ExitUsage, "CosmosLeasing__AccountEndpoint", "CosmosLeasing__ConnectionString", "--endpoint", "cosmoslease configure")
+		h.env["CI"] = "true"
+		h.run("run", "--instance", "a").expect(t, ExitUsage, "no Cosmos DB account configured")
+		if len(h.fake.asked) != 0 {
+			t.Fatalf("prompted although prompting was off: %v", h.fake.asked)
+		}
+	})
+	t.Run("bad TimeSpan in the file", func(t *testing.T) {
+		h := newHarness(t)
+		os.WriteFile(filepath.Join(h.dir, "appsettings.json"), []byte(`{"CosmosLeasing":{"AccountEndpoint":"https://a.documents.azure.com:443/","DefaultLeaseDuration":"a minute"}}`), 0o644)
+		h.run("run", "--instance", "a").expect(t, ExitUsage, "DefaultLeaseDuration in appsettings.json")
+	})
+	t.Run("bad connection string never echoes the key", func(t *testing.T) {
+		h := newHarness(t)
+		h.env["CosmosLeasing__ConnectionString"] = "AccountEndpoint=https://a.documents.azure.com:443/;AccountKey=s3cr3t!!;"
+		r := h.run("run", "--instance", "a")
+		r.expect(t, ExitUsage, "not valid base64")
+		if strings.Contains(r.stderr+r.stdout, "s3cr3t") {
+			t.Fatal("the key was printed")
+		}
+	})
+}
+
+func TestRunAgainstTheServer(t *testing.T) {
+	h := newHarness(t).withServer()
+	r := h.run(append([]string{"run", "--emulator", "--instance", "us-east-1", "--region", "us-east", "--hold-for", "1500ms", "--json"}, fast...)...)
+	r.expect(t, ExitOK)
+	evs := events(t, r.stdout)
+	got := names(evs)
+	if !strings.HasPrefix(got, "started acquired ") || !strings.HasSuffix(got, " released") || !strings.Contains(got, " work ") {
+		t.Fatalf("events: %s", got)
+	}
+	if evs[1]["epoch"].(float64) != 1 || evs[1]["owner"] != "us-east-1" || evs[1]["region"] != "us-east" {
+		t.Fatalf("acquired event: %v", evs[1])
+	}
+	if !strings.Contains(got, "renewed") {
+		t.Fatalf("no renewal in 1.5 s with a 1 s interval: %s", got)
+	}
+
+	// The lease is released: the next instance acquires it at epoch 2, and says from whom it took over.
+	r = h.run(append([]string{"run", "--emulator", "--instance", "eu-west-1", "--hold-for", "300ms", "--json"}, fast...)...)
+	r.expect(t, ExitOK)
+	evs = events(t, r.stdout)
+	if evs[1]["event"] != "takeover" || evs[1]["from"] != "us-east-1" || evs[1]["reason"] != "released" || evs[2]["epoch"].(float64) != 2 {
+		t.Fatalf("events after release: %v", evs)
+	}
+
+	// inspect shows it, as a table and as JSON.
+	r = h.run("inspect", "--emulator")
+	r.expect(t, ExitOK)
+	for _, s := range []string{"LEASE", "critical-section-lock", "eu-west-1", "released"} {
+		if !strings.Contains(r.stdout, s) {
+			t.Fatalf("inspect table lacks %q:\n%s", s, r.stdout)
+		}
+	}
+	r = h.run("inspect", "--emulator", "--json", "--owner", "eu-west-1")
+	r.expect(t, ExitOK)
+	var list []leaseJSON
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 1 || list[0].Epoch != 2 || list[0].State != "released" {
+		t.Fatalf("inspect --json: %v %s", err, r.stdout)
+	}
+	r = h.run("inspect", "--emulator", "--json", "--owner", "nobody")
+	if strings.TrimSpace(r.stdout) != "[]" {
+		t.Fatalf("inspect --owner nobody: %s", r.stdout)
+	}
+	if strings.Contains(r.stdout+r.stderr, "AccountKey") {
+		t.Fatal("inspect printed a key")
+	}
+}
+
+// lib opens a library client on the harness's container, to play another instance while one App runs
+// (urfave/cli keeps package-level state, so one process runs one App at a time).
+func (h *harness) lib(owner string) *cosmoslease.Client {
+	h.t.Helper()
+	if err := emulator.EnsureContainer(context.Background(), h.srv.Endpoint, h.srv.Database, h.ctr, "/leaseKey"); err != nil {
+		h.t.Fatal(err)
+	}
+	c, err := cosmoslease.Open(context.Background(), cosmoslease.Options{ConnectionString: emulator.ConnectionString(h.srv.Endpoint),
+		Database: h.srv.Database, Container: h.ctr, OwnerID: owner, Region: "region-" + owner,
+		LeaseDuration: 3 * time.Second, RenewInterval: time.Second})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(c.Close)
+	return c
+}
+
+func (h *harness) heldBy(c *cosmoslease.Client, owner string) func() bool {
+	return func() bool {
+		s, err := c.Inspect(context.Background(), DefaultLease)
+		return err == nil && s.Status() == "held" && s.Owner == owner
+	}
+}
+
+func TestRunHeldAndStandby(t *testing.T) {
+	h := newHarness(t).withServer()
+	other := h.lib("us-east-1")
+	lease, err := other.TryAcquire(context.Background(), DefaultLease)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Held without --wait: the sample's box, exit 3, the holder named.
+	r := h.run(append([]string{"run", "--emulator", "--instance", "eu-west-1", "--region", "eu-west"}, fast...)...)
+	r.expect(t, ExitHeld, "held by us-east-1")
+	for _, s := range []string{"LOCK ACQUISITION FAILED", "Current holder: us-east-1 (region-us-east-1 region), epoch 1", "Exiting gracefully..."} {
+		if !strings.Contains(r.stdout, s) {
+			t.Fatalf("held report lacks %q:\n%s", s, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, "\x1b[") {
+		t.Fatal("ANSI colour written to a stdout that is not a terminal")
+	}
+
+	// A standby takes over when the holder releases.
+	go func() {
+		time.Sleep(700 * time.Millisecond)
+		_ = lease.Release(context.Background())
+	}()
+	sr := h.run(append([]string{"run", "--emulator", "--instance", "ap-south-1", "--wait", "--hold-for", "500ms", "--json"}, fast...)...)
+	sr.expect(t, ExitOK)
+	evs := events(t, sr.stdout)
+	if !strings.HasPrefix(names(evs), "started held takeover acquired") || evs[2]["from"] != "us-east-1" || evs[2]["reason"] != "released" || evs[3]["epoch"].(float64) != 2 {
+		t.Fatalf("standby events: %s / %v", names(evs), evs)
+	}
+}
+
+func TestRunInterruptedReleases(t *testing.T) {
+	h := newHarness(t).withServer()
+	watcher := h.lib("watcher")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan result, 1)
+	go func() {
+		done <- h.runCtx(ctx, append([]string{"run", "--emulator", "--instance", "us-east-1", "--json"}, fast...)...)
+	}()
+	waitFor(t, h.heldBy(watcher, "us-east-1"))
+	cancel()
+	r := <-done
+	r.expect(t, ExitInterrupted, "interrupted")
+	if evs := events(t, r.stdout); evs[len(evs)-1]["event"] != "released" {
+		t.Fatalf("interrupted holder did not release: %s", names(evs))
+	}
+	if s, err := watcher.Inspect(context.Background(), DefaultLease); err != nil || s.Status() != "released" {
+		t.Fatalf("after interrupt: %+v %v", s, err)
+	}
+}
+
+func TestRunStopsWhenTheLeaseIsLost(t *testing.T) {
+	h := newHarness(t).withServer()
+	watcher := h.lib("watcher")
+	done := make(chan result, 1)
+	go func() {
+		done <- h.run(append([]string{"run", "--emulator", "--instance", "us-east-1", "--json"}, fast...)...)
+	}()
+	waitFor(t, h.heldBy(watcher, "us-east-1"))
+	// Someone else writes the lease document; the next renewal finds out.
+	body := `{"id":"lease-critical-section-lock","leaseKey":"critical-section-lock","leaseId":"other","ownerId":"intruder","epoch":5,"leaseDurationMs":3000,"metadata":{}}`
+	if _, err := h.srv.Container(t, h.ctr).UpsertItem(context.Background(), azcosmos.NewPartitionKeyString("critical-section-lock"), []byte(body), nil); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	r.expect(t, ExitLost, "stopped work", "taken over by intruder")
+	evs := events(t, r.stdout)
+	if last := evs[len(evs)-1]; last["event"] != "lost" {
+		t.Fatalf("events end with %v, want lost: %s", last, names(evs))
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 20 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// fakePrompter answers from a script and records the questions.
+type fakePrompter struct {
+	answers []string
+	asked   []string
+}
+
+func (f *fakePrompter) next(q string) (string, error) {
+	f.asked = append(f.asked, q)
+	if len(f.answers) == 0 {
+		return "", errors.New("unexpected question: " + q)
+	}
+	a := f.answers[0]
+	f.answers = f.answers[1:]
+	return a, nil
+}
+
+func (f *fakePrompter) Input(m, _, def string) (string, error) {
+	a, err := f.next(m)
+	if a == "" && err == nil {
+		return def, nil
+	}
+	if a == "<default>" {
+		return def, err
+	}
+	return a, err
+}
+func (f *fakePrompter) Secret(m, _ string) (string, error) { return f.next(m) }
+func (f *fakePrompter) Select(m, _ string, _ []string, _ string) (string, error) {
+	return f.next(m)
+}
+func (f *fakePrompter) MultiSelect(m, _ string, _, _ []string) ([]string, error) {
+	a, err := f.next(m)
+	return strings.Split(a, ","), err
+}
+func (f *fakePrompter) Confirm(m string, _ bool) (bool, error) {
+	a, err := f.next(m)
+	return a == "yes", err
+}
+
+func TestConfigure(t *testing.T) {
+	t.Run("non-interactive from flags", func(t *testing.T) {
+		h := newHarness(t)
+		h.run("configure", "--endpoint", "https://acct.documents.azure.com:443/", "--database", "D").expect(t, ExitOK, "Wrote", "mode 0600")
+		path := filepath.Join(h.dir, "appsettings.Local.json")
+		fi, err := os.Stat(path)
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("stat: %v %v", err, fi)
+		}
+		var got map[string]map[string]string
+		b, _ := os.ReadFile(path)
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{"AccountEndpoint": "https://acct.documents.azure.com:443/", "DatabaseName": "D", "ContainerName": "Leases"}
+		for k, v := range want {
+			if got["CosmosLeasing"][k] != v {
+				t.Fatalf("%s = %q in %s", k, got["CosmosLeasing"][k], b)
+			}
+		}
+	})
+	t.Run("non-interactive without the endpoint names the flag and variable, writes nothing", func(t *testing.T) {
+		h := newHarness(t)
+		h.run("configure").expect(t, ExitUsage, "--endpoint URL", "CosmosLeasing__AccountEndpoint")
+		if _, err := os.Stat(filepath.Join(h.dir, "appsettings.Local.json")); !os.IsNotExist(err) {
+			t.Fatal("a file was written")
+		}
+	})
+	t.Run("key mode keeps other sections and never prints the key", func(t *testing.T) {
+		h := newHarness(t)
+		path := filepath.Join(h.dir, "appsettings.Local.json")
+		os.WriteFile(path, []byte(`{"Logging":{"LogLevel":{"Default":"Information"}},"CosmosLeasing":{"DatabaseName":"Old"}}`), 0o644)
+		h.env["CosmosLeasing__ConnectionString"] = "AccountEndpoint=https://acct.documents.azure.com:443/;AccountKey=c2VjcmV0;"
+		r := h.run("configure", "--auth", "key")
+		r.expect(t, ExitOK)
+		b, _ := os.ReadFile(path)
+		if !strings.Contains(string(b), `"Logging"`) || !strings.Contains(string(b), "AccountKey=c2VjcmV0") || !strings.Contains(string(b), `"DatabaseName": "Old"`) {
+			t.Fatalf("file:\n%s", b)
+		}
+		if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+			t.Fatalf("mode %v", fi.Mode())
+		}
+		if strings.Contains(r.stdout+r.stderr, "c2VjcmV0") {
+			t.Fatal("the key was printed")
+		}
+	})
+	t.Run("interactive", func(t *testing.T) {
+		h := newHarness(t)
+		h.tty = true
+		h.fake = &fakePrompter{answers: []string{"DefaultAzureCredential (recommended)", "https://acct.documents.azure.com:443/", "<default>", "MyLeases"}}
+		h.run("configure").expect(t, ExitOK)
+		b, _ := os.ReadFile(filepath.Join(h.dir, "appsettings.Local.json"))
+		if !strings.Contains(string(b), `"ContainerName": "MyLeases"`) || !strings.Contains(string(b), `"DatabaseName": "DistributedLeasing"`) {
+			t.Fatalf("file:\n%s", b)
+		}
+		if len(h.fake.asked) != 4 {
+			t.Fatalf("questions: %v", h.fake.asked)
+		}
+	})
+	t.Run("interactive bad endpoint writes nothing", func(t *testing.T) {
+		h := newHarness(t)
+		h.tty = true
+		h.fake = &fakePrompter{answers: []string{"DefaultAzureCredential (recommended)", "not a url"}}
+		h.run("configure").expect(t, ExitUsage, "is not a URL")
+		if _, err := os.Stat(filepath.Join(h.dir, "appsettings.Local.json")); !os.IsNotExist(err) {
+			t.Fatal("a file was written")
+		}
+	})
+}
