@@ -5,6 +5,14 @@ SERVERMOD := $(SERVERDIR)/node_modules/.package-lock.json
 
 .PHONY: test test-deps vet cross demo build clean
 
+## demo: the reference sample's scenarios on this machine, no Azure account needed.
+demo: test-deps build
+	$(GO) run ./tools/demo -bin bin/cosmoslease
+
+## build: the CLI into bin/.
+build:
+	$(GO) build -o bin/cosmoslease ./cmd/cosmoslease
+
 ## test: install the test server, then vet and run every test with the race detector.
 test: test-deps vet cross
 	$(GO) test -race -count=1 ./...

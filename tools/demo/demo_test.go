@@ -1,0 +1,35 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cosmoslease/cosmoslease/internal/cosmostest"
+)
+
+func TestMain(m *testing.M) { os.Exit(cosmostest.Main(m)) }
+
+// The demo checks its own scenarios (one winner, two exit-3 losers, a takeover after SIGKILL, inspect);
+// this runs it as `make demo` does, so the README's first command keeps working.
+func TestDemo(t *testing.T) {
+	cosmostest.Get(t) // skip loudly (fail under CI) when no server can be started
+	bin := filepath.Join(t.TempDir(), "cosmoslease")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/cosmoslease").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	var out strings.Builder
+	if err := run(&out, bin, false); err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"exited gracefully (exit code 3)", "took over", "epoch 2", "released"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("narration lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "\x1b[") {
+		t.Fatal("ANSI escapes in output that is not a terminal")
+	}
+}
