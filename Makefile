@@ -3,11 +3,15 @@ GO        ?= go
 SERVERDIR := testdata/cosmosdb-server
 SERVERMOD := $(SERVERDIR)/node_modules/.package-lock.json
 
-.PHONY: test test-deps vet cross demo build clean
+.PHONY: test test-deps vet cross demo build package clean
 
 ## demo: the reference sample's scenarios on this machine, no Azure account needed.
 demo: test-deps build
 	$(GO) run ./tools/demo -bin bin/cosmoslease
+
+## package: deployable Function App zips in dist/ (linux/amd64 for Flex Consumption, windows/amd64).
+package:
+	$(GO) run ./tools/package -out dist
 
 ## build: the CLI into bin/.
 build:

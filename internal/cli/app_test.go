@@ -16,6 +16,8 @@ import (
 
 	"github.com/cosmoslease/cosmoslease/internal/cosmostest"
 	"github.com/cosmoslease/cosmoslease/internal/emulator"
+	"github.com/cosmoslease/cosmoslease/internal/runs"
+	"github.com/cosmoslease/cosmoslease/internal/store/cosmosstore"
 	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 )
 
@@ -459,4 +461,40 @@ func TestConfigure(t *testing.T) {
 			t.Fatal("a file was written")
 		}
 	})
+}
+
+func TestInspectRuns(t *testing.T) {
+	h := newHarness(t).withServer()
+	h.run("inspect", "--emulator").expect(t, ExitOK) // creates the container
+	cs, err := cosmosstore.Open(cosmosstore.Config{ConnectionString: emulator.ConnectionString(h.srv.Endpoint), Database: h.srv.Database, Container: h.ctr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	rs := runs.New(cs, "/leaseKey")
+	occ := time.Date(2026, 11, 26, 6, 30, 0, 0, time.UTC)
+	for i, region := range []string{"eastus", "westeurope"} {
+		rec := &runs.Record{LeaseKey: "timer-singleton", Occurrence: occ.Add(time.Duration(i) * time.Minute), Region: region, Instance: region + "-1", Epoch: int64(i + 1), StartedAt: occ}
+		if err := rs.Claim(context.Background(), rec); err != nil {
+			t.Fatal(err)
+		}
+		if err := rs.Finish(context.Background(), rec, runs.Completed, occ.Add(time.Second), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dup := &runs.Record{LeaseKey: "timer-singleton", Occurrence: occ, Region: "southeastasia"}
+	var already *runs.AlreadyRunError
+	if err := rs.Claim(context.Background(), dup); !errors.As(err, &already) || already.Existing.Region != "eastus" {
+		t.Fatalf("second claim of an occurrence = %v", err)
+	}
+	r := h.run("inspect", "--emulator", "--runs")
+	r.expect(t, ExitOK)
+	if !strings.Contains(r.stdout, "2026-11-26 06:31:00Z  timer-singleton  westeurope") || !strings.Contains(r.stdout, "eastus") || strings.Index(r.stdout, "westeurope") > strings.Index(r.stdout, "eastus") {
+		t.Fatalf("inspect --runs (newest first):\n%s", r.stdout)
+	}
+	r = h.run("inspect", "--emulator", "--runs", "--json", "--owner", "eastus-1")
+	var recs []runs.Record
+	if err := json.Unmarshal([]byte(r.stdout), &recs); err != nil || len(recs) != 1 || recs[0].Status != runs.Completed || recs[0].Epoch != 1 {
+		t.Fatalf("inspect --runs --json: %v %s", err, r.stdout)
+	}
 }

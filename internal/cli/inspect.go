@@ -12,6 +12,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/cosmoslease/cosmoslease/internal/leasedoc"
+	"github.com/cosmoslease/cosmoslease/internal/runs"
 	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 )
 
@@ -24,6 +25,7 @@ func (a *App) inspectCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "owner", Usage: "show only leases whose owner is `ID`"},
 			&ucli.BoolFlag{Name: "json", Usage: "print a JSON array instead of a table"},
 			&ucli.BoolFlag{Name: "watch", Usage: "redraw every 2 s until Ctrl-C"},
+			&ucli.BoolFlag{Name: "runs", Usage: "show the run records of scheduled work (which region ran each occurrence) instead of the leases"},
 		),
 		Action: a.inspect,
 	}
@@ -76,11 +78,15 @@ func (a *App) inspect(c *ucli.Context) error {
 	if err != nil {
 		return err
 	}
-	client, err := a.open(c.Context, c, s, cosmoslease.Options{OwnerID: "cosmoslease-inspect", Logger: log})
+	opts := cosmoslease.Options{OwnerID: "cosmoslease-inspect", Logger: log}
+	client, err := a.open(c.Context, c, s, opts)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
+	if c.Bool("runs") {
+		return a.inspectRuns(c, s, opts)
+	}
 	for {
 		states, err := a.leases(c.Context, c, client)
 		if err != nil {
@@ -116,6 +122,51 @@ func (a *App) inspect(c *ucli.Context) error {
 			fmt.Fprintln(a.Stdout)
 		}
 	}
+}
+
+// inspectRuns lists the run records the Functions handler writes, newest first.
+func (a *App) inspectRuns(c *ucli.Context, s *settings, opts cosmoslease.Options) error {
+	s.connection(&opts)
+	rs, closeRuns, err := runs.Open(opts)
+	if err != nil {
+		return err
+	}
+	defer closeRuns()
+	recs, err := rs.List(c.Context, c.String("lease"))
+	if err != nil {
+		return err
+	}
+	if owner := c.String("owner"); owner != "" {
+		kept := recs[:0]
+		for _, r := range recs {
+			if r.Instance == owner {
+				kept = append(kept, r)
+			}
+		}
+		recs = kept
+	}
+	if c.Bool("json") {
+		if recs == nil {
+			recs = []runs.Record{}
+		}
+		writeJSONLine(a.Stdout, recs)
+		return nil
+	}
+	if len(recs) == 0 {
+		fmt.Fprintln(a.Stdout, "No runs.")
+		return nil
+	}
+	tw := tabwriter.NewWriter(a.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "OCCURRENCE\tLEASE\tREGION\tINSTANCE\tEPOCH\tSTATUS\tTOOK\tPAST DUE")
+	for _, r := range recs {
+		took := "-"
+		if !r.FinishedAt.IsZero() {
+			took = r.FinishedAt.Sub(r.StartedAt).Round(time.Millisecond).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%t\n", r.Occurrence.UTC().Format("2006-01-02 15:04:05Z"), r.LeaseKey,
+			dash(r.Region), dash(r.Instance), r.Epoch, r.Status, took, r.PastDue)
+	}
+	return tw.Flush()
 }
 
 func (a *App) leases(ctx context.Context, c *ucli.Context, client *cosmoslease.Client) ([]cosmoslease.State, error) {

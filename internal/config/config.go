@@ -87,6 +87,18 @@ func Load(dir, explicit string, getenv func(string) string) (Raw, error) {
 			return r, err
 		}
 	}
+	r.fromEnv(getenv)
+	return r, nil
+}
+
+// FromEnv reads only the environment, as an Azure Functions app reads its app settings.
+func FromEnv(getenv func(string) string) Raw {
+	var r Raw
+	r.fromEnv(getenv)
+	return r
+}
+
+func (r *Raw) fromEnv(getenv func(string) string) {
 	for _, k := range keys {
 		for _, name := range []string{Section + "__" + k, strings.ToUpper(Section + "__" + k)} {
 			if v := getenv(name); v != "" {
@@ -95,7 +107,6 @@ func Load(dir, explicit string, getenv func(string) string) (Raw, error) {
 			}
 		}
 	}
-	return r, nil
 }
 
 func (r *Raw) merge(path string, b []byte) error {

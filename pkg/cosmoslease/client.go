@@ -402,7 +402,7 @@ func (c *Client) List(ctx context.Context) ([]State, error) {
 	rctx, cancel := c.requestContext(ctx, time.Time{})
 	defer cancel()
 	start := c.clock.Now()
-	items, err := c.st.List(rctx)
+	items, err := c.st.List(rctx, leasedoc.IDPrefix)
 	var charge float64
 	for _, it := range items {
 		charge += it.Charge

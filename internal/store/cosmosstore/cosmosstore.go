@@ -24,8 +24,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
-
-	"github.com/cosmoslease/cosmoslease/internal/leasedoc"
 	"github.com/cosmoslease/cosmoslease/internal/store"
 )
 
@@ -186,9 +184,9 @@ func (s *Store) Replace(ctx context.Context, pk, id string, body []byte, etag st
 	return store.Item{ETag: string(resp.ETag), ServerTime: dateOf(resp.RawResponse), Charge: float64(resp.RequestCharge)}, nil
 }
 
-func (s *Store) List(ctx context.Context) ([]store.Item, error) {
+func (s *Store) List(ctx context.Context, prefix string) ([]store.Item, error) {
 	pager := s.container.NewQueryItemsPager("SELECT * FROM c WHERE STARTSWITH(c.id, @prefix)", azcosmos.NewPartitionKey(),
-		&azcosmos.QueryOptions{QueryParameters: []azcosmos.QueryParameter{{Name: "@prefix", Value: leasedoc.IDPrefix}}})
+		&azcosmos.QueryOptions{QueryParameters: []azcosmos.QueryParameter{{Name: "@prefix", Value: prefix}}})
 	var items []store.Item
 	for pager.More() {
 		page, err := pager.NextPage(ctx)

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/cosmoslease/cosmoslease/internal/clock"
@@ -148,13 +149,15 @@ func (s *Store) Replace(ctx context.Context, pk, id string, body []byte, etag st
 	return s.item(nil, s.put(id, body)), nil
 }
 
-func (s *Store) List(ctx context.Context) ([]store.Item, error) {
+func (s *Store) List(ctx context.Context, prefix string) ([]store.Item, error) {
 	s.begin("list")
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ids := make([]string, 0, len(s.docs))
 	for id := range s.docs {
-		ids = append(ids, id)
+		if strings.HasPrefix(id, prefix) {
+			ids = append(ids, id)
+		}
 	}
 	sort.Strings(ids)
 	items := make([]store.Item, 0, len(ids))

@@ -1,0 +1,325 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/cosmoslease/cosmoslease/internal/runs"
+	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
+)
+
+// Functions maps each function folder to its route; the host calls /{FunctionName}.
+const (
+	fnTimer  = "LeaseTimer"
+	fnStatus = "LeaseStatus"
+)
+
+// handler serves the Functions host. One handler process runs per instance of the app in a region.
+type handler struct {
+	s      *settings
+	setErr error // a settings problem, reported on every invocation
+	work   WorkFunc
+	log    *slog.Logger
+	now    func() time.Time
+
+	mu     sync.Mutex // one tick at a time
+	client *cosmoslease.Client
+	runs   *runs.Store
+	lease  *cosmoslease.Lease
+}
+
+func newHandler(s *settings, setErr error, work WorkFunc, log *slog.Logger) *handler {
+	return &handler{s: s, setErr: setErr, work: work, log: log, now: time.Now}
+}
+
+// routes lists the functions this handler serves; a test checks they match the function folders.
+func (h *handler) routes() map[string]http.HandlerFunc {
+	return map[string]http.HandlerFunc{fnTimer: h.timer, fnStatus: h.status}
+}
+
+func (h *handler) mux() *http.ServeMux {
+	mux := http.NewServeMux()
+	for name, fn := range h.routes() {
+		mux.HandleFunc("/"+name, fn)
+	}
+	return mux
+}
+
+// tickResult is the timer function's return value.
+type tickResult struct {
+	Status     string    `json:"status"` // executed, skipped, failed
+	Occurrence time.Time `json:"occurrence,omitzero"`
+	Region     string    `json:"region,omitempty"`
+	Instance   string    `json:"instance,omitempty"`
+	Epoch      int64     `json:"epoch,omitempty"`
+	Holder     string    `json:"holder,omitempty"`
+	Reason     string    `json:"reason,omitempty"`
+}
+
+// logs collects the invocation's log lines for the host and writes them to stdout as well.
+type logs struct {
+	lines []string
+	log   *slog.Logger
+}
+
+func (l *logs) add(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	l.lines = append(l.lines, msg)
+	l.log.Info(msg)
+}
+
+func answer(w http.ResponseWriter, outputs map[string]any, l *logs, ret any) {
+	if outputs == nil {
+		outputs = map[string]any{}
+	}
+	if l.lines == nil {
+		l.lines = []string{}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(invokeResponse{Outputs: outputs, Logs: l.lines, ReturnValue: ret})
+}
+
+func readInvocation(r *http.Request) (invokeRequest, error) {
+	var req invokeRequest
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		return req, err
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		return req, fmt.Errorf("the invocation is not the host's JSON: %v", err)
+	}
+	return req, nil
+}
+
+// connect opens the client once; a failure is retried on the next invocation.
+func (h *handler) connect(ctx context.Context) error {
+	if h.client != nil {
+		return nil
+	}
+	opts := h.s.opts
+	opts.Logger = h.log
+	c, err := cosmoslease.Open(ctx, opts)
+	if err != nil {
+		return err
+	}
+	rs, closeRuns, err := runs.Open(opts)
+	if err != nil {
+		c.Close()
+		return err
+	}
+	_ = closeRuns // lives as long as the process
+	h.client, h.runs = c, rs
+	return nil
+}
+
+// timer is one tick: hold the lease (renew, or acquire), claim this occurrence, run the work under the lease
+// while renewing it, and record how the run ended.
+func (h *handler) timer(w http.ResponseWriter, r *http.Request) {
+	l := &logs{log: h.log}
+	fail := func(format string, args ...any) {
+		l.add("LeaseTimer failed: "+format, args...)
+		answer(w, nil, l, tickResult{Status: "failed", Reason: fmt.Sprintf(format, args...)})
+	}
+	if h.setErr != nil {
+		fail("%v", h.setErr)
+		return
+	}
+	req, err := readInvocation(r)
+	if err != nil {
+		fail("%v", err)
+		return
+	}
+	info, sys, err := parseTimer(req)
+	if err != nil {
+		fail("%v", err)
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ctx := r.Context()
+	res := tickResult{Region: h.s.opts.Region, Instance: h.s.opts.OwnerID}
+	res.Occurrence = h.occurrence(info, sys)
+
+	if err := h.connect(ctx); err != nil {
+		fail("cannot use the lease container: %v", err)
+		return
+	}
+	lease, err := h.hold(ctx)
+	var held *cosmoslease.HeldError
+	switch {
+	case errors.As(err, &held):
+		res.Status, res.Holder, res.Epoch = "skipped", held.Holder.Owner, held.Holder.Epoch
+		res.Reason = fmt.Sprintf("%s (region %s) holds the lease", held.Holder.Owner, held.Holder.Region)
+		l.add("occurrence %s: skipped, %s", res.Occurrence.Format(time.RFC3339), res.Reason)
+		answer(w, nil, l, res)
+		return
+	case err != nil:
+		fail("lease %q: %v", h.s.key, err)
+		return
+	}
+	res.Epoch = lease.Epoch()
+
+	rec := &runs.Record{LeaseKey: h.s.key, Occurrence: res.Occurrence, Region: h.s.opts.Region, Instance: h.s.opts.OwnerID,
+		Epoch: res.Epoch, PastDue: info.IsPastDue, StartedAt: h.now().UTC()}
+	var already *runs.AlreadyRunError
+	if err := h.runs.Claim(ctx, rec); errors.As(err, &already) {
+		res.Status, res.Reason = "skipped", already.Error()
+		l.add("occurrence %s: skipped, %s", res.Occurrence.Format(time.RFC3339), res.Reason)
+		answer(w, nil, l, res)
+		return
+	} else if err != nil {
+		fail("claim occurrence %s: %v", res.Occurrence.Format(time.RFC3339), err)
+		return
+	}
+	l.add("occurrence %s: executing in %s as %s at epoch %d", res.Occurrence.Format(time.RFC3339), res.Region, res.Instance, res.Epoch)
+
+	workErr := h.runUnderLease(ctx, lease, Run{Occurrence: res.Occurrence, Region: res.Region, Instance: res.Instance,
+		Epoch: res.Epoch, PastDue: info.IsPastDue, Logf: l.add})
+	status := runs.Completed
+	switch {
+	case lease.Err() != nil:
+		status = runs.Lost
+		workErr = fmt.Errorf("the lease was lost while the work ran: %v", lease.Err())
+		h.lease = nil
+	case workErr != nil:
+		status = runs.Failed
+	}
+	if err := h.runs.Finish(context.WithoutCancel(ctx), rec, status, h.now().UTC(), workErr); err != nil {
+		l.add("could not record the end of the run: %v", err)
+	}
+	if workErr != nil {
+		res.Status, res.Reason = "failed", workErr.Error()
+		l.add("occurrence %s: %s: %v", res.Occurrence.Format(time.RFC3339), status, workErr)
+	} else {
+		res.Status = "executed"
+		l.add("occurrence %s: done", res.Occurrence.Format(time.RFC3339))
+	}
+	answer(w, nil, l, res)
+}
+
+// hold renews the lease this process holds, or tries once to acquire it.
+func (h *handler) hold(ctx context.Context) (*cosmoslease.Lease, error) {
+	if h.lease != nil {
+		err := h.lease.Renew(ctx)
+		if err == nil {
+			return h.lease, nil
+		}
+		if !errors.Is(err, cosmoslease.ErrLeaseLost) && !errors.Is(err, cosmoslease.ErrReleased) {
+			return nil, err // unknown outcome: keep the lease object, the next tick tries again
+		}
+		h.log.Warn("lease lost since the last tick", "reason", err)
+		h.lease = nil
+	}
+	lease, err := h.client.TryAcquire(ctx, h.s.key)
+	if err != nil {
+		return nil, err
+	}
+	h.lease = lease
+	return lease, nil
+}
+
+// runUnderLease runs the work with a context that ends when the lease is lost, renewing the lease every
+// RenewInterval while the work runs.
+func (h *handler) runUnderLease(ctx context.Context, lease *cosmoslease.Lease, run Run) error {
+	workCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(lease.Context(), func() { cancel(context.Cause(lease.Context())) })
+	defer stop()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		t := time.NewTicker(h.s.opts.RenewInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if err := lease.Renew(workCtx); err != nil {
+					h.log.Warn("renewal during work failed", "error", err)
+				}
+			}
+		}
+	}()
+	return h.work(workCtx, run)
+}
+
+// occurrence names the schedule occurrence this tick is for. The host says when the run was due
+// (ScheduleStatus.Next); a manual run from the admin endpoint carries the next time instead, and schedules
+// faster than once a minute carry no status, so those fall back to the current time, floored to the shortest
+// gap of the schedule so that every region names the same occurrence.
+func (h *handler) occurrence(info timerInfo, sys sysMetadata) time.Time {
+	now := sys.UtcNow.Time
+	if now.IsZero() {
+		now = h.now().UTC()
+	}
+	if st := info.ScheduleStatus; st != nil && !st.Next.IsZero() && !st.Next.After(now.Add(time.Second)) {
+		return st.Next.Truncate(time.Millisecond)
+	}
+	step := h.s.shortest
+	if step <= 0 {
+		step = time.Second
+	}
+	return now.Truncate(step)
+}
+
+// status is the HTTP function LeaseStatus: the lease as this region sees it.
+func (h *handler) status(w http.ResponseWriter, r *http.Request) {
+	l := &logs{log: h.log}
+	reply := func(code int, v any) {
+		b, _ := json.Marshal(v)
+		answer(w, map[string]any{"res": httpOutput{StatusCode: code, Headers: map[string]string{"Content-Type": "application/json"}, Body: string(b)}}, l, nil)
+	}
+	if h.setErr != nil {
+		l.add("LeaseStatus: %v", h.setErr)
+		reply(http.StatusInternalServerError, map[string]string{"error": h.setErr.Error()})
+		return
+	}
+	if _, err := readInvocation(r); err != nil {
+		l.add("LeaseStatus: %v", err)
+		reply(http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	h.mu.Lock()
+	err := h.connect(r.Context())
+	h.mu.Unlock()
+	if err != nil {
+		l.add("LeaseStatus: %v", err)
+		reply(http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+		return
+	}
+	s, err := h.client.Inspect(r.Context(), h.s.key)
+	if err != nil {
+		l.add("LeaseStatus: %v", err)
+		reply(http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+		return
+	}
+	recent, _ := h.runs.List(r.Context(), h.s.key)
+	if len(recent) > 10 {
+		recent = recent[:10]
+	}
+	reply(http.StatusOK, map[string]any{
+		"lease": h.s.key, "state": s.Status(), "owner": s.Owner, "region": s.Region, "epoch": s.Epoch,
+		"expiresInMs": s.ExpiresIn.Milliseconds(), "renewals": s.Renewals, "thisInstance": h.s.opts.OwnerID,
+		"thisRegion": h.s.opts.Region, "heldHere": s.Held && s.Owner == h.s.opts.OwnerID, "recentRuns": recent,
+	})
+}
+
+// release gives the lease up when the host stops the handler, so another region takes over at its next tick.
+func (h *handler) release() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.lease != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = h.lease.Release(ctx)
+		h.lease = nil
+	}
+}

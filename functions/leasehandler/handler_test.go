@@ -1,0 +1,214 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// host.json and every function.json parse and carry what the host needs; every folder has a route and
+// every route a folder.
+func TestFunctionAppLayout(t *testing.T) {
+	var host struct {
+		Version         string `json:"version"`
+		FunctionTimeout string `json:"functionTimeout"`
+		ExtensionBundle struct {
+			ID, Version string
+		} `json:"extensionBundle"`
+		CustomHandler struct {
+			Description struct {
+				DefaultExecutablePath string `json:"defaultExecutablePath"`
+			} `json:"description"`
+			EnableForwardingHTTPRequest bool `json:"enableForwardingHttpRequest"`
+		} `json:"customHandler"`
+	}
+	readJSON(t, "../../host.json", &host)
+	if host.Version != "2.0" || host.ExtensionBundle.ID != "Microsoft.Azure.Functions.ExtensionBundle" ||
+		host.ExtensionBundle.Version != "[4.*, 5.0.0)" || host.CustomHandler.Description.DefaultExecutablePath != "leasehandler" ||
+		host.FunctionTimeout == "" || host.CustomHandler.EnableForwardingHTTPRequest {
+		t.Fatalf("host.json: %+v", host)
+	}
+
+	dirs, _ := filepath.Glob("../*/function.json")
+	var folders []string
+	for _, d := range dirs {
+		folders = append(folders, filepath.Base(filepath.Dir(d)))
+	}
+	var routes []string
+	for name := range newHandler(nil, nil, Work, nil).routes() {
+		routes = append(routes, name)
+	}
+	sort.Strings(folders)
+	sort.Strings(routes)
+	if strings.Join(folders, ",") != strings.Join(routes, ",") {
+		t.Fatalf("function folders %v, handler routes %v", folders, routes)
+	}
+
+	type binding struct {
+		Name, Type, Direction, Schedule, AuthLevel string
+		RunOnStartup, UseMonitor                   *bool
+		Methods                                    []string
+	}
+	var timer struct{ Bindings []binding }
+	readJSON(t, "../LeaseTimer/function.json", &timer)
+	b := timer.Bindings[0]
+	if len(timer.Bindings) != 1 || b.Name != "timer" || b.Type != "timerTrigger" || b.Direction != "in" ||
+		b.Schedule != "%LeaseTimerSchedule%" || b.RunOnStartup == nil || *b.RunOnStartup || b.UseMonitor == nil || !*b.UseMonitor {
+		t.Fatalf("LeaseTimer bindings: %+v", timer.Bindings)
+	}
+	var status struct{ Bindings []binding }
+	readJSON(t, "../LeaseStatus/function.json", &status)
+	if len(status.Bindings) != 2 || status.Bindings[0].Type != "httpTrigger" || strings.Join(status.Bindings[0].Methods, ",") != "get" ||
+		status.Bindings[1].Type != "http" || status.Bindings[1].Name != "res" {
+		t.Fatalf("LeaseStatus bindings: %+v", status.Bindings)
+	}
+}
+
+func readJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	if err := dec.Decode(v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+func TestParseTimerIsLenient(t *testing.T) {
+	at := func(s string) time.Time { v, _ := time.Parse(time.RFC3339Nano, s); return v.UTC() }
+	for _, tc := range []struct {
+		name     string
+		body     string
+		next     time.Time
+		nullStat bool
+		pastDue  bool
+	}{
+		{"documented PascalCase", `{"Data":{"timer":{"Schedule":{"AdjustForDST":true},"ScheduleStatus":{"Last":"2026-09-24T13:08:00.0096035+00:00","Next":"2026-09-24T13:09:00+00:00","LastUpdated":"2026-09-24T13:08:00.0096035+00:00"},"IsPastDue":false}},"Metadata":{"sys":{"MethodName":"LeaseTimer","UtcNow":"2026-09-24T13:09:00.0151719Z","RandGuid":"x"}}}`,
+			at("2026-09-24T13:09:00Z"), false, false},
+		{"camelCase with empty times", `{"Data":{"timer":{"schedule":{},"scheduleStatus":{"last":"","next":"","lastUpdated":""},"isPastDue":true}},"Metadata":{}}`,
+			time.Time{}, false, true},
+		{"null status", `{"Data":{"timer":{"Schedule":{"AdjustForDST":false},"ScheduleStatus":null,"IsPastDue":false}},"Metadata":{}}`,
+			time.Time{}, true, false},
+		{"timer as a JSON string, zone-less DateTime.MinValue", `{"Data":{"timer":"{\"ScheduleStatus\":{\"Last\":\"0001-01-01T00:00:00\",\"Next\":\"2018-07-24T23:24:00-07:00\",\"LastUpdated\":\"0001-01-01T00:00:00\"},\"IsPastDue\":true}"},"Metadata":{}}`,
+			at("2018-07-25T06:24:00Z"), false, true},
+		{"invariant culture dates", `{"Data":{"timer":{"ScheduleStatus":{"Last":"09/24/2026 13:08:00","Next":"09/24/2026 13:09:00","LastUpdated":"09/24/2026 13:08:00"},"IsPastDue":false}}}`,
+			at("2026-09-24T13:09:00Z"), false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var req invokeRequest
+			if err := json.Unmarshal([]byte(tc.body), &req); err != nil {
+				t.Fatal(err)
+			}
+			info, _, err := parseTimer(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.nullStat != (info.ScheduleStatus == nil) || info.IsPastDue != tc.pastDue {
+				t.Fatalf("parsed %+v", info)
+			}
+			if info.ScheduleStatus != nil && !info.ScheduleStatus.Next.Equal(tc.next) {
+				t.Fatalf("Next = %v, want %v", info.ScheduleStatus.Next, tc.next)
+			}
+		})
+	}
+	for _, bad := range []string{`{"Data":{}}`, `{"Data":{"timer":{"ScheduleStatus":{"Next":"tomorrow"}}}}`, `{"Data":{"timer":"{"}}`} {
+		var req invokeRequest
+		_ = json.Unmarshal([]byte(bad), &req)
+		if _, _, err := parseTimer(req); err == nil {
+			t.Errorf("parseTimer(%s) accepted it", bad)
+		}
+	}
+}
+
+func FuzzParseTimer(f *testing.F) {
+	f.Add([]byte(`{"Data":{"timer":{"Schedule":{"AdjustForDST":true},"ScheduleStatus":{"Last":"2026-09-24T13:08:00.0096035+00:00","Next":"2026-09-24T13:09:00+00:00"},"IsPastDue":false}},"Metadata":{"sys":{"UtcNow":"2026-09-24T13:09:00Z"}}}`))
+	f.Add([]byte(`{"Data":{"timer":"{\"IsPastDue\":true}"}}`))
+	f.Add([]byte(`{"Data":{"timer":null}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var req invokeRequest
+		if json.Unmarshal(b, &req) != nil {
+			return
+		}
+		info, sys, err := parseTimer(req)
+		if err != nil {
+			return
+		}
+		h := newHandler(&settings{shortest: time.Minute}, nil, Work, nil)
+		h.now = func() time.Time { return time.Date(2026, 1, 1, 0, 0, 30, 0, time.UTC) }
+		if occ := h.occurrence(info, sys); occ.IsZero() {
+			t.Fatalf("no occurrence for %s", b)
+		}
+	})
+}
+
+func TestScheduleGaps(t *testing.T) {
+	for _, tc := range []struct {
+		schedule          string
+		shortest, longest time.Duration
+		err               string
+	}{
+		{"0 */1 * * * *", time.Minute, time.Minute, ""},
+		{"0 */5 * * * *", 5 * time.Minute, 5 * time.Minute, ""},
+		{"*/10 * * * * *", 10 * time.Second, 10 * time.Second, ""},
+		{"0 0 * * * *", time.Hour, time.Hour, ""},
+		{"0 30 9 * * Mon-Fri", 24 * time.Hour, 72 * time.Hour, ""},
+		{"0 0,30 8-17 * * *", 30 * time.Minute, 14*time.Hour + 30*time.Minute, ""},
+		{"00:05:00", 5 * time.Minute, 5 * time.Minute, ""},
+		{"0 */1 * * *", 0, 0, "six fields"},
+		{"0 61 * * * *", 0, 0, "outside 0-59"},
+		{"0 0 0 30 2 *", 0, 0, "less than twice a year"},
+		{"every minute", 0, 0, "six fields"},
+	} {
+		s, l, err := gaps(tc.schedule)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("gaps(%q) = %v, %v, %v; want error %q", tc.schedule, s, l, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || s != tc.shortest || l != tc.longest {
+			t.Errorf("gaps(%q) = %v, %v, %v; want %v, %v", tc.schedule, s, l, err, tc.shortest, tc.longest)
+		}
+	}
+}
+
+func TestSettings(t *testing.T) {
+	base := map[string]string{"CosmosLeasing__AccountEndpoint": "https://acct.documents.azure.com:443/", "REGION_NAME": "East US", "WEBSITE_INSTANCE_ID": "abcdef0123456789"}
+	get := func(extra map[string]string) func(string) string {
+		return func(k string) string {
+			if v, ok := extra[k]; ok {
+				return v
+			}
+			return base[k]
+		}
+	}
+	s, err := loadSettings(get(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.key != "timer-singleton" || s.opts.LeaseDuration != 3*time.Minute || !s.opts.ManualRenew || s.opts.Region != "East US" ||
+		s.opts.OwnerID != "eastus-abcdef012345" || s.opts.RenewDeadline <= s.longest {
+		t.Fatalf("defaults: %+v %+v", s, s.opts)
+	}
+	for _, tc := range []struct {
+		extra map[string]string
+		want  string
+	}{
+		{map[string]string{"CosmosLeasing__AccountEndpoint": ""}, "no Cosmos DB account configured"},
+		{map[string]string{"CosmosLeasing__AccountEndpoint": "acct"}, "is not a URL"},
+		{map[string]string{"CosmosLeasing__DefaultLeaseDuration": "soon"}, "CosmosLeasing__DefaultLeaseDuration"},
+		{map[string]string{"CosmosLeasing__DefaultLeaseDuration": "00:01:00"}, "too short for the schedule"},
+		{map[string]string{"LeaseTimerSchedule": "0 61 * * * *"}, "outside 0-59"},
+		{map[string]string{"LeaseTimerLeaseKey": "a/b"}, "LeaseTimerLeaseKey"},
+	} {
+		if _, err := loadSettings(get(tc.extra)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("settings %v: %v, want %q", tc.extra, err, tc.want)
+		}
+	}
+}

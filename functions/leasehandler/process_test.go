@@ -1,0 +1,322 @@
+//go:build linux || darwin
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cosmoslease/cosmoslease/internal/cosmostest"
+	"github.com/cosmoslease/cosmoslease/internal/emulator"
+	"github.com/cosmoslease/cosmoslease/internal/runs"
+	"github.com/cosmoslease/cosmoslease/internal/store/cosmosstore"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "leasehandler")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "leasehandler")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := cosmostest.Main(m)
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// instance is one handler process, started the way the Functions host starts it.
+type instance struct {
+	region string
+	port   int
+	cmd    *exec.Cmd
+	out    *syncBuf
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func startHandler(t *testing.T, region string, env map[string]string) *instance {
+	t.Helper()
+	in := &instance{region: region, port: freePort(t), out: &syncBuf{}}
+	in.cmd = exec.Command(binary)
+	in.cmd.Dir = t.TempDir()
+	in.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "FUNCTIONS_CUSTOMHANDLER_PORT=" + strconv.Itoa(in.port),
+		"REGION_NAME=" + region, "LeaseTimerInstance=" + region + "-1"}
+	for k, v := range env {
+		in.cmd.Env = append(in.cmd.Env, k+"="+v)
+	}
+	in.cmd.Stdout, in.cmd.Stderr = in.out, in.out
+	if err := in.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = in.cmd.Process.Kill(); _ = in.cmd.Wait() })
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(in.port))
+		if err == nil {
+			c.Close()
+			return in
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("handler for %s did not listen: %s", region, in.out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// timerPayload is the host's invocation of LeaseTimer for the occurrence due at next.
+func timerPayload(next time.Time, pastDue bool) []byte {
+	return []byte(fmt.Sprintf(`{"Data":{"timer":{"Schedule":{"AdjustForDST":true},"ScheduleStatus":{"Last":"%s","Next":"%s","LastUpdated":"%s"},"IsPastDue":%t}},"Metadata":{"timer":{"Schedule":{"AdjustForDST":true},"IsPastDue":%t},"sys":{"MethodName":"LeaseTimer","UtcNow":"%s","RandGuid":"6e4bc43b-0000-0000-0000-000000000000"}}}`,
+		next.Add(-2*time.Second).Format("2006-01-02T15:04:05.0000000+00:00"), next.Format("2006-01-02T15:04:05+00:00"),
+		next.Add(-2*time.Second).Format("2006-01-02T15:04:05.0000000+00:00"), pastDue, pastDue,
+		next.Add(15*time.Millisecond).Format("2006-01-02T15:04:05.0000000Z")))
+}
+
+type reply struct {
+	region string
+	status int
+	raw    map[string]json.RawMessage
+	logs   []string
+	ret    tickResult
+}
+
+func (in *instance) post(t *testing.T, fn string, body []byte) reply {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:"+strconv.Itoa(in.port)+"/"+fn, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s: %v", in.region, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	r := reply{region: in.region, status: resp.StatusCode}
+	if err := json.Unmarshal(b, &r.raw); err != nil {
+		t.Fatalf("%s answered %s", in.region, b)
+	}
+	_ = json.Unmarshal(r.raw["Logs"], &r.logs)
+	_ = json.Unmarshal(r.raw["ReturnValue"], &r.ret)
+	return r
+}
+
+// tick sends one occurrence to every instance at once, as each region's timer fires.
+func tick(t *testing.T, ins []*instance, next time.Time) []reply {
+	out := make([]reply, len(ins))
+	var wg sync.WaitGroup
+	for i, in := range ins {
+		wg.Add(1)
+		go func() { defer wg.Done(); out[i] = in.post(t, fnTimer, timerPayload(next, false)) }()
+	}
+	wg.Wait()
+	for _, r := range out {
+		if r.status != 200 || len(r.raw) != 3 || r.raw["Outputs"] == nil || r.raw["Logs"] == nil || r.raw["ReturnValue"] == nil {
+			t.Fatalf("%s: response %d %v is not {Outputs, Logs, ReturnValue}", r.region, r.status, r.raw)
+		}
+	}
+	return out
+}
+
+// executed returns the replies that ran the work; any answer but executed or skipped fails the test.
+func executed(t *testing.T, rs []reply) []reply {
+	t.Helper()
+	var out []reply
+	for _, r := range rs {
+		switch r.ret.Status {
+		case "executed":
+			out = append(out, r)
+		case "skipped":
+		default:
+			t.Fatalf("%s answered %+v; logs %v", r.region, r.ret, r.logs)
+		}
+	}
+	return out
+}
+
+func TestThreeRegionsOneExecutesEachOccurrence(t *testing.T) {
+	srv := cosmostest.Get(t)
+	container := "handler-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	if err := emulator.EnsureContainer(context.Background(), srv.Endpoint, srv.Database, container, "/leaseKey"); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"CosmosLeasing__ConnectionString": emulator.ConnectionString(srv.Endpoint),
+		"CosmosLeasing__DatabaseName": srv.Database, "CosmosLeasing__ContainerName": container,
+		"LeaseTimerSchedule": "*/2 * * * * *"} // ticks 2 s apart: the lease lasts 6 s
+	ins := []*instance{startHandler(t, "eastus", env), startHandler(t, "westeurope", env), startHandler(t, "southeastasia", env)}
+
+	next := time.Now().UTC().Truncate(2 * time.Second)
+	var active string
+	var epoch int64
+	for k := range 4 {
+		rs := tick(t, ins, next)
+		ex := executed(t, rs)
+		if len(ex) != 1 {
+			t.Fatalf("tick %d: %d regions executed, want exactly 1: %+v", k, len(ex), rs)
+		}
+		if active != "" && ex[0].region != active {
+			t.Fatalf("tick %d: %s executed, but %s held the lease", k, ex[0].region, active)
+		}
+		active, epoch = ex[0].region, ex[0].ret.Epoch
+		for _, r := range rs {
+			if r.region != active && !strings.Contains(r.ret.Reason, "holds the lease") {
+				t.Fatalf("skipped without naming the holder: %+v", r)
+			}
+		}
+		next = next.Add(2 * time.Second)
+		time.Sleep(time.Until(next))
+	}
+
+	// A replay of a past occurrence (IsPastDue after a restart) is not run again, in any region.
+	replayed := next.Add(-4 * time.Second)
+	for _, in := range ins {
+		r := in.post(t, fnTimer, timerPayload(replayed, true))
+		if r.ret.Status != "skipped" {
+			t.Fatalf("%s ran a replayed occurrence: %+v", in.region, r.ret)
+		}
+	}
+
+	// Stop the active region; another takes over on a later tick, at the next epoch.
+	var survivors []*instance
+	for _, in := range ins {
+		if in.region == active {
+			_ = in.cmd.Process.Signal(syscall.SIGKILL)
+		} else {
+			survivors = append(survivors, in)
+		}
+	}
+	var taker reply
+	for deadline := time.Now().Add(40 * time.Second); taker.region == ""; {
+		if time.Now().After(deadline) {
+			t.Fatal("no surviving region took over")
+		}
+		if ex := executed(t, tick(t, survivors, next)); len(ex) == 1 {
+			taker = ex[0]
+		} else if len(ex) > 1 {
+			t.Fatalf("two regions executed one occurrence: %+v", ex)
+		}
+		next = next.Add(2 * time.Second)
+		time.Sleep(time.Until(next))
+	}
+	if taker.ret.Epoch != epoch+1 {
+		t.Fatalf("takeover at epoch %d, want %d", taker.ret.Epoch, epoch+1)
+	}
+
+	// The run records show each occurrence once, with who ran it.
+	cs, err := cosmosstore.Open(cosmosstore.Config{ConnectionString: emulator.ConnectionString(srv.Endpoint), Database: srv.Database, Container: container})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	recs, err := runs.New(cs, "/leaseKey").List(context.Background(), "timer-singleton")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[time.Time]bool{}
+	for _, r := range recs {
+		if seen[r.Occurrence] {
+			t.Fatalf("occurrence %v recorded twice", r.Occurrence)
+		}
+		seen[r.Occurrence] = true
+		if r.Status != runs.Completed || r.FinishedAt.IsZero() || r.Region == "" || r.Epoch == 0 {
+			t.Fatalf("run record %+v", r)
+		}
+	}
+	if len(recs) != 5 {
+		t.Fatalf("%d run records, want 5 (4 ticks before the kill, 1 after)", len(recs))
+	}
+
+	// LeaseStatus answers the host's HTTP invocation with the lease as JSON.
+	r := survivors[0].post(t, fnStatus, []byte(`{"Data":{"req":{"Url":"http://localhost:7071/api/LeaseStatus","Method":"GET","Query":{},"Headers":{},"Params":{}}},"Metadata":{}}`))
+	var res httpOutput
+	if err := json.Unmarshal(r.raw["Outputs"], &struct{ Res *httpOutput }{&res}); err != nil || res.StatusCode != 200 {
+		t.Fatalf("LeaseStatus outputs: %s", r.raw["Outputs"])
+	}
+	var body map[string]any
+	if err := json.Unmarshal([]byte(res.Body), &body); err != nil || body["state"] != "held" || body["owner"] != taker.region+"-1" {
+		t.Fatalf("LeaseStatus body: %s", res.Body)
+	}
+}
+
+func TestBadSettingsFailTheInvocationAndWriteNothing(t *testing.T) {
+	srv := cosmostest.Get(t)
+	container := "handler-bad-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	if err := emulator.EnsureContainer(context.Background(), srv.Endpoint, srv.Database, container, "/leaseKey"); err != nil {
+		t.Fatal(err)
+	}
+	good := map[string]string{"CosmosLeasing__ConnectionString": emulator.ConnectionString(srv.Endpoint),
+		"CosmosLeasing__DatabaseName": srv.Database, "CosmosLeasing__ContainerName": container}
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"missing endpoint", map[string]string{"CosmosLeasing__DatabaseName": srv.Database}, "no Cosmos DB account configured"},
+		{"bad duration", merge(good, map[string]string{"CosmosLeasing__DefaultLeaseDuration": "a while"}), "CosmosLeasing__DefaultLeaseDuration"},
+		{"lease shorter than the schedule", merge(good, map[string]string{"CosmosLeasing__DefaultLeaseDuration": "00:00:30", "LeaseTimerSchedule": "0 */1 * * * *"}), "too short for the schedule"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := startHandler(t, "eastus", tc.env)
+			r := in.post(t, fnTimer, timerPayload(time.Now().UTC().Truncate(time.Second), false))
+			if r.status != 200 || r.ret.Status != "failed" || !strings.Contains(r.ret.Reason, tc.want) {
+				t.Fatalf("answer %d %+v, want 200 with a failed return value saying %q", r.status, r.ret, tc.want)
+			}
+			if len(r.logs) == 0 || !strings.Contains(strings.Join(r.logs, "\n"), tc.want) {
+				t.Fatalf("Logs %v lack %q", r.logs, tc.want)
+			}
+			if !strings.Contains(in.out.String(), tc.want) {
+				t.Fatalf("stdout lacks %q:\n%s", tc.want, in.out.String())
+			}
+		})
+	}
+	cs, err := cosmosstore.Open(cosmosstore.Config{ConnectionString: emulator.ConnectionString(srv.Endpoint), Database: srv.Database, Container: container})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	if items, err := cs.List(context.Background(), ""); err != nil || len(items) != 0 {
+		t.Fatalf("bad settings wrote %d documents (%v)", len(items), err)
+	}
+}
+
+func merge(a, b map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range a {
+		out[k] = v
+	}
+	for k, v := range b {
+		out[k] = v
+	}
+	return out
+}

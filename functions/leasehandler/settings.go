@@ -1,0 +1,113 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/cosmoslease/cosmoslease/internal/config"
+	"github.com/cosmoslease/cosmoslease/internal/leasedoc"
+	"github.com/cosmoslease/cosmoslease/internal/store/cosmosstore"
+	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
+)
+
+// App settings the handler reads, beside the CosmosLeasing__* names the CLI reads too.
+const (
+	settingSchedule = "LeaseTimerSchedule" // also read by the host, through %LeaseTimerSchedule% in function.json
+	settingLeaseKey = "LeaseTimerLeaseKey"
+	settingRegion   = "LeaseTimerRegion" // overrides REGION_NAME, which the platform sets
+	settingInstance = "LeaseTimerInstance"
+
+	defaultSchedule = "0 */1 * * * *" // every minute
+	defaultLeaseKey = "timer-singleton"
+)
+
+// settings is the handler's configuration, checked once at start; a problem is reported on every invocation.
+type settings struct {
+	opts     cosmoslease.Options
+	key      string
+	schedule string
+	// shortest and longest time between two ticks of the schedule.
+	shortest, longest time.Duration
+}
+
+// loadSettings reads the app settings (environment variables). Durations in CosmosLeasing__DefaultLeaseDuration
+// use TimeSpan text, as in the CLI's files.
+func loadSettings(getenv func(string) string) (*settings, error) {
+	raw := config.FromEnv(getenv)
+	var err error
+	s := &settings{key: orDefault(getenv(settingLeaseKey), defaultLeaseKey), schedule: orDefault(getenv(settingSchedule), defaultSchedule)}
+	if _, err := leasedoc.ID(s.key); err != nil {
+		return nil, fmt.Errorf("%s: %v", settingLeaseKey, err)
+	}
+	if s.shortest, s.longest, err = gaps(s.schedule); err != nil {
+		return nil, err
+	}
+
+	cs, _ := raw.Get(config.KeyConnectionString)
+	ep, _ := raw.Get(config.KeyAccountEndpoint)
+	switch {
+	case cs != "":
+		if _, _, err := cosmosstore.ParseConnectionString(cs); err != nil {
+			return nil, fmt.Errorf("CosmosLeasing__ConnectionString: %v", err)
+		}
+		s.opts.ConnectionString = cs
+	case ep != "":
+		if ph := config.Placeholder(ep); ph != "" {
+			return nil, fmt.Errorf("CosmosLeasing__AccountEndpoint is still the placeholder %s: set it to the account endpoint", ph)
+		}
+		if err := cosmosstore.CheckEndpoint(ep); err != nil {
+			return nil, fmt.Errorf("CosmosLeasing__AccountEndpoint: %v", err)
+		}
+		s.opts.Endpoint = ep // DefaultAzureCredential: the app's managed identity (AZURE_CLIENT_ID for a user-assigned one)
+	default:
+		return nil, fmt.Errorf("no Cosmos DB account configured: set the app setting CosmosLeasing__AccountEndpoint (managed identity) or CosmosLeasing__ConnectionString")
+	}
+	s.opts.Database, _ = raw.Get(config.KeyDatabaseName)
+	s.opts.Container, _ = raw.Get(config.KeyContainerName)
+	s.opts.PartitionKeyPath, _ = raw.Get(config.KeyPartitionKeyPath)
+
+	// The lease must outlive the longest gap between ticks, so the active region keeps it from one tick to
+	// the next; by default it lasts three gaps, so a region that stops firing is replaced after about three.
+	d := 3 * s.longest
+	if v, _ := raw.Get(config.KeyDefaultLeaseDuration); v != "" {
+		if d, err = config.ParseDuration(v); err != nil {
+			return nil, fmt.Errorf("CosmosLeasing__DefaultLeaseDuration: %v", err)
+		}
+	}
+	// Between ticks nothing renews, so the holder's validity (RenewDeadline, 5/6 of the lease) must cover the
+	// longest gap with a tenth to spare for late ticks.
+	deadline := d - max(time.Second, d/6)
+	if need := s.longest + s.longest/10; deadline < need {
+		return nil, fmt.Errorf("CosmosLeasing__DefaultLeaseDuration (%s) is too short for the schedule %q, whose ticks can be %s apart: the active region would lose the lease between ticks; use at least %s, or leave it unset (three gaps, %s)",
+			config.FormatTimeSpan(d), s.schedule, s.longest, config.FormatTimeSpan((need*6+4)/5), config.FormatTimeSpan(3*s.longest))
+	}
+	s.opts.LeaseDuration, s.opts.RenewDeadline, s.opts.RenewInterval = d, deadline, d/3
+	s.opts.RetryPeriod = min(d/12, 5*time.Second)
+	s.opts.ManualRenew = true // renewed by ticks, and while work runs; a region that stops firing loses it
+
+	region := orDefault(getenv(settingRegion), getenv("REGION_NAME"))
+	s.opts.Region = orDefault(region, "unknown-region")
+	instance := getenv(settingInstance)
+	if instance == "" {
+		host, _ := os.Hostname()
+		instance = strings.ToLower(strings.ReplaceAll(s.opts.Region, " ", "")) + "-" + orDefault(short(getenv("WEBSITE_INSTANCE_ID")), host)
+	}
+	s.opts.OwnerID = instance
+	return s, nil
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"archive/zip"
+	"encoding/json"
+	"io"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+)
+
+func TestPackageLayout(t *testing.T) {
+	out := t.TempDir()
+	for _, tg := range []target{{"linux", "amd64"}, {"windows", "amd64"}} {
+		zipPath, err := build("../..", out, tg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zr, err := zip.OpenReader(zipPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, f := range zr.File {
+			names = append(names, f.Name)
+			switch f.Name {
+			case "host.json":
+				rc, _ := f.Open()
+				b, _ := io.ReadAll(rc)
+				rc.Close()
+				var host struct {
+					CustomHandler struct {
+						Description struct{ DefaultExecutablePath string } `json:"description"`
+					} `json:"customHandler"`
+				}
+				if err := json.Unmarshal(b, &host); err != nil || host.CustomHandler.Description.DefaultExecutablePath != tg.exe() {
+					t.Fatalf("%s host.json names %q: %v", tg.name(), host.CustomHandler.Description.DefaultExecutablePath, err)
+				}
+			case tg.exe():
+				if tg.goos == "linux" && f.Mode().Perm()&0o111 == 0 {
+					t.Fatalf("the linux handler is not executable in the zip: %v", f.Mode())
+				}
+			}
+		}
+		zr.Close()
+		sort.Strings(names)
+		want := []string{"LeaseStatus/function.json", "LeaseTimer/function.json", "host.json", tg.exe()}
+		sort.Strings(want)
+		if strings.Join(names, ",") != strings.Join(want, ",") {
+			t.Fatalf("%s holds %v, want %v", filepath.Base(zipPath), names, want)
+		}
+	}
+}
