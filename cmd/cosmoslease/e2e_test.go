@@ -242,6 +242,11 @@ func TestNoTerminalNoConfigFailsNamingTheWays(t *testing.T) {
 // console runs the binary on a pseudo-terminal with a terminal emulator behind it, as a person would.
 func console(t *testing.T, dir string, args ...string) (*expect.Console, *exec.Cmd, *bytes.Buffer) {
 	t.Helper()
+	return consoleEnv(t, dir, []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "TERM=xterm"}, args...)
+}
+
+func consoleEnv(t *testing.T, dir string, env []string, args ...string) (*expect.Console, *exec.Cmd, *bytes.Buffer) {
+	t.Helper()
 	var screen bytes.Buffer
 	// The emulator answers the program's terminal queries (survey asks for the cursor position) through a
 	// second pseudo-terminal whose master feeds the console's input.
@@ -258,7 +263,7 @@ func console(t *testing.T, dir string, args ...string) (*expect.Console, *exec.C
 	t.Cleanup(func() { c.Close() })
 	cmd := exec.Command(binary, args...)
 	cmd.Dir = dir
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "TERM=xterm"}
+	cmd.Env = env
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = c.Tty(), c.Tty(), c.Tty()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -327,5 +332,47 @@ func waitExit(t *testing.T, cmd *exec.Cmd, want int) {
 	}
 	if got := cmd.ProcessState.ExitCode(); got != want {
 		t.Fatalf("exit %d, want %d", got, want)
+	}
+}
+
+func TestSetupPromptsInATerminal(t *testing.T) {
+	dir := t.TempDir()
+	stubDir, err := filepath.Abs("../../testdata/az")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(t.TempDir(), "az.log")
+	c, cmd, screen := consoleEnv(t, dir, []string{"PATH=" + stubDir + ":" + os.Getenv("PATH"), "HOME=" + dir, "TERM=xterm", "AZ_STUB_LOG=" + logPath}, "setup")
+	steps := []struct{ expect, send string }{
+		{"Subscription", "\x1b[B\r"}, // the second: Contoso Prod
+		{"Environment name", "demo\r"},
+		{"Resource group to create", "\r"}, // default rg-demo
+		{"Primary region", "eastus\r"},
+		{"More regions", " \x1b[B\x1b[B\x1b[B\x1b[B\x1b[B \r"}, // eastus2 and westeurope
+		{"Deploy a Function App", "\r"},
+		{"Grant dev@contoso.com", "\r"},
+		{"Create these resources?", "\r"},
+		{"Next steps", ""},
+	}
+	for _, s := range steps {
+		if _, err := c.ExpectString(s.expect); err != nil {
+			t.Fatalf("waiting for %q: %v\nscreen:\n%s", s.expect, err, screen.String())
+		}
+		if s.send != "" {
+			if _, err := c.Send(s.send); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	waitExit(t, cmd, 0)
+	log, _ := os.ReadFile(logPath)
+	for _, want := range []string{"--subscription 22222222-2222-2222-2222-222222222222", "group create --name rg-demo --location eastus",
+		`regions=\[\"eastus2\"\,\"westeurope\"\]`} {
+		if !strings.Contains(string(log), want) {
+			t.Fatalf("az log lacks %s:\n%s", want, log)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "appsettings.Local.json")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("settings file: %v", err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/AlecAivazis/survey/v2/terminal"
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/cosmoslease/cosmoslease/internal/az"
 	"github.com/cosmoslease/cosmoslease/internal/config"
 	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 )
@@ -39,6 +40,8 @@ type App struct {
 	StdoutTTY   bool
 	// Prompter asks questions when prompting is allowed; main sets the survey one.
 	Prompter Prompter
+	// Az runs the Azure CLI (setup, teardown); nil runs the az on PATH.
+	Az az.Runner
 	// Version is printed by --version.
 	Version string
 }
@@ -99,7 +102,7 @@ func (a *App) Run(ctx context.Context, args []string) int {
 		CommandNotFound: func(c *ucli.Context, name string) {
 			notFound = name
 		},
-		Commands: []*ucli.Command{a.runCommand(), a.inspectCommand(), a.configureCommand()},
+		Commands: []*ucli.Command{a.runCommand(), a.inspectCommand(), a.configureCommand(), a.setupCommand(), a.teardownCommand()},
 	}
 	for _, cmd := range app.Commands {
 		cmd.OnUsageError = onUsageError

@@ -14,6 +14,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 
+	"github.com/cosmoslease/cosmoslease/internal/az"
 	"github.com/cosmoslease/cosmoslease/internal/cosmostest"
 	"github.com/cosmoslease/cosmoslease/internal/emulator"
 	"github.com/cosmoslease/cosmoslease/internal/runs"
@@ -49,6 +50,7 @@ type harness struct {
 	ctr  string
 	fake *fakePrompter
 	tty  bool
+	az   az.Runner
 }
 
 func newHarness(t *testing.T) *harness {
@@ -76,6 +78,9 @@ func (h *harness) runCtx(ctx context.Context, args ...string) result {
 		Getenv: func(k string) string { return h.env[k] }, Interactive: h.tty}
 	if h.fake != nil {
 		app.Prompter = h.fake
+	}
+	if h.az != nil {
+		app.Az = h.az
 	}
 	code := app.Run(ctx, append([]string{"cosmoslease"}, args...))
 	return result{code: code, stdout: out.String(), stderr: errb.String()}

@@ -15,7 +15,10 @@ type Pair struct{ Key, Value string }
 // WriteLocal writes the CosmosLeasing section to path with mode 0600, replacing the section in an existing file
 // and keeping its other sections. The file is written to a temporary name and renamed, so a failure never
 // leaves it half-written.
-func WriteLocal(path string, pairs []Pair) error {
+func WriteLocal(path string, pairs []Pair) error { return WriteSection(path, Section, pairs) }
+
+// WriteSection is WriteLocal for any section.
+func WriteSection(path, name string, pairs []Pair) error {
 	top := map[string]json.RawMessage{}
 	var order []string
 	if b, err := os.ReadFile(path); err == nil {
@@ -40,14 +43,14 @@ func WriteLocal(path string, pairs []Pair) error {
 	}
 	section.WriteString("  }")
 	for k := range top {
-		if k != Section && equalFold(k, Section) {
+		if k != name && equalFold(k, name) {
 			delete(top, k)
 		}
 	}
-	if _, ok := top[Section]; !ok {
-		order = append([]string{Section}, order...)
+	if _, ok := top[name]; !ok {
+		order = append(order, name)
 	}
-	top[Section] = section.Bytes()
+	top[name] = section.Bytes()
 
 	var out bytes.Buffer
 	out.WriteString("{\n")
@@ -112,3 +115,29 @@ func topLevelOrder(dec *json.Decoder) []string {
 }
 
 func equalFold(a, b string) bool { return bytes.EqualFold([]byte(a), []byte(b)) }
+
+// ReadSection returns the string values of one top-level section of a settings file; nil when the file or the
+// section is missing.
+func ReadSection(path, name string) (map[string]string, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(b, &top); err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrInvalid, describeJSONError(path, b, err))
+	}
+	for k, v := range top {
+		if equalFold(k, name) {
+			var m map[string]string
+			if err := json.Unmarshal(v, &m); err != nil {
+				return nil, fmt.Errorf("%w: %s: section %s must hold strings", ErrInvalid, path, name)
+			}
+			return m, nil
+		}
+	}
+	return nil, nil
+}
