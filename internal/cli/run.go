@@ -173,11 +173,14 @@ func (a *App) work(ctx context.Context, lease *cosmoslease.Lease, out *reporter,
 			}
 			return nil
 		case <-tick.C:
-			// Check the lease before every work item: never start work on a lease we may have lost.
+			// Check the lease before every work item: never start work on a lease we may have lost. The item's
+			// time is read before the check, so its event says "started at t, with the lease valid after t",
+			// even if the process is paused between the check and the print.
+			at := time.Now()
 			if lease.Err() != nil {
 				return a.lost(lease, out)
 			}
-			out.work(lease.State(), item, time.Since(start))
+			out.work(lease.State(), item, at, at.Sub(start))
 			item++
 		}
 	}
@@ -224,13 +227,17 @@ type event struct {
 	FromEpoch   int64  `json:"fromEpoch,omitempty"`
 	Reason      string `json:"reason,omitempty"`
 	PID         int    `json:"pid,omitempty"`
+	// AcquiredAt is the holder's clock when it wrote the acquisition, just before sending it.
+	AcquiredAt string `json:"acquiredAt,omitempty"`
 }
 
 // TimeFormat is RFC 3339 with nanoseconds, fixed width so lines sort by time.
 const TimeFormat = "2006-01-02T15:04:05.000000000Z07:00"
 
 func (r *reporter) emit(e event) {
-	e.Time = time.Now().UTC().Format(TimeFormat)
+	if e.Time == "" {
+		e.Time = time.Now().UTC().Format(TimeFormat)
+	}
 	e.Instance, e.Lease = r.instance, r.lease
 	if e.Region == "" {
 		e.Region = r.region
@@ -281,7 +288,8 @@ func (r *reporter) acquired(s cosmoslease.State, prev *cosmoslease.State) {
 			r.emit(event{Event: "takeover", Epoch: s.Epoch, LeaseID: s.LeaseID, Owner: s.Owner, From: prev.Owner,
 				FromEpoch: prev.Epoch, OwnerRegion: prev.Region, Reason: reason})
 		}
-		r.emit(event{Event: "acquired", Epoch: s.Epoch, LeaseID: s.LeaseID, Owner: s.Owner, ETag: s.ETag, Renewals: &s.Renewals})
+		r.emit(event{Event: "acquired", Epoch: s.Epoch, LeaseID: s.LeaseID, Owner: s.Owner, ETag: s.ETag, Renewals: &s.Renewals,
+			AcquiredAt: s.AcquiredAt.UTC().Format(TimeFormat)})
 		return
 	}
 	if prev != nil && prev.Owner != "" {
@@ -329,11 +337,11 @@ func (r *reporter) renewed(s cosmoslease.State) {
 	}
 }
 
-func (r *reporter) work(s cosmoslease.State, item int, elapsed time.Duration) {
+func (r *reporter) work(s cosmoslease.State, item int, at time.Time, elapsed time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.json {
-		r.emit(event{Event: "work", Epoch: s.Epoch, LeaseID: s.LeaseID, Owner: s.Owner, Item: item, ElapsedMs: elapsed.Milliseconds(), Renewals: &s.Renewals})
+		r.emit(event{Event: "work", Time: at.UTC().Format(TimeFormat), Epoch: s.Epoch, LeaseID: s.LeaseID, Owner: s.Owner, Item: item, ElapsedMs: elapsed.Milliseconds(), Renewals: &s.Renewals})
 		return
 	}
 	secs := int(elapsed.Round(time.Second) / time.Second)
