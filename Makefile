@@ -3,7 +3,7 @@ GO        ?= go
 SERVERDIR := testdata/cosmosdb-server
 SERVERMOD := $(SERVERDIR)/node_modules/.package-lock.json
 
-.PHONY: test test-deps vet cross demo build package clean
+.PHONY: test test-deps vet cross demo build package chaos clean
 
 ## demo: the reference sample's scenarios on this machine, no Azure account needed.
 demo: test-deps build
@@ -12,6 +12,11 @@ demo: test-deps build
 ## package: deployable Function App zips in dist/ (linux/amd64 for Flex Consumption, windows/amd64).
 package:
 	$(GO) run ./tools/package -out dist
+
+## chaos: a long chaos run (at least 10,000 acquisitions) against the local server; see docs/reliability.md.
+chaos: test-deps build
+	mkdir -p dist
+	$(GO) run ./tools/chaos -bin bin/cosmoslease -duration 30m -keys 12 -contenders 3 -events dist/chaos-events.jsonl -min-acquisitions 10000
 
 ## build: the CLI into bin/.
 build:

@@ -503,3 +503,21 @@ func TestInspectRuns(t *testing.T) {
 		t.Fatalf("inspect --runs --json: %v %s", err, r.stdout)
 	}
 }
+
+func TestRunWhenTheContainerIsDeleted(t *testing.T) {
+	h := newHarness(t).withServer()
+	watcher := h.lib("watcher")
+	done := make(chan result, 1)
+	go func() {
+		done <- h.run(append([]string{"run", "--emulator", "--instance", "us-east-1", "--json"}, fast...)...)
+	}()
+	waitFor(t, h.heldBy(watcher, "us-east-1"))
+	if _, err := h.srv.Container(t, h.ctr).Delete(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	r.expect(t, ExitLost, "stopped work", "was deleted")
+	if evs := events(t, r.stdout); evs[len(evs)-1]["event"] != "lost" {
+		t.Fatalf("events: %s", names(evs))
+	}
+}

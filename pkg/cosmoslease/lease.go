@@ -186,7 +186,7 @@ func (l *Lease) write(ctx context.Context, release bool) error {
 				l.finishRelease()
 				return nil
 			}
-			return l.lose("the lease document was deleted")
+			return l.lose("the lease document (or its container) was deleted")
 		case store.Precondition:
 			if round > 0 {
 				return l.lose("the lease document keeps changing under us")

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"strings"
 	"sync"
 	"testing"
@@ -25,6 +27,12 @@ func TestOpen_SetupProblemsAreExplained(t *testing.T) {
 			[]string{`database "no-such-db" does not exist`}},
 		{"wrong partition key", func(o *Options) { o.Container = wrongPK },
 			[]string{"is partitioned on /tenant", "need /leaseKey"}},
+		{"bad key", func(o *Options) {
+			o.Transport = &statusTransport{next: &http.Client{}, status: 401, code: "Unauthorized", match: "/colls/"}
+		}, []string{"rejected our credentials (401)", "AccountKey"}},
+		{"no data role", func(o *Options) {
+			o.Transport = &statusTransport{next: &http.Client{}, status: 403, code: "Forbidden", match: "/colls/"}
+		}, []string{"(403)", "Cosmos DB Built-in Data Contributor", "00000000-0000-0000-0000-000000000002"}},
 		{"multiple write regions", func(o *Options) {
 			o.Transport = &faultTransport{next: &http.Client{}, f: newFaults(), account: func(b []byte) []byte {
 				return bytes.Replace(b, []byte(`"enableMultipleWriteLocations":false`), []byte(`"enableMultipleWriteLocations":true`), 1)
@@ -168,4 +176,19 @@ func TestServer_OperationsAreReported(t *testing.T) {
 	if got := strings.Join(names, " "); got != "read:not found create:ok renew:ok release:ok" {
 		t.Fatalf("operations = %s", got)
 	}
+}
+
+// statusTransport answers requests whose path contains match with a fixed error status, as Azure would.
+type statusTransport struct {
+	next   policy.Transporter
+	status int
+	code   string
+	match  string
+}
+
+func (s *statusTransport) Do(r *http.Request) (*http.Response, error) {
+	if strings.Contains(r.URL.Path, s.match) {
+		return synth(r, s.status, s.code, nil), nil
+	}
+	return s.next.Do(r)
 }
