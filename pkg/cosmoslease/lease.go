@@ -226,7 +226,7 @@ func (l *Lease) reconcile(ctx context.Context, release bool) (bool, error) {
 			l.finishRelease()
 			return false, nil
 		}
-		return false, l.lose("the lease document was deleted")
+		return false, l.lose("the lease document (or its container) was deleted")
 	}
 	l.mu.Lock()
 	ours := doc.LeaseID == l.doc.LeaseID && doc.Epoch == l.doc.Epoch

@@ -21,7 +21,9 @@ func at(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) 
 func acquired(proc string, epoch int64, ms int) ev {
 	return ev{Event: "acquired", Epoch: epoch, proc: proc, at: at(ms + 5), acq: at(ms)}
 }
-func work(proc string, epoch int64, ms int) ev { return ev{Event: "work", Epoch: epoch, proc: proc, at: at(ms)} }
+func work(proc string, epoch int64, ms int) ev {
+	return ev{Event: "work", Epoch: epoch, proc: proc, at: at(ms)}
+}
 
 // The checker must find each kind of violation, and none in a clean history.
 func TestCheckerFindsViolations(t *testing.T) {

@@ -33,10 +33,10 @@ type window struct {
 // verdict is what the checker found for one lease key.
 type verdict struct {
 	acquisitions, takeovers, works int
-	violations                      []string
-	failovers                       []time.Duration // from a holder's last sign of life to the next acquisition
-	worstFailover                   time.Duration
-	maxEpoch                        int64
+	violations                     []string
+	failovers                      []time.Duration // from a holder's last sign of life to the next acquisition
+	worstFailover                  time.Duration
+	maxEpoch                       int64
 }
 
 // check verifies the safety properties over every event of one lease key, and liveness in quiet windows:
