@@ -3,7 +3,7 @@ GO        ?= go
 SERVERDIR := testdata/cosmosdb-server
 SERVERMOD := $(SERVERDIR)/node_modules/.package-lock.json
 
-.PHONY: test test-deps vet cross demo build package chaos clean
+.PHONY: test test-deps vet cross demo build package chaos bench clean
 
 ## demo: the reference sample's scenarios on this machine, no Azure account needed.
 demo: test-deps build
@@ -17,6 +17,10 @@ package:
 chaos: test-deps build
 	mkdir -p dist
 	$(GO) run ./tools/chaos -bin bin/cosmoslease -duration 30m -keys 12 -contenders 3 -events dist/chaos-events.jsonl -min-acquisitions 10000
+
+## bench: benchmarks against the local server; writes docs/benchmarks.md and the plots beside it.
+bench: test-deps build
+	$(GO) run ./tools/bench -bin bin/cosmoslease -out docs
 
 ## build: the CLI into bin/.
 build:

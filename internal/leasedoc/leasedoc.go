@@ -9,7 +9,6 @@
 package leasedoc
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -204,19 +203,23 @@ func (e *Error) Error() string {
 // Decode parses a stored document and checks it is a lease the protocol can reason about.
 // wantID, when not empty, is the id the caller asked for.
 func Decode(b []byte, wantID string) (*Doc, error) {
+	var w wire
+	err := json.Unmarshal(b, &w)
 	id := wantID
-	var probe struct {
-		ID string `json:"id"`
-	}
-	if json.Unmarshal(b, &probe) == nil && probe.ID != "" {
-		id = probe.ID
+	if w.ID != "" {
+		id = w.ID
+	} else if err != nil {
+		var probe struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(b, &probe) == nil && probe.ID != "" {
+			id = probe.ID
+		}
 	}
 	fail := func(format string, args ...any) (*Doc, error) {
 		return nil, &Error{ID: id, Reason: fmt.Sprintf(format, args...)}
 	}
-	var w wire
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(&w); err != nil {
+	if err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
 			return fail("field %s holds a JSON %s, not a %s", te.Field, te.Value, te.Type)

@@ -26,8 +26,9 @@ type Client struct {
 	pkProp string
 	close  func()
 
-	mu   sync.Mutex
-	seen map[string]*observation // lease key → what this client last saw
+	mu       sync.Mutex
+	seen     map[string]*observation // lease key → what this client last saw
+	released map[string]time.Time    // lease key → when this client last released it
 }
 
 // observation is what a contender knows about a lease document: the version it saw and since when.
@@ -74,7 +75,7 @@ func Open(ctx context.Context, opts Options) (*Client, error) {
 // newClient assembles a Client over any store; opts must have been through withDefaults.
 func newClient(st store.Store, opts Options, clk clock.Clock) *Client {
 	return &Client{st: st, opts: opts, clock: clk, log: opts.Logger, pkProp: strings.TrimPrefix(opts.PartitionKeyPath, "/"),
-		seen: map[string]*observation{}}
+		seen: map[string]*observation{}, released: map[string]time.Time{}}
 }
 
 // Close releases the SDK client. Leases still held are not released; call Lease.Release first.
@@ -340,12 +341,26 @@ func (c *Client) newHolderDoc(key, id string, prev *leasedoc.Doc) *leasedoc.Doc 
 
 // Acquire stands by until it holds the lease or ctx ends. It polls every RetryPeriod (±10 %), sooner when the
 // observed holder's time is about to run out, and keeps going through throttling, unavailability and timeouts.
+// Right after this client released the lease it first waits 1.2 RetryPeriods, so it does not take the lease
+// back ahead of the standbys.
 // A standby that has been watching takes over within LeaseDuration + RetryPeriod of the holder's last renewal,
 // and within about one RetryPeriod of a release.
 func (c *Client) Acquire(ctx context.Context, key string) (*Lease, error) {
 	id, err := leasedoc.ID(key)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	// Fairness: a client that has just released the lease knows it is free before anyone else does. Give the
+	// standbys, who poll every RetryPeriod (±10 %), the first chance at it.
+	c.mu.Lock()
+	wait := c.released[key].Add(c.opts.RetryPeriod * 12 / 10).Sub(c.clock.Now())
+	c.mu.Unlock()
+	if wait > 0 {
+		select {
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		case <-c.clock.After(wait):
+		}
 	}
 	for {
 		lease, err := c.attempt(ctx, key, id)

@@ -363,3 +363,40 @@ func TestConformance_ForbiddenKeysAreRefused(t *testing.T) {
 		}
 	})
 }
+
+// Regression: a client that released the lease and stands by again must not take it back ahead of a standby
+// that was already waiting (it knows the lease is free first, and used to win every time).
+func TestConformance_ReleaserDoesNotStarveStandbys(t *testing.T) {
+	beds(t, func(t *testing.T, b bed) {
+		a, _ := b.client(t, "a", nil)
+		bc, _ := b.client(t, "b", nil)
+		la := must[*Lease](t)(a.TryAcquire(context.Background(), "job"))
+		got := make(chan *Lease, 1)
+		go func() {
+			l, err := bc.Acquire(ctxTimeout(t, 20*time.Second), "job")
+			if err != nil {
+				t.Errorf("standby: %v", err)
+			}
+			got <- l
+		}()
+		time.Sleep(500 * time.Millisecond) // b is standing by
+		if err := la.Release(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		again, err := a.Acquire(ctx, "job")
+		lb := <-got
+		if lb == nil {
+			return
+		}
+		defer lb.Release(context.Background())
+		if err == nil {
+			again.Release(context.Background())
+			t.Fatalf("the releaser took the lease back (epoch %d) although b was standing by", again.Epoch())
+		}
+		if lb.Epoch() != 2 {
+			t.Fatalf("standby epoch %d", lb.Epoch())
+		}
+	})
+}

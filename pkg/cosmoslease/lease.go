@@ -256,6 +256,9 @@ func (l *Lease) finishRelease() {
 	l.released = true
 	l.endLocked(ErrReleased)
 	l.mu.Unlock()
+	l.c.mu.Lock()
+	l.c.released[l.key] = l.c.clock.Now()
+	l.c.mu.Unlock()
 }
 
 // Release gives the lease up with one conditional write that marks the document released and keeps it, with
