@@ -130,23 +130,31 @@ func ServerDir() (string, error) {
 
 var readyLine = regexp.MustCompile(`connections at (\S+):(\d+)`)
 
+// lifelines keeps each server's stdin pipe referenced (a collected pipe would be closed, ending the server).
+var lifelines sync.Map
+
 // StartProcess starts the pinned server on a free loopback port and waits until it answers.
 func StartProcess() (endpoint string, cmd *exec.Cmd, err error) {
 	dir, err := ServerDir()
 	if err != nil {
 		return "", nil, err
 	}
-	cli := filepath.Join(dir, "node_modules", "@vercel", "cosmosdb-server", "lib", "cli.js")
-	if _, err := os.Stat(cli); err != nil {
+	launcher := filepath.Join(dir, "launch.js")
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@vercel", "cosmosdb-server", "lib", "cli.js")); err != nil {
 		return "", nil, fmt.Errorf("the test server is not installed (%s missing): run 'make test-deps'", filepath.Join("testdata", "cosmosdb-server", "node_modules"))
 	}
 	node, err := exec.LookPath("node")
 	if err != nil {
 		return "", nil, errors.New("node is not on PATH: install Node.js 20 or newer")
 	}
-	cmd = exec.Command(node, cli, "--no-ssl", "--host", "127.0.0.1", "--port", "0")
+	cmd = exec.Command(node, launcher, "--no-ssl", "--host", "127.0.0.1", "--port", "0")
 	cmd.Stderr = os.Stderr
-	setParentDeathSignal(cmd)
+	// The launcher exits when this pipe closes: when the process that started it ends, however it ends.
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return "", nil, err
+	}
+	lifelines.Store(cmd, stdin)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return "", nil, err

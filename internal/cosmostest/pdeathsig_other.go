@@ -1,7 +1,0 @@
-//go:build !linux
-
-package cosmostest
-
-import "os/exec"
-
-func setParentDeathSignal(cmd *exec.Cmd) {}
