@@ -16,7 +16,7 @@ package:
 ## chaos: a long chaos run (at least 10,000 acquisitions) against the local server; see docs/reliability.md.
 chaos: test-deps build
 	mkdir -p dist
-	$(GO) run ./tools/chaos -bin bin/cosmoslease -duration 30m -keys 12 -contenders 3 -events dist/chaos-events.jsonl -min-acquisitions 10000
+	$(GO) run ./tools/chaos -bin bin/cosmoslease -duration 25m -keys 12 -contenders 3 -events dist/chaos-events.jsonl -min-acquisitions 10000
 
 ## bench: benchmarks against the local server; writes docs/benchmarks.md and the plots beside it.
 bench: test-deps build
@@ -42,10 +42,17 @@ vet:
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
-## cross: the library must stay usable from WebAssembly hosts.
+## cross: the library must stay usable from WebAssembly hosts; the CLI and the handler build for every
+## platform people run them on.
+PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
 cross:
 	GOOS=js GOARCH=wasm $(GO) build ./pkg/...
 	GOOS=wasip1 GOARCH=wasm $(GO) build ./pkg/...
+	@for p in $(PLATFORMS); do \
+	  echo "GOOS=$${p%/*} GOARCH=$${p#*/} go build ./cmd/cosmoslease ./functions/leasehandler"; \
+	  GOOS=$${p%/*} GOARCH=$${p#*/} CGO_ENABLED=0 $(GO) build -o /dev/null ./cmd/cosmoslease || exit 1; \
+	  GOOS=$${p%/*} GOARCH=$${p#*/} CGO_ENABLED=0 $(GO) build -o /dev/null ./functions/leasehandler || exit 1; \
+	done
 
 clean:
 	rm -rf bin dist $(SERVERDIR)/node_modules

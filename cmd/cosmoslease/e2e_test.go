@@ -26,20 +26,7 @@ import (
 
 var binary string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "cosmoslease-e2e")
-	if err != nil {
-		panic(err)
-	}
-	binary = filepath.Join(dir, "cosmoslease")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := cosmostest.Main(m)
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(cosmostest.MainWithBinary(m, ".", &binary)) }
 
 // proc is one cosmoslease process whose JSON events are collected as they arrive.
 type proc struct {

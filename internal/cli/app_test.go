@@ -521,3 +521,18 @@ func TestRunWhenTheContainerIsDeleted(t *testing.T) {
 		t.Fatalf("events: %s", names(evs))
 	}
 }
+
+func TestInspectWatchRedrawsUntilInterrupted(t *testing.T) {
+	h := newHarness(t).withServer()
+	h.run("inspect", "--emulator").expect(t, ExitOK) // creates the container
+	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
+	defer cancel()
+	r := h.runCtx(ctx, "inspect", "--emulator", "--watch")
+	r.expect(t, ExitInterrupted, "interrupted")
+	if n := strings.Count(r.stdout, "(Ctrl-C to stop)"); n < 2 {
+		t.Fatalf("%d redraws in 2.5 s, want 2:\n%s", n, r.stdout)
+	}
+	if strings.Contains(r.stdout, "\x1b[") {
+		t.Fatal("screen-clearing escapes written to a stdout that is not a terminal")
+	}
+}

@@ -133,6 +133,17 @@ var readyLine = regexp.MustCompile(`connections at (\S+):(\d+)`)
 // lifelines keeps each server's stdin pipe referenced (a collected pipe would be closed, ending the server).
 var lifelines sync.Map
 
+// stopped marks servers stopped on purpose.
+var stopped sync.Map
+
+func stopping(cmd *exec.Cmd) bool { _, ok := stopped.Load(cmd); return ok }
+
+// Stop ends a server started by StartProcess.
+func Stop(cmd *exec.Cmd) {
+	stopped.Store(cmd, true)
+	_ = cmd.Process.Kill()
+}
+
 // StartProcess starts the pinned server on a free loopback port and waits until it answers.
 func StartProcess() (endpoint string, cmd *exec.Cmd, err error) {
 	dir, err := ServerDir()
@@ -178,6 +189,13 @@ func StartProcess() (endpoint string, cmd *exec.Cmd, err error) {
 			_ = cmd.Wait()
 			return "", nil, errors.New("the test server exited before it was ready")
 		}
+		go func() {
+			// Say so when the server dies under a run: tests would otherwise see only refused connections.
+			state, _ := cmd.Process.Wait()
+			if state != nil && !stopping(cmd) {
+				fmt.Fprintf(os.Stderr, "cosmostest: the test server at %s exited unexpectedly: %v\n", ep, state)
+			}
+		}()
 		if err := waitReady(ep); err != nil {
 			_ = cmd.Process.Kill()
 			return "", nil, err
@@ -233,8 +251,7 @@ func (s *Server) createDatabase() error {
 
 func (s *Server) stop() {
 	if s.cmd != nil && s.cmd.Process != nil {
-		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
+		Stop(s.cmd)
 		return
 	}
 	if s.client != nil {
@@ -355,4 +372,39 @@ func (c *Counter) Reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.n = map[string]int{}
+}
+
+// Build compiles the main package in dir into a temporary folder and returns the binary's path and a cleanup.
+func Build(dir string) (path string, cleanup func(), err error) {
+	tmp, err := os.MkdirTemp("", "cosmoslease-bin")
+	if err != nil {
+		return "", nil, err
+	}
+	path = filepath.Join(tmp, filepath.Base(mustAbs(dir)))
+	if out, err := exec.Command("go", "build", "-o", path, dir).CombinedOutput(); err != nil {
+		os.RemoveAll(tmp)
+		return "", nil, fmt.Errorf("go build %s: %v\n%s", dir, err, out)
+	}
+	return path, func() { os.RemoveAll(tmp) }, nil
+}
+
+// MainWithBinary is Main for tests of a command: it builds the main package in dir first and stores its path
+// in *bin.
+func MainWithBinary(m *testing.M, dir string, bin *string) int {
+	path, cleanup, err := Build(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer cleanup()
+	*bin = path
+	return Main(m)
+}
+
+func mustAbs(p string) string {
+	a, err := filepath.Abs(p)
+	if err != nil {
+		return p
+	}
+	return a
 }

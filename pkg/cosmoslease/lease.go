@@ -83,15 +83,15 @@ func (l *Lease) Err() error {
 	return l.validLocked(l.c.clock.Now())
 }
 
+// validLocked reports why the lease is no longer valid at now. Whoever first sees the deadline pass ends the
+// lease, so Err and Context always agree.
 func (l *Lease) validLocked(now time.Time) error {
 	if l.ended != nil {
 		return l.ended
 	}
-	if err := l.ctx.Err(); err != nil {
-		return context.Cause(l.ctx)
-	}
 	if !now.Before(l.confirmed.Add(l.c.opts.RenewDeadline)) {
-		return fmt.Errorf("%w: no renewal confirmed within RenewDeadline (%s)", ErrLeaseLost, l.c.opts.RenewDeadline)
+		l.endLocked(fmt.Errorf("%w: no renewal confirmed within RenewDeadline (%s)", ErrLeaseLost, l.c.opts.RenewDeadline))
+		return l.ended
 	}
 	return nil
 }

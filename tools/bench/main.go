@@ -108,7 +108,7 @@ func run(ctx context.Context, c config) error {
 	if err != nil {
 		return err
 	}
-	defer func() { _ = server.Process.Kill(); _ = server.Wait() }()
+	defer cosmostest.Stop(server)
 	e := env{endpoint: endpoint, db: "Bench", container: "Leases"}
 	if err := emulator.EnsureContainer(ctx, endpoint, e.db, e.container, "/leaseKey"); err != nil {
 		return err

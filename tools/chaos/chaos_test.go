@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -62,10 +60,11 @@ func TestCheckerFindsViolations(t *testing.T) {
 // A short chaos run, part of the normal tests: processes, proxy, faults, checker. Zero violations.
 func TestShortChaosRun(t *testing.T) {
 	cosmostest.Get(t)
-	bin := filepath.Join(t.TempDir(), "cosmoslease")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/cosmoslease").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
+	bin, cleanup, err := cosmostest.Build("../../cmd/cosmoslease")
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer cleanup()
 	var out strings.Builder
 	rep, err := run(context.Background(), config{bin: bin, keys: 2, perKey: 3, duration: 60 * time.Second, lease: 3 * time.Second,
 		renew: time.Second, work: 100 * time.Millisecond, holdMin: 200 * time.Millisecond, holdMax: 6 * time.Second,

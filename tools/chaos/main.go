@@ -109,7 +109,7 @@ func run(ctx context.Context, c config, out io.Writer) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = server.Process.Kill(); _ = server.Wait() }()
+	defer cosmostest.Stop(server)
 	const db, container = "ChaosLeasing", "Leases"
 	if err := emulator.EnsureContainer(ctx, endpoint, db, container, "/leaseKey"); err != nil {
 		return nil, err

@@ -2,8 +2,6 @@ package main
 
 import (
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -16,10 +14,11 @@ func TestMain(m *testing.M) { os.Exit(cosmostest.Main(m)) }
 // this runs it as `make demo` does, so the README's first command keeps working.
 func TestDemo(t *testing.T) {
 	cosmostest.Get(t) // skip loudly (fail under CI) when no server can be started
-	bin := filepath.Join(t.TempDir(), "cosmoslease")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/cosmoslease").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
+	bin, cleanup, err := cosmostest.Build("../../cmd/cosmoslease")
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer cleanup()
 	var out strings.Builder
 	if err := run(&out, bin, false); err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())

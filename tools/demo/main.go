@@ -124,7 +124,7 @@ func run(out io.Writer, bin string, bold bool) error {
 	if err != nil {
 		return err
 	}
-	defer func() { _ = server.Process.Kill(); _ = server.Wait() }()
+	defer cosmostest.Stop(server)
 	dir, err := os.MkdirTemp("", "cosmoslease-demo")
 	if err != nil {
 		return err

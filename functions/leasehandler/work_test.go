@@ -1,0 +1,119 @@
+//go:build linux || darwin
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
+
+	"github.com/cosmoslease/cosmoslease/internal/cosmostest"
+	"github.com/cosmoslease/cosmoslease/internal/emulator"
+	"github.com/cosmoslease/cosmoslease/internal/runs"
+	"github.com/cosmoslease/cosmoslease/internal/store/cosmosstore"
+	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
+)
+
+// inProcess serves the handler with a work function of the test's own, against the real server.
+func inProcess(t *testing.T, work WorkFunc) (*httptest.Server, *handler, string) {
+	t.Helper()
+	srv := cosmostest.Get(t)
+	container := "work-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	if err := emulator.EnsureContainer(context.Background(), srv.Endpoint, srv.Database, container, "/leaseKey"); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"CosmosLeasing__ConnectionString": emulator.ConnectionString(srv.Endpoint), "CosmosLeasing__DatabaseName": srv.Database,
+		"CosmosLeasing__ContainerName": container, "LeaseTimerSchedule": "*/2 * * * * *", "REGION_NAME": "eastus", "LeaseTimerInstance": "eastus-1"}
+	s, err := loadSettings(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHandler(s, nil, work, slog.New(slog.DiscardHandler))
+	ts := httptest.NewServer(h.mux())
+	t.Cleanup(ts.Close)
+	t.Cleanup(h.release)
+	return ts, h, container
+}
+
+func postTimer(t *testing.T, ts *httptest.Server, next time.Time) tickResult {
+	t.Helper()
+	resp, err := ts.Client().Post(ts.URL+"/"+fnTimer, "application/json", bytes.NewReader(timerPayload(next, false)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r struct{ ReturnValue tickResult }
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("answer %d: %v", resp.StatusCode, err)
+	}
+	return r.ReturnValue
+}
+
+// Work longer than the renewal interval keeps the lease: it is renewed while the work runs.
+func TestLongWorkIsCoveredByRenewals(t *testing.T) {
+	var sawRenewals int64
+	var h *handler
+	var ts *httptest.Server
+	ts, h, _ = inProcess(t, func(ctx context.Context, run Run) error {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(h.s.opts.RenewInterval*2 + h.s.opts.RenewInterval/2):
+		}
+		s, err := h.client.Inspect(ctx, h.s.key)
+		if err != nil {
+			return err
+		}
+		sawRenewals = s.Renewals
+		return ctx.Err()
+	})
+	r := postTimer(t, ts, time.Now().UTC().Truncate(2*time.Second))
+	if r.Status != "executed" {
+		t.Fatalf("tick: %+v", r)
+	}
+	if sawRenewals < 2 {
+		t.Fatalf("%d renewals during work of 2.5 renewal intervals, want at least 2", sawRenewals)
+	}
+}
+
+// When the lease is lost while the work runs, the work's context ends and the run is recorded as lost.
+func TestWorkStopsWhenTheLeaseIsLost(t *testing.T) {
+	started := make(chan struct{})
+	var workErr error
+	ts, h, container := inProcess(t, func(ctx context.Context, run Run) error {
+		close(started)
+		<-ctx.Done()
+		workErr = context.Cause(ctx)
+		return ctx.Err()
+	})
+	go func() {
+		<-started
+		srv := cosmostest.Get(t)
+		c, _ := azcosmos.NewClientFromConnectionString(srv.ConnectionString, nil)
+		cc, _ := c.NewContainer(srv.Database, container)
+		body := `{"id":"lease-timer-singleton","leaseKey":"timer-singleton","leaseId":"other","ownerId":"westeurope-1","epoch":9,"leaseDurationMs":6000,"metadata":{}}`
+		_, _ = cc.UpsertItem(context.Background(), azcosmos.NewPartitionKeyString("timer-singleton"), []byte(body), nil)
+	}()
+	occ := time.Now().UTC().Truncate(2 * time.Second)
+	r := postTimer(t, ts, occ)
+	if r.Status != "failed" || workErr == nil || !errors.Is(workErr, cosmoslease.ErrLeaseLost) {
+		t.Fatalf("tick %+v, work ended with %v", r, workErr)
+	}
+	cs, err := cosmosstore.Open(cosmosstore.Config{ConnectionString: cosmostest.Get(t).ConnectionString, Database: cosmostest.Get(t).Database, Container: container})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	recs, err := runs.New(cs, "/leaseKey").List(context.Background(), h.s.key)
+	if err != nil || len(recs) != 1 || recs[0].Status != runs.Lost {
+		t.Fatalf("run records %+v, %v; want one, lost", recs, err)
+	}
+}
