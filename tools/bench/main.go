@@ -777,7 +777,8 @@ func writeReport(c config, ops []result, bare map[string][]time.Duration, kill, 
 		w("| %s | %.1f | %s | %s | %.2f | %s | %s | %s | %s |\n", r.name, r.requests, ms(pct(r.lat, 0.5)), ms(pct(r.lat, 0.99)),
 			float64(pct(r.lat, 0.5))/base, ref[0], ref[1], ref[2], ref[3])
 	}
-	w("\nEach figure is from %d repetitions; preparation (re-acquiring before a release, a new client before a first look) is neither timed nor counted.\n\n", c.iterations)
+	w("\nEach figure is from %d repetitions; preparation (re-acquiring before a release, a new client before a first look) is neither timed nor counted.\n", c.iterations)
+	w("The first look uses a new client each time, so its latency includes the SDK's work on a client's first request,\nwhich the reference (one long-lived client) does not pay; compare its request count, not its latency.\n\n")
 	w("![Latency CDF](bench-latency-cdf.svg)\n\n")
 	w("## Failover\n\nA holder (`cosmoslease run`, lease 3 s, renew every 1 s, retry period 250 ms) and a `--wait` standby, %d samples each.\n\n", len(kill))
 	w("| event | median | worst | bound |\n|---|---|---|---|\n")
