@@ -29,10 +29,11 @@ type handler struct {
 	log    *slog.Logger
 	now    func() time.Time
 
-	mu     sync.Mutex // one tick at a time
-	client *cosmoslease.Client
-	runs   *runs.Store
-	lease  *cosmoslease.Lease
+	mu        sync.Mutex // one tick at a time
+	client    *cosmoslease.Client
+	runs      *runs.Store
+	closeRuns func()
+	lease     *cosmoslease.Lease
 }
 
 func newHandler(s *settings, setErr error, work WorkFunc, log *slog.Logger) *handler {
@@ -114,8 +115,7 @@ func (h *handler) connect(ctx context.Context) error {
 		c.Close()
 		return err
 	}
-	_ = closeRuns // lives as long as the process
-	h.client, h.runs = c, rs
+	h.client, h.runs, h.closeRuns = c, rs, closeRuns
 	return nil
 }
 
@@ -312,7 +312,8 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// release gives the lease up when the host stops the handler, so another region takes over at its next tick.
+// release gives the lease up when the host stops the handler, so another region takes over at its next tick,
+// and closes the clients.
 func (h *handler) release() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -321,5 +322,10 @@ func (h *handler) release() {
 		defer cancel()
 		_ = h.lease.Release(ctx)
 		h.lease = nil
+	}
+	if h.client != nil {
+		h.client.Close()
+		h.closeRuns()
+		h.client, h.runs, h.closeRuns = nil, nil, nil
 	}
 }
