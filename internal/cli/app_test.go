@@ -158,6 +158,7 @@ func TestBadInputIsOneLineAndExit2(t *testing.T) {
 		{"endpoint not a URL", []string{"run", "--instance", "a", "--endpoint", "myaccount"}, `"myaccount" is not a URL`},
 		{"bad log level", []string{"run", "--instance", "a", "--log-level", "loud"}, `--log-level "loud"`},
 		{"inspect argument", []string{"inspect", "job"}, "to show one lease use --lease KEY"},
+		{"emulator endpoint not a URL", []string{"inspect", "--emulator", "--endpoint", "notaurl"}, `--emulator endpoint: the account endpoint "notaurl" is not a URL`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h.run(tc.args...).expect(t, ExitUsage, tc.want)
@@ -534,5 +535,13 @@ func TestInspectWatchRedrawsUntilInterrupted(t *testing.T) {
 	}
 	if strings.Contains(r.stdout, "\x1b[") {
 		t.Fatal("screen-clearing escapes written to a stdout that is not a terminal")
+	}
+}
+
+func TestCredentialFailuresAreOneLine(t *testing.T) {
+	raw := errors.New("check: unknown: failed to retrieve account properties: DefaultAzureCredential: failed to acquire a token.\nAttempted credentials:\n\tEnvironmentCredential: missing environment variable AZURE_TENANT_ID")
+	got := explainOpenError(raw).Error()
+	if strings.Contains(got, "\n") || !strings.Contains(got, "az login") || !strings.Contains(got, "CosmosLeasing__ConnectionString") {
+		t.Fatalf("message: %q", got)
 	}
 }

@@ -51,6 +51,9 @@ func (a *App) loadSettings(c *ucli.Context) (*settings, error) {
 				ep = emulator.DefaultEndpoint
 			}
 		}
+		if err := cosmosstore.CheckEndpoint(ep); err != nil {
+			return nil, usagef("--emulator endpoint: %v", err)
+		}
 		s.raw.Set(config.KeyAccountEndpoint, ep, "--emulator")
 		s.raw.Set(config.KeyConnectionString, "", "--emulator")
 	}
@@ -142,6 +145,9 @@ func (a *App) open(ctx context.Context, c *ucli.Context, s *settings, o cosmosle
 		if ctx.Err() != nil {
 			return nil, errInterrupted
 		}
+		if o.Logger != nil {
+			o.Logger.Debug("open failed", "error", err)
+		}
 		return nil, explainOpenError(err)
 	}
 	return client, nil
@@ -153,6 +159,10 @@ func explainOpenError(err error) error {
 		return err
 	}
 	msg := err.Error()
+	if strings.Contains(msg, "DefaultAzureCredential") || strings.Contains(msg, "failed to acquire a token") {
+		return errors.New("cannot get a Microsoft Entra ID token for the account (DefaultAzureCredential): sign in with 'az login', " +
+			"run where a managed identity is available, or use key auth (CosmosLeasing__ConnectionString); --log-level debug shows each credential's error")
+	}
 	if strings.Contains(msg, "connection refused") || strings.Contains(msg, "no such host") {
 		return fmt.Errorf("%v: check the account endpoint, and that this machine can reach it", err)
 	}
