@@ -291,7 +291,7 @@ func TestBadSettingsFailTheInvocationAndWriteNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cs.Close()
-	if items, err := cs.List(context.Background(), ""); err != nil || len(items) != 0 {
+	if items, _, err := cs.List(context.Background(), ""); err != nil || len(items) != 0 {
 		t.Fatalf("bad settings wrote %d documents (%v)", len(items), err)
 	}
 }

@@ -165,7 +165,7 @@ func (s *Store) List(ctx context.Context, key string) ([]Record, error) {
 	if key != "" {
 		prefix += key + "-"
 	}
-	items, err := s.st.List(ctx, prefix)
+	items, _, err := s.st.List(ctx, prefix)
 	if err != nil {
 		return nil, err
 	}

@@ -30,8 +30,8 @@ type Store interface {
 	// Replace overwrites the document if its ETag is still etag; Kind Precondition when it is not,
 	// NotFound when the document is gone.
 	Replace(ctx context.Context, pk, id string, body []byte, etag string) (Item, error)
-	// List returns every document whose id starts with prefix.
-	List(ctx context.Context, prefix string) ([]Item, error)
+	// List returns every document whose id starts with prefix, and the request charge of the whole query.
+	List(ctx context.Context, prefix string) ([]Item, float64, error)
 	// Check verifies the container exists and is partitioned on partitionKeyPath, and that the account can be
 	// used safely (one write region unless allowMultiWrite).
 	Check(ctx context.Context, partitionKeyPath string, allowMultiWrite bool) error

@@ -107,8 +107,10 @@ func (c *Client) report(op, key string, start time.Time, item store.Item, err er
 	if c.opts.OnOperation != nil {
 		c.opts.OnOperation(o)
 	}
-	c.log.Debug("cosmos request", "op", op, "lease", key, "outcome", o.Outcome, "status", o.Status,
-		"latency", o.Latency, "ru", o.Charge)
+	if c.log.Enabled(context.Background(), slog.LevelDebug) { // this runs on every renewal: format only when asked
+		c.log.Debug("cosmos request", "op", op, "lease", key, "outcome", o.Outcome, "status", o.Status,
+			"latency", o.Latency, "ru", o.Charge)
+	}
 }
 
 // requestContext bounds one request by RequestTimeout and by limit, when limit is not zero.
@@ -254,7 +256,7 @@ func (c *Client) TryAcquire(ctx context.Context, key string) (*Lease, error) {
 //  2. If it is held (not released, and not yet seen unchanged for its duration), report the holder.
 //  3. Write the new holder: create when missing (409: another contender won), otherwise replace on the
 //     observed ETag (412: another contender won, or the holder renewed).
-//  4. On losing the race, read once more so the error can name the winner.
+//  4. On losing the race, read once more: name the winner, or, if the lease is free again, try once more.
 func (c *Client) attempt(ctx context.Context, key, id string) (*Lease, error) {
 	obs, ok := c.cached(key)
 	if !ok || obs.invalid != nil || c.remaining(obs, c.clock.Now()) > 0 {
@@ -263,18 +265,36 @@ func (c *Client) attempt(ctx context.Context, key, id string) (*Lease, error) {
 			return nil, err
 		}
 	}
+	for round := 0; ; round++ {
+		lease, fresh, err := c.claim(ctx, key, id, obs)
+		if err != nil || lease != nil {
+			return lease, err
+		}
+		// Lost the race. If the fresh view shows the lease free again (the winner already released, or the
+		// document was deleted), try once more on it; otherwise name the holder.
+		now := c.clock.Now()
+		if round > 0 || c.remaining(fresh, now) > 0 {
+			return nil, &HeldError{Holder: c.state(key, fresh, now), Race: true}
+		}
+		obs = fresh
+	}
+}
+
+// claim makes this client the holder if obs shows the lease free (steps 2–4 of attempt). On a lost race it
+// returns no lease, no error, and the fresh observation.
+func (c *Client) claim(ctx context.Context, key, id string, obs observation) (*Lease, observation, error) {
 	if obs.invalid != nil {
-		return nil, obs.invalid
+		return nil, obs, obs.invalid
 	}
 	now := c.clock.Now()
 	if c.remaining(obs, now) > 0 {
-		return nil, &HeldError{Holder: c.state(key, obs, now)}
+		return nil, obs, &HeldError{Holder: c.state(key, obs, now)}
 	}
 
 	next := c.newHolderDoc(key, id, obs.doc)
 	body, err := leasedoc.Encode(next, c.pkProp)
 	if err != nil {
-		return nil, err
+		return nil, obs, err
 	}
 	send := c.clock.Now()
 	rctx, cancel := c.requestContext(ctx, time.Time{})
@@ -290,21 +310,21 @@ func (c *Client) attempt(ctx context.Context, key, id string) (*Lease, error) {
 	c.report(op, key, send, item, err)
 	switch store.KindOf(err) {
 	case store.Conflict, store.Precondition, store.NotFound:
-		// Lost the race (or the document vanished under us): forget the stale view and name the winner.
+		// Lost the race (or the document vanished under us): replace the stale view with a fresh one.
 		fresh, rerr := c.observe(ctx, key, id)
 		if rerr != nil {
-			return nil, rerr
+			return nil, obs, rerr
 		}
 		if fresh.invalid != nil {
-			return nil, fresh.invalid
+			return nil, fresh, fresh.invalid
 		}
-		return nil, &HeldError{Holder: c.state(key, fresh, c.clock.Now()), Race: true}
+		return nil, fresh, nil
 	}
 	if err != nil {
 		// The write may or may not have been applied. If it was, the document carries our leaseId, which
 		// nobody else will ever renew; it expires after its duration like any abandoned lease.
 		c.forget(key)
-		return nil, err
+		return nil, obs, err
 	}
 	next.ETag = item.ETag
 	c.remember(key, next, send)
@@ -314,7 +334,7 @@ func (c *Client) attempt(ctx context.Context, key, id string) (*Lease, error) {
 		prev = &p
 	}
 	c.log.Info("lease acquired", "lease", key, "epoch", next.Epoch, "leaseId", next.LeaseID)
-	return c.newLease(ctx, key, id, next, send, prev), nil
+	return c.newLease(ctx, key, id, next, send, prev), obs, nil
 }
 
 func (c *Client) forget(key string) {
@@ -417,11 +437,7 @@ func (c *Client) List(ctx context.Context) ([]State, error) {
 	rctx, cancel := c.requestContext(ctx, time.Time{})
 	defer cancel()
 	start := c.clock.Now()
-	items, err := c.st.List(rctx, leasedoc.IDPrefix)
-	var charge float64
-	for _, it := range items {
-		charge += it.Charge
-	}
+	items, charge, err := c.st.List(rctx, leasedoc.IDPrefix)
 	c.report("list", "", start, store.Item{Charge: charge}, err)
 	if err != nil {
 		return nil, err

@@ -400,3 +400,28 @@ func TestConformance_ReleaserDoesNotStarveStandbys(t *testing.T) {
 		}
 	})
 }
+
+// Regression: when the write loses because the document was deleted under it, the fresh view shows the lease
+// free and TryAcquire takes it, instead of reporting a holder with no name.
+func TestConformance_LostRaceOntoAFreeLeaseAcquires(t *testing.T) {
+	beds(t, func(t *testing.T, b bed) {
+		a, _ := b.client(t, "a", nil)
+		bc, _ := b.client(t, "b", nil)
+		la := must[*Lease](t)(a.TryAcquire(context.Background(), "job"))
+		if err := la.Release(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bc.Inspect(context.Background(), "job"); err != nil { // b now believes the lease is free
+			t.Fatal(err)
+		}
+		b.del(t, "job")
+		lb, err := bc.TryAcquire(context.Background(), "job")
+		if err != nil {
+			t.Fatalf("TryAcquire after the document vanished = %v, want the lease", err)
+		}
+		defer lb.Release(context.Background())
+		if lb.Epoch() != 1 {
+			t.Fatalf("epoch = %d, want 1 (the document started again)", lb.Epoch())
+		}
+	})
+}

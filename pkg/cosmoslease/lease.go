@@ -182,16 +182,12 @@ func (l *Lease) write(ctx context.Context, release bool) error {
 
 		switch store.KindOf(err) {
 		case store.NotFound:
-			if release {
-				l.finishRelease()
-				return nil
-			}
-			return l.lose("the lease document (or its container) was deleted")
+			return l.gone(release)
 		case store.Precondition:
 			if round > 0 {
 				return l.lose("the lease document keeps changing under us")
 			}
-			adopted, aerr := l.reconcile(ctx, release)
+			adopted, aerr := l.reconcile(ctx, release, limit)
 			if aerr != nil || !adopted {
 				return aerr
 			}
@@ -212,9 +208,19 @@ func (l *Lease) write(ctx context.Context, release bool) error {
 	}
 }
 
-// reconcile reads the document after a 412. It reports whether the document is still ours (and adopts it).
-func (l *Lease) reconcile(ctx context.Context, release bool) (bool, error) {
-	_, doc, err := l.c.read(ctx, l.key, l.id, time.Time{})
+// gone handles a lease document that no longer exists: a release is done; a renewal has lost the lease.
+func (l *Lease) gone(release bool) error {
+	if release {
+		l.finishRelease()
+		return nil
+	}
+	return l.lose("the lease document (or its container) was deleted")
+}
+
+// reconcile reads the document after a 412, within the same limit as the write. It reports whether the
+// document is still ours (and adopts it).
+func (l *Lease) reconcile(ctx context.Context, release bool, limit time.Time) (bool, error) {
+	_, doc, err := l.c.read(ctx, l.key, l.id, limit)
 	var invalid *leasedoc.Error
 	switch {
 	case errors.As(err, &invalid):
@@ -222,11 +228,7 @@ func (l *Lease) reconcile(ctx context.Context, release bool) (bool, error) {
 	case err != nil:
 		return false, err
 	case doc == nil:
-		if release {
-			l.finishRelease()
-			return false, nil
-		}
-		return false, l.lose("the lease document (or its container) was deleted")
+		return false, l.gone(release)
 	}
 	l.mu.Lock()
 	ours := doc.LeaseID == l.doc.LeaseID && doc.Epoch == l.doc.Epoch
@@ -244,9 +246,10 @@ func (l *Lease) reconcile(ctx context.Context, release bool) (bool, error) {
 		return false, l.lose(fmt.Sprintf("taken over by %s at epoch %d", doc.OwnerID, doc.Epoch))
 	}
 	// One of our unconfirmed writes was applied: validity counts from the earliest of them.
-	l.doc, l.confirmed, l.pending = doc, l.pending, time.Time{}
+	confirmed := l.pending
+	l.doc, l.confirmed, l.pending = doc, confirmed, time.Time{}
 	l.mu.Unlock()
-	l.c.remember(l.key, doc, l.confirmed)
+	l.c.remember(l.key, doc, confirmed)
 	l.c.log.Info("adopted our own write after an ambiguous response", "lease", l.key, "epoch", doc.Epoch)
 	return true, nil
 }

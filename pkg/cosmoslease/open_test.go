@@ -164,10 +164,15 @@ func TestServer_OperationsAreReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = la.Release(context.Background())
-	mu.Lock()
-	defer mu.Unlock()
+	taken := func() []Operation {
+		mu.Lock()
+		defer mu.Unlock()
+		out := ops
+		ops = nil
+		return out
+	}
 	var names []string
-	for _, op := range ops {
+	for _, op := range taken() {
 		names = append(names, op.Name+":"+op.Outcome)
 		if op.Charge <= 0 || op.Latency <= 0 || op.Key != "job" {
 			t.Errorf("operation without charge, latency or key: %+v", op)
@@ -175,6 +180,20 @@ func TestServer_OperationsAreReported(t *testing.T) {
 	}
 	if got := strings.Join(names, " "); got != "read:not found create:ok renew:ok release:ok" {
 		t.Fatalf("operations = %s", got)
+	}
+
+	// A list is one query: its charge is the query's, not the page's charge once per document.
+	for _, k := range []string{"x", "y"} {
+		if _, err := a.TryAcquire(context.Background(), k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	taken()
+	if _, err := a.List(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := taken(); len(got) != 1 || got[0].Name != "list" || got[0].Charge != 1 {
+		t.Fatalf("list operations %+v, want one with charge 1 (the server charges 1 per request)", got)
 	}
 }
 

@@ -157,7 +157,8 @@ func (s *Store) Read(ctx context.Context, pk, id string) (store.Item, error) {
 			return store.Item{}, classify("read", err, charge)
 		}
 		charge += float64(page.RequestCharge)
-		for _, body := range page.Items {
+		if len(page.Items) > 0 {
+			body := page.Items[0]
 			return store.Item{Body: body, ETag: etagOf(body), ServerTime: dateOf(page.RawResponse), Charge: charge}, nil
 		}
 		if page.ContinuationToken == nil {
@@ -184,20 +185,22 @@ func (s *Store) Replace(ctx context.Context, pk, id string, body []byte, etag st
 	return store.Item{ETag: string(resp.ETag), ServerTime: dateOf(resp.RawResponse), Charge: float64(resp.RequestCharge)}, nil
 }
 
-func (s *Store) List(ctx context.Context, prefix string) ([]store.Item, error) {
+func (s *Store) List(ctx context.Context, prefix string) ([]store.Item, float64, error) {
 	pager := s.container.NewQueryItemsPager("SELECT * FROM c WHERE STARTSWITH(c.id, @prefix)", azcosmos.NewPartitionKey(),
 		&azcosmos.QueryOptions{QueryParameters: []azcosmos.QueryParameter{{Name: "@prefix", Value: prefix}}})
 	var items []store.Item
+	var charge float64
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
 		if err != nil {
-			return nil, classify("list", err, 0)
+			return nil, charge, classify("list", err, charge)
 		}
+		charge += float64(page.RequestCharge)
 		for _, body := range page.Items {
-			items = append(items, store.Item{Body: body, ETag: etagOf(body), ServerTime: dateOf(page.RawResponse), Charge: float64(page.RequestCharge)})
+			items = append(items, store.Item{Body: body, ETag: etagOf(body), ServerTime: dateOf(page.RawResponse)})
 		}
 	}
-	return items, nil
+	return items, charge, nil
 }
 
 // Check reads the container (which makes the SDK read the account first) and explains each way it can be

@@ -149,7 +149,7 @@ func (s *Store) Replace(ctx context.Context, pk, id string, body []byte, etag st
 	return s.item(nil, s.put(id, body)), nil
 }
 
-func (s *Store) List(ctx context.Context, prefix string) ([]store.Item, error) {
+func (s *Store) List(ctx context.Context, prefix string) ([]store.Item, float64, error) {
 	s.begin("list")
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -164,7 +164,7 @@ func (s *Store) List(ctx context.Context, prefix string) ([]store.Item, error) {
 	for _, id := range ids {
 		items = append(items, s.item(s.docs[id], etagOf(s.docs[id])))
 	}
-	return items, nil
+	return items, 1, nil
 }
 
 func (s *Store) Check(ctx context.Context, partitionKeyPath string, allowMultiWrite bool) error {
