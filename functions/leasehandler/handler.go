@@ -29,7 +29,8 @@ type handler struct {
 	log    *slog.Logger
 	now    func() time.Time
 
-	mu        sync.Mutex // one tick at a time
+	mu        sync.Mutex // one tick at a time; held while the work runs
+	connMu    sync.Mutex // guards opening and closing the clients, so LeaseStatus never waits for a tick's work
 	client    *cosmoslease.Client
 	runs      *runs.Store
 	closeRuns func()
@@ -99,24 +100,26 @@ func readInvocation(r *http.Request) (invokeRequest, error) {
 	return req, nil
 }
 
-// connect opens the client once; a failure is retried on the next invocation.
-func (h *handler) connect(ctx context.Context) error {
+// connect opens the clients once and returns them; a failure is retried on the next invocation.
+func (h *handler) connect(ctx context.Context) (*cosmoslease.Client, *runs.Store, error) {
+	h.connMu.Lock()
+	defer h.connMu.Unlock()
 	if h.client != nil {
-		return nil
+		return h.client, h.runs, nil
 	}
 	opts := h.s.opts
 	opts.Logger = h.log
 	c, err := cosmoslease.Open(ctx, opts)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	rs, closeRuns, err := runs.Open(opts)
 	if err != nil {
 		c.Close()
-		return err
+		return nil, nil, err
 	}
 	h.client, h.runs, h.closeRuns = c, rs, closeRuns
-	return nil
+	return c, rs, nil
 }
 
 // timer is one tick: hold the lease (renew, or acquire), claim this occurrence, run the work under the lease
@@ -147,7 +150,7 @@ func (h *handler) timer(w http.ResponseWriter, r *http.Request) {
 	res := tickResult{Region: h.s.opts.Region, Instance: h.s.opts.OwnerID}
 	res.Occurrence = h.occurrence(info, sys)
 
-	if err := h.connect(ctx); err != nil {
+	if _, _, err := h.connect(ctx); err != nil {
 		fail("cannot use the lease container: %v", err)
 		return
 	}
@@ -287,21 +290,19 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 		reply(http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
 	}
-	h.mu.Lock()
-	err := h.connect(r.Context())
-	h.mu.Unlock()
+	client, rs, err := h.connect(r.Context())
 	if err != nil {
 		l.add("LeaseStatus: %v", err)
 		reply(http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 		return
 	}
-	s, err := h.client.Inspect(r.Context(), h.s.key)
+	s, err := client.Inspect(r.Context(), h.s.key)
 	if err != nil {
 		l.add("LeaseStatus: %v", err)
 		reply(http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 		return
 	}
-	recent, _ := h.runs.List(r.Context(), h.s.key)
+	recent, _ := rs.List(r.Context(), h.s.key)
 	if len(recent) > 10 {
 		recent = recent[:10]
 	}
@@ -323,6 +324,8 @@ func (h *handler) release() {
 		_ = h.lease.Release(ctx)
 		h.lease = nil
 	}
+	h.connMu.Lock()
+	defer h.connMu.Unlock()
 	if h.client != nil {
 		h.client.Close()
 		h.closeRuns()

@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -115,5 +117,35 @@ func TestWorkStopsWhenTheLeaseIsLost(t *testing.T) {
 	recs, err := runs.New(cs, "/leaseKey").List(context.Background(), h.s.key)
 	if err != nil || len(recs) != 1 || recs[0].Status != runs.Lost {
 		t.Fatalf("run records %+v, %v; want one, lost", recs, err)
+	}
+}
+
+// Regression: LeaseStatus answers while a tick's work runs (it used to wait for the tick's lock).
+func TestStatusAnswersDuringWork(t *testing.T) {
+	started, finish := make(chan struct{}), make(chan struct{})
+	ts, _, _ := inProcess(t, func(ctx context.Context, run Run) error {
+		close(started)
+		select {
+		case <-finish:
+		case <-ctx.Done():
+		}
+		return ctx.Err()
+	})
+	done := make(chan tickResult, 1)
+	go func() { done <- postTimer(t, ts, time.Now().UTC().Truncate(2*time.Second)) }()
+	<-started
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Post(ts.URL+"/"+fnStatus, "application/json", strings.NewReader(`{"Data":{"req":{"Method":"GET"}},"Metadata":{}}`))
+	close(finish)
+	if err != nil {
+		t.Fatalf("LeaseStatus during work: %v", err)
+	}
+	defer resp.Body.Close()
+	var out struct{ Outputs struct{ Res httpOutput } }
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.Outputs.Res.StatusCode != 200 || !strings.Contains(out.Outputs.Res.Body, `"heldHere":true`) {
+		t.Fatalf("LeaseStatus during work: %v %+v", err, out)
+	}
+	if r := <-done; r.Status != "executed" {
+		t.Fatalf("tick: %+v", r)
 	}
 }
