@@ -275,6 +275,19 @@ func (h *harness) heldBy(c *cosmoslease.Client, owner string) func() bool {
 	}
 }
 
+// holding starts `run` as us-east-1 in the background, waits until it holds the lease, and returns a watcher
+// (a library client on the same container) and the run's result to come.
+func (h *harness) holding(ctx context.Context) (*cosmoslease.Client, <-chan result) {
+	h.t.Helper()
+	watcher := h.lib("watcher")
+	done := make(chan result, 1)
+	go func() {
+		done <- h.runCtx(ctx, append([]string{"run", "--emulator", "--instance", "us-east-1", "--json"}, fast...)...)
+	}()
+	waitFor(h.t, h.heldBy(watcher, "us-east-1"))
+	return watcher, done
+}
+
 func TestRunHeldAndStandby(t *testing.T) {
 	h := newHarness(t).withServer()
 	other := h.lib("us-east-1")
@@ -310,13 +323,8 @@ func TestRunHeldAndStandby(t *testing.T) {
 
 func TestRunInterruptedReleases(t *testing.T) {
 	h := newHarness(t).withServer()
-	watcher := h.lib("watcher")
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan result, 1)
-	go func() {
-		done <- h.runCtx(ctx, append([]string{"run", "--emulator", "--instance", "us-east-1", "--json"}, fast...)...)
-	}()
-	waitFor(t, h.heldBy(watcher, "us-east-1"))
+	watcher, done := h.holding(ctx)
 	cancel()
 	r := <-done
 	r.expect(t, ExitInterrupted, "interrupted")
@@ -330,12 +338,7 @@ func TestRunInterruptedReleases(t *testing.T) {
 
 func TestRunStopsWhenTheLeaseIsLost(t *testing.T) {
 	h := newHarness(t).withServer()
-	watcher := h.lib("watcher")
-	done := make(chan result, 1)
-	go func() {
-		done <- h.run(append([]string{"run", "--emulator", "--instance", "us-east-1", "--json"}, fast...)...)
-	}()
-	waitFor(t, h.heldBy(watcher, "us-east-1"))
+	_, done := h.holding(context.Background())
 	// Someone else writes the lease document; the next renewal finds out.
 	body := `{"id":"lease-critical-section-lock","leaseKey":"critical-section-lock","leaseId":"other","ownerId":"intruder","epoch":5,"leaseDurationMs":3000,"metadata":{}}`
 	if _, err := h.srv.Container(t, h.ctr).UpsertItem(context.Background(), azcosmos.NewPartitionKeyString("critical-section-lock"), []byte(body), nil); err != nil {
@@ -507,12 +510,7 @@ func TestInspectRuns(t *testing.T) {
 
 func TestRunWhenTheContainerIsDeleted(t *testing.T) {
 	h := newHarness(t).withServer()
-	watcher := h.lib("watcher")
-	done := make(chan result, 1)
-	go func() {
-		done <- h.run(append([]string{"run", "--emulator", "--instance", "us-east-1", "--json"}, fast...)...)
-	}()
-	waitFor(t, h.heldBy(watcher, "us-east-1"))
+	_, done := h.holding(context.Background())
 	if _, err := h.srv.Container(t, h.ctr).Delete(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}

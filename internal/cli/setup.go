@@ -58,7 +58,7 @@ func (a *App) setupCommand() *ucli.Command {
 			&ucli.BoolFlag{Name: "serverless", Usage: "serverless Cosmos DB (one region only)", EnvVars: []string{"COSMOSLEASE_SERVERLESS"}},
 			&ucli.BoolFlag{Name: "yes", Usage: "do not ask for confirmation", EnvVars: []string{"COSMOSLEASE_YES"}},
 			&ucli.BoolFlag{Name: "what-if", Usage: "show what the deployment would change (az deployment group what-if), change nothing"},
-			&ucli.BoolFlag{Name: "dry-run", Usage: "print the az commands, run none"},
+			&ucli.BoolFlag{Name: "dry-run", Usage: "print the az commands that would create things; only read-only checks (az version, account, signed-in user) run"},
 			&ucli.BoolFlag{Name: "emulator", Usage: "configure a local Cosmos DB emulator instead of Azure", EnvVars: []string{"COSMOSLEASE_EMULATOR"}},
 			&ucli.StringFlag{Name: "endpoint", Usage: "with --emulator: the emulator's `URL` (default https://localhost:8081/)"},
 			&ucli.BoolFlag{Name: "no-input", Usage: "never prompt", EnvVars: []string{"COSMOSLEASE_NO_INPUT"}},
@@ -92,12 +92,13 @@ func (a *App) setup(c *ucli.Context) error {
 		args := []string{"--resource-group", p.group, "--subscription", p.subscription, "--name", "cosmoslease-" + p.env,
 			"--template-file", templ, "--parameters", "environmentName=" + p.env, "location=" + p.location,
 			"regions=" + string(regions), "principalId=" + p.principal,
-			fmt.Sprintf("deployFunctions=%t", p.functions), fmt.Sprintf("serverless=%t", p.serverless), "--output", "json"}
+			fmt.Sprintf("deployFunctions=%t", p.functions), fmt.Sprintf("serverless=%t", p.serverless)}
 		return args
 	}
+	output := []string{"--output", "json"}
 	if c.Bool("dry-run") {
 		fmt.Fprintln(a.Stdout, shellLine(append([]string{"az"}, groupArgs...)))
-		fmt.Fprintln(a.Stdout, shellLine(append([]string{"az", "deployment", "group", "create"}, deployArgs("infra/main.bicep")...)))
+		fmt.Fprintln(a.Stdout, shellLine(append(append([]string{"az", "deployment", "group", "create"}, deployArgs("infra/main.bicep")...), output...)))
 		return nil
 	}
 	dir, err := os.MkdirTemp("", "cosmoslease-infra")
@@ -120,7 +121,7 @@ func (a *App) setup(c *ucli.Context) error {
 			return err
 		}
 		out, err := a.withSpinner("Asking Azure what would change", func() ([]byte, error) {
-			return a.Az.Run(ctx, append([]string{"deployment", "group", "what-if"}, withoutOutput(deployArgs(templ))...)...)
+			return a.Az.Run(ctx, append([]string{"deployment", "group", "what-if"}, deployArgs(templ)...)...)
 		})
 		if err != nil {
 			return err
@@ -132,7 +133,7 @@ func (a *App) setup(c *ucli.Context) error {
 		return err
 	}
 	out, err := a.withSpinner(fmt.Sprintf("Deploying to %s (several minutes)", p.group), func() ([]byte, error) {
-		return a.Az.Run(ctx, append([]string{"deployment", "group", "create"}, deployArgs(templ)...)...)
+		return a.Az.Run(ctx, append(append([]string{"deployment", "group", "create"}, deployArgs(templ)...), output...)...)
 	})
 	if err != nil {
 		return err
@@ -441,18 +442,6 @@ func deploymentOutputs(out []byte) (map[string]any, error) {
 		outs[k] = v.Value
 	}
 	return outs, nil
-}
-
-func withoutOutput(args []string) []string {
-	out := make([]string, 0, len(args))
-	for i := 0; i < len(args); i++ {
-		if args[i] == "--output" {
-			i++
-			continue
-		}
-		out = append(out, args[i])
-	}
-	return out
 }
 
 func indexOf(list []string, s string) int {
