@@ -273,18 +273,33 @@ func (s *Server) NewContainer(t testing.TB, pkPath string) string {
 	return name
 }
 
+// NewContainerWith creates a container for one test with the given properties (its ID is chosen here) and
+// returns its name.
+func (s *Server) NewContainerWith(t testing.TB, props azcosmos.ContainerProperties) string {
+	t.Helper()
+	props.ID = "leases-" + randomSuffix()
+	if err := s.createContainer(props); err != nil {
+		t.Fatal(err)
+	}
+	return props.ID
+}
+
 // CreateContainer creates a container in this run's database.
 func (s *Server) CreateContainer(name, pkPath string) error {
+	return s.createContainer(azcosmos.ContainerProperties{ID: name,
+		PartitionKeyDefinition: azcosmos.PartitionKeyDefinition{Paths: []string{pkPath}}})
+}
+
+func (s *Server) createContainer(props azcosmos.ContainerProperties) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	db, err := s.client.NewDatabase(s.Database)
 	if err != nil {
 		return err
 	}
-	_, err = db.CreateContainer(ctx, azcosmos.ContainerProperties{ID: name,
-		PartitionKeyDefinition: azcosmos.PartitionKeyDefinition{Paths: []string{pkPath}}}, nil)
+	_, err = db.CreateContainer(ctx, props, nil)
 	if err != nil && !isStatus(err, 409) {
-		return fmt.Errorf("create container %s: %w", name, err)
+		return fmt.Errorf("create container %s: %w", props.ID, err)
 	}
 	return nil
 }
@@ -325,7 +340,7 @@ func NewCounter(next policy.Transporter) *Counter {
 	return &Counter{Next: next, n: map[string]int{}}
 }
 
-// Kind names a request: "read" (a query), "create", "replace", "delete", "account", or "other".
+// Kind names a request: "read" (a point read), "query", "create", "replace", "delete", "account", or "other".
 func Kind(r *http.Request) string {
 	p := strings.TrimSuffix(r.URL.Path, "/")
 	switch {
@@ -333,7 +348,7 @@ func Kind(r *http.Request) string {
 		return "account"
 	case strings.HasSuffix(p, "/docs") && r.Method == http.MethodPost:
 		if strings.HasPrefix(r.Header.Get("Content-Type"), "application/query+json") {
-			return "read"
+			return "query"
 		}
 		return "create"
 	case strings.Contains(p, "/docs/") && r.Method == http.MethodPut:
@@ -341,7 +356,7 @@ func Kind(r *http.Request) string {
 	case strings.Contains(p, "/docs/") && r.Method == http.MethodDelete:
 		return "delete"
 	case strings.Contains(p, "/docs/") && r.Method == http.MethodGet:
-		return "pointread"
+		return "read"
 	}
 	return "other"
 }
@@ -353,11 +368,11 @@ func (c *Counter) Do(r *http.Request) (*http.Response, error) {
 	return c.Next.Do(r)
 }
 
-// Documents returns how many document requests (read, create, replace, delete) were made.
+// Documents returns how many document requests (read, query, create, replace, delete) were made.
 func (c *Counter) Documents() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.n["read"] + c.n["create"] + c.n["replace"] + c.n["delete"] + c.n["pointread"]
+	return c.n["read"] + c.n["query"] + c.n["create"] + c.n["replace"] + c.n["delete"]
 }
 
 // Count returns the number of requests of one kind.

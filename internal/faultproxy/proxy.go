@@ -1,6 +1,6 @@
 // Package faultproxy is an HTTP proxy between the Cosmos SDK and a Cosmos-protocol server that injects faults:
-// added latency, dropped connections, 429 with retry-after, 503, 408, partitions of one client, and responses
-// lost after the server committed a write.
+// added latency, dropped connections, 429 with retry-after, 503, 408, partitions of one client, responses lost
+// after the server committed a write, and point reads answered by a lagging replica (see Replicas).
 //
 // Each client gets a listener of its own, so one client can be partitioned alone. After reading the account
 // (GET /), the SDK sends every request to the endpoint the account advertises, so the proxy rewrites that answer
@@ -33,12 +33,15 @@ type Faults struct {
 	Unavailable   float64 // 503; not applied
 	Timeout       float64 // 408; not applied
 	LostReply     float64 // writes only: applied by the server, then the connection is closed
+	StaleRead     float64 // point reads only: answered by a replica one write behind, where the session token allows
 }
 
 // Proxy forwards to one target.
 type Proxy struct {
 	target *url.URL
 	client *http.Client
+
+	replicas *Replicas
 
 	mu          sync.Mutex
 	faults      Faults
@@ -55,7 +58,8 @@ func New(target string) (*Proxy, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
-	return &Proxy{target: u, client: &http.Client{Transport: tr}, partitioned: map[string]bool{}, counts: map[string]int64{}}, nil
+	return &Proxy{target: u, client: &http.Client{Transport: tr}, replicas: NewReplicas(), partitioned: map[string]bool{},
+		counts: map[string]int64{}}, nil
 }
 
 // Listen opens a loopback listener for the client called name and returns its base URL.
@@ -177,16 +181,28 @@ func (p *Proxy) serve(name, self string, w http.ResponseWriter, r *http.Request)
 			return
 		case x < f.Drop+f.Throttle+f.Unavailable+f.Timeout+f.LostReply && isWrite(r):
 			p.count("lostReply")
-			resp, err := p.forward(r)
+			reqBody, resp, err := p.forward(r)
 			if err == nil {
-				_, _ = io.Copy(io.Discard, resp.Body)
+				body, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
+				p.replicas.Observe(r, reqBody, resp.StatusCode, resp.Header, body)
 			}
 			hang(w)
 			return
+		case x < f.Drop+f.Throttle+f.Unavailable+f.Timeout+f.LostReply+f.StaleRead:
+			if status, body, header, ok := p.replicas.Lagging(r); ok {
+				p.count("staleRead")
+				for k, vs := range header {
+					w.Header()[k] = vs
+				}
+				w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+				w.WriteHeader(status)
+				_, _ = w.Write(body)
+				return
+			}
 		}
 	}
-	resp, err := p.forward(r)
+	reqBody, resp, err := p.forward(r)
 	if err != nil {
 		p.count("upstreamError")
 		http.Error(w, err.Error(), http.StatusBadGateway)
@@ -201,6 +217,7 @@ func (p *Proxy) serve(name, self string, w http.ResponseWriter, r *http.Request)
 	p.count("passed")
 	if doc {
 		p.count("documents")
+		p.replicas.Observe(r, reqBody, resp.StatusCode, resp.Header, body)
 	}
 	if r.Method == http.MethodGet && (r.URL.Path == "/" || r.URL.Path == "") {
 		p.count("account")
@@ -221,10 +238,11 @@ func (p *Proxy) serve(name, self string, w http.ResponseWriter, r *http.Request)
 	_, _ = w.Write(body)
 }
 
-func (p *Proxy) forward(r *http.Request) (*http.Response, error) {
+// forward sends r to the target and returns the request's body beside the answer.
+func (p *Proxy) forward(r *http.Request) ([]byte, *http.Response, error) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	u := *p.target
 	u.Path, u.RawPath, u.RawQuery = r.URL.Path, r.URL.RawPath, r.URL.RawQuery
@@ -233,17 +251,17 @@ func (p *Proxy) forward(r *http.Request) (*http.Response, error) {
 	out, err := http.NewRequestWithContext(ctx, r.Method, u.String(), bytes.NewReader(body))
 	if err != nil {
 		cancel()
-		return nil, err
+		return nil, nil, err
 	}
 	out.Header = r.Header.Clone()
 	out.Host = p.target.Host
 	resp, err := p.client.Do(out)
 	if err != nil {
 		cancel()
-		return nil, err
+		return nil, nil, err
 	}
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
-	return resp, nil
+	return body, resp, nil
 }
 
 type cancelOnClose struct {

@@ -2,11 +2,14 @@ package faultproxy
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 
 	"github.com/cosmoslease/cosmoslease/internal/cosmostest"
 	"github.com/cosmoslease/cosmoslease/internal/emulator"
@@ -121,5 +124,56 @@ func TestProxyFaults(t *testing.T) {
 	p.Partition("a", false)
 	if err := l.Renew(context.Background()); err == nil || !strings.Contains(err.Error(), "lease lost") {
 		t.Fatalf("healed holder renewed: %v", err)
+	}
+}
+
+// A lagging replica serves the version before the newest write, and only to a read whose session token allows
+// it, as a replica of a Session-consistency account does. Checked with the SDK itself.
+func TestProxyLaggingReplicaHonoursSessionTokens(t *testing.T) {
+	srv := cosmostest.Get(t)
+	container := srv.NewContainer(t, "/pk")
+	p, _ := New(srv.Endpoint)
+	defer p.Close()
+	base, _ := p.Listen("a")
+	key, _ := azcosmos.NewKeyCredential(emulator.Key)
+	client, err := azcosmos.NewClientWithKey(base, key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := client.NewContainer(srv.Database, container)
+	ctx, pk := context.Background(), azcosmos.NewPartitionKeyString("p")
+	first, err := c.CreateItem(ctx, pk, []byte(`{"id":"d","pk":"p","v":1}`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := c.ReplaceItem(ctx, pk, "d", []byte(`{"id":"d","pk":"p","v":2}`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.SessionToken == nil || second.SessionToken == nil || *first.SessionToken == *second.SessionToken {
+		t.Fatalf("writes got session tokens %v and %v, want two different ones", first.SessionToken, second.SessionToken)
+	}
+	p.SetFaults(Faults{StaleRead: 1})
+	version := func(token *string) int {
+		t.Helper()
+		resp, err := c.ReadItem(ctx, pk, "d", &azcosmos.ItemOptions{SessionToken: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d struct{ V int }
+		_ = json.Unmarshal(resp.Value, &d)
+		return d.V
+	}
+	if v := version(nil); v != 1 {
+		t.Fatalf("a read without a token from a lagging replica saw version %d, want 1", v)
+	}
+	if v := version(first.SessionToken); v != 1 {
+		t.Fatalf("a read with the first write's token from a lagging replica saw version %d, want 1", v)
+	}
+	if v := version(second.SessionToken); v != 2 {
+		t.Fatalf("a read with the newest write's token saw version %d, want 2", v)
+	}
+	if p.Counts()["staleRead"] != 2 {
+		t.Fatalf("stale reads %d, want 2", p.Counts()["staleRead"])
 	}
 }

@@ -125,7 +125,7 @@ func (s *Store) Claim(ctx context.Context, r *Record) error {
 	}
 	item, err := s.st.Create(ctx, s.pk(r), body)
 	if store.KindOf(err) == store.Conflict {
-		got, rerr := s.st.Read(ctx, s.pk(r), r.ID)
+		got, rerr := s.st.Read(ctx, s.pk(r), r.ID, "")
 		var existing Record
 		if rerr == nil && json.Unmarshal(got.Body, &existing) == nil {
 			return &AlreadyRunError{Existing: existing}

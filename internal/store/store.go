@@ -19,13 +19,17 @@ type Item struct {
 	// document's _ts it lets a contender judge a lease's age on one clock, the server's.
 	ServerTime time.Time
 	Charge     float64
+	// Session is the response's session token (x-ms-session-token), empty when none came. A read that passes
+	// the token of a write is never answered from a replica that has not applied that write.
+	Session string
 }
 
 // Store is every call the protocol makes. Implementations return *Error for every failure that has a status.
 type Store interface {
-	// Read returns the document with this id in partition pk; Kind NotFound when there is none.
-	Read(ctx context.Context, pk, id string) (Item, error)
-	// Create stores a new document; Kind Conflict when the id exists.
+	// Read returns the document with this id in partition pk; Kind NotFound when there is none. session, when
+	// not empty, is the token of an earlier write: the answer is at least as new as that write.
+	Read(ctx context.Context, pk, id, session string) (Item, error)
+	// Create stores a new document; Kind Conflict when the id exists, NotFound when the container does not.
 	Create(ctx context.Context, pk string, body []byte) (Item, error)
 	// Replace overwrites the document if its ETag is still etag; Kind Precondition when it is not,
 	// NotFound when the document is gone.

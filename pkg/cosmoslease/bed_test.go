@@ -20,6 +20,7 @@ import (
 
 	"github.com/cosmoslease/cosmoslease/internal/clock"
 	"github.com/cosmoslease/cosmoslease/internal/cosmostest"
+	"github.com/cosmoslease/cosmoslease/internal/faultproxy"
 	"github.com/cosmoslease/cosmoslease/internal/leasedoc"
 	"github.com/cosmoslease/cosmoslease/internal/store"
 	"github.com/cosmoslease/cosmoslease/internal/store/memstore"
@@ -33,6 +34,12 @@ const (
 	faultUnavailable = "unavailable"   // 503; not applied
 	faultTimeout     = "timeout"       // no answer until the request's context ends; not applied
 	faultLostReply   = "lost-response" // applied by the server, then the connection drops
+	// faultStale: a read answered by a replica one write behind on the document, unless the read's session
+	// token names the newest write (Session consistency).
+	faultStale = "stale"
+	// faultRetried: applied by the server, the answer lost, and the SDK's retry refused because the first try
+	// changed the document (409 for a create, 412 for a replace).
+	faultRetried = "retried"
 )
 
 // faults is a queue of faults per operation ("read", "create", "replace"), taken one per request, and a count
@@ -90,6 +97,8 @@ type bed interface {
 	// put overwrites the document of key by hand, unconditionally; del deletes it.
 	put(t *testing.T, key string, body string)
 	del(t *testing.T, key string)
+	// dropContainer deletes the container.
+	dropContainer(t *testing.T)
 }
 
 // testOptions are short timings: a takeover takes about 3 s.
@@ -101,6 +110,9 @@ func testOptions(owner string) Options {
 
 // memBed: the in-memory store behind a fault-injecting wrapper, on the real clock.
 type memBed struct{ st *memstore.Store }
+
+var _ bed = (*memBed)(nil)
+var _ bed = (*serverBed)(nil)
 
 func newMemBed() *memBed { return &memBed{st: memstore.New(clock.Real{})} }
 
@@ -115,16 +127,18 @@ func (b *memBed) client(t *testing.T, owner string, tweak func(*Options)) (*Clie
 		t.Fatal(err)
 	}
 	f := newFaults()
-	return newClient(&faultStore{Store: b.st, f: f}, opts, clock.Real{}), f
+	return newClient(&faultStore{Store: b.st, f: f, lag: b.st.LagReads}, opts, clock.Real{}), f
 }
 
 func (b *memBed) put(t *testing.T, key, body string) { b.st.Put(leasedoc.IDPrefix+key, []byte(body)) }
 func (b *memBed) del(t *testing.T, key string)       { b.st.Delete(leasedoc.IDPrefix + key) }
+func (b *memBed) dropContainer(t *testing.T)         { b.st.DropContainer() }
 
 // faultStore applies injected faults around a store.Store.
 type faultStore struct {
 	store.Store
-	f *faults
+	f   *faults
+	lag func(n, depth int) // makes the next n reads lag (memstore.LagReads)
 }
 
 func (s *faultStore) around(ctx context.Context, op string, call func() (store.Item, error)) (store.Item, error) {
@@ -140,13 +154,20 @@ func (s *faultStore) around(ctx context.Context, op string, call func() (store.I
 		s.f.reach(op)
 		_, _ = call()
 		return store.Item{}, &store.Error{Op: op, Kind: store.Unknown, Err: &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}}
+	case faultStale:
+		s.lag(1, 1)
+	case faultRetried:
+		s.f.reach(op)
+		_, _ = call()
+		s.f.reach(op)
+		return call()
 	}
 	s.f.reach(op)
 	return call()
 }
 
-func (s *faultStore) Read(ctx context.Context, pk, id string) (store.Item, error) {
-	return s.around(ctx, "read", func() (store.Item, error) { return s.Store.Read(ctx, pk, id) })
+func (s *faultStore) Read(ctx context.Context, pk, id, session string) (store.Item, error) {
+	return s.around(ctx, "read", func() (store.Item, error) { return s.Store.Read(ctx, pk, id, session) })
 }
 
 func (s *faultStore) Create(ctx context.Context, pk string, body []byte) (store.Item, error) {
@@ -163,11 +184,14 @@ type serverBed struct {
 	srv       *cosmostest.Server
 	container string
 	pkPath    string
+	// replicas gives the server, which has one copy and no session tokens, the replicas of a
+	// Session-consistency account, shared by every client of the bed.
+	replicas *faultproxy.Replicas
 }
 
 func newServerBed(t *testing.T, pkPath string) *serverBed {
 	srv := cosmostest.Get(t)
-	return &serverBed{srv: srv, container: srv.NewContainer(t, pkPath), pkPath: pkPath}
+	return &serverBed{srv: srv, container: srv.NewContainer(t, pkPath), pkPath: pkPath, replicas: faultproxy.NewReplicas()}
 }
 
 func (b *serverBed) options(owner string) Options {
@@ -181,7 +205,7 @@ func (b *serverBed) client(t *testing.T, owner string, tweak func(*Options)) (*C
 	t.Helper()
 	opts := b.options(owner)
 	f := newFaults()
-	opts.Transport = &faultTransport{next: &http.Client{}, f: f}
+	opts.Transport = &faultTransport{next: &http.Client{}, f: f, replicas: b.replicas}
 	if tweak != nil {
 		tweak(&opts)
 	}
@@ -215,10 +239,18 @@ func (b *serverBed) del(t *testing.T, key string) {
 	}
 }
 
+func (b *serverBed) dropContainer(t *testing.T) {
+	t.Helper()
+	if _, err := b.srv.Container(t, b.container).Delete(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // faultTransport injects faults into document requests and counts those that reach the server.
 type faultTransport struct {
-	next policy.Transporter
-	f    *faults
+	next     policy.Transporter
+	f        *faults
+	replicas *faultproxy.Replicas // nil: no session tokens, no lagging replicas
 	// account, when set, rewrites the account read (GET /) answer.
 	account func([]byte) []byte
 }
@@ -251,15 +283,56 @@ func (tr *faultTransport) Do(r *http.Request) (*http.Response, error) {
 		return nil, r.Context().Err()
 	case faultLostReply:
 		tr.f.reach(op)
-		resp, err := tr.next.Do(r)
-		if err == nil {
+		_, _ = tr.forward(r)
+		return nil, &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
+	case faultRetried:
+		tr.f.reach(op)
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if resp, err := tr.forward(r); err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 		}
-		return nil, &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
+		tr.f.reach(op)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		return tr.forward(r)
+	case faultStale:
+		if tr.replicas != nil {
+			if status, body, header, ok := tr.replicas.Lagging(r); ok {
+				tr.f.reach(op)
+				resp := synth(r, status, "", nil)
+				resp.Header, resp.Body, resp.ContentLength = header, io.NopCloser(bytes.NewReader(body)), int64(len(body))
+				return resp, nil
+			}
+		}
 	}
 	tr.f.reach(op)
-	return tr.next.Do(r)
+	return tr.forward(r)
+}
+
+// forward sends a document request to the server, and shows request and answer to the replica model.
+func (tr *faultTransport) forward(r *http.Request) (*http.Response, error) {
+	if tr.replicas == nil {
+		return tr.next.Do(r)
+	}
+	var reqBody []byte
+	if r.Body != nil {
+		reqBody, _ = io.ReadAll(r.Body)
+		r.Body.Close()
+		r.Body = io.NopCloser(bytes.NewReader(reqBody))
+	}
+	resp, err := tr.next.Do(r)
+	if err != nil {
+		return resp, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	tr.replicas.Observe(r, reqBody, resp.StatusCode, resp.Header, body)
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	return resp, nil
 }
 
 func synth(r *http.Request, status int, code string, headers map[string]string) *http.Response {

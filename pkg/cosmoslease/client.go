@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	mrand "math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -29,6 +31,17 @@ type Client struct {
 	mu       sync.Mutex
 	seen     map[string]*observation // lease key → what this client last saw
 	released map[string]time.Time    // lease key → when this client last released it
+	sessions map[string]string       // lease key → session token of this client's newest write
+	claims   map[string][]claim      // lease key → claims sent whose outcome this client never heard
+}
+
+// claim is an acquisition this client sent without hearing that it was applied: a timeout, a lost answer, or a
+// 409/412 that may be the SDK's own retry of a write that was applied. Its leaseId is known only to this client,
+// and no Lease was handed out for it, so a document that carries it is this client's to take.
+type claim struct {
+	leaseID string
+	sent    clock.Stamp
+	prev    *State
 }
 
 // observation is what a contender knows about a lease document: the version it saw and since when.
@@ -75,7 +88,8 @@ func Open(ctx context.Context, opts Options) (*Client, error) {
 // newClient assembles a Client over any store; opts must have been through withDefaults.
 func newClient(st store.Store, opts Options, clk clock.Clock) *Client {
 	return &Client{st: st, opts: opts, clock: clk, log: opts.Logger, pkProp: strings.TrimPrefix(opts.PartitionKeyPath, "/"),
-		seen: map[string]*observation{}, released: map[string]time.Time{}}
+		seen: map[string]*observation{}, released: map[string]time.Time{}, sessions: map[string]string{},
+		claims: map[string][]claim{}}
 }
 
 // Close releases the SDK client. Leases still held are not released; call Lease.Release first.
@@ -129,12 +143,16 @@ func (c *Client) requestContext(ctx context.Context, limit time.Time) (context.C
 	return context.WithTimeout(ctx, d)
 }
 
-// read fetches a lease document; a missing document is (zero Item, nil doc, nil error).
+// read fetches a lease document; a missing document is (zero Item, nil doc, nil error). It passes the session
+// token of this client's newest write of the key, so it never sees a version older than that write.
 func (c *Client) read(ctx context.Context, key, id string, limit time.Time) (store.Item, *leasedoc.Doc, error) {
 	rctx, cancel := c.requestContext(ctx, limit)
 	defer cancel()
+	c.mu.Lock()
+	session := c.sessions[key]
+	c.mu.Unlock()
 	start := c.clock.Now()
-	item, err := c.st.Read(rctx, c.pk(key, id), id)
+	item, err := c.st.Read(rctx, c.pk(key, id), id, session)
 	c.report("read", key, start, item, err)
 	if store.KindOf(err) == store.NotFound {
 		return store.Item{}, nil, nil
@@ -152,9 +170,10 @@ func (c *Client) read(ctx context.Context, key, id string, limit time.Time) (sto
 	return item, doc, nil
 }
 
-// observe reads a lease and records what this client saw. The returned observation is a copy.
-func (c *Client) observe(ctx context.Context, key, id string) (observation, error) {
-	item, doc, err := c.read(ctx, key, id, time.Time{})
+// observe reads a lease and records what this client saw. The returned observation is a copy. limit, when not
+// zero, bounds the request.
+func (c *Client) observe(ctx context.Context, key, id string, limit time.Time) (observation, error) {
+	item, doc, err := c.read(ctx, key, id, limit)
 	var invalid *leasedoc.Error
 	if err != nil && !errors.As(err, &invalid) {
 		return observation{}, err
@@ -182,12 +201,15 @@ func (c *Client) recordLocked(key string, item store.Item, doc *leasedoc.Doc, in
 	return *obs
 }
 
-// remember records the document this client itself just wrote.
-func (c *Client) remember(key string, doc *leasedoc.Doc, at time.Time) {
+// remember records the document this client itself just wrote, and the write's session token.
+func (c *Client) remember(key string, doc *leasedoc.Doc, at time.Time, session string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	d := *doc
 	c.seen[key] = &observation{doc: &d, etag: doc.ETag, firstSeen: at, observedAt: at, serverAge: -1}
+	if session != "" {
+		c.sessions[key] = session
+	}
 }
 
 func (c *Client) cached(key string) (observation, bool) {
@@ -234,7 +256,7 @@ func (c *Client) state(key string, o observation, now time.Time) State {
 		s.ID, s.LeaseID, s.Owner, s.Region, s.Hostname = d.ID, d.LeaseID, d.OwnerID, d.Metadata.Region, d.Metadata.Hostname
 		s.Epoch, s.Renewals, s.Released, s.Duration = d.Epoch, d.Renewals, d.Released, d.Duration
 		s.AcquiredAt, s.RenewedAt, s.ExpiresAt, s.ReleasedAt = d.AcquiredAt, d.RenewedAt, d.ExpiresAt, d.ReleasedAt
-		s.Metadata = d.Metadata.Extra
+		s.Metadata = maps.Clone(d.Metadata.Extra) // the caller may edit it; documents are shared with renewals
 	}
 	return s
 }
@@ -261,7 +283,7 @@ func (c *Client) attempt(ctx context.Context, key, id string) (*Lease, error) {
 	obs, ok := c.cached(key)
 	if !ok || obs.invalid != nil || c.remaining(obs, c.clock.Now()) > 0 {
 		var err error
-		if obs, err = c.observe(ctx, key, id); err != nil {
+		if obs, err = c.observe(ctx, key, id, time.Time{}); err != nil {
 			return nil, err
 		}
 	}
@@ -273,7 +295,7 @@ func (c *Client) attempt(ctx context.Context, key, id string) (*Lease, error) {
 		// Lost the race. If the fresh view shows the lease free again (the winner already released, or the
 		// document was deleted), try once more on it; otherwise name the holder.
 		now := c.clock.Now()
-		if round > 0 || c.remaining(fresh, now) > 0 {
+		if round > 0 || c.heldByOther(key, fresh, now) {
 			return nil, &HeldError{Holder: c.state(key, fresh, now), Race: true}
 		}
 		obs = fresh
@@ -286,8 +308,17 @@ func (c *Client) claim(ctx context.Context, key, id string, obs observation) (*L
 	if obs.invalid != nil {
 		return nil, obs, obs.invalid
 	}
-	now := c.clock.Now()
-	if c.remaining(obs, now) > 0 {
+	// A document that one of our unheard claims wrote is ours: hold it while it is recent enough, or else take
+	// it over at the next epoch (nobody renews it, and no Lease here holds it).
+	if u, ok := c.ours(key, obs.doc); ok {
+		l, mine := c.adopt(ctx, key, id, obs, u)
+		if l != nil {
+			return l, obs, nil
+		}
+		if !mine {
+			return nil, obs, &HeldError{Holder: c.state(key, obs, c.clock.Now()), Race: true}
+		}
+	} else if now := c.clock.Now(); c.remaining(obs, now) > 0 {
 		return nil, obs, &HeldError{Holder: c.state(key, obs, now)}
 	}
 
@@ -296,7 +327,13 @@ func (c *Client) claim(ctx context.Context, key, id string, obs observation) (*L
 	if err != nil {
 		return nil, obs, err
 	}
-	send := c.clock.Now()
+	var prev *State
+	if obs.doc != nil {
+		p := c.state(key, obs, c.clock.Now())
+		prev = &p
+	}
+	sent := c.clock.Stamp()
+	c.addClaim(key, claim{leaseID: next.LeaseID, sent: sent, prev: prev})
 	rctx, cancel := c.requestContext(ctx, time.Time{})
 	var item store.Item
 	op := "create"
@@ -307,40 +344,134 @@ func (c *Client) claim(ctx context.Context, key, id string, obs observation) (*L
 		item, err = c.st.Replace(rctx, c.pk(key, id), id, body, obs.etag)
 	}
 	cancel()
-	c.report(op, key, send, item, err)
-	switch store.KindOf(err) {
-	case store.Conflict, store.Precondition, store.NotFound:
-		// Lost the race (or the document vanished under us): replace the stale view with a fresh one.
-		fresh, rerr := c.observe(ctx, key, id)
-		if rerr != nil {
-			return nil, obs, rerr
-		}
-		if fresh.invalid != nil {
-			return nil, fresh, fresh.invalid
-		}
-		return nil, fresh, nil
+	if err == nil && item.ETag == "" {
+		err = noETag(op)
 	}
-	if err != nil {
-		// The write may or may not have been applied. If it was, the document carries our leaseId, which
-		// nobody else will ever renew; it expires after its duration like any abandoned lease.
-		c.forget(key)
+	c.report(op, key, sent.Mono, item, err)
+	kind := store.KindOf(err)
+	switch {
+	case err == nil:
+		if !c.takeClaims(key, next.LeaseID) {
+			// Another call on this client read the document first and made this claim its lease.
+			return nil, obs, &HeldError{Holder: c.state(key, observation{doc: next, etag: item.ETag, firstSeen: sent.Mono, serverAge: -1}, c.clock.Now()), Race: true}
+		}
+		next.ETag = item.ETag
+		c.remember(key, next, sent.Mono, item.Session)
+		c.log.Info("lease acquired", "lease", key, "epoch", next.Epoch, "leaseId", next.LeaseID)
+		return c.newLease(ctx, key, id, next, sent, prev), obs, nil
+	case kind == store.NotFound && op == "create":
+		// A create cannot find a document missing: the container, or its database, is.
+		c.takeClaims(key, next.LeaseID)
+		return nil, obs, fmt.Errorf("%w: %v", ErrSetup, err)
+	case kind != store.Unknown && kind != store.Conflict && kind != store.Precondition && kind != store.NotFound:
+		// Refused (throttled, unavailable, forbidden, …): not applied.
+		c.dropClaim(key, next.LeaseID)
 		return nil, obs, err
 	}
-	next.ETag = item.ETag
-	c.remember(key, next, send)
-	var prev *State
-	if obs.doc != nil {
-		p := c.state(key, obs, now)
-		prev = &p
+	// Lost the race, or the outcome is unknown. Either way the write may have been applied: the SDK retries a
+	// write whose answer was lost, and the retry then finds the document changed. Read once; if the document
+	// carries our leaseId, it is ours, dated from the send.
+	fresh, rerr := c.observe(ctx, key, id, time.Time{})
+	if rerr == nil && fresh.invalid == nil {
+		if u, ok := c.ours(key, fresh.doc); ok {
+			l, mine := c.adopt(ctx, key, id, fresh, u)
+			switch {
+			case l != nil:
+				return l, fresh, nil
+			case !mine:
+				return nil, fresh, &HeldError{Holder: c.state(key, fresh, c.clock.Now()), Race: true}
+			}
+			return nil, fresh, nil // ours, too old to hold: attempt takes it over
+		}
 	}
-	c.log.Info("lease acquired", "lease", key, "epoch", next.Epoch, "leaseId", next.LeaseID)
-	return c.newLease(ctx, key, id, next, send, prev), obs, nil
+	switch {
+	case kind == store.Unknown:
+		return nil, obs, err
+	case rerr != nil:
+		return nil, obs, rerr
+	case fresh.invalid != nil:
+		return nil, fresh, fresh.invalid
+	}
+	return nil, fresh, nil
 }
 
-func (c *Client) forget(key string) {
+// heldByOther reports whether o shows a holder that may still hold the lease and is not an unheard claim of ours.
+func (c *Client) heldByOther(key string, o observation, now time.Time) bool {
+	if _, ok := c.ours(key, o.doc); ok {
+		return false
+	}
+	return c.remaining(o, now) > 0
+}
+
+// adopt turns a claim of ours that the document shows applied into a held lease, valid from the claim's send.
+// It returns (nil, true) when that is already past RenewDeadline (the document is still ours to take over), and
+// (nil, false) when another call on this client has adopted the claim.
+func (c *Client) adopt(ctx context.Context, key, id string, obs observation, u claim) (*Lease, bool) {
+	c.mu.Lock()
+	if !slices.ContainsFunc(c.claims[key], func(x claim) bool { return x.leaseID == u.leaseID }) {
+		c.mu.Unlock()
+		return nil, false
+	}
+	if clock.Elapsed(u.sent, c.clock.Stamp()) >= c.opts.RenewDeadline {
+		c.mu.Unlock()
+		return nil, true
+	}
+	// Once one claim is known applied, the others, conditional on older versions, never can be.
+	delete(c.claims, key)
+	c.mu.Unlock()
+	doc := *obs.doc
+	doc.ETag = obs.etag
+	c.log.Info("lease acquired (the answer to our write was lost; the document shows it applied)", "lease", key,
+		"epoch", doc.Epoch, "leaseId", doc.LeaseID)
+	return c.newLease(ctx, key, id, &doc, u.sent, u.prev), true
+}
+
+func noETag(op string) error {
+	return &store.Error{Op: op, Kind: store.Unknown, Err: errors.New("the answer carried no ETag, so the next write could not be conditional")}
+}
+
+// addClaim notes a claim about to be sent. Claims older than twice the lease duration are dropped: a document
+// they produced has expired by the ordinary rules by then.
+func (c *Client) addClaim(key string, u claim) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.seen, key)
+	now := c.clock.Stamp()
+	c.claims[key] = append(slices.DeleteFunc(c.claims[key], func(old claim) bool {
+		return clock.Elapsed(old.sent, now) >= 2*c.opts.LeaseDuration
+	}), u)
+}
+
+// ours returns the unheard claim of this client that wrote doc, if doc is exactly what that claim wrote.
+func (c *Client) ours(key string, doc *leasedoc.Doc) (claim, bool) {
+	if doc == nil || doc.OwnerID != c.opts.OwnerID || doc.Renewals != 0 || doc.Released {
+		return claim{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, u := range c.claims[key] {
+		if u.leaseID == doc.LeaseID {
+			return u, true
+		}
+	}
+	return claim{}, false
+}
+
+// takeClaims forgets every claim of key once the one with leaseID is known applied, and reports whether it was
+// still there (no other call took it).
+func (c *Client) takeClaims(key, leaseID string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	found := slices.ContainsFunc(c.claims[key], func(x claim) bool { return x.leaseID == leaseID })
+	if found {
+		delete(c.claims, key)
+	}
+	return found
+}
+
+func (c *Client) dropClaim(key, leaseID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.claims[key] = slices.DeleteFunc(c.claims[key], func(x claim) bool { return x.leaseID == leaseID })
 }
 
 // newHolderDoc is the document that makes this client the holder, with the epoch one above the previous one.
@@ -420,7 +551,7 @@ func (c *Client) Inspect(ctx context.Context, key string) (State, error) {
 	if err != nil {
 		return State{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	obs, err := c.observe(ctx, key, id)
+	obs, err := c.observe(ctx, key, id, time.Time{})
 	if err != nil {
 		return State{}, err
 	}

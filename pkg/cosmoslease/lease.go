@@ -7,14 +7,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cosmoslease/cosmoslease/internal/clock"
 	"github.com/cosmoslease/cosmoslease/internal/leasedoc"
 	"github.com/cosmoslease/cosmoslease/internal/store"
 )
 
 // Lease is a held lease. Its Context is cancelled when the lease is lost, when RenewDeadline passes without a
 // confirmed renewal, or when the lease is released; do the work under it. (It keeps the values of the context
-// passed to Acquire, not its cancellation: that context bounds the wait, not the holding.) Holding the lease until Release is never guaranteed: check Err before each unit of work, and pass Epoch to
-// any downstream system that can reject writes from a superseded holder.
+// passed to Acquire, not its cancellation: that context bounds the wait, not the holding.) Holding the lease
+// until Release is never guaranteed: check Err before each unit of work, and pass Epoch to any downstream system
+// that can reject writes from a superseded holder.
 type Lease struct {
 	c        *Client
 	key, id  string
@@ -25,17 +27,26 @@ type Lease struct {
 	poke   chan struct{}
 	done   chan struct{} // closed when the keeper goroutine has returned
 
+	// wmu admits one write at a time — Renew, the keeper, Release — held across the write and the read that
+	// may follow it, so the lease's view of its document only ever moves forward.
+	wmu sync.Mutex
+
 	mu  sync.Mutex
-	doc *leasedoc.Doc // as last written by us; doc.ETag is the version we expect
-	// confirmed is when the write that produced doc was sent, on our clock. Validity is counted from there.
-	confirmed time.Time
-	// pending is when the first write since confirmed was sent whose outcome we do not know; zero if none.
-	pending  time.Time
-	ended    error // ErrLeaseLost or ErrReleased, wrapped with the reason
+	doc *leasedoc.Doc // the newest version we know we wrote; doc.ETag is the version our next write expects
+	// confirmed is when the write that produced doc was sent. Validity is counted from there.
+	confirmed clock.Stamp
+	// pending is when the first write since confirmed was sent; zero when none is. Every such write was built
+	// on doc, so it can only have produced doc with one more renewal (a renewal) or marked released (a release);
+	// a version like that is adopted, dated from pending.
+	pending clock.Stamp
+	ended   error // ErrLeaseLost or ErrReleased, wrapped with the reason
+	// released: the document was marked released, or there was nothing left to release.
 	released bool
+	// superseded: we saw another holder's document, an invalid one, or none. A release has nothing to write.
+	superseded bool
 }
 
-func (c *Client) newLease(ctx context.Context, key, id string, doc *leasedoc.Doc, sent time.Time, prev *State) *Lease {
+func (c *Client) newLease(ctx context.Context, key, id string, doc *leasedoc.Doc, sent clock.Stamp, prev *State) *Lease {
 	lctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	l := &Lease{c: c, key: key, id: id, previous: prev, ctx: lctx, cancel: cancel, doc: doc, confirmed: sent,
 		poke: make(chan struct{}, 1), done: make(chan struct{})}
@@ -60,13 +71,12 @@ func (l *Lease) Epoch() int64 {
 func (l *Lease) State() State {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	now := l.c.clock.Now()
-	s := l.c.state(l.key, observation{doc: l.doc, etag: l.doc.ETag, firstSeen: l.confirmed, observedAt: now, serverAge: -1}, now)
+	now := l.c.clock.Stamp()
+	s := l.c.state(l.key, observation{doc: l.doc, etag: l.doc.ETag, firstSeen: l.confirmed.Mono, observedAt: now.Mono, serverAge: -1}, now.Mono)
 	s.Held = l.validLocked(now) == nil
+	s.ExpiresIn = 0
 	if s.Held {
-		s.ExpiresIn = l.confirmed.Add(l.c.opts.RenewDeadline).Sub(now)
-	} else {
-		s.ExpiresIn = 0
+		s.ExpiresIn = l.c.opts.RenewDeadline - clock.Elapsed(l.confirmed, now)
 	}
 	return s
 }
@@ -75,28 +85,29 @@ func (l *Lease) State() State {
 func (l *Lease) Previous() *State { return l.previous }
 
 // Err is nil while the lease is valid: not lost, not released, and within RenewDeadline of the last confirmed
-// renewal by this process's clock. It reads the clock itself, so it is exact even if the keeper goroutine has
-// not yet run.
+// renewal by this process's clocks (the larger of the monotonic and the wall-clock time elapsed, so a machine
+// that slept is not fooled). It reads the clock itself, so it is exact even if the keeper goroutine has not yet
+// run.
 func (l *Lease) Err() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.validLocked(l.c.clock.Now())
+	return l.validLocked(l.c.clock.Stamp())
 }
 
 // validLocked reports why the lease is no longer valid at now. Whoever first sees the deadline pass ends the
 // lease, so Err and Context always agree.
-func (l *Lease) validLocked(now time.Time) error {
+func (l *Lease) validLocked(now clock.Stamp) error {
 	if l.ended != nil {
 		return l.ended
 	}
-	if !now.Before(l.confirmed.Add(l.c.opts.RenewDeadline)) {
+	if clock.Elapsed(l.confirmed, now) >= l.c.opts.RenewDeadline {
 		l.endLocked(fmt.Errorf("%w: no renewal confirmed within RenewDeadline (%s)", ErrLeaseLost, l.c.opts.RenewDeadline))
 		return l.ended
 	}
 	return nil
 }
 
-// end records why the lease ended and cancels its context. The first reason wins.
+// endLocked records why the lease ended and cancels its context. The first reason wins.
 func (l *Lease) endLocked(reason error) {
 	if l.ended == nil {
 		l.ended = reason
@@ -117,8 +128,22 @@ func (l *Lease) lose(reason string) error {
 	return err
 }
 
+// supersede handles a document that is no longer ours: another holder's, an invalid one, or none. A renewal has
+// lost the lease; a release has nothing left to do.
+func (l *Lease) supersede(reason string, release bool) error {
+	l.mu.Lock()
+	l.superseded = true
+	l.mu.Unlock()
+	if release {
+		l.finish(false)
+		return nil
+	}
+	return l.lose(reason)
+}
+
 // Renew extends the lease with exactly one conditional write on the cached ETag; no read comes first. With
-// automatic renewal (the default) there is no need to call it.
+// automatic renewal (the default) there is no need to call it. Calls are serialized with the automatic renewal
+// and with Release; nil means this call's renewal was confirmed.
 func (l *Lease) Renew(ctx context.Context) error {
 	err := l.write(ctx, false)
 	if err == nil {
@@ -130,27 +155,38 @@ func (l *Lease) Renew(ctx context.Context) error {
 	return err
 }
 
-// write replaces the document with a renewal or a release. A 412 is not yet a loss: our own earlier write may
-// have been applied without our hearing of it, so read the document; if it still carries our leaseId, adopt its
-// ETag and, for a release, write again. Only a document that another holder wrote, or one that is gone, means
-// the lease is lost.
+// write replaces the document with a renewal or a release, conditional on the ETag of the newest version we
+// know we wrote. A 412 is not yet a loss: one of our own writes may have been applied although we never heard
+// back (a timeout, a reset, the SDK's own retry), so read the document (with our session token, so the answer is
+// not older than our last confirmed write) and let reconcile judge it.
 func (l *Lease) write(ctx context.Context, release bool) error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	op := "renew"
+	if release {
+		op = "release"
+	}
 	for round := 0; ; round++ {
 		l.mu.Lock()
-		now := l.c.clock.Now()
-		if l.released {
+		now := l.c.clock.Stamp()
+		switch {
+		case l.released || l.superseded:
 			l.mu.Unlock()
 			if release {
 				return nil
 			}
-			return ErrReleased
-		}
-		if err := l.validLocked(now); err != nil && !release {
-			l.mu.Unlock()
-			return err
+			if l.released {
+				return ErrReleased
+			}
+			return l.Err()
+		case !release:
+			if err := l.validLocked(now); err != nil {
+				l.mu.Unlock()
+				return err
+			}
 		}
 		next := *l.doc
-		wall := now.UTC()
+		wall := now.Wall.UTC()
 		if release {
 			next.Released, next.ReleasedAt, next.ExpiresAt = true, wall, wall
 		} else {
@@ -161,127 +197,130 @@ func (l *Lease) write(ctx context.Context, release bool) error {
 		if l.pending.IsZero() {
 			l.pending = now
 		}
-		// One hung request must not use up the whole window: leave half of what is left for a retry.
-		limit := now.Add(l.confirmed.Add(l.c.opts.RenewDeadline).Sub(now) / 2)
+		// A renewal must not use up the whole window on one hung request: leave half of what is left for a
+		// retry. A release is bounded by its caller's context only.
+		var limit time.Time
+		if !release {
+			limit = now.Mono.Add((l.c.opts.RenewDeadline - clock.Elapsed(l.confirmed, now)) / 2)
+		}
 		l.mu.Unlock()
 
 		body, err := leasedoc.Encode(&next, l.c.pkProp)
 		if err != nil {
 			return err
 		}
-		op := "renew"
-		if release {
-			op = "release"
-			limit = time.Time{}
-		}
 		rctx, cancel := l.c.requestContext(ctx, limit)
-		start := l.c.clock.Now()
 		item, err := l.c.st.Replace(rctx, l.c.pk(l.key, l.id), l.id, body, etag)
 		cancel()
-		l.c.report(op, l.key, start, item, err)
+		if err == nil && item.ETag == "" {
+			err = noETag(op)
+		}
+		l.c.report(op, l.key, now.Mono, item, err)
 
 		switch store.KindOf(err) {
 		case store.NotFound:
-			return l.gone(release)
+			return l.supersede("the lease document (or its container) was deleted", release)
 		case store.Precondition:
-			if round > 0 {
-				return l.lose("the lease document keeps changing under us")
+			if round >= 2 {
+				return &store.Error{Op: op, Kind: store.Unknown, Err: errors.New("the lease document changed under every write; will try again")}
 			}
 			adopted, aerr := l.reconcile(ctx, release, limit)
 			if aerr != nil || !adopted {
 				return aerr
 			}
-			continue // write again on the adopted ETag
+			continue // write again on the adopted version
 		}
 		if err != nil {
 			return err
 		}
 		next.ETag = item.ETag
 		l.mu.Lock()
-		l.doc, l.confirmed, l.pending = &next, start, time.Time{}
+		l.doc, l.confirmed, l.pending = &next, now, clock.Stamp{}
 		l.mu.Unlock()
-		l.c.remember(l.key, &next, start)
+		l.c.remember(l.key, &next, now.Mono, item.Session)
 		if release {
-			l.finishRelease()
+			l.finish(true)
 		}
 		return nil
 	}
 }
 
-// gone handles a lease document that no longer exists: a release is done; a renewal has lost the lease.
-func (l *Lease) gone(release bool) error {
-	if release {
-		l.finishRelease()
-		return nil
-	}
-	return l.lose("the lease document (or its container) was deleted")
-}
-
-// reconcile reads the document after a 412, within the same limit as the write. It reports whether the
-// document is still ours (and adopts it).
+// reconcile reads the document after a 412, within the same limit as the write, and reports whether it adopted
+// a version one of our unconfirmed writes produced. Nothing else is adopted: an older version of ours is a
+// lagging replica's answer (unknown, try again); another holder's document, or none, means the lease is gone.
 func (l *Lease) reconcile(ctx context.Context, release bool, limit time.Time) (bool, error) {
-	_, doc, err := l.c.read(ctx, l.key, l.id, limit)
-	var invalid *leasedoc.Error
+	obs, err := l.c.observe(ctx, l.key, l.id, limit)
 	switch {
-	case errors.As(err, &invalid):
-		return false, l.lose("the lease document was overwritten with an invalid document")
 	case err != nil:
 		return false, err
-	case doc == nil:
-		return false, l.gone(release)
+	case obs.invalid != nil:
+		return false, l.supersede("the lease document was overwritten with an invalid document", release)
+	case obs.doc == nil:
+		return false, l.supersede("the lease document (or its container) was deleted", release)
 	}
+	doc := obs.doc
 	l.mu.Lock()
-	ours := doc.LeaseID == l.doc.LeaseID && doc.Epoch == l.doc.Epoch
-	if ours && doc.Released {
+	mine := l.doc
+	if doc.LeaseID != mine.LeaseID || doc.Epoch != mine.Epoch {
 		l.mu.Unlock()
-		l.finishRelease()
-		return false, nil
+		return false, l.supersede(fmt.Sprintf("taken over by %s at epoch %d", doc.OwnerID, doc.Epoch), release)
 	}
-	if !ours {
+	renewed := doc.Renewals == mine.Renewals+1 && !doc.Released
+	releasedByUs := doc.Renewals == mine.Renewals && doc.Released
+	if !renewed && !releasedByUs {
 		l.mu.Unlock()
+		if doc.Renewals <= mine.Renewals {
+			return false, &store.Error{Op: "read", Kind: store.Unknown,
+				Err: errors.New("a replica answered with a version older than the one the write was refused for; will try again")}
+		}
+		return false, l.supersede("the lease document carries our leaseId at a version none of our writes produced", release)
+	}
+	// One of our unconfirmed writes was applied: validity counts from the send of the first of them.
+	adopted := *doc
+	adopted.ETag = obs.etag
+	confirmed := l.pending
+	l.doc, l.confirmed, l.pending = &adopted, confirmed, clock.Stamp{}
+	l.mu.Unlock()
+	l.c.remember(l.key, &adopted, confirmed.Mono, "")
+	l.c.log.Info("adopted our own write after an ambiguous response", "lease", l.key, "epoch", doc.Epoch, "renewals", doc.Renewals)
+	if releasedByUs {
+		l.finish(true)
 		if release {
-			l.finishRelease()
 			return false, nil
 		}
-		return false, l.lose(fmt.Sprintf("taken over by %s at epoch %d", doc.OwnerID, doc.Epoch))
+		return false, ErrReleased
 	}
-	// One of our unconfirmed writes was applied: validity counts from the earliest of them.
-	confirmed := l.pending
-	l.doc, l.confirmed, l.pending = doc, confirmed, time.Time{}
-	l.mu.Unlock()
-	l.c.remember(l.key, doc, confirmed)
-	l.c.log.Info("adopted our own write after an ambiguous response", "lease", l.key, "epoch", doc.Epoch)
 	return true, nil
 }
 
-func (l *Lease) finishRelease() {
+// finish ends the lease as released. freed says we freed the document ourselves: then this client waits a
+// little before it contends again, so standbys get the first chance.
+func (l *Lease) finish(freed bool) {
 	l.mu.Lock()
 	l.released = true
 	l.endLocked(ErrReleased)
 	l.mu.Unlock()
-	l.c.mu.Lock()
-	l.c.released[l.key] = l.c.clock.Now()
-	l.c.mu.Unlock()
+	if freed {
+		l.c.mu.Lock()
+		l.c.released[l.key] = l.c.clock.Now()
+		l.c.mu.Unlock()
+	}
 }
 
 // Release gives the lease up with one conditional write that marks the document released and keeps it, with
-// its epoch, so the next holder continues the count. It is idempotent, and a lease that was already lost
-// releases without error. Requests that fail for a passing reason are retried until ctx ends or the lease would
-// have expired anyway.
+// its epoch, so the next holder continues the count. It is idempotent. A lease lost to its deadline is still
+// released (the write is conditional on our version, so it cannot touch a newer holder's document, and it frees
+// the lease sooner); a lease that another holder took over releases without a request. Requests that fail for
+// a passing reason are retried until ctx ends or the lease would have expired anyway.
 func (l *Lease) Release(ctx context.Context) error {
 	l.mu.Lock()
-	if l.released {
-		l.mu.Unlock()
-		return nil
-	}
-	if l.ended != nil && errors.Is(l.ended, ErrLeaseLost) {
+	if l.released || l.superseded {
 		l.mu.Unlock()
 		<-l.done
 		return nil
 	}
 	// Stop working under the lease before the write, so no work overlaps the release.
 	l.endLocked(ErrReleased)
-	giveUp := l.confirmed.Add(l.c.opts.LeaseDuration)
 	l.mu.Unlock()
 	<-l.done
 	for {
@@ -290,7 +329,10 @@ func (l *Lease) Release(ctx context.Context) error {
 			return err
 		}
 		wait := l.c.opts.RetryPeriod / 4
-		if left := giveUp.Sub(l.c.clock.Now()); left <= wait {
+		l.mu.Lock()
+		left := l.c.opts.LeaseDuration - clock.Elapsed(l.confirmed, l.c.clock.Stamp())
+		l.mu.Unlock()
+		if left <= wait {
 			return fmt.Errorf("release not confirmed; the lease expires on its own: %w", err)
 		}
 		select {
@@ -302,29 +344,30 @@ func (l *Lease) Release(ctx context.Context) error {
 }
 
 // keep is the lease's one goroutine: it renews every RenewInterval (unless ManualRenew), retries failed
-// renewals until RenewDeadline, and ends the lease when the deadline passes.
+// renewals until RenewDeadline, and ends the lease when the deadline passes. It wakes at least every RetryPeriod
+// so that a deadline passed while the machine slept (which timers do not count) ends the context promptly.
 func (l *Lease) keep() {
 	defer close(l.done)
 	o := l.c.opts
-	retryAt := time.Time{}
+	var retryAt time.Time // monotonic
 	for {
 		l.mu.Lock()
 		if l.ended != nil {
 			l.mu.Unlock()
 			return
 		}
-		deadline := l.confirmed.Add(o.RenewDeadline)
-		due := l.confirmed.Add(o.RenewInterval)
+		now := l.c.clock.Stamp()
+		elapsed := clock.Elapsed(l.confirmed, now)
 		l.mu.Unlock()
-		if retryAt.After(due) {
-			due = retryAt
-		}
-		now := l.c.clock.Now()
-		if !now.Before(deadline) {
+		if elapsed >= o.RenewDeadline {
 			l.lose(fmt.Sprintf("no renewal confirmed within RenewDeadline (%s)", o.RenewDeadline))
 			return
 		}
-		if !o.ManualRenew && !now.Before(due) {
+		untilDue := o.RenewInterval - elapsed
+		if !retryAt.IsZero() {
+			untilDue = max(untilDue, retryAt.Sub(now.Mono))
+		}
+		if !o.ManualRenew && untilDue <= 0 {
 			err := l.write(l.ctx, false)
 			switch {
 			case err == nil:
@@ -336,7 +379,7 @@ func (l *Lease) keep() {
 				var se *store.Error
 				if errors.As(err, &se) && se.RetryAfter > 0 {
 					wait = se.RetryAfter
-				} else if left := deadline.Sub(l.c.clock.Now()) / 4; left < wait {
+				} else if left := (o.RenewDeadline - elapsed) / 4; left < wait {
 					wait = max(left, 50*time.Millisecond)
 				}
 				retryAt = l.c.clock.Now().Add(wait)
@@ -344,12 +387,12 @@ func (l *Lease) keep() {
 			}
 			continue
 		}
-		wake := deadline
-		if !o.ManualRenew && due.Before(wake) {
-			wake = due
+		sleep := min(o.RenewDeadline-elapsed, o.RetryPeriod)
+		if !o.ManualRenew {
+			sleep = min(sleep, untilDue)
 		}
 		select {
-		case <-l.c.clock.After(wake.Sub(now)):
+		case <-l.c.clock.After(sleep):
 		case <-l.poke:
 		case <-l.ctx.Done():
 			return

@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,11 @@ import (
 func TestOpen_SetupProblemsAreExplained(t *testing.T) {
 	b := newServerBed(t, DefaultPartitionKeyPath)
 	wrongPK := b.srv.NewContainer(t, "/tenant")
+	ttl := func(seconds int32) string {
+		return b.srv.NewContainerWith(t, azcosmos.ContainerProperties{DefaultTimeToLive: &seconds,
+			PartitionKeyDefinition: azcosmos.PartitionKeyDefinition{Paths: []string{DefaultPartitionKeyPath}}})
+	}
+	expiring, perItem := ttl(3600), ttl(-1)
 	cases := []struct {
 		name  string
 		tweak func(*Options)
@@ -27,6 +33,8 @@ func TestOpen_SetupProblemsAreExplained(t *testing.T) {
 			[]string{`database "no-such-db" does not exist`}},
 		{"wrong partition key", func(o *Options) { o.Container = wrongPK },
 			[]string{"is partitioned on /tenant", "need /leaseKey"}},
+		{"default time-to-live expires documents", func(o *Options) { o.Container = expiring },
+			[]string{"expires items after 3600 s", "reset their epoch", "-1"}},
 		{"bad key", func(o *Options) {
 			o.Transport = &statusTransport{next: &http.Client{}, status: 401, code: "Unauthorized", match: "/colls/"}
 		}, []string{"rejected our credentials (401)", "AccountKey"}},
@@ -54,6 +62,15 @@ func TestOpen_SetupProblemsAreExplained(t *testing.T) {
 			}
 		})
 	}
+	t.Run("time-to-live only for items that carry one", func(t *testing.T) {
+		opts := b.options("a")
+		opts.Container = perItem
+		c, err := Open(context.Background(), opts)
+		if err != nil {
+			t.Fatalf("Open on a container with default time-to-live -1 = %v", err)
+		}
+		c.Close()
+	})
 	t.Run("multiple write regions allowed explicitly", func(t *testing.T) {
 		opts := b.options("a")
 		opts.AllowMultipleWriteRegions = true

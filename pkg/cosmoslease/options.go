@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"strings"
 	"time"
@@ -19,10 +20,15 @@ const (
 	DefaultDatabase         = "DistributedLeasing"
 	DefaultContainer        = "Leases"
 	DefaultPartitionKeyPath = "/leaseKey"
-	// minSafetyMargin is the least LeaseDuration − RenewDeadline we accept: it must cover the one-second
-	// resolution of the server's _ts and leave room for clocks that run at slightly different rates.
-	minSafetyMargin = time.Second
+	// minMargin is the least LeaseDuration − RenewDeadline we accept for short leases. The margin must cover
+	// the difference between the clocks that stamp the server's Date and _ts, and the rate error of every
+	// clock involved, which grows with the lease (see the package comment); so it is also at least a tenth of
+	// LeaseDuration.
+	minMargin = time.Second
 )
+
+// minSafetyMargin is the least LeaseDuration − RenewDeadline accepted for a lease of duration d.
+func minSafetyMargin(d time.Duration) time.Duration { return max(minMargin, d/10) }
 
 // Options configures a Client. Zero values take the documented defaults.
 type Options struct {
@@ -59,7 +65,9 @@ type Options struct {
 	RenewInterval time.Duration
 	// RenewDeadline is how long after the last confirmed renewal was sent a holder keeps believing it holds the
 	// lease; when it passes, the lease's context is cancelled. Default: halfway between RenewInterval and
-	// LeaseDuration (50 s with the defaults). LeaseDuration − RenewDeadline is the margin for clock-rate error.
+	// LeaseDuration (50 s with the defaults). LeaseDuration − RenewDeadline is the margin for clock error (rate,
+	// and the skew between the server clocks that stamp Date and _ts); it must be at least a tenth of
+	// LeaseDuration, and at least 1 s.
 	RenewDeadline time.Duration
 	// RetryPeriod is how often a standby polls, and the longest wait between renewal retries; default
 	// LeaseDuration/12 (5 s with the defaults). Polls are jittered by ±10 %.
@@ -117,6 +125,8 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Hostname == "" {
 		o.Hostname, _ = os.Hostname()
 	}
+	// The caller keeps its map; editing it later must not race with renewals, which encode the metadata.
+	o.Metadata = maps.Clone(o.Metadata)
 	for name, d := range map[string]time.Duration{"LeaseDuration": o.LeaseDuration, "RenewInterval": o.RenewInterval,
 		"RenewDeadline": o.RenewDeadline, "RetryPeriod": o.RetryPeriod, "RequestTimeout": o.RequestTimeout} {
 		if d < 0 {
@@ -144,8 +154,8 @@ func (o Options) withDefaults() (Options, error) {
 	if o.RenewInterval >= o.RenewDeadline {
 		return o, invalid("RenewInterval (%s) must be shorter than RenewDeadline (%s), so a failed renewal can be retried before the holder gives up", o.RenewInterval, o.RenewDeadline)
 	}
-	if o.LeaseDuration-o.RenewDeadline < minSafetyMargin {
-		return o, invalid("LeaseDuration (%s) must exceed RenewDeadline (%s) by at least %s, so a holder always stops before a contender may take over", o.LeaseDuration, o.RenewDeadline, minSafetyMargin)
+	if m := minSafetyMargin(o.LeaseDuration); o.LeaseDuration-o.RenewDeadline < m {
+		return o, invalid("LeaseDuration (%s) must exceed RenewDeadline (%s) by at least %s (a tenth of LeaseDuration, and at least 1s), so a holder always stops before a contender may take over", o.LeaseDuration, o.RenewDeadline, m)
 	}
 	if o.RetryPeriod >= o.LeaseDuration {
 		return o, invalid("RetryPeriod (%s) must be shorter than LeaseDuration (%s)", o.RetryPeriod, o.LeaseDuration)

@@ -78,7 +78,7 @@ func (c *counter) documents() int64 {
 	var total int64
 	c.n.Range(func(k, v any) bool {
 		switch k {
-		case "read", "create", "replace", "delete", "pointread":
+		case "read", "query", "create", "replace", "delete":
 			total += v.(*atomic.Int64).Load()
 		}
 		return true

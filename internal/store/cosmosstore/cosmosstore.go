@@ -1,9 +1,8 @@
 // Package cosmosstore is store.Store over the official Azure Cosmos DB SDK for Go (azcosmos).
 //
-// Reads are single-partition queries by id rather than point reads. Both are one request; the query returns an
-// empty page for a missing document on every server we test against, whereas the local Cosmos-protocol server
-// used by the tests answers a point read of a missing document with a 500. In Azure a query costs about 2–3 RU
-// against 1 RU for a point read; only acquisition and standby polling read, never renewal or release.
+// Reads are point reads (1 RU for a small document in Azure, against about 2–3 RU for a query by id). Writes
+// return the session token of their response, and reads pass it on, so under Session consistency a read after
+// our own write is never answered from a replica that has not applied it.
 package cosmosstore
 
 import (
@@ -147,42 +146,53 @@ func (s *Store) Database() *azcosmos.DatabaseClient { return s.db }
 // Client returns the SDK client.
 func (s *Store) Client() *azcosmos.Client { return s.client }
 
-func (s *Store) Read(ctx context.Context, pk, id string) (store.Item, error) {
-	pager := s.container.NewQueryItemsPager("SELECT * FROM c WHERE c.id = @id", azcosmos.NewPartitionKeyString(pk),
-		&azcosmos.QueryOptions{QueryParameters: []azcosmos.QueryParameter{{Name: "@id", Value: id}}})
-	var charge float64
-	for pager.More() {
-		page, err := pager.NextPage(ctx)
-		if err != nil {
-			return store.Item{}, classify("read", err, charge)
-		}
-		charge += float64(page.RequestCharge)
-		if len(page.Items) > 0 {
-			body := page.Items[0]
-			return store.Item{Body: body, ETag: etagOf(body), ServerTime: dateOf(page.RawResponse), Charge: charge}, nil
-		}
-		if page.ContinuationToken == nil {
-			break
-		}
+func (s *Store) Read(ctx context.Context, pk, id, session string) (store.Item, error) {
+	var opts *azcosmos.ItemOptions
+	if session != "" {
+		opts = &azcosmos.ItemOptions{SessionToken: &session}
 	}
-	return store.Item{}, &store.Error{Op: "read", Status: 404, Kind: store.NotFound, Charge: charge}
+	resp, err := s.container.ReadItem(ctx, azcosmos.NewPartitionKeyString(pk), id, opts)
+	if err != nil {
+		return store.Item{}, classify("read", err, 0)
+	}
+	return store.Item{Body: resp.Value, ETag: string(resp.ETag), ServerTime: dateOf(resp.RawResponse),
+		Charge: float64(resp.RequestCharge), Session: sessionOf(resp)}, nil
 }
 
 func (s *Store) Create(ctx context.Context, pk string, body []byte) (store.Item, error) {
 	resp, err := s.container.CreateItem(ctx, azcosmos.NewPartitionKeyString(pk), body, nil)
 	if err != nil {
+		if KindOf(err) == store.NotFound {
+			// A create cannot miss a document: the container (or its database) is gone.
+			e := classify("create", err, 0).(*store.Error)
+			e.Err = s.missing(ctx, "")
+			return store.Item{}, e
+		}
 		return store.Item{}, classify("create", err, 0)
 	}
-	return store.Item{ETag: string(resp.ETag), ServerTime: dateOf(resp.RawResponse), Charge: float64(resp.RequestCharge)}, nil
+	return store.Item{ETag: string(resp.ETag), ServerTime: dateOf(resp.RawResponse), Charge: float64(resp.RequestCharge),
+		Session: sessionOf(resp)}, nil
 }
 
 func (s *Store) Replace(ctx context.Context, pk, id string, body []byte, etag string) (store.Item, error) {
+	if etag == "" {
+		// An empty If-Match would be no condition at all.
+		return store.Item{}, &store.Error{Op: "replace", Kind: store.Invalid, Err: errors.New("no ETag to replace on")}
+	}
 	tag := azcore.ETag(etag)
 	resp, err := s.container.ReplaceItem(ctx, azcosmos.NewPartitionKeyString(pk), id, body, &azcosmos.ItemOptions{IfMatchEtag: &tag})
 	if err != nil {
 		return store.Item{}, classify("replace", err, 0)
 	}
-	return store.Item{ETag: string(resp.ETag), ServerTime: dateOf(resp.RawResponse), Charge: float64(resp.RequestCharge)}, nil
+	return store.Item{ETag: string(resp.ETag), ServerTime: dateOf(resp.RawResponse), Charge: float64(resp.RequestCharge),
+		Session: sessionOf(resp)}, nil
+}
+
+func sessionOf(resp azcosmos.ItemResponse) string {
+	if resp.SessionToken == nil {
+		return ""
+	}
+	return *resp.SessionToken
 }
 
 func (s *Store) List(ctx context.Context, prefix string) ([]store.Item, float64, error) {
@@ -210,10 +220,7 @@ func (s *Store) Check(ctx context.Context, partitionKeyPath string, allowMultiWr
 	if err != nil {
 		switch KindOf(err) {
 		case store.NotFound:
-			if _, dbErr := s.db.Read(ctx, nil); dbErr != nil && KindOf(dbErr) == store.NotFound {
-				return fmt.Errorf("database %q does not exist in the account: create it (cosmoslease setup does), or set DatabaseName to an existing one", s.cfg.Database)
-			}
-			return fmt.Errorf("container %q does not exist in database %q: create it with partition key %s (cosmoslease setup does), or set ContainerName to an existing one", s.cfg.Container, s.cfg.Database, partitionKeyPath)
+			return s.missing(ctx, partitionKeyPath)
 		case store.Unauthorized:
 			return errors.New("the account rejected our credentials (401): check the AccountKey in the connection string, or run 'az login' for DefaultAzureCredential")
 		case store.Forbidden:
@@ -221,11 +228,15 @@ func (s *Store) Check(ctx context.Context, partitionKeyPath string, allowMultiWr
 		}
 		return classify("check", err, 0)
 	}
-	if resp.ContainerProperties != nil {
-		paths := resp.ContainerProperties.PartitionKeyDefinition.Paths
+	if p := resp.ContainerProperties; p != nil {
+		paths := p.PartitionKeyDefinition.Paths
 		if len(paths) != 1 || paths[0] != partitionKeyPath {
 			return fmt.Errorf("container %q is partitioned on %s, but the lease documents need %s: set the partition key path to %s, or use a container partitioned on %s",
 				s.cfg.Container, strings.Join(paths, ","), partitionKeyPath, strings.Join(paths, ","), partitionKeyPath)
+		}
+		if ttl := p.DefaultTimeToLive; ttl != nil && *ttl > 0 {
+			return fmt.Errorf("container %q expires items after %d s (default time-to-live), which would delete lease documents and reset their epoch: set its default time-to-live to off, or to -1 (on only for items that carry a ttl)",
+				s.cfg.Container, *ttl)
 		}
 	}
 	if multi, seen := s.account.multiWrite(); !seen {
@@ -234,6 +245,18 @@ func (s *Store) Check(ctx context.Context, partitionKeyPath string, allowMultiWr
 		return errors.New("the account accepts writes in multiple regions: an ETag check in one region does not stop a write in another, so two instances could both hold the lease. Use an account with a single write region, or allow it explicitly if you accept that risk")
 	}
 	return nil
+}
+
+// missing explains a container that does not exist, or whose database does not.
+func (s *Store) missing(ctx context.Context, partitionKeyPath string) error {
+	if _, dbErr := s.db.Read(ctx, nil); dbErr != nil && KindOf(dbErr) == store.NotFound {
+		return fmt.Errorf("database %q does not exist in the account: create it (cosmoslease setup does), or set DatabaseName to an existing one", s.cfg.Database)
+	}
+	pk := ""
+	if partitionKeyPath != "" {
+		pk = " with partition key " + partitionKeyPath
+	}
+	return fmt.Errorf("container %q does not exist in database %q: create it%s (cosmoslease setup does), or set ContainerName to an existing one", s.cfg.Container, s.cfg.Database, pk)
 }
 
 // KindOf classifies an SDK error.

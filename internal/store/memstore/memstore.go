@@ -1,7 +1,8 @@
 // Package memstore is an in-memory store.Store for fast tests: one container, ETags that change on every
-// write, and a server clock (_ts, Date) taken from an injected clock.Clock. Faults are injected around it by
-// the tests, the same way they are injected under the SDK for the real server; everything it models is
-// exercised against a real Cosmos-protocol server by the conformance suite in pkg/cosmoslease.
+// write, a server clock (_ts, Date) taken from an injected clock.Clock, and Session consistency with replicas
+// that may lag. Faults are injected around it by the tests, the same way they are injected under the SDK for the
+// real server; everything it models is exercised against a real Cosmos-protocol server by the conformance suite
+// in pkg/cosmoslease.
 package memstore
 
 import (
@@ -22,21 +23,32 @@ import (
 type Store struct {
 	mu    sync.Mutex
 	clock clock.Clock
-	docs  map[string][]byte // id → body with _etag and _ts
-	seq   int
+	// docs keeps every version of each document, oldest first; a deletion is a version with a nil body.
+	docs  map[string][]version
+	lsn   int64 // the container's log sequence number: one per write
 	calls map[string]int
+	lag   int  // reads still to answer from a lagging replica
+	depth int  // how many writes of the document that replica lacks
+	gone  bool // the container was deleted
 
 	// PartitionKeyPath is what Check compares with; default /leaseKey.
 	PartitionKeyPath string
 	// MultiWrite makes Check see an account with several write regions.
 	MultiWrite bool
+	// DefaultTTL is the container's default time-to-live as Check sees it: nil (off), -1, or seconds.
+	DefaultTTL *int32
+}
+
+type version struct {
+	body []byte // with _etag and _ts; nil for a deletion
+	lsn  int64
 }
 
 var _ store.Store = (*Store)(nil)
 
 // New returns an empty container whose server clock is c.
 func New(c clock.Clock) *Store {
-	return &Store{clock: c, docs: map[string][]byte{}, calls: map[string]int{}, PartitionKeyPath: "/leaseKey"}
+	return &Store{clock: c, docs: map[string][]version{}, calls: map[string]int{}, PartitionKeyPath: "/leaseKey"}
 }
 
 // Calls returns how many times op was called, faults included.
@@ -57,20 +69,46 @@ func (s *Store) Put(id string, body []byte) string {
 func (s *Store) Delete(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.docs, id)
+	s.lsn++
+	s.docs[id] = append(s.docs[id], version{lsn: s.lsn})
+}
+
+// DropContainer deletes the container: every later request answers 404.
+func (s *Store) DropContainer() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gone = true
+}
+
+// LagReads makes the next n reads come from a replica that lacks the last depth writes of the document read, as
+// a replica of a Session-consistency account may, except that it has applied every write the read's session
+// token names (otherwise Cosmos DB answers from another replica).
+func (s *Store) LagReads(n, depth int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lag, s.depth = n, depth
 }
 
 func (s *Store) put(id string, body []byte) string {
-	s.seq++
-	etag := `"` + strconv.Itoa(s.seq) + `"`
+	s.lsn++
+	etag := `"` + strconv.FormatInt(s.lsn, 10) + `"`
 	var m map[string]json.RawMessage
 	if json.Unmarshal(body, &m) == nil {
 		m["_etag"], _ = json.Marshal(etag)
 		m["_ts"], _ = json.Marshal(s.clock.Now().Unix())
 		body, _ = json.Marshal(m)
 	}
-	s.docs[id] = body
+	s.docs[id] = append(s.docs[id], version{body: body, lsn: s.lsn})
 	return etag
+}
+
+// current is the newest version of id, nil when there is none.
+func (s *Store) current(id string) []byte {
+	v := s.docs[id]
+	if len(v) == 0 {
+		return nil
+	}
+	return v[len(v)-1].body
 }
 
 func (s *Store) begin(op string) {
@@ -80,7 +118,17 @@ func (s *Store) begin(op string) {
 }
 
 func (s *Store) item(body []byte, etag string) store.Item {
-	return store.Item{Body: bytes.Clone(body), ETag: etag, ServerTime: s.clock.Now(), Charge: 1}
+	return store.Item{Body: bytes.Clone(body), ETag: etag, ServerTime: s.clock.Now(), Charge: 1, Session: token(s.lsn)}
+}
+
+// token renders a session token as Cosmos DB does: partition key range, then the log sequence number.
+func token(lsn int64) string { return "0:-1#" + strconv.FormatInt(lsn, 10) }
+
+func lsnOf(token string) int64 {
+	_, rest, _ := strings.Cut(token, "#")
+	rest, _, _ = strings.Cut(rest, "#")
+	n, _ := strconv.ParseInt(rest, 10, 64)
+	return n
 }
 
 func etagOf(body []byte) string {
@@ -101,18 +149,38 @@ func idOf(body []byte) (string, error) {
 	return m.ID, nil
 }
 
-func (s *Store) Read(ctx context.Context, pk, id string) (store.Item, error) {
+func (s *Store) containerGone(op string) error {
+	if s.gone {
+		return &store.Error{Op: op, Status: 404, Kind: store.NotFound, Err: fmt.Errorf("container does not exist")}
+	}
+	return nil
+}
+
+func (s *Store) Read(ctx context.Context, pk, id, session string) (store.Item, error) {
 	s.begin("read")
 	if err := ctx.Err(); err != nil {
 		return store.Item{}, &store.Error{Op: "memstore", Kind: store.Unknown, Err: err}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	body, ok := s.docs[id]
-	if !ok {
+	if err := s.containerGone("read"); err != nil {
+		return store.Item{}, err
+	}
+	versions := s.docs[id]
+	n := len(versions)
+	if s.lag > 0 {
+		s.lag--
+		for behind := 0; behind < s.depth && n > 0 && versions[n-1].lsn > lsnOf(session); behind++ {
+			n--
+		}
+	}
+	if n == 0 || versions[n-1].body == nil {
 		return store.Item{}, &store.Error{Op: "read", Status: 404, Kind: store.NotFound}
 	}
-	return s.item(body, etagOf(body)), nil
+	body := versions[n-1].body
+	it := s.item(body, etagOf(body))
+	it.Session = token(versions[n-1].lsn)
+	return it, nil
 }
 
 func (s *Store) Create(ctx context.Context, pk string, body []byte) (store.Item, error) {
@@ -126,7 +194,10 @@ func (s *Store) Create(ctx context.Context, pk string, body []byte) (store.Item,
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.docs[id]; ok {
+	if err := s.containerGone("create"); err != nil {
+		return store.Item{}, err
+	}
+	if s.current(id) != nil {
 		return store.Item{}, &store.Error{Op: "create", Status: 409, Kind: store.Conflict}
 	}
 	return s.item(nil, s.put(id, body)), nil
@@ -139,11 +210,14 @@ func (s *Store) Replace(ctx context.Context, pk, id string, body []byte, etag st
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cur, ok := s.docs[id]
-	if !ok {
+	if err := s.containerGone("replace"); err != nil {
+		return store.Item{}, err
+	}
+	cur := s.current(id)
+	if cur == nil {
 		return store.Item{}, &store.Error{Op: "replace", Status: 404, Kind: store.NotFound}
 	}
-	if etagOf(cur) != etag {
+	if etag == "" || etagOf(cur) != etag {
 		return store.Item{}, &store.Error{Op: "replace", Status: 412, Kind: store.Precondition}
 	}
 	return s.item(nil, s.put(id, body)), nil
@@ -153,24 +227,36 @@ func (s *Store) List(ctx context.Context, prefix string) ([]store.Item, float64,
 	s.begin("list")
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.containerGone("list"); err != nil {
+		return nil, 0, err
+	}
 	ids := make([]string, 0, len(s.docs))
 	for id := range s.docs {
-		if strings.HasPrefix(id, prefix) {
+		if strings.HasPrefix(id, prefix) && s.current(id) != nil {
 			ids = append(ids, id)
 		}
 	}
 	sort.Strings(ids)
 	items := make([]store.Item, 0, len(ids))
 	for _, id := range ids {
-		items = append(items, s.item(s.docs[id], etagOf(s.docs[id])))
+		body := s.current(id)
+		items = append(items, s.item(body, etagOf(body)))
 	}
 	return items, 1, nil
 }
 
 func (s *Store) Check(ctx context.Context, partitionKeyPath string, allowMultiWrite bool) error {
 	s.begin("check")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gone {
+		return fmt.Errorf("container does not exist")
+	}
 	if s.PartitionKeyPath != partitionKeyPath {
 		return fmt.Errorf("container is partitioned on %s, not %s", s.PartitionKeyPath, partitionKeyPath)
+	}
+	if s.DefaultTTL != nil && *s.DefaultTTL > 0 {
+		return fmt.Errorf("container expires items after %d s (default time-to-live)", *s.DefaultTTL)
 	}
 	if s.MultiWrite && !allowMultiWrite {
 		return fmt.Errorf("account has multiple write regions")
