@@ -37,6 +37,9 @@ func (a *App) runCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "hold-for", Usage: "work for `D`, then release and exit 0 (default: until interrupted)"},
 			&ucli.BoolFlag{Name: "wait", Usage: "stand by while another instance holds the lease, and take over when it releases or expires"},
 			&ucli.BoolFlag{Name: "json", Usage: "print one JSON event per line on stdout instead of the text report"},
+			// The chaos run's stand-in for an application that calls Lease.Renew itself while automatic
+			// renewal runs; not for users.
+			&ucli.StringFlag{Name: "renew-concurrently", Hidden: true},
 		),
 		Action: a.run,
 	}
@@ -71,7 +74,7 @@ func (a *App) run(c *ucli.Context) error {
 		return usagef("--lease: %v", err)
 	}
 	durs := map[string]time.Duration{}
-	for _, name := range []string{"duration", "renew-interval", "work-interval", "hold-for"} {
+	for _, name := range []string{"duration", "renew-interval", "work-interval", "hold-for", "renew-concurrently"} {
 		d, err := durationFlag(c, name)
 		if err != nil {
 			return err
@@ -138,7 +141,24 @@ func (a *App) run(c *ucli.Context) error {
 		return err
 	}
 	current.Store(lease)
+	if every := durs["renew-concurrently"]; every > 0 {
+		go renewConcurrently(lease, every)
+	}
 	return a.work(ctx, lease, out, durs["work-interval"], durs["hold-for"])
+}
+
+// renewConcurrently calls Renew every d, beside the automatic renewal, until the lease ends.
+func renewConcurrently(lease *cosmoslease.Lease, d time.Duration) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-lease.Context().Done():
+			return
+		case <-t.C:
+			_ = lease.Renew(lease.Context())
+		}
+	}
 }
 
 // work runs work items under the lease until it is lost, the hold time ends, or the process is interrupted.

@@ -76,7 +76,7 @@ func TestShortChaosRun(t *testing.T) {
 	if rep.violations != 0 {
 		t.Fatalf("%d violations", rep.violations)
 	}
-	if rep.acquisitions < 10 || rep.faults["sigkill"] == 0 || rep.faults["documents"] == 0 {
+	if rep.acquisitions < 10 || rep.faults["sigkill"] == 0 || rep.faults["documents"] == 0 || rep.faults["staleRead"] == 0 {
 		t.Fatalf("the run did too little to mean anything: %+v", rep)
 	}
 }

@@ -194,8 +194,13 @@ func (o *orchestra) start(bin string, ct *contender) {
 	if o.rng.IntN(5) == 0 {
 		hold = o.c.holdMin + time.Duration(o.rng.Int64N(int64(o.c.holdMax-o.c.holdMin)+1))
 	}
-	ct.cmd = exec.Command(bin, "run", "--instance", ct.name, "--lease", ct.key, "--wait", "--json",
-		"--duration", o.c.lease.String(), "--renew-interval", o.c.renew.String(), "--work-interval", o.c.work.String(), "--hold-for", hold.String())
+	args := []string{"run", "--instance", ct.name, "--lease", ct.key, "--wait", "--json",
+		"--duration", o.c.lease.String(), "--renew-interval", o.c.renew.String(), "--work-interval", o.c.work.String(), "--hold-for", hold.String()}
+	if o.rng.IntN(2) == 0 {
+		// Half the holders also call Renew themselves, as an application may, while automatic renewal runs.
+		args = append(args, "--renew-concurrently", (o.c.renew/4 + time.Duration(o.rng.Int64N(int64(o.c.renew)))).String())
+	}
+	ct.cmd = exec.Command(bin, args...)
 	ct.cmd.Env = append(append([]string{}, o.env...), "CosmosLeasing__ConnectionString="+emulator.ConnectionString(ct.base))
 	stdout, _ := ct.cmd.StdoutPipe()
 	ct.cmd.Stderr = io.Discard
@@ -283,7 +288,8 @@ func (o *orchestra) act(all []*contender) {
 	default:
 		o.counts["burst"]++
 		f := faultproxy.Faults{Latency: o.c.latency, LatencyJitter: o.c.latency, Drop: 0.05 * o.rng.Float64(), Throttle: 0.15 * o.rng.Float64(),
-			Unavailable: 0.1 * o.rng.Float64(), Timeout: 0.05 * o.rng.Float64(), LostReply: 0.15 * o.rng.Float64()}
+			Unavailable: 0.1 * o.rng.Float64(), Timeout: 0.05 * o.rng.Float64(), LostReply: 0.15 * o.rng.Float64(),
+			StaleRead: 0.3 * o.rng.Float64()}
 		d := 500*time.Millisecond + time.Duration(o.rng.Int64N(int64(2*time.Second)))
 		o.proxy.SetFaults(f)
 		from := time.Now()
