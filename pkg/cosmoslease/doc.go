@@ -9,47 +9,80 @@
 //
 // # What is guaranteed
 //
-// At most one Lease value, across all processes, believes it holds a given key at any instant of real time,
-// provided (1) the account has a single write region (Open refuses others unless told otherwise), (2) clocks
-// run at rates that differ by less than (LeaseDuration − RenewDeadline) / LeaseDuration — 1/6 with the
-// defaults — and (3) for the server-time rule below, the Cosmos DB clocks that stamp _ts and Date agree to
-// within LeaseDuration − RenewDeadline − 1 s. Clock *offsets* between hosts do not matter: no host's wall
-// clock is ever compared with another's.
+// For each lease key, at most one Lease value, across all processes, is valid (Err returns nil) at any instant
+// of real time, and every holding has an epoch greater than every earlier holding's — provided:
+//
+//  1. The account has a single write region. Open refuses an account with several unless
+//     Options.AllowMultipleWriteRegions is set: an ETag check in one write region does not stop a write in
+//     another.
+//
+//  2. No regional failover loses acknowledged writes, which in practice means Strong consistency if the
+//     account has several regions. A failover of a Session (or weaker) account can lose the last writes that had
+//     not replicated: the document goes back to an earlier version, a contender judges that version expired and
+//     takes over, while the holder whose confirmed renewal was lost still believes it holds the lease — two
+//     holders, and an epoch handed out twice. Strong consistency has no such loss.
+//
+//  3. The clocks involved are good enough. Let ρ bound the rate error of every clock involved (the holder's, each
+//     contender's, and those of the Cosmos DB hosts), and σ bound how far ahead the clock of the gateway that
+//     stamps a response's Date may be of the clock of the primary replica that stamps a document's _ts (two
+//     different hosts). Then the condition is
+//
+//     RenewDeadline·(1+ρ)/(1−ρ) + σ ≤ LeaseDuration,
+//
+//     that is, about LeaseDuration − RenewDeadline ≥ σ + 2ρ·LeaseDuration. Clock-rate error and Date/_ts skew
+//     share the one budget LeaseDuration − RenewDeadline. Options requires it to be at least a tenth of
+//     LeaseDuration and at least 1 s; the defaults give 10 s of 60 s. For scale: NTP slewing alone reaches
+//     500 ppm (2ρ·LeaseDuration = 60 ms for a 60 s lease); σ between hosts of one Azure region is normally
+//     well under a second. Clock offsets between a holder and a contender do not matter: no host's wall clock
+//     is compared with another host's, only Date with _ts, both written by Cosmos DB.
+//
+//  4. Nobody deletes or rewrites lease documents by hand (a deleted document starts again at epoch 1).
 //
 // Holding is not exclusive work: a holder paused longer than its deadline (a GC pause, a stopped VM) may still
 // act after a contender has taken over. Every holding therefore has an Epoch, the fencing token, one higher
 // than every earlier holding's and never reset (Release keeps the document). Pass it to anything that can
-// refuse stale writers. The lease document's epoch can only go backwards if a person deletes the document, or
-// if a regional failover of a Session-consistency account loses the last writes; Strong consistency prevents
-// the latter.
+// refuse stale writers.
 //
 // # The clock model
 //
-// A holder counts its validity on its own monotonic clock from the moment its last confirmed write was sent;
-// when RenewDeadline has passed since then, Lease.Err reports the loss and the lease's context is cancelled.
+// A holder counts its validity from the moment its last confirmed write was sent, as the larger of the time
+// elapsed on the monotonic clock and on the wall clock: the monotonic clock stops while a machine sleeps (and in
+// some VM pauses), and a wall clock stepped forward only makes the holder give up early. When RenewDeadline has
+// passed, Lease.Err reports the loss and the lease's context is cancelled (the keeper checks at least every
+// RetryPeriod, so a resumed machine ends its lease promptly).
+//
 // A contender declares a lease expired when it has seen the same document version (ETag) unchanged for the
 // duration the holder promised (leaseDurationMs), measured as the larger of
 //   - the time on the contender's own monotonic clock since it first saw that version, and
-//   - the document's age on the server's clock: the response's Date header minus the document's _ts,
-//     less one second for _ts's resolution.
+//   - the document's age on the server's clocks: the response's Date header minus the document's _ts, less one
+//     second for the resolution of both, plus the contender's own time since that response.
 //
-// Both are lower bounds of the real time since the holder sent its write, so the holder always stops first,
-// by at least LeaseDuration − RenewDeadline. The server rule lets a contender that has just started take over
-// an abandoned lease at once instead of watching it for a whole duration. expiresAt in the document is written
-// for people and queries; the protocol never trusts it.
+// Under the conditions above both are lower bounds of the real time since the holder sent its write, so the
+// holder always stops first. The server rule lets a contender that has just started take over an abandoned
+// lease at once instead of watching it for a whole duration. expiresAt in the document is written for people
+// and queries; the protocol never trusts it.
+//
+// # Ambiguous answers
+//
+// A write whose answer was lost (a timeout, a reset) may have been applied, and the SDK retries such a write,
+// so a 409 or 412 can be the answer to our own applied write. Writes on one Lease are serialized (Renew, the
+// automatic renewal and Release take turns), and each is conditional on the ETag of the newest version this
+// holder knows it wrote, so exactly one of them can have been applied, producing that version with one more
+// renewal, or marked released. After a 412 the holder reads the document once; it adopts only that exact
+// version (same leaseId and epoch), dated from the send of its first unconfirmed write. An older version of its
+// own is a lagging replica's answer and changes nothing; any other document means the lease is lost. Every
+// read after our own write carries that write's session token, so under Session consistency it is never
+// answered from a replica that has not applied the write. A contender whose claim went unanswered reads once;
+// a document carrying the claim's leaseId is its lease, dated from the claim's send.
 //
 // # Requests
 //
-// TryAcquire: at most two requests when uncontended (a read, then a create or a conditional replace); one when
-// a recent observation already shows the lease free. Renew: exactly one conditional replace on the cached ETag.
-// Release: one conditional replace that marks the lease released and keeps the document. A 412 on renewal or
-// release is followed by one read: if the document still carries our leaseId, one of our own writes was applied
-// although we never heard back (a timeout, a reset, the SDK's own retry), and we adopt it. Throttling (429,
-// retry-after honoured), 503, 408 and timeouts mean "unknown", never "lost": they are retried until the
-// deadline, each request bounded by RequestTimeout and by the time left.
-//
-// Reads are single-partition queries by id (one request; a few more RU than a point read in Azure), because
-// the local Cosmos-protocol server used by the tests cannot answer a point read of a missing document.
+// Reads are point reads (1 RU for a lease document in Azure). TryAcquire: at most two requests when
+// uncontended (a read, then a create or a conditional replace); one when a recent observation already shows the
+// lease free. Renew: exactly one conditional replace on the cached ETag. Release: one conditional replace that
+// marks the lease released and keeps the document. A 412 on renewal or release is followed by one read.
+// Throttling (429, retry-after honoured), 503, 408 and timeouts mean "unknown", never "lost": they are retried
+// until the deadline, each request bounded by RequestTimeout and by the time left.
 //
 // # Tuning
 //
