@@ -117,7 +117,7 @@ func TestSetupFailures(t *testing.T) {
 	}{
 		{"not logged in", "notloggedin", fullSetup, ExitError, "not signed in: run 'az login'"},
 		{"unknown subscription", "nosub", fullSetup, ExitUsage, "subscription \"11111111-1111-1111-1111-111111111111\" is not one this az login can use (Subscription '11111111-1111-1111-1111-111111111111' not found"},
-		{"deployment failed", "deployfail", fullSetup, ExitError, "At least one resource deployment operation failed. Please list deployment operations for details. Please see https://aka.ms/arm-deployment-operations for usage details. | BadRequest: Serverless accounts do not support multiple regions."},
+		{"deployment failed", "deployfail", fullSetup, ExitError, "az deployment group create failed: BadRequest: Serverless accounts do not support multiple regions."},
 		{"no location", "ok", []string{"setup", "--env-name", "demo", "--yes"}, ExitUsage, "setup needs --location (or AZURE_LOCATION)"},
 		{"bad region", "ok", []string{"setup", "--location", "East US", "--yes"}, ExitUsage, "programmatic name"},
 		{"serverless across regions", "ok", []string{"setup", "--location", "eastus", "--regions", "westeurope", "--serverless", "--yes"}, ExitUsage, "serverless Cosmos DB account cannot span regions"},
