@@ -111,6 +111,13 @@ var assigningRoles = map[string]string{
 	"f58310d9-a9f6-439a-9e8d-f62e7b41a168": "Role Based Access Control Administrator",
 }
 
+// cannotAssignRoles are the built-in roles most often held that may not create role assignments. A role outside
+// both lists may be a custom role that can: then Azure's validation of the deployment decides.
+var cannotAssignRoles = map[string]string{
+	"b24988ac-6180-42a0-ab88-20f7382dd24c": "Contributor",
+	"acdd72a7-3385-48ef-bd42-f606fba81ae7": "Reader",
+}
+
 // checkRoleRights makes sure the signed-in identity holds a role that may create role assignments on the
 // resource group, directly or through a group, at the group, the subscription or a management group: main.bicep
 // gives each Function App's identity roles on its storage and its Application Insights.
@@ -139,16 +146,27 @@ func (a *App) checkRoleRights(ctx context.Context, p *plan, who, assignee string
 		return s == "" || strings.HasPrefix(s, "/providers/microsoft.management/managementgroups/") ||
 			s == strings.ToLower(sub) || s == strings.ToLower(group)
 	}
-	var held []string
+	var held, unknown []string
 	for _, r := range list {
-		if _, ok := assigningRoles[strings.ToLower(path.Base(r.RoleDefinitionID))]; ok && covers(r.Scope) {
+		if !covers(r.Scope) {
+			continue
+		}
+		id := strings.ToLower(path.Base(r.RoleDefinitionID))
+		if _, ok := assigningRoles[id]; ok {
 			return nil
 		}
-		if covers(r.Scope) {
-			held = append(held, r.RoleDefinitionName)
+		if _, ok := cannotAssignRoles[id]; !ok {
+			unknown = append(unknown, r.RoleDefinitionName)
 		}
+		held = append(held, r.RoleDefinitionName)
 	}
 	sort.Strings(held)
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		fmt.Fprintf(a.Stderr, "note: %s holds none of Owner, User Access Administrator or Role Based Access Control Administrator on resource group %s, "+
+			"but holds %s, which may allow creating role assignments; Azure's validation of the deployment will tell.\n", who, p.group, strings.Join(unknown, ", "))
+		return nil
+	}
 	have := "no role there"
 	if len(held) > 0 {
 		have = "only " + strings.Join(held, ", ")
