@@ -322,10 +322,13 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 	p.subscription, p.subscriptionName = acc.ID, acc.Name
 
 	// input settles one value: the flag or variable, else the answer to a prompt that asks again until the
-	// answer passes check, else the default. A flag's bad value is a usage error.
-	input := func(value *string, flag, env, msg, def string, check func(string) error) error {
+	// answer passes check (and askCheck, when given), else the default. A flag's bad value is a usage error.
+	input := func(value *string, flag, env, msg, def string, check, askCheck func(string) error) error {
+		if askCheck == nil {
+			askCheck = check
+		}
 		if *value == "" && ask {
-			v, err := a.Prompter.Input(msg, "", def, check)
+			v, err := a.Prompter.Input(msg, "", def, askCheck)
 			if err != nil {
 				return err
 			}
@@ -342,10 +345,10 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 		}
 		return nil
 	}
-	if err := input(&p.env, "env-name", "AZURE_ENV_NAME", "Environment name", "cosmoslease", checkEnvName); err != nil {
+	if err := input(&p.env, "env-name", "AZURE_ENV_NAME", "Environment name", "cosmoslease", checkEnvName, nil); err != nil {
 		return nil, err
 	}
-	if err := input(&p.group, "resource-group", "AZURE_RESOURCE_GROUP", "Resource group to create", "rg-"+p.env, checkGroupName); err != nil {
+	if err := input(&p.group, "resource-group", "AZURE_RESOURCE_GROUP", "Resource group to create", "rg-"+p.env, checkGroupName, nil); err != nil {
 		return nil, err
 	}
 	if !c.IsSet("no-functions") && ask {
@@ -360,16 +363,19 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 			return nil, err
 		}
 	}
-	checkRegion := func(v string) error {
-		if !regionName.MatchString(v) {
-			return errors.New("write the region's programmatic name, such as eastus or westeurope ('az account list-locations -o table')")
-		}
+	flex := func(v string) error {
 		if p.flex != nil && !p.flex[v] {
 			return fmt.Errorf("Flex Consumption, the Function Apps' plan, is not offered in %s ('az functionapp list-flexconsumption-locations' lists where it is); pick another region, or deploy Cosmos DB only with --no-functions", v)
 		}
 		return nil
 	}
-	if err := input(&p.location, "location", "AZURE_LOCATION", "Primary region (the Cosmos DB write region)", "", checkRegion); err != nil {
+	askRegion := func(v string) error {
+		if err := checkRegionName(v); err != nil {
+			return err
+		}
+		return flex(v)
+	}
+	if err := input(&p.location, "location", "AZURE_LOCATION", "Primary region (the Cosmos DB write region)", "", checkRegionName, askRegion); err != nil {
 		return nil, err
 	}
 	if c.IsSet("regions") || c.String("regions") != "" {
@@ -381,7 +387,7 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 	} else if ask {
 		var options []string
 		for _, r := range commonRegions {
-			if r != p.location && checkRegion(r) == nil {
+			if r != p.location && flex(r) == nil {
 				options = append(options, r)
 			}
 		}
@@ -393,13 +399,23 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 	}
 	seen := map[string]bool{p.location: true}
 	for _, r := range p.regions {
-		if err := checkRegion(r); err != nil {
+		if err := checkRegionName(r); err != nil {
 			return nil, usagef("--regions: %q: %v", r, err)
 		}
 		if seen[r] {
 			return nil, usagef("--regions: %s is listed twice (the primary region counts)", r)
 		}
 		seen[r] = true
+	}
+	var noFlex []string
+	for _, r := range p.allRegions() {
+		if flex(r) != nil {
+			noFlex = append(noFlex, r)
+		}
+	}
+	if len(noFlex) > 0 {
+		return nil, usagef("Flex Consumption, the Function Apps' plan, is not offered in %s ('az functionapp list-flexconsumption-locations' lists where it is): choose other regions, or deploy Cosmos DB only with --no-functions",
+			strings.Join(noFlex, ", "))
 	}
 	if p.serverless && len(p.regions) > 0 {
 		return nil, usagef("a serverless Cosmos DB account cannot span regions: drop --serverless, or --regions")
@@ -476,6 +492,13 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 func checkEnvName(v string) error {
 	if !envName.MatchString(v) {
 		return errors.New("use 1 to 20 lowercase letters, digits or '-', starting with a letter or digit")
+	}
+	return nil
+}
+
+func checkRegionName(v string) error {
+	if !regionName.MatchString(v) {
+		return errors.New("write the region's programmatic name, such as eastus or westeurope ('az account list-locations -o table')")
 	}
 	return nil
 }

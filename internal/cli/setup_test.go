@@ -159,8 +159,9 @@ func TestSetupFailures(t *testing.T) {
 		{"unknown consistency", "ok", []string{"setup", "--location", "eastus", "--consistency", "Linearizable", "--yes"}, ExitUsage, "--consistency \"Linearizable\": use one of Session, Strong, BoundedStaleness, ConsistentPrefix, Eventual", false},
 		// Item 7: a region without Flex Consumption is named before anything is created.
 		{"region without Flex Consumption", "ok", []string{"setup", "--location", "eastus", "--regions", "westindia", "--yes"}, ExitUsage,
-			"--regions: \"westindia\": Flex Consumption, the Function Apps' plan, is not offered in westindia ('az functionapp list-flexconsumption-locations' lists where it is)", false},
-		{"primary region without Flex Consumption", "ok", []string{"setup", "--location", "westindia", "--yes"}, ExitUsage, "--location \"westindia\": Flex Consumption", false},
+			"Flex Consumption, the Function Apps' plan, is not offered in westindia ('az functionapp list-flexconsumption-locations' lists where it is): choose other regions, or deploy Cosmos DB only with --no-functions", false},
+		{"every region without Flex Consumption is named", "ok", []string{"setup", "--location", "westindia", "--regions", "eastus,jioindiawest", "--yes"}, ExitUsage,
+			"is not offered in westindia, jioindiawest (", false},
 		// Item 3: Strong consistency across regions more than 8,000 km apart.
 		{"Strong across continents", "ok", far, ExitUsage,
 			"Azure blocks Strong consistency across regions more than 8,000 km (5,000 miles) apart unless its support lifts the limit for the subscription: eastus and southeastasia (about 15,", false},
