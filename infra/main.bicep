@@ -2,11 +2,15 @@
 // runs the lease handler.
 //
 // Scope: resource group. `cosmoslease setup` creates the group (tagged with the environment name) and deploys
-// this file into it, so `teardown` can remove exactly what setup made. A resource-group deployment needs only
-// rights on that group, and the whole template stays one plain file, readable top to bottom.
+// this file into it, so `teardown` can remove exactly what setup made. Deploying it needs Contributor on the
+// group, and, because it creates role assignments (Microsoft.Authorization/roleAssignments/write), Owner, User
+// Access Administrator or Role Based Access Control Administrator there too; with deployFunctions=false it
+// creates none of those, and Contributor is enough.
 //
-// This file has not been compiled by the test suite (no Bicep compiler can be installed where it was written);
-// a test checks that every parameter the CLI passes and every output it reads are declared here.
+// This file has not been compiled by the test suite (no Bicep compiler can be installed where it was written).
+// It was checked against the resource schemas (Azure/bicep-types-az) and Microsoft's Flex Consumption samples,
+// and static tests (internal/cli/template_test.go) check the points that would fail a first real deployment.
+// lease-container.json must sit beside it: loadJsonContent reads it when the template is built.
 targetScope = 'resourceGroup'
 
 @minLength(1)
@@ -33,7 +37,7 @@ param deployFunctions bool = true
   'BoundedStaleness'
   'Strong'
 ])
-@description('Default consistency. Session is enough for the lease protocol in one write region; Strong also keeps the fencing epoch from going back after a regional failover, at the cost of write latency across regions.')
+@description('Default consistency. Session is enough for the lease protocol in one write region; Strong also keeps the fencing epoch from going back after a regional failover, at the cost of write latency across regions. Azure blocks Strong for regions more than 8,000 km (5,000 miles) apart unless support lifts the limit; cosmoslease setup refuses such a pair.')
 param consistencyLevel string = 'Session'
 
 @description('Allow key (connection string) access for development. Off by default: only Microsoft Entra ID identities with a data role reach the data.')
@@ -60,7 +64,6 @@ param leaseTimerLeaseKey string = 'timer-singleton'
 
 var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
 var tags = {
-  'azd-env-name': environmentName
   'cosmoslease-env': environmentName
 }
 var allRegions = concat([location], regions)
@@ -71,6 +74,23 @@ var storageRoles = [
   '974c5e8b-45b9-4653-ba55-5f855dd0fb88' // Storage Queue Data Contributor: host queues
   '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3' // Storage Table Data Contributor: host tables
 ]
+var storageRoleCount = length(storageRoles)
+var monitoringMetricsPublisherRoleId = '3913510d-42f4-4e42-8a64-420c390055eb' // telemetry to Application Insights over Entra ID
+
+// BoundedStaleness needs both bounds; these are the minimums Azure accepts for an account with several regions.
+var consistencyPolicy = consistencyLevel == 'BoundedStaleness' ? {
+  defaultConsistencyLevel: consistencyLevel
+  maxStalenessPrefix: 100000
+  maxIntervalInSeconds: 300
+} : {
+  defaultConsistencyLevel: consistencyLevel
+}
+
+// The lease container's default TTL and indexing policy, shared with `cosmoslease setup --emulator` (which embeds
+// the same file), so both make the same container. The partition key path is indexed too: with the exclude-all
+// strategy it is not indexed unless included.
+var leaseContainer = loadJsonContent('lease-container.json')
+var partitionKeyPath = '/leaseKey'
 
 // ---------------------------------------------------------------------------------------------------------
 // Cosmos DB: one write region plus read regions. Multiple write locations stay off: an ETag check in one
@@ -90,9 +110,7 @@ resource cosmos 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {
     }]
     enableAutomaticFailover: true
     enableMultipleWriteLocations: false
-    consistencyPolicy: {
-      defaultConsistencyLevel: consistencyLevel
-    }
+    consistencyPolicy: consistencyPolicy
     disableLocalAuth: !allowLocalAuth
     minimalTlsVersion: 'Tls12'
     capabilities: serverless ? [
@@ -113,7 +131,9 @@ resource database 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases@2024-11-15
   }
 }
 
-// No defaultTtl: a time-to-live could delete a lease document and reset its epoch.
+// defaultTtl -1: time-to-live is on, but only items that carry their own ttl expire (run records). Lease documents
+// carry none, so they never expire and their epoch never resets. The indexing policy indexes only the paths the
+// queries filter or sort on (README, "The lease container"), so every renewal writes fewer index terms.
 resource leases 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = {
   parent: database
   name: containerName
@@ -122,10 +142,21 @@ resource leases 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2
       id: containerName
       partitionKey: {
         paths: [
-          '/leaseKey'
+          partitionKeyPath
         ]
         kind: 'Hash'
         version: 2
+      }
+      defaultTtl: leaseContainer.defaultTtl
+      indexingPolicy: {
+        indexingMode: leaseContainer.indexingPolicy.indexingMode
+        automatic: leaseContainer.indexingPolicy.automatic
+        includedPaths: concat(leaseContainer.indexingPolicy.includedPaths, [
+          {
+            path: '${partitionKeyPath}/?'
+          }
+        ])
+        excludedPaths: leaseContainer.indexingPolicy.excludedPaths
       }
     }
     options: serverless ? {} : {
@@ -134,6 +165,9 @@ resource leases 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2
   }
 }
 
+// Cosmos DB data-plane role assignments. The account accepts one control-plane operation at a time, so they wait
+// for the container and run one after another (the app loop after this one, with @batchSize(1)); run together
+// with the container's creation or with each other, they fail with a conflict.
 resource principalDataAccess 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@2024-11-15' = if (!empty(principalId)) {
   parent: cosmos
   name: guid(cosmos.id, principalId, dataContributorRoleId)
@@ -142,6 +176,9 @@ resource principalDataAccess 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssig
     principalId: principalId
     scope: cosmos.id
   }
+  dependsOn: [
+    leases
+  ]
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -159,6 +196,8 @@ resource logs 'Microsoft.OperationalInsights/workspaces@2023-09-01' = if (deploy
   }
 }
 
+// Telemetry is accepted only from Entra ID identities (DisableLocalAuth): each app sends it with its managed
+// identity (APPLICATIONINSIGHTS_AUTHENTICATION_STRING), which holds Monitoring Metrics Publisher on its component.
 resource insights 'Microsoft.Insights/components@2020-02-02' = [for (region, i) in functionRegions: {
   name: 'appi-${resourceToken}-${i}'
   location: region
@@ -167,6 +206,7 @@ resource insights 'Microsoft.Insights/components@2020-02-02' = [for (region, i) 
   properties: {
     Application_Type: 'web'
     WorkspaceResourceId: logs.id
+    DisableLocalAuth: true
   }
 }]
 
@@ -240,9 +280,10 @@ resource apps 'Microsoft.Web/sites@2024-04-01' = [for (region, i) in functionReg
         instanceMemoryMB: 512
       }
     }
+    // Flex Consumption rejects the siteConfig properties that do not apply to it (error 51021), FTP state among
+    // them; minimum TLS version applies.
     siteConfig: {
       minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       appSettings: [
         {
           name: 'AzureWebJobsStorage__accountName'
@@ -251,6 +292,10 @@ resource apps 'Microsoft.Web/sites@2024-04-01' = [for (region, i) in functionReg
         {
           name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
           value: insights[i].properties.ConnectionString
+        }
+        {
+          name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+          value: 'Authorization=AAD'
         }
         {
           name: 'CosmosLeasing__AccountEndpoint'
@@ -284,6 +329,7 @@ resource apps 'Microsoft.Web/sites@2024-04-01' = [for (region, i) in functionReg
   ]
 }]
 
+@batchSize(1)
 resource appDataAccess 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@2024-11-15' = [for (region, i) in functionRegions: {
   parent: cosmos
   name: guid(cosmos.id, apps[i].id, dataContributorRoleId)
@@ -292,17 +338,31 @@ resource appDataAccess 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments
     principalId: apps[i].identity.principalId
     scope: cosmos.id
   }
+  dependsOn: [
+    leases
+    principalDataAccess
+  ]
 }]
 
-resource appStorageAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for pair in flatten(map(range(0, length(functionRegions)), i => map(storageRoles, role => {
-  app: i
-  role: role
-}))): {
-  scope: storage[pair.app]
-  name: guid(storage[pair.app].id, apps[pair.app].id, pair.role)
+// One assignment per (app, storage role): entry k is app k / storageRoleCount, role k % storageRoleCount. A plain
+// index range keeps every name and scope computable when the deployment starts, which a reference() inside
+// flatten(map(lambda)) does not.
+resource appStorageAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for k in range(0, length(functionRegions) * storageRoleCount): {
+  scope: storage[k / storageRoleCount]
+  name: guid(storage[k / storageRoleCount].id, apps[k / storageRoleCount].id, storageRoles[k % storageRoleCount])
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', pair.role)
-    principalId: apps[pair.app].identity.principalId
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageRoles[k % storageRoleCount])
+    principalId: apps[k / storageRoleCount].identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}]
+
+resource appInsightsAccess 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for (region, i) in functionRegions: {
+  scope: insights[i]
+  name: guid(insights[i].id, apps[i].id, monitoringMetricsPublisherRoleId)
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisherRoleId)
+    principalId: apps[i].identity.principalId
     principalType: 'ServicePrincipal'
   }
 }]

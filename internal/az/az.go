@@ -36,11 +36,22 @@ var ErrNotLoggedIn = errors.New("the Azure CLI is not signed in: run 'az login' 
 type Error struct {
 	Args     []string
 	ExitCode int
-	Message  string // az's error, reduced to its message
+	Message  string   // az's error, reduced to what a person needs (see Message)
+	Codes    []string // the error codes in it (ARM's "code" fields, az's "Code:" lines), outermost first
 }
 
 func (e *Error) Error() string {
 	return fmt.Sprintf("az %s failed: %s", strings.Join(e.Args[:min(len(e.Args), 3)], " "), e.Message)
+}
+
+// HasCode reports whether code is among the error's codes.
+func (e *Error) HasCode(code string) bool {
+	for _, c := range e.Codes {
+		if strings.EqualFold(c, code) {
+			return true
+		}
+	}
+	return false
 }
 
 func (x Exec) Run(ctx context.Context, args ...string) ([]byte, error) {
@@ -78,44 +89,112 @@ func classify(args []string, code int, stderr string) error {
 	if notLoggedIn.MatchString(stderr) {
 		return ErrNotLoggedIn
 	}
-	return &Error{Args: args, ExitCode: code, Message: Message(stderr)}
+	msg, codes := parse(stderr)
+	return &Error{Args: args, ExitCode: code, Message: msg, Codes: codes}
 }
 
-// Message reduces az's stderr to its error: the text after "ERROR:", with the messages of an ARM error's
-// details when it is JSON.
+// Message reduces az's stderr to its error, one line:
+//   - the text after "ERROR:", without WARNING lines;
+//   - for an ARM error (JSON, as deployments print it, with nested "details" and, after validation, "Inner
+//     Errors:" blocks), the innermost errors as "Code: message", joined by " | ", without the boilerplate of the
+//     outer ones ("See inner errors for details") and without the ActivityId lines services append;
+//   - for az's "(Code) message" form, without the "Code:" and "Message:" lines that repeat it.
 func Message(stderr string) string {
+	msg, _ := parse(stderr)
+	return msg
+}
+
+func parse(stderr string) (string, []string) {
 	text := strings.TrimSpace(stderr)
 	if i := strings.Index(text, "ERROR:"); i >= 0 {
 		text = strings.TrimSpace(text[i+len("ERROR:"):])
 	}
-	var arm struct {
-		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-			Details []struct {
-				Code    string `json:"code"`
-				Message string `json:"message"`
-			} `json:"details"`
-		} `json:"error"`
+	if msg, codes, ok := armMessage(text); ok {
+		return msg, codes
 	}
-	if json.Unmarshal([]byte(text), &arm) == nil && arm.Error.Message != "" {
-		parts := []string{arm.Error.Message}
-		for _, d := range arm.Error.Details {
-			parts = append(parts, d.Code+": "+d.Message)
-		}
-		return strings.Join(parts, " | ")
-	}
-	lines := strings.Split(text, "\n")
-	var kept []string
-	for _, l := range lines {
+	var kept, codes []string
+	for _, l := range strings.Split(text, "\n") {
 		l = strings.TrimSpace(l)
-		if l == "" || strings.HasPrefix(l, "WARNING:") {
+		switch {
+		case l == "", strings.HasPrefix(l, "WARNING:"):
+			continue
+		case len(kept) > 0 && strings.HasPrefix(kept[0], "(") && strings.HasPrefix(l, "Code:"):
+			codes = append(codes, strings.TrimSpace(strings.TrimPrefix(l, "Code:")))
+			continue
+		case len(kept) > 0 && strings.HasPrefix(kept[0], "(") && (strings.HasPrefix(l, "Message:") || strings.HasPrefix(l, "Target:")):
 			continue
 		}
 		kept = append(kept, l)
 	}
 	if len(kept) == 0 {
-		return "no message"
+		return "no message", codes
 	}
-	return strings.Join(kept, " ")
+	return strings.Join(kept, " "), codes
+}
+
+// armError is the error object of Azure Resource Manager.
+type armError struct {
+	Code    string     `json:"code"`
+	Message string     `json:"message"`
+	Details []armError `json:"details"`
+	Error   *armError  `json:"error"` // {"status":"Failed","error":{…}} and {"error":{…}} wrap it
+}
+
+// armMessage reads one or more ARM errors (az separates a validation error's inner errors with "Inner Errors:").
+func armMessage(text string) (string, []string, bool) {
+	var chain []armError
+	for _, part := range strings.Split(text, "Inner Errors:") {
+		var e armError
+		if json.Unmarshal([]byte(strings.TrimSpace(part)), &e) != nil {
+			return "", nil, false
+		}
+		if e.Error != nil {
+			e = *e.Error
+		}
+		if e.Code == "" && e.Message == "" {
+			return "", nil, false
+		}
+		chain = append(chain, e)
+	}
+	var codes []string
+	var walk func(e armError)
+	walk = func(e armError) {
+		codes = append(codes, e.Code)
+		for _, d := range e.Details {
+			walk(d)
+		}
+	}
+	for _, e := range chain {
+		walk(e)
+	}
+	// The last block is the most specific; within it, the errors without details are the causes.
+	var leaves []string
+	var collect func(e armError)
+	collect = func(e armError) {
+		if len(e.Details) == 0 {
+			switch m := firstLine(e.Message); {
+			case m != "" && e.Code != "":
+				leaves = append(leaves, e.Code+": "+m)
+			case m != "":
+				leaves = append(leaves, m)
+			}
+			return
+		}
+		for _, d := range e.Details {
+			collect(d)
+		}
+	}
+	collect(chain[len(chain)-1])
+	if len(leaves) == 0 {
+		leaves = append(leaves, firstLine(chain[0].Message))
+	}
+	return strings.Join(leaves, " | "), codes, true
+}
+
+// firstLine drops what services append after the message, such as "\r\nActivityId: …".
+func firstLine(s string) string {
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		s = s[:i]
+	}
+	return strings.TrimSpace(s)
 }

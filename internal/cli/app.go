@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/AlecAivazis/survey/v2/terminal"
 	ucli "github.com/urfave/cli/v2"
@@ -40,10 +41,26 @@ type App struct {
 	StdoutTTY   bool
 	// Prompter asks questions when prompting is allowed; main sets the survey one.
 	Prompter Prompter
-	// Az runs the Azure CLI (setup, teardown); nil runs the az on PATH.
+	// Az runs the Azure CLI (setup, deploy, teardown); nil runs the az on PATH.
 	Az az.Runner
 	// Version is printed by --version.
 	Version string
+
+	// wait pauses between attempts (setup's retry); nil waits for real. Tests make it return at once.
+	wait func(ctx context.Context, d time.Duration) error
+}
+
+// sleep waits d, or until ctx ends.
+func (a *App) sleep(ctx context.Context, d time.Duration) error {
+	if a.wait != nil {
+		return a.wait(ctx, d)
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
 }
 
 // exitError carries an exit code and the one line to print.
@@ -102,7 +119,7 @@ func (a *App) Run(ctx context.Context, args []string) int {
 		CommandNotFound: func(c *ucli.Context, name string) {
 			notFound = name
 		},
-		Commands: []*ucli.Command{a.runCommand(), a.inspectCommand(), a.configureCommand(), a.setupCommand(), a.teardownCommand()},
+		Commands: []*ucli.Command{a.runCommand(), a.inspectCommand(), a.configureCommand(), a.setupCommand(), a.deployCommand(), a.teardownCommand()},
 	}
 	for _, cmd := range app.Commands {
 		cmd.OnUsageError = onUsageError

@@ -51,6 +51,8 @@ type harness struct {
 	fake *fakePrompter
 	tty  bool
 	az   az.Runner
+	// waited records the pauses the command asked for (tests do not wait).
+	waited []time.Duration
 }
 
 func newHarness(t *testing.T) *harness {
@@ -75,7 +77,8 @@ type result struct {
 func (h *harness) runCtx(ctx context.Context, args ...string) result {
 	var out, errb syncBuffer
 	app := &App{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Dir: h.dir,
-		Getenv: func(k string) string { return h.env[k] }, Interactive: h.tty}
+		Getenv: func(k string) string { return h.env[k] }, Interactive: h.tty,
+		wait: func(_ context.Context, d time.Duration) error { h.waited = append(h.waited, d); return nil }}
 	if h.fake != nil {
 		app.Prompter = h.fake
 	}
@@ -363,10 +366,12 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
-// fakePrompter answers from a script and records the questions.
+// fakePrompter answers from a script and records the questions. Like the survey prompter, it refuses an answer
+// that fails the question's check (recording it in refused) and takes the next one.
 type fakePrompter struct {
 	answers []string
 	asked   []string
+	refused []string
 }
 
 func (f *fakePrompter) next(q string) (string, error) {
@@ -379,17 +384,31 @@ func (f *fakePrompter) next(q string) (string, error) {
 	return a, nil
 }
 
-func (f *fakePrompter) Input(m, _, def string) (string, error) {
-	a, err := f.next(m)
-	if a == "" && err == nil {
-		return def, nil
+func (f *fakePrompter) checked(m, def string, check func(string) error) (string, error) {
+	for {
+		a, err := f.next(m)
+		if err != nil {
+			return "", err
+		}
+		if a == "" || a == "<default>" {
+			a = def
+		}
+		if check != nil {
+			if err := check(a); err != nil {
+				f.refused = append(f.refused, a)
+				continue
+			}
+		}
+		return a, nil
 	}
-	if a == "<default>" {
-		return def, err
-	}
-	return a, err
 }
-func (f *fakePrompter) Secret(m, _ string) (string, error) { return f.next(m) }
+
+func (f *fakePrompter) Input(m, _, def string, check func(string) error) (string, error) {
+	return f.checked(m, def, check)
+}
+func (f *fakePrompter) Secret(m, _ string, check func(string) error) (string, error) {
+	return f.checked(m, "", check)
+}
 func (f *fakePrompter) Select(m, _ string, _ []string, _ string) (string, error) {
 	return f.next(m)
 }
@@ -451,23 +470,27 @@ func TestConfigure(t *testing.T) {
 	t.Run("interactive", func(t *testing.T) {
 		h := newHarness(t)
 		h.tty = true
-		h.fake = &fakePrompter{answers: []string{"DefaultAzureCredential (recommended)", "https://acct.documents.azure.com:443/", "<default>", "MyLeases"}}
+		h.fake = &fakePrompter{answers: []string{"DefaultAzureCredential (recommended)", "https://acct.documents.azure.com:443/", "<default>", "MyLeases", "no"}}
 		h.run("configure").expect(t, ExitOK)
 		b, _ := os.ReadFile(filepath.Join(h.dir, "appsettings.Local.json"))
 		if !strings.Contains(string(b), `"ContainerName": "MyLeases"`) || !strings.Contains(string(b), `"DatabaseName": "DistributedLeasing"`) {
 			t.Fatalf("file:\n%s", b)
 		}
-		if len(h.fake.asked) != 4 {
+		if len(h.fake.asked) != 5 || !strings.HasPrefix(h.fake.asked[4], "Check the connection now") {
 			t.Fatalf("questions: %v", h.fake.asked)
 		}
 	})
-	t.Run("interactive bad endpoint writes nothing", func(t *testing.T) {
+	t.Run("interactive bad endpoint is asked again", func(t *testing.T) {
 		h := newHarness(t)
 		h.tty = true
-		h.fake = &fakePrompter{answers: []string{"DefaultAzureCredential (recommended)", "not a url"}}
-		h.run("configure").expect(t, ExitUsage, "is not a URL")
-		if _, err := os.Stat(filepath.Join(h.dir, "appsettings.Local.json")); !os.IsNotExist(err) {
-			t.Fatal("a file was written")
+		h.fake = &fakePrompter{answers: []string{"DefaultAzureCredential (recommended)", "not a url", "https://acct.documents.azure.com:443/", "<default>", "<default>", "no"}}
+		h.run("configure").expect(t, ExitOK)
+		if strings.Join(h.fake.refused, ",") != "not a url" {
+			t.Fatalf("refused answers: %v", h.fake.refused)
+		}
+		b, _ := os.ReadFile(filepath.Join(h.dir, "appsettings.Local.json"))
+		if !strings.Contains(string(b), `"AccountEndpoint": "https://acct.documents.azure.com:443/"`) {
+			t.Fatalf("file:\n%s", b)
 		}
 	})
 }

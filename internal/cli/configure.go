@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	ucli "github.com/urfave/cli/v2"
 
@@ -23,30 +25,69 @@ func (a *App) configureCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "configure",
 		Usage: "write appsettings.Local.json (mode 0600): account, database, container and how to authenticate",
-		Description: "Asks for each value on a terminal. Without one (or with --no-input, or CI=true) every value must come\n" +
-			"from a flag or its environment variable.",
+		Description: "Asks for each value on a terminal, asking again when an answer is not valid, and then offers to check the\n" +
+			"connection. Without a terminal (or with --no-input, or CI=true) every value must come from a flag or its\n" +
+			"environment variable, and --check checks the connection.",
 		Flags: append(commonFlags(),
 			&ucli.StringFlag{Name: "auth", Usage: "identity (DefaultAzureCredential, recommended) or key (connection string)", EnvVars: []string{"COSMOSLEASE_AUTH"}},
 			&ucli.StringFlag{Name: "file", Usage: "write this `FILE` instead of appsettings.Local.json"},
+			&ucli.BoolFlag{Name: "check", Usage: "after writing, check the connection with one read of the lease container (--check=false: do not, and do not offer it)"},
 		),
 		Action: a.configure,
 	}
 }
 
-// configure writes the local settings file from flags, environment and prompts.
+// configure writes the local settings file from flags, environment and prompts, then checks the connection
+// when asked to (--check, or yes to the question).
 func (a *App) configure(c *ucli.Context) error {
 	s, err := a.loadSettings(c)
 	if err != nil {
 		return err
 	}
+	check := c.Bool("check")
 	if a.canPrompt(c) {
-		return a.configureInteractively(c, s)
+		if err := a.configureInteractively(c, s); err != nil {
+			return err
+		}
+		if !c.IsSet("check") {
+			if check, err = a.Prompter.Confirm("Check the connection now (one read of the lease container)?", true); err != nil {
+				return err
+			}
+		}
+	} else {
+		pairs, err := configPairs(c.String("auth"), s)
+		if err != nil {
+			return err
+		}
+		if err := a.writeLocal(c, pairs); err != nil {
+			return err
+		}
 	}
-	pairs, err := configPairs(c.String("auth"), s)
+	if !check {
+		return nil
+	}
+	return a.checkConnection(c.Context, s)
+}
+
+// checkConnection opens the lease container as every command does (which reads it once, after the SDK reads the
+// account) and says whether that worked. The file is already written either way.
+func (a *App) checkConnection(parent context.Context, s *settings) error {
+	o := cosmoslease.Options{OwnerID: "cosmoslease-configure"} // Open requires a holder name; the check holds nothing
+	s.connection(&o)
+	db, ct := orDefault(o.Database, cosmoslease.DefaultDatabase), orDefault(o.Container, cosmoslease.DefaultContainer)
+	ctx, cancel := context.WithTimeout(parent, 30*time.Second)
+	defer cancel()
+	fmt.Fprintf(a.Stderr, "Checking the connection to %s/%s…\n", db, ct)
+	client, err := cosmoslease.Open(ctx, o)
 	if err != nil {
-		return err
+		if parent.Err() != nil {
+			return errInterrupted
+		}
+		return fmt.Errorf("the settings are written, but the connection check failed: %w", explainOpenError(err))
 	}
-	return a.writeLocal(c, pairs)
+	client.Close()
+	fmt.Fprintf(a.Stderr, "Connection works: container %s in database %s is reachable and usable for leases.\n", ct, db)
+	return nil
 }
 
 // configPairs builds the section from values already known, or names what is missing.
@@ -78,12 +119,23 @@ func configPairs(auth string, s *settings) ([]config.Pair, error) {
 		if cs == "" {
 			return nil, usagef("configure --auth key needs the connection string: set CosmosLeasing__ConnectionString, or pass --connection-string")
 		}
-		if _, _, err := cosmosstore.ParseConnectionString(cs); err != nil {
+		if err := checkConnectionString(cs); err != nil {
 			return nil, usagef("connection string: %v", err)
 		}
 		return append([]config.Pair{{Key: config.KeyConnectionString, Value: cs}}, tail...), nil
 	}
 	return nil, usagef("--auth %q: use identity or key", auth)
+}
+
+// checkConnectionString applies the checks that connecting applies to a connection string (its form, the
+// endpoint, the key's encoding) without sending a request. Its messages never contain the key.
+func checkConnectionString(cs string) error {
+	st, err := cosmosstore.Open(cosmosstore.Config{ConnectionString: cs, Database: cosmoslease.DefaultDatabase, Container: cosmoslease.DefaultContainer})
+	if err != nil {
+		return err
+	}
+	st.Close()
+	return nil
 }
 
 // configureInteractively asks for every value, offering what is already known as the default, writes the
@@ -103,27 +155,21 @@ func (a *App) configureInteractively(c *ucli.Context, s *settings) error {
 		}
 	}
 	if auth == authKey {
-		cs, err := p.Secret("Connection string (AccountEndpoint=…;AccountKey=…)", "Azure Portal → Cosmos DB → Keys → Primary connection string")
+		cs, err := p.Secret("Connection string (AccountEndpoint=…;AccountKey=…)", "Azure Portal → Cosmos DB → Keys → Primary connection string", checkConnectionString)
 		if err != nil {
 			return err
 		}
-		if _, _, err := cosmosstore.ParseConnectionString(strings.TrimSpace(cs)); err != nil {
-			return usagef("%v", err)
-		}
-		s.raw.Set(config.KeyConnectionString, strings.TrimSpace(cs), "prompt")
+		s.raw.Set(config.KeyConnectionString, cs, "prompt")
 	} else {
 		def, _ := s.raw.Get(config.KeyAccountEndpoint)
 		if config.Placeholder(def) != "" {
 			def = ""
 		}
-		ep, err := p.Input("Azure Cosmos DB account endpoint", "such as https://myaccount.documents.azure.com:443/", def)
+		ep, err := p.Input("Azure Cosmos DB account endpoint", "such as https://myaccount.documents.azure.com:443/", def, cosmosstore.CheckEndpoint)
 		if err != nil {
 			return err
 		}
-		if err := cosmosstore.CheckEndpoint(strings.TrimSpace(ep)); err != nil {
-			return usagef("%v", err)
-		}
-		s.raw.Set(config.KeyAccountEndpoint, strings.TrimSpace(ep), "prompt")
+		s.raw.Set(config.KeyAccountEndpoint, ep, "prompt")
 		s.raw.Set(config.KeyConnectionString, "", "prompt")
 	}
 	for _, q := range []struct{ key, msg, def string }{
@@ -131,11 +177,11 @@ func (a *App) configureInteractively(c *ucli.Context, s *settings) error {
 		{config.KeyContainerName, "Container name", cosmoslease.DefaultContainer},
 	} {
 		cur, _ := s.raw.Get(q.key)
-		v, err := p.Input(q.msg, "", orDefault(cur, q.def))
+		v, err := p.Input(q.msg, "", orDefault(cur, q.def), nil)
 		if err != nil {
 			return err
 		}
-		s.raw.Set(q.key, strings.TrimSpace(v), "prompt")
+		s.raw.Set(q.key, v, "prompt")
 	}
 	pairs, err := configPairs(auth, s)
 	if err != nil {

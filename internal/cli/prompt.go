@@ -4,15 +4,20 @@ import (
 	"errors"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/AlecAivazis/survey/v2"
 )
 
 // Prompter asks the user. survey is archived upstream; it is used only behind this interface, and only when
 // stdin and stderr are terminals (survey with a non-terminal stdin returns io.EOF and eats the input).
+//
+// Input and Secret take the check that a flag's value would get (nil for none): an answer that fails it is
+// refused with the check's message and the question is asked again, so a typo never ends the whole flow. The
+// answer returned is trimmed and never empty.
 type Prompter interface {
-	Input(message, help, def string) (string, error)
-	Secret(message, help string) (string, error)
+	Input(message, help, def string, check func(string) error) (string, error)
+	Secret(message, help string, check func(string) error) (string, error)
 	Select(message, help string, options []string, def string) (string, error)
 	MultiSelect(message, help string, options, defaults []string) ([]string, error)
 	Confirm(message string, def bool) (bool, error)
@@ -29,23 +34,31 @@ func (p SurveyPrompter) opts() survey.AskOpt {
 	return survey.WithStdio(p.In, p.Out, p.Err)
 }
 
-func required(ans any) error {
-	if s, ok := ans.(string); ok && s == "" {
-		return errors.New("a value is required")
+// validator turns a check into survey's validator: required, trimmed, then the check.
+func validator(check func(string) error) survey.Validator {
+	return func(ans any) error {
+		s, _ := ans.(string)
+		s = strings.TrimSpace(s)
+		if s == "" {
+			return errors.New("a value is required")
+		}
+		if check != nil {
+			return check(s)
+		}
+		return nil
 	}
-	return nil
 }
 
-func (p SurveyPrompter) Input(message, help, def string) (string, error) {
+func (p SurveyPrompter) Input(message, help, def string, check func(string) error) (string, error) {
 	var out string
-	err := survey.AskOne(&survey.Input{Message: message, Help: help, Default: def}, &out, p.opts(), survey.WithValidator(required))
-	return out, err
+	err := survey.AskOne(&survey.Input{Message: message, Help: help, Default: def}, &out, p.opts(), survey.WithValidator(validator(check)))
+	return strings.TrimSpace(out), err
 }
 
-func (p SurveyPrompter) Secret(message, help string) (string, error) {
+func (p SurveyPrompter) Secret(message, help string, check func(string) error) (string, error) {
 	var out string
-	err := survey.AskOne(&survey.Password{Message: message, Help: help}, &out, p.opts(), survey.WithValidator(required))
-	return out, err
+	err := survey.AskOne(&survey.Password{Message: message, Help: help}, &out, p.opts(), survey.WithValidator(validator(check)))
+	return strings.TrimSpace(out), err
 }
 
 func (p SurveyPrompter) Select(message, help string, options []string, def string) (string, error) {

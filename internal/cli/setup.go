@@ -20,25 +20,35 @@ import (
 	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 )
 
-// setupSection records, in appsettings.Local.json, what setup made, so teardown removes exactly that.
+// setupSection records, in appsettings.Local.json, what setup made, so teardown removes exactly that and deploy
+// finds the Function Apps.
 const setupSection = "CosmosLeaseSetup"
 
 // BicepParams are the parameters setup passes to infra/main.bicep; BicepOutputs the outputs it reads.
 // A test checks that main.bicep declares every one of them.
 var (
-	BicepParams  = []string{"environmentName", "location", "regions", "principalId", "deployFunctions", "serverless"}
+	BicepParams  = []string{"environmentName", "location", "regions", "principalId", "deployFunctions", "serverless", "consistencyLevel"}
 	BicepOutputs = []string{"resourceGroupName", "cosmosEndpoint", "databaseName", "containerName", "functionAppNames", "functionAppRegions"}
 )
+
+// consistencyLevels are main.bicep's allowed values of consistencyLevel.
+var consistencyLevels = []string{"Session", "Strong", "BoundedStaleness", "ConsistentPrefix", "Eventual"}
 
 // commonRegions are offered when prompting for more regions.
 var commonRegions = []string{"eastus", "eastus2", "westus2", "westus3", "centralus", "northeurope", "westeurope",
 	"uksouth", "swedencentral", "southeastasia", "eastasia", "japaneast", "australiaeast", "centralindia", "brazilsouth"}
+
+// principalRetryDelay is how long setup waits before deploying again when Entra ID does not know a managed
+// identity the deployment has just created.
+const principalRetryDelay = time.Minute
 
 var (
 	regionName = regexp.MustCompile(`^[a-z0-9]+$`)
 	envName    = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,19}$`)
 	groupName  = regexp.MustCompile(`^[-\w._()]{1,90}$`)
 	safeWord   = regexp.MustCompile(`^[\w.,/:=@%+-]+$`)
+	// principalNotVisible is the data plane's form of Entra ID replication delay; role assignments say PrincipalNotFound.
+	principalNotVisible = regexp.MustCompile(`(?i)principal ID \[?[0-9a-f-]+\]? was not found`)
 )
 
 func (a *App) setupCommand() *ucli.Command {
@@ -46,7 +56,9 @@ func (a *App) setupCommand() *ucli.Command {
 		Name:  "setup",
 		Usage: "provision Cosmos DB and a Function App per region with infra/main.bicep (through az), then write appsettings.Local.json",
 		Description: "Asks on a terminal; every question has a flag and an environment variable. With --no-input or CI=true\n" +
-			"it never asks. --emulator writes a configuration for a local Cosmos DB emulator instead (no az needed).",
+			"it never asks. Before creating anything it checks the regions (Flex Consumption offered, Strong consistency\n" +
+			"within reach), your right to create role assignments, and validates the deployment with Azure.\n" +
+			"--emulator writes a configuration for a local Cosmos DB emulator instead (no az needed).",
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "subscription", Usage: "subscription `ID or name`", EnvVars: []string{"AZURE_SUBSCRIPTION_ID"}},
 			&ucli.StringFlag{Name: "resource-group", Usage: "resource group `NAME` to create (default rg-ENV)", EnvVars: []string{"AZURE_RESOURCE_GROUP"}},
@@ -54,11 +66,13 @@ func (a *App) setupCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "regions", Usage: "more regions `a,b,c`: read regions and one Function App each", EnvVars: []string{"COSMOSLEASE_REGIONS"}},
 			&ucli.StringFlag{Name: "env-name", Usage: "environment `NAME` (lowercase letters, digits, '-'; at most 20)", EnvVars: []string{"AZURE_ENV_NAME"}},
 			&ucli.StringFlag{Name: "principal-id", Usage: "object `ID` to grant data access (default: the signed-in user; 'none' for nobody)", EnvVars: []string{"AZURE_PRINCIPAL_ID"}},
+			&ucli.StringFlag{Name: "consistency", Value: "Session", Usage: "default consistency `LEVEL`: " + strings.Join(consistencyLevels, ", "), EnvVars: []string{"COSMOSLEASE_CONSISTENCY"}},
 			&ucli.BoolFlag{Name: "no-functions", Usage: "deploy Cosmos DB only", EnvVars: []string{"COSMOSLEASE_NO_FUNCTIONS"}},
 			&ucli.BoolFlag{Name: "serverless", Usage: "serverless Cosmos DB (one region only)", EnvVars: []string{"COSMOSLEASE_SERVERLESS"}},
+			&ucli.BoolFlag{Name: "deploy", Usage: "then build the lease handler in this directory and deploy it to every Function App (cosmoslease deploy)", EnvVars: []string{"COSMOSLEASE_DEPLOY"}},
 			&ucli.BoolFlag{Name: "yes", Usage: "do not ask for confirmation", EnvVars: []string{"COSMOSLEASE_YES"}},
 			&ucli.BoolFlag{Name: "what-if", Usage: "show what the deployment would change (az deployment group what-if), change nothing"},
-			&ucli.BoolFlag{Name: "dry-run", Usage: "print the az commands that would create things; only read-only checks (az version, account, signed-in user) run"},
+			&ucli.BoolFlag{Name: "dry-run", Usage: "print the az commands that would create things; only read-only checks (az version, account, user, regions, role assignments) run"},
 			&ucli.BoolFlag{Name: "emulator", Usage: "configure a local Cosmos DB emulator instead of Azure", EnvVars: []string{"COSMOSLEASE_EMULATOR"}},
 			&ucli.StringFlag{Name: "endpoint", Usage: "with --emulator: the emulator's `URL` (default https://localhost:8081/)"},
 			&ucli.BoolFlag{Name: "no-input", Usage: "never prompt", EnvVars: []string{"COSMOSLEASE_NO_INPUT"}},
@@ -69,10 +83,25 @@ func (a *App) setupCommand() *ucli.Command {
 
 // plan is what setup will do.
 type plan struct {
-	subscription, subscriptionName, group, location, env, principal string
-	regions                                                         []string
-	functions, serverless                                           bool
+	subscription, subscriptionName, group, location, env, principal, consistency string
+	regions                                                                      []string
+	functions, serverless                                                        bool
+	// flex holds the regions that offer Flex Consumption; nil when no Function App is deployed.
+	flex map[string]bool
 }
+
+// allRegions is the primary region, then the others in failover order.
+func (p *plan) allRegions() []string { return append([]string{p.location}, p.regions...) }
+
+// parameters are main.bicep's parameters, as az takes them.
+func (p *plan) parameters() []string {
+	regions, _ := json.Marshal(append([]string{}, p.regions...))
+	return []string{"environmentName=" + p.env, "location=" + p.location, "regions=" + string(regions), "principalId=" + p.principal,
+		fmt.Sprintf("deployFunctions=%t", p.functions), fmt.Sprintf("serverless=%t", p.serverless), "consistencyLevel=" + p.consistency}
+}
+
+// deploymentName is the name of setup's deployment in the resource group; deploy reads its outputs.
+func deploymentName(env string) string { return "cosmoslease-" + env }
 
 func (a *App) setup(c *ucli.Context) error {
 	if c.NArg() > 0 {
@@ -86,19 +115,19 @@ func (a *App) setup(c *ucli.Context) error {
 		return err
 	}
 	groupArgs := []string{"group", "create", "--name", p.group, "--location", p.location, "--subscription", p.subscription,
-		"--tags", "cosmoslease-env=" + p.env, "azd-env-name=" + p.env, "--output", "json"}
-	deployArgs := func(templ string) []string {
-		regions, _ := json.Marshal(append([]string{}, p.regions...))
-		args := []string{"--resource-group", p.group, "--subscription", p.subscription, "--name", "cosmoslease-" + p.env,
-			"--template-file", templ, "--parameters", "environmentName=" + p.env, "location=" + p.location,
-			"regions=" + string(regions), "principalId=" + p.principal,
-			fmt.Sprintf("deployFunctions=%t", p.functions), fmt.Sprintf("serverless=%t", p.serverless)}
-		return args
+		"--tags", "cosmoslease-env=" + p.env, "--output", "json"}
+	deployment := func(verb, templ string) []string {
+		return append([]string{"deployment", "group", verb, "--resource-group", p.group, "--subscription", p.subscription,
+			"--name", deploymentName(p.env), "--template-file", templ, "--parameters"}, p.parameters()...)
 	}
 	output := []string{"--output", "json"}
 	if c.Bool("dry-run") {
 		fmt.Fprintln(a.Stdout, shellLine(append([]string{"az"}, groupArgs...)))
-		fmt.Fprintln(a.Stdout, shellLine(append(append([]string{"az", "deployment", "group", "create"}, deployArgs("infra/main.bicep")...), output...)))
+		fmt.Fprintln(a.Stdout, shellLine(append(append([]string{"az"}, deployment("validate", "infra/main.bicep")...), output...)))
+		fmt.Fprintln(a.Stdout, shellLine(append(append([]string{"az"}, deployment("create", "infra/main.bicep")...), output...)))
+		if c.Bool("deploy") && p.functions {
+			fmt.Fprintln(a.Stdout, "cosmoslease deploy   # then, for each Function App: az functionapp deployment source config-zip …")
+		}
 		return nil
 	}
 	dir, err := os.MkdirTemp("", "cosmoslease-infra")
@@ -106,8 +135,8 @@ func (a *App) setup(c *ucli.Context) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	templ := filepath.Join(dir, "main.bicep")
-	if err := os.WriteFile(templ, infra.MainBicep, 0o600); err != nil {
+	templ, err := infra.Write(dir)
+	if err != nil {
 		return err
 	}
 	ctx := c.Context
@@ -121,7 +150,7 @@ func (a *App) setup(c *ucli.Context) error {
 			return err
 		}
 		out, err := a.withSpinner("Asking Azure what would change", func() ([]byte, error) {
-			return a.Az.Run(ctx, append([]string{"deployment", "group", "what-if"}, deployArgs(templ)...)...)
+			return a.Az.Run(ctx, deployment("what-if", templ)...)
 		})
 		if err != nil {
 			return err
@@ -132,9 +161,34 @@ func (a *App) setup(c *ucli.Context) error {
 	if _, err := a.Az.Run(ctx, groupArgs...); err != nil {
 		return err
 	}
-	out, err := a.withSpinner(fmt.Sprintf("Deploying to %s (several minutes)", p.group), func() ([]byte, error) {
-		return a.Az.Run(ctx, append(append([]string{"deployment", "group", "create"}, deployArgs(templ)...), output...)...)
-	})
+	// Preflight: Azure checks the template, the parameters, policies and rights before anything else is created.
+	if _, err := a.withSpinner("Validating the deployment with Azure", func() ([]byte, error) {
+		return a.Az.Run(ctx, append(deployment("validate", templ), output...)...)
+	}); err != nil {
+		var azErr *az.Error
+		if errors.As(err, &azErr) {
+			return fmt.Errorf("Azure does not accept the deployment: %s. Nothing was created but the resource group %s (empty unless it existed before): "+
+				"run setup again once this is fixed, or delete it with 'az group delete --name %s'", azErr.Message, p.group, p.group)
+		}
+		return err
+	}
+	create := func() ([]byte, error) {
+		return a.withSpinner(fmt.Sprintf("Deploying to %s (several minutes)", p.group), func() ([]byte, error) {
+			return a.Az.Run(ctx, append(deployment("create", templ), output...)...)
+		})
+	}
+	out, err := create()
+	var azErr *az.Error
+	if errors.As(err, &azErr) && (azErr.HasCode("PrincipalNotFound") || principalNotVisible.MatchString(azErr.Message)) {
+		// A managed identity the deployment has just created may take a while to reach Entra ID. Everything in
+		// the template is idempotent, so deploying again finishes the job once it has.
+		fmt.Fprintf(a.Stderr, "A managed identity this deployment created is not visible to Microsoft Entra ID yet (%s).\n"+
+			"Deploying again in %s; the deployment is idempotent.\n", azErr.Message, principalRetryDelay)
+		if err := a.sleep(ctx, principalRetryDelay); err != nil {
+			return errInterrupted
+		}
+		out, err = create()
+	}
 	if err != nil {
 		return err
 	}
@@ -148,21 +202,19 @@ func (a *App) setup(c *ucli.Context) error {
 	if endpoint == "" {
 		return errors.New("the deployment succeeded but returned no cosmosEndpoint output; is infra/main.bicep current?")
 	}
-	var apps []string
-	if list, ok := outs["functionAppNames"].([]any); ok {
-		for _, v := range list {
-			if s, ok := v.(string); ok {
-				apps = append(apps, s)
-			}
-		}
-	}
+	apps := functionApps(outs)
 	path := filepath.Join(a.Dir, config.LocalFile)
 	if err := config.WriteLocal(path, []config.Pair{{Key: config.KeyAccountEndpoint, Value: endpoint},
 		{Key: config.KeyDatabaseName, Value: orDefault(db, cosmoslease.DefaultDatabase)}, {Key: config.KeyContainerName, Value: orDefault(ctr, cosmoslease.DefaultContainer)}}); err != nil {
 		return err
 	}
+	var names, regions []string
+	for _, app := range apps {
+		names, regions = append(names, app.name), append(regions, app.region)
+	}
 	if err := config.WriteSection(path, setupSection, []config.Pair{{Key: "Mode", Value: "azure"}, {Key: "Subscription", Value: p.subscription},
-		{Key: "ResourceGroup", Value: p.group}, {Key: "EnvironmentName", Value: p.env}, {Key: "FunctionApps", Value: strings.Join(apps, ",")}}); err != nil {
+		{Key: "ResourceGroup", Value: p.group}, {Key: "EnvironmentName", Value: p.env},
+		{Key: "FunctionApps", Value: strings.Join(names, ",")}, {Key: "FunctionAppRegions", Value: strings.Join(regions, ",")}}); err != nil {
 		return err
 	}
 	fmt.Fprintf(a.Stderr, "Wrote %s (mode 0600): endpoint mode, DefaultAzureCredential.\n", path)
@@ -175,16 +227,27 @@ func (a *App) setup(c *ucli.Context) error {
 		fmt.Fprintf(a.Stdout, "  cosmoslease run --instance %s-1 --region %s --wait\n", r, r)
 	}
 	if len(apps) > 0 {
-		fmt.Fprintf(a.Stdout, "\nDeploy the lease handler to each Function App:\n  make package\n")
-		for _, app := range apps {
-			fmt.Fprintf(a.Stdout, "  az functionapp deployment source config-zip --resource-group %s --name %s --src dist/functionapp-linux-amd64.zip\n", p.group, app)
-		}
+		fmt.Fprintf(a.Stdout, "\nDeploy the lease handler, built from your copy of this repository, to the %d Function Apps:\n  cosmoslease deploy\n", len(apps))
 	}
 	fmt.Fprintf(a.Stdout, "\nRemove it all with: cosmoslease teardown\n")
-	return nil
+	if len(apps) == 0 {
+		return nil
+	}
+	doDeploy := c.Bool("deploy")
+	if !doDeploy && a.canPrompt(c) && moduleProblem(a.Dir) == "" {
+		if doDeploy, err = a.Prompter.Confirm(fmt.Sprintf("Build the lease handler in %s and deploy it to the %d Function Apps now?", a.Dir, len(apps)), true); err != nil {
+			return err
+		}
+	}
+	if !doDeploy {
+		return nil
+	}
+	fmt.Fprintln(a.Stderr)
+	return a.buildAndDeploy(ctx, target{group: p.group, subscription: p.subscription}, apps)
 }
 
-// gather settles every value of the plan from flags, environment, az and prompts, then confirms.
+// gather settles every value of the plan from flags, environment, az and prompts, checks it against Azure
+// (read-only), then confirms.
 func (a *App) gather(c *ucli.Context) (*plan, error) {
 	ask := a.canPrompt(c)
 	ctx := c.Context
@@ -196,12 +259,19 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 		return nil, err
 	}
 	p := &plan{subscription: c.String("subscription"), group: c.String("resource-group"), location: c.String("location"),
-		env: c.String("env-name"), principal: c.String("principal-id"), functions: !c.Bool("no-functions"), serverless: c.Bool("serverless")}
+		env: c.String("env-name"), principal: c.String("principal-id"), functions: !c.Bool("no-functions"), serverless: c.Bool("serverless"),
+		consistency: c.String("consistency")}
+	if i := indexFold(consistencyLevels, p.consistency); i >= 0 {
+		p.consistency = consistencyLevels[i]
+	} else {
+		return nil, usagef("--consistency %q: use one of %s", p.consistency, strings.Join(consistencyLevels, ", "))
+	}
 
 	type account struct {
 		ID, Name  string
 		IsDefault bool
 		State     string
+		User      struct{ Name, Type string }
 	}
 	if p.subscription == "" && ask {
 		out, err := a.Az.Run(ctx, "account", "list", "--output", "json")
@@ -251,13 +321,18 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 	}
 	p.subscription, p.subscriptionName = acc.ID, acc.Name
 
-	input := func(value *string, flag, env, msg, def string, check func(string) error) error {
+	// input settles one value: the flag or variable, else the answer to a prompt that asks again until the
+	// answer passes check (and askCheck, when given), else the default. A flag's bad value is a usage error.
+	input := func(value *string, flag, env, msg, def string, check, askCheck func(string) error) error {
+		if askCheck == nil {
+			askCheck = check
+		}
 		if *value == "" && ask {
-			v, err := a.Prompter.Input(msg, "", def)
+			v, err := a.Prompter.Input(msg, "", def, askCheck)
 			if err != nil {
 				return err
 			}
-			*value = strings.TrimSpace(v)
+			*value = v
 		}
 		if *value == "" {
 			*value = def
@@ -270,29 +345,37 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 		}
 		return nil
 	}
-	if err := input(&p.env, "env-name", "AZURE_ENV_NAME", "Environment name", "cosmoslease", func(v string) error {
-		if !envName.MatchString(v) {
-			return errors.New("use 1 to 20 lowercase letters, digits or '-', starting with a letter or digit")
-		}
-		return nil
-	}); err != nil {
+	if err := input(&p.env, "env-name", "AZURE_ENV_NAME", "Environment name", "cosmoslease", checkEnvName, nil); err != nil {
 		return nil, err
 	}
-	if err := input(&p.group, "resource-group", "AZURE_RESOURCE_GROUP", "Resource group to create", "rg-"+p.env, func(v string) error {
-		if !groupName.MatchString(v) || strings.HasSuffix(v, ".") {
-			return errors.New("use up to 90 letters, digits, '-', '_', '.', '(' or ')', not ending in '.'")
-		}
-		return nil
-	}); err != nil {
+	if err := input(&p.group, "resource-group", "AZURE_RESOURCE_GROUP", "Resource group to create", "rg-"+p.env, checkGroupName, nil); err != nil {
 		return nil, err
 	}
-	checkRegion := func(v string) error {
-		if !regionName.MatchString(v) {
-			return errors.New("write the region's programmatic name, such as eastus or westeurope ('az account list-locations -o table')")
+	if !c.IsSet("no-functions") && ask {
+		yes, err := a.Prompter.Confirm("Deploy a Function App in every region (the lease handler)?", true)
+		if err != nil {
+			return nil, err
+		}
+		p.functions = yes
+	}
+	if p.functions {
+		if p.flex, err = a.flexRegions(ctx, p.subscription); err != nil {
+			return nil, err
+		}
+	}
+	flex := func(v string) error {
+		if p.flex != nil && !p.flex[v] {
+			return fmt.Errorf("Flex Consumption, the Function Apps' plan, is not offered in %s ('az functionapp list-flexconsumption-locations' lists where it is); pick another region, or deploy Cosmos DB only with --no-functions", v)
 		}
 		return nil
 	}
-	if err := input(&p.location, "location", "AZURE_LOCATION", "Primary region (the Cosmos DB write region)", "", checkRegion); err != nil {
+	askRegion := func(v string) error {
+		if err := checkRegionName(v); err != nil {
+			return err
+		}
+		return flex(v)
+	}
+	if err := input(&p.location, "location", "AZURE_LOCATION", "Primary region (the Cosmos DB write region)", "", checkRegionName, askRegion); err != nil {
 		return nil, err
 	}
 	if c.IsSet("regions") || c.String("regions") != "" {
@@ -304,7 +387,7 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 	} else if ask {
 		var options []string
 		for _, r := range commonRegions {
-			if r != p.location {
+			if r != p.location && flex(r) == nil {
 				options = append(options, r)
 			}
 		}
@@ -316,7 +399,7 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 	}
 	seen := map[string]bool{p.location: true}
 	for _, r := range p.regions {
-		if err := checkRegion(r); err != nil {
+		if err := checkRegionName(r); err != nil {
 			return nil, usagef("--regions: %q: %v", r, err)
 		}
 		if seen[r] {
@@ -324,37 +407,56 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 		}
 		seen[r] = true
 	}
+	var noFlex []string
+	for _, r := range p.allRegions() {
+		if flex(r) != nil {
+			noFlex = append(noFlex, r)
+		}
+	}
+	if len(noFlex) > 0 {
+		return nil, usagef("Flex Consumption, the Function Apps' plan, is not offered in %s ('az functionapp list-flexconsumption-locations' lists where it is): choose other regions, or deploy Cosmos DB only with --no-functions",
+			strings.Join(noFlex, ", "))
+	}
 	if p.serverless && len(p.regions) > 0 {
 		return nil, usagef("a serverless Cosmos DB account cannot span regions: drop --serverless, or --regions")
 	}
-	if !c.IsSet("no-functions") && ask {
-		yes, err := a.Prompter.Confirm("Deploy a Function App in every region (the lease handler)?", true)
-		if err != nil {
+	if p.consistency == "Strong" && len(p.regions) > 0 {
+		if err := a.checkStrongDistances(ctx, p); err != nil {
 			return nil, err
 		}
-		p.functions = yes
+	}
+	var user struct {
+		ID                string `json:"id"`
+		UserPrincipalName string `json:"userPrincipalName"`
+	}
+	if out, err := a.Az.Run(ctx, "ad", "signed-in-user", "show", "--output", "json"); err == nil {
+		_ = json.Unmarshal(out, &user)
 	}
 	switch {
 	case p.principal == "none":
 		p.principal = ""
-	case p.principal == "":
-		out, err := a.Az.Run(ctx, "ad", "signed-in-user", "show", "--output", "json")
-		var user struct {
-			ID                string `json:"id"`
-			UserPrincipalName string `json:"userPrincipalName"`
+	case p.principal == "" && user.ID != "":
+		use := true
+		if ask {
+			if use, err = a.Prompter.Confirm(fmt.Sprintf("Grant %s data access to the leases?", user.UserPrincipalName), true); err != nil {
+				return nil, err
+			}
 		}
-		if err == nil && json.Unmarshal(out, &user) == nil && user.ID != "" {
-			use := true
-			if ask {
-				if use, err = a.Prompter.Confirm(fmt.Sprintf("Grant %s data access to the leases?", user.UserPrincipalName), true); err != nil {
-					return nil, err
-				}
-			}
-			if use {
-				p.principal = user.ID
-			}
-		} else {
-			fmt.Fprintf(a.Stderr, "note: could not read the signed-in user (a service principal?); nobody else gets data access. Pass --principal-id to grant it.\n")
+		if use {
+			p.principal = user.ID
+		}
+	case p.principal == "":
+		fmt.Fprintf(a.Stderr, "note: could not read the signed-in user (a service principal?); nobody else gets data access. Pass --principal-id to grant it.\n")
+	}
+	if p.functions {
+		// The apps' role assignments need the right to create role assignments; say so now rather than after
+		// the account and the apps exist. A service principal is named by its application id.
+		who, assignee := user.UserPrincipalName, user.ID
+		if assignee == "" {
+			who, assignee = acc.User.Name, acc.User.Name
+		}
+		if err := a.checkRoleRights(ctx, p, who, assignee); err != nil {
+			return nil, err
 		}
 	}
 
@@ -366,9 +468,9 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 	if len(p.regions) > 0 {
 		fmt.Fprintf(a.Stderr, ", read regions %s", strings.Join(p.regions, ", "))
 	}
-	fmt.Fprintf(a.Stderr, "; keys disabled, RBAC only\n")
+	fmt.Fprintf(a.Stderr, "; %s consistency; keys disabled, RBAC only\n", p.consistency)
 	if p.functions {
-		fmt.Fprintf(a.Stderr, "  Function Apps   one in each of %s (Flex Consumption)\n", strings.Join(append([]string{p.location}, p.regions...), ", "))
+		fmt.Fprintf(a.Stderr, "  Function Apps   one in each of %s (Flex Consumption)\n", strings.Join(p.allRegions(), ", "))
 	}
 	if p.principal != "" {
 		fmt.Fprintf(a.Stderr, "  data access     %s\n", p.principal)
@@ -385,6 +487,27 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 		return nil, withCode(ExitOK, errors.New("nothing created"))
 	}
 	return p, nil
+}
+
+func checkEnvName(v string) error {
+	if !envName.MatchString(v) {
+		return errors.New("use 1 to 20 lowercase letters, digits or '-', starting with a letter or digit")
+	}
+	return nil
+}
+
+func checkRegionName(v string) error {
+	if !regionName.MatchString(v) {
+		return errors.New("write the region's programmatic name, such as eastus or westeurope ('az account list-locations -o table')")
+	}
+	return nil
+}
+
+func checkGroupName(v string) error {
+	if !groupName.MatchString(v) || strings.HasSuffix(v, ".") {
+		return errors.New("use up to 90 letters, digits, '-', '_', '.', '(' or ')', not ending in '.'")
+	}
+	return nil
 }
 
 // setupEmulator writes a configuration for a local emulator and creates its container.
@@ -442,6 +565,36 @@ func deploymentOutputs(out []byte) (map[string]any, error) {
 		outs[k] = v.Value
 	}
 	return outs, nil
+}
+
+// app is one Function App that setup deployed.
+type app struct{ name, region string }
+
+// functionApps pairs the deployment's functionAppNames and functionAppRegions outputs.
+func functionApps(outs map[string]any) []app {
+	names, _ := outs["functionAppNames"].([]any)
+	regions, _ := outs["functionAppRegions"].([]any)
+	var apps []app
+	for i, v := range names {
+		name, _ := v.(string)
+		var region string
+		if i < len(regions) {
+			region, _ = regions[i].(string)
+		}
+		if name != "" {
+			apps = append(apps, app{name: name, region: region})
+		}
+	}
+	return apps
+}
+
+func indexFold(list []string, s string) int {
+	for i, v := range list {
+		if strings.EqualFold(v, s) {
+			return i
+		}
+	}
+	return -1
 }
 
 func indexOf(list []string, s string) int {

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,17 +12,32 @@ import (
 	"github.com/cosmoslease/cosmoslease/infra"
 	"github.com/cosmoslease/cosmoslease/internal/az"
 	"github.com/cosmoslease/cosmoslease/internal/config"
+	"github.com/cosmoslease/cosmoslease/internal/emulator"
+	"github.com/cosmoslease/cosmoslease/internal/store/cosmosstore"
+	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 )
 
-// stubAz points the harness at testdata/az/az, logging its calls.
-func (h *harness) stubAz(scenario string) (logPath string) {
+// stubAz points the harness at testdata/az/az, logging its calls; env adds variables such as AZ_STUB_FAIL_APPS.
+func (h *harness) stubAz(scenario string, env ...string) (logPath string) {
 	stub, err := filepath.Abs("../../testdata/az/az")
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	logPath = filepath.Join(h.t.TempDir(), "az.log")
-	h.az = az.Exec{Path: stub, Env: []string{"PATH=" + os.Getenv("PATH"), "AZ_STUB_LOG=" + logPath, "AZ_STUB_SCENARIO=" + scenario}}
+	h.az = az.Exec{Path: stub, Env: append([]string{"PATH=" + os.Getenv("PATH"), "AZ_STUB_LOG=" + logPath, "AZ_STUB_SCENARIO=" + scenario}, env...)}
 	return logPath
+}
+
+// callsStarting counts the logged az calls that start with prefix.
+func callsStarting(t *testing.T, logPath, prefix string) int {
+	t.Helper()
+	n := 0
+	for _, c := range azCalls(t, logPath) {
+		if strings.HasPrefix(c, prefix) {
+			n++
+		}
+	}
+	return n
 }
 
 func azCalls(t *testing.T, logPath string) []string {
@@ -38,26 +55,40 @@ func azCalls(t *testing.T, logPath string) []string {
 	return calls
 }
 
-var fullSetup = []string{"setup", "--subscription", "11111111-1111-1111-1111-111111111111", "--location", "eastus",
+const sub1 = "11111111-1111-1111-1111-111111111111"
+
+var fullSetup = []string{"setup", "--subscription", sub1, "--location", "eastus",
 	"--regions", "westeurope,southeastasia", "--env-name", "demo", "--yes"}
+
+// deploymentParams are the parameters fullSetup passes to main.bicep, as the stub logs them.
+const deploymentParams = `--parameters environmentName=demo location=eastus regions=\[\"westeurope\"\,\"southeastasia\"\] principalId=aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee deployFunctions=true serverless=false consistencyLevel=Session`
 
 func TestSetupNonInteractive(t *testing.T) {
 	h := newHarness(t)
 	log := h.stubAz("ok")
 	r := h.run(fullSetup...)
 	r.expect(t, ExitOK)
+	// Read-only checks first (Flex regions, the right to assign roles), then the group, Azure's validation of the
+	// deployment, and only then the deployment.
+	deployment := "--resource-group rg-demo --subscription " + sub1 + " --name cosmoslease-demo --template-file TEMPLATE " + deploymentParams + " --output json"
 	want := []string{
 		"version --output json",
-		"account show --output json --subscription 11111111-1111-1111-1111-111111111111",
+		"account show --output json --subscription " + sub1,
+		"functionapp list-flexconsumption-locations --subscription " + sub1 + " --output json",
 		"ad signed-in-user show --output json",
-		"group create --name rg-demo --location eastus --subscription 11111111-1111-1111-1111-111111111111 --tags cosmoslease-env=demo azd-env-name=demo --output json",
-		`deployment group create --resource-group rg-demo --subscription 11111111-1111-1111-1111-111111111111 --name cosmoslease-demo --template-file TEMPLATE --parameters environmentName=demo location=eastus regions=\[\"westeurope\"\,\"southeastasia\"\] principalId=aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee deployFunctions=true serverless=false --output json`,
+		"role assignment list --all --assignee aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee --include-groups --subscription " + sub1 + " --output json",
+		"group create --name rg-demo --location eastus --subscription " + sub1 + " --tags cosmoslease-env=demo --output json",
+		"deployment group validate " + deployment,
+		"deployment group create " + deployment,
 	}
 	if got := azCalls(t, log); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("az calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if b, err := os.ReadFile(log + ".bicep"); err != nil || string(b) != string(infra.MainBicep) {
-		t.Fatalf("the deployment was not given the embedded main.bicep (%v)", err)
+	// The deployment was given the embedded template and the file it loads, side by side.
+	for name, want := range map[string][]byte{"main.bicep": infra.MainBicep, "lease-container.json": infra.LeaseContainerJSON} {
+		if b, err := os.ReadFile(filepath.Join(log+".template", name)); err != nil || string(b) != string(want) {
+			t.Fatalf("the deployment was not given the embedded %s (%v)", name, err)
+		}
 	}
 	path := filepath.Join(h.dir, config.LocalFile)
 	fi, err := os.Stat(path)
@@ -75,12 +106,11 @@ func TestSetupNonInteractive(t *testing.T) {
 		t.Fatal("setup wrote a connection string; it must use endpoint mode")
 	}
 	rec, _ := config.ReadSection(path, setupSection)
-	if rec["ResourceGroup"] != "rg-demo" || rec["FunctionApps"] != "func-abc123-0,func-abc123-1,func-abc123-2" || rec["Mode"] != "azure" {
+	if rec["ResourceGroup"] != "rg-demo" || rec["FunctionApps"] != "func-abc123-0,func-abc123-1,func-abc123-2" ||
+		rec["FunctionAppRegions"] != "eastus,westeurope,southeastasia" || rec["Mode"] != "azure" {
 		t.Fatalf("setup record: %v", rec)
 	}
-	for _, s := range []string{"cosmoslease run --instance westeurope-1 --region westeurope --wait",
-		"az functionapp deployment source config-zip --resource-group rg-demo --name func-abc123-2 --src dist/functionapp-linux-amd64.zip",
-		"cosmoslease teardown"} {
+	for _, s := range []string{"cosmoslease run --instance westeurope-1 --region westeurope --wait", "to the 3 Function Apps:\n  cosmoslease deploy", "cosmoslease teardown"} {
 		if !strings.Contains(r.stdout, s) {
 			t.Fatalf("next steps lack %q:\n%s", s, r.stdout)
 		}
@@ -96,9 +126,9 @@ func TestSetupNonInteractive(t *testing.T) {
 	r = h.run("teardown", "--yes")
 	r.expect(t, ExitOK, "Microsoft.DocumentDB/databaseAccounts  cosmos-abc123")
 	want = []string{
-		"group show --name rg-demo --subscription 11111111-1111-1111-1111-111111111111 --output json",
-		"resource list --resource-group rg-demo --subscription 11111111-1111-1111-1111-111111111111 --output json",
-		"group delete --name rg-demo --subscription 11111111-1111-1111-1111-111111111111 --yes",
+		"group show --name rg-demo --subscription " + sub1 + " --output json",
+		"resource list --resource-group rg-demo --subscription " + sub1 + " --output json",
+		"group delete --name rg-demo --subscription " + sub1 + " --yes",
 	}
 	if got := azCalls(t, log); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("teardown az calls:\n%s", strings.Join(got, "\n"))
@@ -109,33 +139,58 @@ func TestSetupNonInteractive(t *testing.T) {
 }
 
 func TestSetupFailures(t *testing.T) {
+	far := []string{"setup", "--subscription", sub1, "--location", "eastus", "--regions", "westeurope,southeastasia", "--consistency", "Strong", "--env-name", "demo", "--yes"}
 	for _, tc := range []struct {
 		name, scenario string
 		args           []string
 		code           int
 		want           string
+		// groupCreated: the failure comes from Azure after setup created the (empty) group.
+		groupCreated bool
 	}{
-		{"not logged in", "notloggedin", fullSetup, ExitError, "not signed in: run 'az login'"},
-		{"unknown subscription", "nosub", fullSetup, ExitUsage, "subscription \"11111111-1111-1111-1111-111111111111\" is not one this az login can use (Subscription '11111111-1111-1111-1111-111111111111' not found"},
-		{"deployment failed", "deployfail", fullSetup, ExitError, "At least one resource deployment operation failed. Please list deployment operations for details. Please see https://aka.ms/arm-deployment-operations for usage details. | BadRequest: Serverless accounts do not support multiple regions."},
-		{"no location", "ok", []string{"setup", "--env-name", "demo", "--yes"}, ExitUsage, "setup needs --location (or AZURE_LOCATION)"},
-		{"bad region", "ok", []string{"setup", "--location", "East US", "--yes"}, ExitUsage, "programmatic name"},
-		{"serverless across regions", "ok", []string{"setup", "--location", "eastus", "--regions", "westeurope", "--serverless", "--yes"}, ExitUsage, "serverless Cosmos DB account cannot span regions"},
-		{"region twice", "ok", []string{"setup", "--location", "eastus", "--regions", "eastus", "--yes"}, ExitUsage, "listed twice"},
-		{"bad env name", "ok", []string{"setup", "--location", "eastus", "--env-name", "Demo_1", "--yes"}, ExitUsage, "--env-name \"Demo_1\""},
-		{"no confirmation", "ok", []string{"setup", "--location", "eastus"}, ExitUsage, "pass --yes"},
+		{"not logged in", "notloggedin", fullSetup, ExitError, "not signed in: run 'az login'", false},
+		{"unknown subscription", "nosub", fullSetup, ExitUsage, "subscription \"11111111-1111-1111-1111-111111111111\" is not one this az login can use (Subscription '11111111-1111-1111-1111-111111111111' not found", false},
+		{"no location", "ok", []string{"setup", "--env-name", "demo", "--yes"}, ExitUsage, "setup needs --location (or AZURE_LOCATION)", false},
+		{"bad region", "ok", []string{"setup", "--location", "East US", "--yes"}, ExitUsage, "programmatic name", false},
+		{"serverless across regions", "ok", []string{"setup", "--location", "eastus", "--regions", "westeurope", "--serverless", "--no-functions", "--yes"}, ExitUsage, "serverless Cosmos DB account cannot span regions", false},
+		{"region twice", "ok", []string{"setup", "--location", "eastus", "--regions", "eastus", "--yes"}, ExitUsage, "listed twice", false},
+		{"bad env name", "ok", []string{"setup", "--location", "eastus", "--env-name", "Demo_1", "--yes"}, ExitUsage, "--env-name \"Demo_1\"", false},
+		{"no confirmation", "ok", []string{"setup", "--location", "eastus"}, ExitUsage, "pass --yes", false},
+		{"unknown consistency", "ok", []string{"setup", "--location", "eastus", "--consistency", "Linearizable", "--yes"}, ExitUsage, "--consistency \"Linearizable\": use one of Session, Strong, BoundedStaleness, ConsistentPrefix, Eventual", false},
+		// Item 7: a region without Flex Consumption is named before anything is created.
+		{"region without Flex Consumption", "ok", []string{"setup", "--location", "eastus", "--regions", "westindia", "--yes"}, ExitUsage,
+			"Flex Consumption, the Function Apps' plan, is not offered in westindia ('az functionapp list-flexconsumption-locations' lists where it is): choose other regions, or deploy Cosmos DB only with --no-functions", false},
+		{"every region without Flex Consumption is named", "ok", []string{"setup", "--location", "westindia", "--regions", "eastus,jioindiawest", "--yes"}, ExitUsage,
+			"is not offered in westindia, jioindiawest (", false},
+		// Item 3: Strong consistency across regions more than 8,000 km apart.
+		{"Strong across continents", "ok", far, ExitUsage,
+			"Azure blocks Strong consistency across regions more than 8,000 km (5,000 miles) apart unless its support lifts the limit for the subscription: eastus and southeastasia (about 15,", false},
+		// Item 6: no role that may create role assignments on the group (Owner of another group does not count).
+		{"no right to create role assignments", "norole", fullSetup, ExitError,
+			"dev@contoso.com holds none of Owner, User Access Administrator or Role Based Access Control Administrator on resource group rg-demo or above (only Contributor), and the template creates role assignments", false},
+		// Item 8: Azure's validation fails: one readable message, nothing deployed.
+		{"validation fails", "validatefail", fullSetup, ExitError,
+			"cosmoslease: Azure does not accept the deployment: RequestDisallowedByPolicy: Resource 'cosmos-abc123' was disallowed by policy.", true},
+		{"deployment failed", "deployfail", fullSetup, ExitError, "az deployment group create failed: BadRequest: Serverless accounts do not support multiple regions.", true},
+		// Item 5: retried once, then reported.
+		{"new identity never visible", "principalnotfound2", fullSetup, ExitError, "BadRequest: The provided principal ID [99999999-0000-0000-0000-000000000000] was not found", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
 			log := h.stubAz(tc.scenario)
-			h.run(tc.args...).expect(t, tc.code, tc.want)
+			r := h.run(tc.args...)
+			r.expect(t, tc.code, tc.want)
+			if strings.Count(strings.TrimSpace(r.stderr), "\n") > 0 && strings.Contains(r.stderr, "ActivityId") {
+				t.Fatalf("the error is not one readable message:\n%s", r.stderr)
+			}
 			if _, err := os.Stat(filepath.Join(h.dir, config.LocalFile)); !os.IsNotExist(err) {
 				t.Fatal("a failed setup wrote the settings file")
 			}
-			for _, call := range azCalls(t, log) {
-				if strings.HasPrefix(call, "group create") && tc.scenario != "deployfail" {
-					t.Fatalf("created a group before failing: %v", azCalls(t, log))
-				}
+			if created := callsStarting(t, log, "group create") > 0; created != tc.groupCreated {
+				t.Fatalf("group created: %v, want %v: %v", created, tc.groupCreated, azCalls(t, log))
+			}
+			if tc.scenario == "validatefail" && callsStarting(t, log, "deployment group create") > 0 {
+				t.Fatal("deployed after the validation failed")
 			}
 		})
 	}
@@ -144,6 +199,66 @@ func TestSetupFailures(t *testing.T) {
 		h.az = az.Exec{Path: filepath.Join(t.TempDir(), "az")}
 		h.run(fullSetup...).expect(t, ExitError, "the Azure CLI (az) is not installed")
 	})
+}
+
+// Item 5: a managed identity the deployment created is not visible to Entra ID yet; setup says so, waits, and
+// deploys once more.
+func TestSetupRetriesOnceWhenANewIdentityIsNotVisible(t *testing.T) {
+	h := newHarness(t)
+	log := h.stubAz("principalnotfound")
+	r := h.run(fullSetup...)
+	r.expect(t, ExitOK, "A managed identity this deployment created is not visible to Microsoft Entra ID yet (BadRequest: The provided principal ID", "Deploying again in 1m0s; the deployment is idempotent.")
+	if n := callsStarting(t, log, "deployment group create"); n != 2 {
+		t.Fatalf("%d deployments, want 2", n)
+	}
+	if len(h.waited) != 1 || h.waited[0] != principalRetryDelay {
+		t.Fatalf("waited %v before deploying again", h.waited)
+	}
+	if _, err := os.Stat(filepath.Join(h.dir, config.LocalFile)); err != nil {
+		t.Fatal("the settings file was not written after the second deployment")
+	}
+}
+
+// A role the check does not know (a custom role) may allow creating role assignments: setup says so and lets
+// Azure's validation decide.
+func TestSetupLeavesCustomRolesToValidation(t *testing.T) {
+	h := newHarness(t)
+	log := h.stubAz("customrole")
+	h.run(fullSetup...).expect(t, ExitOK, "note: dev@contoso.com holds none of Owner, User Access Administrator or Role Based Access Control Administrator on resource group rg-demo, but holds Platform Deployer, which may allow creating role assignments")
+	if callsStarting(t, log, "deployment group validate") != 1 {
+		t.Fatalf("az calls: %v", azCalls(t, log))
+	}
+}
+
+// Item 3: Strong between nearby regions passes (after measuring them); the consistency level reaches the template.
+func TestSetupConsistency(t *testing.T) {
+	for _, tc := range []struct {
+		flag, regions, param string
+		measured             bool
+	}{
+		{"Strong", "eastus2,centralus", "consistencyLevel=Strong", true},
+		{"boundedstaleness", "westeurope,southeastasia", "consistencyLevel=BoundedStaleness", false},
+		{"Strong", "", "consistencyLevel=Strong", false}, // one region: nothing to measure
+	} {
+		h := newHarness(t)
+		log := h.stubAz("ok")
+		h.run("setup", "--subscription", sub1, "--location", "eastus", "--regions", tc.regions, "--consistency", tc.flag, "--env-name", "demo", "--yes").expect(t, ExitOK)
+		calls := strings.Join(azCalls(t, log), "\n")
+		if !strings.Contains(calls, tc.param+" --output json") || strings.Contains(calls, "account list-locations") != tc.measured {
+			t.Fatalf("--consistency %s --regions %q: az calls:\n%s", tc.flag, tc.regions, calls)
+		}
+	}
+}
+
+// Without Function Apps there is no Flex region to check and no role assignment to create (the Cosmos DB data
+// role assignment is a Cosmos DB resource that Contributor may create).
+func TestSetupWithoutFunctionsSkipsTheirChecks(t *testing.T) {
+	h := newHarness(t)
+	log := h.stubAz("norole")
+	h.run("setup", "--subscription", sub1, "--location", "westindia", "--env-name", "demo", "--no-functions", "--yes").expect(t, ExitOK)
+	if callsStarting(t, log, "functionapp") > 0 || callsStarting(t, log, "role assignment") > 0 {
+		t.Fatalf("checked for Function Apps that are not deployed: %v", azCalls(t, log))
+	}
 }
 
 func TestSetupDryRunAndWhatIf(t *testing.T) {
@@ -156,9 +271,11 @@ func TestSetupDryRunAndWhatIf(t *testing.T) {
 			t.Fatalf("--dry-run ran %q", call)
 		}
 	}
-	if !strings.Contains(r.stdout, "az group create --name rg-demo --location eastus") ||
-		!strings.Contains(r.stdout, `az deployment group create --resource-group rg-demo`) || !strings.Contains(r.stdout, `'regions=["westeurope","southeastasia"]'`) {
-		t.Fatalf("dry run printed:\n%s", r.stdout)
+	for _, s := range []string{"az group create --name rg-demo --location eastus", "az deployment group validate --resource-group rg-demo",
+		"az deployment group create --resource-group rg-demo", `'regions=["westeurope","southeastasia"]'`, "consistencyLevel=Session"} {
+		if !strings.Contains(r.stdout, s) {
+			t.Fatalf("dry run lacks %q:\n%s", s, r.stdout)
+		}
 	}
 	r = h.run(append(fullSetup, "--what-if")...)
 	r.expect(t, ExitOK)
@@ -173,6 +290,30 @@ func TestSetupDryRunAndWhatIf(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(h.dir, config.LocalFile)); !os.IsNotExist(err) {
 		t.Fatal("dry run or what-if wrote the settings file")
+	}
+}
+
+// Item 13: a mistyped answer is asked again instead of ending setup.
+func TestSetupPromptsAskAgain(t *testing.T) {
+	h := newHarness(t)
+	h.tty = true
+	log := h.stubAz("ok")
+	h.fake = &fakePrompter{answers: []string{
+		"Contoso Dev (11111111-1111-1111-1111-111111111111)",
+		"Demo_1", "demo", // environment name
+		"<default>",         // resource group rg-demo
+		"no",                // no Function Apps
+		"East US", "eastus", // primary region
+		"westeurope", // more regions
+		"yes",        // grant data access
+		"yes",        // create
+	}}
+	h.run("setup").expect(t, ExitOK)
+	if strings.Join(h.fake.refused, ",") != "Demo_1,East US" {
+		t.Fatalf("refused answers: %v", h.fake.refused)
+	}
+	if !strings.Contains(strings.Join(azCalls(t, log), "\n"), "environmentName=demo location=eastus") {
+		t.Fatalf("az calls: %v", azCalls(t, log))
 	}
 }
 
@@ -196,6 +337,27 @@ func TestSetupEmulator(t *testing.T) {
 	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("settings: %v", err)
 	}
+	// Item 10: the container is the one main.bicep makes: default TTL −1, the same indexing policy.
+	cs, err := cosmosstore.Open(cosmosstore.Config{ConnectionString: emulator.ConnectionString(h.srv.Endpoint),
+		Database: cosmoslease.DefaultDatabase, Container: cosmoslease.DefaultContainer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	ctr, _ := cs.Database().NewContainer(cosmoslease.DefaultContainer)
+	resp, err := ctr.Read(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := emulator.LeaseContainer(cosmoslease.DefaultContainer, cosmoslease.DefaultPartitionKeyPath)
+	got := resp.ContainerProperties
+	gotPolicy, _ := json.Marshal(got.IndexingPolicy.IncludedPaths)
+	wantPolicy, _ := json.Marshal(want.IndexingPolicy.IncludedPaths)
+	if got.DefaultTimeToLive == nil || *got.DefaultTimeToLive != -1 || string(gotPolicy) != string(wantPolicy) ||
+		len(got.IndexingPolicy.ExcludedPaths) != 1 || got.IndexingPolicy.ExcludedPaths[0].Path != "/*" ||
+		!strings.EqualFold(string(got.IndexingPolicy.IndexingMode), "consistent") || got.PartitionKeyDefinition.Paths[0] != "/leaseKey" {
+		t.Fatalf("the emulator's lease container: ttl %v, included %s, excluded %v, mode %q", got.DefaultTimeToLive, gotPolicy, got.IndexingPolicy.ExcludedPaths, got.IndexingPolicy.IndexingMode)
+	}
 	// The written configuration works without --emulator.
 	delete(h.env, "CosmosLeasing__DatabaseName")
 	delete(h.env, "CosmosLeasing__ContainerName")
@@ -203,47 +365,5 @@ func TestSetupEmulator(t *testing.T) {
 	h.run("teardown", "--yes").expect(t, ExitOK)
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Fatal("teardown left the file")
-	}
-}
-
-// Every parameter setup passes and every output it reads is declared in main.bicep.
-func TestBicepDeclaresWhatSetupUses(t *testing.T) {
-	src := string(infra.MainBicep)
-	for _, p := range BicepParams {
-		if !regexp.MustCompile(`(?m)^param ` + p + ` `).MatchString(src) {
-			t.Errorf("main.bicep declares no param %s", p)
-		}
-	}
-	for _, o := range BicepOutputs {
-		if !regexp.MustCompile(`(?m)^output ` + o + ` `).MatchString(src) {
-			t.Errorf("main.bicep declares no output %s", o)
-		}
-	}
-	for _, m := range regexp.MustCompile(`(?m)^param (\w+) \w+( = .*)?$`).FindAllStringSubmatch(src, -1) {
-		if m[2] == "" && m[1] != "environmentName" {
-			t.Errorf("param %s has no default, but setup does not pass it", m[1])
-		}
-	}
-	for _, m := range regexp.MustCompile(`(?m)^param (\w+)`).FindAllStringSubmatchIndex(src, -1) {
-		before := src[:m[0]]
-		lines := strings.Split(strings.TrimRight(before, "\n"), "\n")
-		found := false
-		for i := len(lines) - 1; i >= 0 && strings.HasPrefix(lines[i], "@"); i-- {
-			if strings.HasPrefix(lines[i], "@description(") {
-				found = true
-			}
-		}
-		if !found {
-			t.Errorf("param %s has no @description", src[m[2]:m[3]])
-		}
-	}
-	for _, must := range []string{"enableMultipleWriteLocations: false", "enableAutomaticFailover: true", "disableLocalAuth: !allowLocalAuth",
-		"'/leaseKey'", "name: 'custom'", "version: '1.0'", "00000000-0000-0000-0000-000000000002", "'FlexConsumption'", "type: 'SystemAssigned'"} {
-		if !strings.Contains(src, must) {
-			t.Errorf("main.bicep lacks %s", must)
-		}
-	}
-	if strings.Contains(src, "defaultTtl") && !strings.Contains(src, "No defaultTtl") {
-		t.Error("main.bicep sets a TTL on the lease container")
 	}
 }

@@ -1,10 +1,12 @@
 // Package emulator holds the conventions of the Azure Cosmos DB emulator — its well-known endpoint and key —
-// and the provisioning that only emulator mode may do: creating a missing database and container.
+// and the provisioning that only emulator mode may do: creating a missing database and container, defined as
+// infra/main.bicep defines it in Azure.
 package emulator
 
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +16,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
+
+	"github.com/cosmoslease/cosmoslease/infra"
 )
 
 // DefaultEndpoint is where the official emulator listens.
@@ -51,8 +55,29 @@ func Transport(endpoint string) policy.Transporter {
 	return &http.Client{Transport: tr}
 }
 
-// EnsureContainer creates the database and the container when they are missing.
+// LeaseContainer is the lease container's definition: infra/lease-container.json (default TTL −1, so only items
+// with their own ttl expire; an indexing policy with only the paths the queries use), with the partition key path
+// indexed as main.bicep indexes it.
+func LeaseContainer(id, pkPath string) (azcosmos.ContainerProperties, error) {
+	var def struct {
+		DefaultTTL     int32                   `json:"defaultTtl"`
+		IndexingPolicy azcosmos.IndexingPolicy `json:"indexingPolicy"`
+	}
+	if err := json.Unmarshal(infra.LeaseContainerJSON, &def); err != nil {
+		return azcosmos.ContainerProperties{}, fmt.Errorf("infra/lease-container.json: %v", err)
+	}
+	def.IndexingPolicy.IncludedPaths = append(def.IndexingPolicy.IncludedPaths, azcosmos.IncludedPath{Path: pkPath + "/?"})
+	return azcosmos.ContainerProperties{ID: id, PartitionKeyDefinition: azcosmos.PartitionKeyDefinition{Paths: []string{pkPath}},
+		DefaultTimeToLive: &def.DefaultTTL, IndexingPolicy: &def.IndexingPolicy}, nil
+}
+
+// EnsureContainer creates the database and the container (LeaseContainer) when they are missing. An existing
+// container is left as it is.
 func EnsureContainer(ctx context.Context, endpoint, database, container, pkPath string) error {
+	props, err := LeaseContainer(container, pkPath)
+	if err != nil {
+		return err
+	}
 	key, err := azcosmos.NewKeyCredential(Key)
 	if err != nil {
 		return err
@@ -69,8 +94,7 @@ func EnsureContainer(ctx context.Context, endpoint, database, container, pkPath 
 	if err != nil {
 		return err
 	}
-	_, err = db.CreateContainer(ctx, azcosmos.ContainerProperties{ID: container,
-		PartitionKeyDefinition: azcosmos.PartitionKeyDefinition{Paths: []string{pkPath}}}, nil)
+	_, err = db.CreateContainer(ctx, props, nil)
 	if err != nil && !isConflict(err) {
 		return fmt.Errorf("create container %s on the emulator at %s: %w", container, endpoint, err)
 	}

@@ -1,4 +1,4 @@
-package main
+package funcpkg
 
 import (
 	"archive/zip"
@@ -12,8 +12,8 @@ import (
 
 func TestPackageLayout(t *testing.T) {
 	out := t.TempDir()
-	for _, tg := range []target{{"linux", "amd64"}, {"windows", "amd64"}} {
-		zipPath, err := build("../..", out, tg)
+	for _, tg := range []Target{Linux, Windows} {
+		zipPath, err := Build("../..", out, tg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -34,18 +34,18 @@ func TestPackageLayout(t *testing.T) {
 						Description struct{ DefaultExecutablePath string } `json:"description"`
 					} `json:"customHandler"`
 				}
-				if err := json.Unmarshal(b, &host); err != nil || host.CustomHandler.Description.DefaultExecutablePath != tg.exe() {
-					t.Fatalf("%s host.json names %q: %v", tg.name(), host.CustomHandler.Description.DefaultExecutablePath, err)
+				if err := json.Unmarshal(b, &host); err != nil || host.CustomHandler.Description.DefaultExecutablePath != tg.Exe() {
+					t.Fatalf("%s host.json names %q: %v", tg.Name(), host.CustomHandler.Description.DefaultExecutablePath, err)
 				}
-			case tg.exe():
-				if tg.goos == "linux" && f.Mode().Perm()&0o111 == 0 {
+			case tg.Exe():
+				if tg.GOOS == "linux" && f.Mode().Perm()&0o111 == 0 {
 					t.Fatalf("the linux handler is not executable in the zip: %v", f.Mode())
 				}
 			}
 		}
 		zr.Close()
 		sort.Strings(names)
-		want := []string{"LeaseStatus/function.json", "LeaseTimer/function.json", "host.json", tg.exe()}
+		want := []string{"LeaseStatus/function.json", "LeaseTimer/function.json", "host.json", tg.Exe()}
 		sort.Strings(want)
 		if strings.Join(names, ",") != strings.Join(want, ",") {
 			t.Fatalf("%s holds %v, want %v", filepath.Base(zipPath), names, want)

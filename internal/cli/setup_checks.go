@@ -1,0 +1,179 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/cosmoslease/cosmoslease/internal/az"
+)
+
+// The read-only checks setup makes before it creates anything: each turns a failure that Azure would report
+// minutes into a deployment into one message before it starts.
+
+// flexRegions lists the regions that offer Flex Consumption, the plan of every Function App.
+func (a *App) flexRegions(ctx context.Context, subscription string) (map[string]bool, error) {
+	out, err := a.Az.Run(ctx, "functionapp", "list-flexconsumption-locations", "--subscription", subscription, "--output", "json")
+	if err != nil {
+		var azErr *az.Error
+		if errors.As(err, &azErr) {
+			return nil, fmt.Errorf("cannot list the regions that offer Flex Consumption (%s): update the Azure CLI ('az upgrade'), or deploy Cosmos DB only with --no-functions", azErr.Message)
+		}
+		return nil, err
+	}
+	var list []struct{ Name string }
+	if err := json.Unmarshal(out, &list); err != nil || len(list) == 0 {
+		return nil, fmt.Errorf("az functionapp list-flexconsumption-locations: unexpected output")
+	}
+	regions := map[string]bool{}
+	for _, r := range list {
+		regions[strings.ToLower(r.Name)] = true
+	}
+	return regions, nil
+}
+
+// strongLimitKm is the distance beyond which Azure blocks Strong consistency between two regions of an account
+// ("5000 miles (8000 kilometers)", unless support lifts the limit for the subscription).
+const strongLimitKm = 8000
+
+// checkStrongDistances refuses Strong consistency across regions farther apart than Azure allows by default,
+// measuring great-circle distances between the coordinates az reports for each region.
+func (a *App) checkStrongDistances(ctx context.Context, p *plan) error {
+	out, err := a.Az.Run(ctx, "account", "list-locations", "--subscription", p.subscription, "--output", "json")
+	if err != nil {
+		return err
+	}
+	var list []struct {
+		Name     string
+		Metadata struct{ Latitude, Longitude string }
+	}
+	if err := json.Unmarshal(out, &list); err != nil {
+		return fmt.Errorf("az account list-locations: unexpected output: %v", err)
+	}
+	type point struct{ lat, lon float64 }
+	at := map[string]point{}
+	for _, l := range list {
+		lat, err1 := strconv.ParseFloat(l.Metadata.Latitude, 64)
+		lon, err2 := strconv.ParseFloat(l.Metadata.Longitude, 64)
+		if err1 == nil && err2 == nil {
+			at[l.Name] = point{lat, lon}
+		}
+	}
+	regions := p.allRegions()
+	for _, r := range regions {
+		if _, ok := at[r]; !ok {
+			return usagef("region %s is not one Azure lists with a location for subscription %s ('az account list-locations -o table')", r, p.subscriptionName)
+		}
+	}
+	var far []string
+	for i := range regions {
+		for j := i + 1; j < len(regions); j++ {
+			x, y := at[regions[i]], at[regions[j]]
+			if d := greatCircleKm(x.lat, x.lon, y.lat, y.lon); d > strongLimitKm {
+				far = append(far, fmt.Sprintf("%s and %s (about %s km)", regions[i], regions[j], thousands(int(math.Round(d/100)*100))))
+			}
+		}
+	}
+	if len(far) > 0 {
+		return usagef("Azure blocks Strong consistency across regions more than 8,000 km (5,000 miles) apart unless its support lifts the limit for the subscription: %s. "+
+			"Choose closer regions, or --consistency BoundedStaleness or Session (README: Provisioning)", strings.Join(far, ", "))
+	}
+	return nil
+}
+
+// greatCircleKm is the haversine distance on a sphere of the Earth's mean radius.
+func greatCircleKm(lat1, lon1, lat2, lon2 float64) float64 {
+	rad := math.Pi / 180
+	dLat, dLon := (lat2-lat1)*rad, (lon2-lon1)*rad
+	h := math.Sin(dLat/2)*math.Sin(dLat/2) + math.Cos(lat1*rad)*math.Cos(lat2*rad)*math.Sin(dLon/2)*math.Sin(dLon/2)
+	return 2 * 6371 * math.Asin(math.Sqrt(h))
+}
+
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
+// assigningRoles are the built-in roles that may create role assignments (Microsoft.Authorization/
+// roleAssignments/write), by role definition id.
+var assigningRoles = map[string]string{
+	"8e3af657-a8ff-443c-a75c-2fe8c4bcb635": "Owner",
+	"18d7d88d-d35e-4fb5-a5c3-7773c20a72d9": "User Access Administrator",
+	"f58310d9-a9f6-439a-9e8d-f62e7b41a168": "Role Based Access Control Administrator",
+}
+
+// cannotAssignRoles are the built-in roles most often held that may not create role assignments. A role outside
+// both lists may be a custom role that can: then Azure's validation of the deployment decides.
+var cannotAssignRoles = map[string]string{
+	"b24988ac-6180-42a0-ab88-20f7382dd24c": "Contributor",
+	"acdd72a7-3385-48ef-bd42-f606fba81ae7": "Reader",
+}
+
+// checkRoleRights makes sure the signed-in identity holds a role that may create role assignments on the
+// resource group, directly or through a group, at the group, the subscription or a management group: main.bicep
+// gives each Function App's identity roles on its storage and its Application Insights.
+func (a *App) checkRoleRights(ctx context.Context, p *plan, who, assignee string) error {
+	if assignee == "" {
+		fmt.Fprintf(a.Stderr, "note: cannot tell who is signed in, so the right to create role assignments is not checked here; Azure checks it when it validates the deployment.\n")
+		return nil
+	}
+	out, err := a.Az.Run(ctx, "role", "assignment", "list", "--all", "--assignee", assignee, "--include-groups",
+		"--subscription", p.subscription, "--output", "json")
+	var list []struct{ RoleDefinitionID, RoleDefinitionName, Scope string }
+	if err == nil {
+		err = json.Unmarshal(out, &list)
+	}
+	if errors.Is(err, az.ErrNotLoggedIn) {
+		return err
+	}
+	if err != nil {
+		fmt.Fprintf(a.Stderr, "note: could not list the role assignments of %s (%v); Azure checks the right to create role assignments when it validates the deployment.\n", who, err)
+		return nil
+	}
+	sub := "/subscriptions/" + p.subscription
+	group := sub + "/resourceGroups/" + p.group
+	covers := func(scope string) bool {
+		s := strings.ToLower(strings.TrimRight(scope, "/"))
+		return s == "" || strings.HasPrefix(s, "/providers/microsoft.management/managementgroups/") ||
+			s == strings.ToLower(sub) || s == strings.ToLower(group)
+	}
+	var held, unknown []string
+	for _, r := range list {
+		if !covers(r.Scope) {
+			continue
+		}
+		id := strings.ToLower(path.Base(r.RoleDefinitionID))
+		if _, ok := assigningRoles[id]; ok {
+			return nil
+		}
+		if _, ok := cannotAssignRoles[id]; !ok {
+			unknown = append(unknown, r.RoleDefinitionName)
+		}
+		held = append(held, r.RoleDefinitionName)
+	}
+	sort.Strings(held)
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		fmt.Fprintf(a.Stderr, "note: %s holds none of Owner, User Access Administrator or Role Based Access Control Administrator on resource group %s, "+
+			"but holds %s, which may allow creating role assignments; Azure's validation of the deployment will tell.\n", who, p.group, strings.Join(unknown, ", "))
+		return nil
+	}
+	have := "no role there"
+	if len(held) > 0 {
+		have = "only " + strings.Join(held, ", ")
+	}
+	return fmt.Errorf("%s holds none of Owner, User Access Administrator or Role Based Access Control Administrator on resource group %s or above (%s), "+
+		"and the template creates role assignments: each Function App's access to its storage and Application Insights. "+
+		"Ask an owner of the subscription to grant one (an eligible PIM assignment counts once activated), for example: "+
+		"az role assignment create --assignee %s --role \"Role Based Access Control Administrator\" --scope %s — or deploy Cosmos DB only with --no-functions",
+		who, p.group, have, assignee, group)
+}
