@@ -37,7 +37,7 @@ param deployFunctions bool = true
   'BoundedStaleness'
   'Strong'
 ])
-@description('Default consistency. Session is enough for the lease protocol in one write region; Strong also keeps the fencing epoch from going back after a regional failover, at the cost of write latency across regions. Azure blocks Strong for regions more than 8,000 km (5,000 miles) apart unless support lifts the limit; cosmoslease setup refuses such a pair.')
+@description('Default consistency. With several regions, Strong keeps a lease exclusive across a regional failover (a Session failover can lose the last writes, and then two instances may both hold the lease), at the cost of cross-region write latency; cosmoslease setup chooses Strong where Azure allows it. Azure blocks Strong for regions more than 8,000 km (5,000 miles) apart unless support lifts the limit. With one region, Session is enough.')
 param consistencyLevel string = 'Session'
 
 @description('Allow key (connection string) access for development. Off by default: only Microsoft Entra ID identities with a data role reach the data.')

@@ -66,7 +66,7 @@ func (a *App) setupCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "regions", Usage: "more regions `a,b,c`: read regions and one Function App each", EnvVars: []string{"COSMOSLEASE_REGIONS"}},
 			&ucli.StringFlag{Name: "env-name", Usage: "environment `NAME` (lowercase letters, digits, '-'; at most 20)", EnvVars: []string{"AZURE_ENV_NAME"}},
 			&ucli.StringFlag{Name: "principal-id", Usage: "object `ID` to grant data access (default: the signed-in user; 'none' for nobody)", EnvVars: []string{"AZURE_PRINCIPAL_ID"}},
-			&ucli.StringFlag{Name: "consistency", Value: "Session", Usage: "default consistency `LEVEL`: " + strings.Join(consistencyLevels, ", "), EnvVars: []string{"COSMOSLEASE_CONSISTENCY"}},
+			&ucli.StringFlag{Name: "consistency", Usage: "default consistency `LEVEL`: " + strings.Join(consistencyLevels, ", ") + " (default: Strong across several regions where Azure allows it, else Session)", EnvVars: []string{"COSMOSLEASE_CONSISTENCY"}},
 			&ucli.BoolFlag{Name: "no-functions", Usage: "deploy Cosmos DB only", EnvVars: []string{"COSMOSLEASE_NO_FUNCTIONS"}},
 			&ucli.BoolFlag{Name: "serverless", Usage: "serverless Cosmos DB (one region only)", EnvVars: []string{"COSMOSLEASE_SERVERLESS"}},
 			&ucli.BoolFlag{Name: "deploy", Usage: "then build the lease handler in this directory and deploy it to every Function App (cosmoslease deploy)", EnvVars: []string{"COSMOSLEASE_DEPLOY"}},
@@ -263,7 +263,7 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 		consistency: c.String("consistency")}
 	if i := indexFold(consistencyLevels, p.consistency); i >= 0 {
 		p.consistency = consistencyLevels[i]
-	} else {
+	} else if p.consistency != "" {
 		return nil, usagef("--consistency %q: use one of %s", p.consistency, strings.Join(consistencyLevels, ", "))
 	}
 
@@ -420,10 +420,8 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 	if p.serverless && len(p.regions) > 0 {
 		return nil, usagef("a serverless Cosmos DB account cannot span regions: drop --serverless, or --regions")
 	}
-	if p.consistency == "Strong" && len(p.regions) > 0 {
-		if err := a.checkStrongDistances(ctx, p); err != nil {
-			return nil, err
-		}
+	if err := a.chooseConsistency(ctx, p); err != nil {
+		return nil, err
 	}
 	var user struct {
 		ID                string `json:"id"`

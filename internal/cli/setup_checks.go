@@ -42,19 +42,19 @@ func (a *App) flexRegions(ctx context.Context, subscription string) (map[string]
 // ("5000 miles (8000 kilometers)", unless support lifts the limit for the subscription).
 const strongLimitKm = 8000
 
-// checkStrongDistances refuses Strong consistency across regions farther apart than Azure allows by default,
-// measuring great-circle distances between the coordinates az reports for each region.
-func (a *App) checkStrongDistances(ctx context.Context, p *plan) error {
+// strongBlocked names the pairs of the plan's regions farther apart than Azure allows Strong consistency by
+// default, measuring great-circle distances between the coordinates az reports for each region.
+func (a *App) strongBlocked(ctx context.Context, p *plan) ([]string, error) {
 	out, err := a.Az.Run(ctx, "account", "list-locations", "--subscription", p.subscription, "--output", "json")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var list []struct {
 		Name     string
 		Metadata struct{ Latitude, Longitude string }
 	}
 	if err := json.Unmarshal(out, &list); err != nil {
-		return fmt.Errorf("az account list-locations: unexpected output: %v", err)
+		return nil, fmt.Errorf("az account list-locations: unexpected output: %v", err)
 	}
 	type point struct{ lat, lon float64 }
 	at := map[string]point{}
@@ -68,7 +68,7 @@ func (a *App) checkStrongDistances(ctx context.Context, p *plan) error {
 	regions := p.allRegions()
 	for _, r := range regions {
 		if _, ok := at[r]; !ok {
-			return usagef("region %s is not one Azure lists with a location for subscription %s ('az account list-locations -o table')", r, p.subscriptionName)
+			return nil, usagef("region %s is not one Azure lists with a location for subscription %s ('az account list-locations -o table')", r, p.subscriptionName)
 		}
 	}
 	var far []string
@@ -80,9 +80,38 @@ func (a *App) checkStrongDistances(ctx context.Context, p *plan) error {
 			}
 		}
 	}
-	if len(far) > 0 {
+	return far, nil
+}
+
+// chooseConsistency settles the account's default consistency. A lease needs Strong to stay exclusive across a
+// regional failover (a Session failover can lose the last writes and give two holders), and its few small
+// writes barely feel Strong's cross-region latency, so with several regions Strong is the default wherever Azure
+// allows it. An explicit Strong across regions Azure blocks is refused; a weaker level with several regions is
+// accepted with a warning.
+func (a *App) chooseConsistency(ctx context.Context, p *plan) error {
+	if len(p.regions) == 0 {
+		if p.consistency == "" {
+			p.consistency = "Session" // one region: no regional failover to survive
+		}
+		return nil
+	}
+	if p.consistency != "" && p.consistency != "Strong" {
+		fmt.Fprintf(a.Stderr, "warning: with %s consistency a regional failover can lose the last writes, and then two instances may both hold a lease for a while; Strong prevents that (docs/reliability.md)\n", p.consistency)
+		return nil
+	}
+	far, err := a.strongBlocked(ctx, p)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(far) == 0:
+		p.consistency = "Strong"
+	case p.consistency == "Strong":
 		return usagef("Azure blocks Strong consistency across regions more than 8,000 km (5,000 miles) apart unless its support lifts the limit for the subscription: %s. "+
 			"Choose closer regions, or --consistency BoundedStaleness or Session (README: Provisioning)", strings.Join(far, ", "))
+	default:
+		p.consistency = "Session"
+		fmt.Fprintf(a.Stderr, "warning: Azure blocks Strong consistency for %s, so the account uses Session: a regional failover can then lose the last writes, and two instances may both hold a lease for a while (docs/reliability.md). Choose regions within 8,000 km of each other for Strong, or pass --consistency Session to accept this.\n", strings.Join(far, ", "))
 	}
 	return nil
 }

@@ -68,13 +68,19 @@ func TestSetupNonInteractive(t *testing.T) {
 	log := h.stubAz("ok")
 	r := h.run(fullSetup...)
 	r.expect(t, ExitOK)
-	// Read-only checks first (Flex regions, the right to assign roles), then the group, Azure's validation of the
-	// deployment, and only then the deployment.
+	// eastus and southeastasia are too far apart for Strong: Session, with the warning that says what it costs.
+	if !strings.Contains(r.stderr, "warning: Azure blocks Strong consistency for eastus and southeastasia") ||
+		!strings.Contains(r.stderr, "two instances may both hold a lease") {
+		t.Fatalf("no warning about Session across regions in:\n%s", r.stderr)
+	}
+	// Read-only checks first (Flex regions, distances for Strong, the right to assign roles), then the group,
+	// Azure's validation of the deployment, and only then the deployment.
 	deployment := "--resource-group rg-demo --subscription " + sub1 + " --name cosmoslease-demo --template-file TEMPLATE " + deploymentParams + " --output json"
 	want := []string{
 		"version --output json",
 		"account show --output json --subscription " + sub1,
 		"functionapp list-flexconsumption-locations --subscription " + sub1 + " --output json",
+		"account list-locations --subscription " + sub1 + " --output json",
 		"ad signed-in-user show --output json",
 		"role assignment list --all --assignee aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee --include-groups --subscription " + sub1 + " --output json",
 		"group create --name rg-demo --location eastus --subscription " + sub1 + " --tags cosmoslease-env=demo --output json",
@@ -231,21 +237,35 @@ func TestSetupLeavesCustomRolesToValidation(t *testing.T) {
 }
 
 // Item 3: Strong between nearby regions passes (after measuring them); the consistency level reaches the template.
+// Without --consistency, several regions get Strong where Azure allows it (a lease needs it to stay exclusive
+// across a regional failover), else Session with a warning; one region gets Session.
 func TestSetupConsistency(t *testing.T) {
 	for _, tc := range []struct {
 		flag, regions, param string
 		measured             bool
+		warning              string
 	}{
-		{"Strong", "eastus2,centralus", "consistencyLevel=Strong", true},
-		{"boundedstaleness", "westeurope,southeastasia", "consistencyLevel=BoundedStaleness", false},
-		{"Strong", "", "consistencyLevel=Strong", false}, // one region: nothing to measure
+		{"Strong", "eastus2,centralus", "consistencyLevel=Strong", true, ""},
+		{"boundedstaleness", "westeurope,southeastasia", "consistencyLevel=BoundedStaleness", false, "warning: with BoundedStaleness consistency a regional failover can lose the last writes"},
+		{"Strong", "", "consistencyLevel=Strong", false, ""}, // one region: nothing to measure
+		{"", "eastus2,centralus", "consistencyLevel=Strong", true, ""},
+		{"", "westeurope,southeastasia", "consistencyLevel=Session", true, "warning: Azure blocks Strong consistency for eastus and southeastasia"},
+		{"", "", "consistencyLevel=Session", false, ""},
 	} {
 		h := newHarness(t)
 		log := h.stubAz("ok")
-		h.run("setup", "--subscription", sub1, "--location", "eastus", "--regions", tc.regions, "--consistency", tc.flag, "--env-name", "demo", "--yes").expect(t, ExitOK)
+		args := []string{"setup", "--subscription", sub1, "--location", "eastus", "--regions", tc.regions, "--env-name", "demo", "--yes"}
+		if tc.flag != "" {
+			args = append(args, "--consistency", tc.flag)
+		}
+		r := h.run(args...)
+		r.expect(t, ExitOK)
 		calls := strings.Join(azCalls(t, log), "\n")
 		if !strings.Contains(calls, tc.param+" --output json") || strings.Contains(calls, "account list-locations") != tc.measured {
-			t.Fatalf("--consistency %s --regions %q: az calls:\n%s", tc.flag, tc.regions, calls)
+			t.Fatalf("--consistency %q --regions %q: az calls:\n%s", tc.flag, tc.regions, calls)
+		}
+		if (tc.warning == "") != !strings.Contains(r.stderr, "warning:") || !strings.Contains(r.stderr, tc.warning) {
+			t.Fatalf("--consistency %q --regions %q: stderr:\n%s\nwant warning %q", tc.flag, tc.regions, r.stderr, tc.warning)
 		}
 	}
 }
