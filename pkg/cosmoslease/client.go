@@ -239,6 +239,15 @@ func (c *Client) state(key string, o observation, now time.Time) State {
 	return s
 }
 
+// free reports whether a contender may write itself in over the observed document: it is missing, released or
+// expired, or, with TakeOverSameOwner, held under this client's own OwnerID.
+func (c *Client) free(o observation, now time.Time) bool {
+	if c.remaining(o, now) <= 0 {
+		return true
+	}
+	return c.opts.TakeOverSameOwner && o.doc != nil && o.doc.OwnerID == c.opts.OwnerID
+}
+
 // TryAcquire makes one attempt to take the lease. It returns the held lease, or a *HeldError naming the holder
 // when another instance holds it. Uncontended it makes at most two requests: a read, then a create (missing
 // document) or a conditional replace (released or expired document). With a recent observation that shows the
@@ -259,7 +268,7 @@ func (c *Client) TryAcquire(ctx context.Context, key string) (*Lease, error) {
 //  4. On losing the race, read once more: name the winner, or, if the lease is free again, try once more.
 func (c *Client) attempt(ctx context.Context, key, id string) (*Lease, error) {
 	obs, ok := c.cached(key)
-	if !ok || obs.invalid != nil || c.remaining(obs, c.clock.Now()) > 0 {
+	if !ok || obs.invalid != nil || !c.free(obs, c.clock.Now()) {
 		var err error
 		if obs, err = c.observe(ctx, key, id); err != nil {
 			return nil, err
@@ -273,7 +282,7 @@ func (c *Client) attempt(ctx context.Context, key, id string) (*Lease, error) {
 		// Lost the race. If the fresh view shows the lease free again (the winner already released, or the
 		// document was deleted), try once more on it; otherwise name the holder.
 		now := c.clock.Now()
-		if round > 0 || c.remaining(fresh, now) > 0 {
+		if round > 0 || !c.free(fresh, now) {
 			return nil, &HeldError{Holder: c.state(key, fresh, now), Race: true}
 		}
 		obs = fresh
@@ -287,7 +296,7 @@ func (c *Client) claim(ctx context.Context, key, id string, obs observation) (*L
 		return nil, obs, obs.invalid
 	}
 	now := c.clock.Now()
-	if c.remaining(obs, now) > 0 {
+	if !c.free(obs, now) {
 		return nil, obs, &HeldError{Holder: c.state(key, obs, now)}
 	}
 
