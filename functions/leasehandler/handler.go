@@ -266,7 +266,7 @@ func (h *handler) occurrence(info timerInfo, sys sysMetadata) time.Time {
 	if st := info.ScheduleStatus; st != nil && !st.Next.IsZero() && !st.Next.After(now.Add(time.Second)) {
 		return st.Next.Truncate(time.Millisecond)
 	}
-	step := h.s.shortest
+	step := h.s.sched.shortest
 	if step <= 0 {
 		step = time.Second
 	}

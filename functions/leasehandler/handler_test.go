@@ -139,43 +139,13 @@ func FuzzParseTimer(f *testing.F) {
 		if err != nil {
 			return
 		}
-		h := newHandler(&settings{shortest: time.Minute}, nil, Work, nil)
+		sched, _ := parseSchedule("0 * * * * *")
+		h := newHandler(&settings{sched: sched}, nil, Work, nil)
 		h.now = func() time.Time { return time.Date(2026, 1, 1, 0, 0, 30, 0, time.UTC) }
 		if occ := h.occurrence(info, sys); occ.IsZero() {
 			t.Fatalf("no occurrence for %s", b)
 		}
 	})
-}
-
-func TestScheduleGaps(t *testing.T) {
-	for _, tc := range []struct {
-		schedule          string
-		shortest, longest time.Duration
-		err               string
-	}{
-		{"0 */1 * * * *", time.Minute, time.Minute, ""},
-		{"0 */5 * * * *", 5 * time.Minute, 5 * time.Minute, ""},
-		{"*/10 * * * * *", 10 * time.Second, 10 * time.Second, ""},
-		{"0 0 * * * *", time.Hour, time.Hour, ""},
-		{"0 30 9 * * Mon-Fri", 24 * time.Hour, 72 * time.Hour, ""},
-		{"0 0,30 8-17 * * *", 30 * time.Minute, 14*time.Hour + 30*time.Minute, ""},
-		{"00:05:00", 5 * time.Minute, 5 * time.Minute, ""},
-		{"0 */1 * * *", 0, 0, "six fields"},
-		{"0 61 * * * *", 0, 0, "outside 0-59"},
-		{"0 0 0 30 2 *", 0, 0, "less than twice a year"},
-		{"every minute", 0, 0, "six fields"},
-	} {
-		s, l, err := gaps(tc.schedule)
-		if tc.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Errorf("gaps(%q) = %v, %v, %v; want error %q", tc.schedule, s, l, err, tc.err)
-			}
-			continue
-		}
-		if err != nil || s != tc.shortest || l != tc.longest {
-			t.Errorf("gaps(%q) = %v, %v, %v; want %v, %v", tc.schedule, s, l, err, tc.shortest, tc.longest)
-		}
-	}
 }
 
 func TestSettings(t *testing.T) {
@@ -193,8 +163,18 @@ func TestSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	if s.key != "timer-singleton" || s.opts.LeaseDuration != 3*time.Minute || !s.opts.ManualRenew || s.opts.Region != "East US" ||
-		s.opts.OwnerID != "eastus-abcdef012345" || s.opts.RenewDeadline <= s.longest {
+		s.opts.OwnerID != "eastus-abcdef012345" || s.opts.RenewDeadline <= s.sched.longest {
 		t.Fatalf("defaults: %+v %+v", s, s.opts)
+	}
+	// Schedules the host fires must not fail the handler's settings; the lease spans three of the longest gaps.
+	for expr, lease := range map[string]time.Duration{"*/5 * * * *": 15 * time.Minute, "0 0 9 * * Monday-Friday": 9 * 24 * time.Hour,
+		"0 0 9 13 * Fri": 3 * 427 * 24 * time.Hour} {
+		s, err := loadSettings(get(map[string]string{"LeaseTimerSchedule": expr}))
+		if err != nil {
+			t.Errorf("LeaseTimerSchedule %q: %v", expr, err)
+		} else if s.opts.LeaseDuration != lease {
+			t.Errorf("LeaseTimerSchedule %q: lease %v, want %v", expr, s.opts.LeaseDuration, lease)
+		}
 	}
 	for _, tc := range []struct {
 		extra map[string]string

@@ -25,11 +25,9 @@ const (
 
 // settings is the handler's configuration, checked once at start; a problem is reported on every invocation.
 type settings struct {
-	opts     cosmoslease.Options
-	key      string
-	schedule string
-	// shortest and longest time between two ticks of the schedule.
-	shortest, longest time.Duration
+	opts  cosmoslease.Options
+	key   string
+	sched *schedule
 }
 
 // loadSettings reads the app settings (environment variables). Durations in CosmosLeasing__DefaultLeaseDuration
@@ -37,13 +35,14 @@ type settings struct {
 func loadSettings(getenv func(string) string) (*settings, error) {
 	raw := config.FromEnv(getenv)
 	var err error
-	s := &settings{key: orDefault(getenv(settingLeaseKey), defaultLeaseKey), schedule: orDefault(getenv(settingSchedule), defaultSchedule)}
+	s := &settings{key: orDefault(getenv(settingLeaseKey), defaultLeaseKey)}
 	if _, err := leasedoc.ID(s.key); err != nil {
 		return nil, fmt.Errorf("%s: %v", settingLeaseKey, err)
 	}
-	if s.shortest, s.longest, err = gaps(s.schedule); err != nil {
+	if s.sched, err = parseSchedule(orDefault(getenv(settingSchedule), defaultSchedule)); err != nil {
 		return nil, err
 	}
+	longest := s.sched.longest
 
 	cs, _ := raw.Get(config.KeyConnectionString)
 	ep, _ := raw.Get(config.KeyAccountEndpoint)
@@ -70,7 +69,7 @@ func loadSettings(getenv func(string) string) (*settings, error) {
 
 	// The lease must outlive the longest gap between ticks, so the active region keeps it from one tick to
 	// the next; by default it lasts three gaps, so a region that stops firing is replaced after about three.
-	d := 3 * s.longest
+	d := 3 * longest
 	if v, _ := raw.Get(config.KeyDefaultLeaseDuration); v != "" {
 		if d, err = config.ParseDuration(v); err != nil {
 			return nil, fmt.Errorf("CosmosLeasing__DefaultLeaseDuration: %v", err)
@@ -79,9 +78,9 @@ func loadSettings(getenv func(string) string) (*settings, error) {
 	// Between ticks nothing renews, so the holder's validity (RenewDeadline, 5/6 of the lease) must cover the
 	// longest gap with a tenth to spare for late ticks.
 	deadline := d - max(time.Second, d/6)
-	if need := s.longest + s.longest/10; deadline < need {
+	if need := longest + longest/10; deadline < need {
 		return nil, fmt.Errorf("CosmosLeasing__DefaultLeaseDuration (%s) is too short for the schedule %q, whose ticks can be %s apart: the active region would lose the lease between ticks; use at least %s, or leave it unset (three gaps, %s)",
-			config.FormatTimeSpan(d), s.schedule, s.longest, config.FormatTimeSpan((need*6+4)/5), config.FormatTimeSpan(3*s.longest))
+			config.FormatTimeSpan(d), s.sched.expr, longest, config.FormatTimeSpan((need*6+4)/5), config.FormatTimeSpan(3*longest))
 	}
 	s.opts.LeaseDuration, s.opts.RenewDeadline, s.opts.RenewInterval = d, deadline, d/3
 	s.opts.RetryPeriod = min(d/12, 5*time.Second)
