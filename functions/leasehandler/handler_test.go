@@ -149,7 +149,8 @@ func FuzzParseTimer(f *testing.F) {
 }
 
 func TestSettings(t *testing.T) {
-	base := map[string]string{"CosmosLeasing__AccountEndpoint": "https://acct.documents.azure.com:443/", "REGION_NAME": "East US", "WEBSITE_INSTANCE_ID": "abcdef0123456789"}
+	base := map[string]string{"CosmosLeasing__AccountEndpoint": "https://acct.documents.azure.com:443/", "REGION_NAME": "East US", "WEBSITE_INSTANCE_ID": "abcdef0123456789",
+		"LeaseTimerSchedule": "0 */1 * * * *"}
 	get := func(extra map[string]string) func(string) string {
 		return func(k string) string {
 			if v, ok := extra[k]; ok {
@@ -181,6 +182,9 @@ func TestSettings(t *testing.T) {
 		want  string
 	}{
 		{map[string]string{"CosmosLeasing__AccountEndpoint": ""}, "no Cosmos DB account configured"},
+		// No silent default: the host would not load LeaseTimer, so the handler says why.
+		{map[string]string{"LeaseTimerSchedule": ""}, "LeaseTimerSchedule is not set"},
+		{map[string]string{"LeaseTimerSchedule": "  "}, "LeaseTimerSchedule is not set"},
 		{map[string]string{"CosmosLeasing__AccountEndpoint": "acct"}, "is not a URL"},
 		{map[string]string{"CosmosLeasing__DefaultLeaseDuration": "soon"}, "CosmosLeasing__DefaultLeaseDuration"},
 		{map[string]string{"CosmosLeasing__DefaultLeaseDuration": "00:01:00"}, "too short for the schedule"},

@@ -262,13 +262,14 @@ func TestBadSettingsFailTheInvocationAndWriteNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	good := map[string]string{"CosmosLeasing__ConnectionString": emulator.ConnectionString(srv.Endpoint),
-		"CosmosLeasing__DatabaseName": srv.Database, "CosmosLeasing__ContainerName": container}
+		"CosmosLeasing__DatabaseName": srv.Database, "CosmosLeasing__ContainerName": container, "LeaseTimerSchedule": "0 */1 * * * *"}
 	for _, tc := range []struct {
 		name string
 		env  map[string]string
 		want string
 	}{
-		{"missing endpoint", map[string]string{"CosmosLeasing__DatabaseName": srv.Database}, "no Cosmos DB account configured"},
+		{"missing endpoint", map[string]string{"CosmosLeasing__DatabaseName": srv.Database, "LeaseTimerSchedule": "0 */1 * * * *"}, "no Cosmos DB account configured"},
+		{"missing schedule", map[string]string{"CosmosLeasing__ConnectionString": emulator.ConnectionString(srv.Endpoint)}, "LeaseTimerSchedule is not set"},
 		{"bad duration", merge(good, map[string]string{"CosmosLeasing__DefaultLeaseDuration": "a while"}), "CosmosLeasing__DefaultLeaseDuration"},
 		{"lease shorter than the schedule", merge(good, map[string]string{"CosmosLeasing__DefaultLeaseDuration": "00:00:30", "LeaseTimerSchedule": "0 */1 * * * *"}), "too short for the schedule"},
 	} {

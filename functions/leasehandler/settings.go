@@ -14,12 +14,13 @@ import (
 
 // App settings the handler reads, beside the CosmosLeasing__* names the CLI reads too.
 const (
-	settingSchedule = "LeaseTimerSchedule" // also read by the host, through %LeaseTimerSchedule% in function.json
+	// settingSchedule is required: LeaseTimer's function.json binds %LeaseTimerSchedule%, and the host does not
+	// load a function whose %setting% does not resolve. The handler reads the same value to know the gaps.
+	settingSchedule = "LeaseTimerSchedule"
 	settingLeaseKey = "LeaseTimerLeaseKey"
 	settingRegion   = "LeaseTimerRegion" // overrides REGION_NAME, which the platform sets
 	settingInstance = "LeaseTimerInstance"
 
-	defaultSchedule = "0 */1 * * * *" // every minute
 	defaultLeaseKey = "timer-singleton"
 )
 
@@ -39,7 +40,11 @@ func loadSettings(getenv func(string) string) (*settings, error) {
 	if _, err := leasedoc.ID(s.key); err != nil {
 		return nil, fmt.Errorf("%s: %v", settingLeaseKey, err)
 	}
-	if s.sched, err = parseSchedule(orDefault(getenv(settingSchedule), defaultSchedule)); err != nil {
+	expr := getenv(settingSchedule)
+	if strings.TrimSpace(expr) == "" {
+		return nil, fmt.Errorf("the app setting %s is not set: the host does not load LeaseTimer without it (its function.json binds %%%s%%); set it to an NCRONTAB expression such as 0 */5 * * * *", settingSchedule, settingSchedule)
+	}
+	if s.sched, err = parseSchedule(expr); err != nil {
 		return nil, err
 	}
 	longest := s.sched.longest
