@@ -254,23 +254,21 @@ func (h *handler) runUnderLease(ctx context.Context, lease *cosmoslease.Lease, r
 	return h.work(workCtx, run)
 }
 
-// occurrence names the schedule occurrence this tick is for. The host says when the run was due
-// (ScheduleStatus.Next); a manual run from the admin endpoint carries the next time instead, and schedules
-// faster than once a minute carry no status, so those fall back to the current time, floored to the shortest
-// gap of the schedule so that every region names the same occurrence.
+// occurrence names the schedule occurrence this tick is for, the same in every region. During a scheduled
+// run, the host's ScheduleStatus.Next is the occurrence now firing (a missed one when IsPastDue): it is used
+// when the schedule contains it and it is not in the future. Otherwise the host gave no status (useMonitor
+// false, sub-minute schedules) or the one still to come (a manual run), and the occurrence is the latest one
+// at or before UtcNow + 1 s, since the host can fire up to about a second early.
 func (h *handler) occurrence(info timerInfo, sys sysMetadata) time.Time {
 	now := sys.UtcNow.Time
 	if now.IsZero() {
 		now = h.now().UTC()
 	}
-	if st := info.ScheduleStatus; st != nil && !st.Next.IsZero() && !st.Next.After(now.Add(time.Second)) {
-		return st.Next.Truncate(time.Millisecond)
+	limit := now.Add(time.Second)
+	if st := info.ScheduleStatus; st != nil && !st.Next.IsZero() && !st.Next.After(limit) && h.s.sched.contains(st.Next.Time) {
+		return st.Next.UTC()
 	}
-	step := h.s.sched.shortest
-	if step <= 0 {
-		step = time.Second
-	}
-	return now.Truncate(step)
+	return h.s.sched.prev(limit)
 }
 
 // status is the HTTP function LeaseStatus: the lease as this region sees it.

@@ -142,8 +142,8 @@ func FuzzParseTimer(f *testing.F) {
 		sched, _ := parseSchedule("0 * * * * *")
 		h := newHandler(&settings{sched: sched}, nil, Work, nil)
 		h.now = func() time.Time { return time.Date(2026, 1, 1, 0, 0, 30, 0, time.UTC) }
-		if occ := h.occurrence(info, sys); occ.IsZero() {
-			t.Fatalf("no occurrence for %s", b)
+		if occ := h.occurrence(info, sys); !sched.contains(occ) {
+			t.Fatalf("occurrence %s for %s is not one of the schedule's", occ, b)
 		}
 	})
 }
@@ -194,5 +194,56 @@ func TestSettings(t *testing.T) {
 		if _, err := loadSettings(get(tc.extra)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("settings %v: %v, want %q", tc.extra, err, tc.want)
 		}
+	}
+}
+
+// The occurrence a tick is for, worked out by hand (2026-09-26 is a Saturday).
+func TestOccurrence(t *testing.T) {
+	at := func(s string) flexTime {
+		v, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return flexTime{v.UTC()}
+	}
+	status := func(last, next string) *scheduleStatus {
+		return &scheduleStatus{Last: at(last), Next: at(next), LastUpdated: at(last)}
+	}
+	const never = "0001-01-01T00:00:00Z"
+	for _, tc := range []struct {
+		name, schedule string
+		status         *scheduleStatus
+		utcNow         string
+		want           string
+	}{
+		{"scheduled run: Next is the occurrence firing", "0 */1 * * * *", status("2026-09-24T13:08:00Z", "2026-09-24T13:09:00Z"), "2026-09-24T13:09:00.0151719Z", "2026-09-24T13:09:00Z"},
+		{"scheduled run fired early", "0 */1 * * * *", status("2026-09-24T13:08:00Z", "2026-09-24T13:09:00Z"), "2026-09-24T13:08:59.2Z", "2026-09-24T13:09:00Z"},
+		{"first run ever", "0 */1 * * * *", status(never, "2026-09-24T13:09:00Z"), "2026-09-24T13:09:00.01Z", "2026-09-24T13:09:00Z"},
+		{"past-due replay names the missed occurrence", "0 */5 * * * *", status("2026-09-24T13:00:00Z", "2026-09-24T13:05:00Z"), "2026-09-24T13:09:20Z", "2026-09-24T13:05:00Z"},
+		// No status: sub-minute schedules, useMonitor false.
+		{"no status, fired early", "*/2 * * * * *", nil, "2026-09-24T13:07:39.2Z", "2026-09-24T13:07:40Z"},
+		{"no status, fired late", "*/2 * * * * *", nil, "2026-09-24T13:07:40.3Z", "2026-09-24T13:07:40Z"},
+		{"no status, gaps that do not divide the minute", "5/20 * * * * *", nil, "2026-09-24T13:07:45.01Z", "2026-09-24T13:07:45Z"},
+		// A manual run carries the occurrence still to come: name the latest one that is due.
+		{"manual run", "0 */5 * * * *", status("2026-09-24T13:05:00Z", "2026-09-24T13:10:00Z"), "2026-09-24T13:07:30Z", "2026-09-24T13:05:00Z"},
+		{"manual run on a weekend", "0 0 9 * * Mon-Fri", status("2026-09-25T09:00:00Z", "2026-09-28T09:00:00Z"), "2026-09-26T15:00:00Z", "2026-09-25T09:00:00Z"},
+		// A Next that the schedule does not contain (the status of a schedule since changed) is not trusted.
+		{"stale status", "0 */5 * * * *", status("2026-09-24T13:02:00Z", "2026-09-24T13:03:00Z"), "2026-09-24T13:05:00.2Z", "2026-09-24T13:05:00Z"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sched, err := parseSchedule(tc.schedule)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := newHandler(&settings{sched: sched}, nil, Work, nil)
+			h.now = func() time.Time {
+				t.Fatal("the handler's clock was read although the host sent UtcNow")
+				return time.Time{}
+			}
+			got := h.occurrence(timerInfo{ScheduleStatus: tc.status}, sysMetadata{UtcNow: at(tc.utcNow)})
+			if want := at(tc.want).Time; !got.Equal(want) {
+				t.Fatalf("occurrence = %s, want %s", got.Format(time.RFC3339Nano), want.Format(time.RFC3339))
+			}
+		})
 	}
 }

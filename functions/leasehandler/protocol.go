@@ -35,12 +35,16 @@ type httpOutput struct {
 // timerInfo is the timer trigger's data. Field names match whatever their case (the host has sent both
 // PascalCase and camelCase); ScheduleStatus is null for schedules that run more than once a minute.
 type timerInfo struct {
-	ScheduleStatus *struct {
-		Last        flexTime
-		Next        flexTime
-		LastUpdated flexTime
-	}
-	IsPastDue bool
+	ScheduleStatus *scheduleStatus
+	IsPastDue      bool
+}
+
+// scheduleStatus is the timer's monitor record. Last is the previous run (0001-01-01 before the first),
+// Next the occurrence now firing during a scheduled run, or the one to come during a manual run.
+type scheduleStatus struct {
+	Last        flexTime
+	Next        flexTime
+	LastUpdated flexTime
 }
 
 // sysMetadata is Metadata.sys.
