@@ -83,13 +83,34 @@ func startHandler(t *testing.T, region string, env map[string]string) *instance 
 	}
 }
 
-// timerPayload is the host's invocation of LeaseTimer for the occurrence due at next.
-func timerPayload(next time.Time, pastDue bool) []byte {
-	return []byte(fmt.Sprintf(`{"Data":{"timer":{"Schedule":{"AdjustForDST":true},"ScheduleStatus":{"Last":"%s","Next":"%s","LastUpdated":"%s"},"IsPastDue":%t}},"Metadata":{"timer":{"Schedule":{"AdjustForDST":true},"IsPastDue":%t},"sys":{"MethodName":"LeaseTimer","UtcNow":"%s","RandGuid":"6e4bc43b-0000-0000-0000-000000000000"}}}`,
-		next.Add(-2*time.Second).Format("2006-01-02T15:04:05.0000000+00:00"), next.Format("2006-01-02T15:04:05+00:00"),
-		next.Add(-2*time.Second).Format("2006-01-02T15:04:05.0000000+00:00"), pastDue, pastDue,
-		next.Add(15*time.Millisecond).Format("2006-01-02T15:04:05.0000000Z")))
+// The host's invocations of LeaseTimer, as it sends them: PascalCase; the timer status's dates as Json.NET
+// writes the host's local (UTC) times, with an offset and no trailing zeros; "never" as
+// 0001-01-01T00:00:00+00:00; Last the previous run; Metadata holding only sys, whose UtcNow is a UTC DateTime
+// (written with Z).
+
+// monitoredTick is a run of a monitored schedule (useMonitor, at most one tick a minute): Next is the
+// occurrence firing (a missed one when pastDue), Last the one before it, or zero for never.
+func monitoredTick(last, next, utcNow time.Time, pastDue bool) []byte {
+	return []byte(fmt.Sprintf(`{"Data":{"timer":{"Schedule":{"AdjustForDST":true},"ScheduleStatus":{"Last":%q,"Next":%q,"LastUpdated":%q},"IsPastDue":%t}},"Metadata":{"sys":{"MethodName":"LeaseTimer","UtcNow":%q,"RandGuid":"6e4bc43b-77c3-4ad1-9e0b-5c2bd1a9e0f3"}}}`,
+		hostTime(last), hostTime(next), hostTime(last), pastDue, utcNow.UTC().Format("2006-01-02T15:04:05.9999999Z07:00")))
 }
+
+// unmonitoredTick is a run of a schedule that fires more than once a minute: the host keeps no status for
+// those and sends ScheduleStatus null.
+func unmonitoredTick(utcNow time.Time) []byte {
+	return []byte(fmt.Sprintf(`{"Data":{"timer":{"Schedule":{"AdjustForDST":true},"ScheduleStatus":null,"IsPastDue":false}},"Metadata":{"sys":{"MethodName":"LeaseTimer","UtcNow":%q,"RandGuid":"0f1e2d3c-4b5a-4697-8877-66a5b4c3d2e1"}}}`,
+		utcNow.UTC().Format("2006-01-02T15:04:05.9999999Z07:00")))
+}
+
+func hostTime(t time.Time) string {
+	if t.IsZero() {
+		return "0001-01-01T00:00:00+00:00"
+	}
+	return t.UTC().Format("2006-01-02T15:04:05.9999999") + "+00:00"
+}
+
+// fired is when the host's clock reads as it invokes the function for an occurrence: a few milliseconds late.
+func fired(occurrence time.Time) time.Time { return occurrence.Add(15 * time.Millisecond) }
 
 type reply struct {
 	region string
@@ -124,7 +145,7 @@ func tick(t *testing.T, ins []*instance, next time.Time) []reply {
 	var wg sync.WaitGroup
 	for i, in := range ins {
 		wg.Add(1)
-		go func() { defer wg.Done(); out[i] = in.post(t, fnTimer, timerPayload(next, false)) }()
+		go func() { defer wg.Done(); out[i] = in.post(t, fnTimer, unmonitoredTick(fired(next))) }()
 	}
 	wg.Wait()
 	for _, r := range out {
@@ -184,10 +205,11 @@ func TestThreeRegionsOneExecutesEachOccurrence(t *testing.T) {
 		time.Sleep(time.Until(next))
 	}
 
-	// A replay of a past occurrence (IsPastDue after a restart) is not run again, in any region.
+	// A past occurrence delivered again (late, or by a second instance of a region's app) is not run again,
+	// in any region.
 	replayed := next.Add(-4 * time.Second)
 	for _, in := range ins {
-		r := in.post(t, fnTimer, timerPayload(replayed, true))
+		r := in.post(t, fnTimer, unmonitoredTick(fired(replayed)))
 		if r.ret.Status != "skipped" {
 			t.Fatalf("%s ran a replayed occurrence: %+v", in.region, r.ret)
 		}
@@ -275,7 +297,8 @@ func TestBadSettingsFailTheInvocationAndWriteNothing(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := startHandler(t, "eastus", tc.env)
-			r := in.post(t, fnTimer, timerPayload(time.Now().UTC().Truncate(time.Second), false))
+			next := time.Now().UTC().Truncate(time.Minute)
+			r := in.post(t, fnTimer, monitoredTick(time.Time{}, next, fired(next), false))
 			if r.status != 200 || r.ret.Status != "failed" || !strings.Contains(r.ret.Reason, tc.want) {
 				t.Fatalf("answer %d %+v, want 200 with a failed return value saying %q", r.status, r.ret, tc.want)
 			}

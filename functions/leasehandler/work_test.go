@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,8 +25,9 @@ import (
 	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 )
 
-// inProcess serves the handler with a work function of the test's own, against the real server.
-func inProcess(t *testing.T, work WorkFunc) (*httptest.Server, *handler, string) {
+// inProcess serves the handler with a work function of the test's own, against the real server; extra
+// overrides app settings.
+func inProcess(t *testing.T, work WorkFunc, extra ...map[string]string) (*httptest.Server, *handler, string) {
 	t.Helper()
 	srv := cosmostest.Get(t)
 	container := "work-" + strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -34,6 +36,9 @@ func inProcess(t *testing.T, work WorkFunc) (*httptest.Server, *handler, string)
 	}
 	env := map[string]string{"CosmosLeasing__ConnectionString": emulator.ConnectionString(srv.Endpoint), "CosmosLeasing__DatabaseName": srv.Database,
 		"CosmosLeasing__ContainerName": container, "LeaseTimerSchedule": "*/2 * * * * *", "REGION_NAME": "eastus", "LeaseTimerInstance": "eastus-1"}
+	for _, e := range extra {
+		env = merge(env, e)
+	}
 	s, err := loadSettings(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +52,12 @@ func inProcess(t *testing.T, work WorkFunc) (*httptest.Server, *handler, string)
 
 func postTimer(t *testing.T, ts *httptest.Server, next time.Time) tickResult {
 	t.Helper()
-	resp, err := ts.Client().Post(ts.URL+"/"+fnTimer, "application/json", bytes.NewReader(timerPayload(next, false)))
+	return post(t, ts, unmonitoredTick(fired(next)))
+}
+
+func post(t *testing.T, ts *httptest.Server, payload []byte) tickResult {
+	t.Helper()
+	resp, err := ts.Client().Post(ts.URL+"/"+fnTimer, "application/json", bytes.NewReader(payload))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,5 +157,26 @@ func TestStatusAnswersDuringWork(t *testing.T) {
 	}
 	if r := <-done; r.Status != "executed" {
 		t.Fatalf("tick: %+v", r)
+	}
+}
+
+// A monitored schedule's missed occurrence, replayed by the host after a restart (IsPastDue, Next the missed
+// occurrence), is skipped when it already ran; one that never ran executes, late.
+func TestPastDueReplay(t *testing.T) {
+	var ran atomic.Int32
+	ts, _, _ := inProcess(t, func(ctx context.Context, run Run) error { ran.Add(1); return nil }, map[string]string{"LeaseTimerSchedule": "0 */1 * * * *"})
+	at := func(s string) time.Time { v, _ := time.Parse(time.RFC3339, s); return v }
+	if r := post(t, ts, monitoredTick(time.Time{}, at("2026-09-24T13:08:00Z"), fired(at("2026-09-24T13:08:00Z")), false)); r.Status != "executed" {
+		t.Fatalf("first tick: %+v", r)
+	}
+	// The host was killed before it recorded the 13:08 run; on restart it replays 13:08.
+	r := post(t, ts, monitoredTick(at("2026-09-24T13:07:00Z"), at("2026-09-24T13:08:00Z"), at("2026-09-24T13:09:20.4Z"), true))
+	if r.Status != "skipped" || !r.Occurrence.Equal(at("2026-09-24T13:08:00Z")) || !strings.Contains(r.Reason, "already claimed") {
+		t.Fatalf("replay of 13:08: %+v", r)
+	}
+	// 13:09 was missed too and never ran: it runs now, as past due.
+	r = post(t, ts, monitoredTick(at("2026-09-24T13:08:00Z"), at("2026-09-24T13:09:00Z"), at("2026-09-24T13:09:20.5Z"), true))
+	if r.Status != "executed" || !r.Occurrence.Equal(at("2026-09-24T13:09:00Z")) || ran.Load() != 2 {
+		t.Fatalf("replay of 13:09: %+v, work ran %d times", r, ran.Load())
 	}
 }
