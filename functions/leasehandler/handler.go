@@ -113,7 +113,7 @@ func (h *handler) connect(ctx context.Context) (*cosmoslease.Client, *runs.Store
 	if err != nil {
 		return nil, nil, err
 	}
-	rs, closeRuns, err := runs.Open(opts)
+	rs, closeRuns, err := runs.Open(opts, h.s.retention)
 	if err != nil {
 		c.Close()
 		return nil, nil, err
@@ -300,9 +300,11 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 		reply(http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 		return
 	}
-	recent, _ := rs.List(r.Context(), h.s.key)
-	if len(recent) > 10 {
-		recent = recent[:10]
+	recent, err := rs.Recent(r.Context(), h.s.key, runs.DefaultLimit)
+	if err != nil {
+		l.add("LeaseStatus: %v", err)
+		reply(http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+		return
 	}
 	reply(http.StatusOK, map[string]any{
 		"lease": h.s.key, "state": s.Status(), "owner": s.Owner, "region": s.Region, "epoch": s.Epoch,

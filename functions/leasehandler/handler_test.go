@@ -190,6 +190,9 @@ func TestSettings(t *testing.T) {
 		{map[string]string{"CosmosLeasing__DefaultLeaseDuration": "00:01:00"}, "too short for the schedule"},
 		{map[string]string{"LeaseTimerSchedule": "0 61 * * * *"}, "outside 0-59"},
 		{map[string]string{"LeaseTimerLeaseKey": "a/b"}, "LeaseTimerLeaseKey"},
+		{map[string]string{"LeaseTimerRunRetention": "forever"}, "LeaseTimerRunRetention"},
+		{map[string]string{"LeaseTimerRunRetention": "00:00:00"}, "from 1 s to 68 years"},
+		{map[string]string{"CosmosLeasing__PartitionKeyPath": "/id"}, "partitioned on /id"},
 	} {
 		if _, err := loadSettings(get(tc.extra)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("settings %v: %v, want %q", tc.extra, err, tc.want)

@@ -242,15 +242,7 @@ func TestThreeRegionsOneExecutesEachOccurrence(t *testing.T) {
 	}
 
 	// The run records show each occurrence once, with who ran it.
-	cs, err := cosmosstore.Open(cosmosstore.Config{ConnectionString: emulator.ConnectionString(srv.Endpoint), Database: srv.Database, Container: container})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cs.Close()
-	recs, err := runs.New(cs, "/leaseKey").List(context.Background(), "timer-singleton")
-	if err != nil {
-		t.Fatal(err)
-	}
+	recs := runRecords(t, container, "timer-singleton")
 	seen := map[time.Time]bool{}
 	for _, r := range recs {
 		if seen[r.Occurrence] {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cosmoslease/cosmoslease/internal/config"
 	"github.com/cosmoslease/cosmoslease/internal/leasedoc"
+	"github.com/cosmoslease/cosmoslease/internal/runs"
 	"github.com/cosmoslease/cosmoslease/internal/store/cosmosstore"
 	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 )
@@ -18,10 +19,10 @@ const (
 	// load a function whose %setting% does not resolve. The handler reads the same value to know the gaps.
 	settingSchedule = "LeaseTimerSchedule"
 	settingLeaseKey = "LeaseTimerLeaseKey"
-	settingRegion   = "LeaseTimerRegion" // overrides REGION_NAME, which the platform sets
-	settingInstance = "LeaseTimerInstance"
-
-	defaultLeaseKey = "timer-singleton"
+	// settingRetention is how long run records are kept (TimeSpan or Go duration; default 30 days).
+	settingRetention = "LeaseTimerRunRetention"
+	settingRegion    = "LeaseTimerRegion" // overrides REGION_NAME, which the platform sets
+	settingInstance  = "LeaseTimerInstance"
 )
 
 // settings is the handler's configuration, checked once at start; a problem is reported on every invocation.
@@ -29,6 +30,8 @@ type settings struct {
 	opts  cosmoslease.Options
 	key   string
 	sched *schedule
+	// retention is how long run records are kept after their last write (their ttl).
+	retention time.Duration
 }
 
 // loadSettings reads the app settings (environment variables). Durations in CosmosLeasing__DefaultLeaseDuration
@@ -36,7 +39,7 @@ type settings struct {
 func loadSettings(getenv func(string) string) (*settings, error) {
 	raw := config.FromEnv(getenv)
 	var err error
-	s := &settings{key: orDefault(getenv(settingLeaseKey), defaultLeaseKey)}
+	s := &settings{key: orDefault(getenv(settingLeaseKey), runs.DefaultLeaseKey), retention: runs.DefaultRetention}
 	if _, err := leasedoc.ID(s.key); err != nil {
 		return nil, fmt.Errorf("%s: %v", settingLeaseKey, err)
 	}
@@ -71,6 +74,14 @@ func loadSettings(getenv func(string) string) (*settings, error) {
 	s.opts.Database, _ = raw.Get(config.KeyDatabaseName)
 	s.opts.Container, _ = raw.Get(config.KeyContainerName)
 	s.opts.PartitionKeyPath, _ = raw.Get(config.KeyPartitionKeyPath)
+	if err := runs.CheckPartitionKeyPath(orDefault(s.opts.PartitionKeyPath, cosmoslease.DefaultPartitionKeyPath)); err != nil {
+		return nil, fmt.Errorf("CosmosLeasing__PartitionKeyPath: %v", err)
+	}
+	if v := getenv(settingRetention); v != "" {
+		if s.retention, err = config.ParseDuration(v); err != nil || s.retention < time.Second || s.retention > runs.MaxRetention {
+			return nil, fmt.Errorf("%s %q is not a duration from 1 s to 68 years, such as 30.00:00:00 (30 days, the default)", settingRetention, v)
+		}
+	}
 
 	// The lease must outlive the longest gap between ticks, so the active region keeps it from one tick to
 	// the next; by default it lasts three gaps, so a region that stops firing is replaced after about three.

@@ -21,13 +21,12 @@ import (
 	"github.com/cosmoslease/cosmoslease/internal/cosmostest"
 	"github.com/cosmoslease/cosmoslease/internal/emulator"
 	"github.com/cosmoslease/cosmoslease/internal/runs"
-	"github.com/cosmoslease/cosmoslease/internal/store/cosmosstore"
 	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 )
 
 // inProcess serves the handler with a work function of the test's own, against the real server; extra
 // overrides app settings.
-func inProcess(t *testing.T, work WorkFunc, extra ...map[string]string) (*httptest.Server, *handler, string) {
+func inProcess(t testing.TB, work WorkFunc, extra ...map[string]string) (*httptest.Server, *handler, string) {
 	t.Helper()
 	srv := cosmostest.Get(t)
 	container := "work-" + strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -119,15 +118,25 @@ func TestWorkStopsWhenTheLeaseIsLost(t *testing.T) {
 	if r.Status != "failed" || workErr == nil || !errors.Is(workErr, cosmoslease.ErrLeaseLost) {
 		t.Fatalf("tick %+v, work ended with %v", r, workErr)
 	}
-	cs, err := cosmosstore.Open(cosmosstore.Config{ConnectionString: cosmostest.Get(t).ConnectionString, Database: cosmostest.Get(t).Database, Container: container})
+	if recs := runRecords(t, container, h.s.key); len(recs) != 1 || recs[0].Status != runs.Lost {
+		t.Fatalf("run records %+v; want one, lost", recs)
+	}
+}
+
+// runRecords reads up to 1000 of the newest run records of a lease in a container of the test server.
+func runRecords(t *testing.T, container, key string) []runs.Record {
+	t.Helper()
+	srv := cosmostest.Get(t)
+	rs, closeRuns, err := runs.Open(cosmoslease.Options{ConnectionString: emulator.ConnectionString(srv.Endpoint), Database: srv.Database, Container: container}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cs.Close()
-	recs, err := runs.New(cs, "/leaseKey").List(context.Background(), h.s.key)
-	if err != nil || len(recs) != 1 || recs[0].Status != runs.Lost {
-		t.Fatalf("run records %+v, %v; want one, lost", recs, err)
+	defer closeRuns()
+	recs, err := rs.Recent(context.Background(), key, 1000)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return recs
 }
 
 // Regression: LeaseStatus answers while a tick's work runs (it used to wait for the tick's lock).
