@@ -271,7 +271,7 @@ func (h *handler) occurrence(info timerInfo, sys sysMetadata) time.Time {
 	return h.s.sched.prev(limit)
 }
 
-// status is the HTTP function LeaseStatus: the lease as this region sees it.
+// status is the HTTP function LeaseStatus: the lease and its newest runs.
 func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 	l := &logs{log: h.log}
 	reply := func(code int, v any) {
@@ -306,11 +306,24 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 		reply(http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 		return
 	}
-	reply(http.StatusOK, map[string]any{
-		"lease": h.s.key, "state": s.Status(), "owner": s.Owner, "region": s.Region, "epoch": s.Epoch,
-		"expiresInMs": s.ExpiresIn.Milliseconds(), "renewals": s.Renewals, "thisInstance": h.s.opts.OwnerID,
-		"thisRegion": h.s.opts.Region, "heldHere": s.Held && s.Owner == h.s.opts.OwnerID, "recentRuns": recent,
-	})
+	reply(http.StatusOK, statusBody{Lease: h.s.key, State: s.Status(), Owner: s.Owner, Region: s.Region, Epoch: s.Epoch,
+		ExpiresInMs: s.ExpiresIn.Milliseconds(), Renewals: s.Renewals, RecentRuns: recent})
+}
+
+// statusBody is LeaseStatus's answer: the lease as its document shows it, and the newest runs. On Flex
+// Consumption HTTP functions run on instances of their own, never the timer's, so the answer says nothing
+// about the process that serves it: whoever holds the lease is named by owner and region.
+type statusBody struct {
+	Lease string `json:"lease"`
+	// State is held, expired, released, free or invalid; ExpiresInMs is the longest the holder may still hold it,
+	// as far as this reader can tell.
+	State       string        `json:"state"`
+	Owner       string        `json:"owner"`
+	Region      string        `json:"region"`
+	Epoch       int64         `json:"epoch"`
+	ExpiresInMs int64         `json:"expiresInMs"`
+	Renewals    int64         `json:"renewals"`
+	RecentRuns  []runs.Record `json:"recentRuns"`
 }
 
 // release gives the lease up when the host stops the handler, so another region takes over at its next tick,

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -144,17 +145,35 @@ func TestLeaseStatusReadsOnlyTheNewestRuns(t *testing.T) {
 	m := newMeter()
 	h.s.opts.Transport = m
 	seedRuns(t, container, h.s.key, 40)
+	ticked := time.Now().UTC().Truncate(2 * time.Second)
+	if r := postTimer(t, ts, ticked); r.Status != "executed" {
+		t.Fatalf("tick: %+v", r)
+	}
 	leaseStatus(t, ts) // connects: the account and container reads are not part of a call's cost
 	m.reset()
 	body := leaseStatus(t, ts)
 
+	// It runs on the app's HTTP instances, never the timer's: it reports the lease, not whether "this" process
+	// holds it.
+	for _, k := range []string{"heldHere", "thisInstance", "thisRegion"} {
+		if _, ok := body[k]; ok {
+			t.Fatalf("LeaseStatus claims something about the process that served it (%s): %v", k, body)
+		}
+	}
+	if string(body["state"]) != `"held"` || string(body["owner"]) != strconv.Quote(h.s.opts.OwnerID) || string(body["epoch"]) != "1" {
+		t.Fatalf("LeaseStatus lease: %v", body)
+	}
 	var recent []runs.Record
 	if err := json.Unmarshal(body["recentRuns"], &recent); err != nil || len(recent) != runs.DefaultLimit {
 		t.Fatalf("recentRuns: %v, %d records; want %d", err, len(recent), runs.DefaultLimit)
 	}
-	newest := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour)
+	newestSeed := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour)
 	for i, r := range recent {
-		if want := newest.Add(-time.Duration(i) * time.Minute); !r.Occurrence.Equal(want) {
+		want := ticked
+		if i > 0 {
+			want = newestSeed.Add(-time.Duration(i-1) * time.Minute)
+		}
+		if !r.Occurrence.Equal(want) {
 			t.Fatalf("recentRuns[%d] is %s, want %s (newest first)", i, r.Occurrence, want)
 		}
 	}

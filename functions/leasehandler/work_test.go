@@ -161,7 +161,7 @@ func TestStatusAnswersDuringWork(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	var out struct{ Outputs struct{ Res httpOutput } }
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.Outputs.Res.StatusCode != 200 || !strings.Contains(out.Outputs.Res.Body, `"heldHere":true`) {
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.Outputs.Res.StatusCode != 200 || !strings.Contains(out.Outputs.Res.Body, `"state":"held"`) {
 		t.Fatalf("LeaseStatus during work: %v %+v", err, out)
 	}
 	if r := <-done; r.Status != "executed" {
