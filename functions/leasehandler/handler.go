@@ -59,6 +59,7 @@ type tickResult struct {
 	Status     string    `json:"status"` // executed, skipped, failed
 	Occurrence time.Time `json:"occurrence,omitzero"`
 	Region     string    `json:"region,omitempty"`
+	Owner      string    `json:"owner,omitempty"`
 	Instance   string    `json:"instance,omitempty"`
 	Epoch      int64     `json:"epoch,omitempty"`
 	Holder     string    `json:"holder,omitempty"`
@@ -147,7 +148,7 @@ func (h *handler) timer(w http.ResponseWriter, r *http.Request) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	ctx := r.Context()
-	res := tickResult{Region: h.s.opts.Region, Instance: h.s.opts.OwnerID}
+	res := tickResult{Region: h.s.opts.Region, Owner: h.s.opts.OwnerID, Instance: h.s.instance}
 	res.Occurrence = h.occurrence(info, sys)
 
 	if _, _, err := h.connect(ctx); err != nil {
@@ -168,8 +169,12 @@ func (h *handler) timer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res.Epoch = lease.Epoch()
+	if p := lease.Previous(); p != nil && p.Owner == h.s.opts.OwnerID && p.Held {
+		l.add("took the lease over at epoch %d from an earlier process of this app (instance %s, epoch %d), which ended without releasing it",
+			res.Epoch, p.Hostname, p.Epoch)
+	}
 
-	rec := &runs.Record{LeaseKey: h.s.key, Occurrence: res.Occurrence, Region: h.s.opts.Region, Instance: h.s.opts.OwnerID,
+	rec := &runs.Record{LeaseKey: h.s.key, Occurrence: res.Occurrence, Region: res.Region, Owner: res.Owner, Instance: res.Instance,
 		Epoch: res.Epoch, PastDue: info.IsPastDue, StartedAt: h.now().UTC()}
 	var already *runs.AlreadyRunError
 	if err := h.runs.Claim(ctx, rec); errors.As(err, &already) {
@@ -181,7 +186,7 @@ func (h *handler) timer(w http.ResponseWriter, r *http.Request) {
 		fail("claim occurrence %s: %v", res.Occurrence.Format(time.RFC3339), err)
 		return
 	}
-	l.add("occurrence %s: executing in %s as %s at epoch %d", res.Occurrence.Format(time.RFC3339), res.Region, res.Instance, res.Epoch)
+	l.add("occurrence %s: executing in %s on instance %s at epoch %d", res.Occurrence.Format(time.RFC3339), res.Region, res.Instance, res.Epoch)
 
 	workErr := h.runUnderLease(ctx, lease, Run{Occurrence: res.Occurrence, Region: res.Region, Instance: res.Instance,
 		Epoch: res.Epoch, PastDue: info.IsPastDue, Logf: l.add})
@@ -306,8 +311,8 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 		reply(http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
 		return
 	}
-	reply(http.StatusOK, statusBody{Lease: h.s.key, State: s.Status(), Owner: s.Owner, Region: s.Region, Epoch: s.Epoch,
-		ExpiresInMs: s.ExpiresIn.Milliseconds(), Renewals: s.Renewals, RecentRuns: recent})
+	reply(http.StatusOK, statusBody{Lease: h.s.key, State: s.Status(), Owner: s.Owner, Region: s.Region, Instance: s.Hostname,
+		Epoch: s.Epoch, ExpiresInMs: s.ExpiresIn.Milliseconds(), Renewals: s.Renewals, RecentRuns: recent})
 }
 
 // statusBody is LeaseStatus's answer: the lease as its document shows it, and the newest runs. On Flex
@@ -317,9 +322,11 @@ type statusBody struct {
 	Lease string `json:"lease"`
 	// State is held, expired, released, free or invalid; ExpiresInMs is the longest the holder may still hold it,
 	// as far as this reader can tell.
-	State       string        `json:"state"`
+	State string `json:"state"`
+	// Owner is the holding region's app; Instance the process of it that last wrote the lease.
 	Owner       string        `json:"owner"`
 	Region      string        `json:"region"`
+	Instance    string        `json:"instance"`
 	Epoch       int64         `json:"epoch"`
 	ExpiresInMs int64         `json:"expiresInMs"`
 	Renewals    int64         `json:"renewals"`

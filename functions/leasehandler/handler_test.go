@@ -150,7 +150,7 @@ func FuzzParseTimer(f *testing.F) {
 
 func TestSettings(t *testing.T) {
 	base := map[string]string{"CosmosLeasing__AccountEndpoint": "https://acct.documents.azure.com:443/", "REGION_NAME": "East US", "WEBSITE_INSTANCE_ID": "abcdef0123456789",
-		"LeaseTimerSchedule": "0 */1 * * * *"}
+		"LeaseTimerSchedule": "0 */1 * * * *", "WEBSITE_SITE_NAME": "func-demo-eastus"}
 	get := func(extra map[string]string) func(string) string {
 		return func(k string) string {
 			if v, ok := extra[k]; ok {
@@ -164,8 +164,31 @@ func TestSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	if s.key != "timer-singleton" || s.opts.LeaseDuration != 3*time.Minute || !s.opts.ManualRenew || s.opts.Region != "East US" ||
-		s.opts.OwnerID != "eastus-abcdef012345" || s.opts.RenewDeadline <= s.sched.longest {
+		s.opts.RenewDeadline <= s.sched.longest {
 		t.Fatalf("defaults: %+v %+v", s, s.opts)
+	}
+	// The owner is the region's app, stable across its processes, which may take over from one another; the
+	// instance is only the process.
+	if s.opts.OwnerID != "func-demo-eastus@eastus" || !s.opts.TakeOverSameOwner || s.instance != "abcdef0123456789" || s.opts.Hostname != s.instance {
+		t.Fatalf("owner %q (take over %v), instance %q, hostname %q", s.opts.OwnerID, s.opts.TakeOverSameOwner, s.instance, s.opts.Hostname)
+	}
+	// The instance id as the host finds it on Linux Consumption and Flex, then App Service, then the hostname.
+	host, _ := os.Hostname()
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"WEBSITE_POD_NAME": "pod-7", "CONTAINER_NAME": "ctr-3"}, "pod-7"},
+		{map[string]string{"CONTAINER_NAME": "ctr-3"}, "ctr-3"},
+		{map[string]string{}, "abcdef0123456789"},
+		{map[string]string{"WEBSITE_INSTANCE_ID": ""}, host},
+	} {
+		if s, err := loadSettings(get(tc.env)); err != nil || s.instance != tc.want {
+			t.Errorf("instance with %v: %v, %v; want %q", tc.env, s, err, tc.want)
+		}
+	}
+	if s, err := loadSettings(get(map[string]string{"WEBSITE_SITE_NAME": "", "LeaseTimerRegion": "West Europe"})); err != nil || s.opts.OwnerID != host+"@westeurope" {
+		t.Errorf("owner without WEBSITE_SITE_NAME: %v, %v; want the hostname and the region", s, err)
 	}
 	// Schedules the host fires must not fail the handler's settings; the lease spans three of the longest gaps.
 	for expr, lease := range map[string]time.Duration{"*/5 * * * *": 15 * time.Minute, "0 0 9 * * Monday-Friday": 9 * 24 * time.Hour,
@@ -193,6 +216,7 @@ func TestSettings(t *testing.T) {
 		{map[string]string{"LeaseTimerRunRetention": "forever"}, "LeaseTimerRunRetention"},
 		{map[string]string{"LeaseTimerRunRetention": "00:00:00"}, "from 1 s to 68 years"},
 		{map[string]string{"CosmosLeasing__PartitionKeyPath": "/id"}, "partitioned on /id"},
+		{map[string]string{"REGION_NAME": ""}, "set the app setting LeaseTimerRegion"},
 	} {
 		if _, err := loadSettings(get(tc.extra)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("settings %v: %v, want %q", tc.extra, err, tc.want)

@@ -31,10 +31,10 @@ func TestMain(m *testing.M) { os.Exit(cosmostest.MainWithBinary(m, ".", &binary)
 
 // instance is one handler process, started the way the Functions host starts it.
 type instance struct {
-	region string
-	port   int
-	cmd    *exec.Cmd
-	out    *syncBuf
+	region, pod    string
+	port           int
+	cmd            *exec.Cmd
+	stdout, stderr *syncBuf
 }
 
 type syncBuf struct {
@@ -54,17 +54,21 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-func startHandler(t *testing.T, region string, env map[string]string) *instance {
+// site is the Function App's name in every region of the tests; the region tells the apps' leases apart.
+const site = "cosmoslease-func"
+
+// startHandler starts the handler of a region's app as the host starts it on an instance named pod.
+func startHandler(t *testing.T, region, pod string, env map[string]string) *instance {
 	t.Helper()
-	in := &instance{region: region, port: freePort(t), out: &syncBuf{}}
+	in := &instance{region: region, pod: pod, port: freePort(t), stdout: &syncBuf{}, stderr: &syncBuf{}}
 	in.cmd = exec.Command(binary)
 	in.cmd.Dir = t.TempDir()
 	in.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "FUNCTIONS_CUSTOMHANDLER_PORT=" + strconv.Itoa(in.port),
-		"REGION_NAME=" + region, "LeaseTimerInstance=" + region + "-1"}
+		"REGION_NAME=" + region, "WEBSITE_SITE_NAME=" + site, "WEBSITE_POD_NAME=" + pod}
 	for k, v := range env {
 		in.cmd.Env = append(in.cmd.Env, k+"="+v)
 	}
-	in.cmd.Stdout, in.cmd.Stderr = in.out, in.out
+	in.cmd.Stdout, in.cmd.Stderr = in.stdout, in.stderr
 	if err := in.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +81,7 @@ func startHandler(t *testing.T, region string, env map[string]string) *instance 
 			return in
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("handler for %s did not listen: %s", region, in.out.String())
+			t.Fatalf("handler for %s did not listen: %s%s", region, in.stdout.String(), in.stderr.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -172,16 +176,22 @@ func executed(t *testing.T, rs []reply) []reply {
 	return out
 }
 
-func TestThreeRegionsOneExecutesEachOccurrence(t *testing.T) {
+// handlerEnv is the app settings of the tests' Function Apps, on a container of their own: ticks 2 s apart, so
+// the lease lasts 6 s. The name of the container is in CosmosLeasing__ContainerName.
+func handlerEnv(t *testing.T) map[string]string {
 	srv := cosmostest.Get(t)
 	container := "handler-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	if err := emulator.EnsureContainer(context.Background(), srv.Endpoint, srv.Database, container, "/leaseKey"); err != nil {
 		t.Fatal(err)
 	}
-	env := map[string]string{"CosmosLeasing__ConnectionString": emulator.ConnectionString(srv.Endpoint),
-		"CosmosLeasing__DatabaseName": srv.Database, "CosmosLeasing__ContainerName": container,
-		"LeaseTimerSchedule": "*/2 * * * * *"} // ticks 2 s apart: the lease lasts 6 s
-	ins := []*instance{startHandler(t, "eastus", env), startHandler(t, "westeurope", env), startHandler(t, "southeastasia", env)}
+	return map[string]string{"CosmosLeasing__ConnectionString": emulator.ConnectionString(srv.Endpoint),
+		"CosmosLeasing__DatabaseName": srv.Database, "CosmosLeasing__ContainerName": container, "LeaseTimerSchedule": "*/2 * * * * *"}
+}
+
+func TestThreeRegionsOneExecutesEachOccurrence(t *testing.T) {
+	env := handlerEnv(t)
+	ins := []*instance{startHandler(t, "eastus", "eastus-pod-1", env), startHandler(t, "westeurope", "westeurope-pod-1", env),
+		startHandler(t, "southeastasia", "southeastasia-pod-1", env)}
 
 	next := time.Now().UTC().Truncate(2 * time.Second)
 	var active string
@@ -215,7 +225,7 @@ func TestThreeRegionsOneExecutesEachOccurrence(t *testing.T) {
 		}
 	}
 
-	// Stop the active region; another takes over on a later tick, at the next epoch.
+	// Stop the active region for good; another takes over on a later tick, at the next epoch.
 	var survivors []*instance
 	for _, in := range ins {
 		if in.region == active {
@@ -242,7 +252,7 @@ func TestThreeRegionsOneExecutesEachOccurrence(t *testing.T) {
 	}
 
 	// The run records show each occurrence once, with who ran it.
-	recs := runRecords(t, container, "timer-singleton")
+	recs := runRecords(t, env["CosmosLeasing__ContainerName"], "timer-singleton")
 	seen := map[time.Time]bool{}
 	for _, r := range recs {
 		if seen[r.Occurrence] {
@@ -264,8 +274,58 @@ func TestThreeRegionsOneExecutesEachOccurrence(t *testing.T) {
 		t.Fatalf("LeaseStatus outputs: %s", r.raw["Outputs"])
 	}
 	var body map[string]any
-	if err := json.Unmarshal([]byte(res.Body), &body); err != nil || body["state"] != "held" || body["owner"] != taker.region+"-1" {
+	if err := json.Unmarshal([]byte(res.Body), &body); err != nil || body["state"] != "held" || body["owner"] != site+"@"+taker.region ||
+		body["instance"] != taker.region+"-pod-1" {
 		t.Fatalf("LeaseStatus body: %s", res.Body)
+	}
+}
+
+// The host kills the handler (SIGKILL, never SIGTERM) on timeouts and restarts, and starts a new process on
+// a new instance. The region's app owns the lease, not the process: the new process takes it over at once, at
+// the next epoch, instead of leaving every region idle until it expires three gaps later.
+func TestRecycledRegionTakesOverAtOnce(t *testing.T) {
+	env := handlerEnv(t)
+	ins := []*instance{startHandler(t, "eastus", "eastus-pod-1", env), startHandler(t, "westeurope", "westeurope-pod-1", env),
+		startHandler(t, "southeastasia", "southeastasia-pod-1", env)}
+	next := time.Now().UTC().Truncate(2 * time.Second)
+	var active reply
+	for range 2 {
+		if ex := executed(t, tick(t, ins, next)); len(ex) != 1 {
+			t.Fatalf("%d regions executed one occurrence", len(ex))
+		} else {
+			active = ex[0]
+		}
+		next = next.Add(2 * time.Second)
+		time.Sleep(time.Until(next))
+	}
+
+	// Recycle the active region: kill its process, start another on a new instance.
+	for i, in := range ins {
+		if in.region == active.region {
+			_ = in.cmd.Process.Signal(syscall.SIGKILL)
+			ins[i] = startHandler(t, in.region, in.region+"-pod-2", env)
+		}
+	}
+	var ran []reply
+	for range 2 {
+		ex := executed(t, tick(t, ins, next))
+		if len(ex) > 1 {
+			t.Fatalf("two regions executed one occurrence: %+v", ex)
+		}
+		ran = append(ran, ex...)
+		next = next.Add(2 * time.Second)
+		time.Sleep(time.Until(next))
+	}
+	if len(ran) == 0 {
+		t.Fatal("neither of the two occurrences after the recycle executed")
+	}
+	first := ran[0]
+	if first.region != active.region || first.ret.Instance != active.region+"-pod-2" || first.ret.Epoch != active.ret.Epoch+1 {
+		t.Fatalf("after the recycle %s (instance %s) executed at epoch %d; want %s's new instance at epoch %d",
+			first.region, first.ret.Instance, first.ret.Epoch, active.region, active.ret.Epoch+1)
+	}
+	if !strings.Contains(strings.Join(first.logs, "\n"), "from an earlier process of this app (instance "+active.region+"-pod-1") {
+		t.Fatalf("the takeover is not in the invocation's logs: %v", first.logs)
 	}
 }
 
@@ -288,7 +348,7 @@ func TestBadSettingsFailTheInvocationAndWriteNothing(t *testing.T) {
 		{"lease shorter than the schedule", merge(good, map[string]string{"CosmosLeasing__DefaultLeaseDuration": "00:00:30", "LeaseTimerSchedule": "0 */1 * * * *"}), "too short for the schedule"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			in := startHandler(t, "eastus", tc.env)
+			in := startHandler(t, "eastus", "eastus-pod-1", tc.env)
 			next := time.Now().UTC().Truncate(time.Minute)
 			r := in.post(t, fnTimer, monitoredTick(time.Time{}, next, fired(next), false))
 			if r.status != 200 || r.ret.Status != "failed" || !strings.Contains(r.ret.Reason, tc.want) {
@@ -297,8 +357,8 @@ func TestBadSettingsFailTheInvocationAndWriteNothing(t *testing.T) {
 			if len(r.logs) == 0 || !strings.Contains(strings.Join(r.logs, "\n"), tc.want) {
 				t.Fatalf("Logs %v lack %q", r.logs, tc.want)
 			}
-			if !strings.Contains(in.out.String(), tc.want) {
-				t.Fatalf("stdout lacks %q:\n%s", tc.want, in.out.String())
+			if !strings.Contains(in.stdout.String()+in.stderr.String(), tc.want) {
+				t.Fatalf("the output lacks %q:\n%s%s", tc.want, in.stdout.String(), in.stderr.String())
 			}
 		})
 	}

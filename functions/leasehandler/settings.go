@@ -22,7 +22,6 @@ const (
 	// settingRetention is how long run records are kept (TimeSpan or Go duration; default 30 days).
 	settingRetention = "LeaseTimerRunRetention"
 	settingRegion    = "LeaseTimerRegion" // overrides REGION_NAME, which the platform sets
-	settingInstance  = "LeaseTimerInstance"
 )
 
 // settings is the handler's configuration, checked once at start; a problem is reported on every invocation.
@@ -32,6 +31,8 @@ type settings struct {
 	sched *schedule
 	// retention is how long run records are kept after their last write (their ttl).
 	retention time.Duration
+	// instance names this process (opts.OwnerID names the region's app, whichever process runs it).
+	instance string
 }
 
 // loadSettings reads the app settings (environment variables). Durations in CosmosLeasing__DefaultLeaseDuration
@@ -102,22 +103,42 @@ func loadSettings(getenv func(string) string) (*settings, error) {
 	s.opts.RetryPeriod = min(d/12, 5*time.Second)
 	s.opts.ManualRenew = true // renewed by ticks, and while work runs; a region that stops firing loses it
 
-	region := orDefault(getenv(settingRegion), getenv("REGION_NAME"))
-	s.opts.Region = orDefault(region, "unknown-region")
-	instance := getenv(settingInstance)
-	if instance == "" {
-		host, _ := os.Hostname()
-		instance = strings.ToLower(strings.ReplaceAll(s.opts.Region, " ", "")) + "-" + orDefault(short(getenv("WEBSITE_INSTANCE_ID")), host)
+	// The lease's owner is the region's app, the same for every process it ever starts; the process is only its
+	// instance. The host kills its handler (SIGKILL, no SIGTERM) on timeouts and restarts, so a process never
+	// gets to release; its successor in the same region takes the lease over at once, at the next epoch, instead
+	// of leaving every region idle until it expires. That is safe because the timer fires each occurrence on one
+	// instance of the app, every occurrence is claimed at most once, and the epoch fences the work.
+	region := strings.TrimSpace(orDefault(getenv(settingRegion), getenv("REGION_NAME")))
+	if region == "" {
+		return nil, fmt.Errorf("the region is unknown: Azure sets REGION_NAME; elsewhere (func start) set the app setting %s, such as eastus", settingRegion)
 	}
-	s.opts.OwnerID = instance
+	site := orDefault(getenv("WEBSITE_SITE_NAME"), hostname())
+	s.opts.Region = region
+	s.opts.OwnerID = site + "@" + strings.ToLower(strings.ReplaceAll(region, " ", ""))
+	s.opts.TakeOverSameOwner = true
+	s.instance = instanceID(getenv)
+	s.opts.Hostname = s.instance
 	return s, nil
 }
 
-func short(id string) string {
-	if len(id) > 12 {
-		return id[:12]
+// instanceID names this process's instance of the app as the host does on Linux Consumption and Flex
+// (WEBSITE_POD_NAME, then CONTAINER_NAME), then as App Service does (WEBSITE_INSTANCE_ID), then by hostname,
+// which containers can share.
+func instanceID(getenv func(string) string) string {
+	for _, k := range []string{"WEBSITE_POD_NAME", "CONTAINER_NAME", "WEBSITE_INSTANCE_ID"} {
+		if v := strings.TrimSpace(getenv(k)); v != "" {
+			return v
+		}
 	}
-	return id
+	return hostname()
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "unknown-host"
+	}
+	return h
 }
 
 func orDefault(v, def string) string {

@@ -34,7 +34,7 @@ func inProcess(t testing.TB, work WorkFunc, extra ...map[string]string) (*httpte
 		t.Fatal(err)
 	}
 	env := map[string]string{"CosmosLeasing__ConnectionString": emulator.ConnectionString(srv.Endpoint), "CosmosLeasing__DatabaseName": srv.Database,
-		"CosmosLeasing__ContainerName": container, "LeaseTimerSchedule": "*/2 * * * * *", "REGION_NAME": "eastus", "LeaseTimerInstance": "eastus-1"}
+		"CosmosLeasing__ContainerName": container, "LeaseTimerSchedule": "*/2 * * * * *", "REGION_NAME": "eastus", "WEBSITE_SITE_NAME": "cosmoslease-func", "WEBSITE_POD_NAME": "eastus-pod-1"}
 	for _, e := range extra {
 		env = merge(env, e)
 	}

@@ -25,7 +25,7 @@ func (a *App) inspectCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "owner", Usage: "show only leases whose owner is `ID`"},
 			&ucli.BoolFlag{Name: "json", Usage: "print a JSON array instead of a table"},
 			&ucli.BoolFlag{Name: "watch", Usage: "redraw every 2 s until Ctrl-C"},
-			&ucli.BoolFlag{Name: "runs", Usage: "show the run records of the Functions handler's scheduled work (which region ran each occurrence), newest first, instead of the leases; --lease names the handler's lease (default " + runs.DefaultLeaseKey + "), --owner keeps the runs of one instance among those read"},
+			&ucli.BoolFlag{Name: "runs", Usage: "show the run records of the Functions handler's scheduled work (which region ran each occurrence), newest first, instead of the leases; --lease names the handler's lease (default " + runs.DefaultLeaseKey + "), --owner keeps the runs of one owner (the region's app) or instance among those read"},
 			&ucli.IntFlag{Name: "limit", Value: runs.DefaultLimit, Usage: "with --runs: read the `N` newest run records (1-1000)"},
 		),
 		Action: a.inspect,
@@ -153,7 +153,7 @@ func (a *App) inspectRuns(c *ucli.Context, s *settings, opts cosmoslease.Options
 	if owner := c.String("owner"); owner != "" {
 		kept := recs[:0]
 		for _, r := range recs {
-			if r.Instance == owner {
+			if r.Owner == owner || r.Instance == owner {
 				kept = append(kept, r)
 			}
 		}

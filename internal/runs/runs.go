@@ -70,6 +70,8 @@ type Record struct {
 	Type       string    `json:"type"`
 	Occurrence time.Time `json:"occurrence"`
 	Region     string    `json:"region"`
+	// Owner is the region's app that holds the lease; Instance the process of it that ran the occurrence.
+	Owner      string    `json:"owner,omitempty"`
 	Instance   string    `json:"instance"`
 	Epoch      int64     `json:"epoch"`
 	PastDue    bool      `json:"pastDue"`
@@ -90,8 +92,8 @@ type AlreadyRunError struct{ Existing Record }
 
 func (e *AlreadyRunError) Error() string {
 	r := e.Existing
-	return fmt.Sprintf("occurrence %s was already claimed by %s (region %s) at epoch %d: %s",
-		r.Occurrence.UTC().Format(time.RFC3339), r.Instance, r.Region, r.Epoch, r.Status)
+	return fmt.Sprintf("occurrence %s was already claimed in region %s (instance %s) at epoch %d: %s",
+		r.Occurrence.UTC().Format(time.RFC3339), r.Region, r.Instance, r.Epoch, r.Status)
 }
 
 // Store is a lease container used for run records.
