@@ -35,6 +35,13 @@ type handler struct {
 	runs      *runs.Store
 	closeRuns func()
 	lease     *cosmoslease.Lease
+	straggler *straggler // work that did not return after its context ended, if it still runs
+}
+
+// straggler is work left running past its deadline.
+type straggler struct {
+	occurrence string
+	done       <-chan error
 }
 
 func newHandler(s *settings, setErr error, work WorkFunc, log *slog.Logger) *handler {
@@ -124,8 +131,9 @@ func (h *handler) connect(ctx context.Context) (*cosmoslease.Client, *runs.Store
 }
 
 // timer is one tick: hold the lease (renew, or acquire), claim this occurrence, run the work under the lease
-// while renewing it, and record how the run ended.
+// while renewing it, and record how the run ended, all within the invocation's deadline (timeout.go).
 func (h *handler) timer(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	l := &logs{log: h.log}
 	fail := func(format string, args ...any) {
 		l.add("LeaseTimer failed: "+format, args...)
@@ -147,12 +155,14 @@ func (h *handler) timer(w http.ResponseWriter, r *http.Request) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	ctx := r.Context()
+	ctx, cancel := h.s.budget.deadline(r.Context(), start)
+	defer cancel()
 	res := tickResult{Region: h.s.opts.Region, Owner: h.s.opts.OwnerID, Instance: h.s.instance}
 	res.Occurrence = h.occurrence(info, sys)
+	occ := res.Occurrence.Format(time.RFC3339)
 
 	if _, _, err := h.connect(ctx); err != nil {
-		fail("cannot use the lease container: %v", err)
+		fail("cannot use the lease container: %v", cause(ctx, err))
 		return
 	}
 	lease, err := h.hold(ctx)
@@ -161,11 +171,11 @@ func (h *handler) timer(w http.ResponseWriter, r *http.Request) {
 	case errors.As(err, &held):
 		res.Status, res.Holder, res.Epoch = "skipped", held.Holder.Owner, held.Holder.Epoch
 		res.Reason = fmt.Sprintf("%s (region %s) holds the lease", held.Holder.Owner, held.Holder.Region)
-		l.add("occurrence %s: skipped, %s", res.Occurrence.Format(time.RFC3339), res.Reason)
+		l.add("occurrence %s: skipped, %s", occ, res.Reason)
 		answer(w, nil, l, res)
 		return
 	case err != nil:
-		fail("lease %q: %v", h.s.key, err)
+		fail("lease %q: %v", h.s.key, cause(ctx, err))
 		return
 	}
 	res.Epoch = lease.Epoch()
@@ -173,22 +183,35 @@ func (h *handler) timer(w http.ResponseWriter, r *http.Request) {
 		l.add("took the lease over at epoch %d from an earlier process of this app (instance %s, epoch %d), which ended without releasing it",
 			res.Epoch, p.Hostname, p.Epoch)
 	}
+	// Work that ignored the end of its context may still run; no second one starts beside it. The lease was
+	// renewed above, so the region keeps it meanwhile.
+	if h.straggler != nil {
+		select {
+		case err := <-h.straggler.done:
+			l.add("the work for %s, stopped at its deadline, has since returned (%v)", h.straggler.occurrence, err)
+			h.straggler = nil
+		default:
+			fail("occurrence %s not run: the work for %s still runs although its context ended at its deadline; the work must return when its context ends",
+				occ, h.straggler.occurrence)
+			return
+		}
+	}
 
 	rec := &runs.Record{LeaseKey: h.s.key, Occurrence: res.Occurrence, Region: res.Region, Owner: res.Owner, Instance: res.Instance,
 		Epoch: res.Epoch, PastDue: info.IsPastDue, StartedAt: h.now().UTC()}
 	var already *runs.AlreadyRunError
 	if err := h.runs.Claim(ctx, rec); errors.As(err, &already) {
 		res.Status, res.Reason = "skipped", already.Error()
-		l.add("occurrence %s: skipped, %s", res.Occurrence.Format(time.RFC3339), res.Reason)
+		l.add("occurrence %s: skipped, %s", occ, res.Reason)
 		answer(w, nil, l, res)
 		return
 	} else if err != nil {
-		fail("claim occurrence %s: %v", res.Occurrence.Format(time.RFC3339), err)
+		fail("claim occurrence %s: %v", occ, cause(ctx, err))
 		return
 	}
-	l.add("occurrence %s: executing in %s on instance %s at epoch %d", res.Occurrence.Format(time.RFC3339), res.Region, res.Instance, res.Epoch)
+	l.add("occurrence %s: executing in %s on instance %s at epoch %d", occ, res.Region, res.Instance, res.Epoch)
 
-	workErr := h.runUnderLease(ctx, lease, Run{Occurrence: res.Occurrence, Region: res.Region, Instance: res.Instance,
+	workErr, returned := h.runUnderLease(ctx, lease, Run{Occurrence: res.Occurrence, Region: res.Region, Instance: res.Instance,
 		Epoch: res.Epoch, PastDue: info.IsPastDue, Logf: l.add})
 	status := runs.Completed
 	switch {
@@ -196,20 +219,37 @@ func (h *handler) timer(w http.ResponseWriter, r *http.Request) {
 		status = runs.Lost
 		workErr = fmt.Errorf("the lease was lost while the work ran: %v", lease.Err())
 		h.lease = nil
+	case returned && workErr == nil:
+	case errors.Is(context.Cause(ctx), errDeadline):
+		status = runs.TimedOut
+		workErr = context.Cause(ctx)
+		if !returned {
+			workErr = fmt.Errorf("%w; the work did not return within %s after its context ended and may still be running", workErr, h.s.budget.grace)
+		}
 	case workErr != nil:
 		status = runs.Failed
 	}
-	if err := h.runs.Finish(context.WithoutCancel(ctx), rec, status, h.now().UTC(), workErr); err != nil {
+	finishing, cancelFinish := h.s.budget.finishing(ctx, start)
+	defer cancelFinish()
+	if err := h.runs.Finish(finishing, rec, status, h.now().UTC(), workErr); err != nil {
 		l.add("could not record the end of the run: %v", err)
 	}
 	if workErr != nil {
 		res.Status, res.Reason = "failed", workErr.Error()
-		l.add("occurrence %s: %s: %v", res.Occurrence.Format(time.RFC3339), status, workErr)
+		l.add("occurrence %s: %s: %v", occ, status, workErr)
 	} else {
 		res.Status = "executed"
-		l.add("occurrence %s: done", res.Occurrence.Format(time.RFC3339))
+		l.add("occurrence %s: done", occ)
 	}
 	answer(w, nil, l, res)
+}
+
+// cause prefers the reason the invocation's context ended to the bare error of a request it cut short.
+func cause(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w (%v)", context.Cause(ctx), err)
+	}
+	return err
 }
 
 // hold renews the lease this process holds, or tries once to acquire it.
@@ -233,21 +273,23 @@ func (h *handler) hold(ctx context.Context) (*cosmoslease.Lease, error) {
 	return lease, nil
 }
 
-// runUnderLease runs the work with a context that ends when the lease is lost, renewing the lease every
-// RenewInterval while the work runs.
-func (h *handler) runUnderLease(ctx context.Context, lease *cosmoslease.Lease, run Run) error {
+// runUnderLease runs the work with a context that ends when the lease is lost or the invocation's deadline
+// passes, renewing the lease every RenewInterval meanwhile. Once the context has ended the work has the
+// budget's grace to return; if it does not, runUnderLease returns anyway (returned false) and leaves the work
+// behind as the straggler.
+func (h *handler) runUnderLease(ctx context.Context, lease *cosmoslease.Lease, run Run) (err error, returned bool) {
 	workCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stop := context.AfterFunc(lease.Context(), func() { cancel(context.Cause(lease.Context())) })
 	defer stop()
-	done := make(chan struct{})
-	defer close(done)
+	renewing := make(chan struct{})
+	defer close(renewing)
 	go func() {
 		t := time.NewTicker(h.s.opts.RenewInterval)
 		defer t.Stop()
 		for {
 			select {
-			case <-done:
+			case <-renewing:
 				return
 			case <-t.C:
 				if err := lease.Renew(workCtx); err != nil {
@@ -256,7 +298,22 @@ func (h *handler) runUnderLease(ctx context.Context, lease *cosmoslease.Lease, r
 			}
 		}
 	}()
-	return h.work(workCtx, run)
+	done := make(chan error, 1)
+	go func() { done <- h.work(workCtx, run) }()
+	select {
+	case err := <-done:
+		return err, true
+	case <-workCtx.Done():
+	}
+	grace := time.NewTimer(h.s.budget.grace)
+	defer grace.Stop()
+	select {
+	case err := <-done:
+		return err, true
+	case <-grace.C:
+		h.straggler = &straggler{occurrence: run.Occurrence.Format(time.RFC3339), done: done}
+		return context.Cause(workCtx), false
+	}
 }
 
 // occurrence names the schedule occurrence this tick is for, the same in every region. During a scheduled

@@ -274,3 +274,63 @@ func TestOccurrence(t *testing.T) {
 		})
 	}
 }
+
+// functionTimeout as the host finds it, and the handler's deadline below it.
+func TestFunctionTimeout(t *testing.T) {
+	dir := func(hostJSON string) string {
+		d := t.TempDir()
+		if err := os.WriteFile(d+"/host.json", []byte(hostJSON), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	env := func(v string) func(string) string {
+		return func(k string) string {
+			if k == settingFunctionTimeout {
+				return v
+			}
+			return ""
+		}
+	}
+	empty := t.TempDir()
+	for _, tc := range []struct {
+		name    string
+		getenv  func(string) string
+		dirs    []string
+		want    time.Duration
+		wantErr string
+	}{
+		{"this app's host.json", env(""), []string{"../.."}, 10 * time.Minute, ""},
+		{"the app setting overrides host.json", env("00:02:00"), []string{"../.."}, 2 * time.Minute, ""},
+		{"the first host.json found", env(""), []string{empty, dir(`{"version":"2.0","functionTimeout":"00:00:30"}`)}, 30 * time.Second, ""},
+		{"key case does not matter", env(""), []string{dir(`{"FunctionTimeout":"01:00:00"}`)}, time.Hour, ""},
+		{"no limit", env(""), []string{dir(`{"functionTimeout":"-1"}`)}, 0, ""},
+		{"not in host.json", env(""), []string{dir(`{"version":"2.0"}`)}, defaultFunctionTimeout, ""},
+		{"no host.json", env(""), []string{empty}, defaultFunctionTimeout, ""},
+		{"bad setting", env("ten minutes"), nil, 0, "AzureFunctionsJobHost__functionTimeout \"ten minutes\""},
+		{"bad host.json value", env(""), []string{dir(`{"functionTimeout":"00:00:00.5"}`)}, 0, "host.json's functionTimeout"},
+		{"bad host.json", env(""), []string{dir(`{"functionTimeout":`)}, 0, "host.json is not valid JSON"},
+	} {
+		got, err := readFunctionTimeout(tc.getenv, tc.dirs)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%s: %v, %v; want an error saying %q", tc.name, got, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%s: %v, %v; want %v", tc.name, got, err, tc.want)
+		}
+	}
+	// A tenth (1 s to 1 min) is kept for stopping the work, recording the run and answering.
+	for timeout, want := range map[time.Duration]budget{
+		10 * time.Minute: {timeout: 10 * time.Minute, work: 9 * time.Minute, grace: 30 * time.Second, answer: 9*time.Minute + 45*time.Second},
+		4 * time.Second:  {timeout: 4 * time.Second, work: 3 * time.Second, grace: 500 * time.Millisecond, answer: 3750 * time.Millisecond},
+		time.Hour:        {timeout: time.Hour, work: 59 * time.Minute, grace: 30 * time.Second, answer: time.Hour - 15*time.Second},
+		0:                {},
+	} {
+		if got := newBudget(timeout); got != want {
+			t.Errorf("newBudget(%v) = %+v, want %+v", timeout, got, want)
+		}
+	}
+}

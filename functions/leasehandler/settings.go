@@ -33,6 +33,8 @@ type settings struct {
 	retention time.Duration
 	// instance names this process (opts.OwnerID names the region's app, whichever process runs it).
 	instance string
+	// budget splits the host's functionTimeout between the work and finishing in time.
+	budget budget
 }
 
 // loadSettings reads the app settings (environment variables). Durations in CosmosLeasing__DefaultLeaseDuration
@@ -78,6 +80,11 @@ func loadSettings(getenv func(string) string) (*settings, error) {
 	if err := runs.CheckPartitionKeyPath(orDefault(s.opts.PartitionKeyPath, cosmoslease.DefaultPartitionKeyPath)); err != nil {
 		return nil, fmt.Errorf("CosmosLeasing__PartitionKeyPath: %v", err)
 	}
+	timeout, err := readFunctionTimeout(getenv, hostDirs())
+	if err != nil {
+		return nil, err
+	}
+	s.budget = newBudget(timeout)
 	if v := getenv(settingRetention); v != "" {
 		if s.retention, err = config.ParseDuration(v); err != nil || s.retention < time.Second || s.retention > runs.MaxRetention {
 			return nil, fmt.Errorf("%s %q is not a duration from 1 s to 68 years, such as 30.00:00:00 (30 days, the default)", settingRetention, v)

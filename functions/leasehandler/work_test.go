@@ -56,7 +56,14 @@ func postTimer(t *testing.T, ts *httptest.Server, next time.Time) tickResult {
 
 func post(t *testing.T, ts *httptest.Server, payload []byte) tickResult {
 	t.Helper()
-	resp, err := ts.Client().Post(ts.URL+"/"+fnTimer, "application/json", bytes.NewReader(payload))
+	return postWithin(t, ts, payload, 0)
+}
+
+// postWithin posts a tick as the host does, which waits at most functionTimeout (0: no limit) for the answer.
+func postWithin(t *testing.T, ts *httptest.Server, payload []byte, functionTimeout time.Duration) tickResult {
+	t.Helper()
+	client := &http.Client{Timeout: functionTimeout}
+	resp, err := client.Post(ts.URL+"/"+fnTimer, "application/json", bytes.NewReader(payload))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,5 +194,72 @@ func TestPastDueReplay(t *testing.T) {
 	r = post(t, ts, monitoredTick(at("2026-09-24T13:08:00Z"), at("2026-09-24T13:09:00Z"), at("2026-09-24T13:09:20.5Z"), true))
 	if r.Status != "executed" || !r.Occurrence.Equal(at("2026-09-24T13:09:00Z")) || ran.Load() != 2 {
 		t.Fatalf("replay of 13:09: %+v, work ran %d times", r, ran.Load())
+	}
+}
+
+// The invocation's own deadline, below functionTimeout: the work's context ends, the run is recorded as timed
+// out, the host gets its answer in time, and the lease stays with the region, renewed by the next tick at the
+// same epoch. (The handler used to wait for the work however long it took, until the host killed it.)
+func TestDeadlineBelowFunctionTimeout(t *testing.T) {
+	const timeout = 4 * time.Second
+	var calls atomic.Int32
+	causes := make(chan error, 1)
+	ts, h, container := inProcess(t, func(ctx context.Context, run Run) error {
+		if calls.Add(1) > 1 {
+			return nil
+		}
+		<-ctx.Done() // a long job that stops when told
+		causes <- context.Cause(ctx)
+		return ctx.Err()
+	}, map[string]string{"AzureFunctionsJobHost__functionTimeout": "00:00:04"})
+	occ := time.Now().UTC().Truncate(2 * time.Second)
+	start := time.Now()
+	r := postWithin(t, ts, unmonitoredTick(fired(occ)), timeout)
+	if took := time.Since(start); r.Status != "failed" || !strings.Contains(r.Reason, "reached its deadline") || !strings.Contains(r.Reason, "functionTimeout of 00:00:04") {
+		t.Fatalf("tick answered after %s: %+v", took, r)
+	}
+	if c := <-causes; !errors.Is(c, errDeadline) {
+		t.Fatalf("the work's context ended with %v, want the deadline", c)
+	}
+	if recs := runRecords(t, container, h.s.key); len(recs) != 1 || recs[0].Status != runs.TimedOut || recs[0].FinishedAt.IsZero() {
+		t.Fatalf("run records %+v; want one, timed out", recs)
+	}
+	s, err := h.client.Inspect(context.Background(), h.s.key)
+	if err != nil || !s.Held || s.Released || s.Owner != h.s.opts.OwnerID {
+		t.Fatalf("after the timeout the lease is %+v (%v); want it still held by this region", s, err)
+	}
+	if r2 := postWithin(t, ts, unmonitoredTick(fired(occ.Add(2*time.Second))), timeout); r2.Status != "executed" || r2.Epoch != r.Epoch {
+		t.Fatalf("next tick: %+v; want executed at epoch %d", r2, r.Epoch)
+	}
+}
+
+// Work that ignores the end of its context cannot hold the answer back: the tick answers in time and says
+// the work may still run; no other occurrence starts beside it; once it returns, ticks run work again.
+func TestWorkIgnoringItsDeadline(t *testing.T) {
+	const timeout = 4 * time.Second
+	var calls atomic.Int32
+	ts, h, container := inProcess(t, func(ctx context.Context, run Run) error {
+		if calls.Add(1) == 1 {
+			time.Sleep(5 * time.Second) // ignores ctx
+		}
+		return nil
+	}, map[string]string{"AzureFunctionsJobHost__functionTimeout": "00:00:04"})
+	start := time.Now()
+	occ := start.UTC().Truncate(2 * time.Second)
+	if r := postWithin(t, ts, unmonitoredTick(fired(occ)), timeout); r.Status != "failed" || !strings.Contains(r.Reason, "may still be running") {
+		t.Fatalf("tick: %+v", r)
+	}
+	if recs := runRecords(t, container, h.s.key); len(recs) != 1 || recs[0].Status != runs.TimedOut {
+		t.Fatalf("run records %+v; want one, timed out", recs)
+	}
+	if r := postWithin(t, ts, unmonitoredTick(fired(occ.Add(4*time.Second))), timeout); r.Status != "failed" || !strings.Contains(r.Reason, "still runs") {
+		t.Fatalf("tick while the work still runs: %+v", r)
+	}
+	time.Sleep(time.Until(start.Add(5500 * time.Millisecond)))
+	if r := postWithin(t, ts, unmonitoredTick(fired(occ.Add(6*time.Second))), timeout); r.Status != "executed" {
+		t.Fatalf("tick after the work returned: %+v", r)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("the work ran %d times, want 2 (none beside the straggler)", n)
 	}
 }

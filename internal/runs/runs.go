@@ -61,6 +61,8 @@ const (
 	Failed    = "failed"
 	// Lost: the lease was lost while the work ran; the work was stopped.
 	Lost = "lost"
+	// TimedOut: the invocation's deadline, below the host's functionTimeout, passed; the work was stopped.
+	TimedOut = "timed-out"
 )
 
 // Record is one occurrence's run.
