@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -26,7 +27,8 @@ type handler struct {
 	s      *settings
 	setErr error // a settings problem, reported on every invocation
 	work   WorkFunc
-	log    *slog.Logger
+	log    *slog.Logger // the process's own messages, on stdout
+	out    *output      // where invocations write what the host must log (protocol.go)
 	now    func() time.Time
 
 	mu        sync.Mutex // one tick at a time; held while the work runs
@@ -45,7 +47,7 @@ type straggler struct {
 }
 
 func newHandler(s *settings, setErr error, work WorkFunc, log *slog.Logger) *handler {
-	return &handler{s: s, setErr: setErr, work: work, log: log, now: time.Now}
+	return &handler{s: s, setErr: setErr, work: work, log: log, out: &output{stdout: os.Stdout, stderr: os.Stderr}, now: time.Now}
 }
 
 // routes lists the functions this handler serves; a test checks they match the function folders.
@@ -71,29 +73,6 @@ type tickResult struct {
 	Epoch      int64     `json:"epoch,omitempty"`
 	Holder     string    `json:"holder,omitempty"`
 	Reason     string    `json:"reason,omitempty"`
-}
-
-// logs collects the invocation's log lines for the host and writes them to stdout as well.
-type logs struct {
-	lines []string
-	log   *slog.Logger
-}
-
-func (l *logs) add(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	l.lines = append(l.lines, msg)
-	l.log.Info(msg)
-}
-
-func answer(w http.ResponseWriter, outputs map[string]any, l *logs, ret any) {
-	if outputs == nil {
-		outputs = map[string]any{}
-	}
-	if l.lines == nil {
-		l.lines = []string{}
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(invokeResponse{Outputs: outputs, Logs: l.lines, ReturnValue: ret})
 }
 
 func readInvocation(r *http.Request) (invokeRequest, error) {
@@ -134,10 +113,10 @@ func (h *handler) connect(ctx context.Context) (*cosmoslease.Client, *runs.Store
 // while renewing it, and record how the run ended, all within the invocation's deadline (timeout.go).
 func (h *handler) timer(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	l := &logs{log: h.log}
+	iv := h.invocation(fnTimer, r)
 	fail := func(format string, args ...any) {
-		l.add("LeaseTimer failed: "+format, args...)
-		answer(w, nil, l, tickResult{Status: "failed", Reason: fmt.Sprintf(format, args...)})
+		iv.fail(format, args...)
+		iv.answer(w, nil, tickResult{Status: "failed", Reason: fmt.Sprintf(format, args...)})
 	}
 	if h.setErr != nil {
 		fail("%v", h.setErr)
@@ -171,8 +150,8 @@ func (h *handler) timer(w http.ResponseWriter, r *http.Request) {
 	case errors.As(err, &held):
 		res.Status, res.Holder, res.Epoch = "skipped", held.Holder.Owner, held.Holder.Epoch
 		res.Reason = fmt.Sprintf("%s (region %s) holds the lease", held.Holder.Owner, held.Holder.Region)
-		l.add("occurrence %s: skipped, %s", occ, res.Reason)
-		answer(w, nil, l, res)
+		iv.logf("occurrence %s: skipped, %s", occ, res.Reason)
+		iv.answer(w, nil, res)
 		return
 	case err != nil:
 		fail("lease %q: %v", h.s.key, cause(ctx, err))
@@ -180,7 +159,7 @@ func (h *handler) timer(w http.ResponseWriter, r *http.Request) {
 	}
 	res.Epoch = lease.Epoch()
 	if p := lease.Previous(); p != nil && p.Owner == h.s.opts.OwnerID && p.Held {
-		l.add("took the lease over at epoch %d from an earlier process of this app (instance %s, epoch %d), which ended without releasing it",
+		iv.logf("took the lease over at epoch %d from an earlier process of this app (instance %s, epoch %d), which ended without releasing it",
 			res.Epoch, p.Hostname, p.Epoch)
 	}
 	// Work that ignored the end of its context may still run; no second one starts beside it. The lease was
@@ -188,7 +167,7 @@ func (h *handler) timer(w http.ResponseWriter, r *http.Request) {
 	if h.straggler != nil {
 		select {
 		case err := <-h.straggler.done:
-			l.add("the work for %s, stopped at its deadline, has since returned (%v)", h.straggler.occurrence, err)
+			iv.logf("the work for %s, stopped at its deadline, has since returned (%v)", h.straggler.occurrence, err)
 			h.straggler = nil
 		default:
 			fail("occurrence %s not run: the work for %s still runs although its context ended at its deadline; the work must return when its context ends",
@@ -202,17 +181,17 @@ func (h *handler) timer(w http.ResponseWriter, r *http.Request) {
 	var already *runs.AlreadyRunError
 	if err := h.runs.Claim(ctx, rec); errors.As(err, &already) {
 		res.Status, res.Reason = "skipped", already.Error()
-		l.add("occurrence %s: skipped, %s", occ, res.Reason)
-		answer(w, nil, l, res)
+		iv.logf("occurrence %s: skipped, %s", occ, res.Reason)
+		iv.answer(w, nil, res)
 		return
 	} else if err != nil {
 		fail("claim occurrence %s: %v", occ, cause(ctx, err))
 		return
 	}
-	l.add("occurrence %s: executing in %s on instance %s at epoch %d", occ, res.Region, res.Instance, res.Epoch)
+	iv.logf("occurrence %s: executing in %s on instance %s at epoch %d", occ, res.Region, res.Instance, res.Epoch)
 
 	workErr, returned := h.runUnderLease(ctx, lease, Run{Occurrence: res.Occurrence, Region: res.Region, Instance: res.Instance,
-		Epoch: res.Epoch, PastDue: info.IsPastDue, Logf: l.add})
+		Epoch: res.Epoch, PastDue: info.IsPastDue, Logf: iv.logf})
 	status := runs.Completed
 	switch {
 	case lease.Err() != nil:
@@ -232,16 +211,16 @@ func (h *handler) timer(w http.ResponseWriter, r *http.Request) {
 	finishing, cancelFinish := h.s.budget.finishing(ctx, start)
 	defer cancelFinish()
 	if err := h.runs.Finish(finishing, rec, status, h.now().UTC(), workErr); err != nil {
-		l.add("could not record the end of the run: %v", err)
+		iv.logf("could not record the end of the run: %v", err)
 	}
 	if workErr != nil {
 		res.Status, res.Reason = "failed", workErr.Error()
-		l.add("occurrence %s: %s: %v", occ, status, workErr)
+		iv.fail("occurrence %s: %s: %v", occ, status, workErr)
 	} else {
 		res.Status = "executed"
-		l.add("occurrence %s: done", occ)
+		iv.logf("occurrence %s: done", occ)
 	}
-	answer(w, nil, l, res)
+	iv.answer(w, nil, res)
 }
 
 // cause prefers the reason the invocation's context ended to the bare error of a request it cut short.
@@ -262,7 +241,6 @@ func (h *handler) hold(ctx context.Context) (*cosmoslease.Lease, error) {
 		if !errors.Is(err, cosmoslease.ErrLeaseLost) && !errors.Is(err, cosmoslease.ErrReleased) {
 			return nil, err // unknown outcome: keep the lease object, the next tick tries again
 		}
-		h.log.Warn("lease lost since the last tick", "reason", err)
 		h.lease = nil
 	}
 	lease, err := h.client.TryAcquire(ctx, h.s.key)
@@ -333,43 +311,42 @@ func (h *handler) occurrence(info timerInfo, sys sysMetadata) time.Time {
 	return h.s.sched.prev(limit)
 }
 
-// status is the HTTP function LeaseStatus: the lease and its newest runs.
+// status is the HTTP function LeaseStatus: the lease and its newest runs. When it cannot read them the
+// invocation fails (500), and the host answers the caller with 500.
 func (h *handler) status(w http.ResponseWriter, r *http.Request) {
-	l := &logs{log: h.log}
-	reply := func(code int, v any) {
-		b, _ := json.Marshal(v)
-		answer(w, map[string]any{"res": httpOutput{StatusCode: code, Headers: map[string]string{"Content-Type": "application/json"}, Body: string(b)}}, l, nil)
+	iv := h.invocation(fnStatus, r)
+	fail := func(format string, args ...any) {
+		iv.fail(format, args...)
+		iv.answer(w, nil, nil)
 	}
 	if h.setErr != nil {
-		l.add("LeaseStatus: %v", h.setErr)
-		reply(http.StatusInternalServerError, map[string]string{"error": h.setErr.Error()})
+		fail("%v", h.setErr)
 		return
 	}
 	if _, err := readInvocation(r); err != nil {
-		l.add("LeaseStatus: %v", err)
-		reply(http.StatusBadRequest, map[string]string{"error": err.Error()})
+		fail("%v", err)
 		return
 	}
-	client, rs, err := h.connect(r.Context())
+	ctx, cancel := h.s.budget.deadline(r.Context(), time.Now())
+	defer cancel()
+	client, rs, err := h.connect(ctx)
 	if err != nil {
-		l.add("LeaseStatus: %v", err)
-		reply(http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+		fail("cannot use the lease container: %v", cause(ctx, err))
 		return
 	}
-	s, err := client.Inspect(r.Context(), h.s.key)
+	s, err := client.Inspect(ctx, h.s.key)
 	if err != nil {
-		l.add("LeaseStatus: %v", err)
-		reply(http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+		fail("read lease %q: %v", h.s.key, cause(ctx, err))
 		return
 	}
-	recent, err := rs.Recent(r.Context(), h.s.key, runs.DefaultLimit)
+	recent, err := rs.Recent(ctx, h.s.key, runs.DefaultLimit)
 	if err != nil {
-		l.add("LeaseStatus: %v", err)
-		reply(http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+		fail("%v", cause(ctx, err))
 		return
 	}
-	reply(http.StatusOK, statusBody{Lease: h.s.key, State: s.Status(), Owner: s.Owner, Region: s.Region, Instance: s.Hostname,
+	b, _ := json.Marshal(statusBody{Lease: h.s.key, State: s.Status(), Owner: s.Owner, Region: s.Region, Instance: s.Hostname,
 		Epoch: s.Epoch, ExpiresInMs: s.ExpiresIn.Milliseconds(), Renewals: s.Renewals, RecentRuns: recent})
+	iv.answer(w, map[string]any{"res": httpOutput{StatusCode: http.StatusOK, Headers: map[string]string{"Content-Type": "application/json"}, Body: string(b)}}, nil)
 }
 
 // statusBody is LeaseStatus's answer: the lease as its document shows it, and the newest runs. On Flex

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
+
 	"github.com/cosmoslease/cosmoslease/internal/cosmostest"
 	"github.com/cosmoslease/cosmoslease/internal/emulator"
 	"github.com/cosmoslease/cosmoslease/internal/runs"
@@ -35,6 +37,7 @@ type instance struct {
 	port           int
 	cmd            *exec.Cmd
 	stdout, stderr *syncBuf
+	invocations    int
 }
 
 type syncBuf struct {
@@ -128,6 +131,8 @@ func (in *instance) post(t *testing.T, fn string, body []byte) reply {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:"+strconv.Itoa(in.port)+"/"+fn, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
+	in.invocations++
+	req.Header.Set("X-Azure-Functions-InvocationId", "inv-"+strconv.Itoa(in.invocations))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s: %v", in.region, err)
@@ -153,8 +158,11 @@ func tick(t *testing.T, ins []*instance, next time.Time) []reply {
 	}
 	wg.Wait()
 	for _, r := range out {
-		if r.status != 200 || len(r.raw) != 3 || r.raw["Outputs"] == nil || r.raw["Logs"] == nil || r.raw["ReturnValue"] == nil {
+		if len(r.raw) != 3 || r.raw["Outputs"] == nil || r.raw["Logs"] == nil || r.raw["ReturnValue"] == nil {
 			t.Fatalf("%s: response %d %v is not {Outputs, Logs, ReturnValue}", r.region, r.status, r.raw)
+		}
+		if want := map[bool]int{false: 200, true: 500}[r.ret.Status == "failed"]; r.status != want {
+			t.Fatalf("%s: answered %d for %+v, want %d", r.region, r.status, r.ret, want)
 		}
 	}
 	return out
@@ -329,6 +337,46 @@ func TestRecycledRegionTakesOverAtOnce(t *testing.T) {
 	}
 }
 
+// The host logs Logs of a 2xx answer, and every stdout (information) and stderr (error) line: each line must
+// go one way only. Successful and skipped ticks keep their lines in Logs; a failed tick is answered 500 and its
+// reason is one line on stderr.
+func TestEveryLineLoggedOnce(t *testing.T) {
+	env := handlerEnv(t)
+	in := startHandler(t, "eastus", "eastus-pod-1", env)
+	next := time.Now().UTC().Truncate(2 * time.Second)
+	var kept []string
+	for _, want := range []string{"executed", "skipped"} { // the second is the same occurrence again
+		r := in.post(t, fnTimer, unmonitoredTick(fired(next)))
+		if r.status != 200 || r.ret.Status != want || len(r.logs) == 0 {
+			t.Fatalf("answer %d %+v, Logs %v; want 200, %s, with Logs", r.status, r.ret, r.logs, want)
+		}
+		kept = append(kept, r.logs...)
+	}
+	// A document that is not a lease where the lease should be: the tick cannot run.
+	body := `{"id":"lease-timer-singleton","leaseKey":"timer-singleton","note":"edited by hand"}`
+	srv := cosmostest.Get(t)
+	if _, err := srv.Container(t, env["CosmosLeasing__ContainerName"]).UpsertItem(context.Background(), azcosmos.NewPartitionKeyString("timer-singleton"), []byte(body), nil); err != nil {
+		t.Fatal(err)
+	}
+	r := in.post(t, fnTimer, unmonitoredTick(fired(next.Add(2*time.Second))))
+	if r.status != 500 || r.ret.Status != "failed" || len(r.logs) != 0 {
+		t.Fatalf("answer %d %+v, Logs %v; want 500 and no Logs", r.status, r.ret, r.logs)
+	}
+	stdout, stderr := in.stdout.String(), in.stderr.String()
+	errLines := strings.Split(strings.TrimSpace(stderr), "\n")
+	if len(errLines) != 1 || errLines[0] != "LeaseTimer (invocation inv-3): failed: "+r.ret.Reason {
+		t.Fatalf("stderr:\n%s\nwant one line with the reason %q", stderr, r.ret.Reason)
+	}
+	if strings.Contains(stdout, r.ret.Reason) {
+		t.Fatalf("the reason is on stdout too:\n%s", stdout)
+	}
+	for _, l := range kept {
+		if strings.Contains(stdout, l) || strings.Contains(stderr, l) {
+			t.Fatalf("%q is in Logs and on stdout or stderr:\n%s%s", l, stdout, stderr)
+		}
+	}
+}
+
 func TestBadSettingsFailTheInvocationAndWriteNothing(t *testing.T) {
 	srv := cosmostest.Get(t)
 	container := "handler-bad-" + strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -351,14 +399,14 @@ func TestBadSettingsFailTheInvocationAndWriteNothing(t *testing.T) {
 			in := startHandler(t, "eastus", "eastus-pod-1", tc.env)
 			next := time.Now().UTC().Truncate(time.Minute)
 			r := in.post(t, fnTimer, monitoredTick(time.Time{}, next, fired(next), false))
-			if r.status != 200 || r.ret.Status != "failed" || !strings.Contains(r.ret.Reason, tc.want) {
-				t.Fatalf("answer %d %+v, want 200 with a failed return value saying %q", r.status, r.ret, tc.want)
+			if r.status != 500 || r.ret.Status != "failed" || !strings.Contains(r.ret.Reason, tc.want) {
+				t.Fatalf("answer %d %+v, want 500 (a failed invocation) saying %q", r.status, r.ret, tc.want)
 			}
-			if len(r.logs) == 0 || !strings.Contains(strings.Join(r.logs, "\n"), tc.want) {
-				t.Fatalf("Logs %v lack %q", r.logs, tc.want)
-			}
-			if !strings.Contains(in.stdout.String()+in.stderr.String(), tc.want) {
-				t.Fatalf("the output lacks %q:\n%s%s", tc.want, in.stdout.String(), in.stderr.String())
+			// The reason is an error line on stderr: once at start, once for the invocation.
+			lines := strings.Split(strings.TrimSpace(in.stderr.String()), "\n")
+			if len(lines) != 2 || !strings.Contains(lines[0], tc.want) || !strings.HasPrefix(lines[1], "LeaseTimer (invocation inv-1): failed: ") ||
+				!strings.Contains(lines[1], tc.want) {
+				t.Fatalf("stderr:\n%s\nwant the reason at start and for the invocation", in.stderr.String())
 			}
 		})
 	}

@@ -69,8 +69,9 @@ func postWithin(t *testing.T, ts *httptest.Server, payload []byte, functionTimeo
 	}
 	defer resp.Body.Close()
 	var r struct{ ReturnValue tickResult }
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("answer %d: %v", resp.StatusCode, err)
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || (resp.StatusCode == 500) != (r.ReturnValue.Status == "failed") ||
+		(resp.StatusCode != 200 && resp.StatusCode != 500) {
+		t.Fatalf("answer %d %+v: %v; want 200, or 500 for a failed tick", resp.StatusCode, r.ReturnValue, err)
 	}
 	return r.ReturnValue
 }
@@ -261,5 +262,57 @@ func TestWorkIgnoringItsDeadline(t *testing.T) {
 	}
 	if n := calls.Load(); n != 2 {
 		t.Fatalf("the work ran %d times, want 2 (none beside the straggler)", n)
+	}
+}
+
+// A tick that fails is a failed invocation for the host: answered 500 (the host records a failure and drops
+// Logs), its reason one error line on stderr, its other lines on stdout. A tick that succeeds keeps its lines
+// in Logs and writes nothing. No line goes two ways.
+func TestFailedTickIsAFailedInvocation(t *testing.T) {
+	var calls atomic.Int32
+	ts, h, _ := inProcess(t, func(ctx context.Context, run Run) error {
+		run.Logf("pushed %d items downstream", 3)
+		if calls.Add(1) == 1 {
+			return errors.New("the downstream refused epoch 1")
+		}
+		return nil
+	})
+	stdout, stderr := &syncBuf{}, &syncBuf{}
+	h.out = &output{stdout: stdout, stderr: stderr}
+	invoke := func(occ time.Time) (int, tickResult, []string) {
+		req, _ := http.NewRequest(http.MethodPost, ts.URL+"/"+fnTimer, bytes.NewReader(unmonitoredTick(fired(occ))))
+		req.Header.Set("X-Azure-Functions-InvocationId", "7b3e")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out struct {
+			Logs        []string
+			ReturnValue tickResult
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, out.ReturnValue, out.Logs
+	}
+	occ := time.Now().UTC().Truncate(2 * time.Second)
+	code, ret, logs := invoke(occ)
+	if code != 500 || ret.Status != "failed" || len(logs) != 0 {
+		t.Fatalf("failed tick: %d %+v, Logs %v; want 500 and no Logs", code, ret, logs)
+	}
+	o := occ.Format(time.RFC3339)
+	wantOut := "LeaseTimer (invocation 7b3e): occurrence " + o + ": executing in eastus on instance eastus-pod-1 at epoch 1\n" +
+		"LeaseTimer (invocation 7b3e): pushed 3 items downstream\n"
+	wantErr := "LeaseTimer (invocation 7b3e): failed: occurrence " + o + ": failed: the downstream refused epoch 1\n"
+	if stdout.String() != wantOut || stderr.String() != wantErr {
+		t.Fatalf("stdout:\n%s\nstderr:\n%s\nwant:\n%s\n%s", stdout, stderr, wantOut, wantErr)
+	}
+	code, ret, logs = invoke(occ.Add(2 * time.Second))
+	if code != 200 || ret.Status != "executed" || len(logs) != 3 || logs[1] != "pushed 3 items downstream" {
+		t.Fatalf("successful tick: %d %+v, Logs %v", code, ret, logs)
+	}
+	if stdout.String() != wantOut || stderr.String() != wantErr {
+		t.Fatalf("a successful tick wrote to stdout or stderr:\n%s%s", stdout, stderr)
 	}
 }
