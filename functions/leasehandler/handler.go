@@ -367,8 +367,9 @@ type statusBody struct {
 	RecentRuns  []runs.Record `json:"recentRuns"`
 }
 
-// release gives the lease up when the host stops the handler, so another region takes over at its next tick,
-// and closes the clients.
+// release gives the lease up when the process is asked to stop (SIGINT or SIGTERM: a person running it, or
+// func start), so another region takes over at its next tick, and closes the clients. The Functions host never
+// asks: it kills the handler, and the region's next process takes the lease over instead.
 func (h *handler) release() {
 	h.mu.Lock()
 	defer h.mu.Unlock()

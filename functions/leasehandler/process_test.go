@@ -48,6 +48,21 @@ type syncBuf struct {
 func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
 func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
+// lines waits until the buffer holds at least n lines (a process's output is copied from its pipe in the
+// background, so it can trail the HTTP answer), and returns them.
+func (s *syncBuf) lines(t *testing.T, n int) []string {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		text := strings.TrimSpace(s.String())
+		if lines := strings.Split(text, "\n"); text != "" && len(lines) >= n || time.Now().After(deadline) {
+			if text == "" {
+				return nil
+			}
+			return lines
+		}
+	}
+}
+
 func freePort(t *testing.T) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -362,8 +377,9 @@ func TestEveryLineLoggedOnce(t *testing.T) {
 	if r.status != 500 || r.ret.Status != "failed" || len(r.logs) != 0 {
 		t.Fatalf("answer %d %+v, Logs %v; want 500 and no Logs", r.status, r.ret, r.logs)
 	}
+	errLines := in.stderr.lines(t, 1)
+	time.Sleep(100 * time.Millisecond) // stdout is copied by a goroutine of its own
 	stdout, stderr := in.stdout.String(), in.stderr.String()
-	errLines := strings.Split(strings.TrimSpace(stderr), "\n")
 	if len(errLines) != 1 || errLines[0] != "LeaseTimer (invocation inv-3): failed: "+r.ret.Reason {
 		t.Fatalf("stderr:\n%s\nwant one line with the reason %q", stderr, r.ret.Reason)
 	}
@@ -403,7 +419,7 @@ func TestBadSettingsFailTheInvocationAndWriteNothing(t *testing.T) {
 				t.Fatalf("answer %d %+v, want 500 (a failed invocation) saying %q", r.status, r.ret, tc.want)
 			}
 			// The reason is an error line on stderr: once at start, once for the invocation.
-			lines := strings.Split(strings.TrimSpace(in.stderr.String()), "\n")
+			lines := in.stderr.lines(t, 2)
 			if len(lines) != 2 || !strings.Contains(lines[0], tc.want) || !strings.HasPrefix(lines[1], "LeaseTimer (invocation inv-1): failed: ") ||
 				!strings.Contains(lines[1], tc.want) {
 				t.Fatalf("stderr:\n%s\nwant the reason at start and for the invocation", in.stderr.String())

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -43,6 +44,7 @@ func inProcess(t testing.TB, work WorkFunc, extra ...map[string]string) (*httpte
 		t.Fatal(err)
 	}
 	h := newHandler(s, nil, work, slog.New(slog.DiscardHandler))
+	h.out = &output{stdout: io.Discard, stderr: io.Discard}
 	ts := httptest.NewServer(h.mux())
 	t.Cleanup(ts.Close)
 	t.Cleanup(h.release)
@@ -256,7 +258,7 @@ func TestWorkIgnoringItsDeadline(t *testing.T) {
 	if r := postWithin(t, ts, unmonitoredTick(fired(occ.Add(4*time.Second))), timeout); r.Status != "failed" || !strings.Contains(r.Reason, "still runs") {
 		t.Fatalf("tick while the work still runs: %+v", r)
 	}
-	time.Sleep(time.Until(start.Add(5500 * time.Millisecond)))
+	time.Sleep(time.Until(start.Add(6 * time.Second)))
 	if r := postWithin(t, ts, unmonitoredTick(fired(occ.Add(6*time.Second))), timeout); r.Status != "executed" {
 		t.Fatalf("tick after the work returned: %+v", r)
 	}
