@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -26,7 +27,8 @@ type handler struct {
 	s      *settings
 	setErr error // a settings problem, reported on every invocation
 	work   WorkFunc
-	log    *slog.Logger
+	log    *slog.Logger // the process's own messages, on stdout
+	out    *output      // where invocations write what the host must log (protocol.go)
 	now    func() time.Time
 
 	mu        sync.Mutex // one tick at a time; held while the work runs
@@ -35,10 +37,17 @@ type handler struct {
 	runs      *runs.Store
 	closeRuns func()
 	lease     *cosmoslease.Lease
+	straggler *straggler // work that did not return after its context ended, if it still runs
+}
+
+// straggler is work left running past its deadline.
+type straggler struct {
+	occurrence string
+	done       <-chan error
 }
 
 func newHandler(s *settings, setErr error, work WorkFunc, log *slog.Logger) *handler {
-	return &handler{s: s, setErr: setErr, work: work, log: log, now: time.Now}
+	return &handler{s: s, setErr: setErr, work: work, log: log, out: &output{stdout: os.Stdout, stderr: os.Stderr}, now: time.Now}
 }
 
 // routes lists the functions this handler serves; a test checks they match the function folders.
@@ -59,33 +68,11 @@ type tickResult struct {
 	Status     string    `json:"status"` // executed, skipped, failed
 	Occurrence time.Time `json:"occurrence,omitzero"`
 	Region     string    `json:"region,omitempty"`
+	Owner      string    `json:"owner,omitempty"`
 	Instance   string    `json:"instance,omitempty"`
 	Epoch      int64     `json:"epoch,omitempty"`
 	Holder     string    `json:"holder,omitempty"`
 	Reason     string    `json:"reason,omitempty"`
-}
-
-// logs collects the invocation's log lines for the host and writes them to stdout as well.
-type logs struct {
-	lines []string
-	log   *slog.Logger
-}
-
-func (l *logs) add(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	l.lines = append(l.lines, msg)
-	l.log.Info(msg)
-}
-
-func answer(w http.ResponseWriter, outputs map[string]any, l *logs, ret any) {
-	if outputs == nil {
-		outputs = map[string]any{}
-	}
-	if l.lines == nil {
-		l.lines = []string{}
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(invokeResponse{Outputs: outputs, Logs: l.lines, ReturnValue: ret})
 }
 
 func readInvocation(r *http.Request) (invokeRequest, error) {
@@ -113,7 +100,7 @@ func (h *handler) connect(ctx context.Context) (*cosmoslease.Client, *runs.Store
 	if err != nil {
 		return nil, nil, err
 	}
-	rs, closeRuns, err := runs.Open(opts)
+	rs, closeRuns, err := runs.Open(opts, h.s.retention)
 	if err != nil {
 		c.Close()
 		return nil, nil, err
@@ -123,12 +110,13 @@ func (h *handler) connect(ctx context.Context) (*cosmoslease.Client, *runs.Store
 }
 
 // timer is one tick: hold the lease (renew, or acquire), claim this occurrence, run the work under the lease
-// while renewing it, and record how the run ended.
+// while renewing it, and record how the run ended, all within the invocation's deadline (timeout.go).
 func (h *handler) timer(w http.ResponseWriter, r *http.Request) {
-	l := &logs{log: h.log}
+	start := time.Now()
+	iv := h.invocation(fnTimer, r)
 	fail := func(format string, args ...any) {
-		l.add("LeaseTimer failed: "+format, args...)
-		answer(w, nil, l, tickResult{Status: "failed", Reason: fmt.Sprintf(format, args...)})
+		iv.fail(format, args...)
+		iv.answer(w, nil, tickResult{Status: "failed", Reason: fmt.Sprintf(format, args...)})
 	}
 	if h.setErr != nil {
 		fail("%v", h.setErr)
@@ -146,12 +134,14 @@ func (h *handler) timer(w http.ResponseWriter, r *http.Request) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	ctx := r.Context()
-	res := tickResult{Region: h.s.opts.Region, Instance: h.s.opts.OwnerID}
+	ctx, cancel := h.s.budget.deadline(r.Context(), start)
+	defer cancel()
+	res := tickResult{Region: h.s.opts.Region, Owner: h.s.opts.OwnerID, Instance: h.s.instance}
 	res.Occurrence = h.occurrence(info, sys)
+	occ := res.Occurrence.Format(time.RFC3339)
 
 	if _, _, err := h.connect(ctx); err != nil {
-		fail("cannot use the lease container: %v", err)
+		fail("cannot use the lease container: %v", cause(ctx, err))
 		return
 	}
 	lease, err := h.hold(ctx)
@@ -160,51 +150,85 @@ func (h *handler) timer(w http.ResponseWriter, r *http.Request) {
 	case errors.As(err, &held):
 		res.Status, res.Holder, res.Epoch = "skipped", held.Holder.Owner, held.Holder.Epoch
 		res.Reason = fmt.Sprintf("%s (region %s) holds the lease", held.Holder.Owner, held.Holder.Region)
-		l.add("occurrence %s: skipped, %s", res.Occurrence.Format(time.RFC3339), res.Reason)
-		answer(w, nil, l, res)
+		iv.logf("occurrence %s: skipped, %s", occ, res.Reason)
+		iv.answer(w, nil, res)
 		return
 	case err != nil:
-		fail("lease %q: %v", h.s.key, err)
+		fail("lease %q: %v", h.s.key, cause(ctx, err))
 		return
 	}
 	res.Epoch = lease.Epoch()
+	if p := lease.Previous(); p != nil && p.Owner == h.s.opts.OwnerID && p.Held {
+		iv.logf("took the lease over at epoch %d from an earlier process of this app (instance %s, epoch %d), which ended without releasing it",
+			res.Epoch, p.Hostname, p.Epoch)
+	}
+	// Work that ignored the end of its context may still run; no second one starts beside it. The lease was
+	// renewed above, so the region keeps it meanwhile.
+	if h.straggler != nil {
+		select {
+		case err := <-h.straggler.done:
+			iv.logf("the work for %s, stopped at its deadline, has since returned (%v)", h.straggler.occurrence, err)
+			h.straggler = nil
+		default:
+			fail("occurrence %s not run: the work for %s still runs although its context ended at its deadline; the work must return when its context ends",
+				occ, h.straggler.occurrence)
+			return
+		}
+	}
 
-	rec := &runs.Record{LeaseKey: h.s.key, Occurrence: res.Occurrence, Region: h.s.opts.Region, Instance: h.s.opts.OwnerID,
+	rec := &runs.Record{LeaseKey: h.s.key, Occurrence: res.Occurrence, Region: res.Region, Owner: res.Owner, Instance: res.Instance,
 		Epoch: res.Epoch, PastDue: info.IsPastDue, StartedAt: h.now().UTC()}
 	var already *runs.AlreadyRunError
 	if err := h.runs.Claim(ctx, rec); errors.As(err, &already) {
 		res.Status, res.Reason = "skipped", already.Error()
-		l.add("occurrence %s: skipped, %s", res.Occurrence.Format(time.RFC3339), res.Reason)
-		answer(w, nil, l, res)
+		iv.logf("occurrence %s: skipped, %s", occ, res.Reason)
+		iv.answer(w, nil, res)
 		return
 	} else if err != nil {
-		fail("claim occurrence %s: %v", res.Occurrence.Format(time.RFC3339), err)
+		fail("claim occurrence %s: %v", occ, cause(ctx, err))
 		return
 	}
-	l.add("occurrence %s: executing in %s as %s at epoch %d", res.Occurrence.Format(time.RFC3339), res.Region, res.Instance, res.Epoch)
+	iv.logf("occurrence %s: executing in %s on instance %s at epoch %d", occ, res.Region, res.Instance, res.Epoch)
 
-	workErr := h.runUnderLease(ctx, lease, Run{Occurrence: res.Occurrence, Region: res.Region, Instance: res.Instance,
-		Epoch: res.Epoch, PastDue: info.IsPastDue, Logf: l.add})
+	workErr, returned := h.runUnderLease(ctx, lease, Run{Occurrence: res.Occurrence, Region: res.Region, Instance: res.Instance,
+		Epoch: res.Epoch, PastDue: info.IsPastDue, Logf: iv.logf})
 	status := runs.Completed
 	switch {
 	case lease.Err() != nil:
 		status = runs.Lost
 		workErr = fmt.Errorf("the lease was lost while the work ran: %v", lease.Err())
 		h.lease = nil
+	case returned && workErr == nil:
+	case errors.Is(context.Cause(ctx), errDeadline):
+		status = runs.TimedOut
+		workErr = context.Cause(ctx)
+		if !returned {
+			workErr = fmt.Errorf("%w; the work did not return within %s after its context ended and may still be running", workErr, h.s.budget.grace)
+		}
 	case workErr != nil:
 		status = runs.Failed
 	}
-	if err := h.runs.Finish(context.WithoutCancel(ctx), rec, status, h.now().UTC(), workErr); err != nil {
-		l.add("could not record the end of the run: %v", err)
+	finishing, cancelFinish := h.s.budget.finishing(ctx, start)
+	defer cancelFinish()
+	if err := h.runs.Finish(finishing, rec, status, h.now().UTC(), workErr); err != nil {
+		iv.logf("could not record the end of the run: %v", err)
 	}
 	if workErr != nil {
 		res.Status, res.Reason = "failed", workErr.Error()
-		l.add("occurrence %s: %s: %v", res.Occurrence.Format(time.RFC3339), status, workErr)
+		iv.fail("occurrence %s: %s: %v", occ, status, workErr)
 	} else {
 		res.Status = "executed"
-		l.add("occurrence %s: done", res.Occurrence.Format(time.RFC3339))
+		iv.logf("occurrence %s: done", occ)
 	}
-	answer(w, nil, l, res)
+	iv.answer(w, nil, res)
+}
+
+// cause prefers the reason the invocation's context ended to the bare error of a request it cut short.
+func cause(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w (%v)", context.Cause(ctx), err)
+	}
+	return err
 }
 
 // hold renews the lease this process holds, or tries once to acquire it.
@@ -217,7 +241,6 @@ func (h *handler) hold(ctx context.Context) (*cosmoslease.Lease, error) {
 		if !errors.Is(err, cosmoslease.ErrLeaseLost) && !errors.Is(err, cosmoslease.ErrReleased) {
 			return nil, err // unknown outcome: keep the lease object, the next tick tries again
 		}
-		h.log.Warn("lease lost since the last tick", "reason", err)
 		h.lease = nil
 	}
 	lease, err := h.client.TryAcquire(ctx, h.s.key)
@@ -228,21 +251,23 @@ func (h *handler) hold(ctx context.Context) (*cosmoslease.Lease, error) {
 	return lease, nil
 }
 
-// runUnderLease runs the work with a context that ends when the lease is lost, renewing the lease every
-// RenewInterval while the work runs.
-func (h *handler) runUnderLease(ctx context.Context, lease *cosmoslease.Lease, run Run) error {
+// runUnderLease runs the work with a context that ends when the lease is lost or the invocation's deadline
+// passes, renewing the lease every RenewInterval meanwhile. Once the context has ended the work has the
+// budget's grace to return; if it does not, runUnderLease returns anyway (returned false) and leaves the work
+// behind as the straggler.
+func (h *handler) runUnderLease(ctx context.Context, lease *cosmoslease.Lease, run Run) (err error, returned bool) {
 	workCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stop := context.AfterFunc(lease.Context(), func() { cancel(context.Cause(lease.Context())) })
 	defer stop()
-	done := make(chan struct{})
-	defer close(done)
+	renewing := make(chan struct{})
+	defer close(renewing)
 	go func() {
 		t := time.NewTicker(h.s.opts.RenewInterval)
 		defer t.Stop()
 		for {
 			select {
-			case <-done:
+			case <-renewing:
 				return
 			case <-t.C:
 				if err := lease.Renew(workCtx); err != nil {
@@ -251,70 +276,100 @@ func (h *handler) runUnderLease(ctx context.Context, lease *cosmoslease.Lease, r
 			}
 		}
 	}()
-	return h.work(workCtx, run)
+	done := make(chan error, 1)
+	go func() { done <- h.work(workCtx, run) }()
+	select {
+	case err := <-done:
+		return err, true
+	case <-workCtx.Done():
+	}
+	grace := time.NewTimer(h.s.budget.grace)
+	defer grace.Stop()
+	select {
+	case err := <-done:
+		return err, true
+	case <-grace.C:
+		h.straggler = &straggler{occurrence: run.Occurrence.Format(time.RFC3339), done: done}
+		return context.Cause(workCtx), false
+	}
 }
 
-// occurrence names the schedule occurrence this tick is for. The host says when the run was due
-// (ScheduleStatus.Next); a manual run from the admin endpoint carries the next time instead, and schedules
-// faster than once a minute carry no status, so those fall back to the current time, floored to the shortest
-// gap of the schedule so that every region names the same occurrence.
+// occurrence names the schedule occurrence this tick is for, the same in every region. During a scheduled
+// run, the host's ScheduleStatus.Next is the occurrence now firing (a missed one when IsPastDue): it is used
+// when the schedule contains it and it is not in the future. Otherwise the host gave no status (useMonitor
+// false, sub-minute schedules) or the one still to come (a manual run), and the occurrence is the latest one
+// at or before UtcNow + 1 s, since the host can fire up to about a second early.
 func (h *handler) occurrence(info timerInfo, sys sysMetadata) time.Time {
 	now := sys.UtcNow.Time
 	if now.IsZero() {
 		now = h.now().UTC()
 	}
-	if st := info.ScheduleStatus; st != nil && !st.Next.IsZero() && !st.Next.After(now.Add(time.Second)) {
-		return st.Next.Truncate(time.Millisecond)
+	limit := now.Add(time.Second)
+	if st := info.ScheduleStatus; st != nil && !st.Next.IsZero() && !st.Next.After(limit) && h.s.sched.contains(st.Next.Time) {
+		return st.Next.UTC()
 	}
-	step := h.s.shortest
-	if step <= 0 {
-		step = time.Second
-	}
-	return now.Truncate(step)
+	return h.s.sched.prev(limit)
 }
 
-// status is the HTTP function LeaseStatus: the lease as this region sees it.
+// status is the HTTP function LeaseStatus: the lease and its newest runs. When it cannot read them the
+// invocation fails (500), and the host answers the caller with 500.
 func (h *handler) status(w http.ResponseWriter, r *http.Request) {
-	l := &logs{log: h.log}
-	reply := func(code int, v any) {
-		b, _ := json.Marshal(v)
-		answer(w, map[string]any{"res": httpOutput{StatusCode: code, Headers: map[string]string{"Content-Type": "application/json"}, Body: string(b)}}, l, nil)
+	iv := h.invocation(fnStatus, r)
+	fail := func(format string, args ...any) {
+		iv.fail(format, args...)
+		iv.answer(w, nil, nil)
 	}
 	if h.setErr != nil {
-		l.add("LeaseStatus: %v", h.setErr)
-		reply(http.StatusInternalServerError, map[string]string{"error": h.setErr.Error()})
+		fail("%v", h.setErr)
 		return
 	}
 	if _, err := readInvocation(r); err != nil {
-		l.add("LeaseStatus: %v", err)
-		reply(http.StatusBadRequest, map[string]string{"error": err.Error()})
+		fail("%v", err)
 		return
 	}
-	client, rs, err := h.connect(r.Context())
+	ctx, cancel := h.s.budget.deadline(r.Context(), time.Now())
+	defer cancel()
+	client, rs, err := h.connect(ctx)
 	if err != nil {
-		l.add("LeaseStatus: %v", err)
-		reply(http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+		fail("cannot use the lease container: %v", cause(ctx, err))
 		return
 	}
-	s, err := client.Inspect(r.Context(), h.s.key)
+	s, err := client.Inspect(ctx, h.s.key)
 	if err != nil {
-		l.add("LeaseStatus: %v", err)
-		reply(http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+		fail("read lease %q: %v", h.s.key, cause(ctx, err))
 		return
 	}
-	recent, _ := rs.List(r.Context(), h.s.key)
-	if len(recent) > 10 {
-		recent = recent[:10]
+	recent, err := rs.Recent(ctx, h.s.key, runs.DefaultLimit)
+	if err != nil {
+		fail("%v", cause(ctx, err))
+		return
 	}
-	reply(http.StatusOK, map[string]any{
-		"lease": h.s.key, "state": s.Status(), "owner": s.Owner, "region": s.Region, "epoch": s.Epoch,
-		"expiresInMs": s.ExpiresIn.Milliseconds(), "renewals": s.Renewals, "thisInstance": h.s.opts.OwnerID,
-		"thisRegion": h.s.opts.Region, "heldHere": s.Held && s.Owner == h.s.opts.OwnerID, "recentRuns": recent,
-	})
+	b, _ := json.Marshal(statusBody{Lease: h.s.key, State: s.Status(), Owner: s.Owner, Region: s.Region, Instance: s.Hostname,
+		Epoch: s.Epoch, ExpiresInMs: s.ExpiresIn.Milliseconds(), Renewals: s.Renewals, RecentRuns: recent})
+	iv.answer(w, map[string]any{"res": httpOutput{StatusCode: http.StatusOK, Headers: map[string]string{"Content-Type": "application/json"}, Body: string(b)}}, nil)
 }
 
-// release gives the lease up when the host stops the handler, so another region takes over at its next tick,
-// and closes the clients.
+// statusBody is LeaseStatus's answer: the lease as its document shows it, and the newest runs. On Flex
+// Consumption HTTP functions run on instances of their own, never the timer's, so the answer says nothing
+// about the process that serves it: whoever holds the lease is named by owner and region.
+type statusBody struct {
+	Lease string `json:"lease"`
+	// State is held, expired, released, free or invalid; ExpiresInMs is the longest the holder may still hold it,
+	// as far as this reader can tell.
+	State string `json:"state"`
+	// Owner is the holding region's app; Instance the process of it that last wrote the lease.
+	Owner       string        `json:"owner"`
+	Region      string        `json:"region"`
+	Instance    string        `json:"instance"`
+	Epoch       int64         `json:"epoch"`
+	ExpiresInMs int64         `json:"expiresInMs"`
+	Renewals    int64         `json:"renewals"`
+	RecentRuns  []runs.Record `json:"recentRuns"`
+}
+
+// release gives the lease up when the process is asked to stop (SIGINT or SIGTERM: a person running it, or
+// func start), so another region takes over at its next tick, and closes the clients. The Functions host never
+// asks: it kills the handler, and the region's next process takes the lease over instead.
 func (h *handler) release() {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -139,47 +139,18 @@ func FuzzParseTimer(f *testing.F) {
 		if err != nil {
 			return
 		}
-		h := newHandler(&settings{shortest: time.Minute}, nil, Work, nil)
+		sched, _ := parseSchedule("0 * * * * *")
+		h := newHandler(&settings{sched: sched}, nil, Work, nil)
 		h.now = func() time.Time { return time.Date(2026, 1, 1, 0, 0, 30, 0, time.UTC) }
-		if occ := h.occurrence(info, sys); occ.IsZero() {
-			t.Fatalf("no occurrence for %s", b)
+		if occ := h.occurrence(info, sys); !sched.contains(occ) {
+			t.Fatalf("occurrence %s for %s is not one of the schedule's", occ, b)
 		}
 	})
 }
 
-func TestScheduleGaps(t *testing.T) {
-	for _, tc := range []struct {
-		schedule          string
-		shortest, longest time.Duration
-		err               string
-	}{
-		{"0 */1 * * * *", time.Minute, time.Minute, ""},
-		{"0 */5 * * * *", 5 * time.Minute, 5 * time.Minute, ""},
-		{"*/10 * * * * *", 10 * time.Second, 10 * time.Second, ""},
-		{"0 0 * * * *", time.Hour, time.Hour, ""},
-		{"0 30 9 * * Mon-Fri", 24 * time.Hour, 72 * time.Hour, ""},
-		{"0 0,30 8-17 * * *", 30 * time.Minute, 14*time.Hour + 30*time.Minute, ""},
-		{"00:05:00", 5 * time.Minute, 5 * time.Minute, ""},
-		{"0 */1 * * *", 0, 0, "six fields"},
-		{"0 61 * * * *", 0, 0, "outside 0-59"},
-		{"0 0 0 30 2 *", 0, 0, "less than twice a year"},
-		{"every minute", 0, 0, "six fields"},
-	} {
-		s, l, err := gaps(tc.schedule)
-		if tc.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Errorf("gaps(%q) = %v, %v, %v; want error %q", tc.schedule, s, l, err, tc.err)
-			}
-			continue
-		}
-		if err != nil || s != tc.shortest || l != tc.longest {
-			t.Errorf("gaps(%q) = %v, %v, %v; want %v, %v", tc.schedule, s, l, err, tc.shortest, tc.longest)
-		}
-	}
-}
-
 func TestSettings(t *testing.T) {
-	base := map[string]string{"CosmosLeasing__AccountEndpoint": "https://acct.documents.azure.com:443/", "REGION_NAME": "East US", "WEBSITE_INSTANCE_ID": "abcdef0123456789"}
+	base := map[string]string{"CosmosLeasing__AccountEndpoint": "https://acct.documents.azure.com:443/", "REGION_NAME": "East US", "WEBSITE_INSTANCE_ID": "abcdef0123456789",
+		"LeaseTimerSchedule": "0 */1 * * * *", "WEBSITE_SITE_NAME": "func-demo-eastus"}
 	get := func(extra map[string]string) func(string) string {
 		return func(k string) string {
 			if v, ok := extra[k]; ok {
@@ -193,22 +164,173 @@ func TestSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	if s.key != "timer-singleton" || s.opts.LeaseDuration != 3*time.Minute || !s.opts.ManualRenew || s.opts.Region != "East US" ||
-		s.opts.OwnerID != "eastus-abcdef012345" || s.opts.RenewDeadline <= s.longest {
+		s.opts.RenewDeadline <= s.sched.longest {
 		t.Fatalf("defaults: %+v %+v", s, s.opts)
+	}
+	// The owner is the region's app, stable across its processes, which may take over from one another; the
+	// instance is only the process.
+	if s.opts.OwnerID != "func-demo-eastus@eastus" || !s.opts.TakeOverSameOwner || s.instance != "abcdef0123456789" || s.opts.Hostname != s.instance {
+		t.Fatalf("owner %q (take over %v), instance %q, hostname %q", s.opts.OwnerID, s.opts.TakeOverSameOwner, s.instance, s.opts.Hostname)
+	}
+	// The instance id as the host finds it on Linux Consumption and Flex, then App Service, then the hostname.
+	host, _ := os.Hostname()
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"WEBSITE_POD_NAME": "pod-7", "CONTAINER_NAME": "ctr-3"}, "pod-7"},
+		{map[string]string{"CONTAINER_NAME": "ctr-3"}, "ctr-3"},
+		{map[string]string{}, "abcdef0123456789"},
+		{map[string]string{"WEBSITE_INSTANCE_ID": ""}, host},
+	} {
+		if s, err := loadSettings(get(tc.env)); err != nil || s.instance != tc.want {
+			t.Errorf("instance with %v: %v, %v; want %q", tc.env, s, err, tc.want)
+		}
+	}
+	if s, err := loadSettings(get(map[string]string{"WEBSITE_SITE_NAME": "", "LeaseTimerRegion": "West Europe"})); err != nil || s.opts.OwnerID != host+"@westeurope" {
+		t.Errorf("owner without WEBSITE_SITE_NAME: %v, %v; want the hostname and the region", s, err)
+	}
+	// Schedules the host fires must not fail the handler's settings; the lease spans three of the longest gaps.
+	for expr, lease := range map[string]time.Duration{"*/5 * * * *": 15 * time.Minute, "0 0 9 * * Monday-Friday": 9 * 24 * time.Hour,
+		"0 0 9 13 * Fri": 3 * 427 * 24 * time.Hour} {
+		s, err := loadSettings(get(map[string]string{"LeaseTimerSchedule": expr}))
+		if err != nil {
+			t.Errorf("LeaseTimerSchedule %q: %v", expr, err)
+		} else if s.opts.LeaseDuration != lease {
+			t.Errorf("LeaseTimerSchedule %q: lease %v, want %v", expr, s.opts.LeaseDuration, lease)
+		}
 	}
 	for _, tc := range []struct {
 		extra map[string]string
 		want  string
 	}{
 		{map[string]string{"CosmosLeasing__AccountEndpoint": ""}, "no Cosmos DB account configured"},
+		// No silent default: the host would not load LeaseTimer, so the handler says why.
+		{map[string]string{"LeaseTimerSchedule": ""}, "LeaseTimerSchedule is not set"},
+		{map[string]string{"LeaseTimerSchedule": "  "}, "LeaseTimerSchedule is not set"},
 		{map[string]string{"CosmosLeasing__AccountEndpoint": "acct"}, "is not a URL"},
 		{map[string]string{"CosmosLeasing__DefaultLeaseDuration": "soon"}, "CosmosLeasing__DefaultLeaseDuration"},
 		{map[string]string{"CosmosLeasing__DefaultLeaseDuration": "00:01:00"}, "too short for the schedule"},
 		{map[string]string{"LeaseTimerSchedule": "0 61 * * * *"}, "outside 0-59"},
 		{map[string]string{"LeaseTimerLeaseKey": "a/b"}, "LeaseTimerLeaseKey"},
+		{map[string]string{"LeaseTimerRunRetention": "forever"}, "LeaseTimerRunRetention"},
+		{map[string]string{"LeaseTimerRunRetention": "00:00:00"}, "from 1 s to 68 years"},
+		{map[string]string{"CosmosLeasing__PartitionKeyPath": "/id"}, "partitioned on /id"},
+		{map[string]string{"REGION_NAME": ""}, "set the app setting LeaseTimerRegion"},
 	} {
 		if _, err := loadSettings(get(tc.extra)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("settings %v: %v, want %q", tc.extra, err, tc.want)
+		}
+	}
+}
+
+// The occurrence a tick is for, worked out by hand (2026-09-26 is a Saturday).
+func TestOccurrence(t *testing.T) {
+	at := func(s string) flexTime {
+		v, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return flexTime{v.UTC()}
+	}
+	status := func(last, next string) *scheduleStatus {
+		return &scheduleStatus{Last: at(last), Next: at(next), LastUpdated: at(last)}
+	}
+	const never = "0001-01-01T00:00:00Z"
+	for _, tc := range []struct {
+		name, schedule string
+		status         *scheduleStatus
+		utcNow         string
+		want           string
+	}{
+		{"scheduled run: Next is the occurrence firing", "0 */1 * * * *", status("2026-09-24T13:08:00Z", "2026-09-24T13:09:00Z"), "2026-09-24T13:09:00.0151719Z", "2026-09-24T13:09:00Z"},
+		{"scheduled run fired early", "0 */1 * * * *", status("2026-09-24T13:08:00Z", "2026-09-24T13:09:00Z"), "2026-09-24T13:08:59.2Z", "2026-09-24T13:09:00Z"},
+		{"first run ever", "0 */1 * * * *", status(never, "2026-09-24T13:09:00Z"), "2026-09-24T13:09:00.01Z", "2026-09-24T13:09:00Z"},
+		{"past-due replay names the missed occurrence", "0 */5 * * * *", status("2026-09-24T13:00:00Z", "2026-09-24T13:05:00Z"), "2026-09-24T13:09:20Z", "2026-09-24T13:05:00Z"},
+		// No status: sub-minute schedules, useMonitor false.
+		{"no status, fired early", "*/2 * * * * *", nil, "2026-09-24T13:07:39.2Z", "2026-09-24T13:07:40Z"},
+		{"no status, fired late", "*/2 * * * * *", nil, "2026-09-24T13:07:40.3Z", "2026-09-24T13:07:40Z"},
+		{"no status, gaps that do not divide the minute", "5/20 * * * * *", nil, "2026-09-24T13:07:45.01Z", "2026-09-24T13:07:45Z"},
+		// A manual run carries the occurrence still to come: name the latest one that is due.
+		{"manual run", "0 */5 * * * *", status("2026-09-24T13:05:00Z", "2026-09-24T13:10:00Z"), "2026-09-24T13:07:30Z", "2026-09-24T13:05:00Z"},
+		{"manual run on a weekend", "0 0 9 * * Mon-Fri", status("2026-09-25T09:00:00Z", "2026-09-28T09:00:00Z"), "2026-09-26T15:00:00Z", "2026-09-25T09:00:00Z"},
+		// A Next that the schedule does not contain (the status of a schedule since changed) is not trusted.
+		{"stale status", "0 */5 * * * *", status("2026-09-24T13:02:00Z", "2026-09-24T13:03:00Z"), "2026-09-24T13:05:00.2Z", "2026-09-24T13:05:00Z"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sched, err := parseSchedule(tc.schedule)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := newHandler(&settings{sched: sched}, nil, Work, nil)
+			h.now = func() time.Time {
+				t.Fatal("the handler's clock was read although the host sent UtcNow")
+				return time.Time{}
+			}
+			got := h.occurrence(timerInfo{ScheduleStatus: tc.status}, sysMetadata{UtcNow: at(tc.utcNow)})
+			if want := at(tc.want).Time; !got.Equal(want) {
+				t.Fatalf("occurrence = %s, want %s", got.Format(time.RFC3339Nano), want.Format(time.RFC3339))
+			}
+		})
+	}
+}
+
+// functionTimeout as the host finds it, and the handler's deadline below it.
+func TestFunctionTimeout(t *testing.T) {
+	dir := func(hostJSON string) string {
+		d := t.TempDir()
+		if err := os.WriteFile(d+"/host.json", []byte(hostJSON), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	env := func(v string) func(string) string {
+		return func(k string) string {
+			if k == settingFunctionTimeout {
+				return v
+			}
+			return ""
+		}
+	}
+	empty := t.TempDir()
+	for _, tc := range []struct {
+		name    string
+		getenv  func(string) string
+		dirs    []string
+		want    time.Duration
+		wantErr string
+	}{
+		{"this app's host.json", env(""), []string{"../.."}, 10 * time.Minute, ""},
+		{"the app setting overrides host.json", env("00:02:00"), []string{"../.."}, 2 * time.Minute, ""},
+		{"the first host.json found", env(""), []string{empty, dir(`{"version":"2.0","functionTimeout":"00:00:30"}`)}, 30 * time.Second, ""},
+		{"key case does not matter", env(""), []string{dir(`{"FunctionTimeout":"01:00:00"}`)}, time.Hour, ""},
+		{"no limit", env(""), []string{dir(`{"functionTimeout":"-1"}`)}, 0, ""},
+		{"not in host.json", env(""), []string{dir(`{"version":"2.0"}`)}, defaultFunctionTimeout, ""},
+		{"no host.json", env(""), []string{empty}, defaultFunctionTimeout, ""},
+		{"bad setting", env("ten minutes"), nil, 0, "AzureFunctionsJobHost__functionTimeout \"ten minutes\""},
+		{"bad host.json value", env(""), []string{dir(`{"functionTimeout":"00:00:00.5"}`)}, 0, "host.json's functionTimeout"},
+		{"bad host.json", env(""), []string{dir(`{"functionTimeout":`)}, 0, "host.json is not valid JSON"},
+	} {
+		got, err := readFunctionTimeout(tc.getenv, tc.dirs)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%s: %v, %v; want an error saying %q", tc.name, got, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("%s: %v, %v; want %v", tc.name, got, err, tc.want)
+		}
+	}
+	// A tenth (1 s to 1 min) is kept for stopping the work, recording the run and answering.
+	for timeout, want := range map[time.Duration]budget{
+		10 * time.Minute: {timeout: 10 * time.Minute, work: 9 * time.Minute, grace: 30 * time.Second, answer: 9*time.Minute + 45*time.Second},
+		4 * time.Second:  {timeout: 4 * time.Second, work: 3 * time.Second, grace: 500 * time.Millisecond, answer: 3750 * time.Millisecond},
+		time.Hour:        {timeout: time.Hour, work: 59 * time.Minute, grace: 30 * time.Second, answer: time.Hour - 15*time.Second},
+		0:                {},
+	} {
+		if got := newBudget(timeout); got != want {
+			t.Errorf("newBudget(%v) = %+v, want %+v", timeout, got, want)
 		}
 	}
 }

@@ -27,8 +27,9 @@ func main() {
 	}
 	s, err := loadSettings(os.Getenv)
 	if err != nil {
-		// Keep serving: the host would restart a handler that exits, and the message belongs in each invocation's logs.
-		log.Error("settings are not usable; every invocation will fail until they are fixed", "error", err)
+		// Keep serving: the host would restart a handler that exits, and the reason belongs to each invocation,
+		// which fails with it.
+		fmt.Fprintf(os.Stderr, "leasehandler: the settings are not usable, so every invocation fails until they are fixed: %v\n", err)
 	}
 	h := newHandler(s, err, Work, log)
 	srv := &http.Server{Handler: h.mux(), ReadHeaderTimeout: 10 * time.Second}

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
+
 	"github.com/cosmoslease/cosmoslease/internal/cosmostest"
 	"github.com/cosmoslease/cosmoslease/internal/emulator"
 	"github.com/cosmoslease/cosmoslease/internal/runs"
@@ -31,10 +33,11 @@ func TestMain(m *testing.M) { os.Exit(cosmostest.MainWithBinary(m, ".", &binary)
 
 // instance is one handler process, started the way the Functions host starts it.
 type instance struct {
-	region string
-	port   int
-	cmd    *exec.Cmd
-	out    *syncBuf
+	region, pod    string
+	port           int
+	cmd            *exec.Cmd
+	stdout, stderr *syncBuf
+	invocations    int
 }
 
 type syncBuf struct {
@@ -45,6 +48,21 @@ type syncBuf struct {
 func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
 func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
+// lines waits until the buffer holds at least n lines (a process's output is copied from its pipe in the
+// background, so it can trail the HTTP answer), and returns them.
+func (s *syncBuf) lines(t *testing.T, n int) []string {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		text := strings.TrimSpace(s.String())
+		if lines := strings.Split(text, "\n"); text != "" && len(lines) >= n || time.Now().After(deadline) {
+			if text == "" {
+				return nil
+			}
+			return lines
+		}
+	}
+}
+
 func freePort(t *testing.T) int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -54,17 +72,21 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-func startHandler(t *testing.T, region string, env map[string]string) *instance {
+// site is the Function App's name in every region of the tests; the region tells the apps' leases apart.
+const site = "cosmoslease-func"
+
+// startHandler starts the handler of a region's app as the host starts it on an instance named pod.
+func startHandler(t *testing.T, region, pod string, env map[string]string) *instance {
 	t.Helper()
-	in := &instance{region: region, port: freePort(t), out: &syncBuf{}}
+	in := &instance{region: region, pod: pod, port: freePort(t), stdout: &syncBuf{}, stderr: &syncBuf{}}
 	in.cmd = exec.Command(binary)
 	in.cmd.Dir = t.TempDir()
 	in.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "FUNCTIONS_CUSTOMHANDLER_PORT=" + strconv.Itoa(in.port),
-		"REGION_NAME=" + region, "LeaseTimerInstance=" + region + "-1"}
+		"REGION_NAME=" + region, "WEBSITE_SITE_NAME=" + site, "WEBSITE_POD_NAME=" + pod}
 	for k, v := range env {
 		in.cmd.Env = append(in.cmd.Env, k+"="+v)
 	}
-	in.cmd.Stdout, in.cmd.Stderr = in.out, in.out
+	in.cmd.Stdout, in.cmd.Stderr = in.stdout, in.stderr
 	if err := in.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -77,19 +99,40 @@ func startHandler(t *testing.T, region string, env map[string]string) *instance 
 			return in
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("handler for %s did not listen: %s", region, in.out.String())
+			t.Fatalf("handler for %s did not listen: %s%s", region, in.stdout.String(), in.stderr.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 }
 
-// timerPayload is the host's invocation of LeaseTimer for the occurrence due at next.
-func timerPayload(next time.Time, pastDue bool) []byte {
-	return []byte(fmt.Sprintf(`{"Data":{"timer":{"Schedule":{"AdjustForDST":true},"ScheduleStatus":{"Last":"%s","Next":"%s","LastUpdated":"%s"},"IsPastDue":%t}},"Metadata":{"timer":{"Schedule":{"AdjustForDST":true},"IsPastDue":%t},"sys":{"MethodName":"LeaseTimer","UtcNow":"%s","RandGuid":"6e4bc43b-0000-0000-0000-000000000000"}}}`,
-		next.Add(-2*time.Second).Format("2006-01-02T15:04:05.0000000+00:00"), next.Format("2006-01-02T15:04:05+00:00"),
-		next.Add(-2*time.Second).Format("2006-01-02T15:04:05.0000000+00:00"), pastDue, pastDue,
-		next.Add(15*time.Millisecond).Format("2006-01-02T15:04:05.0000000Z")))
+// The host's invocations of LeaseTimer, as it sends them: PascalCase; the timer status's dates as Json.NET
+// writes the host's local (UTC) times, with an offset and no trailing zeros; "never" as
+// 0001-01-01T00:00:00+00:00; Last the previous run; Metadata holding only sys, whose UtcNow is a UTC DateTime
+// (written with Z).
+
+// monitoredTick is a run of a monitored schedule (useMonitor, at most one tick a minute): Next is the
+// occurrence firing (a missed one when pastDue), Last the one before it, or zero for never.
+func monitoredTick(last, next, utcNow time.Time, pastDue bool) []byte {
+	return []byte(fmt.Sprintf(`{"Data":{"timer":{"Schedule":{"AdjustForDST":true},"ScheduleStatus":{"Last":%q,"Next":%q,"LastUpdated":%q},"IsPastDue":%t}},"Metadata":{"sys":{"MethodName":"LeaseTimer","UtcNow":%q,"RandGuid":"6e4bc43b-77c3-4ad1-9e0b-5c2bd1a9e0f3"}}}`,
+		hostTime(last), hostTime(next), hostTime(last), pastDue, utcNow.UTC().Format("2006-01-02T15:04:05.9999999Z07:00")))
 }
+
+// unmonitoredTick is a run of a schedule that fires more than once a minute: the host keeps no status for
+// those and sends ScheduleStatus null.
+func unmonitoredTick(utcNow time.Time) []byte {
+	return []byte(fmt.Sprintf(`{"Data":{"timer":{"Schedule":{"AdjustForDST":true},"ScheduleStatus":null,"IsPastDue":false}},"Metadata":{"sys":{"MethodName":"LeaseTimer","UtcNow":%q,"RandGuid":"0f1e2d3c-4b5a-4697-8877-66a5b4c3d2e1"}}}`,
+		utcNow.UTC().Format("2006-01-02T15:04:05.9999999Z07:00")))
+}
+
+func hostTime(t time.Time) string {
+	if t.IsZero() {
+		return "0001-01-01T00:00:00+00:00"
+	}
+	return t.UTC().Format("2006-01-02T15:04:05.9999999") + "+00:00"
+}
+
+// fired is when the host's clock reads as it invokes the function for an occurrence: a few milliseconds late.
+func fired(occurrence time.Time) time.Time { return occurrence.Add(15 * time.Millisecond) }
 
 type reply struct {
 	region string
@@ -103,6 +146,8 @@ func (in *instance) post(t *testing.T, fn string, body []byte) reply {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:"+strconv.Itoa(in.port)+"/"+fn, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
+	in.invocations++
+	req.Header.Set("X-Azure-Functions-InvocationId", "inv-"+strconv.Itoa(in.invocations))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s: %v", in.region, err)
@@ -124,12 +169,15 @@ func tick(t *testing.T, ins []*instance, next time.Time) []reply {
 	var wg sync.WaitGroup
 	for i, in := range ins {
 		wg.Add(1)
-		go func() { defer wg.Done(); out[i] = in.post(t, fnTimer, timerPayload(next, false)) }()
+		go func() { defer wg.Done(); out[i] = in.post(t, fnTimer, unmonitoredTick(fired(next))) }()
 	}
 	wg.Wait()
 	for _, r := range out {
-		if r.status != 200 || len(r.raw) != 3 || r.raw["Outputs"] == nil || r.raw["Logs"] == nil || r.raw["ReturnValue"] == nil {
+		if len(r.raw) != 3 || r.raw["Outputs"] == nil || r.raw["Logs"] == nil || r.raw["ReturnValue"] == nil {
 			t.Fatalf("%s: response %d %v is not {Outputs, Logs, ReturnValue}", r.region, r.status, r.raw)
+		}
+		if want := map[bool]int{false: 200, true: 500}[r.ret.Status == "failed"]; r.status != want {
+			t.Fatalf("%s: answered %d for %+v, want %d", r.region, r.status, r.ret, want)
 		}
 	}
 	return out
@@ -151,16 +199,22 @@ func executed(t *testing.T, rs []reply) []reply {
 	return out
 }
 
-func TestThreeRegionsOneExecutesEachOccurrence(t *testing.T) {
+// handlerEnv is the app settings of the tests' Function Apps, on a container of their own: ticks 2 s apart, so
+// the lease lasts 6 s. The name of the container is in CosmosLeasing__ContainerName.
+func handlerEnv(t *testing.T) map[string]string {
 	srv := cosmostest.Get(t)
 	container := "handler-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	if err := emulator.EnsureContainer(context.Background(), srv.Endpoint, srv.Database, container, "/leaseKey"); err != nil {
 		t.Fatal(err)
 	}
-	env := map[string]string{"CosmosLeasing__ConnectionString": emulator.ConnectionString(srv.Endpoint),
-		"CosmosLeasing__DatabaseName": srv.Database, "CosmosLeasing__ContainerName": container,
-		"LeaseTimerSchedule": "*/2 * * * * *"} // ticks 2 s apart: the lease lasts 6 s
-	ins := []*instance{startHandler(t, "eastus", env), startHandler(t, "westeurope", env), startHandler(t, "southeastasia", env)}
+	return map[string]string{"CosmosLeasing__ConnectionString": emulator.ConnectionString(srv.Endpoint),
+		"CosmosLeasing__DatabaseName": srv.Database, "CosmosLeasing__ContainerName": container, "LeaseTimerSchedule": "*/2 * * * * *"}
+}
+
+func TestThreeRegionsOneExecutesEachOccurrence(t *testing.T) {
+	env := handlerEnv(t)
+	ins := []*instance{startHandler(t, "eastus", "eastus-pod-1", env), startHandler(t, "westeurope", "westeurope-pod-1", env),
+		startHandler(t, "southeastasia", "southeastasia-pod-1", env)}
 
 	next := time.Now().UTC().Truncate(2 * time.Second)
 	var active string
@@ -184,16 +238,17 @@ func TestThreeRegionsOneExecutesEachOccurrence(t *testing.T) {
 		time.Sleep(time.Until(next))
 	}
 
-	// A replay of a past occurrence (IsPastDue after a restart) is not run again, in any region.
+	// A past occurrence delivered again (late, or by a second instance of a region's app) is not run again,
+	// in any region.
 	replayed := next.Add(-4 * time.Second)
 	for _, in := range ins {
-		r := in.post(t, fnTimer, timerPayload(replayed, true))
+		r := in.post(t, fnTimer, unmonitoredTick(fired(replayed)))
 		if r.ret.Status != "skipped" {
 			t.Fatalf("%s ran a replayed occurrence: %+v", in.region, r.ret)
 		}
 	}
 
-	// Stop the active region; another takes over on a later tick, at the next epoch.
+	// Stop the active region for good; another takes over on a later tick, at the next epoch.
 	var survivors []*instance
 	for _, in := range ins {
 		if in.region == active {
@@ -220,15 +275,7 @@ func TestThreeRegionsOneExecutesEachOccurrence(t *testing.T) {
 	}
 
 	// The run records show each occurrence once, with who ran it.
-	cs, err := cosmosstore.Open(cosmosstore.Config{ConnectionString: emulator.ConnectionString(srv.Endpoint), Database: srv.Database, Container: container})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cs.Close()
-	recs, err := runs.New(cs, "/leaseKey").List(context.Background(), "timer-singleton")
-	if err != nil {
-		t.Fatal(err)
-	}
+	recs := runRecords(t, env["CosmosLeasing__ContainerName"], "timer-singleton")
 	seen := map[time.Time]bool{}
 	for _, r := range recs {
 		if seen[r.Occurrence] {
@@ -250,8 +297,99 @@ func TestThreeRegionsOneExecutesEachOccurrence(t *testing.T) {
 		t.Fatalf("LeaseStatus outputs: %s", r.raw["Outputs"])
 	}
 	var body map[string]any
-	if err := json.Unmarshal([]byte(res.Body), &body); err != nil || body["state"] != "held" || body["owner"] != taker.region+"-1" {
+	if err := json.Unmarshal([]byte(res.Body), &body); err != nil || body["state"] != "held" || body["owner"] != site+"@"+taker.region ||
+		body["instance"] != taker.region+"-pod-1" {
 		t.Fatalf("LeaseStatus body: %s", res.Body)
+	}
+}
+
+// The host kills the handler (SIGKILL, never SIGTERM) on timeouts and restarts, and starts a new process on
+// a new instance. The region's app owns the lease, not the process: the new process takes it over at once, at
+// the next epoch, instead of leaving every region idle until it expires three gaps later.
+func TestRecycledRegionTakesOverAtOnce(t *testing.T) {
+	env := handlerEnv(t)
+	ins := []*instance{startHandler(t, "eastus", "eastus-pod-1", env), startHandler(t, "westeurope", "westeurope-pod-1", env),
+		startHandler(t, "southeastasia", "southeastasia-pod-1", env)}
+	next := time.Now().UTC().Truncate(2 * time.Second)
+	var active reply
+	for range 2 {
+		if ex := executed(t, tick(t, ins, next)); len(ex) != 1 {
+			t.Fatalf("%d regions executed one occurrence", len(ex))
+		} else {
+			active = ex[0]
+		}
+		next = next.Add(2 * time.Second)
+		time.Sleep(time.Until(next))
+	}
+
+	// Recycle the active region: kill its process, start another on a new instance.
+	for i, in := range ins {
+		if in.region == active.region {
+			_ = in.cmd.Process.Signal(syscall.SIGKILL)
+			ins[i] = startHandler(t, in.region, in.region+"-pod-2", env)
+		}
+	}
+	var ran []reply
+	for range 2 {
+		ex := executed(t, tick(t, ins, next))
+		if len(ex) > 1 {
+			t.Fatalf("two regions executed one occurrence: %+v", ex)
+		}
+		ran = append(ran, ex...)
+		next = next.Add(2 * time.Second)
+		time.Sleep(time.Until(next))
+	}
+	if len(ran) == 0 {
+		t.Fatal("neither of the two occurrences after the recycle executed")
+	}
+	first := ran[0]
+	if first.region != active.region || first.ret.Instance != active.region+"-pod-2" || first.ret.Epoch != active.ret.Epoch+1 {
+		t.Fatalf("after the recycle %s (instance %s) executed at epoch %d; want %s's new instance at epoch %d",
+			first.region, first.ret.Instance, first.ret.Epoch, active.region, active.ret.Epoch+1)
+	}
+	if !strings.Contains(strings.Join(first.logs, "\n"), "from an earlier process of this app (instance "+active.region+"-pod-1") {
+		t.Fatalf("the takeover is not in the invocation's logs: %v", first.logs)
+	}
+}
+
+// The host logs Logs of a 2xx answer, and every stdout (information) and stderr (error) line: each line must
+// go one way only. Successful and skipped ticks keep their lines in Logs; a failed tick is answered 500 and its
+// reason is one line on stderr.
+func TestEveryLineLoggedOnce(t *testing.T) {
+	env := handlerEnv(t)
+	in := startHandler(t, "eastus", "eastus-pod-1", env)
+	next := time.Now().UTC().Truncate(2 * time.Second)
+	var kept []string
+	for _, want := range []string{"executed", "skipped"} { // the second is the same occurrence again
+		r := in.post(t, fnTimer, unmonitoredTick(fired(next)))
+		if r.status != 200 || r.ret.Status != want || len(r.logs) == 0 {
+			t.Fatalf("answer %d %+v, Logs %v; want 200, %s, with Logs", r.status, r.ret, r.logs, want)
+		}
+		kept = append(kept, r.logs...)
+	}
+	// A document that is not a lease where the lease should be: the tick cannot run.
+	body := `{"id":"lease-timer-singleton","leaseKey":"timer-singleton","note":"edited by hand"}`
+	srv := cosmostest.Get(t)
+	if _, err := srv.Container(t, env["CosmosLeasing__ContainerName"]).UpsertItem(context.Background(), azcosmos.NewPartitionKeyString("timer-singleton"), []byte(body), nil); err != nil {
+		t.Fatal(err)
+	}
+	r := in.post(t, fnTimer, unmonitoredTick(fired(next.Add(2*time.Second))))
+	if r.status != 500 || r.ret.Status != "failed" || len(r.logs) != 0 {
+		t.Fatalf("answer %d %+v, Logs %v; want 500 and no Logs", r.status, r.ret, r.logs)
+	}
+	errLines := in.stderr.lines(t, 1)
+	time.Sleep(100 * time.Millisecond) // stdout is copied by a goroutine of its own
+	stdout, stderr := in.stdout.String(), in.stderr.String()
+	if len(errLines) != 1 || errLines[0] != "LeaseTimer (invocation inv-3): failed: "+r.ret.Reason {
+		t.Fatalf("stderr:\n%s\nwant one line with the reason %q", stderr, r.ret.Reason)
+	}
+	if strings.Contains(stdout, r.ret.Reason) {
+		t.Fatalf("the reason is on stdout too:\n%s", stdout)
+	}
+	for _, l := range kept {
+		if strings.Contains(stdout, l) || strings.Contains(stderr, l) {
+			t.Fatalf("%q is in Logs and on stdout or stderr:\n%s%s", l, stdout, stderr)
+		}
 	}
 }
 
@@ -262,27 +400,29 @@ func TestBadSettingsFailTheInvocationAndWriteNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	good := map[string]string{"CosmosLeasing__ConnectionString": emulator.ConnectionString(srv.Endpoint),
-		"CosmosLeasing__DatabaseName": srv.Database, "CosmosLeasing__ContainerName": container}
+		"CosmosLeasing__DatabaseName": srv.Database, "CosmosLeasing__ContainerName": container, "LeaseTimerSchedule": "0 */1 * * * *"}
 	for _, tc := range []struct {
 		name string
 		env  map[string]string
 		want string
 	}{
-		{"missing endpoint", map[string]string{"CosmosLeasing__DatabaseName": srv.Database}, "no Cosmos DB account configured"},
+		{"missing endpoint", map[string]string{"CosmosLeasing__DatabaseName": srv.Database, "LeaseTimerSchedule": "0 */1 * * * *"}, "no Cosmos DB account configured"},
+		{"missing schedule", map[string]string{"CosmosLeasing__ConnectionString": emulator.ConnectionString(srv.Endpoint)}, "LeaseTimerSchedule is not set"},
 		{"bad duration", merge(good, map[string]string{"CosmosLeasing__DefaultLeaseDuration": "a while"}), "CosmosLeasing__DefaultLeaseDuration"},
 		{"lease shorter than the schedule", merge(good, map[string]string{"CosmosLeasing__DefaultLeaseDuration": "00:00:30", "LeaseTimerSchedule": "0 */1 * * * *"}), "too short for the schedule"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			in := startHandler(t, "eastus", tc.env)
-			r := in.post(t, fnTimer, timerPayload(time.Now().UTC().Truncate(time.Second), false))
-			if r.status != 200 || r.ret.Status != "failed" || !strings.Contains(r.ret.Reason, tc.want) {
-				t.Fatalf("answer %d %+v, want 200 with a failed return value saying %q", r.status, r.ret, tc.want)
+			in := startHandler(t, "eastus", "eastus-pod-1", tc.env)
+			next := time.Now().UTC().Truncate(time.Minute)
+			r := in.post(t, fnTimer, monitoredTick(time.Time{}, next, fired(next), false))
+			if r.status != 500 || r.ret.Status != "failed" || !strings.Contains(r.ret.Reason, tc.want) {
+				t.Fatalf("answer %d %+v, want 500 (a failed invocation) saying %q", r.status, r.ret, tc.want)
 			}
-			if len(r.logs) == 0 || !strings.Contains(strings.Join(r.logs, "\n"), tc.want) {
-				t.Fatalf("Logs %v lack %q", r.logs, tc.want)
-			}
-			if !strings.Contains(in.out.String(), tc.want) {
-				t.Fatalf("stdout lacks %q:\n%s", tc.want, in.out.String())
+			// The reason is an error line on stderr: once at start, once for the invocation.
+			lines := in.stderr.lines(t, 2)
+			if len(lines) != 2 || !strings.Contains(lines[0], tc.want) || !strings.HasPrefix(lines[1], "LeaseTimer (invocation inv-1): failed: ") ||
+				!strings.Contains(lines[1], tc.want) {
+				t.Fatalf("stderr:\n%s\nwant the reason at start and for the invocation", in.stderr.String())
 			}
 		})
 	}

@@ -2,169 +2,320 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/cosmoslease/cosmoslease/internal/config"
 )
 
-// gaps returns the shortest and longest time between two runs of a timer schedule: an NCRONTAB expression
-// with six fields ({second} {minute} {hour} {day} {month} {day-of-week}), or a TimeSpan ("00:05:00") as the
-// App Service plans accept. The longest gap bounds how long the lease must last to be kept from one tick to
-// the next; the shortest identifies an occurrence when the host sends no schedule status.
-func gaps(schedule string) (shortest, longest time.Duration, err error) {
-	schedule = strings.TrimSpace(schedule)
-	if strings.Contains(schedule, ":") && !strings.Contains(schedule, " ") {
-		d, err := config.ParseDuration(schedule)
-		if err != nil || d <= 0 {
-			return 0, 0, fmt.Errorf("LeaseTimerSchedule %q is not a positive TimeSpan", schedule)
-		}
-		return d, d, nil
-	}
-	c, err := parseCron(schedule)
-	if err != nil {
-		return 0, 0, err
-	}
-	// Walk a little over a year minute by minute, from a fixed day, so leap days and month ends are seen.
-	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	var prev time.Time
-	fires := 0
-	for t := start; t.Before(start.AddDate(1, 0, 2)) && fires < 200000; t = t.Add(time.Minute) {
-		if !c.matchMinute(t) {
-			continue
-		}
-		for _, s := range c.seconds {
-			at := t.Add(time.Duration(s) * time.Second)
-			if !prev.IsZero() {
-				g := at.Sub(prev)
-				if shortest == 0 || g < shortest {
-					shortest = g
-				}
-				if g > longest {
-					longest = g
-				}
-			}
-			prev = at
-			fires++
-		}
-	}
-	if fires < 2 {
-		return 0, 0, fmt.Errorf("LeaseTimerSchedule %q fires less than twice a year; a lease cannot span that", schedule)
-	}
-	return shortest, longest, nil
+// schedule is LeaseTimer's schedule read exactly as the host reads it: the timer trigger parses
+// %LeaseTimerSchedule% with NCrontab 3.3.3, and so does parseSchedule, rule for rule:
+//
+//   - Fields are separated by spaces (only spaces). Five fields are {minute} {hour} {day} {month}
+//     {day-of-week} with the second 0; six put {second} in front. (Only Windows Consumption insists on six.)
+//   - A field is a comma list of items; an item is *, a value, or a range a-b (a reversed range is swapped),
+//     with an optional /step. A single value with a step (5/15) runs to the field's maximum.
+//   - Months and days of the week also take names: any case-insensitive prefix of the English name, the first
+//     in calendar order winning (Jan, January, Ma = March, M = Monday, Tues, Thursday). Days of the week are
+//     0-6 with Sunday 0; 7 is refused, as NCrontab refuses it. There is no ?, L, W or #.
+//   - A time matches when every field matches: when both day of month and day of week are restricted, a day
+//     must satisfy both (0 0 9 13 * Fri is Friday the 13th only), unlike Unix cron's either.
+//
+// The handler works in UTC, as Flex Consumption does (the host uses the local time zone, which
+// WEBSITE_TIME_ZONE or TZ can change on some other plans).
+type schedule struct {
+	expr string
+	// day-level fields, indexed by value.
+	day     [32]bool
+	month   [13]bool
+	weekday [7]bool
+	// times are the seconds of the day at which it fires, ascending; never empty.
+	times []int32
+	// shortest and longest time between two consecutive occurrences, over a whole Gregorian cycle.
+	shortest, longest time.Duration
 }
 
-type cron struct {
-	seconds                     []int
-	minutes, hours, days, month map[int]bool
-	weekdays                    map[int]bool
-	anyDay, anyWeekday          bool
+// cycleDays is the length of the Gregorian calendar's cycle: dates and weekdays repeat every 400 years.
+const cycleDays = 146097
+
+type fieldSpec struct {
+	name     string
+	min, max int
+	names    []string
 }
 
-func (c *cron) matchMinute(t time.Time) bool {
-	if !c.minutes[t.Minute()] || !c.hours[t.Hour()] || !c.month[int(t.Month())] {
-		return false
-	}
-	dom, dow := c.days[t.Day()], c.weekdays[int(t.Weekday())]
-	switch {
-	case c.anyDay && c.anyWeekday:
-		return true
-	case c.anyDay:
-		return dow
-	case c.anyWeekday:
-		return dom
-	}
-	return dom || dow // as cron: either restriction matches
-}
+var (
+	secondField  = fieldSpec{"second", 0, 59, nil}
+	minuteField  = fieldSpec{"minute", 0, 59, nil}
+	hourField    = fieldSpec{"hour", 0, 23, nil}
+	dayField     = fieldSpec{"day", 1, 31, nil}
+	monthField   = fieldSpec{"month", 1, 12, []string{"January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"}}
+	weekdayField = fieldSpec{"day-of-week", 0, 6, []string{"Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"}}
+)
 
-var monthNames = map[string]int{"jan": 1, "feb": 2, "mar": 3, "apr": 4, "may": 5, "jun": 6, "jul": 7, "aug": 8, "sep": 9, "oct": 10, "nov": 11, "dec": 12}
-var dayNames = map[string]int{"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6}
-
-func parseCron(expr string) (*cron, error) {
-	fields := strings.Fields(expr)
-	if len(fields) != 6 {
-		return nil, fmt.Errorf("LeaseTimerSchedule %q must have six fields ({second} {minute} {hour} {day} {month} {day-of-week}), such as 0 */1 * * * *", expr)
+// parseSchedule reads an NCRONTAB expression (see schedule) and works out its gaps. It refuses schedules that
+// never fire, and TimeSpan schedules.
+func parseSchedule(expr string) (*schedule, error) {
+	var tokens []string
+	for _, t := range strings.Split(expr, " ") {
+		if t != "" {
+			tokens = append(tokens, t)
+		}
 	}
-	specs := []struct {
-		name     string
-		min, max int
-		names    map[string]int
-	}{{"second", 0, 59, nil}, {"minute", 0, 59, nil}, {"hour", 0, 23, nil}, {"day", 1, 31, nil}, {"month", 1, 12, monthNames}, {"day-of-week", 0, 6, dayNames}}
-	sets := make([]map[int]bool, 6)
-	for i, f := range fields {
-		set, err := parseField(f, specs[i].min, specs[i].max, specs[i].names)
+	specs := []fieldSpec{secondField, minuteField, hourField, dayField, monthField, weekdayField}
+	switch len(tokens) {
+	case 5:
+		tokens = append([]string{"0"}, tokens...)
+	case 6:
+	default:
+		if strings.Contains(expr, ":") && len(tokens) == 1 {
+			return nil, fmt.Errorf("%s %q is a TimeSpan schedule: it fires at times counted from each host's start, so regions cannot agree on an occurrence (and Flex Consumption does not accept it); use an NCRONTAB expression such as 0 */5 * * * *", settingSchedule, expr)
+		}
+		return nil, fmt.Errorf("%s %q has %d fields; an NCRONTAB expression has five ({minute} {hour} {day} {month} {day-of-week}) or six ({second} first), such as */5 * * * * or 0 */5 * * * *", settingSchedule, expr, len(tokens))
+	}
+	var sets [6][]bool
+	for i, tok := range tokens {
+		set, err := parseField(tok, specs[i])
 		if err != nil {
-			return nil, fmt.Errorf("LeaseTimerSchedule %q: %s field %q: %v", expr, specs[i].name, f, err)
+			return nil, fmt.Errorf("%s %q: %s field %q: %v", settingSchedule, expr, specs[i].name, tok, err)
 		}
 		sets[i] = set
 	}
-	c := &cron{minutes: sets[1], hours: sets[2], days: sets[3], month: sets[4], weekdays: sets[5],
-		anyDay: fields[3] == "*" || fields[3] == "?", anyWeekday: fields[5] == "*" || fields[5] == "?"}
-	for s := range sets[0] {
-		c.seconds = append(c.seconds, s)
+	s := &schedule{expr: expr}
+	copy(s.day[:], sets[3])
+	copy(s.month[:], sets[4])
+	copy(s.weekday[:], sets[5])
+	for h := range 24 {
+		for m := range 60 {
+			for sec := range 60 {
+				if sets[2][h] && sets[1][m] && sets[0][sec] {
+					s.times = append(s.times, int32(h*3600+m*60+sec))
+				}
+			}
+		}
 	}
-	sort.Ints(c.seconds)
-	return c, nil
+	if err := s.measure(); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
-func parseField(f string, lo, hi int, names map[string]int) (map[int]bool, error) {
-	set := map[int]bool{}
-	value := func(s string) (int, error) {
-		if n, ok := names[strings.ToLower(s)]; ok {
-			return n, nil
+// parseField reads one field into a set indexed by value, following NCrontab's CrontabFieldImpl.
+func parseField(f string, spec fieldSpec) ([]bool, error) {
+	set := make([]bool, spec.max+1)
+	return set, parseItem(f, spec, set)
+}
+
+func parseItem(f string, spec fieldSpec, set []bool) error {
+	if f == "" {
+		return fmt.Errorf("an empty value")
+	}
+	if i := strings.IndexByte(f, ','); i > 0 {
+		for _, item := range strings.Split(f, ",") {
+			if err := parseItem(item, spec, set); err != nil {
+				return err
+			}
 		}
-		n, err := strconv.Atoi(s)
+		return nil
+	}
+	step, hasStep := 1, false
+	if i := strings.IndexByte(f, '/'); i > 0 {
+		n, err := dotnetInt(f[i+1:])
+		if err != nil {
+			return fmt.Errorf("step %q is not a whole number", f[i+1:])
+		}
+		step, hasStep, f = n, true, f[:i]
+	}
+	if f == "*" {
+		return fill(set, -1, -1, step, spec)
+	}
+	if i := strings.IndexByte(f, '-'); i > 0 {
+		a, err := parseValue(f[:i], spec)
+		if err != nil {
+			return err
+		}
+		b, err := parseValue(f[i+1:], spec)
+		if err != nil {
+			return err
+		}
+		return fill(set, a, b, step, spec)
+	}
+	v, err := parseValue(f, spec)
+	if err != nil {
+		return err
+	}
+	if !hasStep {
+		return fill(set, v, v, 1, spec)
+	}
+	return fill(set, v, spec.max, step, spec)
+}
+
+// fill sets start..end every step; -1 for both means the whole range. It mirrors CrontabField.Accumulate,
+// including its quirks: reversed ranges are swapped, and a step below 1 counts as 1.
+func fill(set []bool, start, end, step int, spec fieldSpec) error {
+	outside := func(v int) error {
+		return fmt.Errorf("%d is outside %d-%d", v, spec.min, spec.max)
+	}
+	if start == end {
+		if start < 0 {
+			start, end = spec.min, spec.max
+		} else if start < spec.min || start > spec.max {
+			return outside(start)
+		}
+	} else {
+		if start > end {
+			start, end = end, start
+		}
+		if start < spec.min {
+			return outside(start)
+		}
+		if end > spec.max {
+			return outside(end)
+		}
+	}
+	step = max(step, 1)
+	for v := start; v <= end; v += step {
+		set[v] = true
+	}
+	return nil
+}
+
+// parseValue reads a number, or for months and days of the week a name: the first whose English name starts
+// with the text, ignoring case (ASCII letters; .NET's invariant-culture comparison would also let through
+// look-alike Unicode letters, which nobody writes in a schedule).
+func parseValue(s string, spec fieldSpec) (int, error) {
+	if s == "" {
+		return 0, fmt.Errorf("an empty value")
+	}
+	if s[0] >= '0' && s[0] <= '9' {
+		n, err := dotnetInt(s)
 		if err != nil {
 			return 0, fmt.Errorf("%q is not a number", s)
 		}
-		if names != nil && hi == 6 && n == 7 {
-			n = 0 // Sunday as 7
-		}
-		if n < lo || n > hi {
-			return 0, fmt.Errorf("%d is outside %d-%d", n, lo, hi)
-		}
 		return n, nil
 	}
-	for _, part := range strings.Split(f, ",") {
-		rng, stepText, hasStep := strings.Cut(part, "/")
-		step := 1
-		if hasStep {
-			n, err := strconv.Atoi(stepText)
-			if err != nil || n <= 0 {
-				return nil, fmt.Errorf("step %q is not a positive number", stepText)
-			}
-			step = n
-		}
-		a, b := lo, hi
-		switch {
-		case rng == "*" || rng == "?":
-		case strings.Contains(rng, "-"):
-			x, y, _ := strings.Cut(rng, "-")
-			var err error
-			if a, err = value(x); err != nil {
-				return nil, err
-			}
-			if b, err = value(y); err != nil {
-				return nil, err
-			}
-			if a > b {
-				return nil, fmt.Errorf("range %s runs backwards", rng)
-			}
-		default:
-			v, err := value(rng)
-			if err != nil {
-				return nil, err
-			}
-			a = v
-			if !hasStep {
-				b = v
-			}
-		}
-		for v := a; v <= b; v += step {
-			set[v] = true
+	if spec.names == nil {
+		return 0, fmt.Errorf("%q is not a number from %d to %d", s, spec.min, spec.max)
+	}
+	for i, name := range spec.names {
+		if len(s) <= len(name) && strings.EqualFold(name[:len(s)], s) && isASCII(s) {
+			return spec.min + i, nil
 		}
 	}
-	return set, nil
+	return 0, fmt.Errorf("%q is not a number from %d to %d or the start of a name (%s)", s, spec.min, spec.max, strings.Join(spec.names, ", "))
+}
+
+func isASCII(s string) bool {
+	for i := range len(s) {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// dotnetInt parses as .NET's int.Parse with the invariant culture: white space around, an optional sign,
+// decimal digits, and a value that fits in 32 bits.
+func dotnetInt(s string) (int, error) {
+	n, err := strconv.ParseInt(strings.Trim(s, " \t\n\v\f\r"), 10, 32) // ParseInt takes the sign
+	if err != nil {
+		return 0, err
+	}
+	return int(n), nil
+}
+
+// fires reports whether the schedule fires on a date.
+func (s *schedule) fires(y int, m time.Month, d int, wd time.Weekday) bool {
+	return s.month[m] && s.day[d] && s.weekday[wd]
+}
+
+func (s *schedule) firesOn(day time.Time) bool {
+	y, m, d := day.Date()
+	return s.fires(y, m, d, day.Weekday())
+}
+
+// next is the first occurrence after t, as NCrontab's GetNextOccurrence: later than t's whole second.
+func (s *schedule) next(t time.Time) time.Time {
+	t = t.UTC().Truncate(time.Second).Add(time.Second)
+	day := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+	from := int32(t.Sub(day) / time.Second)
+	for range cycleDays + 1 {
+		if s.firesOn(day) {
+			if i := sort.Search(len(s.times), func(i int) bool { return s.times[i] >= from }); i < len(s.times) {
+				return day.Add(time.Duration(s.times[i]) * time.Second)
+			}
+		}
+		day, from = day.AddDate(0, 0, 1), 0
+	}
+	panic("schedule: no occurrence in a Gregorian cycle; parseSchedule refuses such schedules")
+}
+
+// prev is the latest occurrence at or before t.
+func (s *schedule) prev(t time.Time) time.Time {
+	t = t.UTC()
+	day := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+	upto := int32(t.Sub(day) / time.Second)
+	for range cycleDays + 1 {
+		if s.firesOn(day) {
+			if i := sort.Search(len(s.times), func(i int) bool { return s.times[i] > upto }) - 1; i >= 0 {
+				return day.Add(time.Duration(s.times[i]) * time.Second)
+			}
+		}
+		day, upto = day.AddDate(0, 0, -1), 86399
+	}
+	panic("schedule: no occurrence in a Gregorian cycle; parseSchedule refuses such schedules")
+}
+
+// contains reports whether t is an occurrence.
+func (s *schedule) contains(t time.Time) bool {
+	return t.Nanosecond() == 0 && s.prev(t).Equal(t)
+}
+
+// measure works out the shortest and longest gap between consecutive occurrences over one Gregorian cycle
+// (after which dates and weekdays repeat), so rare schedules such as Friday the 13th, whose ticks can be 14
+// months apart, are measured exactly.
+func (s *schedule) measure() error {
+	var fireDays []int64
+	y, m, d, wd := 2000, time.January, 1, time.Saturday // 2000-01-01 starts a cycle
+	for i := range int64(cycleDays) {
+		if s.fires(y, m, d, wd) {
+			fireDays = append(fireDays, i)
+		}
+		wd = (wd + 1) % 7
+		if d++; d > 28 && d > daysIn(y, m) {
+			d = 1
+			if m++; m > time.December {
+				m, y = time.January, y+1
+			}
+		}
+	}
+	if len(fireDays) == 0 {
+		return fmt.Errorf("%s %q never fires (no date matches its day, month and day of week together)", settingSchedule, s.expr)
+	}
+	var shortest, longest int64 = math.MaxInt64, 0
+	note := func(g int64) {
+		shortest, longest = min(shortest, g), max(longest, g)
+	}
+	for i := 1; i < len(s.times); i++ {
+		note(int64(s.times[i] - s.times[i-1]))
+	}
+	first, last := int64(s.times[0]), int64(s.times[len(s.times)-1])
+	for i, day := range fireDays {
+		nextDay := cycleDays + fireDays[0] // the first firing day of the next cycle
+		if i+1 < len(fireDays) {
+			nextDay = fireDays[i+1]
+		}
+		note((nextDay-day)*86400 + first - last)
+	}
+	// The lease lasts a few gaps, and must fit in a time.Duration.
+	if longest > math.MaxInt64/int64(time.Second)/4 {
+		return fmt.Errorf("%s %q fires too rarely (%d years can pass between ticks) for a lease to span the gap", settingSchedule, s.expr, longest/86400/365)
+	}
+	s.shortest, s.longest = time.Duration(shortest)*time.Second, time.Duration(longest)*time.Second
+	return nil
+}
+
+func daysIn(y int, m time.Month) int {
+	return time.Date(y, m+1, 0, 0, 0, 0, 0, time.UTC).Day()
 }

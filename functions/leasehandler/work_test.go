@@ -7,11 +7,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,12 +22,12 @@ import (
 	"github.com/cosmoslease/cosmoslease/internal/cosmostest"
 	"github.com/cosmoslease/cosmoslease/internal/emulator"
 	"github.com/cosmoslease/cosmoslease/internal/runs"
-	"github.com/cosmoslease/cosmoslease/internal/store/cosmosstore"
 	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 )
 
-// inProcess serves the handler with a work function of the test's own, against the real server.
-func inProcess(t *testing.T, work WorkFunc) (*httptest.Server, *handler, string) {
+// inProcess serves the handler with a work function of the test's own, against the real server; extra
+// overrides app settings.
+func inProcess(t testing.TB, work WorkFunc, extra ...map[string]string) (*httptest.Server, *handler, string) {
 	t.Helper()
 	srv := cosmostest.Get(t)
 	container := "work-" + strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -33,12 +35,16 @@ func inProcess(t *testing.T, work WorkFunc) (*httptest.Server, *handler, string)
 		t.Fatal(err)
 	}
 	env := map[string]string{"CosmosLeasing__ConnectionString": emulator.ConnectionString(srv.Endpoint), "CosmosLeasing__DatabaseName": srv.Database,
-		"CosmosLeasing__ContainerName": container, "LeaseTimerSchedule": "*/2 * * * * *", "REGION_NAME": "eastus", "LeaseTimerInstance": "eastus-1"}
+		"CosmosLeasing__ContainerName": container, "LeaseTimerSchedule": "*/2 * * * * *", "REGION_NAME": "eastus", "WEBSITE_SITE_NAME": "cosmoslease-func", "WEBSITE_POD_NAME": "eastus-pod-1"}
+	for _, e := range extra {
+		env = merge(env, e)
+	}
 	s, err := loadSettings(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := newHandler(s, nil, work, slog.New(slog.DiscardHandler))
+	h.out = &output{stdout: io.Discard, stderr: io.Discard}
 	ts := httptest.NewServer(h.mux())
 	t.Cleanup(ts.Close)
 	t.Cleanup(h.release)
@@ -47,14 +53,27 @@ func inProcess(t *testing.T, work WorkFunc) (*httptest.Server, *handler, string)
 
 func postTimer(t *testing.T, ts *httptest.Server, next time.Time) tickResult {
 	t.Helper()
-	resp, err := ts.Client().Post(ts.URL+"/"+fnTimer, "application/json", bytes.NewReader(timerPayload(next, false)))
+	return post(t, ts, unmonitoredTick(fired(next)))
+}
+
+func post(t *testing.T, ts *httptest.Server, payload []byte) tickResult {
+	t.Helper()
+	return postWithin(t, ts, payload, 0)
+}
+
+// postWithin posts a tick as the host does, which waits at most functionTimeout (0: no limit) for the answer.
+func postWithin(t *testing.T, ts *httptest.Server, payload []byte, functionTimeout time.Duration) tickResult {
+	t.Helper()
+	client := &http.Client{Timeout: functionTimeout}
+	resp, err := client.Post(ts.URL+"/"+fnTimer, "application/json", bytes.NewReader(payload))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	var r struct{ ReturnValue tickResult }
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("answer %d: %v", resp.StatusCode, err)
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || (resp.StatusCode == 500) != (r.ReturnValue.Status == "failed") ||
+		(resp.StatusCode != 200 && resp.StatusCode != 500) {
+		t.Fatalf("answer %d %+v: %v; want 200, or 500 for a failed tick", resp.StatusCode, r.ReturnValue, err)
 	}
 	return r.ReturnValue
 }
@@ -109,15 +128,25 @@ func TestWorkStopsWhenTheLeaseIsLost(t *testing.T) {
 	if r.Status != "failed" || workErr == nil || !errors.Is(workErr, cosmoslease.ErrLeaseLost) {
 		t.Fatalf("tick %+v, work ended with %v", r, workErr)
 	}
-	cs, err := cosmosstore.Open(cosmosstore.Config{ConnectionString: cosmostest.Get(t).ConnectionString, Database: cosmostest.Get(t).Database, Container: container})
+	if recs := runRecords(t, container, h.s.key); len(recs) != 1 || recs[0].Status != runs.Lost {
+		t.Fatalf("run records %+v; want one, lost", recs)
+	}
+}
+
+// runRecords reads up to 1000 of the newest run records of a lease in a container of the test server.
+func runRecords(t *testing.T, container, key string) []runs.Record {
+	t.Helper()
+	srv := cosmostest.Get(t)
+	rs, closeRuns, err := runs.Open(cosmoslease.Options{ConnectionString: emulator.ConnectionString(srv.Endpoint), Database: srv.Database, Container: container}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cs.Close()
-	recs, err := runs.New(cs, "/leaseKey").List(context.Background(), h.s.key)
-	if err != nil || len(recs) != 1 || recs[0].Status != runs.Lost {
-		t.Fatalf("run records %+v, %v; want one, lost", recs, err)
+	defer closeRuns()
+	recs, err := rs.Recent(context.Background(), key, 1000)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return recs
 }
 
 // Regression: LeaseStatus answers while a tick's work runs (it used to wait for the tick's lock).
@@ -142,10 +171,150 @@ func TestStatusAnswersDuringWork(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	var out struct{ Outputs struct{ Res httpOutput } }
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.Outputs.Res.StatusCode != 200 || !strings.Contains(out.Outputs.Res.Body, `"heldHere":true`) {
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.Outputs.Res.StatusCode != 200 || !strings.Contains(out.Outputs.Res.Body, `"state":"held"`) {
 		t.Fatalf("LeaseStatus during work: %v %+v", err, out)
 	}
 	if r := <-done; r.Status != "executed" {
 		t.Fatalf("tick: %+v", r)
+	}
+}
+
+// A monitored schedule's missed occurrence, replayed by the host after a restart (IsPastDue, Next the missed
+// occurrence), is skipped when it already ran; one that never ran executes, late.
+func TestPastDueReplay(t *testing.T) {
+	var ran atomic.Int32
+	ts, _, _ := inProcess(t, func(ctx context.Context, run Run) error { ran.Add(1); return nil }, map[string]string{"LeaseTimerSchedule": "0 */1 * * * *"})
+	at := func(s string) time.Time { v, _ := time.Parse(time.RFC3339, s); return v }
+	if r := post(t, ts, monitoredTick(time.Time{}, at("2026-09-24T13:08:00Z"), fired(at("2026-09-24T13:08:00Z")), false)); r.Status != "executed" {
+		t.Fatalf("first tick: %+v", r)
+	}
+	// The host was killed before it recorded the 13:08 run; on restart it replays 13:08.
+	r := post(t, ts, monitoredTick(at("2026-09-24T13:07:00Z"), at("2026-09-24T13:08:00Z"), at("2026-09-24T13:09:20.4Z"), true))
+	if r.Status != "skipped" || !r.Occurrence.Equal(at("2026-09-24T13:08:00Z")) || !strings.Contains(r.Reason, "already claimed") {
+		t.Fatalf("replay of 13:08: %+v", r)
+	}
+	// 13:09 was missed too and never ran: it runs now, as past due.
+	r = post(t, ts, monitoredTick(at("2026-09-24T13:08:00Z"), at("2026-09-24T13:09:00Z"), at("2026-09-24T13:09:20.5Z"), true))
+	if r.Status != "executed" || !r.Occurrence.Equal(at("2026-09-24T13:09:00Z")) || ran.Load() != 2 {
+		t.Fatalf("replay of 13:09: %+v, work ran %d times", r, ran.Load())
+	}
+}
+
+// The invocation's own deadline, below functionTimeout: the work's context ends, the run is recorded as timed
+// out, the host gets its answer in time, and the lease stays with the region, renewed by the next tick at the
+// same epoch. (The handler used to wait for the work however long it took, until the host killed it.)
+func TestDeadlineBelowFunctionTimeout(t *testing.T) {
+	const timeout = 4 * time.Second
+	var calls atomic.Int32
+	causes := make(chan error, 1)
+	ts, h, container := inProcess(t, func(ctx context.Context, run Run) error {
+		if calls.Add(1) > 1 {
+			return nil
+		}
+		<-ctx.Done() // a long job that stops when told
+		causes <- context.Cause(ctx)
+		return ctx.Err()
+	}, map[string]string{"AzureFunctionsJobHost__functionTimeout": "00:00:04"})
+	occ := time.Now().UTC().Truncate(2 * time.Second)
+	start := time.Now()
+	r := postWithin(t, ts, unmonitoredTick(fired(occ)), timeout)
+	if took := time.Since(start); r.Status != "failed" || !strings.Contains(r.Reason, "reached its deadline") || !strings.Contains(r.Reason, "functionTimeout of 00:00:04") {
+		t.Fatalf("tick answered after %s: %+v", took, r)
+	}
+	if c := <-causes; !errors.Is(c, errDeadline) {
+		t.Fatalf("the work's context ended with %v, want the deadline", c)
+	}
+	if recs := runRecords(t, container, h.s.key); len(recs) != 1 || recs[0].Status != runs.TimedOut || recs[0].FinishedAt.IsZero() {
+		t.Fatalf("run records %+v; want one, timed out", recs)
+	}
+	s, err := h.client.Inspect(context.Background(), h.s.key)
+	if err != nil || !s.Held || s.Released || s.Owner != h.s.opts.OwnerID {
+		t.Fatalf("after the timeout the lease is %+v (%v); want it still held by this region", s, err)
+	}
+	if r2 := postWithin(t, ts, unmonitoredTick(fired(occ.Add(2*time.Second))), timeout); r2.Status != "executed" || r2.Epoch != r.Epoch {
+		t.Fatalf("next tick: %+v; want executed at epoch %d", r2, r.Epoch)
+	}
+}
+
+// Work that ignores the end of its context cannot hold the answer back: the tick answers in time and says
+// the work may still run; no other occurrence starts beside it; once it returns, ticks run work again.
+func TestWorkIgnoringItsDeadline(t *testing.T) {
+	const timeout = 4 * time.Second
+	var calls atomic.Int32
+	ts, h, container := inProcess(t, func(ctx context.Context, run Run) error {
+		if calls.Add(1) == 1 {
+			time.Sleep(5 * time.Second) // ignores ctx
+		}
+		return nil
+	}, map[string]string{"AzureFunctionsJobHost__functionTimeout": "00:00:04"})
+	start := time.Now()
+	occ := start.UTC().Truncate(2 * time.Second)
+	if r := postWithin(t, ts, unmonitoredTick(fired(occ)), timeout); r.Status != "failed" || !strings.Contains(r.Reason, "may still be running") {
+		t.Fatalf("tick: %+v", r)
+	}
+	if recs := runRecords(t, container, h.s.key); len(recs) != 1 || recs[0].Status != runs.TimedOut {
+		t.Fatalf("run records %+v; want one, timed out", recs)
+	}
+	if r := postWithin(t, ts, unmonitoredTick(fired(occ.Add(4*time.Second))), timeout); r.Status != "failed" || !strings.Contains(r.Reason, "still runs") {
+		t.Fatalf("tick while the work still runs: %+v", r)
+	}
+	time.Sleep(time.Until(start.Add(6 * time.Second)))
+	if r := postWithin(t, ts, unmonitoredTick(fired(occ.Add(6*time.Second))), timeout); r.Status != "executed" {
+		t.Fatalf("tick after the work returned: %+v", r)
+	}
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("the work ran %d times, want 2 (none beside the straggler)", n)
+	}
+}
+
+// A tick that fails is a failed invocation for the host: answered 500 (the host records a failure and drops
+// Logs), its reason one error line on stderr, its other lines on stdout. A tick that succeeds keeps its lines
+// in Logs and writes nothing. No line goes two ways.
+func TestFailedTickIsAFailedInvocation(t *testing.T) {
+	var calls atomic.Int32
+	ts, h, _ := inProcess(t, func(ctx context.Context, run Run) error {
+		run.Logf("pushed %d items downstream", 3)
+		if calls.Add(1) == 1 {
+			return errors.New("the downstream refused epoch 1")
+		}
+		return nil
+	})
+	stdout, stderr := &syncBuf{}, &syncBuf{}
+	h.out = &output{stdout: stdout, stderr: stderr}
+	invoke := func(occ time.Time) (int, tickResult, []string) {
+		req, _ := http.NewRequest(http.MethodPost, ts.URL+"/"+fnTimer, bytes.NewReader(unmonitoredTick(fired(occ))))
+		req.Header.Set("X-Azure-Functions-InvocationId", "7b3e")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out struct {
+			Logs        []string
+			ReturnValue tickResult
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, out.ReturnValue, out.Logs
+	}
+	occ := time.Now().UTC().Truncate(2 * time.Second)
+	code, ret, logs := invoke(occ)
+	if code != 500 || ret.Status != "failed" || len(logs) != 0 {
+		t.Fatalf("failed tick: %d %+v, Logs %v; want 500 and no Logs", code, ret, logs)
+	}
+	o := occ.Format(time.RFC3339)
+	wantOut := "LeaseTimer (invocation 7b3e): occurrence " + o + ": executing in eastus on instance eastus-pod-1 at epoch 1\n" +
+		"LeaseTimer (invocation 7b3e): pushed 3 items downstream\n"
+	wantErr := "LeaseTimer (invocation 7b3e): failed: occurrence " + o + ": failed: the downstream refused epoch 1\n"
+	if stdout.String() != wantOut || stderr.String() != wantErr {
+		t.Fatalf("stdout:\n%s\nstderr:\n%s\nwant:\n%s\n%s", stdout, stderr, wantOut, wantErr)
+	}
+	code, ret, logs = invoke(occ.Add(2 * time.Second))
+	if code != 200 || ret.Status != "executed" || len(logs) != 3 || logs[1] != "pushed 3 items downstream" {
+		t.Fatalf("successful tick: %d %+v, Logs %v", code, ret, logs)
+	}
+	if stdout.String() != wantOut || stderr.String() != wantErr {
+		t.Fatalf("a successful tick wrote to stdout or stderr:\n%s%s", stdout, stderr)
 	}
 }

@@ -18,7 +18,6 @@ import (
 	"github.com/cosmoslease/cosmoslease/internal/cosmostest"
 	"github.com/cosmoslease/cosmoslease/internal/emulator"
 	"github.com/cosmoslease/cosmoslease/internal/runs"
-	"github.com/cosmoslease/cosmoslease/internal/store/cosmosstore"
 	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 )
 
@@ -498,15 +497,14 @@ func TestConfigure(t *testing.T) {
 func TestInspectRuns(t *testing.T) {
 	h := newHarness(t).withServer()
 	h.run("inspect", "--emulator").expect(t, ExitOK) // creates the container
-	cs, err := cosmosstore.Open(cosmosstore.Config{ConnectionString: emulator.ConnectionString(h.srv.Endpoint), Database: h.srv.Database, Container: h.ctr})
+	rs, closeRuns, err := runs.Open(cosmoslease.Options{ConnectionString: emulator.ConnectionString(h.srv.Endpoint), Database: h.srv.Database, Container: h.ctr}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cs.Close()
-	rs := runs.New(cs, "/leaseKey")
+	defer closeRuns()
 	occ := time.Date(2026, 11, 26, 6, 30, 0, 0, time.UTC)
-	for i, region := range []string{"eastus", "westeurope"} {
-		rec := &runs.Record{LeaseKey: "timer-singleton", Occurrence: occ.Add(time.Duration(i) * time.Minute), Region: region, Instance: region + "-1", Epoch: int64(i + 1), StartedAt: occ}
+	claim := func(key string, occ time.Time, region string, epoch int64) {
+		rec := &runs.Record{LeaseKey: key, Occurrence: occ, Region: region, Instance: region + "-1", Epoch: epoch, StartedAt: occ}
 		if err := rs.Claim(context.Background(), rec); err != nil {
 			t.Fatal(err)
 		}
@@ -514,21 +512,48 @@ func TestInspectRuns(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	for i, region := range []string{"eastus", "westeurope"} {
+		claim("timer-singleton", occ.Add(time.Duration(i)*time.Minute), region, int64(i+1))
+	}
+	claim("nightly", occ, "southeastasia", 7)
 	dup := &runs.Record{LeaseKey: "timer-singleton", Occurrence: occ, Region: "southeastasia"}
 	var already *runs.AlreadyRunError
 	if err := rs.Claim(context.Background(), dup); !errors.As(err, &already) || already.Existing.Region != "eastus" {
 		t.Fatalf("second claim of an occurrence = %v", err)
 	}
+	// The handler's lease by default, newest first; another lease's runs only when asked for.
 	r := h.run("inspect", "--emulator", "--runs")
 	r.expect(t, ExitOK)
-	if !strings.Contains(r.stdout, "2026-11-26 06:31:00Z  timer-singleton  westeurope") || !strings.Contains(r.stdout, "eastus") || strings.Index(r.stdout, "westeurope") > strings.Index(r.stdout, "eastus") {
+	if !strings.Contains(r.stdout, "2026-11-26 06:31:00Z  timer-singleton  westeurope") || !strings.Contains(r.stdout, "eastus") ||
+		strings.Index(r.stdout, "westeurope") > strings.Index(r.stdout, "eastus") || strings.Contains(r.stdout, "nightly") {
 		t.Fatalf("inspect --runs (newest first):\n%s", r.stdout)
+	}
+	if r := h.run("inspect", "--emulator", "--runs", "--lease", "nightly"); !strings.Contains(r.stdout, "southeastasia") || strings.Contains(r.stdout, "westeurope") {
+		t.Fatalf("inspect --runs --lease nightly:\n%s", r.stdout)
 	}
 	r = h.run("inspect", "--emulator", "--runs", "--json", "--owner", "eastus-1")
 	var recs []runs.Record
 	if err := json.Unmarshal([]byte(r.stdout), &recs); err != nil || len(recs) != 1 || recs[0].Status != runs.Completed || recs[0].Epoch != 1 {
 		t.Fatalf("inspect --runs --json: %v %s", err, r.stdout)
 	}
+	// --limit N: the N newest.
+	for i := 2; i < 14; i++ {
+		claim("timer-singleton", occ.Add(time.Duration(i)*time.Minute), "eastus", 3)
+	}
+	for limit, want := range map[string]int{"": runs.DefaultLimit, "3": 3, "1000": 14} {
+		args := []string{"inspect", "--emulator", "--runs", "--json"}
+		if limit != "" {
+			args = append(args, "--limit", limit)
+		}
+		r := h.run(args...)
+		recs = nil
+		if err := json.Unmarshal([]byte(r.stdout), &recs); err != nil || len(recs) != want || !recs[0].Occurrence.Equal(occ.Add(13*time.Minute)) {
+			t.Fatalf("inspect --runs --limit %q: %v, %d records (want %d, newest 06:43): %s", limit, err, len(recs), want, r.stdout)
+		}
+	}
+	h.run("inspect", "--emulator", "--runs", "--limit", "0").expect(t, ExitUsage, "--limit 0")
+	h.run("inspect", "--emulator", "--runs", "--limit", "1001").expect(t, ExitUsage, "from 1 to 1000")
+	h.run("inspect", "--emulator", "--limit", "5").expect(t, ExitUsage, "--limit applies to --runs only")
 }
 
 func TestRunWhenTheContainerIsDeleted(t *testing.T) {

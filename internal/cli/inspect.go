@@ -25,7 +25,8 @@ func (a *App) inspectCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "owner", Usage: "show only leases whose owner is `ID`"},
 			&ucli.BoolFlag{Name: "json", Usage: "print a JSON array instead of a table"},
 			&ucli.BoolFlag{Name: "watch", Usage: "redraw every 2 s until Ctrl-C"},
-			&ucli.BoolFlag{Name: "runs", Usage: "show the run records of scheduled work (which region ran each occurrence) instead of the leases"},
+			&ucli.BoolFlag{Name: "runs", Usage: "show the run records of the Functions handler's scheduled work (which region ran each occurrence), newest first, instead of the leases; --lease names the handler's lease (default " + runs.DefaultLeaseKey + "), --owner keeps the runs of one owner (the region's app) or instance among those read"},
+			&ucli.IntFlag{Name: "limit", Value: runs.DefaultLimit, Usage: "with --runs: read the `N` newest run records (1-1000)"},
 		),
 		Action: a.inspect,
 	}
@@ -68,6 +69,14 @@ func (a *App) inspect(c *ucli.Context) error {
 	if k := c.String("lease"); c.IsSet("lease") {
 		if _, err := leasedoc.ID(k); err != nil {
 			return usagef("--lease: %v", err)
+		}
+	}
+	if c.IsSet("limit") {
+		if !c.Bool("runs") {
+			return usagef("--limit applies to --runs only")
+		}
+		if n := c.Int("limit"); n < 1 || n > 1000 {
+			return usagef("--limit %d: read from 1 to 1000 run records", n)
 		}
 	}
 	log, err := a.logger(c)
@@ -124,22 +133,27 @@ func (a *App) inspect(c *ucli.Context) error {
 	}
 }
 
-// inspectRuns lists the run records the Functions handler writes, newest first.
+// inspectRuns lists the newest run records of the Functions handler's lease, newest first, with one
+// single-partition query however many records the lease has.
 func (a *App) inspectRuns(c *ucli.Context, s *settings, opts cosmoslease.Options) error {
 	s.connection(&opts)
-	rs, closeRuns, err := runs.Open(opts)
+	rs, closeRuns, err := runs.Open(opts, 0)
 	if err != nil {
 		return err
 	}
 	defer closeRuns()
-	recs, err := rs.List(c.Context, c.String("lease"))
+	key := c.String("lease")
+	if key == "" {
+		key = runs.DefaultLeaseKey
+	}
+	recs, err := rs.Recent(c.Context, key, c.Int("limit"))
 	if err != nil {
 		return err
 	}
 	if owner := c.String("owner"); owner != "" {
 		kept := recs[:0]
 		for _, r := range recs {
-			if r.Instance == owner {
+			if r.Owner == owner || r.Instance == owner {
 				kept = append(kept, r)
 			}
 		}

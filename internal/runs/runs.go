@@ -3,8 +3,13 @@
 // A run record is claimed by creating it, and a document id can be created only once, so however many regions
 // fire for the same occurrence — late ticks, past-due replays, restarts — at most one claim succeeds. The
 // Functions handler claims only right after a renewal of the lease confirmed that it is the holder, and
-// records the lease epoch in the claim. Records live in the lease container, in the lease's partition, with
-// ids "run-{leaseKey}-{occurrence}", so `cosmoslease inspect --runs` can list them.
+// records the lease epoch in the claim.
+//
+// Records live in the lease container, in the lease's partition, with ids "run-{leaseKey}-{occurrence}",
+// type "run", and the occurrence written at a fixed width so that it sorts as text. Each carries a ttl
+// (seconds, the retention), so on a container whose default time-to-live is −1 they expire on their own,
+// while lease documents, which carry no ttl, never do. Reading the history is one single-partition query that
+// returns only the newest records (HistoryQuery), so its cost does not grow with the years of records kept.
 package runs
 
 import (
@@ -12,9 +17,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 
 	"github.com/cosmoslease/cosmoslease/internal/store"
 	"github.com/cosmoslease/cosmoslease/internal/store/cosmosstore"
@@ -24,6 +31,29 @@ import (
 // Prefix starts every run record id.
 const Prefix = "run-"
 
+// Defaults.
+const (
+	// DefaultLeaseKey is the lease the Functions handler holds unless LeaseTimerLeaseKey names another.
+	DefaultLeaseKey = "timer-singleton"
+	// DefaultLimit is how many of the newest records a history read returns.
+	DefaultLimit = 10
+	// DefaultRetention is how long a record is kept after its last write.
+	DefaultRetention = 30 * 24 * time.Hour
+	// MaxRetention is the longest ttl Cosmos DB accepts (a 32-bit number of seconds).
+	MaxRetention = (1<<31 - 1) * time.Second
+)
+
+// HistoryQuery reads the newest records of one lease. It runs in the lease's partition, filters on type (and
+// on the id prefix, which keeps leases apart on servers that ignore a query's partition key) and orders by
+// occurrence, so an index on /type and /occurrence serves it.
+const HistoryQuery = "SELECT TOP @limit * FROM c WHERE c.type = @type AND STARTSWITH(c.id, @prefix) ORDER BY c.occurrence DESC"
+
+// typeRun is the type of every run record.
+const typeRun = "run"
+
+// occurrenceLayout is fixed-width, so the stored text sorts as the times do.
+const occurrenceLayout = "2006-01-02T15:04:05.000Z"
+
 // Statuses of a run.
 const (
 	Started   = "started"
@@ -31,6 +61,8 @@ const (
 	Failed    = "failed"
 	// Lost: the lease was lost while the work ran; the work was stopped.
 	Lost = "lost"
+	// TimedOut: the invocation's deadline, below the host's functionTimeout, passed; the work was stopped.
+	TimedOut = "timed-out"
 )
 
 // Record is one occurrence's run.
@@ -40,6 +72,8 @@ type Record struct {
 	Type       string    `json:"type"`
 	Occurrence time.Time `json:"occurrence"`
 	Region     string    `json:"region"`
+	// Owner is the region's app that holds the lease; Instance the process of it that ran the occurrence.
+	Owner      string    `json:"owner,omitempty"`
 	Instance   string    `json:"instance"`
 	Epoch      int64     `json:"epoch"`
 	PastDue    bool      `json:"pastDue"`
@@ -60,30 +94,52 @@ type AlreadyRunError struct{ Existing Record }
 
 func (e *AlreadyRunError) Error() string {
 	r := e.Existing
-	return fmt.Sprintf("occurrence %s was already claimed by %s (region %s) at epoch %d: %s",
-		r.Occurrence.UTC().Format(time.RFC3339), r.Instance, r.Region, r.Epoch, r.Status)
+	return fmt.Sprintf("occurrence %s was already claimed in region %s (instance %s) at epoch %d: %s",
+		r.Occurrence.UTC().Format(time.RFC3339), r.Region, r.Instance, r.Epoch, r.Status)
 }
 
 // Store is a lease container used for run records.
 type Store struct {
-	st     store.Store
-	pkProp string
+	st        store.Store
+	container *azcosmos.ContainerClient
+	pkProp    string
+	ttl       int64
 }
 
-// New wraps a store; pkPath is the container's partition key path.
-func New(st store.Store, pkPath string) *Store {
-	return &Store{st: st, pkProp: strings.TrimPrefix(orDefault(pkPath, cosmoslease.DefaultPartitionKeyPath), "/")}
+// CheckPartitionKeyPath refuses a container on which a lease's runs cannot share its partition.
+func CheckPartitionKeyPath(pkPath string) error {
+	if strings.TrimPrefix(pkPath, "/") == "id" {
+		return errors.New("the lease container is partitioned on /id, so run records cannot share their lease's partition and the run history cannot be read with one single-partition query; use a container partitioned on /leaseKey")
+	}
+	return nil
 }
 
-// Open connects to the container that o names (no request is sent).
-func Open(o cosmoslease.Options) (*Store, func(), error) {
+// Open connects to the container that o names (no request is sent). Records are kept for retention after
+// their last write (DefaultRetention when zero).
+func Open(o cosmoslease.Options, retention time.Duration) (*Store, func(), error) {
+	pkPath := orDefault(o.PartitionKeyPath, cosmoslease.DefaultPartitionKeyPath)
+	if err := CheckPartitionKeyPath(pkPath); err != nil {
+		return nil, nil, err
+	}
+	if retention == 0 {
+		retention = DefaultRetention
+	}
+	if retention < time.Second || retention > MaxRetention {
+		return nil, nil, fmt.Errorf("the run retention %s is outside 1 s to %s", retention, MaxRetention)
+	}
+	container := orDefault(o.Container, cosmoslease.DefaultContainer)
 	cs, err := cosmosstore.Open(cosmosstore.Config{ConnectionString: o.ConnectionString, Endpoint: o.Endpoint,
 		Credential: o.Credential, Database: orDefault(o.Database, cosmoslease.DefaultDatabase),
-		Container: orDefault(o.Container, cosmoslease.DefaultContainer), Transport: o.Transport})
+		Container: container, Transport: o.Transport})
 	if err != nil {
 		return nil, nil, err
 	}
-	return New(cs, o.PartitionKeyPath), cs.Close, nil
+	cc, err := cs.Database().NewContainer(container)
+	if err != nil {
+		cs.Close()
+		return nil, nil, err
+	}
+	return &Store{st: cs, container: cc, pkProp: strings.TrimPrefix(pkPath, "/"), ttl: int64(retention / time.Second)}, cs.Close, nil
 }
 
 func orDefault(v, def string) string {
@@ -93,29 +149,25 @@ func orDefault(v, def string) string {
 	return v
 }
 
-func (s *Store) pk(r *Record) string {
-	if s.pkProp == "id" {
-		return r.ID
-	}
-	return r.LeaseKey
-}
-
+// encode is the stored form: the record, its partition key property, a fixed-width occurrence and the ttl.
 func (s *Store) encode(r *Record) ([]byte, error) {
 	b, err := json.Marshal(r)
-	if err != nil || s.pkProp == "leaseKey" || s.pkProp == "id" {
-		return b, err
+	if err != nil {
+		return nil, err
 	}
 	var m map[string]any
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, err
 	}
 	m[s.pkProp] = r.LeaseKey
+	m["occurrence"] = r.Occurrence.UTC().Format(occurrenceLayout)
+	m["ttl"] = s.ttl
 	return json.Marshal(m)
 }
 
 // Claim creates the record of an occurrence. It returns *AlreadyRunError when the occurrence was claimed before.
 func (s *Store) Claim(ctx context.Context, r *Record) error {
-	r.ID, r.Type, r.Status = ID(r.LeaseKey, r.Occurrence), "run", Started
+	r.ID, r.Type, r.Status = ID(r.LeaseKey, r.Occurrence), typeRun, Started
 	if len(r.ID) > 255 {
 		return fmt.Errorf("the run record id for lease %q is longer than Cosmos DB allows; use a shorter lease key", r.LeaseKey)
 	}
@@ -123,9 +175,9 @@ func (s *Store) Claim(ctx context.Context, r *Record) error {
 	if err != nil {
 		return err
 	}
-	item, err := s.st.Create(ctx, s.pk(r), body)
+	item, err := s.st.Create(ctx, r.LeaseKey, body)
 	if store.KindOf(err) == store.Conflict {
-		got, rerr := s.st.Read(ctx, s.pk(r), r.ID, "")
+		got, rerr := s.st.Read(ctx, r.LeaseKey, r.ID, "")
 		var existing Record
 		if rerr == nil && json.Unmarshal(got.Body, &existing) == nil {
 			return &AlreadyRunError{Existing: existing}
@@ -151,7 +203,7 @@ func (s *Store) Finish(ctx context.Context, r *Record, status string, finished t
 	if err != nil {
 		return err
 	}
-	item, err := s.st.Replace(ctx, s.pk(r), r.ID, body, etag)
+	item, err := s.st.Replace(ctx, r.LeaseKey, r.ID, body, etag)
 	if err != nil {
 		return err
 	}
@@ -159,37 +211,40 @@ func (s *Store) Finish(ctx context.Context, r *Record, status string, finished t
 	return nil
 }
 
-// List returns the run records, newest occurrence first; key limits them to one lease.
-func (s *Store) List(ctx context.Context, key string) ([]Record, error) {
-	prefix := Prefix
-	if key != "" {
-		prefix += key + "-"
+// Recent returns the newest records of one lease, newest occurrence first, at most limit of them, with one
+// query (HistoryQuery) in the lease's partition.
+func (s *Store) Recent(ctx context.Context, key string, limit int) ([]Record, error) {
+	if limit < 1 {
+		return nil, fmt.Errorf("the number of runs to read must be at least 1, not %d", limit)
 	}
-	items, _, err := s.st.List(ctx, prefix)
-	if err != nil {
-		return nil, err
-	}
-	var out []Record
-	var bad []string
-	for _, it := range items {
-		var r Record
-		if err := json.Unmarshal(it.Body, &r); err != nil || r.Type != "run" {
-			bad = append(bad, string(it.Body[:min(len(it.Body), 60)]))
-			continue
+	pager := s.container.NewQueryItemsPager(HistoryQuery, azcosmos.NewPartitionKeyString(key), &azcosmos.QueryOptions{
+		PageSizeHint: int32(min(limit, 1000)),
+		QueryParameters: []azcosmos.QueryParameter{{Name: "@limit", Value: limit}, {Name: "@type", Value: typeRun},
+			{Name: "@prefix", Value: Prefix + key + "-"}}})
+	out := []Record{}
+	for pager.More() && len(out) < limit {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("read the run history of lease %q: %w", key, cosmosError(err))
 		}
-		if key != "" && r.LeaseKey != key {
-			continue // "run-job-" also starts the records of lease "job-x"
+		for _, body := range page.Items {
+			var r Record
+			if err := json.Unmarshal(body, &r); err != nil {
+				return nil, fmt.Errorf("a run record of lease %q cannot be read: %v", key, err)
+			}
+			if r.LeaseKey == key && len(out) < limit { // "run-job-" also starts the ids of lease "job-x"
+				out = append(out, r)
+			}
 		}
-		out = append(out, r)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].Occurrence.Equal(out[j].Occurrence) {
-			return out[i].Occurrence.After(out[j].Occurrence)
-		}
-		return out[i].LeaseKey < out[j].LeaseKey
-	})
-	if len(bad) > 0 && len(out) == 0 {
-		return nil, errors.New("documents named like run records could not be read as such")
 	}
 	return out, nil
+}
+
+// cosmosError keeps the status and code of an SDK error and drops its multi-line dump.
+func cosmosError(err error) error {
+	var re *azcore.ResponseError
+	if errors.As(err, &re) {
+		return &store.Error{Op: "query", Status: re.StatusCode, Kind: store.KindForStatus(re.StatusCode), Err: errors.New(re.ErrorCode)}
+	}
+	return err
 }

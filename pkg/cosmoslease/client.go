@@ -261,6 +261,15 @@ func (c *Client) state(key string, o observation, now time.Time) State {
 	return s
 }
 
+// free reports whether a contender may write itself in over the observed document: it is missing, released or
+// expired, or, with TakeOverSameOwner, held under this client's own OwnerID.
+func (c *Client) free(o observation, now time.Time) bool {
+	if c.remaining(o, now) <= 0 {
+		return true
+	}
+	return c.opts.TakeOverSameOwner && o.doc != nil && o.doc.OwnerID == c.opts.OwnerID
+}
+
 // TryAcquire makes one attempt to take the lease. It returns the held lease, or a *HeldError naming the holder
 // when another instance holds it. Uncontended it makes at most two requests: a read, then a create (missing
 // document) or a conditional replace (released or expired document). With a recent observation that shows the
@@ -281,7 +290,7 @@ func (c *Client) TryAcquire(ctx context.Context, key string) (*Lease, error) {
 //  4. On losing the race, read once more: name the winner, or, if the lease is free again, try once more.
 func (c *Client) attempt(ctx context.Context, key, id string) (*Lease, error) {
 	obs, ok := c.cached(key)
-	if !ok || obs.invalid != nil || c.remaining(obs, c.clock.Now()) > 0 {
+	if !ok || obs.invalid != nil || !c.free(obs, c.clock.Now()) {
 		var err error
 		if obs, err = c.observe(ctx, key, id, time.Time{}); err != nil {
 			return nil, err
@@ -318,7 +327,7 @@ func (c *Client) claim(ctx context.Context, key, id string, obs observation) (*L
 		if !mine {
 			return nil, obs, &HeldError{Holder: c.state(key, obs, c.clock.Now()), Race: true}
 		}
-	} else if now := c.clock.Now(); c.remaining(obs, now) > 0 {
+	} else if now := c.clock.Now(); !c.free(obs, now) {
 		return nil, obs, &HeldError{Holder: c.state(key, obs, now)}
 	}
 
@@ -395,12 +404,13 @@ func (c *Client) claim(ctx context.Context, key, id string, obs observation) (*L
 	return nil, fresh, nil
 }
 
-// heldByOther reports whether o shows a holder that may still hold the lease and is not an unheard claim of ours.
+// heldByOther reports whether o shows a holder that this client may not write over: not free, and not an
+// unheard claim of ours.
 func (c *Client) heldByOther(key string, o observation, now time.Time) bool {
 	if _, ok := c.ours(key, o.doc); ok {
 		return false
 	}
-	return c.remaining(o, now) > 0
+	return !c.free(o, now)
 }
 
 // adopt turns a claim of ours that the document shows applied into a held lease, valid from the claim's send.

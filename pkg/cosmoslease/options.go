@@ -57,6 +57,17 @@ type Options struct {
 	Hostname string
 	// Metadata adds caller-supplied pairs to the document's metadata.
 	Metadata map[string]string
+	// TakeOverSameOwner lets TryAcquire and Acquire take a lease that is still held, at once and at the next
+	// epoch, when its document names this OwnerID (whatever its leaseId): the holder is taken to be an earlier
+	// incarnation of this owner, killed before it released, rather than a rival. Without it such a lease is
+	// waited out like any other (up to LeaseDuration).
+	//
+	// Set it only when at most one live process uses an OwnerID at a time, or when the work is fenced some
+	// other way (the Epoch checked downstream, an at-most-once record per unit of work). A live process that
+	// still holds the lease under the same OwnerID is not stopped by the takeover: it learns of the loss only
+	// from its next write (the renewal gets 412 and finds another leaseId), so until then both believe they
+	// hold the lease. The same goes for a Lease this Client itself still holds on the key. Off by default.
+	TakeOverSameOwner bool
 
 	// LeaseDuration is how long a lease lasts after its last renewal; default 60 s. A contender takes over only
 	// after it has seen the same document version unchanged for this long.

@@ -137,8 +137,9 @@ func run(ctx context.Context, c config) error {
 		return err
 	}
 	fmt.Println("bench: go test -bench")
-	micro := microbench()
-	return writeReport(c, ops, bare, kill, handoff, sc, ct, micro)
+	micro := benchLines("-bench", ".", "-benchmem", "./internal/leasedoc", "./pkg/cosmoslease")
+	history := benchLines(historyBench...)
+	return writeReport(c, ops, bare, kill, handoff, sc, ct, micro, history)
 }
 
 func pct(d []time.Duration, p float64) time.Duration {
@@ -711,9 +712,12 @@ func contend(ctx context.Context, e env, n int, window time.Duration) (*contendR
 	return r, nil
 }
 
-// microbench runs the hot-path Go benchmarks and returns their lines.
-func microbench() string {
-	cmd := exec.Command("go", "test", "-run", "^$", "-bench", ".", "-benchmem", "./internal/leasedoc", "./pkg/cosmoslease")
+// historyBench measures one LeaseStatus call of the Functions handler with 3,000 earlier run records.
+var historyBench = []string{"-bench", "BenchmarkLeaseStatus", "-benchtime", "50x", "./functions/leasehandler"}
+
+// benchLines runs Go benchmarks (go test -run ^$ args…) and returns their result lines.
+func benchLines(args ...string) string {
+	cmd := exec.Command("go", append([]string{"test", "-run", "^$"}, args...)...)
 	out, err := cmd.CombinedOutput()
 	var lines []string
 	for _, l := range strings.Split(string(out), "\n") {
@@ -759,7 +763,7 @@ func versions() string {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
 
-func writeReport(c config, ops []result, bare map[string][]time.Duration, kill, handoff []time.Duration, sc *scaleResult, ct *contendResult, micro string) error {
+func writeReport(c config, ops []result, bare map[string][]time.Duration, kill, handoff []time.Duration, sc *scaleResult, ct *contendResult, micro, history string) error {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	w("# Benchmarks\n\nMade by `make bench` on %s, against the local Cosmos-protocol server on loopback.\n", time.Now().UTC().Format("2006-01-02"))
@@ -791,6 +795,11 @@ func writeReport(c config, ops []result, bare map[string][]time.Duration, kill, 
 	w("%d contenders on one key for %s (each holds 100 ms, then releases): %d acquisitions by %d distinct winners, %.0f requests/s;\n",
 		ct.contenders, ct.window, ct.acquisitions, ct.winners, ct.requestsPerSecond)
 	w("a bystander's reads meanwhile took p50 %s, p99 %s.\n\n", ms(ct.probeP50), ms(ct.probeP99))
+	w("## LeaseStatus with a long run history\n\nOne call of the Functions handler's LeaseStatus when its lease has 3,000 earlier run records (`go test -run '^$' %s`):\n"+
+		"requests, and bytes received from Cosmos DB (status lines, headers and bodies, counted at the HTTP transport). `warm` is a call\n"+
+		"on a handler that has connected: the lease read and one single-partition query for the 10 newest runs. `cold` includes\n"+
+		"connecting (the account and container reads). The time per call is the local server's: it scans and sorts the partition.\n\n```\n%s\n```\n\n",
+		strings.Join(historyBench, " "), history)
 	w("## Hot paths\n\n`go test -bench . -benchmem ./internal/leasedoc ./pkg/cosmoslease` (BenchmarkRenew is the renewal path against the in-memory store,\nso its allocations are the library's plus the store's):\n\n```\n%s\n```\n", micro)
 	if err := os.WriteFile(filepath.Join(c.out, "benchmarks.md"), []byte(b.String()), 0o644); err != nil {
 		return err
