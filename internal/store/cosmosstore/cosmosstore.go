@@ -146,6 +146,9 @@ func (s *Store) Database() *azcosmos.DatabaseClient { return s.db }
 // Client returns the SDK client.
 func (s *Store) Client() *azcosmos.Client { return s.client }
 
+// Container returns the SDK's client of the lease container.
+func (s *Store) Container() *azcosmos.ContainerClient { return s.container }
+
 func (s *Store) Read(ctx context.Context, pk, id, session string) (store.Item, error) {
 	var opts *azcosmos.ItemOptions
 	if session != "" {

@@ -1,0 +1,331 @@
+package cosmoslease
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"regexp"
+	"strconv"
+	"sync"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
+
+	"github.com/cosmoslease/cosmoslease/internal/store/cosmosstore"
+)
+
+// DefaultFenceField is the item property in which a fenced write stores its epoch. Fence.WithField chooses
+// another.
+const DefaultFenceField = "fence"
+
+// ErrFenced is wrapped by every *FencedError: Cosmos DB refused a write because a later epoch has written the
+// item. Test with errors.Is(err, ErrFenced); errors.As gives the epochs.
+var ErrFenced = errors.New("fenced off by a later epoch")
+
+// FencedError reports a fenced write that was refused: item ID carries epoch By, written by a later holder
+// than this write's Epoch. The holder that gets it has been superseded; it should stop.
+type FencedError struct {
+	ID    string
+	Epoch int64 // this write's epoch
+	By    int64 // the epoch stored in the item, greater than Epoch
+}
+
+func (e *FencedError) Error() string {
+	return fmt.Sprintf("fenced off: item %q was written at epoch %d, after this holder's epoch %d", e.ID, e.By, e.Epoch)
+}
+
+func (e *FencedError) Unwrap() error { return ErrFenced }
+
+// Fence is a view of a container whose writes carry a lease's epoch, and which Cosmos DB itself applies only
+// while no later epoch has written the same item. Get one from the lease (Lease.Fence), or with NewFence for an
+// epoch handed over from elsewhere (the Functions handler's Run.Epoch).
+//
+// # What it guarantees
+//
+// Every write through a fence stores its epoch in the item (property DefaultFenceField, or the one given to
+// WithField) and is applied only if the item's stored epoch is absent or at most its own. So the stored epoch
+// never goes down, and a write of epoch e is never applied after any write of a later epoch e' > e has been
+// applied, whatever the timing — a process paused between its check and its write, a request delayed in the
+// network, the SDK retrying it. Each write is judged by Cosmos DB, atomically, against the item's current
+// version:
+//   - PatchItem sends one conditional patch whose filter predicate is "the stored epoch is absent or ≤ e" and
+//     which also sets it to e;
+//   - UpdateItem reads the item, refuses if its stored epoch is above e, and replaces it on the ETag it read:
+//     every version after e' was written carries an epoch ≥ e' > e, so a version e accepted can no longer be
+//     the current one, and the replace gets 412. An item that does not exist is created; if a later epoch
+//     has created it meanwhile the create gets 409, and UpdateItem reads again and refuses.
+//
+// Refused writes return a *FencedError (ErrFenced) naming the item's epoch.
+//
+// # Its limits
+//
+//   - It covers the items written through a fence, by holders of one lease key (epochs of different leases are
+//     unrelated). A write outside the fence can lower or remove the stored epoch; deleting an item forgets it,
+//     so a superseded holder could create it again: mark items deleted instead.
+//   - It is as good as the epoch. Epochs of a lease only go up, except when a person deletes the lease
+//     document (the count restarts at 1: the new holders are refused and a superseded one is not), or when a
+//     regional failover of a Session-consistency account loses acknowledged writes (an epoch can then be
+//     handed out twice, and the item's own latest writes can be lost). Strong consistency prevents the latter.
+//     The item's account must have a single write region: conditions do not hold across write regions.
+//   - It orders holders, not the writes of one holder: two writes of the same epoch are both accepted (use
+//     UpdateItem's ETag for a read-modify-write).
+//   - The fence does not consult the lease. Pass lease.Context() as ctx to also stop writing as soon as this
+//     process knows the lease is lost; the fence is what still holds when it does not know yet.
+//
+// # Cost
+//
+// PatchItem is one request, as an unfenced patch would be; Cosmos DB bills a patch about as a replace of the
+// item (the predicate is evaluated on the one item). UpdateItem is a point read (1 RU for an item up to 1 KB)
+// and a replace or create; a computed write needs that read anyway. A refused write costs one more point read,
+// to name the epoch that refused it.
+//
+// A Fence is safe for concurrent use.
+type Fence struct {
+	container *azcosmos.ContainerClient
+	epoch     int64
+	field     string
+	err       error // a bad epoch or field name, returned by every write
+
+	mu      sync.Mutex
+	session string // the session token of this fence's newest write, passed on its reads
+}
+
+// Fence returns a view of container whose writes are fenced by this holding's epoch. The container may be in
+// any database (or account, with its own client), and the items in any partition.
+func (l *Lease) Fence(container *azcosmos.ContainerClient) *Fence {
+	return NewFence(container, l.Epoch())
+}
+
+// NewFence returns a view of container whose writes are fenced by epoch, a lease's fencing token (at least 1).
+func NewFence(container *azcosmos.ContainerClient, epoch int64) *Fence {
+	f := &Fence{container: container, epoch: epoch, field: DefaultFenceField}
+	switch {
+	case container == nil:
+		f.err = invalid("the fence has no container")
+	case epoch < 1 || epoch > maxSafeEpoch:
+		f.err = invalid("epoch %d is not a lease's epoch (1 to %d)", epoch, int64(maxSafeEpoch))
+	}
+	return f
+}
+
+// maxSafeEpoch is the largest integer every JSON reader keeps exactly (2^53), Cosmos DB included.
+const maxSafeEpoch = 1 << 53
+
+// fieldName is a top-level property that a patch path and a query can both name without quoting.
+var fieldName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,254}$`)
+
+// WithField returns a fence that stores the epoch in property name (a top-level property: a letter, then
+// letters, digits or '_'; not id or ttl). Every item written through either fence must use the same name.
+func (f *Fence) WithField(name string) *Fence {
+	g := &Fence{container: f.container, epoch: f.epoch, field: name, err: f.err}
+	if g.err == nil && (!fieldName.MatchString(name) || name == "id" || name == "ttl") {
+		g.err = invalid("fence field %q must be a top-level property named by a letter, then letters, digits or '_' (and not id or ttl)", name)
+	}
+	return g
+}
+
+// Epoch is the epoch this fence writes.
+func (f *Fence) Epoch() int64 { return f.epoch }
+
+// Field is the property that holds the epoch in fenced items.
+func (f *Fence) Field() string { return f.field }
+
+// condition is the patch's filter predicate: the item has never been fenced, or not by a later epoch.
+func (f *Fence) condition() string {
+	return fmt.Sprintf("from c where NOT IS_DEFINED(c.%s) OR c.%s <= %d", f.field, f.field, f.epoch)
+}
+
+// PatchItem patches an existing item as ContainerClient.PatchItem does, applied only if no later epoch has
+// written it: it adds the fence's filter predicate and an operation that sets the fence field to this epoch
+// (so ops may hold up to nine operations, and no condition of its own). The item's other properties are left
+// as they are. o is passed on (an If-Match in it still applies). A missing item is an error (404), as for any
+// patch: create it with UpdateItem.
+func (f *Fence) PatchItem(ctx context.Context, pk azcosmos.PartitionKey, id string, ops azcosmos.PatchOperations, o *azcosmos.ItemOptions) (azcosmos.ItemResponse, error) {
+	if f.err != nil {
+		return azcosmos.ItemResponse{}, f.err
+	}
+	if b, err := ops.MarshalJSON(); err == nil && bytes.HasPrefix(b, []byte(`{"condition":`)) {
+		return azcosmos.ItemResponse{}, invalid("the patch has a condition of its own; the fence sets the condition (the stored epoch), so express yours with an If-Match or an UpdateItem")
+	}
+	ops.SetCondition(f.condition())
+	ops.AppendSet("/"+f.field, f.epoch)
+	resp, err := f.container.PatchItem(ctx, pk, id, ops, o)
+	if err == nil {
+		f.noteSession(resp)
+		return resp, nil
+	}
+	if statusOf(err) != http.StatusPreconditionFailed {
+		return resp, err
+	}
+	// Refused: by the fence, or by the caller's If-Match. Read the item to tell which, and to name the epoch.
+	cur, rerr := f.read(ctx, pk, id)
+	if rerr != nil || cur == nil {
+		return resp, err
+	}
+	stored, perr := f.stored(id, cur.Value)
+	switch {
+	case perr != nil:
+		return resp, perr
+	case stored > f.epoch:
+		return resp, &FencedError{ID: id, Epoch: f.epoch, By: stored}
+	}
+	return resp, err
+}
+
+// maxUpdateAttempts bounds how often UpdateItem starts over when another write comes between its read and its
+// write. Each time it does, that other write was applied, so the item moved on.
+const maxUpdateAttempts = 10
+
+// UpdateItem writes the item that update computes from the current one, unless a later epoch has written it.
+// It reads the item (current is nil when it does not exist) and refuses with a *FencedError if its stored
+// epoch is above this fence's; otherwise it calls update, sets the fence field in the JSON object update
+// returns, and writes it: a replace conditional on the ETag it read, or a create when there was no item. When
+// another write comes between (412, or 409 for the create), it starts over — reads, checks, calls update
+// again — so update may be called more than once, and should compute from current only. update returning nil
+// writes nothing (the result is then the read's). The object's id must be id (it is added when missing); its
+// partition key property must match pk.
+//
+// A write whose answer was lost and which the SDK retried may have been applied although UpdateItem reports a
+// conflict and starts over: update then sees its own result. Record a write id in the item when applying the
+// same change twice would matter.
+func (f *Fence) UpdateItem(ctx context.Context, pk azcosmos.PartitionKey, id string, update func(current []byte) ([]byte, error)) (azcosmos.ItemResponse, error) {
+	if f.err != nil {
+		return azcosmos.ItemResponse{}, f.err
+	}
+	var lastErr error
+	for range maxUpdateAttempts {
+		cur, err := f.read(ctx, pk, id)
+		if err != nil {
+			return azcosmos.ItemResponse{}, err
+		}
+		var current []byte
+		if cur != nil {
+			current = cur.Value
+			stored, err := f.stored(id, current)
+			if err != nil {
+				return azcosmos.ItemResponse{}, err
+			}
+			if stored > f.epoch {
+				return azcosmos.ItemResponse{}, &FencedError{ID: id, Epoch: f.epoch, By: stored}
+			}
+		}
+		next, err := update(current)
+		if err != nil {
+			return azcosmos.ItemResponse{}, err
+		}
+		if next == nil {
+			if cur == nil {
+				return azcosmos.ItemResponse{}, nil
+			}
+			return *cur, nil
+		}
+		body, err := f.stamp(id, next)
+		if err != nil {
+			return azcosmos.ItemResponse{}, err
+		}
+		var resp azcosmos.ItemResponse
+		if cur == nil {
+			resp, err = f.container.CreateItem(ctx, pk, body, nil)
+		} else {
+			etag := cur.ETag
+			resp, err = f.container.ReplaceItem(ctx, pk, id, body, &azcosmos.ItemOptions{IfMatchEtag: &etag})
+		}
+		if err == nil {
+			f.noteSession(resp)
+			return resp, nil
+		}
+		switch statusOf(err) {
+		case http.StatusConflict, http.StatusPreconditionFailed, http.StatusNotFound:
+			// Another write came between (a create, a replace, a delete): judge the item again.
+			lastErr = err
+			continue
+		}
+		return resp, err
+	}
+	return azcosmos.ItemResponse{}, fmt.Errorf("item %q changed between the read and the write %d times; try again: %w", id, maxUpdateAttempts, lastErr)
+}
+
+// read point-reads the item with this fence's session token; nil when it does not exist.
+func (f *Fence) read(ctx context.Context, pk azcosmos.PartitionKey, id string) (*azcosmos.ItemResponse, error) {
+	var o *azcosmos.ItemOptions
+	f.mu.Lock()
+	if f.session != "" {
+		s := f.session
+		o = &azcosmos.ItemOptions{SessionToken: &s}
+	}
+	f.mu.Unlock()
+	resp, err := f.container.ReadItem(ctx, pk, id, o)
+	if statusOf(err) == http.StatusNotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (f *Fence) noteSession(resp azcosmos.ItemResponse) {
+	if resp.SessionToken == nil || *resp.SessionToken == "" {
+		return
+	}
+	f.mu.Lock()
+	f.session = *resp.SessionToken
+	f.mu.Unlock()
+}
+
+// stored is the epoch an item carries in the fence field: 0 when it has none. Anything but a whole number is an
+// error: the fence does not overwrite a property it did not write.
+func (f *Fence) stored(id string, body []byte) (int64, error) {
+	var props map[string]json.RawMessage
+	if err := json.Unmarshal(body, &props); err != nil {
+		return 0, fmt.Errorf("item %q is not a JSON object: %v", id, err)
+	}
+	raw, ok := props[f.field]
+	if !ok {
+		return 0, nil
+	}
+	var n float64
+	if err := json.Unmarshal(raw, &n); err != nil || n != math.Trunc(n) || n < 0 || n > maxSafeEpoch {
+		return 0, fmt.Errorf("item %q holds %s in %q, which is not an epoch: the fence will not overwrite it (choose another field with WithField)", id, raw, f.field)
+	}
+	return int64(n), nil
+}
+
+// stamp sets the fence field of the JSON object update returned to this epoch, and checks its id.
+func (f *Fence) stamp(id string, next []byte) ([]byte, error) {
+	var props map[string]json.RawMessage
+	if err := json.Unmarshal(next, &props); err != nil || props == nil {
+		return nil, fmt.Errorf("the update of item %q did not return a JSON object", id)
+	}
+	if raw, ok := props["id"]; ok {
+		var got string
+		if json.Unmarshal(raw, &got) != nil || got != id {
+			return nil, fmt.Errorf("the update of item %q returned an object with id %s", id, raw)
+		}
+	} else {
+		props["id"], _ = json.Marshal(id)
+	}
+	props[f.field] = json.RawMessage(strconv.FormatInt(f.epoch, 10))
+	return json.Marshal(props)
+}
+
+func statusOf(err error) int {
+	var re *azcore.ResponseError
+	if errors.As(err, &re) {
+		return re.StatusCode
+	}
+	return 0
+}
+
+// Container returns the SDK's client of the lease container, for items kept beside the leases (fence them
+// with Lease.Fence). The lease documents in it are the protocol's: never write them.
+func (c *Client) Container() *azcosmos.ContainerClient {
+	if s, ok := c.st.(*cosmosstore.Store); ok {
+		return s.Container()
+	}
+	return nil
+}
