@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -23,9 +24,9 @@ func (a *App) runCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:      "run",
 		Usage:     "contend for the lease; the winner works and renews, the others exit (or stand by with --wait)",
-		UsageText: "cosmoslease run --instance ID [--region R] [--lease KEY] [--wait] [--hold-for D] [--json]",
+		UsageText: "cosmoslease run --instance ID [--region R] [--lease KEY] [--wait] [--hold-for D] [--fence-counter ID] [--json]",
 		Description: "Exit codes: 0 work finished and lease released; 1 error; 2 bad input; 3 held by another instance;\n" +
-			"4 lease lost while working; 130 interrupted (after releasing).\n" +
+			"4 lease lost while working, or fenced off by a later holder; 130 interrupted (after releasing).\n" +
 			"Durations take Go form (60s, 1m30s) or .NET TimeSpan form (00:01:00).",
 		Flags: append(commonFlags(),
 			&ucli.StringFlag{Name: "instance", Usage: "this instance's `ID`, written as ownerId (required)", EnvVars: []string{"COSMOSLEASE_INSTANCE"}},
@@ -37,9 +38,16 @@ func (a *App) runCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "hold-for", Usage: "work for `D`, then release and exit 0 (default: until interrupted)"},
 			&ucli.BoolFlag{Name: "wait", Usage: "stand by while another instance holds the lease, and take over when it releases or expires"},
 			&ucli.BoolFlag{Name: "json", Usage: "print one JSON event per line on stdout instead of the text report"},
+			&ucli.StringFlag{Name: "fence-counter", Usage: "increment the counter item `ID` (in the lease container) through the lease's fence on each work item: Cosmos DB refuses the write of a superseded holder"},
 			// The chaos run's stand-in for an application that calls Lease.Renew itself while automatic
 			// renewal runs; not for users.
 			&ucli.StringFlag{Name: "renew-concurrently", Hidden: true},
+			// Stand-ins for the chaos run and the demo, not for users: skip-lease-check works on without checking
+			// the lease and without noticing its loss, as a process paused between its check and its write would;
+			// unfenced-counter writes the counter without the fence, so the chaos checker can be shown to catch
+			// what the fence prevents.
+			&ucli.BoolFlag{Name: "skip-lease-check", Hidden: true},
+			&ucli.BoolFlag{Name: "unfenced-counter", Hidden: true},
 		),
 		Action: a.run,
 	}
@@ -83,6 +91,14 @@ func (a *App) run(c *ucli.Context) error {
 	}
 	if durs["work-interval"] <= 0 {
 		return usagef("--work-interval must be more than zero")
+	}
+	counterID := c.String("fence-counter")
+	if c.IsSet("fence-counter") {
+		if err := checkCounterID(counterID); err != nil {
+			return usagef("%v", err)
+		}
+	} else if c.Bool("unfenced-counter") {
+		return usagef("--unfenced-counter needs --fence-counter ID")
 	}
 	log, err := a.logger(c)
 	if err != nil {
@@ -144,7 +160,12 @@ func (a *App) run(c *ucli.Context) error {
 	if every := durs["renew-concurrently"]; every > 0 {
 		go renewConcurrently(lease, every)
 	}
-	return a.work(ctx, lease, out, durs["work-interval"], durs["hold-for"])
+	w := worker{lease: lease, out: out, every: durs["work-interval"], holdFor: durs["hold-for"], log: log,
+		checkLease: !c.Bool("skip-lease-check"), writeTimeout: 2 * client.Options().RequestTimeout}
+	if counterID != "" {
+		w.counter = newFenceCounter(client, lease, counterID, c.Bool("unfenced-counter"))
+	}
+	return a.work(ctx, w)
 }
 
 // renewConcurrently calls Renew every d, beside the automatic renewal, until the lease ends.
@@ -161,18 +182,34 @@ func renewConcurrently(lease *cosmoslease.Lease, d time.Duration) {
 	}
 }
 
-// work runs work items under the lease until it is lost, the hold time ends, or the process is interrupted.
-func (a *App) work(ctx context.Context, lease *cosmoslease.Lease, out *reporter, every, holdFor time.Duration) error {
+// worker is what `run` does while it holds the lease.
+type worker struct {
+	lease          *cosmoslease.Lease
+	out            *reporter
+	every, holdFor time.Duration
+	log            *slog.Logger
+	// counter, when set, is incremented through the fence on each work item.
+	counter      *fenceCounter
+	writeTimeout time.Duration
+	// checkLease is false only for the hidden --skip-lease-check.
+	checkLease bool
+}
+
+// work runs work items under the lease until it is lost, a write is fenced off, the hold time ends, or the
+// process is interrupted.
+func (a *App) work(ctx context.Context, w worker) error {
+	lease, out := w.lease, w.out
 	out.acquired(lease.State(), lease.Previous())
 	start := time.Now()
-	tick := time.NewTicker(every)
+	tick := time.NewTicker(w.every)
 	defer tick.Stop()
 	var hold <-chan time.Time
-	if holdFor > 0 {
-		t := time.NewTimer(holdFor)
+	if w.holdFor > 0 {
+		t := time.NewTimer(w.holdFor)
 		defer t.Stop()
 		hold = t.C
 	}
+	lost := lease.Context().Done()
 	release := func() error {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 		defer cancel()
@@ -185,8 +222,11 @@ func (a *App) work(ctx context.Context, lease *cosmoslease.Lease, out *reporter,
 		case <-ctx.Done():
 			_ = release()
 			return errInterrupted
-		case <-lease.Context().Done():
-			return a.lost(lease, out)
+		case <-lost:
+			if w.checkLease {
+				return a.lost(lease, out)
+			}
+			lost = nil // --skip-lease-check: the loss goes unnoticed; only the fence can stop this process
 		case <-hold:
 			if err := release(); err != nil {
 				return fmt.Errorf("work finished, but the release was not confirmed (the lease expires on its own): %w", err)
@@ -197,10 +237,33 @@ func (a *App) work(ctx context.Context, lease *cosmoslease.Lease, out *reporter,
 			// time is read before the check, so its event says "started at t, with the lease valid after t",
 			// even if the process is paused between the check and the print.
 			at := time.Now()
-			if lease.Err() != nil {
+			if w.checkLease && lease.Err() != nil {
 				return a.lost(lease, out)
 			}
-			out.work(lease.State(), item, at, at.Sub(start))
+			var counter *int64
+			if w.counter != nil {
+				// The write is bounded by its own timeout, not by the lease's context: once the item has started,
+				// whether its write applies is the fence's decision, judged by Cosmos DB.
+				wctx, cancel := context.WithTimeout(ctx, w.writeTimeout)
+				value, err := w.counter.increment(wctx, item)
+				cancel()
+				var fenced *cosmoslease.FencedError
+				switch {
+				case errors.As(err, &fenced):
+					out.fenced(lease.State(), item, fenced)
+					return withCode(ExitLost, fmt.Errorf("stopped work: Cosmos DB refused the write of work item #%d: %v", item, err))
+				case err != nil && !passing(err):
+					_ = release()
+					return fmt.Errorf("stopped work: the counter item cannot be written: %v", err)
+				case err != nil:
+					if ctx.Err() == nil {
+						w.log.Warn("work item not done: the counter write failed; the next item tries again", "item", item, "error", err)
+					}
+					continue
+				}
+				counter = &value
+			}
+			out.work(lease.State(), item, at, at.Sub(start), counter)
 			item++
 		}
 	}
@@ -249,6 +312,10 @@ type event struct {
 	PID         int    `json:"pid,omitempty"`
 	// AcquiredAt is the holder's clock when it wrote the acquisition, just before sending it.
 	AcquiredAt string `json:"acquiredAt,omitempty"`
+	// Counter is the value a work item wrote to the --fence-counter item, through the fence.
+	Counter *int64 `json:"counter,omitempty"`
+	// FencedBy is the later epoch whose write to the counter fenced this holder off.
+	FencedBy int64 `json:"fencedBy,omitempty"`
 }
 
 // TimeFormat is RFC 3339 with nanoseconds, fixed width so lines sort by time.
@@ -357,15 +424,32 @@ func (r *reporter) renewed(s cosmoslease.State) {
 	}
 }
 
-func (r *reporter) work(s cosmoslease.State, item int, at time.Time, elapsed time.Duration) {
+func (r *reporter) work(s cosmoslease.State, item int, at time.Time, elapsed time.Duration, counter *int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.json {
-		r.emit(event{Event: "work", Time: at.UTC().Format(TimeFormat), Epoch: s.Epoch, LeaseID: s.LeaseID, Owner: s.Owner, Item: item, ElapsedMs: elapsed.Milliseconds(), Renewals: &s.Renewals})
+		r.emit(event{Event: "work", Time: at.UTC().Format(TimeFormat), Epoch: s.Epoch, LeaseID: s.LeaseID, Owner: s.Owner, Item: item,
+			ElapsedMs: elapsed.Milliseconds(), Renewals: &s.Renewals, Counter: counter})
 		return
 	}
 	secs := int(elapsed.Round(time.Second) / time.Second)
-	r.printf("[%s] Processing work item #%d | Elapsed: %02d:%02d | Renewals: %d\n", r.instance, item, secs/60, secs%60, s.Renewals)
+	suffix := ""
+	if counter != nil {
+		suffix = fmt.Sprintf(" | Counter: %d (epoch %d)", *counter, s.Epoch)
+	}
+	r.printf("[%s] Processing work item #%d | Elapsed: %02d:%02d | Renewals: %d%s\n", r.instance, item, secs/60, secs%60, s.Renewals, suffix)
+}
+
+func (r *reporter) fenced(s cosmoslease.State, item int, why *cosmoslease.FencedError) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.json {
+		r.emit(event{Event: "fenced", Epoch: s.Epoch, LeaseID: s.LeaseID, Owner: s.Owner, Item: item, FencedBy: why.By, Reason: why.Error()})
+		return
+	}
+	r.printf("\n")
+	r.box("\x1b[31m", "✗ FENCED OFF - Cosmos DB refused the write", "A later holder has written; this one stops")
+	r.printf("Work item #%d was not applied: %v\n", item, why)
 }
 
 func (r *reporter) lost(s cosmoslease.State, why error) {
