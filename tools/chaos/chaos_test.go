@@ -68,7 +68,7 @@ func TestShortChaosRun(t *testing.T) {
 	var out strings.Builder
 	rep, err := run(context.Background(), config{bin: bin, keys: 2, perKey: 3, duration: 60 * time.Second, lease: 3 * time.Second,
 		renew: time.Second, work: 100 * time.Millisecond, holdMin: 200 * time.Millisecond, holdMax: 6 * time.Second,
-		latency: 20 * time.Millisecond, chaosEvery: time.Second}, &out)
+		latency: 20 * time.Millisecond, chaosEvery: time.Second, fence: true}, &out)
 	t.Log("\n" + out.String())
 	if err != nil {
 		t.Fatal(err)
@@ -76,7 +76,7 @@ func TestShortChaosRun(t *testing.T) {
 	if rep.violations != 0 {
 		t.Fatalf("%d violations", rep.violations)
 	}
-	if rep.acquisitions < 10 || rep.faults["sigkill"] == 0 || rep.faults["documents"] == 0 || rep.faults["staleRead"] == 0 {
+	if rep.acquisitions < 10 || rep.faults["sigkill"] == 0 || rep.faults["documents"] == 0 || rep.faults["staleRead"] == 0 || rep.counterWrites < 100 {
 		t.Fatalf("the run did too little to mean anything: %+v", rep)
 	}
 }

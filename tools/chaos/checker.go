@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 	"time"
@@ -18,10 +19,28 @@ type ev struct {
 	AcquiredAt string `json:"acquiredAt"`
 	Reason     string `json:"reason"`
 	From       string `json:"from"`
+	// Counter is the value a work item wrote to the fenced counter; FencedBy the epoch that refused a write.
+	Counter  *int64 `json:"counter"`
+	FencedBy int64  `json:"fencedBy"`
 
-	proc string    // name#incarnation
-	at   time.Time // parsed Time
-	acq  time.Time // parsed AcquiredAt
+	proc    string    // name#incarnation
+	at      time.Time // parsed Time
+	acq     time.Time // parsed AcquiredAt
+	skipped bool      // the process worked without checking its lease (--skip-lease-check)
+}
+
+// parseEvent reads one line of `run --json` output.
+func parseEvent(proc string, line []byte) (ev, bool) {
+	var e ev
+	if json.Unmarshal(line, &e) != nil {
+		return e, false
+	}
+	e.proc = proc
+	e.at, _ = time.Parse(time.RFC3339Nano, e.Time)
+	if e.AcquiredAt != "" {
+		e.acq, _ = time.Parse(time.RFC3339Nano, e.AcquiredAt)
+	}
+	return e, true
 }
 
 // window is a span of time in which the network was disturbed for everyone (a burst) or for one client.
@@ -42,7 +61,8 @@ type verdict struct {
 // check verifies the safety properties over every event of one lease key, and liveness in quiet windows:
 //   - no two acquisitions share an epoch, and epochs strictly increase with the time of acquisition;
 //   - no work event of epoch e starts after an acquisition of a higher epoch (a superseded holder never works),
-//     which also means no two instances hold at once;
+//     which also means no two instances hold at once — except for processes that skip the lease check on
+//     purpose, which only the fence stops (checkCounter judges them);
 //   - the document's final epoch is the highest acquired (never lost or reset);
 //   - the lease gets a new holder within LeaseDuration + RetryPeriod + slack of the old holder's last sign of
 //     life, counting only time when the network was not disturbed for everyone.
@@ -87,7 +107,7 @@ func check(events []ev, finalEpoch int64, bursts []window, lease, retry, slack t
 	}
 	// A work event of epoch e must start before the acquisition of every higher epoch.
 	for _, e := range events {
-		if e.Event != "work" {
+		if e.Event != "work" || e.skipped {
 			continue
 		}
 		i := sort.Search(len(acquired), func(i int) bool { return acquired[i].Epoch > e.Epoch })

@@ -7,7 +7,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -39,6 +38,11 @@ type config struct {
 	eventsPath          string
 	minAcquisitions     int
 	chaosEvery, quietly time.Duration
+	// fence: every contender increments a counter item per key through the fence on each work item, and one in
+	// three skips the lease check before working (a stand-in for a pause at the worst moment); the checker then
+	// proves the counter never accepted a superseded epoch's write. unfenced writes that counter without the
+	// fence, to show the checker catching what the fence prevents.
+	fence, unfenced bool
 }
 
 func main() {
@@ -56,6 +60,8 @@ func main() {
 	flag.DurationVar(&c.chaosEvery, "chaos-every", time.Second, "mean time between chaos actions")
 	flag.StringVar(&c.eventsPath, "events", "", "also write every event, one JSON object per line, to this file")
 	flag.IntVar(&c.minAcquisitions, "min-acquisitions", 0, "fail unless at least this many acquisitions happened")
+	flag.BoolVar(&c.fence, "fence", false, "contenders increment a fenced counter on every work item, one in three without checking the lease first")
+	flag.BoolVar(&c.unfenced, "unfenced", false, "with -fence: write the counter without the fence (the checker must then report violations)")
 	flag.Parse()
 	rep, err := run(context.Background(), c, os.Stdout)
 	if err != nil {
@@ -70,6 +76,7 @@ func main() {
 // report sums up a run.
 type report struct {
 	acquisitions, takeovers, violations int
+	counterWrites, fencedOff            int
 	faults                              map[string]int64
 	worstFailover                       time.Duration
 	failovers                           []time.Duration
@@ -95,6 +102,8 @@ type orchestra struct {
 	bursts []window
 	counts map[string]int
 	rng    *rand.Rand
+	// skipping holds the processes (name#incarnation) that work without checking their lease.
+	skipping map[string]bool
 }
 
 func run(ctx context.Context, c config, out io.Writer) (*report, error) {
@@ -120,7 +129,8 @@ func run(ctx context.Context, c config, out io.Writer) (*report, error) {
 	}
 	defer proxy.Close()
 	o := &orchestra{c: c, proxy: proxy, out: out, counts: map[string]int{}, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7)),
-		env: append(os.Environ(), "CosmosLeasing__DatabaseName="+db, "CosmosLeasing__ContainerName="+container, "COSMOSLEASE_LOG_LEVEL=error")}
+		skipping: map[string]bool{},
+		env:      append(os.Environ(), "CosmosLeasing__DatabaseName="+db, "CosmosLeasing__ContainerName="+container, "COSMOSLEASE_LOG_LEVEL=error")}
 	if c.eventsPath != "" {
 		if o.file, err = os.Create(c.eventsPath); err != nil {
 			return nil, err
@@ -200,6 +210,19 @@ func (o *orchestra) start(bin string, ct *contender) {
 		// Half the holders also call Renew themselves, as an application may, while automatic renewal runs.
 		args = append(args, "--renew-concurrently", (o.c.renew/4 + time.Duration(o.rng.Int64N(int64(o.c.renew)))).String())
 	}
+	proc := fmt.Sprintf("%s#%d", ct.name, ct.incarnation)
+	if o.c.fence {
+		args = append(args, "--fence-counter", counterID(ct.key))
+		if o.c.unfenced {
+			args = append(args, "--unfenced-counter")
+		}
+		if o.rng.IntN(3) == 0 {
+			args = append(args, "--skip-lease-check")
+			o.mu.Lock()
+			o.skipping[proc] = true
+			o.mu.Unlock()
+		}
+	}
 	ct.cmd = exec.Command(bin, args...)
 	ct.cmd.Env = append(append([]string{}, o.env...), "CosmosLeasing__ConnectionString="+emulator.ConnectionString(ct.base))
 	stdout, _ := ct.cmd.StdoutPipe()
@@ -209,7 +232,6 @@ func (o *orchestra) start(bin string, ct *contender) {
 		close(ct.done)
 		return
 	}
-	proc := fmt.Sprintf("%s#%d", ct.name, ct.incarnation)
 	done := ct.done
 	cmd := ct.cmd
 	go func() {
@@ -222,18 +244,17 @@ func (o *orchestra) start(bin string, ct *contender) {
 	}()
 }
 
+// counterID names the fenced counter item of a lease key.
+func counterID(key string) string { return "counter-" + key }
+
 func (o *orchestra) record(proc string, line []byte) {
-	var e ev
-	if json.Unmarshal(line, &e) != nil {
+	e, ok := parseEvent(proc, line)
+	if !ok {
 		return
-	}
-	e.proc = proc
-	e.at, _ = time.Parse(time.RFC3339Nano, e.Time)
-	if e.AcquiredAt != "" {
-		e.acq, _ = time.Parse(time.RFC3339Nano, e.AcquiredAt)
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	e.skipped = o.skipping[proc]
 	o.events = append(o.events, e)
 	if o.file != nil {
 		fmt.Fprintf(o.file, "{\"proc\":%q,%s\n", proc, strings.TrimPrefix(string(line), "{"))
@@ -341,6 +362,18 @@ func (o *orchestra) verdict(ctx context.Context, endpoint, db, container string)
 			return nil, err
 		}
 		v := check(byKey[key], s.Epoch, o.bursts, o.c.lease, o.c.lease/12, slack)
+		counterLine := ""
+		if o.c.fence {
+			final, err := readCounter(ctx, inspector, key)
+			if err != nil {
+				return nil, err
+			}
+			cv := checkCounter(byKey[key], final)
+			v.violations = append(v.violations, cv.violations...)
+			rep.counterWrites += cv.writes
+			rep.fencedOff += cv.fenced
+			counterLine = fmt.Sprintf(", counter %d (%d writes checked, %d holders fenced off)", final.Value, cv.writes, cv.fenced)
+		}
 		rep.acquisitions += v.acquisitions
 		rep.takeovers += v.takeovers
 		rep.violations += len(v.violations)
@@ -348,8 +381,8 @@ func (o *orchestra) verdict(ctx context.Context, endpoint, db, container string)
 		if v.worstFailover > rep.worstFailover {
 			rep.worstFailover = v.worstFailover
 		}
-		fmt.Fprintf(o.out, "lease %s: %d acquisitions, %d takeovers, %d work items, final epoch %d, %d violations\n",
-			key, v.acquisitions, v.takeovers, v.works, s.Epoch, len(v.violations))
+		fmt.Fprintf(o.out, "lease %s: %d acquisitions, %d takeovers, %d work items, final epoch %d%s, %d violations\n",
+			key, v.acquisitions, v.takeovers, v.works, s.Epoch, counterLine, len(v.violations))
 		for _, msg := range v.violations {
 			fmt.Fprintf(o.out, "  VIOLATION: %s\n", msg)
 		}
@@ -373,6 +406,9 @@ func (o *orchestra) verdict(ctx context.Context, endpoint, db, container string)
 	}
 	fmt.Fprintf(o.out, "faults and requests: %s\n", strings.Join(parts, ", "))
 	fmt.Fprintf(o.out, "handovers: %d, median %s, worst %s (lease %s)\n", len(rep.failovers), median.Round(time.Millisecond), rep.worstFailover.Round(time.Millisecond), o.c.lease)
+	if o.c.fence {
+		fmt.Fprintf(o.out, "fenced counter: %d writes checked, %d holders fenced off by Cosmos DB\n", rep.counterWrites, rep.fencedOff)
+	}
 	fmt.Fprintf(o.out, "acquisitions: %d, takeovers: %d, violations: %d\n", rep.acquisitions, rep.takeovers, rep.violations)
 	return rep, nil
 }
