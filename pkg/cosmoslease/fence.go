@@ -54,10 +54,11 @@ func (e *FencedError) Unwrap() error { return ErrFenced }
 // version:
 //   - PatchItem sends one conditional patch whose filter predicate is "the stored epoch is absent or ≤ e" and
 //     which also sets it to e;
-//   - UpdateItem reads the item, refuses if its stored epoch is above e, and replaces it on the ETag it read:
-//     every version after e' was written carries an epoch ≥ e' > e, so a version e accepted can no longer be
-//     the current one, and the replace gets 412. An item that does not exist is created; if a later epoch
-//     has created it meanwhile the create gets 409, and UpdateItem reads again and refuses.
+//   - UpdateItem replaces the item on the ETag of a version whose stored epoch is at most e (one it read and
+//     checked, or one it wrote itself): every version after e' was written carries an epoch ≥ e' > e, so a
+//     version e accepted can no longer be the current one, and Cosmos DB answers the replace 412. An item that
+//     does not exist is created; if a later epoch has created it meanwhile the create gets 409. Either way
+//     UpdateItem reads the item again and refuses.
 //
 // Refused writes return a *FencedError (ErrFenced) naming the item's epoch.
 //
@@ -79,9 +80,9 @@ func (e *FencedError) Unwrap() error { return ErrFenced }
 // # Cost
 //
 // PatchItem is one request, as an unfenced patch would be; Cosmos DB bills a patch about as a replace of the
-// item (the predicate is evaluated on the one item). UpdateItem is a point read (1 RU for an item up to 1 KB)
-// and a replace or create; a computed write needs that read anyway. A refused write costs one more point read,
-// to name the epoch that refused it.
+// item (the predicate is evaluated on the one item). UpdateItem is one conditional replace when this fence
+// wrote the item last, and a point read (1 RU for an item up to 1 KB) before it otherwise, as any computed
+// write needs. A refused write costs one more point read, to name the epoch that refused it.
 //
 // A Fence is safe for concurrent use.
 type Fence struct {
@@ -91,7 +92,8 @@ type Fence struct {
 	err       error // a bad epoch or field name, returned by every write
 
 	mu      sync.Mutex
-	session string // the session token of this fence's newest write, passed on its reads
+	session string             // the session token of this fence's newest write, passed on its reads
+	written map[string]version // pk and id → the version this fence last wrote, if it wrote it last
 }
 
 // Fence returns a view of container whose writes are fenced by this holding's epoch. The container may be in
@@ -153,6 +155,7 @@ func (f *Fence) PatchItem(ctx context.Context, pk azcosmos.PartitionKey, id stri
 	}
 	ops.SetCondition(f.condition())
 	ops.AppendSet("/"+f.field, f.epoch)
+	f.forget(fmt.Sprint(pk) + "\x00" + id) // the patch makes a version this fence has not seen whole
 	resp, err := f.container.PatchItem(ctx, pk, id, ops, o)
 	if err == nil {
 		f.noteSession(resp)
@@ -181,13 +184,16 @@ func (f *Fence) PatchItem(ctx context.Context, pk azcosmos.PartitionKey, id stri
 const maxUpdateAttempts = 10
 
 // UpdateItem writes the item that update computes from the current one, unless a later epoch has written it.
-// It reads the item (current is nil when it does not exist) and refuses with a *FencedError if its stored
-// epoch is above this fence's; otherwise it calls update, sets the fence field in the JSON object update
-// returns, and writes it: a replace conditional on the ETag it read, or a create when there was no item. When
-// another write comes between (412, or 409 for the create), it starts over — reads, checks, calls update
-// again — so update may be called more than once, and should compute from current only. update returning nil
-// writes nothing (the result is then the read's). The object's id must be id (it is added when missing); its
-// partition key property must match pk.
+//
+// It starts from the version this fence last wrote, when it wrote the item last (a holder that keeps writing
+// its items makes one request per write, as it makes one per renewal); otherwise it reads the item, and refuses
+// with a *FencedError if the stored epoch is above this fence's. It calls update with that version (nil when
+// the item does not exist), sets the fence field in the JSON object update returns, and writes it: a replace
+// conditional on the version's ETag, or a create when there was no item. When another write has come between
+// (412 — which is how a superseded holder's write is refused by Cosmos DB — or 409 for the create), it reads the
+// item and judges it again: refuses, or calls update again. So update may be called more than once, and should
+// compute from current only. update returning nil writes nothing; the result then carries the current item.
+// The object's id must be id (it is added when missing); its partition key property must match pk.
 //
 // A write whose answer was lost and which the SDK retried may have been applied although UpdateItem reports a
 // conflict and starts over: update then sees its own result. Record a write id in the item when applying the
@@ -196,48 +202,57 @@ func (f *Fence) UpdateItem(ctx context.Context, pk azcosmos.PartitionKey, id str
 	if f.err != nil {
 		return azcosmos.ItemResponse{}, f.err
 	}
+	key := fmt.Sprint(pk) + "\x00" + id
 	var lastErr error
 	for range maxUpdateAttempts {
-		cur, err := f.read(ctx, pk, id)
-		if err != nil {
-			return azcosmos.ItemResponse{}, err
-		}
-		var current []byte
-		if cur != nil {
-			current = cur.Value
-			stored, err := f.stored(id, current)
+		cur, ok := f.lastWritten(key)
+		if !ok {
+			read, err := f.read(ctx, pk, id)
 			if err != nil {
 				return azcosmos.ItemResponse{}, err
 			}
-			if stored > f.epoch {
-				return azcosmos.ItemResponse{}, &FencedError{ID: id, Epoch: f.epoch, By: stored}
+			if read != nil {
+				cur = version{body: read.Value, etag: read.ETag}
+				stored, err := f.stored(id, cur.body)
+				if err != nil {
+					return azcosmos.ItemResponse{}, err
+				}
+				if stored > f.epoch {
+					return azcosmos.ItemResponse{}, &FencedError{ID: id, Epoch: f.epoch, By: stored}
+				}
 			}
 		}
-		next, err := update(current)
+		next, err := update(cur.body)
 		if err != nil {
 			return azcosmos.ItemResponse{}, err
 		}
 		if next == nil {
-			if cur == nil {
-				return azcosmos.ItemResponse{}, nil
-			}
-			return *cur, nil
+			var resp azcosmos.ItemResponse
+			resp.Value, resp.ETag = cur.body, cur.etag
+			return resp, nil
 		}
 		body, err := f.stamp(id, next)
 		if err != nil {
 			return azcosmos.ItemResponse{}, err
 		}
+		// The stored item comes back with the answer, so the next write can start from it without a read.
+		o := &azcosmos.ItemOptions{EnableContentResponseOnWrite: true}
 		var resp azcosmos.ItemResponse
-		if cur == nil {
-			resp, err = f.container.CreateItem(ctx, pk, body, nil)
+		if cur.body == nil {
+			resp, err = f.container.CreateItem(ctx, pk, body, o)
 		} else {
-			etag := cur.ETag
-			resp, err = f.container.ReplaceItem(ctx, pk, id, body, &azcosmos.ItemOptions{IfMatchEtag: &etag})
+			o.IfMatchEtag = &cur.etag
+			resp, err = f.container.ReplaceItem(ctx, pk, id, body, o)
 		}
 		if err == nil {
 			f.noteSession(resp)
+			if len(resp.Value) == 0 {
+				resp.Value = body
+			}
+			f.remember(key, version{body: resp.Value, etag: resp.ETag})
 			return resp, nil
 		}
+		f.forget(key)
 		switch statusOf(err) {
 		case http.StatusConflict, http.StatusPreconditionFailed, http.StatusNotFound:
 			// Another write came between (a create, a replace, a delete): judge the item again.
@@ -247,6 +262,37 @@ func (f *Fence) UpdateItem(ctx context.Context, pk azcosmos.PartitionKey, id str
 		return resp, err
 	}
 	return azcosmos.ItemResponse{}, fmt.Errorf("item %q changed between the read and the write %d times; try again: %w", id, maxUpdateAttempts, lastErr)
+}
+
+// version is an item as this fence last wrote it.
+type version struct {
+	body []byte
+	etag azcore.ETag
+}
+
+// maxRemembered bounds the versions a fence keeps; past it, it forgets them all and reads again.
+const maxRemembered = 1024
+
+func (f *Fence) lastWritten(key string) (version, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v, ok := f.written[key]
+	return v, ok
+}
+
+func (f *Fence) remember(key string, v version) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.written == nil || len(f.written) >= maxRemembered {
+		f.written = map[string]version{}
+	}
+	f.written[key] = v
+}
+
+func (f *Fence) forget(key string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.written, key)
 }
 
 // read point-reads the item with this fence's session token; nil when it does not exist.

@@ -162,10 +162,11 @@ func TestFence_SupersededHolderIsRefused(t *testing.T) {
 
 	// The old holder resumes. Its writes reach Cosmos DB, which refuses them: the fence does not ask the lease
 	// (a fence made from the bare epoch, as a process that never learnt of the loss would have, is refused too).
+	// The lease's fence starts from the version it wrote, so its replace reaches Cosmos DB, which answers 412.
 	for name, f := range map[string]*Fence{"lease's fence": oldFence, "bare epoch": NewFence(b.items, old.Epoch())} {
-		_, err := f.PatchItem(ctx, orders, "order-1", patchStatus("cancelled", "us-east-1"), nil)
+		_, err := f.UpdateItem(ctx, orders, "order-1", setStatus("order-1", "cancelled", "us-east-1"))
 		fencedBy(t, err, newer.Epoch())
-		_, err = f.UpdateItem(ctx, orders, "order-1", setStatus("order-1", "cancelled", "us-east-1"))
+		_, err = f.PatchItem(ctx, orders, "order-1", patchStatus("cancelled", "us-east-1"), nil)
 		fencedBy(t, err, newer.Epoch())
 		_, err = f.UpdateItem(ctx, orders, "order-2", setStatus("order-2", "cancelled", "us-east-1"))
 		fencedBy(t, err, newer.Epoch())
@@ -511,31 +512,59 @@ func (c *methodCounter) Do(r *http.Request) (*http.Response, error) {
 	return http.DefaultClient.Do(r)
 }
 
-// The cost the documentation states: a fenced patch is one request; a read-check-replace is a point read and a
-// replace (or a create); a refused patch adds one point read to name the epoch.
+// The cost the documentation states: a fenced patch is one request; an update is one conditional replace when
+// the fence wrote the item last, a point read and a write otherwise; a refused write adds one point read to name
+// the epoch. And a superseded holder's update that starts from its own last version reaches Cosmos DB, which
+// refuses it.
 func TestFence_RequestsPerWrite(t *testing.T) {
 	b := newFenceBed(t)
 	ctx := context.Background()
 	counter := &methodCounter{n: map[string]int{}}
-	f := NewFence(b.itemsVia(t, counter), 5)
-	if _, err := f.UpdateItem(ctx, orders, "cost", setStatus("cost", "placed", "a")); err != nil {
-		t.Fatal(err)
+	items := b.itemsVia(t, counter)
+	f := NewFence(items, 5)
+	steps := []struct {
+		name  string
+		write func() error
+		want  map[string]int
+	}{
+		{"create", func() error { _, err := f.UpdateItem(ctx, orders, "cost", setStatus("cost", "placed", "a")); return err },
+			map[string]int{"GET": 1, "POST": 1}},
+		{"update of the fence's own last version", func() error {
+			_, err := f.UpdateItem(ctx, orders, "cost", setStatus("cost", "shipped", "a"))
+			return err
+		}, map[string]int{"PUT": 1}},
+		{"patch", func() error { _, err := f.PatchItem(ctx, orders, "cost", patchStatus("delivered", "a"), nil); return err },
+			map[string]int{"PATCH": 1}},
+		{"update after a patch", func() error {
+			_, err := f.UpdateItem(ctx, orders, "cost", setStatus("cost", "returned", "a"))
+			return err
+		}, map[string]int{"GET": 1, "PUT": 1}},
+		{"refused patch", func() error {
+			_, err := NewFence(items, 4).PatchItem(ctx, orders, "cost", patchStatus("x", "y"), nil)
+			fencedBy(t, err, 5)
+			return nil
+		}, map[string]int{"PATCH": 1, "GET": 1}},
+		{"a later epoch writes", func() error {
+			_, err := NewFence(items, 6).UpdateItem(ctx, orders, "cost", setStatus("cost", "lost", "b"))
+			return err
+		}, map[string]int{"GET": 1, "PUT": 1}},
+		{"the superseded fence's update, refused by Cosmos DB", func() error {
+			_, err := f.UpdateItem(ctx, orders, "cost", setStatus("cost", "found", "a"))
+			fencedBy(t, err, 6)
+			return nil
+		}, map[string]int{"PUT": 1, "GET": 1}},
 	}
-	if _, err := f.UpdateItem(ctx, orders, "cost", setStatus("cost", "shipped", "a")); err != nil {
-		t.Fatal(err)
+	for _, st := range steps {
+		counter.n = map[string]int{}
+		if err := st.write(); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if fmt.Sprint(counter.n) != fmt.Sprint(st.want) {
+			t.Fatalf("%s made requests %v, want %v", st.name, counter.n, st.want)
+		}
 	}
-	if _, err := f.PatchItem(ctx, orders, "cost", patchStatus("delivered", "a"), nil); err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]int{"GET": 2, "POST": 1, "PUT": 1, "PATCH": 1}
-	if fmt.Sprint(counter.n) != fmt.Sprint(want) {
-		t.Fatalf("requests %v, want %v (create: read+create, replace: read+replace, patch: one)", counter.n, want)
-	}
-	counter.n = map[string]int{}
-	_, err := NewFence(f.container, 4).PatchItem(ctx, orders, "cost", patchStatus("x", "y"), nil)
-	fencedBy(t, err, 5)
-	if want := map[string]int{"PATCH": 1, "GET": 1}; fmt.Sprint(counter.n) != fmt.Sprint(want) {
-		t.Fatalf("a refused patch made %v, want %v", counter.n, want)
+	if o := b.read(t, "cost"); o.Status != "lost" || *o.Fence != 6 {
+		t.Fatalf("item %+v, want epoch 6's write", o)
 	}
 }
 
