@@ -1,6 +1,7 @@
-// Command demo runs the reference sample's scenarios on this machine, with no Azure account: it starts the
-// local Cosmos-protocol server, runs real cosmoslease processes against it, narrates what happens, checks that
-// it happened, and stops the server. `make demo` builds the CLI and runs it.
+// Command demo runs the reference sample's scenarios on this machine, with no Azure account, and the one it
+// cannot show (a paused holder refused by Cosmos DB through the fence): it starts the local Cosmos-protocol
+// server, runs real cosmoslease processes against it, narrates what happens, checks that it happened, and stops
+// the server. `make demo` builds the CLI and runs it.
 package main
 
 import (
@@ -211,6 +212,11 @@ func run(out io.Writer, bin string, bold bool) error {
 	if !strings.Contains(table, "released") || !strings.Contains(table, losers[0]) {
 		return fmt.Errorf("inspect should show the lease released by %s", losers[0])
 	}
-	d.say("The document was kept on release (state released, epoch 2): the next holder continues the fencing count.\n  Done; stopping the local server.")
+	d.say("The document was kept on release (state released, epoch 2): the next holder continues the fencing count.")
+
+	if err := d.fencedWrites(endpoint); err != nil {
+		return err
+	}
+	d.say("Done; stopping the local server.")
 	return nil
 }
