@@ -199,6 +199,11 @@ func (h *handler) timer(w http.ResponseWriter, r *http.Request) {
 		workErr = fmt.Errorf("the lease was lost while the work ran: %v", lease.Err())
 		h.lease = nil
 	case returned && workErr == nil:
+	case errors.Is(workErr, cosmoslease.ErrFenced):
+		// A later holder has written through its fence: this region was superseded, though its lease object has
+		// not heard of it yet (the next tick's renewal will).
+		status = runs.Lost
+		workErr = fmt.Errorf("a later holder of the lease has written, so Cosmos DB refused the work's write: %w", workErr)
 	case errors.Is(context.Cause(ctx), errDeadline):
 		status = runs.TimedOut
 		workErr = context.Cause(ctx)
