@@ -41,7 +41,8 @@
 // Holding is not exclusive work: a holder paused longer than its deadline (a GC pause, a stopped VM) may still
 // act after a contender has taken over. Every holding therefore has an Epoch, the fencing token, one higher
 // than every earlier holding's and never reset (Release keeps the document). Pass it to anything that can
-// refuse stale writers.
+// refuse stale writers. For Cosmos DB items, Lease.Fence does it: Cosmos DB itself refuses a superseded
+// holder's writes, whatever the timing (see Fence for the guarantee and its limits).
 //
 // # The clock model
 //

@@ -55,10 +55,10 @@ func (e *FencedError) Unwrap() error { return ErrFenced }
 //   - PatchItem sends one conditional patch whose filter predicate is "the stored epoch is absent or ≤ e" and
 //     which also sets it to e;
 //   - UpdateItem replaces the item on the ETag of a version whose stored epoch is at most e (one it read and
-//     checked, or one it wrote itself): every version after e' was written carries an epoch ≥ e' > e, so a
-//     version e accepted can no longer be the current one, and Cosmos DB answers the replace 412. An item that
-//     does not exist is created; if a later epoch has created it meanwhile the create gets 409. Either way
-//     UpdateItem reads the item again and refuses.
+//     checked, or one it wrote itself). Every version written after e' carries an epoch ≥ e' > e, so once e'
+//     has written, that version is no longer the current one, and Cosmos DB answers the replace 412. An item
+//     that does not exist is created; if a later epoch has created it meanwhile, the create gets 409. Either
+//     way UpdateItem reads the item again and refuses.
 //
 // Refused writes return a *FencedError (ErrFenced) naming the item's epoch.
 //
@@ -97,7 +97,8 @@ type Fence struct {
 }
 
 // Fence returns a view of container whose writes are fenced by this holding's epoch. The container may be in
-// any database (or account, with its own client), and the items in any partition.
+// any database (or account, with its own client), and the items in any partition. Keep the fence for the
+// holding: it remembers the version of each item it wrote last, so its next write to it needs no read.
 func (l *Lease) Fence(container *azcosmos.ContainerClient) *Fence {
 	return NewFence(container, l.Epoch())
 }
@@ -121,7 +122,9 @@ const maxSafeEpoch = 1 << 53
 var fieldName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,254}$`)
 
 // WithField returns a fence that stores the epoch in property name (a top-level property: a letter, then
-// letters, digits or '_'; not id or ttl). Every item written through either fence must use the same name.
+// letters, digits or '_'; not id or ttl). Every fence writing an item must use the same name. (Azure matches
+// the name exactly; the local test server this project uses lowercases patch conditions, so against it only
+// all-lowercase names are fenced correctly, which is why the default is lowercase.)
 func (f *Fence) WithField(name string) *Fence {
 	g := &Fence{container: f.container, epoch: f.epoch, field: name, err: f.err}
 	if g.err == nil && (!fieldName.MatchString(name) || name == "id" || name == "ttl") {
