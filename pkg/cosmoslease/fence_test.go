@@ -527,13 +527,19 @@ func TestFence_RequestsPerWrite(t *testing.T) {
 		write func() error
 		want  map[string]int
 	}{
-		{"create", func() error { _, err := f.UpdateItem(ctx, orders, "cost", setStatus("cost", "placed", "a")); return err },
+		{"create", func() error {
+			_, err := f.UpdateItem(ctx, orders, "cost", setStatus("cost", "placed", "a"))
+			return err
+		},
 			map[string]int{"GET": 1, "POST": 1}},
 		{"update of the fence's own last version", func() error {
 			_, err := f.UpdateItem(ctx, orders, "cost", setStatus("cost", "shipped", "a"))
 			return err
 		}, map[string]int{"PUT": 1}},
-		{"patch", func() error { _, err := f.PatchItem(ctx, orders, "cost", patchStatus("delivered", "a"), nil); return err },
+		{"patch", func() error {
+			_, err := f.PatchItem(ctx, orders, "cost", patchStatus("delivered", "a"), nil)
+			return err
+		},
 			map[string]int{"PATCH": 1}},
 		{"update after a patch", func() error {
 			_, err := f.UpdateItem(ctx, orders, "cost", setStatus("cost", "returned", "a"))
