@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -145,19 +146,18 @@ func (f *Fence) condition() string {
 }
 
 // PatchItem patches an existing item as ContainerClient.PatchItem does, applied only if no later epoch has
-// written it: it adds the fence's filter predicate and an operation that sets the fence field to this epoch
-// (so ops may hold up to nine operations, and no condition of its own). The item's other properties are left
-// as they are. o is passed on (an If-Match in it still applies). A missing item is an error (404), as for any
-// patch: create it with UpdateItem.
+// written it: it sends ops with the fence's filter predicate and one more operation, which sets the fence field
+// to this epoch (so ops may hold up to nine operations, none on the fence field, and no condition of its own;
+// ops itself is not changed). The item's other properties are left as they are. o is passed on (an If-Match in
+// it still applies). A missing item is an error (404), as for any patch: create it with UpdateItem.
 func (f *Fence) PatchItem(ctx context.Context, pk azcosmos.PartitionKey, id string, ops azcosmos.PatchOperations, o *azcosmos.ItemOptions) (azcosmos.ItemResponse, error) {
 	if f.err != nil {
 		return azcosmos.ItemResponse{}, f.err
 	}
-	if b, err := ops.MarshalJSON(); err == nil && bytes.HasPrefix(b, []byte(`{"condition":`)) {
-		return azcosmos.ItemResponse{}, invalid("the patch has a condition of its own; the fence sets the condition (the stored epoch), so express yours with an If-Match or an UpdateItem")
+	ops, err := f.fenced(ops)
+	if err != nil {
+		return azcosmos.ItemResponse{}, err
 	}
-	ops.SetCondition(f.condition())
-	ops.AppendSet("/"+f.field, f.epoch)
 	f.forget(fmt.Sprint(pk) + "\x00" + id) // the patch makes a version this fence has not seen whole
 	resp, err := f.container.PatchItem(ctx, pk, id, ops, o)
 	if err == nil {
@@ -180,6 +180,55 @@ func (f *Fence) PatchItem(ctx context.Context, pk azcosmos.PartitionKey, id stri
 		return resp, &FencedError{ID: id, Epoch: f.epoch, By: stored}
 	}
 	return resp, err
+}
+
+// fenced copies the caller's operations (their slice may be shared with other calls), adds the fence's
+// condition and the operation that sets the fence field.
+func (f *Fence) fenced(ops azcosmos.PatchOperations) (azcosmos.PatchOperations, error) {
+	b, err := ops.MarshalJSON()
+	if err != nil {
+		return ops, err
+	}
+	if bytes.HasPrefix(b, []byte(`{"condition":`)) {
+		return ops, invalid("the patch has a condition of its own; the fence sets the condition (the stored epoch), so express yours with an If-Match or an UpdateItem")
+	}
+	var spec struct {
+		Operations []struct {
+			Op    string          `json:"op"`
+			Path  string          `json:"path"`
+			Value json.RawMessage `json:"value"`
+		} `json:"operations"`
+	}
+	if err := json.Unmarshal(b, &spec); err != nil {
+		return ops, err
+	}
+	var out azcosmos.PatchOperations
+	for _, op := range spec.Operations {
+		if op.Path == "/"+f.field || strings.HasPrefix(op.Path, "/"+f.field+"/") {
+			return ops, invalid("the patch writes %s, the fence's own field", op.Path)
+		}
+		switch op.Op {
+		case "add":
+			out.AppendAdd(op.Path, op.Value)
+		case "replace":
+			out.AppendReplace(op.Path, op.Value)
+		case "set":
+			out.AppendSet(op.Path, op.Value)
+		case "remove":
+			out.AppendRemove(op.Path)
+		case "incr":
+			var n int64
+			if err := json.Unmarshal(op.Value, &n); err != nil {
+				return ops, fmt.Errorf("increment of %s by %s: %v", op.Path, op.Value, err)
+			}
+			out.AppendIncrement(op.Path, n)
+		default:
+			return ops, fmt.Errorf("patch operation %q is not one the fence knows", op.Op)
+		}
+	}
+	out.SetCondition(f.condition())
+	out.AppendSet("/"+f.field, f.epoch)
+	return out, nil
 }
 
 // maxUpdateAttempts bounds how often UpdateItem starts over when another write comes between its read and its
