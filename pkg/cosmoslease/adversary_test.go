@@ -2,11 +2,13 @@ package cosmoslease
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cosmoslease/cosmoslease/internal/clock"
+	"github.com/cosmoslease/cosmoslease/internal/store"
 )
 
 // Interleavings found by a second adversarial review, after the fixes for issue 10. Each test fails on the code
@@ -201,5 +203,53 @@ func TestAdversary_WallClockStepBackHidesASuspend(t *testing.T) {
 	lc := b.takeOver(t, "job")
 	if la.Err() == nil {
 		t.Fatalf("two holders at t=61: a, which slept 60 s, still believes it holds epoch %d; the contender holds epoch %d", la.Epoch(), lc.Epoch())
+	}
+}
+
+// A Lease adopted from a claim whose answer was lost carries no session token: the read that found the claim
+// applied had one, but adopt keeps it nowhere, and the client has never confirmed a write of this key. The next
+// read after a 412 may then come from a replica older than our own claim, and reconcile takes the previous
+// holder's document (a lower epoch) for a takeover: the holder gives up a lease whose document is ours, and
+// Release, believing someone else holds it, returns nil without writing. The document stays held (renewed,
+// not released), so every contender waits a full LeaseDuration.
+//
+//  1. p acquires (epoch 1) and releases.
+//  2. a claims the released document at epoch 2; the replace is applied, its answer lost. a reads the document
+//     (the newest replica), finds its claim, and adopts it.
+//  3. a renews: the replace is applied and the SDK's retry of it is answered 412 (the "retried" fault).
+//  4. reconcile reads without a session token; a replica two writes behind answers with p's released epoch 1.
+//  5. reconcile: "taken over by p at epoch 1"; Renew returns ErrLeaseLost. Release writes nothing.
+func TestAdversary_AdoptedClaimKeepsNoSessionTokenAndReleaseWritesNothing(t *testing.T) {
+	b := newFakeBed()
+	ctx := context.Background()
+	p, _ := b.client(t, "p", nil)
+	lp := must[*Lease](t)(p.TryAcquire(ctx, "job"))
+	noErr(t, lp.Release(ctx))
+
+	a, sa := b.client(t, "a", nil)
+	sa.then("replace", lostAnswer)
+	la := must[*Lease](t)(a.TryAcquire(ctx, "job"))
+	if la.Epoch() != 2 {
+		t.Fatalf("a holds epoch %d, want 2", la.Epoch())
+	}
+
+	retried := func(call func() (store.Item, error)) (store.Item, error) {
+		_, _ = call() // applied
+		return call() // the SDK's retry: 412
+	}
+	sa.then("replace", retried)
+	b.st.LagReads(1, 2)
+	renewErr := la.Renew(ctx)
+
+	if err := la.Release(ctx); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	d := b.doc(t, "job")
+	if d.LeaseID == la.State().LeaseID && !d.Released {
+		t.Fatalf("Release returned nil but our document (epoch %d, renewals %d) is not released, so it blocks every contender for a LeaseDuration; Renew had said %v although nobody else wrote after our claim",
+			d.Epoch, d.Renewals, renewErr)
+	}
+	if errors.Is(renewErr, ErrLeaseLost) {
+		t.Fatalf("Renew = %v: a read older than our own claim was taken for a takeover", renewErr)
 	}
 }
