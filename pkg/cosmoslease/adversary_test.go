@@ -3,6 +3,7 @@ package cosmoslease
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -251,5 +252,45 @@ func TestAdversary_AdoptedClaimKeepsNoSessionTokenAndReleaseWritesNothing(t *tes
 	}
 	if errors.Is(renewErr, ErrLeaseLost) {
 		t.Fatalf("Renew = %v: a read older than our own claim was taken for a takeover", renewErr)
+	}
+}
+
+// Memory: the claims map keeps state for every key this client ever sent a claim for and did not win. A refused
+// claim is dropped but leaves its key behind with an empty list; a claim whose outcome stayed unknown is purged
+// only when the same key is claimed again, more than 2×LeaseDuration later, which for a key that is never
+// claimed again is never. A long-lived client contending for many keys (one per job, per day, …) grows without
+// bound. (seen, sessions and released also keep an entry per key for ever; they are not checked here.)
+//
+//  1. a sends one claim for each of 100 keys: half refused with 503, half never answered and never applied.
+//  2. 2×LeaseDuration passes: none of those claims can matter any more.
+//  3. a acquires one more key. Its claims map still has an entry for each of the 100 keys.
+func TestAdversary_ClaimsOfKeysNeverClaimedAgainAreKeptForEver(t *testing.T) {
+	b := newFakeBed()
+	a, sa := b.client(t, "a", nil)
+	ctx := context.Background()
+	noAnswer := func(call func() (store.Item, error)) (store.Item, error) {
+		return store.Item{}, &store.Error{Op: "test", Kind: store.Unknown, Err: context.DeadlineExceeded}
+	}
+	const keys = 100
+	for i := range keys {
+		if i%2 == 0 {
+			sa.then("create", unavailable)
+		} else {
+			sa.then("create", noAnswer)
+		}
+		if _, err := a.TryAcquire(ctx, fmt.Sprintf("job-%d", i)); err == nil {
+			t.Fatalf("claim %d was scripted to fail, but TryAcquire succeeded", i)
+		}
+	}
+	b.at(2*a.opts.LeaseDuration + time.Second)
+	must[*Lease](t)(a.TryAcquire(ctx, "another"))
+	a.mu.Lock()
+	entries, claims := len(a.claims), 0
+	for _, cs := range a.claims {
+		claims += len(cs)
+	}
+	a.mu.Unlock()
+	if entries > 0 {
+		t.Fatalf("2×LeaseDuration after one failed claim on each of %d keys, the client still keeps %d claims entries (%d claims)", keys, entries, claims)
 	}
 }
