@@ -294,3 +294,33 @@ func TestAdversary_ClaimsOfKeysNeverClaimedAgainAreKeptForEver(t *testing.T) {
 		t.Fatalf("2×LeaseDuration after one failed claim on each of %d keys, the client still keeps %d claims entries (%d claims)", keys, entries, claims)
 	}
 }
+
+// Renew reports a renewal of a lease that has already ended: the write was sent before RenewDeadline, the
+// deadline passed while its answer was on the way (a slow answer, a paused process), and Err ended the lease.
+// The late success then returns nil from Renew, while Err keeps saying ErrLeaseLost and the context stays
+// cancelled: a caller that trusts Renew's nil works on without a lease, and the renewed document keeps every
+// contender waiting a LeaseDuration for a holder that has stopped.
+//
+//  1. a acquires at t=0 (lease 10 s, deadline 8 s, manual renewal) and calls Renew at t=7.5.
+//  2. The replace is applied at once; its answer arrives at t=8.5.
+//  3. At t=8.5, before the answer, Err reports the loss (as the keeper would).
+//  4. Renew returns nil.
+func TestAdversary_RenewReportsARenewalOfALeaseThatHasEnded(t *testing.T) {
+	b := newFakeBed()
+	a, sa := b.client(t, "a", nil)
+	la := must[*Lease](t)(a.TryAcquire(context.Background(), "job"))
+	b.at(7500 * time.Millisecond)
+	applied, answer := make(chan struct{}), make(chan struct{})
+	sa.then("replace", holdAnswer(applied, answer))
+	renewErr := make(chan error, 1)
+	go func() { renewErr <- la.Renew(context.Background()) }()
+	<-applied
+	b.at(8500 * time.Millisecond)
+	if !errors.Is(la.Err(), ErrLeaseLost) {
+		t.Fatalf("Err at t=8.5 with no confirmed renewal = %v, want ErrLeaseLost", la.Err())
+	}
+	close(answer)
+	if err := waitErr(t, renewErr); err == nil {
+		t.Fatalf("Renew returned nil, but the lease had ended before its answer arrived (Err = %v)", la.Err())
+	}
+}
