@@ -45,11 +45,14 @@
 //
 // # The clock model
 //
-// A holder counts its validity from the moment its last confirmed write was sent, as the larger of the time
-// elapsed on the monotonic clock and on the wall clock: the monotonic clock stops while a machine sleeps (and in
-// some VM pauses), and a wall clock stepped forward only makes the holder give up early. When RenewDeadline has
-// passed, Lease.Err reports the loss and the lease's context is cancelled (the keeper checks at least every
-// RetryPeriod, so a resumed machine ends its lease promptly).
+// A holder counts its validity from the moment its last confirmed write was sent, as the largest of the time
+// elapsed on Go's monotonic clock, on the boot clock and on the wall clock. Go's monotonic clock stops while a
+// machine sleeps (and in some VM pauses) on Linux and macOS; the boot clock counts that time and is never stepped
+// (CLOCK_BOOTTIME on Linux, CLOCK_MONOTONIC on macOS; on Windows Go's clock already counts sleep); the wall clock
+// is the witness of last resort elsewhere, where a wall clock stepped back during a suspend could hide it. A wall
+// clock stepped forward only makes the holder give up early. When RenewDeadline has passed, Lease.Err reports the
+// loss and the lease's context is cancelled (the keeper checks at least every RetryPeriod, so a resumed machine
+// ends its lease promptly).
 //
 // A contender declares a lease expired when it has seen the same document version (ETag) unchanged for the
 // duration the holder promised (leaseDurationMs), measured as the larger of

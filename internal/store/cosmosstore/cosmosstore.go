@@ -277,6 +277,11 @@ func classify(op string, err error, charge float64) error {
 		e.Err = errors.New(re.ErrorCode)
 		if re.RawResponse != nil {
 			h := re.RawResponse.Header
+			if re.StatusCode == http.StatusNotFound && h.Get("x-ms-substatus") == "1002" {
+				// ReadSessionNotAvailable: the replica has not caught up with our session token yet. The document
+				// is not missing; the outcome is unknown, and a retry goes to a replica that has.
+				e.Kind = store.Unknown
+			}
 			if ms, perr := strconv.ParseFloat(h.Get("x-ms-retry-after-ms"), 64); perr == nil {
 				e.RetryAfter = time.Duration(ms * float64(time.Millisecond))
 			} else if s, perr := strconv.Atoi(h.Get("Retry-After")); perr == nil {
