@@ -48,11 +48,12 @@ vet:
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
-## cross: the library must stay usable from WebAssembly hosts; the CLI and the handler build for every
-## platform people run them on.
+## cross: the library must stay usable from WebAssembly hosts (js/wasm with its fetch transport, the example;
+## wasip1, whose host passes Options.Transport); the CLI and the handler build for every platform people run
+## them on.
 PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
 cross:
-	GOOS=js GOARCH=wasm $(GO) build ./pkg/...
+	GOOS=js GOARCH=wasm $(GO) build ./pkg/... ./examples/...
 	GOOS=wasip1 GOARCH=wasm $(GO) build ./pkg/...
 	@for p in $(PLATFORMS); do \
 	  echo "GOOS=$${p%/*} GOARCH=$${p#*/} go build ./cmd/cosmoslease ./functions/leasehandler"; \
