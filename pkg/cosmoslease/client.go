@@ -237,7 +237,10 @@ func (c *Client) remaining(o observation, now time.Time) time.Duration {
 		return 0
 	}
 	d := o.doc.Duration
-	if d <= 0 {
+	switch {
+	case o.doc.Sample:
+		d = c.sampleHold(o.doc)
+	case d <= 0:
 		d = c.opts.LeaseDuration
 	}
 	elapsed := now.Sub(o.firstSeen)
@@ -262,7 +265,7 @@ func (c *Client) state(key string, o observation, now time.Time) State {
 	}
 	if d := o.doc; d != nil {
 		s.ID, s.LeaseID, s.Owner, s.Region, s.Hostname = d.ID, d.LeaseID, d.OwnerID, d.Metadata.Region, d.Metadata.Hostname
-		s.Epoch, s.Renewals, s.Released, s.Duration = d.Epoch, d.Renewals, d.Released, d.Duration
+		s.Epoch, s.Renewals, s.Released, s.Duration, s.Sample = d.Epoch, d.Renewals, d.Released, d.Duration, d.Sample
 		s.AcquiredAt, s.RenewedAt, s.ExpiresAt, s.ReleasedAt = d.AcquiredAt, d.RenewedAt, d.ExpiresAt, d.ReleasedAt
 		s.Metadata = maps.Clone(d.Metadata.Extra) // the caller may edit it; documents are shared with renewals
 	}

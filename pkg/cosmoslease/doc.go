@@ -36,7 +36,8 @@
 //     well under a second. Clock offsets between a holder and a contender do not matter: no host's wall clock
 //     is compared with another host's, only Date with _ts, both written by Cosmos DB.
 //
-//  4. Nobody deletes or rewrites lease documents by hand (a deleted document starts again at epoch 1).
+//  4. Nobody deletes or rewrites lease documents by hand (a deleted document starts again at epoch 1), and no
+//     instance of the reference sample shares the container (see below for what holds while one does).
 //
 // Holding is not exclusive work: a holder paused longer than its deadline (a GC pause, a stopped VM) may still
 // act after a contender has taken over. Every holding therefore has an Epoch, the fencing token, one higher
@@ -64,6 +65,19 @@
 // holder always stops first. The server rule lets a contender that has just started take over an abandoned
 // lease at once instead of watching it for a whole duration. expiresAt in the document is written for people
 // and queries; the protocol never trusts it.
+//
+// # Documents of the reference sample
+//
+// During a migration the reference sample's instances may share the container. Their documents have no epoch:
+// they are read as leases in sample form (State.Sample, Epoch 0) held by their ownerId, and taken over, with a
+// full document at epoch 1, once seen unchanged for max(LeaseDuration, expiresAt − _ts) + (LeaseDuration −
+// RenewDeadline). The sample's holder believes it holds the lease until its own clock reads expiresAt; the
+// takeover is safe against it when its lease is no longer than LeaseDuration, or its clock is not behind Cosmos
+// DB's by more than about LeaseDuration − RenewDeadline (the argument is at sampleHold, in sample.go). Two
+// things cannot be made safe from this side: a sample contender compares its own clock with the expiresAt our
+// holder wrote, so the clocks must agree within LeaseDuration − RenewDeadline; and the sample deletes the
+// document on release and writes its own without an epoch, so while sample instances remain the epoch starts
+// again at 1 and does not fence.
 //
 // # Ambiguous answers
 //

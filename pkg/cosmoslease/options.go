@@ -46,7 +46,9 @@ type Options struct {
 	// AllowMultipleWriteRegions accepts an account that takes writes in several regions. ETag checks do not
 	// hold across write regions, so two holders become possible; Open refuses such accounts unless this is set.
 	AllowMultipleWriteRegions bool
-	// Transport carries every HTTP request the SDK makes (a proxy, a request counter); nil uses net/http.
+	// Transport carries every HTTP request the SDK makes (a proxy, a request counter). nil uses net/http, and
+	// under GOOS=js GOARCH=wasm the host's fetch (Node.js, Deno, browsers, edge runtimes). GOOS=wasip1 has no
+	// sockets: there the host must pass one, or Open fails saying so.
 	Transport policy.Transporter
 
 	// OwnerID names this instance in the lease document (ownerId, metadata.instanceId). Required.

@@ -35,7 +35,8 @@ type Config struct {
 	Credential       azcore.TokenCredential
 	Database         string
 	Container        string
-	// Transport carries every HTTP request, the account read included; nil uses a plain http.Client.
+	// Transport carries every HTTP request, the account read included; nil uses the platform's default
+	// (defaultTransport): net/http, or the host's fetch under js/wasm.
 	Transport policy.Transporter
 }
 
@@ -87,7 +88,11 @@ func CheckEndpoint(endpoint string) error {
 func Open(cfg Config) (*Store, error) {
 	watch := &accountWatch{next: cfg.Transport}
 	if watch.next == nil {
-		watch.next = &http.Client{Timeout: 0}
+		tr, err := defaultTransport()
+		if err != nil {
+			return nil, err
+		}
+		watch.next = tr
 	}
 	opts := &azcosmos.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: watch}}
 	var client *azcosmos.Client
