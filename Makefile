@@ -2,6 +2,8 @@
 GO        ?= go
 SERVERDIR := testdata/cosmosdb-server
 SERVERMOD := $(SERVERDIR)/node_modules/.package-lock.json
+SAMPLEDIR := testdata/cosmos-sample
+SAMPLEMOD := $(SAMPLEDIR)/node_modules/.package-lock.json
 
 .PHONY: test test-deps vet cross demo build package chaos bench clean
 
@@ -30,23 +32,28 @@ build:
 test: test-deps vet cross
 	$(GO) test -race -count=1 ./...
 
-## test-deps: Go modules and the pinned Cosmos-protocol server (from its lock file).
-test-deps: $(SERVERMOD)
+## test-deps: Go modules, the pinned Cosmos-protocol server and the official JavaScript SDK that the reference
+## sample's contender uses (each from its lock file).
+test-deps: $(SERVERMOD) $(SAMPLEMOD)
 	$(GO) mod download
 
 $(SERVERMOD): $(SERVERDIR)/package.json $(SERVERDIR)/package-lock.json
 	cd $(SERVERDIR) && npm ci --no-audit --no-fund --loglevel=error
+
+$(SAMPLEMOD): $(SAMPLEDIR)/package.json $(SAMPLEDIR)/package-lock.json
+	cd $(SAMPLEDIR) && npm ci --no-audit --no-fund --loglevel=error
 
 vet:
 	@unformatted="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './$(SERVERDIR)/*'))"; \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
-## cross: the library must stay usable from WebAssembly hosts; the CLI and the handler build for every
-## platform people run them on.
+## cross: the library must stay usable from WebAssembly hosts (js/wasm with its fetch transport, the example;
+## wasip1, whose host passes Options.Transport); the CLI and the handler build for every platform people run
+## them on.
 PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
 cross:
-	GOOS=js GOARCH=wasm $(GO) build ./pkg/...
+	GOOS=js GOARCH=wasm $(GO) build ./pkg/... ./examples/...
 	GOOS=wasip1 GOARCH=wasm $(GO) build ./pkg/...
 	@for p in $(PLATFORMS); do \
 	  echo "GOOS=$${p%/*} GOARCH=$${p#*/} go build ./cmd/cosmoslease ./functions/leasehandler"; \
@@ -55,4 +62,4 @@ cross:
 	done
 
 clean:
-	rm -rf bin dist $(SERVERDIR)/node_modules
+	rm -rf bin dist $(SERVERDIR)/node_modules $(SAMPLEDIR)/node_modules

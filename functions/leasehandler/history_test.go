@@ -178,7 +178,7 @@ func TestLeaseStatusReadsOnlyTheNewestRuns(t *testing.T) {
 		}
 	}
 	if m.requests["read"] != 1 || m.requests["query"] != 1 || len(m.requests) != 2 {
-		t.Fatalf("requests %v; want a point read of the lease and one query of the run history", m.requests)
+		t.Fatalf("requests %v; want a point read of the lease and one query for the run history", m.requests)
 	}
 	// azcosmos sends x-ms-documentdb-query-enablecrosspartition on every query; the partition key header is
 	// what confines it.

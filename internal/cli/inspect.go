@@ -52,6 +52,7 @@ type leaseJSON struct {
 	ETag        string            `json:"etag"`
 	Metadata    map[string]string `json:"metadata,omitempty"`
 	Problem     string            `json:"problem,omitempty"`
+	Sample      bool              `json:"sample,omitempty"`
 }
 
 func toJSON(s cosmoslease.State) leaseJSON {
@@ -59,7 +60,7 @@ func toJSON(s cosmoslease.State) leaseJSON {
 		Epoch: s.Epoch, LeaseID: s.LeaseID, Renewals: s.Renewals, AcquiredAt: leasedoc.FormatTime(s.AcquiredAt),
 		RenewedAt: leasedoc.FormatTime(s.RenewedAt), ExpiresAt: leasedoc.FormatTime(s.ExpiresAt),
 		ReleasedAt: leasedoc.FormatTime(s.ReleasedAt), ExpiresInMs: s.ExpiresIn.Milliseconds(),
-		DurationMs: s.Duration.Milliseconds(), ETag: s.ETag, Metadata: s.Metadata, Problem: s.Problem}
+		DurationMs: s.Duration.Milliseconds(), ETag: s.ETag, Metadata: s.Metadata, Problem: s.Problem, Sample: s.Sample}
 }
 
 func (a *App) inspect(c *ucli.Context) error {
@@ -230,8 +231,11 @@ func printTable(w io.Writer, states []cosmoslease.State) {
 	}
 	tw.Flush()
 	for _, s := range states {
-		if s.Problem != "" {
+		switch {
+		case s.Problem != "":
 			fmt.Fprintf(w, "\n%s: %s\n", s.Key, s.Problem)
+		case s.Sample:
+			fmt.Fprintf(w, "\n%s: written by the reference sample (no epoch, shown as 0); cosmoslease takes it over at epoch 1 once its holder stops renewing\n", s.Key)
 		}
 	}
 }

@@ -1,10 +1,13 @@
 // Package clock lets the protocol read time and wait through an interface, so tests can move time by hand.
 //
 // Durations the protocol measures are differences of readings taken in this process. Go's monotonic clock is
-// immune to wall-clock steps, but it stops while the machine sleeps (and in some VM pauses), so a holder that
-// trusted it alone would believe, after resuming, that its lease is still valid long past its deadline. A Stamp
-// therefore holds both readings, and Elapsed is the larger of the two differences: a wall-clock step forward
-// can only make a holder give up early, and a suspend is counted in full.
+// immune to wall-clock steps, but on Linux and macOS it stops while the machine sleeps (and in some VM pauses),
+// so a holder that trusted it alone would believe, after resuming, that its lease is still valid long past its
+// deadline. A Stamp therefore holds three readings: the monotonic clock; the boot clock, which counts time
+// suspended and is never stepped (CLOCK_BOOTTIME on Linux, CLOCK_MONOTONIC on macOS; on Windows Go's monotonic
+// clock already counts sleep, and elsewhere there is none); and the wall clock, for platforms without a boot
+// clock. Elapsed is the largest of the differences: a wall-clock step forward can only make a holder give up
+// early, a suspend is counted in full, and with a boot clock a wall-clock step back cannot hide a suspend.
 package clock
 
 import (
@@ -22,21 +25,26 @@ type Clock interface {
 	After(d time.Duration) <-chan time.Time
 }
 
-// Stamp is one instant read on both clocks.
+// Stamp is one instant read on every clock.
 type Stamp struct {
 	Mono time.Time // carries Go's monotonic reading with the real clock
 	Wall time.Time // wall clock only
+	// Boot is the boot clock's reading: it counts time suspended and is never stepped. Zero where there is none.
+	Boot time.Duration
 }
 
 // IsZero reports whether the stamp was never set.
 func (s Stamp) IsZero() bool { return s.Mono.IsZero() }
 
-// Elapsed is the time from s to now: the larger of the monotonic and the wall-clock difference, so time spent
-// suspended, which the monotonic clock does not count, is never missed.
+// Elapsed is the time from s to now: the largest of the monotonic, boot-clock and wall-clock differences, so
+// time spent suspended, which the monotonic clock does not count, is never missed.
 func Elapsed(s, now Stamp) time.Duration {
 	d := now.Mono.Sub(s.Mono)
 	if w := now.Wall.Sub(s.Wall); w > d {
 		d = w
+	}
+	if s.Boot != 0 && now.Boot != 0 && now.Boot-s.Boot > d {
+		d = now.Boot - s.Boot
 	}
 	return d
 }
@@ -46,11 +54,11 @@ type Real struct{}
 
 func (Real) Now() time.Time { return time.Now() }
 
-// Stamp uses one reading for both: time.Time keeps the monotonic reading beside the wall time, and Round(0)
-// strips it, so subtraction uses the wall time.
+// Stamp uses one time.Now for two readings: time.Time keeps the monotonic reading beside the wall time, and
+// Round(0) strips it, so subtraction uses the wall time.
 func (Real) Stamp() Stamp {
 	t := time.Now()
-	return Stamp{Mono: t, Wall: t.Round(0)}
+	return Stamp{Mono: t, Wall: t.Round(0), Boot: bootClock()}
 }
 
 func (Real) After(d time.Duration) <-chan time.Time { return time.After(d) }
@@ -59,7 +67,8 @@ func (Real) After(d time.Duration) <-chan time.Time { return time.After(d) }
 type Fake struct {
 	mu      sync.Mutex
 	now     time.Time
-	slept   time.Duration // wall time that passed while the monotonic clock stood still
+	slept   time.Duration // time that passed while the monotonic clock stood still (the machine slept)
+	stepped time.Duration // net wall-clock steps
 	waiters []waiter
 	// waiting is signalled each time a goroutine starts waiting, so a test can advance exactly when the code
 	// under test is parked.
@@ -81,11 +90,12 @@ func (f *Fake) Now() time.Time {
 	return f.now
 }
 
-// Stamp is the monotonic reading and the wall reading, which is ahead by the time spent suspended.
+// Stamp is the monotonic reading; the boot reading, ahead by the time spent suspended; and the wall reading,
+// ahead by that and by the net steps. The boot clock starts at one hour, so it is never zero.
 func (f *Fake) Stamp() Stamp {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return Stamp{Mono: f.now, Wall: f.now.Add(f.slept)}
+	return Stamp{Mono: f.now, Wall: f.now.Add(f.slept + f.stepped), Boot: time.Hour + time.Duration(f.now.UnixNano()) + f.slept}
 }
 
 func (f *Fake) After(d time.Duration) <-chan time.Time {
@@ -120,12 +130,19 @@ func (f *Fake) Advance(d time.Duration) {
 	f.waiters = kept
 }
 
-// Suspend moves the wall clock forward by d while the monotonic clock stands still, as a machine that sleeps
-// does; no wait fires.
+// Suspend moves the wall and boot clocks forward by d while the monotonic clock stands still, as a machine that
+// sleeps does; no wait fires.
 func (f *Fake) Suspend(d time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.slept += d
+}
+
+// StepWall steps the wall clock by d, forward or back, as a time daemon does; no other clock moves.
+func (f *Fake) StepWall(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stepped += d
 }
 
 // Waiting returns a channel that receives each time some goroutine begins to wait on the clock.

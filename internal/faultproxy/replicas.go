@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cosmoslease/cosmoslease/internal/store"
 )
 
 // Replicas models the replicas of a Session-consistency account in front of a server that keeps one copy and
@@ -37,11 +39,9 @@ const sessionHeader = "x-ms-session-token"
 
 func sessionToken(lsn int64) string { return "0:-1#" + strconv.FormatInt(lsn, 10) }
 
-// sessionLSN reads the log sequence number of a token ("range:version#lsn…"); 0 when there is none.
+// sessionLSN reads the log sequence number of a token; 0 when there is none.
 func sessionLSN(token string) int64 {
-	_, rest, _ := strings.Cut(token, "#")
-	rest, _, _ = strings.Cut(rest, "#")
-	n, _ := strconv.ParseInt(rest, 10, 64)
+	n, _ := store.SessionLSN(token)
 	return n
 }
 

@@ -6,6 +6,10 @@
 // (the fencing token), released, renewals, renewedAt and leaseDurationMs (the duration the holder promised).
 // expiresAt and the other wall-clock times are written for people and queries; the protocol never compares them
 // with another host's clock.
+//
+// A document the reference sample wrote has none of those five fields. It is read as a lease in sample form
+// (Doc.Sample): epoch 0, held by its ownerId until its expiresAt as its holder sees it. Only such a document is
+// read without an epoch; one that has some of our fields but lacks epoch was edited by hand, and is invalid.
 package leasedoc
 
 import (
@@ -133,6 +137,10 @@ type Doc struct {
 	// Duration is how long the holder promised the lease lasts after each renewal; contenders use it
 	// rather than their own setting, so instances configured differently still agree.
 	Duration time.Duration `json:"-"`
+	// Sample marks a document the reference sample wrote (no epoch, leaseDurationMs, renewals or released):
+	// Epoch is 0, Duration is 0, and its holder believes it holds the lease until its own clock reads
+	// ExpiresAt. Encode never writes one: taking it over writes a full document at epoch 1.
+	Sample bool `json:"-"`
 
 	ETag string `json:"-"`
 	TS   int64  `json:"-"`
@@ -232,8 +240,12 @@ func Decode(b []byte, wantID string) (*Doc, error) {
 	if !strings.HasPrefix(w.ID, IDPrefix) || w.LeaseKey != strings.TrimPrefix(w.ID, IDPrefix) {
 		return fail("leaseKey %q does not match the id", w.LeaseKey)
 	}
-	if w.Epoch == nil {
-		return fail("field epoch is missing")
+	sample := w.Epoch == nil
+	if sample {
+		if why := notSample(b, &w); why != "" {
+			return fail("%s", why)
+		}
+		w.Epoch = new(int64)
 	}
 	if *w.Epoch < 0 || w.Renewals < 0 || w.LeaseDurationMs < 0 {
 		return fail("epoch, renewals and leaseDurationMs must not be negative")
@@ -244,7 +256,7 @@ func Decode(b []byte, wantID string) (*Doc, error) {
 	d := &Doc{
 		ID: w.ID, LeaseKey: w.LeaseKey, LeaseID: w.LeaseID, OwnerID: w.OwnerID, Metadata: w.Metadata,
 		Epoch: *w.Epoch, Renewals: w.Renewals, Released: w.Released,
-		Duration: time.Duration(w.LeaseDurationMs) * time.Millisecond, ETag: w.ETag, TS: w.TS,
+		Duration: time.Duration(w.LeaseDurationMs) * time.Millisecond, ETag: w.ETag, TS: w.TS, Sample: sample,
 	}
 	for _, f := range []struct {
 		name string
@@ -266,4 +278,25 @@ func Decode(b []byte, wantID string) (*Doc, error) {
 		*f.into = t.UTC()
 	}
 	return d, nil
+}
+
+// ourFields are the fields the protocol adds to the sample's document. The sample writes none of them.
+var ourFields = []string{"epoch", "leaseDurationMs", "renewals", "released", "renewedAt", "releasedAt"}
+
+// notSample says why a document without an epoch is not one the reference sample wrote, or "" when it is: none
+// of our fields, and the holder and expiry that the sample always writes.
+func notSample(b []byte, w *wire) string {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(b, &fields) != nil {
+		return "it is not a JSON object"
+	}
+	for _, f := range ourFields {
+		if _, ok := fields[f]; ok {
+			return "field epoch is missing"
+		}
+	}
+	if w.OwnerID == "" || w.LeaseID == "" || w.ExpiresAt == "" {
+		return "it has no epoch, as the reference sample writes, but lacks the sample's ownerId, leaseId or expiresAt"
+	}
+	return ""
 }

@@ -92,7 +92,10 @@ func TestDecodeRefusesWhatIsNotALease(t *testing.T) {
 		{`not json`, "invalid character"},
 		{`[1,2]`, "cannot unmarshal array"},
 		{`{"id":"lease-k","leaseKey":"k","epoch":"seven","ownerId":"o","leaseId":"l"}`, "field epoch holds a JSON string"},
-		{`{"id":"lease-k","leaseKey":"k","ownerId":"o","leaseId":"l"}`, "epoch is missing"},
+		{`{"id":"lease-k","leaseKey":"k","ownerId":"o","leaseId":"l","leaseDurationMs":60000}`, "epoch is missing"},
+		{`{"id":"lease-k","leaseKey":"k","ownerId":"o","leaseId":"l","released":false,"expiresAt":"2025-12-25T12:01:00Z"}`, "epoch is missing"},
+		{`{"id":"lease-k","leaseKey":"k","ownerId":"o","leaseId":"l"}`, "lacks the sample's ownerId, leaseId or expiresAt"},
+		{`{"id":"lease-k","leaseKey":"k","leaseId":"l","expiresAt":"2025-12-25T12:01:00Z"}`, "lacks the sample's ownerId"},
 		{`{"id":"lease-k","leaseKey":"other","epoch":1,"ownerId":"o","leaseId":"l"}`, "does not match the id"},
 		{`{"id":"lease-k","leaseKey":"k","epoch":-1,"ownerId":"o","leaseId":"l"}`, "must not be negative"},
 		{`{"id":"lease-k","leaseKey":"k","epoch":1}`, "no ownerId or leaseId"},
@@ -105,9 +108,41 @@ func TestDecodeRefusesWhatIsNotALease(t *testing.T) {
 			t.Errorf("Decode(%s) = %v, want an *Error saying %q", tc.body, err, tc.want)
 		}
 	}
-	// A document written by the reference sample (no epoch) is refused with a clear reason, not misread.
-	if _, err := Decode([]byte(`{"id":"lease-k","leaseKey":"k","leaseId":"l","ownerId":"o","expiresAt":"2025-12-25T12:01:00Z"}`), "lease-k"); err == nil {
-		t.Fatal("a document without an epoch was accepted")
+}
+
+// The reference sample's document, exactly as its README shows it (with the _ts Cosmos DB adds), is a lease in
+// sample form: its holder named, epoch 0, no promised duration, not released.
+func TestDecodeReadsTheSampleDocument(t *testing.T) {
+	body := `{
+  "id": "lease-critical-section-lock",
+  "leaseKey": "critical-section-lock",
+  "leaseId": "abc123-def456-ghi789",
+  "ownerId": "us-east-1",
+  "acquiredAt": "2025-12-25T12:00:00Z",
+  "expiresAt": "2025-12-25T12:01:00.1234567Z",
+  "metadata": {
+    "instanceId": "us-east-1",
+    "region": "us-east",
+    "hostname": "MACHINE-NAME",
+    "startTime": "2025-12-25T12:00:00Z"
+  },
+  "_etag": "\"0000abc1-0000-0000-0000-000000000000\"",
+  "_ts": 1766664000
+}`
+	d, err := Decode([]byte(body), "lease-critical-section-lock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := time.Date(2025, 12, 25, 12, 1, 0, 123456700, time.UTC)
+	if !d.Sample || d.Epoch != 0 || d.Duration != 0 || d.Released || d.Renewals != 0 || d.OwnerID != "us-east-1" ||
+		d.LeaseID != "abc123-def456-ghi789" || d.Metadata.Region != "us-east" || !d.ExpiresAt.Equal(want) || d.TS != 1766664000 ||
+		d.ETag != `"0000abc1-0000-0000-0000-000000000000"` {
+		t.Fatalf("decoded %+v", d)
+	}
+	// Our own documents are never read as the sample's, even at epoch 0.
+	ours, err := Decode([]byte(`{"id":"lease-k","leaseKey":"k","leaseId":"l","ownerId":"o","epoch":0,"leaseDurationMs":1000,"expiresAt":"2025-12-25T12:01:00Z"}`), "lease-k")
+	if err != nil || ours.Sample {
+		t.Fatalf("our document read as %+v, %v", ours, err)
 	}
 }
 
@@ -115,6 +150,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"id":"lease-k","leaseKey":"k","leaseId":"l","ownerId":"o","epoch":1,"leaseDurationMs":60000}`))
 	f.Add([]byte(`{"id":"lease-k","leaseKey":"k","epoch":2,"released":true,"metadata":{"a":1}}`))
 	f.Add([]byte(`{"epoch":null}`))
+	f.Add([]byte(`{"id":"lease-k","leaseKey":"k","leaseId":"l","ownerId":"o","expiresAt":"2025-12-25T12:01:00Z"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d, err := Decode(b, "")
 		if err != nil {

@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -142,4 +144,24 @@ func KindForStatus(status int) Kind {
 		return Unknown
 	}
 	return Invalid
+}
+
+// SessionLSN reads the log sequence number of a Cosmos DB session token ("range:version#lsn#region=lsn…", or
+// "range:-1#lsn"); ok is false when the token has none.
+func SessionLSN(token string) (lsn int64, ok bool) {
+	_, rest, found := strings.Cut(token, "#")
+	if !found {
+		return 0, false
+	}
+	rest, _, _ = strings.Cut(rest, "#")
+	n, err := strconv.ParseInt(rest, 10, 64)
+	return n, err == nil
+}
+
+// NewerSession reports whether token names a later point of the partition's log than old. A token that cannot be
+// compared replaces the old one.
+func NewerSession(token, old string) bool {
+	n, ok := SessionLSN(token)
+	o, oldOK := SessionLSN(old)
+	return !ok || !oldOK || n > o
 }

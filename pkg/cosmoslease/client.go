@@ -31,7 +31,7 @@ type Client struct {
 	mu       sync.Mutex
 	seen     map[string]*observation // lease key → what this client last saw
 	released map[string]time.Time    // lease key → when this client last released it
-	sessions map[string]string       // lease key → session token of this client's newest write
+	sessions map[string]string       // lease key → the newest session token this client has seen
 	claims   map[string][]claim      // lease key → claims sent whose outcome this client never heard
 }
 
@@ -143,8 +143,8 @@ func (c *Client) requestContext(ctx context.Context, limit time.Time) (context.C
 	return context.WithTimeout(ctx, d)
 }
 
-// read fetches a lease document; a missing document is (zero Item, nil doc, nil error). It passes the session
-// token of this client's newest write of the key, so it never sees a version older than that write.
+// read fetches a lease document; a missing document is (zero Item, nil doc, nil error). It passes the newest
+// session token this client has for the key, so it never sees a version older than one it wrote or read.
 func (c *Client) read(ctx context.Context, key, id string, limit time.Time) (store.Item, *leasedoc.Doc, error) {
 	rctx, cancel := c.requestContext(ctx, limit)
 	defer cancel()
@@ -198,6 +198,7 @@ func (c *Client) recordLocked(key string, item store.Item, doc *leasedoc.Doc, in
 		obs.firstSeen = prev.firstSeen
 	}
 	c.seen[key] = obs
+	c.keepSessionLocked(key, item.Session)
 	return *obs
 }
 
@@ -207,8 +208,15 @@ func (c *Client) remember(key string, doc *leasedoc.Doc, at time.Time, session s
 	defer c.mu.Unlock()
 	d := *doc
 	c.seen[key] = &observation{doc: &d, etag: doc.ETag, firstSeen: at, observedAt: at, serverAge: -1}
-	if session != "" {
-		c.sessions[key] = session
+	c.keepSessionLocked(key, session)
+}
+
+// keepSessionLocked keeps the newest session token seen for a key, from a write or a read, so that no later read
+// is answered from a replica older than anything this client has already seen (Session consistency's
+// monotonic reads; the SDK passes a token only when given one).
+func (c *Client) keepSessionLocked(key, token string) {
+	if token != "" && store.NewerSession(token, c.sessions[key]) {
+		c.sessions[key] = token
 	}
 }
 
@@ -229,7 +237,10 @@ func (c *Client) remaining(o observation, now time.Time) time.Duration {
 		return 0
 	}
 	d := o.doc.Duration
-	if d <= 0 {
+	switch {
+	case o.doc.Sample:
+		d = c.sampleHold(o.doc)
+	case d <= 0:
 		d = c.opts.LeaseDuration
 	}
 	elapsed := now.Sub(o.firstSeen)
@@ -254,7 +265,7 @@ func (c *Client) state(key string, o observation, now time.Time) State {
 	}
 	if d := o.doc; d != nil {
 		s.ID, s.LeaseID, s.Owner, s.Region, s.Hostname = d.ID, d.LeaseID, d.OwnerID, d.Metadata.Region, d.Metadata.Hostname
-		s.Epoch, s.Renewals, s.Released, s.Duration = d.Epoch, d.Renewals, d.Released, d.Duration
+		s.Epoch, s.Renewals, s.Released, s.Duration, s.Sample = d.Epoch, d.Renewals, d.Released, d.Duration, d.Sample
 		s.AcquiredAt, s.RenewedAt, s.ExpiresAt, s.ReleasedAt = d.AcquiredAt, d.RenewedAt, d.ExpiresAt, d.ReleasedAt
 		s.Metadata = maps.Clone(d.Metadata.Extra) // the caller may edit it; documents are shared with renewals
 	}
@@ -415,7 +426,7 @@ func (c *Client) heldByOther(key string, o observation, now time.Time) bool {
 
 // adopt turns a claim of ours that the document shows applied into a held lease, valid from the claim's send.
 // It returns (nil, true) when that is already past RenewDeadline (the document is still ours to take over), and
-// (nil, false) when another call on this client has adopted the claim.
+// (nil, false) when another call on this client has adopted or given up the claim.
 func (c *Client) adopt(ctx context.Context, key, id string, obs observation, u claim) (*Lease, bool) {
 	c.mu.Lock()
 	if !slices.ContainsFunc(c.claims[key], func(x claim) bool { return x.leaseID == u.leaseID }) {
@@ -423,6 +434,9 @@ func (c *Client) adopt(ctx context.Context, key, id string, obs observation, u c
 		return nil, false
 	}
 	if clock.Elapsed(u.sent, c.clock.Stamp()) >= c.opts.RenewDeadline {
+		// Too old to hold. Forget the claim under the same lock that decided it, so that its answer, if still on
+		// the way, can no longer become a Lease (clocks can step back): the caller takes the document over.
+		c.dropClaimLocked(key, u.leaseID)
 		c.mu.Unlock()
 		return nil, true
 	}
@@ -440,15 +454,20 @@ func noETag(op string) error {
 	return &store.Error{Op: op, Kind: store.Unknown, Err: errors.New("the answer carried no ETag, so the next write could not be conditional")}
 }
 
-// addClaim notes a claim about to be sent. Claims older than twice the lease duration are dropped: a document
-// they produced has expired by the ordinary rules by then.
+// addClaim notes a claim about to be sent. Claims older than twice the lease duration, of every key, are
+// dropped: a document they produced has expired by the ordinary rules by then.
 func (c *Client) addClaim(key string, u claim) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.clock.Stamp()
-	c.claims[key] = append(slices.DeleteFunc(c.claims[key], func(old claim) bool {
-		return clock.Elapsed(old.sent, now) >= 2*c.opts.LeaseDuration
-	}), u)
+	for k, cs := range c.claims {
+		if cs = slices.DeleteFunc(cs, func(old claim) bool { return clock.Elapsed(old.sent, now) >= 2*c.opts.LeaseDuration }); len(cs) == 0 {
+			delete(c.claims, k)
+		} else {
+			c.claims[k] = cs
+		}
+	}
+	c.claims[key] = append(c.claims[key], u)
 }
 
 // ours returns the unheard claim of this client that wrote doc, if doc is exactly what that claim wrote.
@@ -481,7 +500,15 @@ func (c *Client) takeClaims(key, leaseID string) bool {
 func (c *Client) dropClaim(key, leaseID string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.claims[key] = slices.DeleteFunc(c.claims[key], func(x claim) bool { return x.leaseID == leaseID })
+	c.dropClaimLocked(key, leaseID)
+}
+
+func (c *Client) dropClaimLocked(key, leaseID string) {
+	if cs := slices.DeleteFunc(c.claims[key], func(x claim) bool { return x.leaseID == leaseID }); len(cs) > 0 {
+		c.claims[key] = cs
+	} else {
+		delete(c.claims, key)
+	}
 }
 
 // newHolderDoc is the document that makes this client the holder, with the epoch one above the previous one.

@@ -36,7 +36,8 @@
 //     well under a second. Clock offsets between a holder and a contender do not matter: no host's wall clock
 //     is compared with another host's, only Date with _ts, both written by Cosmos DB.
 //
-//  4. Nobody deletes or rewrites lease documents by hand (a deleted document starts again at epoch 1).
+//  4. Nobody deletes or rewrites lease documents by hand (a deleted document starts again at epoch 1), and no
+//     instance of the reference sample shares the container (see below for what holds while one does).
 //
 // Holding is not exclusive work: a holder paused longer than its deadline (a GC pause, a stopped VM) may still
 // act after a contender has taken over. Every holding therefore has an Epoch, the fencing token, one higher
@@ -46,11 +47,14 @@
 //
 // # The clock model
 //
-// A holder counts its validity from the moment its last confirmed write was sent, as the larger of the time
-// elapsed on the monotonic clock and on the wall clock: the monotonic clock stops while a machine sleeps (and in
-// some VM pauses), and a wall clock stepped forward only makes the holder give up early. When RenewDeadline has
-// passed, Lease.Err reports the loss and the lease's context is cancelled (the keeper checks at least every
-// RetryPeriod, so a resumed machine ends its lease promptly).
+// A holder counts its validity from the moment its last confirmed write was sent, as the largest of the time
+// elapsed on Go's monotonic clock, on the boot clock and on the wall clock. Go's monotonic clock stops while a
+// machine sleeps (and in some VM pauses) on Linux and macOS; the boot clock counts that time and is never stepped
+// (CLOCK_BOOTTIME on Linux, CLOCK_MONOTONIC on macOS; on Windows Go's clock already counts sleep); the wall clock
+// is the witness of last resort elsewhere, where a wall clock stepped back during a suspend could hide it. A wall
+// clock stepped forward only makes the holder give up early. When RenewDeadline has passed, Lease.Err reports the
+// loss and the lease's context is cancelled (the keeper checks at least every RetryPeriod, so a resumed machine
+// ends its lease promptly).
 //
 // A contender declares a lease expired when it has seen the same document version (ETag) unchanged for the
 // duration the holder promised (leaseDurationMs), measured as the larger of
@@ -62,6 +66,19 @@
 // holder always stops first. The server rule lets a contender that has just started take over an abandoned
 // lease at once instead of watching it for a whole duration. expiresAt in the document is written for people
 // and queries; the protocol never trusts it.
+//
+// # Documents of the reference sample
+//
+// During a migration the reference sample's instances may share the container. Their documents have no epoch:
+// they are read as leases in sample form (State.Sample, Epoch 0) held by their ownerId, and taken over, with a
+// full document at epoch 1, once seen unchanged for max(LeaseDuration, expiresAt − _ts) + (LeaseDuration −
+// RenewDeadline). The sample's holder believes it holds the lease until its own clock reads expiresAt; the
+// takeover is safe against it when its lease is no longer than LeaseDuration, or its clock is not behind Cosmos
+// DB's by more than about LeaseDuration − RenewDeadline (the argument is at sampleHold, in sample.go). Two
+// things cannot be made safe from this side: a sample contender compares its own clock with the expiresAt our
+// holder wrote, so the clocks must agree within LeaseDuration − RenewDeadline; and the sample deletes the
+// document on release and writes its own without an epoch, so while sample instances remain the epoch starts
+// again at 1 and does not fence.
 //
 // # Ambiguous answers
 //

@@ -69,9 +69,11 @@ func (e *FencedError) Unwrap() error { return ErrFenced }
 //     unrelated). A write outside the fence can lower or remove the stored epoch; deleting an item forgets it,
 //     so a superseded holder could create it again: mark items deleted instead.
 //   - It is as good as the epoch. Epochs of a lease only go up, except when a person deletes the lease
-//     document (the count restarts at 1: the new holders are refused and a superseded one is not), or when a
-//     regional failover of a Session-consistency account loses acknowledged writes (an epoch can then be
-//     handed out twice, and the item's own latest writes can be lost). Strong consistency prevents the latter.
+//     document (the count restarts at 1: the new holders are refused and a superseded one is not), while
+//     instances of the reference sample share the lease container (the sample deletes the document when it
+//     releases, with the same effect), or when a regional failover of a Session-consistency account loses
+//     acknowledged writes (an epoch can then be handed out twice, and the item's own latest writes can be
+//     lost). Strong consistency prevents the last.
 //     The item's account must have a single write region: conditions do not hold across write regions.
 //   - It orders holders, not the writes of one holder: two writes of the same epoch are both accepted (use
 //     UpdateItem's ETag for a read-modify-write).

@@ -236,10 +236,17 @@ func (l *Lease) write(ctx context.Context, release bool) error {
 		next.ETag = item.ETag
 		l.mu.Lock()
 		l.doc, l.confirmed, l.pending = &next, now, clock.Stamp{}
+		ended := l.ended
 		l.mu.Unlock()
 		l.c.remember(l.key, &next, now.Mono, item.Session)
 		if release {
 			l.finish(true)
+			return nil
+		}
+		if ended != nil {
+			// Confirmed, but too late: the lease ended (its deadline passed) while the answer was on the way, and
+			// an ended lease stays ended. Release frees the document.
+			return ended
 		}
 		return nil
 	}
@@ -379,9 +386,9 @@ func (l *Lease) keep() {
 				var se *store.Error
 				if errors.As(err, &se) && se.RetryAfter > 0 {
 					wait = se.RetryAfter
-				} else if left := (o.RenewDeadline - elapsed) / 4; left < wait {
-					wait = max(left, 50*time.Millisecond)
 				}
+				// Throttled or not, leave time for more tries before the deadline: a lease not renewed is lost.
+				wait = max(min(wait, (o.RenewDeadline-elapsed)/4), 50*time.Millisecond)
 				retryAt = l.c.clock.Now().Add(wait)
 				l.c.log.Warn("renewal failed, will retry before the deadline", "lease", l.key, "error", err, "retryIn", wait)
 			}

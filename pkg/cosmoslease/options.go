@@ -46,7 +46,9 @@ type Options struct {
 	// AllowMultipleWriteRegions accepts an account that takes writes in several regions. ETag checks do not
 	// hold across write regions, so two holders become possible; Open refuses such accounts unless this is set.
 	AllowMultipleWriteRegions bool
-	// Transport carries every HTTP request the SDK makes (a proxy, a request counter); nil uses net/http.
+	// Transport carries every HTTP request the SDK makes (a proxy, a request counter). nil uses net/http, and
+	// under GOOS=js GOARCH=wasm the host's fetch (Node.js, Deno, browsers, edge runtimes). GOOS=wasip1 has no
+	// sockets: there the host must pass one, or Open fails saying so.
 	Transport policy.Transporter
 
 	// OwnerID names this instance in the lease document (ownerId, metadata.instanceId). Required.
@@ -83,7 +85,8 @@ type Options struct {
 	// RetryPeriod is how often a standby polls, and the longest wait between renewal retries; default
 	// LeaseDuration/12 (5 s with the defaults). Polls are jittered by ±10 %.
 	RetryPeriod time.Duration
-	// RequestTimeout bounds each request; default 10 s. A request never outlives the lease's deadline.
+	// RequestTimeout bounds each request; default 10 s, or half of RenewDeadline if that is less. A renewal never
+	// outlives the lease's deadline.
 	RequestTimeout time.Duration
 	// ManualRenew turns automatic renewal off: the holder calls Lease.Renew itself, and the lease is lost when
 	// RenewDeadline passes without a confirmed renewal.
@@ -160,7 +163,9 @@ func (o Options) withDefaults() (Options, error) {
 		o.RetryPeriod = o.LeaseDuration / 12
 	}
 	if o.RequestTimeout == 0 {
-		o.RequestTimeout = 10 * time.Second
+		// A claim's request is bounded by this alone: one that outlives RenewDeadline would win a lease already
+		// past its deadline.
+		o.RequestTimeout = min(10*time.Second, o.RenewDeadline/2)
 	}
 	if o.RenewInterval >= o.RenewDeadline {
 		return o, invalid("RenewInterval (%s) must be shorter than RenewDeadline (%s), so a failed renewal can be retried before the holder gives up", o.RenewInterval, o.RenewDeadline)

@@ -26,7 +26,7 @@ type State struct {
 	Epoch    int64
 	Renewals int64
 	Released bool
-	// Duration is the lease duration the holder promised.
+	// Duration is the lease duration the holder promised (0 for a sample document, which promises none).
 	Duration time.Duration
 	ETag     string
 	// AcquiredAt, RenewedAt, ExpiresAt and ReleasedAt are the holder's wall-clock times, for people. The
@@ -40,6 +40,9 @@ type State struct {
 	ExpiresIn time.Duration
 	// Problem is set when the document is not a valid lease; the protocol will not overwrite it.
 	Problem string
+	// Sample is true for a document the reference sample wrote: it has no epoch (Epoch is 0), and its holder
+	// trusts its own clock against ExpiresAt. Taking it over writes a full document at epoch 1.
+	Sample bool
 }
 
 // Status is one word for people: held, expired, released, free (never acquired) or invalid.
@@ -71,6 +74,9 @@ func (e *HeldError) Error() string {
 		who += " (region " + h.Region + ")"
 	}
 	msg := fmt.Sprintf("lease %q is held by %s at epoch %d", h.Key, who, h.Epoch)
+	if h.Sample {
+		msg = fmt.Sprintf("lease %q is held by %s, an instance of the reference sample (its document has no epoch)", h.Key, who)
+	}
 	if h.ExpiresIn > 0 {
 		msg += fmt.Sprintf(", for at most %s more unless renewed", h.ExpiresIn.Round(time.Second))
 	}

@@ -1,8 +1,8 @@
 // Command bench measures cosmoslease against the local Cosmos-protocol server and writes docs/benchmarks.md
 // with SVG plots: requests and latency per operation beside the reference sample's protocol and the bare
-// azcosmos calls, failover after SIGKILL, handoff after release, one process renewing many leases, and many
-// contenders on one key. `make bench` runs it. Numbers are from this machine and this server; the report says
-// which.
+// azcosmos calls, the kinds of read a holder and a standby make in steady state, failover after SIGKILL,
+// handoff after release, one process renewing many leases, and many contenders on one key. `make bench` runs it. Numbers are from this machine and this server; the report says
+// which. `-only reads` measures the steady-state reads alone and rewrites only their section of the report.
 package main
 
 import (
@@ -43,6 +43,8 @@ type config struct {
 	scaleFor        time.Duration
 	contenders      int
 	contendFor      time.Duration
+	readsFor        time.Duration
+	only            string
 }
 
 func main() {
@@ -55,7 +57,13 @@ func main() {
 	flag.DurationVar(&c.scaleFor, "leases-for", 30*time.Second, "how long to hold them")
 	flag.IntVar(&c.contenders, "contenders", 100, "contenders on one key")
 	flag.DurationVar(&c.contendFor, "contend-for", 20*time.Second, "how long they contend")
+	flag.DurationVar(&c.readsFor, "reads-for", time.Minute, "how long a holder and a standby run for the steady-state reads")
+	flag.StringVar(&c.only, "only", "", "run one measurement and rewrite only its section of benchmarks.md: \"reads\"")
 	flag.Parse()
+	if c.only != "" && c.only != "reads" {
+		fmt.Fprintf(os.Stderr, "bench: -only %q: the one section that can be measured alone is \"reads\"\n", c.only)
+		os.Exit(2)
+	}
 	if err := run(context.Background(), c); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(1)
@@ -72,6 +80,13 @@ func (c *counter) Do(r *http.Request) (*http.Response, error) {
 	v, _ := c.n.LoadOrStore(cosmostest.Kind(r), new(atomic.Int64))
 	v.(*atomic.Int64).Add(1)
 	return c.next.Do(r)
+}
+
+func (c *counter) count(kind string) int64 {
+	if v, ok := c.n.Load(kind); ok {
+		return v.(*atomic.Int64).Load()
+	}
+	return 0
 }
 
 func (c *counter) documents() int64 {
@@ -116,6 +131,14 @@ func run(ctx context.Context, c config) error {
 	if err := os.MkdirAll(c.out, 0o755); err != nil {
 		return err
 	}
+	fmt.Println("bench: reads of a holder and a standby in steady state")
+	reads, err := steadyReads(ctx, e, c.readsFor)
+	if err != nil {
+		return err
+	}
+	if c.only == "reads" {
+		return replaceSection(filepath.Join(c.out, "benchmarks.md"), readsSection(reads))
+	}
 	fmt.Println("bench: operations")
 	ops, bare, err := operations(ctx, e, c.iterations)
 	if err != nil {
@@ -139,7 +162,7 @@ func run(ctx context.Context, c config) error {
 	fmt.Println("bench: go test -bench")
 	micro := benchLines("-bench", ".", "-benchmem", "./internal/leasedoc", "./pkg/cosmoslease")
 	history := benchLines(historyBench...)
-	return writeReport(c, ops, bare, kill, handoff, sc, ct, micro, history)
+	return writeReport(c, ops, bare, reads, kill, handoff, sc, ct, micro, history)
 }
 
 func pct(d []time.Duration, p float64) time.Duration {
@@ -763,7 +786,7 @@ func versions() string {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
 
-func writeReport(c config, ops []result, bare map[string][]time.Duration, kill, handoff []time.Duration, sc *scaleResult, ct *contendResult, micro, history string) error {
+func writeReport(c config, ops []result, bare map[string][]time.Duration, reads *readsResult, kill, handoff []time.Duration, sc *scaleResult, ct *contendResult, micro, history string) error {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	w("# Benchmarks\n\nMade by `make bench` on %s, against the local Cosmos-protocol server on loopback.\n", time.Now().UTC().Format("2006-01-02"))
@@ -784,6 +807,7 @@ func writeReport(c config, ops []result, bare map[string][]time.Duration, kill, 
 	w("\nEach figure is from %d repetitions; preparation (re-acquiring before a release, a new client before a first look) is neither timed nor counted.\n", c.iterations)
 	w("The first look uses a new client each time, so its latency includes the SDK's work on a client's first request,\nwhich the reference (one long-lived client) does not pay; compare its request count, not its latency.\n\n")
 	w("![Latency CDF](bench-latency-cdf.svg)\n\n")
+	b.WriteString(readsSection(reads))
 	w("## Failover\n\nA holder (`cosmoslease run`, lease 3 s, renew every 1 s, retry period 250 ms) and a `--wait` standby, %d samples each.\n\n", len(kill))
 	w("| event | median | worst | bound |\n|---|---|---|---|\n")
 	w("| SIGKILL of the holder → standby acquired | %s | %s | lease + retry period = 3.25 s after the last renewal (up to 1 s before the kill) |\n", ms(pct(kill, 0.5)), ms(pct(kill, 1)))

@@ -35,7 +35,8 @@ type Config struct {
 	Credential       azcore.TokenCredential
 	Database         string
 	Container        string
-	// Transport carries every HTTP request, the account read included; nil uses a plain http.Client.
+	// Transport carries every HTTP request, the account read included; nil uses the platform's default
+	// (defaultTransport): net/http, or the host's fetch under js/wasm.
 	Transport policy.Transporter
 }
 
@@ -87,7 +88,11 @@ func CheckEndpoint(endpoint string) error {
 func Open(cfg Config) (*Store, error) {
 	watch := &accountWatch{next: cfg.Transport}
 	if watch.next == nil {
-		watch.next = &http.Client{Timeout: 0}
+		tr, err := defaultTransport()
+		if err != nil {
+			return nil, err
+		}
+		watch.next = tr
 	}
 	opts := &azcosmos.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: watch}}
 	var client *azcosmos.Client
@@ -280,6 +285,11 @@ func classify(op string, err error, charge float64) error {
 		e.Err = errors.New(re.ErrorCode)
 		if re.RawResponse != nil {
 			h := re.RawResponse.Header
+			if re.StatusCode == http.StatusNotFound && h.Get("x-ms-substatus") == "1002" {
+				// ReadSessionNotAvailable: the replica has not caught up with our session token yet. The document
+				// is not missing; the outcome is unknown, and a retry goes to a replica that has.
+				e.Kind = store.Unknown
+			}
 			if ms, perr := strconv.ParseFloat(h.Get("x-ms-retry-after-ms"), 64); perr == nil {
 				e.RetryAfter = time.Duration(ms * float64(time.Millisecond))
 			} else if s, perr := strconv.Atoi(h.Get("Retry-After")); perr == nil {

@@ -125,9 +125,7 @@ func (s *Store) item(body []byte, etag string) store.Item {
 func token(lsn int64) string { return "0:-1#" + strconv.FormatInt(lsn, 10) }
 
 func lsnOf(token string) int64 {
-	_, rest, _ := strings.Cut(token, "#")
-	rest, _, _ = strings.Cut(rest, "#")
-	n, _ := strconv.ParseInt(rest, 10, 64)
+	n, _ := store.SessionLSN(token)
 	return n
 }
 
