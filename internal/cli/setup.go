@@ -254,17 +254,18 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 	if a.Az == nil {
 		a.Az = az.Exec{}
 	}
-	// Preflight: az present and signed in.
-	if _, err := a.Az.Run(ctx, "version", "--output", "json"); err != nil {
-		return nil, err
-	}
 	p := &plan{subscription: c.String("subscription"), group: c.String("resource-group"), location: c.String("location"),
 		env: c.String("env-name"), principal: c.String("principal-id"), functions: !c.Bool("no-functions"), serverless: c.Bool("serverless"),
 		consistency: c.String("consistency")}
+	// A value that can never work is a usage error, whatever the state of az.
 	if i := indexFold(consistencyLevels, p.consistency); i >= 0 {
 		p.consistency = consistencyLevels[i]
 	} else if p.consistency != "" {
 		return nil, usagef("--consistency %q: use one of %s", p.consistency, strings.Join(consistencyLevels, ", "))
+	}
+	// Preflight: az present and signed in.
+	if _, err := a.Az.Run(ctx, "version", "--output", "json"); err != nil {
+		return nil, err
 	}
 
 	type account struct {

@@ -205,6 +205,11 @@ func TestSetupFailures(t *testing.T) {
 		h.az = az.Exec{Path: filepath.Join(t.TempDir(), "az")}
 		h.run(fullSetup...).expect(t, ExitError, "the Azure CLI (az) is not installed")
 	})
+	t.Run("a value that can never work is a usage error even without az", func(t *testing.T) {
+		h := newHarness(t)
+		h.az = az.Exec{Path: filepath.Join(t.TempDir(), "az")}
+		h.run("setup", "--location", "eastus", "--consistency", "Linearizable", "--yes").expect(t, ExitUsage, "--consistency \"Linearizable\": use one of")
+	})
 }
 
 // Item 5: a managed identity the deployment created is not visible to Entra ID yet; setup says so, waits, and
