@@ -259,10 +259,28 @@ func consoleEnv(t *testing.T, dir string, env []string, args ...string) (*expect
 	return c, cmd, &screen
 }
 
+// step is one exchange with a prompt: wait for expect on the screen, then type send (nothing when empty).
+type step struct{ expect, send string }
+
+// play runs the exchanges in order and fails with the screen when one does not come.
+func play(t *testing.T, c *expect.Console, screen *bytes.Buffer, steps []step) {
+	t.Helper()
+	for _, s := range steps {
+		if _, err := c.ExpectString(s.expect); err != nil {
+			t.Fatalf("waiting for %q: %v\nscreen:\n%s", s.expect, err, screen.String())
+		}
+		if s.send != "" {
+			if _, err := c.Send(s.send); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
 func TestConfigurePromptsInATerminal(t *testing.T) {
 	dir := t.TempDir()
 	c, cmd, screen := console(t, dir, "configure")
-	steps := []struct{ expect, send string }{
+	steps := []step{
 		{"Authentication mode", "\r"}, // first option: DefaultAzureCredential
 		{"account endpoint", "myaccount\r"},
 		{"Sorry, your reply was invalid", "https://myaccount.documents.azure.com:443/\r"}, // asked again, not ended
@@ -272,14 +290,7 @@ func TestConfigurePromptsInATerminal(t *testing.T) {
 		{"Check the connection now", "n\r"},
 		{"No", ""}, // the answer, shown; the terminal keeps being read until the command is done with it
 	}
-	for _, s := range steps {
-		if _, err := c.ExpectString(s.expect); err != nil {
-			t.Fatalf("waiting for %q: %v\nscreen:\n%s", s.expect, err, screen.String())
-		}
-		if _, err := c.Send(s.send); err != nil {
-			t.Fatal(err)
-		}
-	}
+	play(t, c, screen, steps)
 	waitExit(t, cmd, 0)
 	b, err := os.ReadFile(filepath.Join(dir, "appsettings.Local.json"))
 	if err != nil {
@@ -347,7 +358,7 @@ func TestSetupPromptsInATerminal(t *testing.T) {
 	}
 	logPath := filepath.Join(t.TempDir(), "az.log")
 	c, cmd, screen := consoleEnv(t, dir, []string{"PATH=" + stubDir + ":" + os.Getenv("PATH"), "HOME=" + dir, "TERM=xterm", "AZ_STUB_LOG=" + logPath}, "setup")
-	steps := []struct{ expect, send string }{
+	steps := []step{
 		{"Subscription", "\x1b[B\r"}, // the second: Contoso Prod
 		{"Environment name", "Demo_1\r"},
 		{"Sorry, your reply was invalid: use 1 to 20 lowercase letters", "demo\r"}, // asked again, not ended
@@ -360,16 +371,7 @@ func TestSetupPromptsInATerminal(t *testing.T) {
 		{"Create these resources?", "\r"},
 		{"Next steps", ""},
 	}
-	for _, s := range steps {
-		if _, err := c.ExpectString(s.expect); err != nil {
-			t.Fatalf("waiting for %q: %v\nscreen:\n%s", s.expect, err, screen.String())
-		}
-		if s.send != "" {
-			if _, err := c.Send(s.send); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	play(t, c, screen, steps)
 	waitExit(t, cmd, 0)
 	log, _ := os.ReadFile(logPath)
 	for _, want := range []string{"--subscription 22222222-2222-2222-2222-222222222222", "group create --name rg-demo --location eastus",

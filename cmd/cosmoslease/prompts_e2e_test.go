@@ -20,7 +20,7 @@ func TestConfigureChecksTheConnectionInATerminal(t *testing.T) {
 	dir := t.TempDir()
 	c, cmd, screen := console(t, dir, "configure")
 	bad := "AccountEndpoint=" + srv.Endpoint + ";AccountKey=not-base64-s3cr3t!;"
-	steps := []struct{ expect, send string }{
+	steps := []step{
 		{"Authentication mode", "\x1b[B\r"}, // the second: connection string
 		{"Connection string (AccountEndpoint", bad + "\r"},
 		{"Sorry, your reply was invalid", emulator.ConnectionString(srv.Endpoint) + "\r"},
@@ -29,16 +29,7 @@ func TestConfigureChecksTheConnectionInATerminal(t *testing.T) {
 		{"Check the connection now", "\r"}, // yes
 		{"Connection works: container " + ctr, ""},
 	}
-	for _, s := range steps {
-		if _, err := c.ExpectString(s.expect); err != nil {
-			t.Fatalf("waiting for %q: %v\nscreen:\n%s", s.expect, err, screen.String())
-		}
-		if s.send != "" {
-			if _, err := c.Send(s.send); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	play(t, c, screen, steps)
 	waitExit(t, cmd, 0)
 	// What the command printed never holds a key. (Only its own lines are checked: text typed before a prompt has
 	// switched the terminal to raw mode is echoed by the terminal itself.)
