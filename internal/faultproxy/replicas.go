@@ -92,7 +92,7 @@ func (m *Replicas) Observe(r *http.Request, reqBody []byte, status int, header h
 			body = bytes.Clone(respBody)
 		}
 		v := m.docs[path]
-		if len(v) == 0 || etagOfBody(v[len(v)-1].body) != etagOfBody(body) {
+		if len(v) == 0 || store.ETagOf(v[len(v)-1].body) != store.ETagOf(body) {
 			// A version written behind the model's back (or never seen): the newest from now on.
 			m.lsn++
 			m.push(path, version{lsn: m.lsn, body: body})
@@ -129,7 +129,7 @@ func (m *Replicas) Lagging(r *http.Request) (status int, body []byte, header htt
 	if old.body == nil {
 		return http.StatusNotFound, []byte(`{"code":"NotFound","message":"Entity with the specified id does not exist in the system."}`), header, true
 	}
-	header.Set("ETag", etagOfBody(old.body))
+	header.Set("ETag", store.ETagOf(old.body))
 	return http.StatusOK, bytes.Clone(old.body), header, true
 }
 
@@ -147,12 +147,4 @@ func stamp(body []byte, header http.Header) []byte {
 	m["_ts"], _ = json.Marshal(ts)
 	out, _ := json.Marshal(m)
 	return out
-}
-
-func etagOfBody(body []byte) string {
-	var d struct {
-		ETag string `json:"_etag"`
-	}
-	_ = json.Unmarshal(body, &d)
-	return d.ETag
 }

@@ -6,6 +6,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -164,4 +165,13 @@ func NewerSession(token, old string) bool {
 	n, ok := SessionLSN(token)
 	o, oldOK := SessionLSN(old)
 	return !ok || !oldOK || n > o
+}
+
+// ETagOf reads a stored document's _etag; empty when it has none.
+func ETagOf(body []byte) string {
+	var d struct {
+		ETag string `json:"_etag"`
+	}
+	_ = json.Unmarshal(body, &d)
+	return d.ETag
 }

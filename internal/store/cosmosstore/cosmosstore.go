@@ -215,7 +215,7 @@ func (s *Store) List(ctx context.Context, prefix string) ([]store.Item, float64,
 		}
 		charge += float64(page.RequestCharge)
 		for _, body := range page.Items {
-			items = append(items, store.Item{Body: body, ETag: etagOf(body), ServerTime: dateOf(page.RawResponse)})
+			items = append(items, store.Item{Body: body, ETag: store.ETagOf(body), ServerTime: dateOf(page.RawResponse)})
 		}
 	}
 	return items, charge, nil
@@ -301,14 +301,6 @@ func classify(op string, err error, charge float64) error {
 		}
 	}
 	return e
-}
-
-func etagOf(body []byte) string {
-	var m struct {
-		ETag string `json:"_etag"`
-	}
-	_ = json.Unmarshal(body, &m)
-	return m.ETag
 }
 
 func dateOf(resp *http.Response) time.Time {

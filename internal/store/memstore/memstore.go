@@ -129,14 +129,6 @@ func lsnOf(token string) int64 {
 	return n
 }
 
-func etagOf(body []byte) string {
-	var m struct {
-		ETag string `json:"_etag"`
-	}
-	_ = json.Unmarshal(body, &m)
-	return m.ETag
-}
-
 func idOf(body []byte) (string, error) {
 	var m struct {
 		ID string `json:"id"`
@@ -176,7 +168,7 @@ func (s *Store) Read(ctx context.Context, pk, id, session string) (store.Item, e
 		return store.Item{}, &store.Error{Op: "read", Status: 404, Kind: store.NotFound}
 	}
 	body := versions[n-1].body
-	it := s.item(body, etagOf(body))
+	it := s.item(body, store.ETagOf(body))
 	it.Session = token(versions[n-1].lsn)
 	return it, nil
 }
@@ -215,7 +207,7 @@ func (s *Store) Replace(ctx context.Context, pk, id string, body []byte, etag st
 	if cur == nil {
 		return store.Item{}, &store.Error{Op: "replace", Status: 404, Kind: store.NotFound}
 	}
-	if etag == "" || etagOf(cur) != etag {
+	if etag == "" || store.ETagOf(cur) != etag {
 		return store.Item{}, &store.Error{Op: "replace", Status: 412, Kind: store.Precondition}
 	}
 	return s.item(nil, s.put(id, body)), nil
@@ -238,7 +230,7 @@ func (s *Store) List(ctx context.Context, prefix string) ([]store.Item, float64,
 	items := make([]store.Item, 0, len(ids))
 	for _, id := range ids {
 		body := s.current(id)
-		items = append(items, s.item(body, etagOf(body)))
+		items = append(items, s.item(body, store.ETagOf(body)))
 	}
 	return items, 1, nil
 }
