@@ -1,5 +1,5 @@
 // Package store is the narrow interface the lease protocol needs from Cosmos DB: read one document, create it,
-// replace it on an ETag, list them, and check the container at start. Two implementations exist: the Cosmos
+// replace it on an ETag, list them, read the newest run records of a lease, and check the container at start. Two implementations exist: the Cosmos
 // one over the official SDK (package cosmosstore) and an in-memory one with an injected clock and fault
 // injection for fast tests (package memstore). Both classify failures the same way, through Error.
 package store
@@ -39,10 +39,22 @@ type Store interface {
 	Replace(ctx context.Context, pk, id string, body []byte, etag string) (Item, error)
 	// List returns every document whose id starts with prefix, and the request charge of the whole query.
 	List(ctx context.Context, prefix string) ([]Item, float64, error)
+	// Recent returns the newest run records of partition pk (type "run", id starting with prefix), newest
+	// occurrence first, at most limit of them, with one single-partition query (RecentQuery), and its charge.
+	Recent(ctx context.Context, pk, prefix string, limit int, session string) ([]Item, float64, error)
 	// Check verifies the container exists and is partitioned on partitionKeyPath, and that the account can be
 	// used safely (one write region unless allowMultiWrite).
 	Check(ctx context.Context, partitionKeyPath string, allowMultiWrite bool) error
 }
+
+// RecentQuery reads the newest run records of one lease. It runs in the lease's partition, filters on type (and
+// on the id prefix, which keeps leases apart on servers that ignore a query's partition key) and orders by
+// occurrence, written at a fixed width so that it sorts as the times do; an index on /type and /occurrence
+// serves it, and TOP makes it return only what is asked for, however many records the lease has.
+const RecentQuery = "SELECT TOP @limit * FROM c WHERE c.type = @type AND STARTSWITH(c.id, @prefix) ORDER BY c.occurrence DESC"
+
+// TypeRun is the type property of every run record.
+const TypeRun = "run"
 
 // Kind is what a failure means to the protocol.
 type Kind int

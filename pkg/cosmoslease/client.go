@@ -33,6 +33,8 @@ type Client struct {
 	released map[string]time.Time    // lease key → when this client last released it
 	sessions map[string]string       // lease key → the newest session token this client has seen
 	claims   map[string][]claim      // lease key → claims sent whose outcome this client never heard
+	// stragglers: lease keys whose RunOnce work outlived its grace and still runs.
+	stragglers map[string]bool
 }
 
 // claim is an acquisition this client sent without hearing that it was applied: a timeout, a lost answer, or a
@@ -97,6 +99,16 @@ func (c *Client) Close() {
 	if c.close != nil {
 		c.close()
 	}
+}
+
+// AccountRegions are the Cosmos DB account's regions, the write region first, then the read regions in the
+// order the account lists them (Azure's SDKs take it as the failover order), as read when the client opened.
+// Nil when unknown.
+func (c *Client) AccountRegions() []string {
+	if r, ok := c.st.(interface{ Regions() []string }); ok {
+		return r.Regions()
+	}
+	return nil
 }
 
 // Options returns the options in force, defaults filled in.
@@ -290,7 +302,7 @@ func (c *Client) TryAcquire(ctx context.Context, key string) (*Lease, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	return c.attempt(ctx, key, id)
+	return c.attempt(ctx, key, id, nil)
 }
 
 // attempt is the protocol's one step for contenders:
@@ -299,7 +311,9 @@ func (c *Client) TryAcquire(ctx context.Context, key string) (*Lease, error) {
 //  3. Write the new holder: create when missing (409: another contender won), otherwise replace on the
 //     observed ETag (412: another contender won, or the holder renewed).
 //  4. On losing the race, read once more: name the winner, or, if the lease is free again, try once more.
-func (c *Client) attempt(ctx context.Context, key, id string) (*Lease, error) {
+//
+// extra, when not nil, adds metadata pairs to the document this attempt writes (RunOnce names the occurrence).
+func (c *Client) attempt(ctx context.Context, key, id string, extra map[string]string) (*Lease, error) {
 	obs, ok := c.cached(key)
 	if !ok || obs.invalid != nil || !c.free(obs, c.clock.Now()) {
 		var err error
@@ -308,7 +322,7 @@ func (c *Client) attempt(ctx context.Context, key, id string) (*Lease, error) {
 		}
 	}
 	for round := 0; ; round++ {
-		lease, fresh, err := c.claim(ctx, key, id, obs)
+		lease, fresh, err := c.claim(ctx, key, id, obs, extra)
 		if err != nil || lease != nil {
 			return lease, err
 		}
@@ -324,7 +338,7 @@ func (c *Client) attempt(ctx context.Context, key, id string) (*Lease, error) {
 
 // claim makes this client the holder if obs shows the lease free (steps 2–4 of attempt). On a lost race it
 // returns no lease, no error, and the fresh observation.
-func (c *Client) claim(ctx context.Context, key, id string, obs observation) (*Lease, observation, error) {
+func (c *Client) claim(ctx context.Context, key, id string, obs observation, extra map[string]string) (*Lease, observation, error) {
 	if obs.invalid != nil {
 		return nil, obs, obs.invalid
 	}
@@ -342,7 +356,7 @@ func (c *Client) claim(ctx context.Context, key, id string, obs observation) (*L
 		return nil, obs, &HeldError{Holder: c.state(key, obs, now)}
 	}
 
-	next := c.newHolderDoc(key, id, obs.doc)
+	next := c.newHolderDoc(key, id, obs.doc, extra)
 	body, err := leasedoc.Encode(next, c.pkProp)
 	if err != nil {
 		return nil, obs, err
@@ -512,7 +526,8 @@ func (c *Client) dropClaimLocked(key, leaseID string) {
 }
 
 // newHolderDoc is the document that makes this client the holder, with the epoch one above the previous one.
-func (c *Client) newHolderDoc(key, id string, prev *leasedoc.Doc) *leasedoc.Doc {
+// extra adds metadata pairs to the client's own (Options.Metadata).
+func (c *Client) newHolderDoc(key, id string, prev *leasedoc.Doc, extra map[string]string) *leasedoc.Doc {
 	now := c.clock.Now().UTC()
 	epoch := int64(1)
 	if prev != nil {
@@ -522,9 +537,22 @@ func (c *Client) newHolderDoc(key, id string, prev *leasedoc.Doc) *leasedoc.Doc 
 		ID: id, LeaseKey: key, LeaseID: newLeaseID(), OwnerID: c.opts.OwnerID,
 		AcquiredAt: now, RenewedAt: now, ExpiresAt: now.Add(c.opts.LeaseDuration),
 		Metadata: leasedoc.Metadata{InstanceID: c.opts.OwnerID, Region: c.opts.Region, Hostname: c.opts.Hostname,
-			StartTime: now, Extra: c.opts.Metadata},
+			StartTime: now, Extra: withExtra(c.opts.Metadata, extra)},
 		Epoch: epoch, Duration: c.opts.LeaseDuration,
 	}
+}
+
+// withExtra is the client's metadata with extra's pairs added; the client's map is never written.
+func withExtra(base, extra map[string]string) map[string]string {
+	if len(extra) == 0 {
+		return base
+	}
+	m := maps.Clone(base)
+	if m == nil {
+		m = make(map[string]string, len(extra))
+	}
+	maps.Copy(m, extra)
+	return m
 }
 
 // Acquire stands by until it holds the lease or ctx ends. It polls every RetryPeriod (±10 %), sooner when the
@@ -551,7 +579,7 @@ func (c *Client) Acquire(ctx context.Context, key string) (*Lease, error) {
 		}
 	}
 	for {
-		lease, err := c.attempt(ctx, key, id)
+		lease, err := c.attempt(ctx, key, id, nil)
 		if err == nil {
 			return lease, nil
 		}

@@ -14,6 +14,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -221,6 +222,34 @@ func (s *Store) List(ctx context.Context, prefix string) ([]store.Item, float64,
 	return items, charge, nil
 }
 
+func (s *Store) Recent(ctx context.Context, pk, prefix string, limit int, session string) ([]store.Item, float64, error) {
+	opts := &azcosmos.QueryOptions{PageSizeHint: int32(min(limit, 1000)),
+		QueryParameters: []azcosmos.QueryParameter{{Name: "@limit", Value: limit}, {Name: "@type", Value: store.TypeRun},
+			{Name: "@prefix", Value: prefix}}}
+	if session != "" {
+		opts.SessionToken = &session
+	}
+	pager := s.container.NewQueryItemsPager(store.RecentQuery, azcosmos.NewPartitionKeyString(pk), opts)
+	var items []store.Item
+	var charge float64
+	for pager.More() && len(items) < limit {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return nil, charge, classify("query", err, charge)
+		}
+		charge += float64(page.RequestCharge)
+		for _, body := range page.Items {
+			items = append(items, store.Item{Body: body, ETag: store.ETagOf(body), ServerTime: dateOf(page.RawResponse)})
+		}
+	}
+	return items[:min(len(items), limit)], charge, nil
+}
+
+// Regions are the account's regions as its properties list them: the write region first, then the other
+// readable regions in the order the account gives (Azure's SDKs treat it as the failover order). Empty until
+// the SDK has read the account (Check makes it).
+func (s *Store) Regions() []string { return s.account.regionList() }
+
 // Check reads the container (which makes the SDK read the account first) and explains each way it can be
 // unusable.
 func (s *Store) Check(ctx context.Context, partitionKeyPath string, allowMultiWrite bool) error {
@@ -319,9 +348,10 @@ func dateOf(resp *http.Response) time.Time {
 type accountWatch struct {
 	next policy.Transporter
 
-	mu    sync.Mutex
-	seen  bool
-	multi bool
+	mu      sync.Mutex
+	seen    bool
+	multi   bool
+	regions []string
 }
 
 func (a *accountWatch) Do(req *http.Request) (*http.Response, error) {
@@ -335,17 +365,34 @@ func (a *accountWatch) Do(req *http.Request) (*http.Response, error) {
 	if rerr != nil {
 		return resp, nil
 	}
+	type location struct {
+		Name string `json:"name"`
+	}
 	var acct struct {
-		EnableMultipleWriteLocations bool              `json:"enableMultipleWriteLocations"`
-		WritableLocations            []json.RawMessage `json:"writableLocations"`
+		EnableMultipleWriteLocations bool       `json:"enableMultipleWriteLocations"`
+		WritableLocations            []location `json:"writableLocations"`
+		ReadableLocations            []location `json:"readableLocations"`
 	}
 	if json.Unmarshal(body, &acct) == nil {
+		var regions []string
+		for _, l := range append(acct.WritableLocations, acct.ReadableLocations...) {
+			if l.Name != "" && !slices.Contains(regions, l.Name) {
+				regions = append(regions, l.Name)
+			}
+		}
 		a.mu.Lock()
 		a.seen = true
 		a.multi = acct.EnableMultipleWriteLocations
+		a.regions = regions
 		a.mu.Unlock()
 	}
 	return resp, nil
+}
+
+func (a *accountWatch) regionList() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.regions)
 }
 
 func (a *accountWatch) multiWrite() (multi, seen bool) {

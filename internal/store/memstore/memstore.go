@@ -37,6 +37,8 @@ type Store struct {
 	MultiWrite bool
 	// DefaultTTL is the container's default time-to-live as Check sees it: nil (off), -1, or seconds.
 	DefaultTTL *int32
+	// AccountRegions is what Regions returns: the account's regions, write region first.
+	AccountRegions []string
 }
 
 type version struct {
@@ -234,6 +236,47 @@ func (s *Store) List(ctx context.Context, prefix string) ([]store.Item, float64,
 	}
 	return items, 1, nil
 }
+
+// Recent answers store.RecentQuery: documents of type "run" in partition pk whose id starts with prefix,
+// newest occurrence first (the stored occurrence text sorts as the times do).
+func (s *Store) Recent(ctx context.Context, pk, prefix string, limit int, session string) ([]store.Item, float64, error) {
+	s.begin("query")
+	if err := ctx.Err(); err != nil {
+		return nil, 0, &store.Error{Op: "memstore", Kind: store.Unknown, Err: err}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.containerGone("query"); err != nil {
+		return nil, 0, err
+	}
+	type rec struct {
+		occurrence string
+		body       []byte
+	}
+	var recs []rec
+	for id := range s.docs {
+		body := s.current(id)
+		if !strings.HasPrefix(id, prefix) || body == nil {
+			continue
+		}
+		var d struct {
+			Type       string `json:"type"`
+			Occurrence string `json:"occurrence"`
+		}
+		if json.Unmarshal(body, &d) == nil && d.Type == store.TypeRun {
+			recs = append(recs, rec{d.Occurrence, body})
+		}
+	}
+	sort.Slice(recs, func(i, j int) bool { return recs[i].occurrence > recs[j].occurrence })
+	items := make([]store.Item, 0, min(len(recs), limit))
+	for _, r := range recs[:min(len(recs), limit)] {
+		items = append(items, s.item(r.body, store.ETagOf(r.body)))
+	}
+	return items, 1, nil
+}
+
+// Regions returns AccountRegions.
+func (s *Store) Regions() []string { return s.AccountRegions }
 
 func (s *Store) Check(ctx context.Context, partitionKeyPath string, allowMultiWrite bool) error {
 	s.begin("check")

@@ -1,0 +1,649 @@
+package cosmoslease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
+
+	"github.com/cosmoslease/cosmoslease/internal/leasedoc"
+	"github.com/cosmoslease/cosmoslease/internal/store"
+)
+
+// Occurrence election: scheduled work that fires in every region and runs in one.
+//
+// Every contender (a region's timer, a cron process on each of several machines) calls RunOnce for the same
+// occurrence of the same schedule. Each occurrence is its own election:
+//
+//  1. A contender of rank r (0 is the most preferred) contends no earlier than occurrence + r × FailoverDelay.
+//     Until then it only watches the occurrence's run record, with one point read per PollInterval, and
+//     returns "skipped" as soon as the record exists.
+//  2. It takes the lease (TryAcquire, polled while another holds it), naming the occurrence in the lease
+//     document's metadata.
+//  3. Holding it, it settles the previous holder's occurrence if that holder never released: a record still
+//     "started" under an earlier epoch belongs to a claimer that died, and is marked abandoned (and, with
+//     RetryAbandoned, run again once, now, at this higher epoch).
+//  4. It claims the occurrence by creating its run record, carrying a claim id of its own; a 409, a lost answer
+//     or a timeout is resolved by reading the record: the claim id says whether the record is ours.
+//  5. It runs the work under the lease, renewed meanwhile; the work's context ends when the lease is lost or
+//     the caller's context ends.
+//  6. It records how the run ended, on the record's ETag, and releases the lease.
+//
+// So the lease is held only while an occurrence's work runs, and is short: a contender that dies mid-work
+// frees it within LeaseDuration. While the preferred contender lives it runs every occurrence; when it stops,
+// the next one runs the same occurrence r × FailoverDelay late; when it comes back it runs the next one.
+
+// Defaults of RunOptions.
+const (
+	DefaultFailoverDelay = 10 * time.Second
+	DefaultPollInterval  = time.Second
+	DefaultRunGrace      = 10 * time.Second
+)
+
+// metaOccurrence names, in the lease document's metadata, the occurrence whose work the holder runs.
+const metaOccurrence = "occurrence"
+
+// RunOptions tunes RunOnce. Zero values take the defaults.
+type RunOptions struct {
+	// Rank is this contender's place in the preference order: 0 is the most preferred. Contenders of one rank
+	// contend at the same time, and the lease decides between them.
+	Rank int
+	// FailoverDelay is how much later each rank contends: rank r contends no earlier than
+	// occurrence + r × FailoverDelay. Default 10 s. It must exceed the time the preferred contender needs to
+	// claim an occurrence after it fires (a cold start included), or another rank may run it first.
+	FailoverDelay time.Duration
+	// PollInterval is how often a waiting contender reads the run record (and, once its time has come, tries
+	// the lease); default 1 s.
+	PollInterval time.Duration
+	// Until, when not zero, is the last moment this contender starts the occurrence. If the lease is still
+	// held by someone else then (the work of another occurrence still runs), the occurrence is recorded as
+	// skipped for overlap, so that it never runs beside that work. Set it to the time this contender would
+	// contend for the next occurrence: the next occurrence + Rank × FailoverDelay. Zero waits for as long as ctx
+	// allows.
+	Until time.Time
+	// RetryAbandoned runs an abandoned occurrence once more (at the new holder's epoch, before its own
+	// occurrence): at least once instead of at most once for occurrences whose claimer died mid-work.
+	RetryAbandoned bool
+	// Retention is how long run records are kept after their last write (their ttl); default
+	// DefaultRunRetention, at least MinRunRetention. An occurrence older than the retention is skipped: its
+	// record could have expired, so claiming it could run it twice.
+	Retention time.Duration
+	// Instance names this process in the record; default Options.Hostname.
+	Instance string
+	// PastDue marks a late run (a scheduler catching up); it is recorded.
+	PastDue bool
+	// Schedule and MissedAfter, when set, are written into the record so that readers can list missed
+	// occurrences (MissedOccurrences) without knowing the schedule.
+	Schedule    string
+	MissedAfter time.Duration
+	// Grace is how long the work has to return after its context ends; default 10 s. Work that does not return
+	// by then is left running: RunOnce returns, keeps the lease (renewed) until the work returns so no other
+	// occurrence starts beside it, and starts no other work of this lease key in this Client meanwhile.
+	Grace time.Duration
+	// FinishWithin bounds recording how the run ended and releasing the lease, after the work returned (or its
+	// grace passed); default twice Options.RequestTimeout.
+	FinishWithin time.Duration
+}
+
+func (o RunOptions) withDefaults(c *Client) (RunOptions, error) {
+	if o.Rank < 0 {
+		return o, invalid("Rank %d is negative: 0 is the most preferred contender", o.Rank)
+	}
+	for name, d := range map[string]time.Duration{"FailoverDelay": o.FailoverDelay, "PollInterval": o.PollInterval,
+		"Retention": o.Retention, "Grace": o.Grace, "FinishWithin": o.FinishWithin, "MissedAfter": o.MissedAfter} {
+		if d < 0 {
+			return o, invalid("%s is negative (%s)", name, d)
+		}
+	}
+	if o.FailoverDelay == 0 {
+		o.FailoverDelay = DefaultFailoverDelay
+	}
+	if o.PollInterval == 0 {
+		o.PollInterval = DefaultPollInterval
+	}
+	if o.Retention == 0 {
+		o.Retention = DefaultRunRetention
+	}
+	if o.Retention < MinRunRetention || o.Retention > MaxRunRetention {
+		return o, invalid("Retention %s is outside %s to %s: a run record must outlive every late tick of its occurrence", o.Retention, MinRunRetention, MaxRunRetention)
+	}
+	if o.Grace == 0 {
+		o.Grace = DefaultRunGrace
+	}
+	if o.FinishWithin == 0 {
+		o.FinishWithin = 2 * c.opts.RequestTimeout
+	}
+	if o.Instance == "" {
+		o.Instance = c.opts.Hostname
+	}
+	return o, nil
+}
+
+// Run is the occurrence a work function runs.
+type Run struct {
+	Key string
+	// Occurrence is the schedule time this run is for.
+	Occurrence time.Time
+	// Epoch is the lease's fencing token for this run: pass it to any system that can refuse a superseded
+	// holder's writes. For Cosmos DB items, write through Fence.
+	Epoch                   int64
+	Region, Owner, Instance string
+	PastDue                 bool
+	// Retry is set when this runs an abandoned occurrence again (RunOptions.RetryAbandoned).
+	Retry bool
+
+	out *runOutcome
+}
+
+type runOutcome struct{ exitCode *int }
+
+// Fence returns a view of container whose writes carry this run's epoch, refused by Cosmos DB once a later
+// holder of the lease has written the same item through its own fence (see Fence). Keep one per container for
+// the run. A work function that gets an error wrapping ErrFenced should return it: the run is recorded lost.
+func (r Run) Fence(container *azcosmos.ContainerClient) *Fence { return NewFence(container, r.Epoch) }
+
+// SetExitCode records the exit status of a command the work ran, in the run record.
+func (r Run) SetExitCode(code int) {
+	if r.out != nil {
+		r.out.exitCode = &code
+	}
+}
+
+// RunFunc is the work of one occurrence. ctx ends when the lease is lost or RunOnce's context ends: return
+// then.
+type RunFunc func(ctx context.Context, run Run) error
+
+// Outcomes of RunOnce (RunResult.Status).
+const (
+	RunExecuted = "executed" // the work ran here and returned nil
+	// RunSkipped (the record status) also names the outcome of a contender that did not run the occurrence:
+	// another claimed it, or it was skipped for overlap or for its age.
+)
+
+// RunResult is what RunOnce did.
+type RunResult struct {
+	Occurrence time.Time
+	// Status is executed, skipped, failed, lost or timed-out.
+	Status string
+	// Reason says why the occurrence was skipped, or why the run failed.
+	Reason string
+	// Record is the occurrence's run record as RunOnce last wrote or read it: ours, or the claimer's that made
+	// us skip. Its ID is set even when no record was read.
+	Record RunRecord
+	// Epoch is the lease epoch the work ran at (0 when it did not run here).
+	Epoch int64
+	// WorkStarted is when the work started here (zero when it did not); FailoverDelay is its lateness after the
+	// occurrence.
+	WorkStarted   time.Time
+	FailoverDelay time.Duration
+	// StillRunning is set when the work did not return within Grace after its context ended.
+	StillRunning bool
+	// Abandoned is the record of an earlier occurrence this call found abandoned and marked; Retried is the
+	// result of running it again (RetryAbandoned).
+	Abandoned *RunRecord
+	Retried   *RunResult
+}
+
+// ErrStillRunning is returned by RunOnce while work of an earlier occurrence of the same lease key, stopped at
+// its deadline but not yet returned, still runs in this Client.
+var ErrStillRunning = errors.New("the work of an earlier occurrence still runs although its context ended; the work must return when its context ends")
+
+// RunOnce runs work for one occurrence of a schedule at most once across every contender that calls it for the
+// same lease key and occurrence, preferring contenders by rank (see the comment at the top of occurrence.go,
+// and README's "Scheduled work"). It returns when the work has run here (Status executed, or failed, lost,
+// timed-out with a non-nil error), when another contender claimed the occurrence or it was skipped (skipped,
+// nil error), or when ctx ends while waiting (an error; nothing was recorded).
+//
+// Requests: a contender that is not preferred and sees the occurrence claimed makes one point read per
+// PollInterval until then. The one that runs it makes a point read of the record, the lease's read and write,
+// the record's create, its replace when the work ends, and the lease's release. Options.TakeOverSameOwner must
+// be off: it would let a duplicate tick take the lease from a running occurrence.
+func (c *Client) RunOnce(ctx context.Context, key string, occurrence time.Time, opts RunOptions, work RunFunc) (RunResult, error) {
+	t := occurrence.UTC().Truncate(time.Millisecond)
+	res := RunResult{Occurrence: t, Status: RunFailed}
+	id, err := leasedoc.ID(key)
+	if err != nil {
+		return res, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if _, err := runIDPrefix(key); err != nil {
+		return res, err
+	}
+	if c.pkProp == "id" {
+		return res, invalid("%s", errPartitionedOnID)
+	}
+	if c.opts.TakeOverSameOwner {
+		return res, invalid("RunOnce needs Options.TakeOverSameOwner off: with it a duplicate tick would take the lease from the process running the occurrence")
+	}
+	if work == nil {
+		return res, invalid("RunOnce needs a work function")
+	}
+	o, err := opts.withDefaults(c)
+	if err != nil {
+		return res, err
+	}
+	rid := RunID(key, t)
+	res.Record = RunRecord{ID: rid, LeaseKey: key, Occurrence: t}
+	if c.straggling(key) {
+		res.Reason = ErrStillRunning.Error()
+		return res, ErrStillRunning
+	}
+	if c.tooOld(t, o) {
+		return c.skipped(res, nil, fmt.Sprintf("occurrence %s is older than the run-record retention (%s): its record may have expired, so running it could run it twice",
+			t.Format(time.RFC3339), o.Retention)), nil
+	}
+
+	// 1. Watch until this rank's time.
+	contendAt := t.Add(time.Duration(o.Rank) * o.FailoverDelay)
+	for {
+		rec, err := c.readRun(ctx, key, rid)
+		switch {
+		case err != nil && !store.Retryable(err):
+			return res, err
+		case rec != nil:
+			return c.skipped(res, rec, ""), nil
+		}
+		now := c.clock.Now()
+		if err == nil && !now.Before(contendAt) {
+			break
+		}
+		wait := o.PollInterval
+		if err == nil {
+			wait = min(wait, contendAt.Sub(now))
+		}
+		if werr := c.sleep(ctx, wait); werr != nil {
+			return res, waitError(werr, err)
+		}
+	}
+
+	// 2. Take the lease, watching the record while another holds it.
+	meta := map[string]string{metaOccurrence: t.Format(time.RFC3339Nano)}
+	var lease *Lease
+	for {
+		if lease, err = c.attempt(ctx, key, id, meta); err == nil {
+			break
+		}
+		var held *HeldError
+		if !errors.As(err, &held) && !store.Retryable(err) {
+			return res, err
+		}
+		if held != nil && !o.Until.IsZero() && !c.clock.Now().Before(o.Until) {
+			return c.skipForOverlap(ctx, res, held.Holder, o)
+		}
+		wait := o.PollInterval
+		if held != nil && held.Holder.ExpiresIn > 0 && held.Holder.ExpiresIn < wait {
+			wait = held.Holder.ExpiresIn + 10*time.Millisecond
+		}
+		if werr := c.sleep(ctx, wait); werr != nil {
+			return res, waitError(werr, err)
+		}
+		rec, rerr := c.readRun(ctx, key, rid)
+		switch {
+		case rerr != nil && !store.Retryable(rerr):
+			return res, rerr
+		case rec != nil:
+			return c.skipped(res, rec, ""), nil
+		}
+	}
+	h := &runHolding{c: c, key: key, lease: lease, o: o, work: work}
+	defer h.release(ctx)
+	res.Epoch = lease.Epoch()
+
+	// 3. Settle the occurrence of a holder that never released.
+	if p := lease.Previous(); p != nil && !p.Released {
+		if prev, perr := time.Parse(time.RFC3339Nano, p.Metadata[metaOccurrence]); perr == nil {
+			ab, retried, err := h.settle(ctx, prev.UTC(), t)
+			res.Abandoned, res.Retried = ab, retried
+			if err != nil {
+				return res, err
+			}
+			if prev.Equal(t) && ab != nil {
+				if retried != nil { // this occurrence itself was run again
+					retried.Abandoned = ab
+					return *retried, retriedErr(retried)
+				}
+				return c.skipped(res, ab, fmt.Sprintf("its claimer (%s, instance %s, epoch %d) stopped mid-work; marked abandoned", ab.Owner, ab.Instance, ab.Epoch)), nil
+			}
+		}
+	}
+
+	// 4. Claim the occurrence.
+	if c.tooOld(t, o) {
+		return c.skipped(res, nil, fmt.Sprintf("occurrence %s is older than the run-record retention (%s)", t.Format(time.RFC3339), o.Retention)), nil
+	}
+	rec := &RunRecord{ID: rid, LeaseKey: key, Type: store.TypeRun, Occurrence: t, Status: RunStarted, Region: c.opts.Region,
+		Owner: c.opts.OwnerID, Instance: o.Instance, Epoch: res.Epoch, PastDue: o.PastDue, Schedule: o.Schedule,
+		MissedAfterMs: o.MissedAfter.Milliseconds()}
+	existing, err := h.claim(ctx, rec)
+	if err != nil {
+		return res, err
+	}
+	if existing != nil {
+		return c.skipped(res, existing, ""), nil
+	}
+
+	// 5 and 6. Run it, record how it ended, release.
+	r := h.run(ctx, rec, false)
+	r.Abandoned, r.Retried = res.Abandoned, res.Retried
+	return r, retriedErr(&r)
+}
+
+// retriedErr is the error RunOnce returns with a result of running the work.
+func retriedErr(r *RunResult) error {
+	if r.Status == RunExecuted {
+		return nil
+	}
+	if r.Reason != "" {
+		return fmt.Errorf("occurrence %s: %s: %s", r.Occurrence.Format(time.RFC3339), r.Status, r.Reason)
+	}
+	return fmt.Errorf("occurrence %s: %s", r.Occurrence.Format(time.RFC3339), r.Status)
+}
+
+func waitError(ctxErr, last error) error {
+	if last != nil {
+		return fmt.Errorf("%w (last request: %v)", ctxErr, last)
+	}
+	return ctxErr
+}
+
+// sleep waits d on the client's clock, or until ctx ends (its cause is returned).
+func (c *Client) sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-c.clock.After(d):
+		return nil
+	}
+}
+
+// tooOld reports whether an occurrence's record could already have expired.
+func (c *Client) tooOld(t time.Time, o RunOptions) bool {
+	return c.clock.Now().Sub(t) >= o.Retention-retentionMargin
+}
+
+// skipped completes a result for an occurrence this contender does not run: rec (when not nil) is the record
+// that shows it claimed.
+func (c *Client) skipped(res RunResult, rec *RunRecord, reason string) RunResult {
+	res.Status = RunSkipped
+	if rec != nil {
+		res.Record = *rec
+	}
+	if reason == "" && rec != nil {
+		reason = fmt.Sprintf("claimed by %s (region %s, instance %s) at epoch %d: %s", dashIfEmpty(rec.Owner), dashIfEmpty(rec.Region),
+			dashIfEmpty(rec.Instance), rec.Epoch, rec.Status)
+		if rec.Status == RunSkipped && rec.Reason != "" {
+			reason = "recorded as skipped: " + rec.Reason
+		}
+	}
+	res.Reason = reason
+	return res
+}
+
+func dashIfEmpty(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// skipForOverlap records the occurrence as skipped because its time ran out while another holder kept the
+// lease: a run record that nobody can claim after it, so the occurrence never runs beside that work. If a
+// claim got there first, that claim stands.
+func (c *Client) skipForOverlap(ctx context.Context, res RunResult, holder State, o RunOptions) (RunResult, error) {
+	reason := fmt.Sprintf("overlap: the lease was still held by %s (region %s)", dashIfEmpty(holder.Owner), dashIfEmpty(holder.Region))
+	if occ := holder.Metadata[metaOccurrence]; occ != "" {
+		reason += " running occurrence " + occ
+	}
+	reason += fmt.Sprintf(" when this occurrence's time ran out (%s)", o.Until.UTC().Format(time.RFC3339))
+	now := c.clock.Now().UTC()
+	rec := &RunRecord{ID: res.Record.ID, LeaseKey: res.Record.LeaseKey, Type: store.TypeRun, Occurrence: res.Occurrence,
+		Status: RunSkipped, Reason: reason, Region: c.opts.Region, Owner: c.opts.OwnerID, Instance: o.Instance,
+		ClaimID: newLeaseID(), PastDue: o.PastDue, StartedAt: now, FinishedAt: now, Schedule: o.Schedule,
+		MissedAfterMs: o.MissedAfter.Milliseconds()}
+	existing, err := c.createClaim(ctx, rec, o.Retention)
+	if err != nil {
+		return res, err
+	}
+	if existing != nil {
+		return c.skipped(res, existing, ""), nil
+	}
+	c.log.Info("occurrence skipped for overlap", "lease", rec.LeaseKey, "occurrence", res.Occurrence, "reason", reason)
+	return c.skipped(res, rec, reason), nil
+}
+
+// createClaim creates rec, a record carrying a fresh claim id. It returns nil when rec is now stored (our
+// create was applied, even if its answer was lost or was a 409 to the SDK's own retry), or the record another
+// claim stored first.
+func (c *Client) createClaim(ctx context.Context, rec *RunRecord, ttl time.Duration) (*RunRecord, error) {
+	if rec.ClaimID == "" {
+		rec.ClaimID = newLeaseID()
+	}
+	for attempt := 0; ; attempt++ {
+		err := c.writeRun(ctx, rec, "", ttl)
+		if err == nil {
+			return nil, nil
+		}
+		kind := store.KindOf(err)
+		if kind != store.Conflict && !store.Retryable(err) {
+			return nil, err
+		}
+		// 409, or the outcome is unknown: the record may be ours. Read it; a replica behind our create may
+		// still answer that it is missing, so a 409 is believed over a missing record.
+		got, rerr := c.readRun(ctx, rec.LeaseKey, rec.ID)
+		switch {
+		case rerr != nil && !store.Retryable(rerr):
+			return nil, rerr
+		case got != nil && got.ClaimID == rec.ClaimID:
+			rec.ETag = got.ETag
+			c.log.Info("claim recognised after an ambiguous answer", "lease", rec.LeaseKey, "occurrence", rec.Occurrence)
+			return nil, nil
+		case got != nil:
+			return got, nil
+		}
+		if ctx.Err() != nil || attempt >= 20 {
+			return nil, fmt.Errorf("claim of occurrence %s not settled: %w", rec.Occurrence.Format(time.RFC3339), err)
+		}
+		wait := 50 * time.Millisecond << min(attempt, 5)
+		var se *store.Error
+		if errors.As(err, &se) && se.RetryAfter > wait {
+			wait = se.RetryAfter
+		}
+		if werr := c.sleep(ctx, wait); werr != nil {
+			return nil, werr
+		}
+	}
+}
+
+// runHolding is one held lease of RunOnce.
+type runHolding struct {
+	c     *Client
+	key   string
+	lease *Lease
+	o     RunOptions
+	work  RunFunc
+	// keep: the work outlived its grace; the lease stays held (renewed) until it returns.
+	keep bool
+}
+
+func (h *runHolding) release(ctx context.Context) {
+	if h.keep {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.o.FinishWithin)
+	defer cancel()
+	if err := h.lease.Release(rctx); err != nil {
+		h.c.log.Warn("release after the run failed; the lease expires on its own", "lease", h.key, "error", err)
+	}
+}
+
+// claim creates the occurrence's record under the lease. It returns the record of another claim, if one was
+// first.
+func (h *runHolding) claim(ctx context.Context, rec *RunRecord) (*RunRecord, error) {
+	rec.StartedAt = h.c.clock.Now().UTC()
+	ctx, cancel := h.leaseBound(ctx)
+	defer cancel()
+	existing, err := h.c.createClaim(ctx, rec, h.o.Retention)
+	if err != nil && h.lease.Err() != nil {
+		return nil, fmt.Errorf("the lease was lost before the occurrence could be claimed: %w", h.lease.Err())
+	}
+	return existing, err
+}
+
+// leaseBound is ctx, ended also when the lease ends.
+func (h *runHolding) leaseBound(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(h.lease.Context(), func() { cancel(context.Cause(h.lease.Context())) })
+	return ctx, func() { stop(); cancel(nil) }
+}
+
+// settle looks at the run record of occurrence prev, which the previous holder of the lease was running when it
+// stopped without releasing. A record still "started" at an earlier epoch is abandoned: its claimer's holding
+// ended before ours began. Mark it so, and with RetryAbandoned run it again once. current is the occurrence
+// this call is for.
+func (h *runHolding) settle(ctx context.Context, prev, current time.Time) (*RunRecord, *RunResult, error) {
+	c := h.c
+	rec, err := c.readRun(ctx, h.key, RunID(h.key, prev))
+	if err != nil || rec == nil || rec.Status != RunStarted || rec.Epoch >= h.lease.Epoch() {
+		return nil, nil, err
+	}
+	abandoned := *rec
+	now := c.clock.Now().UTC()
+	reason := fmt.Sprintf("its claimer (%s, instance %s, epoch %d) stopped while the work ran; found by %s (instance %s) at epoch %d",
+		dashIfEmpty(rec.Owner), dashIfEmpty(rec.Instance), rec.Epoch, c.opts.OwnerID, h.o.Instance, h.lease.Epoch())
+	rec.Status, rec.Reason, rec.FinishedAt = RunAbandoned, reason, now
+	if err := c.writeRun(ctx, rec, rec.ETag, h.o.Retention); err != nil {
+		if store.KindOf(err) == store.Precondition {
+			return nil, nil, nil // its claimer (a paused process) or another holder finished it first
+		}
+		return nil, nil, err
+	}
+	c.log.Warn("occurrence abandoned by its claimer", "lease", h.key, "occurrence", prev, "claimer", abandoned.Owner,
+		"instance", abandoned.Instance, "epoch", abandoned.Epoch)
+	marked := *rec
+	if !h.o.RetryAbandoned || abandoned.Retried || c.tooOld(prev, h.o) {
+		return &marked, nil, nil
+	}
+	// Run it again, once: the record becomes this holder's claim, on the ETag of the marking.
+	rec.Status, rec.Retried, rec.Epoch, rec.ClaimID = RunStarted, true, h.lease.Epoch(), newLeaseID()
+	rec.Region, rec.Owner, rec.Instance, rec.StartedAt, rec.FinishedAt = c.opts.Region, c.opts.OwnerID, h.o.Instance, now, time.Time{}
+	rec.Reason = "re-run at least once: " + reason
+	rec.Error, rec.ExitCode = "", nil
+	if err := c.writeRun(ctx, rec, rec.ETag, h.o.Retention); err != nil {
+		if store.KindOf(err) == store.Precondition {
+			return &marked, nil, nil
+		}
+		return &marked, nil, err
+	}
+	c.log.Info("running an abandoned occurrence again", "lease", h.key, "occurrence", prev, "epoch", rec.Epoch)
+	r := h.run(ctx, rec, true)
+	if r.StillRunning || h.lease.Err() != nil {
+		// No second work beside it, and no claim without the lease.
+		return &marked, &r, fmt.Errorf("the re-run of abandoned occurrence %s ended %s; occurrence %s not started: %s",
+			prev.Format(time.RFC3339), r.Status, current.Format(time.RFC3339), r.Reason)
+	}
+	return &marked, &r, nil
+}
+
+// run runs the work for rec under the lease and records how it ended.
+func (h *runHolding) run(ctx context.Context, rec *RunRecord, retry bool) RunResult {
+	c, lease := h.c, h.lease
+	res := RunResult{Occurrence: rec.Occurrence, Epoch: lease.Epoch(), Record: *rec}
+	out := &runOutcome{}
+	run := Run{Key: h.key, Occurrence: rec.Occurrence, Epoch: lease.Epoch(), Region: c.opts.Region, Owner: c.opts.OwnerID,
+		Instance: h.o.Instance, PastDue: rec.PastDue, Retry: retry, out: out}
+	workCtx, cancel := h.leaseBound(ctx)
+	defer cancel()
+	res.WorkStarted = c.clock.Now()
+	res.FailoverDelay = max(0, res.WorkStarted.Sub(rec.Occurrence))
+	c.log.Info("occurrence claimed; running", "lease", h.key, "occurrence", rec.Occurrence, "epoch", run.Epoch, "retry", retry)
+	done := make(chan error, 1)
+	go func() { done <- h.work(workCtx, run) }()
+	var werr error
+	returned := true
+	select {
+	case werr = <-done:
+	case <-workCtx.Done():
+		select {
+		case werr = <-done:
+		case <-c.clock.After(h.o.Grace):
+			returned = false
+		}
+	}
+	status := RunCompleted
+	switch {
+	case lease.Err() != nil && !errors.Is(lease.Err(), ErrReleased):
+		status, werr = RunLost, fmt.Errorf("the lease was lost while the work ran: %v", lease.Err())
+	case errors.Is(werr, ErrFenced):
+		status, werr = RunLost, fmt.Errorf("a later holder of the lease has written, so Cosmos DB refused the work's write: %w", werr)
+	case returned && werr == nil:
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		status, werr = RunTimedOut, context.Cause(ctx)
+	case ctx.Err() != nil:
+		status, werr = RunFailed, fmt.Errorf("interrupted: %w", context.Cause(ctx))
+	case werr != nil:
+		status = RunFailed
+	}
+	if !returned {
+		werr = fmt.Errorf("%w; the work did not return within %s after its context ended and may still be running", werr, h.o.Grace)
+		res.StillRunning = true
+		h.straggle(done)
+	}
+	rec.Status, rec.FinishedAt, rec.ExitCode = status, c.clock.Now().UTC(), out.exitCode
+	if werr != nil {
+		rec.Error = werr.Error()
+	}
+	fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), h.o.FinishWithin)
+	defer fcancel()
+	if err := c.writeRun(fctx, rec, rec.ETag, h.o.Retention); err != nil {
+		if store.KindOf(err) == store.Precondition {
+			// A later holder marked it abandoned: our lease had ended. Say so.
+			if cur, _ := c.readRun(fctx, h.key, rec.ID); cur != nil && cur.ClaimID != rec.ClaimID || cur != nil && cur.Status == RunAbandoned {
+				status, werr = RunLost, fmt.Errorf("a later holder marked the run abandoned (%s); the work's result was not recorded", cur.Reason)
+				rec = cur
+			}
+		} else {
+			c.log.Warn("could not record how the run ended", "lease", h.key, "occurrence", rec.Occurrence, "error", err)
+		}
+	}
+	res.Record = *rec
+	res.Status = status
+	if status == RunCompleted {
+		res.Status = RunExecuted
+	}
+	if werr != nil {
+		res.Reason = werr.Error()
+	}
+	return res
+}
+
+// straggle keeps the lease, and this client's lease key busy, until work left past its grace returns.
+func (h *runHolding) straggle(done <-chan error) {
+	h.keep = true
+	c := h.c
+	c.mu.Lock()
+	if c.stragglers == nil {
+		c.stragglers = map[string]bool{}
+	}
+	c.stragglers[h.key] = true
+	c.mu.Unlock()
+	go func() {
+		err := <-done
+		c.log.Info("work left past its deadline has returned", "lease", h.key, "error", err)
+		c.mu.Lock()
+		delete(c.stragglers, h.key)
+		c.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), h.o.FinishWithin)
+		defer cancel()
+		_ = h.lease.Release(ctx)
+	}()
+}
+
+func (c *Client) straggling(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stragglers[key]
+}

@@ -1,0 +1,293 @@
+package cosmoslease
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cosmoslease/cosmoslease/internal/store"
+)
+
+// Run records: one per (lease key, occurrence), in the lease container, in the lease's partition, with id
+// "run-{key}-{occurrence}" and type "run". Creating one is the claim of an occurrence, and an id can be created
+// only once, so at most one claim of each occurrence ever succeeds. Each record carries a ttl (the retention,
+// in seconds): on a container whose default time-to-live is −1 records expire on their own, while lease
+// documents, which carry no ttl, never do. The occurrence is stored at a fixed width so that it sorts as text.
+
+// RunPrefix starts every run record id.
+const RunPrefix = "run-"
+
+// Run record defaults and limits.
+const (
+	// DefaultRunRetention is how long a run record is kept after its last write.
+	DefaultRunRetention = 30 * 24 * time.Hour
+	// MinRunRetention is the shortest retention RunOnce accepts: a record must outlive every late tick and
+	// past-due replay of its occurrence, or the occurrence could run again.
+	MinRunRetention = 24 * time.Hour
+	// MaxRunRetention is the longest ttl Cosmos DB accepts (a 32-bit number of seconds).
+	MaxRunRetention = (1<<31 - 1) * time.Second
+	// DefaultRunLimit is how many records Runs reads unless told.
+	DefaultRunLimit = 10
+	// retentionMargin: an occurrence is judged too old to claim safely this long before its record could have
+	// expired, for the clocks of this machine and of Cosmos DB's TTL, which need not agree.
+	retentionMargin = 5 * time.Minute
+)
+
+// Statuses of a run record.
+const (
+	RunStarted   = "started"   // claimed; the work runs (or its claimer died: see RunAbandoned)
+	RunCompleted = "completed" // the work returned nil
+	RunFailed    = "failed"    // the work returned an error, or was interrupted
+	RunLost      = "lost"      // the lease was lost, or Cosmos DB refused a fenced write, while the work ran
+	RunTimedOut  = "timed-out" // the caller's deadline passed while the work ran
+	// RunAbandoned: its claimer stopped (crashed, killed) while the work ran; a later holder of the lease saw
+	// the record still started and marked it.
+	RunAbandoned = "abandoned"
+	// RunSkipped: nobody ran the occurrence, for the reason the record gives (its time ran out while another
+	// occurrence's work held the lease).
+	RunSkipped = "skipped"
+)
+
+// RunRecord is the record of one occurrence of a lease's scheduled work.
+type RunRecord struct {
+	ID         string    `json:"id"`
+	LeaseKey   string    `json:"leaseKey"`
+	Type       string    `json:"type"`
+	Occurrence time.Time `json:"occurrence"`
+	Status     string    `json:"status"`
+	// Reason says why an occurrence was skipped or abandoned, or that it is a re-run.
+	Reason string `json:"reason,omitempty"`
+	Region string `json:"region"`
+	// Owner is the OwnerID of the claimer; Instance its process.
+	Owner    string `json:"owner,omitempty"`
+	Instance string `json:"instance"`
+	// Epoch is the lease's epoch under which the work ran: it fences the work's writes.
+	Epoch int64 `json:"epoch"`
+	// ClaimID is unique to one claim: a claimer recognises its own record by it after an ambiguous create.
+	ClaimID string `json:"claimId,omitempty"`
+	PastDue bool   `json:"pastDue"`
+	// Retried is set on a re-run of an abandoned occurrence (RunOptions.RetryAbandoned).
+	Retried    bool      `json:"retried,omitempty"`
+	StartedAt  time.Time `json:"startedAt"`
+	FinishedAt time.Time `json:"finishedAt,omitzero"`
+	// ExitCode is the exit status of a command the work ran (Run.SetExitCode).
+	ExitCode *int   `json:"exitCode,omitempty"`
+	Error    string `json:"error,omitempty"`
+	// Schedule and MissedAfterMs, when the claimer knew them, let a reader list missed occurrences (Missed).
+	Schedule      string `json:"schedule,omitempty"`
+	MissedAfterMs int64  `json:"missedAfterMs,omitempty"`
+	ETag          string `json:"_etag,omitempty"`
+}
+
+// RunID is the id of the run record of one occurrence of a lease's work.
+func RunID(key string, occurrence time.Time) string {
+	return RunPrefix + key + "-" + occurrence.UTC().Format("20060102T150405.000Z")
+}
+
+// occurrenceLayout is fixed-width, so the stored text sorts as the times do.
+const occurrenceLayout = "2006-01-02T15:04:05.000Z"
+
+// encodeRun is the stored form: the record, its partition key property, the fixed-width occurrence and the ttl.
+func (c *Client) encodeRun(r *RunRecord, ttl time.Duration) ([]byte, error) {
+	etag := r.ETag
+	r.ETag = ""
+	b, err := json.Marshal(r)
+	r.ETag = etag
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	m[c.pkProp] = r.LeaseKey
+	m["occurrence"] = r.Occurrence.UTC().Format(occurrenceLayout)
+	m["ttl"] = int64(ttl / time.Second)
+	return json.Marshal(m)
+}
+
+// readRun point-reads a run record, with this client's newest session token for the lease's partition (records
+// share it), so it never returns a version older than one this client wrote or read. nil when there is none.
+func (c *Client) readRun(ctx context.Context, key, id string) (*RunRecord, error) {
+	rctx, cancel := c.requestContext(ctx, time.Time{})
+	defer cancel()
+	c.mu.Lock()
+	session := c.sessions[key]
+	c.mu.Unlock()
+	start := c.clock.Now()
+	item, err := c.st.Read(rctx, key, id, session)
+	c.report("run-read", key, start, item, err)
+	if store.KindOf(err) == store.NotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.keepSessionLocked(key, item.Session)
+	c.mu.Unlock()
+	var r RunRecord
+	if err := json.Unmarshal(item.Body, &r); err != nil || r.ID != id {
+		return nil, fmt.Errorf("the run record %s is not a run record this library wrote: %v", id, err)
+	}
+	if r.ETag == "" {
+		r.ETag = item.ETag
+	}
+	return &r, nil
+}
+
+// writeRun creates the record (etag empty) or replaces it on etag, and keeps the new ETag in r.
+func (c *Client) writeRun(ctx context.Context, r *RunRecord, etag string, ttl time.Duration) error {
+	body, err := c.encodeRun(r, ttl)
+	if err != nil {
+		return err
+	}
+	rctx, cancel := c.requestContext(ctx, time.Time{})
+	defer cancel()
+	start := c.clock.Now()
+	var item store.Item
+	op := "run-create"
+	if etag == "" {
+		item, err = c.st.Create(rctx, r.LeaseKey, body)
+	} else {
+		op = "run-replace"
+		item, err = c.st.Replace(rctx, r.LeaseKey, r.ID, body, etag)
+	}
+	if err == nil && item.ETag == "" {
+		err = noETag(op)
+	}
+	c.report(op, r.LeaseKey, start, item, err)
+	if store.KindOf(err) == store.NotFound && etag == "" {
+		return fmt.Errorf("%w: %v", ErrSetup, err)
+	}
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.keepSessionLocked(r.LeaseKey, item.Session)
+	c.mu.Unlock()
+	r.ETag = item.ETag
+	return nil
+}
+
+// Runs returns the newest run records of a lease, newest occurrence first, at most limit of them (1 to 1000;
+// DefaultRunLimit when 0), with one single-partition query that returns only those, however many records the
+// lease has.
+func (c *Client) Runs(ctx context.Context, key string, limit int) ([]RunRecord, error) {
+	if _, err := runIDPrefix(key); err != nil {
+		return nil, err
+	}
+	if limit == 0 {
+		limit = DefaultRunLimit
+	}
+	if limit < 1 || limit > 1000 {
+		return nil, invalid("the number of run records to read must be from 1 to 1000, not %d", limit)
+	}
+	if c.pkProp == "id" {
+		return nil, invalid("%s", errPartitionedOnID)
+	}
+	rctx, cancel := c.requestContext(ctx, time.Time{})
+	defer cancel()
+	c.mu.Lock()
+	session := c.sessions[key]
+	c.mu.Unlock()
+	start := c.clock.Now()
+	prefix := RunPrefix + key + "-"
+	items, charge, err := c.st.Recent(rctx, key, prefix, limit, session)
+	c.report("run-query", key, start, store.Item{Charge: charge}, err)
+	if err != nil {
+		return nil, fmt.Errorf("read the run history of lease %q: %w", key, err)
+	}
+	out := make([]RunRecord, 0, len(items))
+	for _, it := range items {
+		var r RunRecord
+		if err := json.Unmarshal(it.Body, &r); err != nil {
+			return nil, fmt.Errorf("a run record of lease %q cannot be read: %v", key, err)
+		}
+		if r.LeaseKey == key && len(out) < limit { // "run-job-" also starts the ids of lease "job-x"
+			if r.ETag == "" {
+				r.ETag = it.ETag
+			}
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+const errPartitionedOnID = "the lease container is partitioned on /id, so run records cannot share their lease's partition and the run history cannot be read with one single-partition query; use a container partitioned on /leaseKey"
+
+// runIDPrefix checks that a lease key can name run records (ids are at most 255 characters).
+func runIDPrefix(key string) (string, error) {
+	if strings.TrimSpace(key) == "" {
+		return "", invalid("the lease key is empty")
+	}
+	id := RunID(key, time.Time{})
+	if len(id) > 255 {
+		return "", invalid("lease key %q is too long for run record ids (at most %d characters)", key, 255-len(RunID("", time.Time{})))
+	}
+	return RunPrefix + key + "-", nil
+}
+
+// Missed are the occurrences a schedule says were due, in a window, that have no run record.
+type Missed struct {
+	// From and To bound the window: From is the occurrence of the oldest record given, To is now less the time
+	// an occurrence may take to be claimed (so one still being failed over is not counted). Zero when the
+	// window is empty.
+	From, To time.Time
+	// Count is how many occurrences in the window have no record; Times lists the newest of them (at most the
+	// limit given), newest first. Capped is set when the window held too many occurrences to count them all:
+	// Count is then a lower bound.
+	Count  int
+	Times  []time.Time
+	Capped bool
+}
+
+// maxMissedScan bounds how many occurrences MissedOccurrences looks at.
+const maxMissedScan = 100_000
+
+// MissedOccurrences finds the occurrences that are missing from recs, the newest run records of a lease (as
+// Runs returns them): those at which next (the schedule: the first occurrence after a time) says the work was
+// due, after the oldest record given and at least grace before now, and of which no record exists. An
+// occurrence is missed when no contender claimed it in any region: every region was down, Cosmos DB was
+// unreachable from all of them, or the platform did not fire the timer. grace must cover the time the last
+// contender in the preference order may take to claim (its rank × the failover delay, plus a crashed holder's
+// lease running out). It lists at most limit of them, newest first.
+func MissedOccurrences(recs []RunRecord, next func(time.Time) time.Time, now time.Time, grace time.Duration, limit int) Missed {
+	var m Missed
+	if len(recs) == 0 || next == nil {
+		return m
+	}
+	have := make(map[int64]bool, len(recs))
+	from := recs[0].Occurrence
+	for _, r := range recs {
+		have[r.Occurrence.UTC().UnixMilli()] = true
+		if r.Occurrence.Before(from) {
+			from = r.Occurrence
+		}
+	}
+	to := now.Add(-grace)
+	if !to.After(from) {
+		return m
+	}
+	m.From, m.To = from.UTC(), to.UTC()
+	var all []time.Time
+	for t, n := next(from), 0; !t.After(to); t, n = next(t), n+1 {
+		if n >= maxMissedScan {
+			m.Capped = true
+			break
+		}
+		if !have[t.UTC().UnixMilli()] {
+			m.Count++
+			all = append(all, t.UTC())
+			if len(all) > limit {
+				all = all[1:]
+			}
+		}
+	}
+	for i := len(all) - 1; i >= 0; i-- {
+		m.Times = append(m.Times, all[i])
+	}
+	return m
+}
