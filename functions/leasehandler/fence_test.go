@@ -12,7 +12,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 
 	"github.com/cosmoslease/cosmoslease/internal/cosmostest"
-	"github.com/cosmoslease/cosmoslease/internal/runs"
 	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 )
 
@@ -75,7 +74,7 @@ func TestWorkWritesThroughTheFence(t *testing.T) {
 		t.Fatalf("the item after the refused run: runs %v at epoch %v, want the later holder's 100 at epoch 7", n, fence)
 	}
 	recs := runRecords(t, container, h.s.key)
-	if len(recs) != 2 || recs[0].Status != runs.Lost || !strings.Contains(recs[0].Error, "fenced off") {
+	if len(recs) != 2 || recs[0].Status != cosmoslease.RunLost || !strings.Contains(recs[0].Error, "fenced off") {
 		t.Fatalf("run records %+v; want the second lost, fenced off", recs)
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cosmoslease/cosmoslease/internal/runs"
 	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 )
 
@@ -31,19 +29,8 @@ type handler struct {
 	out    *output      // where invocations write what the host must log (protocol.go)
 	now    func() time.Time
 
-	mu        sync.Mutex // one tick at a time; held while the work runs
-	connMu    sync.Mutex // guards opening and closing the clients, so LeaseStatus never waits for a tick's work
-	client    *cosmoslease.Client
-	runs      *runs.Store
-	closeRuns func()
-	lease     *cosmoslease.Lease
-	straggler *straggler // work that did not return after its context ended, if it still runs
-}
-
-// straggler is work left running past its deadline.
-type straggler struct {
-	occurrence string
-	done       <-chan error
+	connMu sync.Mutex // guards opening and closing the client
+	client *cosmoslease.Client
 }
 
 func newHandler(s *settings, setErr error, work WorkFunc, log *slog.Logger) *handler {
@@ -70,9 +57,13 @@ type tickResult struct {
 	Region     string    `json:"region,omitempty"`
 	Owner      string    `json:"owner,omitempty"`
 	Instance   string    `json:"instance,omitempty"`
+	Rank       int       `json:"rank"`
 	Epoch      int64     `json:"epoch,omitempty"`
-	Holder     string    `json:"holder,omitempty"`
-	Reason     string    `json:"reason,omitempty"`
+	// Holder is the owner of the run record that made this region skip.
+	Holder string `json:"holder,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// FailoverDelayMs is how late after the occurrence the work started here.
+	FailoverDelayMs int64 `json:"failoverDelayMs,omitempty"`
 }
 
 func readInvocation(r *http.Request) (invokeRequest, error) {
@@ -87,36 +78,49 @@ func readInvocation(r *http.Request) (invokeRequest, error) {
 	return req, nil
 }
 
-// connect opens the clients once and returns them; a failure is retried on the next invocation.
-func (h *handler) connect(ctx context.Context) (*cosmoslease.Client, *runs.Store, error) {
+// connect opens the client once and returns it; a failure is retried on the next invocation.
+func (h *handler) connect(ctx context.Context) (*cosmoslease.Client, error) {
 	h.connMu.Lock()
 	defer h.connMu.Unlock()
 	if h.client != nil {
-		return h.client, h.runs, nil
+		return h.client, nil
 	}
 	opts := h.s.opts
 	opts.Logger = h.log
 	c, err := cosmoslease.Open(ctx, opts)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	rs, closeRuns, err := runs.Open(opts, h.s.retention)
-	if err != nil {
-		c.Close()
-		return nil, nil, err
-	}
-	h.client, h.runs, h.closeRuns = c, rs, closeRuns
-	return c, rs, nil
+	h.client = c
+	return c, nil
 }
 
-// timer is one tick: hold the lease (renew, or acquire), claim this occurrence, run the work under the lease
-// while renewing it, and record how the run ended, all within the invocation's deadline (timeout.go).
+// runSummary is the one structured line each tick writes: the same figures the metrics carry, for the host to
+// ship to Application Insights (query it with parse_json).
+type runSummary struct {
+	Event           string    `json:"event"`
+	Lease           string    `json:"lease"`
+	Occurrence      time.Time `json:"occurrence"`
+	Region          string    `json:"region"`
+	Instance        string    `json:"instance"`
+	Rank            int       `json:"rank"`
+	Status          string    `json:"status"`
+	Epoch           int64     `json:"epoch,omitempty"`
+	FailoverDelayMs int64     `json:"failoverDelayMs,omitempty"`
+	DurationMs      int64     `json:"durationMs"`
+}
+
+// timer is one tick: elect, for this occurrence, the most preferred region that is alive (the library's
+// RunOnce), and if it is this one run the work under the lease; answer how it went, within the invocation's
+// deadline (timeout.go).
 func (h *handler) timer(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	iv := h.invocation(fnTimer, r)
+	res := tickResult{Status: "failed"}
 	fail := func(format string, args ...any) {
+		res.Status, res.Reason = "failed", fmt.Sprintf(format, args...)
 		iv.fail(format, args...)
-		iv.answer(w, nil, tickResult{Status: "failed", Reason: fmt.Sprintf(format, args...)})
+		iv.answer(w, nil, res)
 	}
 	if h.setErr != nil {
 		fail("%v", h.setErr)
@@ -132,100 +136,82 @@ func (h *handler) timer(w http.ResponseWriter, r *http.Request) {
 		fail("%v", err)
 		return
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
 	ctx, cancel := h.s.budget.deadline(r.Context(), start)
 	defer cancel()
-	res := tickResult{Region: h.s.opts.Region, Owner: h.s.opts.OwnerID, Instance: h.s.instance}
+	res.Region, res.Owner, res.Instance = h.s.opts.Region, h.s.opts.OwnerID, h.s.instance
 	res.Occurrence = h.occurrence(info, sys)
 	occ := res.Occurrence.Format(time.RFC3339)
 
-	if _, _, err := h.connect(ctx); err != nil {
+	client, err := h.connect(ctx)
+	if err != nil {
 		fail("cannot use the lease container: %v", cause(ctx, err))
 		return
 	}
-	lease, err := h.hold(ctx)
-	var held *cosmoslease.HeldError
-	switch {
-	case errors.As(err, &held):
-		res.Status, res.Holder, res.Epoch = "skipped", held.Holder.Owner, held.Holder.Epoch
-		res.Reason = fmt.Sprintf("%s (region %s) holds the lease", held.Holder.Owner, held.Holder.Region)
-		iv.logf("occurrence %s: skipped, %s", occ, res.Reason)
-		iv.answer(w, nil, res)
-		return
-	case err != nil:
-		fail("lease %q: %v", h.s.key, cause(ctx, err))
-		return
-	}
-	res.Epoch = lease.Epoch()
-	if p := lease.Previous(); p != nil && p.Owner == h.s.opts.OwnerID && p.Held {
-		iv.logf("took the lease over at epoch %d from an earlier process of this app (instance %s, epoch %d), which ended without releasing it",
-			res.Epoch, p.Hostname, p.Epoch)
-	}
-	// Work that ignored the end of its context may still run; no second one starts beside it. The lease was
-	// renewed above, so the region keeps it meanwhile.
-	if h.straggler != nil {
-		select {
-		case err := <-h.straggler.done:
-			iv.logf("the work for %s, stopped at its deadline, has since returned (%v)", h.straggler.occurrence, err)
-			h.straggler = nil
-		default:
-			fail("occurrence %s not run: the work for %s still runs although its context ended at its deadline; the work must return when its context ends",
-				occ, h.straggler.occurrence)
-			return
+	rank, ranks := h.s.rank(client.AccountRegions())
+	res.Rank = rank
+	o := h.runOptions(ctx, res.Occurrence, rank, ranks, info.IsPastDue)
+	out, err := client.RunOnce(ctx, h.s.key, res.Occurrence, o, func(ctx context.Context, run cosmoslease.Run) error {
+		what := "executing"
+		if run.Retry {
+			what = "running again (its claimer died mid-work)"
 		}
+		iv.logf("occurrence %s: %s in %s on instance %s at epoch %d", run.Occurrence.Format(time.RFC3339), what, run.Region, run.Instance, run.Epoch)
+		return h.work(ctx, Run{Occurrence: run.Occurrence, Region: run.Region, Instance: run.Instance, Epoch: run.Epoch,
+			PastDue: run.PastDue, Retry: run.Retry, Logf: iv.logf})
+	})
+	if ab := out.Abandoned; ab != nil {
+		iv.logf("occurrence %s was abandoned: %s", ab.Occurrence.UTC().Format(time.RFC3339), ab.Reason)
 	}
-
-	rec := &runs.Record{LeaseKey: h.s.key, Occurrence: res.Occurrence, Region: res.Region, Owner: res.Owner, Instance: res.Instance,
-		Epoch: res.Epoch, PastDue: info.IsPastDue, StartedAt: h.now().UTC()}
-	var already *runs.AlreadyRunError
-	if err := h.runs.Claim(ctx, rec); errors.As(err, &already) {
-		res.Status, res.Reason = "skipped", already.Error()
-		iv.logf("occurrence %s: skipped, %s", occ, res.Reason)
-		iv.answer(w, nil, res)
-		return
-	} else if err != nil {
-		fail("claim occurrence %s: %v", occ, cause(ctx, err))
-		return
+	if rt := out.Retried; rt != nil && !rt.Occurrence.Equal(out.Occurrence) {
+		iv.logf("occurrence %s (abandoned) ran again: %s %s", rt.Occurrence.Format(time.RFC3339), rt.Status, rt.Reason)
 	}
-	iv.logf("occurrence %s: executing in %s on instance %s at epoch %d", occ, res.Region, res.Instance, res.Epoch)
-
-	workErr, returned := h.runUnderLease(ctx, lease, Run{Occurrence: res.Occurrence, Region: res.Region, Instance: res.Instance,
-		Epoch: res.Epoch, PastDue: info.IsPastDue, Logf: iv.logf})
-	status := runs.Completed
+	res.Epoch, res.FailoverDelayMs = out.Epoch, out.FailoverDelay.Milliseconds()
+	iv.logf("%s", h.summary(out, rank, start))
 	switch {
-	case lease.Err() != nil:
-		status = runs.Lost
-		workErr = fmt.Errorf("the lease was lost while the work ran: %v", lease.Err())
-		h.lease = nil
-	case returned && workErr == nil:
-	case errors.Is(workErr, cosmoslease.ErrFenced):
-		// A later holder has written through its fence: this region was superseded, though its lease object has
-		// not heard of it yet (the next tick's renewal will).
-		status = runs.Lost
-		workErr = fmt.Errorf("a later holder of the lease has written, so Cosmos DB refused the work's write: %w", workErr)
-	case errors.Is(context.Cause(ctx), errDeadline):
-		status = runs.TimedOut
-		workErr = context.Cause(ctx)
-		if !returned {
-			workErr = fmt.Errorf("%w; the work did not return within %s after its context ended and may still be running", workErr, h.s.budget.grace)
-		}
-	case workErr != nil:
-		status = runs.Failed
-	}
-	finishing, cancelFinish := h.s.budget.finishing(ctx, start)
-	defer cancelFinish()
-	if err := h.runs.Finish(finishing, rec, status, h.now().UTC(), workErr); err != nil {
-		iv.logf("could not record the end of the run: %v", err)
-	}
-	if workErr != nil {
-		res.Status, res.Reason = "failed", workErr.Error()
-		iv.fail("occurrence %s: %s: %v", occ, status, workErr)
-	} else {
+	case err == nil && out.Status == cosmoslease.RunSkipped:
+		res.Status, res.Reason, res.Holder, res.Epoch = "skipped", out.Reason, out.Record.Owner, out.Record.Epoch
+		iv.logf("occurrence %s: skipped, %s", occ, res.Reason)
+	case err == nil:
 		res.Status = "executed"
 		iv.logf("occurrence %s: done", occ)
+	case out.WorkStarted.IsZero():
+		fail("occurrence %s: %v", occ, cause(ctx, err))
+		return
+	default:
+		fail("occurrence %s: %s: %s", occ, out.Status, out.Reason)
+		return
 	}
 	iv.answer(w, nil, res)
+}
+
+// runOptions are the election's options for one occurrence. A region of rank r contends r × the failover delay
+// after the occurrence, and gives the occurrence up (recorded as skipped for overlap) if another occurrence's
+// work still holds the lease when it would contend for the next one, or shortly before the invocation's
+// deadline.
+func (h *handler) runOptions(ctx context.Context, occ time.Time, rank, ranks int, pastDue bool) cosmoslease.RunOptions {
+	o := cosmoslease.RunOptions{Rank: rank, FailoverDelay: h.s.delay, RetryAbandoned: h.s.retryAbandoned,
+		Retention: h.s.retention, Instance: h.s.instance, PastDue: pastDue, Schedule: h.s.sched.Expr(),
+		MissedAfter: h.s.missedAfter(ranks), Grace: h.s.budget.grace, FinishWithin: h.s.budget.finish}
+	o.Until = h.s.sched.Next(occ).Add(time.Duration(rank) * h.s.delay)
+	if dl, ok := ctx.Deadline(); ok {
+		if last := dl.Add(-2 * h.client.Options().RequestTimeout); last.Before(o.Until) {
+			o.Until = last
+		}
+	}
+	return o
+}
+
+// missedAfter is how long after an occurrence its run record may still be missing without it being missed: the
+// last rank's delay, a crashed holder's lease running out, and a little.
+func (s *settings) missedAfter(ranks int) time.Duration {
+	return time.Duration(ranks)*s.delay + s.opts.LeaseDuration + 10*time.Second
+}
+
+func (h *handler) summary(out cosmoslease.RunResult, rank int, start time.Time) string {
+	b, _ := json.Marshal(runSummary{Event: "cosmoslease.run", Lease: h.s.key, Occurrence: out.Occurrence, Region: h.s.opts.Region,
+		Instance: h.s.instance, Rank: rank, Status: out.Status, Epoch: out.Epoch, FailoverDelayMs: out.FailoverDelay.Milliseconds(),
+		DurationMs: time.Since(start).Milliseconds()})
+	return string(b)
 }
 
 // cause prefers the reason the invocation's context ended to the bare error of a request it cut short.
@@ -234,69 +220,6 @@ func cause(ctx context.Context, err error) error {
 		return fmt.Errorf("%w (%v)", context.Cause(ctx), err)
 	}
 	return err
-}
-
-// hold renews the lease this process holds, or tries once to acquire it.
-func (h *handler) hold(ctx context.Context) (*cosmoslease.Lease, error) {
-	if h.lease != nil {
-		err := h.lease.Renew(ctx)
-		if err == nil {
-			return h.lease, nil
-		}
-		if !errors.Is(err, cosmoslease.ErrLeaseLost) && !errors.Is(err, cosmoslease.ErrReleased) {
-			return nil, err // unknown outcome: keep the lease object, the next tick tries again
-		}
-		h.lease = nil
-	}
-	lease, err := h.client.TryAcquire(ctx, h.s.key)
-	if err != nil {
-		return nil, err
-	}
-	h.lease = lease
-	return lease, nil
-}
-
-// runUnderLease runs the work with a context that ends when the lease is lost or the invocation's deadline
-// passes, renewing the lease every RenewInterval meanwhile. Once the context has ended the work has the
-// budget's grace to return; if it does not, runUnderLease returns anyway (returned false) and leaves the work
-// behind as the straggler.
-func (h *handler) runUnderLease(ctx context.Context, lease *cosmoslease.Lease, run Run) (err error, returned bool) {
-	workCtx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stop := context.AfterFunc(lease.Context(), func() { cancel(context.Cause(lease.Context())) })
-	defer stop()
-	renewing := make(chan struct{})
-	defer close(renewing)
-	go func() {
-		t := time.NewTicker(h.s.opts.RenewInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-renewing:
-				return
-			case <-t.C:
-				if err := lease.Renew(workCtx); err != nil {
-					h.log.Warn("renewal during work failed", "error", err)
-				}
-			}
-		}
-	}()
-	done := make(chan error, 1)
-	go func() { done <- h.work(workCtx, run) }()
-	select {
-	case err := <-done:
-		return err, true
-	case <-workCtx.Done():
-	}
-	grace := time.NewTimer(h.s.budget.grace)
-	defer grace.Stop()
-	select {
-	case err := <-done:
-		return err, true
-	case <-grace.C:
-		h.straggler = &straggler{occurrence: run.Occurrence.Format(time.RFC3339), done: done}
-		return context.Cause(workCtx), false
-	}
 }
 
 // occurrence names the schedule occurrence this tick is for, the same in every region. During a scheduled
@@ -310,14 +233,14 @@ func (h *handler) occurrence(info timerInfo, sys sysMetadata) time.Time {
 		now = h.now().UTC()
 	}
 	limit := now.Add(time.Second)
-	if st := info.ScheduleStatus; st != nil && !st.Next.IsZero() && !st.Next.After(limit) && h.s.sched.contains(st.Next.Time) {
+	if st := info.ScheduleStatus; st != nil && !st.Next.IsZero() && !st.Next.After(limit) && h.s.sched.Contains(st.Next.Time) {
 		return st.Next.UTC()
 	}
-	return h.s.sched.prev(limit)
+	return h.s.sched.Prev(limit)
 }
 
-// status is the HTTP function LeaseStatus: the lease and its newest runs. When it cannot read them the
-// invocation fails (500), and the host answers the caller with 500.
+// status is the HTTP function LeaseStatus: the lease, its newest runs and the occurrences missed among them.
+// When it cannot read them the invocation fails (500), and the host answers the caller with 500.
 func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 	iv := h.invocation(fnStatus, r)
 	fail := func(format string, args ...any) {
@@ -334,7 +257,7 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := h.s.budget.deadline(r.Context(), time.Now())
 	defer cancel()
-	client, rs, err := h.connect(ctx)
+	client, err := h.connect(ctx)
 	if err != nil {
 		fail("cannot use the lease container: %v", cause(ctx, err))
 		return
@@ -344,51 +267,66 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 		fail("read lease %q: %v", h.s.key, cause(ctx, err))
 		return
 	}
-	recent, err := rs.Recent(ctx, h.s.key, runs.DefaultLimit)
+	recent, err := client.Runs(ctx, h.s.key, cosmoslease.DefaultRunLimit)
 	if err != nil {
 		fail("%v", cause(ctx, err))
 		return
 	}
-	b, _ := json.Marshal(statusBody{Lease: h.s.key, State: s.Status(), Owner: s.Owner, Region: s.Region, Instance: s.Hostname,
-		Epoch: s.Epoch, ExpiresInMs: s.ExpiresIn.Milliseconds(), Renewals: s.Renewals, RecentRuns: recent})
+	_, ranks := h.s.rank(client.AccountRegions())
+	missed := cosmoslease.MissedOccurrences(recent, h.s.sched.Next, h.now(), h.s.missedAfter(ranks), cosmoslease.DefaultRunLimit)
+	body := statusBody{Lease: h.s.key, State: s.Status(), Owner: s.Owner, Region: s.Region, Instance: s.Hostname,
+		Epoch: s.Epoch, ExpiresInMs: s.ExpiresIn.Milliseconds(), Renewals: s.Renewals, Occurrence: s.Metadata["occurrence"],
+		RecentRuns: recent, MissedCount: missed.Count, Missed: missed.Times, MissedCapped: missed.Capped}
+	if body.Missed == nil {
+		body.Missed = []time.Time{}
+	}
+	if !missed.From.IsZero() {
+		body.MissedWindow = &window{From: missed.From, To: missed.To}
+	}
+	b, _ := json.Marshal(body)
 	iv.answer(w, map[string]any{"res": httpOutput{StatusCode: http.StatusOK, Headers: map[string]string{"Content-Type": "application/json"}, Body: string(b)}}, nil)
 }
 
-// statusBody is LeaseStatus's answer: the lease as its document shows it, and the newest runs. On Flex
-// Consumption HTTP functions run on instances of their own, never the timer's, so the answer says nothing
-// about the process that serves it: whoever holds the lease is named by owner and region.
+// statusBody is LeaseStatus's answer: the lease as its document shows it, the newest runs, and the occurrences
+// missed among them. On Flex Consumption HTTP functions run on instances of their own, never the timer's, so the
+// answer says nothing about the process that serves it. The lease is held only while an occurrence's work runs:
+// between runs it is released.
 type statusBody struct {
 	Lease string `json:"lease"`
 	// State is held, expired, released, free or invalid; ExpiresInMs is the longest the holder may still hold it,
 	// as far as this reader can tell.
 	State string `json:"state"`
-	// Owner is the holding region's app; Instance the process of it that last wrote the lease.
-	Owner       string        `json:"owner"`
-	Region      string        `json:"region"`
-	Instance    string        `json:"instance"`
-	Epoch       int64         `json:"epoch"`
-	ExpiresInMs int64         `json:"expiresInMs"`
-	Renewals    int64         `json:"renewals"`
-	RecentRuns  []runs.Record `json:"recentRuns"`
+	// Owner is the region's app that last held the lease; Instance its process; Occurrence the occurrence it ran.
+	Owner       string                  `json:"owner"`
+	Region      string                  `json:"region"`
+	Instance    string                  `json:"instance"`
+	Epoch       int64                   `json:"epoch"`
+	ExpiresInMs int64                   `json:"expiresInMs"`
+	Renewals    int64                   `json:"renewals"`
+	Occurrence  string                  `json:"occurrence,omitempty"`
+	RecentRuns  []cosmoslease.RunRecord `json:"recentRuns"`
+	// MissedCount is how many occurrences in MissedWindow (from the oldest run shown until the time the last
+	// region may take to claim) have no run record in any region; Missed lists the newest of them. This is the
+	// figure to alert on.
+	MissedCount  int         `json:"missedCount"`
+	Missed       []time.Time `json:"missed"`
+	MissedCapped bool        `json:"missedCapped,omitempty"`
+	MissedWindow *window     `json:"missedWindow,omitempty"`
 }
 
-// release gives the lease up when the process is asked to stop (SIGINT or SIGTERM: a person running it, or
-// func start), so another region takes over at its next tick, and closes the clients. The Functions host never
-// asks: it kills the handler, and the region's next process takes the lease over instead.
+type window struct {
+	From time.Time `json:"from"`
+	To   time.Time `json:"to"`
+}
+
+// release closes the client when the process is asked to stop (SIGINT or SIGTERM: a person running it, or func
+// start). No lease is held between ticks; a tick still running releases its own when it ends. The Functions host
+// never asks: it kills the handler, and a lease held by work it killed runs out within its duration.
 func (h *handler) release() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.lease != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = h.lease.Release(ctx)
-		h.lease = nil
-	}
 	h.connMu.Lock()
 	defer h.connMu.Unlock()
 	if h.client != nil {
 		h.client.Close()
-		h.closeRuns()
-		h.client, h.runs, h.closeRuns = nil, nil, nil
+		h.client = nil
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cosmoslease/cosmoslease/internal/ncrontab"
 )
 
 // host.json and every function.json parse and carry what the host needs; every folder has a route and
@@ -139,10 +141,10 @@ func FuzzParseTimer(f *testing.F) {
 		if err != nil {
 			return
 		}
-		sched, _ := parseSchedule("0 * * * * *")
+		sched, _ := ncrontab.Parse("0 * * * * *")
 		h := newHandler(&settings{sched: sched}, nil, Work, nil)
 		h.now = func() time.Time { return time.Date(2026, 1, 1, 0, 0, 30, 0, time.UTC) }
-		if occ := h.occurrence(info, sys); !sched.contains(occ) {
+		if occ := h.occurrence(info, sys); !sched.Contains(occ) {
 			t.Fatalf("occurrence %s for %s is not one of the schedule's", occ, b)
 		}
 	})
@@ -163,14 +165,14 @@ func TestSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.key != "timer-singleton" || s.opts.LeaseDuration != 3*time.Minute || !s.opts.ManualRenew || s.opts.Region != "East US" ||
-		s.opts.RenewDeadline <= s.sched.longest {
+	// The lease is held only while an occurrence's work runs: short, renewed automatically, whatever the
+	// schedule; the owner is the region's app, stable across its processes; no takeover of a live holder.
+	if s.key != "timer-singleton" || s.opts.LeaseDuration != 30*time.Second || s.opts.ManualRenew || s.opts.TakeOverSameOwner ||
+		s.opts.Region != "East US" || s.delay != 10*time.Second || s.retryAbandoned || len(s.preferred) != 0 || s.retention != 30*24*time.Hour {
 		t.Fatalf("defaults: %+v %+v", s, s.opts)
 	}
-	// The owner is the region's app, stable across its processes, which may take over from one another; the
-	// instance is only the process.
-	if s.opts.OwnerID != "func-demo-eastus@eastus" || !s.opts.TakeOverSameOwner || s.instance != "abcdef0123456789" || s.opts.Hostname != s.instance {
-		t.Fatalf("owner %q (take over %v), instance %q, hostname %q", s.opts.OwnerID, s.opts.TakeOverSameOwner, s.instance, s.opts.Hostname)
+	if s.opts.OwnerID != "func-demo-eastus@eastus" || s.instance != "abcdef0123456789" || s.opts.Hostname != s.instance {
+		t.Fatalf("owner %q, instance %q, hostname %q", s.opts.OwnerID, s.instance, s.opts.Hostname)
 	}
 	// The instance id as the host finds it on Linux Consumption and Flex, then App Service, then the hostname.
 	host, _ := os.Hostname()
@@ -190,15 +192,34 @@ func TestSettings(t *testing.T) {
 	if s, err := loadSettings(get(map[string]string{"WEBSITE_SITE_NAME": "", "LeaseTimerRegion": "West Europe"})); err != nil || s.opts.OwnerID != host+"@westeurope" {
 		t.Errorf("owner without WEBSITE_SITE_NAME: %v, %v; want the hostname and the region", s, err)
 	}
-	// Schedules the host fires must not fail the handler's settings; the lease spans three of the longest gaps.
-	for expr, lease := range map[string]time.Duration{"*/5 * * * *": 15 * time.Minute, "0 0 9 * * Monday-Friday": 9 * 24 * time.Hour,
-		"0 0 9 13 * Fri": 3 * 427 * 24 * time.Hour} {
+	// Neither the lease nor the failover delay depends on the schedule; the retention is at least two of its
+	// longest gaps (and a day).
+	for expr, retention := range map[string]time.Duration{"*/5 * * * *": 30 * 24 * time.Hour, "*/2 * * * * *": 30 * 24 * time.Hour,
+		"0 0 9 * * Monday-Friday": 30 * 24 * time.Hour, "0 0 9 13 * Fri": 2 * 427 * 24 * time.Hour} {
 		s, err := loadSettings(get(map[string]string{"LeaseTimerSchedule": expr}))
 		if err != nil {
 			t.Errorf("LeaseTimerSchedule %q: %v", expr, err)
-		} else if s.opts.LeaseDuration != lease {
-			t.Errorf("LeaseTimerSchedule %q: lease %v, want %v", expr, s.opts.LeaseDuration, lease)
+		} else if s.opts.LeaseDuration != 30*time.Second || s.delay != 10*time.Second || s.retention != retention {
+			t.Errorf("LeaseTimerSchedule %q: lease %v, delay %v, retention %v; want 30s, 10s, %v", expr, s.opts.LeaseDuration, s.delay, s.retention, retention)
 		}
+	}
+	// Preference: the setting, compared as REGION_NAME is (case and spaces do not matter); an unlisted region
+	// ranks last; with no setting, the account's order.
+	s, err = loadSettings(get(map[string]string{"LeaseTimerPreferredRegions": "westeurope, East US ,Southeast Asia", "LeaseTimerFailoverDelay": "00:00:05",
+		"LeaseTimerRetryAbandoned": "true"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, n := s.rank(nil); r != 1 || n != 3 || s.delay != 5*time.Second || !s.retryAbandoned {
+		t.Fatalf("rank %d of %d, delay %v, retry %v", r, n, s.delay, s.retryAbandoned)
+	}
+	s.opts.Region = "North Europe"
+	if r, n := s.rank(nil); r != 3 || n != 4 {
+		t.Fatalf("unlisted region: rank %d of %d, want 3 of 4", r, n)
+	}
+	s, _ = loadSettings(get(nil))
+	if r, n := s.rank([]string{"West Europe", "East US"}); r != 1 || n != 2 {
+		t.Fatalf("account order: rank %d of %d, want 1 of 2", r, n)
 	}
 	for _, tc := range []struct {
 		extra map[string]string
@@ -210,11 +231,19 @@ func TestSettings(t *testing.T) {
 		{map[string]string{"LeaseTimerSchedule": "  "}, "LeaseTimerSchedule is not set"},
 		{map[string]string{"CosmosLeasing__AccountEndpoint": "acct"}, "is not a URL"},
 		{map[string]string{"CosmosLeasing__DefaultLeaseDuration": "soon"}, "CosmosLeasing__DefaultLeaseDuration"},
-		{map[string]string{"CosmosLeasing__DefaultLeaseDuration": "00:01:00"}, "too short for the schedule"},
+		{map[string]string{"CosmosLeasing__DefaultLeaseDuration": "00:00:03"}, "from 00:00:06 to 00:10:00"},
+		{map[string]string{"LeaseTimerPreferredRegions": "eastus,East US"}, "names \"East US\" twice"},
+		{map[string]string{"LeaseTimerFailoverDelay": "soon"}, "LeaseTimerFailoverDelay"},
+		{map[string]string{"LeaseTimerFailoverDelay": "00:00:00"}, "from 00:00:01 to 01:00:00"},
+		{map[string]string{"LeaseTimerRetryAbandoned": "maybe"}, "not true or false"},
+		{map[string]string{"LeaseTimerFailoverDelay": "00:01:00", "AzureFunctionsJobHost__functionTimeout": "00:01:00"}, "too long for functionTimeout"},
+		// Records must outlive every late tick of their occurrence: a day at least, and two of the longest gaps.
+		{map[string]string{"LeaseTimerRunRetention": "00:00:01"}, "too short"},
+		{map[string]string{"LeaseTimerRunRetention": "20.00:00:00", "LeaseTimerSchedule": "0 0 9 13 * Fri"}, "use at least 854.00:00:00"},
 		{map[string]string{"LeaseTimerSchedule": "0 61 * * * *"}, "outside 0-59"},
 		{map[string]string{"LeaseTimerLeaseKey": "a/b"}, "LeaseTimerLeaseKey"},
 		{map[string]string{"LeaseTimerRunRetention": "forever"}, "LeaseTimerRunRetention"},
-		{map[string]string{"LeaseTimerRunRetention": "00:00:00"}, "from 1 s to 68 years"},
+		{map[string]string{"LeaseTimerRunRetention": "00:00:00"}, "too short"},
 		{map[string]string{"CosmosLeasing__PartitionKeyPath": "/id"}, "partitioned on /id"},
 		{map[string]string{"REGION_NAME": ""}, "set the app setting LeaseTimerRegion"},
 	} {
@@ -258,7 +287,7 @@ func TestOccurrence(t *testing.T) {
 		{"stale status", "0 */5 * * * *", status("2026-09-24T13:02:00Z", "2026-09-24T13:03:00Z"), "2026-09-24T13:05:00.2Z", "2026-09-24T13:05:00Z"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sched, err := parseSchedule(tc.schedule)
+			sched, err := ncrontab.Parse(tc.schedule)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -324,9 +353,9 @@ func TestFunctionTimeout(t *testing.T) {
 	}
 	// A tenth (1 s to 1 min) is kept for stopping the work, recording the run and answering.
 	for timeout, want := range map[time.Duration]budget{
-		10 * time.Minute: {timeout: 10 * time.Minute, work: 9 * time.Minute, grace: 30 * time.Second, answer: 9*time.Minute + 45*time.Second},
-		4 * time.Second:  {timeout: 4 * time.Second, work: 3 * time.Second, grace: 500 * time.Millisecond, answer: 3750 * time.Millisecond},
-		time.Hour:        {timeout: time.Hour, work: 59 * time.Minute, grace: 30 * time.Second, answer: time.Hour - 15*time.Second},
+		10 * time.Minute: {timeout: 10 * time.Minute, work: 9 * time.Minute, grace: 30 * time.Second, answer: 9*time.Minute + 45*time.Second, finish: 15 * time.Second},
+		4 * time.Second:  {timeout: 4 * time.Second, work: 3 * time.Second, grace: 500 * time.Millisecond, answer: 3750 * time.Millisecond, finish: 250 * time.Millisecond},
+		time.Hour:        {timeout: time.Hour, work: 59 * time.Minute, grace: 30 * time.Second, answer: time.Hour - 15*time.Second, finish: 15 * time.Second},
 		0:                {},
 	} {
 		if got := newBudget(timeout); got != want {

@@ -20,8 +20,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 
 	"github.com/cosmoslease/cosmoslease/internal/cosmostest"
-	"github.com/cosmoslease/cosmoslease/internal/emulator"
-	"github.com/cosmoslease/cosmoslease/internal/runs"
 	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 )
 
@@ -73,15 +71,11 @@ func (m *meter) reset() {
 	m.requests, m.bytes, m.queryDocs, m.queryHdrs = map[string]int{}, 0, nil, nil
 }
 
-// seedRuns writes n completed run records of the handler's lease, one a minute up to the hour before now.
+// seedRuns writes n completed run records of the handler's lease, one a minute up to the hour before now, as
+// RunOnce writes them.
 func seedRuns(tb testing.TB, container, key string, n int) {
 	tb.Helper()
-	srv := cosmostest.Get(tb)
-	rs, closeRuns, err := runs.Open(cosmoslease.Options{ConnectionString: emulator.ConnectionString(srv.Endpoint), Database: srv.Database, Container: container}, 0)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer closeRuns()
+	cc := cosmostest.Get(tb).Container(tb, container)
 	last := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour)
 	work := make(chan int)
 	errs := make(chan error, 8)
@@ -92,12 +86,11 @@ func seedRuns(tb testing.TB, container, key string, n int) {
 			defer wg.Done()
 			for i := range work {
 				occ := last.Add(-time.Duration(i) * time.Minute)
-				rec := &runs.Record{LeaseKey: key, Occurrence: occ, Region: "eastus", Instance: "eastus-pod-1", Epoch: 1, StartedAt: occ}
-				if err := rs.Claim(context.Background(), rec); err != nil {
-					errs <- err
-					return
-				}
-				if err := rs.Finish(context.Background(), rec, runs.Completed, occ.Add(time.Second), nil); err != nil {
+				body, _ := json.Marshal(map[string]any{"id": cosmoslease.RunID(key, occ), "leaseKey": key, "type": "run",
+					"occurrence": occ.Format("2006-01-02T15:04:05.000Z"), "region": "eastus", "instance": "eastus-pod-1", "epoch": 1,
+					"status": cosmoslease.RunCompleted, "startedAt": occ, "finishedAt": occ.Add(time.Second), "ttl": 86400 * 30,
+					"claimId": fmt.Sprint(i)})
+				if _, err := cc.CreateItem(context.Background(), azcosmos.NewPartitionKeyString(key), body, nil); err != nil {
 					errs <- err
 					return
 				}
@@ -139,13 +132,14 @@ func leaseStatus(tb testing.TB, ts *httptest.Server) map[string]json.RawMessage 
 }
 
 // LeaseStatus reads the newest runs with one single-partition query that returns only them, however many
-// records the lease has (it used to read every record of every lease, across partitions, and sort them).
+// records the lease has (it used to read every record of every lease, across partitions, and sort them), and
+// lists the occurrences among them that no region ran.
 func TestLeaseStatusReadsOnlyTheNewestRuns(t *testing.T) {
-	ts, h, container := inProcess(t, func(ctx context.Context, run Run) error { return nil })
+	ts, h, container := inProcess(t, func(ctx context.Context, run Run) error { return nil }, map[string]string{"LeaseTimerSchedule": "0 */1 * * * *"})
 	m := newMeter()
 	h.s.opts.Transport = m
 	seedRuns(t, container, h.s.key, 40)
-	ticked := time.Now().UTC().Truncate(2 * time.Second)
+	ticked := time.Now().UTC().Truncate(time.Minute)
 	if r := postTimer(t, ts, ticked); r.Status != "executed" {
 		t.Fatalf("tick: %+v", r)
 	}
@@ -154,18 +148,19 @@ func TestLeaseStatusReadsOnlyTheNewestRuns(t *testing.T) {
 	body := leaseStatus(t, ts)
 
 	// It runs on the app's HTTP instances, never the timer's: it reports the lease, not whether "this" process
-	// holds it.
+	// holds it. Between runs the lease is released.
 	for _, k := range []string{"heldHere", "thisInstance", "thisRegion"} {
 		if _, ok := body[k]; ok {
 			t.Fatalf("LeaseStatus claims something about the process that served it (%s): %v", k, body)
 		}
 	}
-	if string(body["state"]) != `"held"` || string(body["owner"]) != strconv.Quote(h.s.opts.OwnerID) || string(body["epoch"]) != "1" {
+	if string(body["state"]) != `"released"` || string(body["owner"]) != strconv.Quote(h.s.opts.OwnerID) || string(body["epoch"]) != "1" ||
+		string(body["occurrence"]) != strconv.Quote(ticked.Format(time.RFC3339)) {
 		t.Fatalf("LeaseStatus lease: %v", body)
 	}
-	var recent []runs.Record
-	if err := json.Unmarshal(body["recentRuns"], &recent); err != nil || len(recent) != runs.DefaultLimit {
-		t.Fatalf("recentRuns: %v, %d records; want %d", err, len(recent), runs.DefaultLimit)
+	var recent []cosmoslease.RunRecord
+	if err := json.Unmarshal(body["recentRuns"], &recent); err != nil || len(recent) != cosmoslease.DefaultRunLimit {
+		t.Fatalf("recentRuns: %v, %d records; want %d", err, len(recent), cosmoslease.DefaultRunLimit)
 	}
 	newestSeed := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour)
 	for i, r := range recent {
@@ -177,6 +172,23 @@ func TestLeaseStatusReadsOnlyTheNewestRuns(t *testing.T) {
 			t.Fatalf("recentRuns[%d] is %s, want %s (newest first)", i, r.Occurrence, want)
 		}
 	}
+	// Missed: every minute after the newest seed up to the window's end, but the one that ran.
+	var win struct{ From, To time.Time }
+	var count int
+	var missed []time.Time
+	_ = json.Unmarshal(body["missedWindow"], &win)
+	_ = json.Unmarshal(body["missedCount"], &count)
+	_ = json.Unmarshal(body["missed"], &missed)
+	want := 0
+	for m := newestSeed.Add(time.Minute); !m.After(win.To); m = m.Add(time.Minute) {
+		if !m.Equal(ticked) {
+			want++
+		}
+	}
+	if want == 0 || count != want || !win.From.Equal(recent[len(recent)-1].Occurrence) || len(missed) != min(want, 10) ||
+		!missed[0].After(missed[len(missed)-1]) || missed[0].Equal(ticked) {
+		t.Fatalf("missed %d %v in %+v; want %d, newest first, from the oldest run shown", count, missed, win, want)
+	}
 	if m.requests["read"] != 1 || m.requests["query"] != 1 || len(m.requests) != 2 {
 		t.Fatalf("requests %v; want a point read of the lease and one query for the run history", m.requests)
 	}
@@ -185,8 +197,8 @@ func TestLeaseStatusReadsOnlyTheNewestRuns(t *testing.T) {
 	if pk := m.queryHdrs[len(m.queryHdrs)-1].Get("x-ms-documentdb-partitionkey"); pk != `["timer-singleton"]` {
 		t.Fatalf("the history query names partition key %q, want the lease's", pk)
 	}
-	if got := m.queryDocs[len(m.queryDocs)-1]; got > runs.DefaultLimit {
-		t.Fatalf("the history query brought back %d documents, want at most %d", got, runs.DefaultLimit)
+	if got := m.queryDocs[len(m.queryDocs)-1]; got > cosmoslease.DefaultRunLimit {
+		t.Fatalf("the history query brought back %d documents, want at most %d", got, cosmoslease.DefaultRunLimit)
 	}
 }
 
@@ -195,7 +207,7 @@ func TestLeaseStatusReadsOnlyTheNewestRuns(t *testing.T) {
 // "warm" is a call on a handler that has connected; "cold" includes connecting (account and container reads).
 func BenchmarkLeaseStatus(b *testing.B) {
 	const earlier = 3000
-	ts, h, container := inProcess(b, func(ctx context.Context, run Run) error { return nil })
+	ts, h, container := inProcess(b, func(ctx context.Context, run Run) error { return nil }, map[string]string{"LeaseTimerSchedule": "0 */1 * * * *"})
 	m := newMeter()
 	h.s.opts.Transport = m
 	seedRuns(b, container, h.s.key, earlier)
@@ -230,8 +242,9 @@ func BenchmarkLeaseStatus(b *testing.B) {
 // Run records carry a ttl (the retention, in seconds) and a fixed-width occurrence; the lease document carries
 // no ttl, so on a container whose default time-to-live is -1 records expire and leases never do.
 func TestRunRecordsExpireAndLeasesDoNot(t *testing.T) {
-	ts, _, container := inProcess(t, func(ctx context.Context, run Run) error { return nil }, map[string]string{"LeaseTimerRunRetention": "2.00:00:00"})
-	if r := postTimer(t, ts, time.Date(2026, 9, 24, 13, 9, 0, 0, time.UTC)); r.Status != "executed" {
+	ts, _, container := inProcess(t, func(ctx context.Context, run Run) error { return nil }, map[string]string{"LeaseTimerRunRetention": "2.00:00:00", "LeaseTimerSchedule": "0 */1 * * * *"})
+	occ := time.Now().UTC().Truncate(time.Minute)
+	if r := postTimer(t, ts, occ); r.Status != "executed" {
 		t.Fatalf("tick: %+v", r)
 	}
 	srv := cosmostest.Get(t)
@@ -248,11 +261,11 @@ func TestRunRecordsExpireAndLeasesDoNot(t *testing.T) {
 			docs[d["id"].(string)] = d
 		}
 	}
-	run, lease := docs["run-timer-singleton-20260924T130900.000Z"], docs["lease-timer-singleton"]
+	run, lease := docs[cosmoslease.RunID("timer-singleton", occ)], docs["lease-timer-singleton"]
 	if run == nil || lease == nil {
 		t.Fatalf("documents: %v", docs)
 	}
-	if run["ttl"] != float64(2*24*3600) || run["occurrence"] != "2026-09-24T13:09:00.000Z" || run["leaseKey"] != "timer-singleton" {
+	if run["ttl"] != float64(2*24*3600) || run["occurrence"] != occ.Format("2006-01-02T15:04:05.000Z") || run["leaseKey"] != "timer-singleton" {
 		t.Fatalf("run record: %v", run)
 	}
 	if _, ok := lease["ttl"]; ok {

@@ -23,8 +23,8 @@ import (
 
 	"github.com/cosmoslease/cosmoslease/internal/cosmostest"
 	"github.com/cosmoslease/cosmoslease/internal/emulator"
-	"github.com/cosmoslease/cosmoslease/internal/runs"
 	"github.com/cosmoslease/cosmoslease/internal/store/cosmosstore"
+	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 )
 
 var binary string
@@ -199,8 +199,9 @@ func executed(t *testing.T, rs []reply) []reply {
 	return out
 }
 
-// handlerEnv is the app settings of the tests' Function Apps, on a container of their own: ticks 2 s apart, so
-// the lease lasts 6 s. The name of the container is in CosmosLeasing__ContainerName.
+// handlerEnv is the app settings of the tests' Function Apps, on a container of their own: ticks 2 s apart, a
+// lease of 6 s, regions preferred in the order eastus, westeurope, southeastasia, 1 s apart. The name of the
+// container is in CosmosLeasing__ContainerName.
 func handlerEnv(t *testing.T) map[string]string {
 	srv := cosmostest.Get(t)
 	container := "handler-" + strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -208,109 +209,105 @@ func handlerEnv(t *testing.T) map[string]string {
 		t.Fatal(err)
 	}
 	return map[string]string{"CosmosLeasing__ConnectionString": emulator.ConnectionString(srv.Endpoint),
-		"CosmosLeasing__DatabaseName": srv.Database, "CosmosLeasing__ContainerName": container, "LeaseTimerSchedule": "*/2 * * * * *"}
+		"CosmosLeasing__DatabaseName": srv.Database, "CosmosLeasing__ContainerName": container, "LeaseTimerSchedule": "*/2 * * * * *",
+		"CosmosLeasing__DefaultLeaseDuration": "00:00:06", "LeaseTimerPreferredRegions": "eastus,westeurope,southeastasia",
+		"LeaseTimerFailoverDelay": "00:00:01"}
 }
 
-func TestThreeRegionsOneExecutesEachOccurrence(t *testing.T) {
+// Three regions' processes driven as the host drives them, on the real clock: the preferred region executes
+// every occurrence; after SIGKILL the very next occurrence executes in the next region, one failover delay
+// late, so no occurrence is missed; a new process of the killed region takes the work back at the next
+// occurrence; no occurrence ever executes twice, and LeaseStatus counts none missed.
+func TestThreeRegionsPreferenceFailoverAndHandback(t *testing.T) {
 	env := handlerEnv(t)
+	env["LeaseTimerSchedule"] = "*/4 * * * * *"
+	const gap = 4 * time.Second
 	ins := []*instance{startHandler(t, "eastus", "eastus-pod-1", env), startHandler(t, "westeurope", "westeurope-pod-1", env),
 		startHandler(t, "southeastasia", "southeastasia-pod-1", env)}
-
-	next := time.Now().UTC().Truncate(2 * time.Second)
-	var active string
-	var epoch int64
-	for k := range 4 {
-		rs := tick(t, ins, next)
+	next := time.Now().UTC().Truncate(gap).Add(gap)
+	time.Sleep(time.Until(next))
+	first := next
+	step := func(want string, live []*instance) reply {
+		t.Helper()
+		rs := tick(t, live, next)
 		ex := executed(t, rs)
-		if len(ex) != 1 {
-			t.Fatalf("tick %d: %d regions executed, want exactly 1: %+v", k, len(ex), rs)
+		if len(ex) != 1 || ex[0].region != want {
+			t.Fatalf("occurrence %s: executed by %v, want exactly %s: %+v", next.Format(time.RFC3339), ex, want, rs)
 		}
-		if active != "" && ex[0].region != active {
-			t.Fatalf("tick %d: %s executed, but %s held the lease", k, ex[0].region, active)
-		}
-		active, epoch = ex[0].region, ex[0].ret.Epoch
 		for _, r := range rs {
-			if r.region != active && !strings.Contains(r.ret.Reason, "holds the lease") {
-				t.Fatalf("skipped without naming the holder: %+v", r)
+			if r.region != want && !strings.Contains(r.ret.Reason, "claimed by "+site+"@"+want) {
+				t.Fatalf("%s skipped without naming the claimer: %+v", r.region, r.ret)
 			}
 		}
-		next = next.Add(2 * time.Second)
+		next = next.Add(gap)
 		time.Sleep(time.Until(next))
+		return ex[0]
 	}
-
-	// A past occurrence delivered again (late, or by a second instance of a region's app) is not run again,
-	// in any region.
-	replayed := next.Add(-4 * time.Second)
-	for _, in := range ins {
-		r := in.post(t, fnTimer, unmonitoredTick(fired(replayed)))
-		if r.ret.Status != "skipped" {
-			t.Fatalf("%s ran a replayed occurrence: %+v", in.region, r.ret)
+	for range 3 {
+		if r := step("eastus", ins); r.ret.Rank != 0 || r.ret.FailoverDelayMs > 900 {
+			t.Fatalf("the preferred region ran late: %+v", r.ret)
 		}
 	}
 
-	// Stop the active region for good; another takes over on a later tick, at the next epoch.
-	var survivors []*instance
-	for _, in := range ins {
-		if in.region == active {
-			_ = in.cmd.Process.Signal(syscall.SIGKILL)
-		} else {
-			survivors = append(survivors, in)
-		}
+	// The preferred region stops for good: the very next occurrence runs in the next region, one delay late.
+	_ = ins[0].cmd.Process.Signal(syscall.SIGKILL)
+	survivors := ins[1:]
+	r := step("westeurope", survivors)
+	if d := r.ret.FailoverDelayMs; r.ret.Rank != 1 || d < 1000 || d > 2500 {
+		t.Fatalf("failover: %+v; want rank 1 starting about 1 s after the occurrence", r.ret)
 	}
-	var taker reply
-	for deadline := time.Now().Add(40 * time.Second); taker.region == ""; {
-		if time.Now().After(deadline) {
-			t.Fatal("no surviving region took over")
-		}
-		if ex := executed(t, tick(t, survivors, next)); len(ex) == 1 {
-			taker = ex[0]
-		} else if len(ex) > 1 {
-			t.Fatalf("two regions executed one occurrence: %+v", ex)
-		}
-		next = next.Add(2 * time.Second)
-		time.Sleep(time.Until(next))
-	}
-	if taker.ret.Epoch != epoch+1 {
-		t.Fatalf("takeover at epoch %d, want %d", taker.ret.Epoch, epoch+1)
-	}
+	step("westeurope", survivors)
 
-	// The run records show each occurrence once, with who ran it.
+	// A new process of the preferred region: it takes the work back at the next occurrence.
+	ins[0] = startHandler(t, "eastus", "eastus-pod-2", env)
+	if r := step("eastus", ins); r.ret.Instance != "eastus-pod-2" {
+		t.Fatalf("handback: %+v", r.ret)
+	}
+	step("eastus", ins)
+
+	// Every occurrence once, none missed.
 	recs := runRecords(t, env["CosmosLeasing__ContainerName"], "timer-singleton")
-	seen := map[time.Time]bool{}
+	seen := map[time.Time]string{}
 	for _, r := range recs {
-		if seen[r.Occurrence] {
+		if _, dup := seen[r.Occurrence]; dup {
 			t.Fatalf("occurrence %v recorded twice", r.Occurrence)
 		}
-		seen[r.Occurrence] = true
-		if r.Status != runs.Completed || r.FinishedAt.IsZero() || r.Region == "" || r.Epoch == 0 {
+		seen[r.Occurrence] = r.Region
+		if r.Status != cosmoslease.RunCompleted || r.FinishedAt.IsZero() || r.Epoch == 0 {
 			t.Fatalf("run record %+v", r)
 		}
 	}
-	if len(recs) != 5 {
-		t.Fatalf("%d run records, want 5 (4 ticks before the kill, 1 after)", len(recs))
+	for occ := first; occ.Before(next); occ = occ.Add(gap) {
+		if seen[occ] == "" {
+			t.Fatalf("occurrence %s has no run record: %v", occ.Format(time.RFC3339), seen)
+		}
+	}
+	if len(recs) != 7 {
+		t.Fatalf("%d run records, want 7", len(recs))
 	}
 
-	// LeaseStatus answers the host's HTTP invocation with the lease as JSON.
-	r := survivors[0].post(t, fnStatus, []byte(`{"Data":{"req":{"Url":"http://localhost:7071/api/LeaseStatus","Method":"GET","Query":{},"Headers":{},"Params":{}}},"Metadata":{}}`))
+	// LeaseStatus answers the host's HTTP invocation: the lease (released between runs), the runs, none missed.
+	resp := ins[1].post(t, fnStatus, []byte(`{"Data":{"req":{"Url":"http://localhost:7071/api/LeaseStatus","Method":"GET","Query":{},"Headers":{},"Params":{}}},"Metadata":{}}`))
 	var res httpOutput
-	if err := json.Unmarshal(r.raw["Outputs"], &struct{ Res *httpOutput }{&res}); err != nil || res.StatusCode != 200 {
-		t.Fatalf("LeaseStatus outputs: %s", r.raw["Outputs"])
+	if err := json.Unmarshal(resp.raw["Outputs"], &struct{ Res *httpOutput }{&res}); err != nil || res.StatusCode != 200 {
+		t.Fatalf("LeaseStatus outputs: %s", resp.raw["Outputs"])
 	}
 	var body map[string]any
-	if err := json.Unmarshal([]byte(res.Body), &body); err != nil || body["state"] != "held" || body["owner"] != site+"@"+taker.region ||
-		body["instance"] != taker.region+"-pod-1" {
+	if err := json.Unmarshal([]byte(res.Body), &body); err != nil || body["state"] != "released" || body["owner"] != site+"@eastus" ||
+		body["instance"] != "eastus-pod-2" || body["missedCount"] != 0.0 {
 		t.Fatalf("LeaseStatus body: %s", res.Body)
 	}
 }
 
 // The host kills the handler (SIGKILL, never SIGTERM) on timeouts and restarts, and starts a new process on
-// a new instance. The region's app owns the lease, not the process: the new process takes it over at once, at
-// the next epoch, instead of leaving every region idle until it expires three gaps later.
-func TestRecycledRegionTakesOverAtOnce(t *testing.T) {
+// a new instance. Between occurrences no lease is held, so the new process of the preferred region simply
+// executes the next occurrence, at the next epoch.
+func TestRecycledRegionExecutesTheNextOccurrence(t *testing.T) {
 	env := handlerEnv(t)
 	ins := []*instance{startHandler(t, "eastus", "eastus-pod-1", env), startHandler(t, "westeurope", "westeurope-pod-1", env),
 		startHandler(t, "southeastasia", "southeastasia-pod-1", env)}
-	next := time.Now().UTC().Truncate(2 * time.Second)
+	next := time.Now().UTC().Truncate(2 * time.Second).Add(2 * time.Second)
+	time.Sleep(time.Until(next))
 	var active reply
 	for range 2 {
 		if ex := executed(t, tick(t, ins, next)); len(ex) != 1 {
@@ -321,34 +318,15 @@ func TestRecycledRegionTakesOverAtOnce(t *testing.T) {
 		next = next.Add(2 * time.Second)
 		time.Sleep(time.Until(next))
 	}
-
 	// Recycle the active region: kill its process, start another on a new instance.
-	for i, in := range ins {
-		if in.region == active.region {
-			_ = in.cmd.Process.Signal(syscall.SIGKILL)
-			ins[i] = startHandler(t, in.region, in.region+"-pod-2", env)
-		}
-	}
-	var ran []reply
-	for range 2 {
-		ex := executed(t, tick(t, ins, next))
-		if len(ex) > 1 {
-			t.Fatalf("two regions executed one occurrence: %+v", ex)
-		}
-		ran = append(ran, ex...)
-		next = next.Add(2 * time.Second)
-		time.Sleep(time.Until(next))
-	}
-	if len(ran) == 0 {
-		t.Fatal("neither of the two occurrences after the recycle executed")
-	}
-	first := ran[0]
-	if first.region != active.region || first.ret.Instance != active.region+"-pod-2" || first.ret.Epoch != active.ret.Epoch+1 {
-		t.Fatalf("after the recycle %s (instance %s) executed at epoch %d; want %s's new instance at epoch %d",
-			first.region, first.ret.Instance, first.ret.Epoch, active.region, active.ret.Epoch+1)
-	}
-	if !strings.Contains(strings.Join(first.logs, "\n"), "from an earlier process of this app (instance "+active.region+"-pod-1") {
-		t.Fatalf("the takeover is not in the invocation's logs: %v", first.logs)
+	ins[0] = func() *instance {
+		_ = ins[0].cmd.Process.Signal(syscall.SIGKILL)
+		return startHandler(t, "eastus", "eastus-pod-2", env)
+	}()
+	time.Sleep(time.Until(next))
+	ex := executed(t, tick(t, ins, next))
+	if len(ex) != 1 || ex[0].region != "eastus" || ex[0].ret.Instance != "eastus-pod-2" || ex[0].ret.Epoch != active.ret.Epoch+1 {
+		t.Fatalf("after the recycle %+v executed; want eastus's new instance at epoch %d", ex, active.ret.Epoch+1)
 	}
 }
 
@@ -409,7 +387,8 @@ func TestBadSettingsFailTheInvocationAndWriteNothing(t *testing.T) {
 		{"missing endpoint", map[string]string{"CosmosLeasing__DatabaseName": srv.Database, "LeaseTimerSchedule": "0 */1 * * * *"}, "no Cosmos DB account configured"},
 		{"missing schedule", map[string]string{"CosmosLeasing__ConnectionString": emulator.ConnectionString(srv.Endpoint)}, "LeaseTimerSchedule is not set"},
 		{"bad duration", merge(good, map[string]string{"CosmosLeasing__DefaultLeaseDuration": "a while"}), "CosmosLeasing__DefaultLeaseDuration"},
-		{"lease shorter than the schedule", merge(good, map[string]string{"CosmosLeasing__DefaultLeaseDuration": "00:00:30", "LeaseTimerSchedule": "0 */1 * * * *"}), "too short for the schedule"},
+		{"lease too short", merge(good, map[string]string{"CosmosLeasing__DefaultLeaseDuration": "00:00:03"}), "from 00:00:06 to 00:10:00"},
+		{"retention shorter than a day", merge(good, map[string]string{"LeaseTimerRunRetention": "01:00:00"}), "LeaseTimerRunRetention (01:00:00) is too short"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := startHandler(t, "eastus", "eastus-pod-1", tc.env)

@@ -3,12 +3,14 @@ package main
 import (
 	"fmt"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/cosmoslease/cosmoslease/internal/config"
 	"github.com/cosmoslease/cosmoslease/internal/leasedoc"
-	"github.com/cosmoslease/cosmoslease/internal/runs"
+	"github.com/cosmoslease/cosmoslease/internal/ncrontab"
 	"github.com/cosmoslease/cosmoslease/internal/store/cosmosstore"
 	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 )
@@ -16,33 +18,49 @@ import (
 // App settings the handler reads, beside the CosmosLeasing__* names the CLI reads too.
 const (
 	// settingSchedule is required: LeaseTimer's function.json binds %LeaseTimerSchedule%, and the host does not
-	// load a function whose %setting% does not resolve. The handler reads the same value to know the gaps.
+	// load a function whose %setting% does not resolve. The handler reads the same value to name occurrences.
 	settingSchedule = "LeaseTimerSchedule"
 	settingLeaseKey = "LeaseTimerLeaseKey"
 	// settingRetention is how long run records are kept (TimeSpan or Go duration; default 30 days).
 	settingRetention = "LeaseTimerRunRetention"
 	settingRegion    = "LeaseTimerRegion" // overrides REGION_NAME, which the platform sets
+	// settingPreferred lists Azure regions, most preferred first; default: the Cosmos DB account's order.
+	settingPreferred = "LeaseTimerPreferredRegions"
+	// settingFailoverDelay is how much later each rank of region contends for an occurrence (default 10 s).
+	settingFailoverDelay = "LeaseTimerFailoverDelay"
+	// settingRetryAbandoned runs an occurrence whose claimer died mid-work once more (at least once).
+	settingRetryAbandoned = "LeaseTimerRetryAbandoned"
 )
+
+// defaultLeaseDuration is the lease's default here: it is held only while an occurrence's work runs, so it is
+// short, and a region that dies mid-work frees it within that long.
+const defaultLeaseDuration = 30 * time.Second
 
 // settings is the handler's configuration, checked once at start; a problem is reported on every invocation.
 type settings struct {
 	opts  cosmoslease.Options
 	key   string
-	sched *schedule
+	sched *ncrontab.Schedule
 	// retention is how long run records are kept after their last write (their ttl).
 	retention time.Duration
 	// instance names this process (opts.OwnerID names the region's app, whichever process runs it).
 	instance string
 	// budget splits the host's functionTimeout between the work and finishing in time.
 	budget budget
+	// preferred are the regions in order of preference, normalised (lower case, no spaces); empty means the
+	// Cosmos DB account's order, read when the handler connects.
+	preferred      []string
+	delay          time.Duration
+	retryAbandoned bool
 }
 
-// loadSettings reads the app settings (environment variables). Durations in CosmosLeasing__DefaultLeaseDuration
-// use TimeSpan text, as in the CLI's files.
+// loadSettings reads the app settings (environment variables). Durations use TimeSpan text (00:00:30) or Go's
+// (30s), as in the CLI's files.
 func loadSettings(getenv func(string) string) (*settings, error) {
 	raw := config.FromEnv(getenv)
 	var err error
-	s := &settings{key: orDefault(getenv(settingLeaseKey), runs.DefaultLeaseKey), retention: runs.DefaultRetention}
+	s := &settings{key: orDefault(getenv(settingLeaseKey), config.TimerLeaseKey), retention: cosmoslease.DefaultRunRetention,
+		delay: cosmoslease.DefaultFailoverDelay}
 	if _, err := leasedoc.ID(s.key); err != nil {
 		return nil, fmt.Errorf("%s: %v", settingLeaseKey, err)
 	}
@@ -50,10 +68,9 @@ func loadSettings(getenv func(string) string) (*settings, error) {
 	if strings.TrimSpace(expr) == "" {
 		return nil, fmt.Errorf("the app setting %s is not set: the host does not load LeaseTimer without it (its function.json binds %%%s%%); set it to an NCRONTAB expression such as 0 */5 * * * *", settingSchedule, settingSchedule)
 	}
-	if s.sched, err = parseSchedule(expr); err != nil {
-		return nil, err
+	if s.sched, err = ncrontab.Parse(expr); err != nil {
+		return nil, fmt.Errorf("%s %v", settingSchedule, err)
 	}
-	longest := s.sched.longest
 
 	cs, _ := raw.Get(config.KeyConnectionString)
 	ep, _ := raw.Get(config.KeyAccountEndpoint)
@@ -77,55 +94,103 @@ func loadSettings(getenv func(string) string) (*settings, error) {
 	s.opts.Database, _ = raw.Get(config.KeyDatabaseName)
 	s.opts.Container, _ = raw.Get(config.KeyContainerName)
 	s.opts.PartitionKeyPath, _ = raw.Get(config.KeyPartitionKeyPath)
-	if err := runs.CheckPartitionKeyPath(orDefault(s.opts.PartitionKeyPath, cosmoslease.DefaultPartitionKeyPath)); err != nil {
-		return nil, fmt.Errorf("CosmosLeasing__PartitionKeyPath: %v", err)
+	if strings.TrimPrefix(orDefault(s.opts.PartitionKeyPath, cosmoslease.DefaultPartitionKeyPath), "/") == "id" {
+		return nil, fmt.Errorf("CosmosLeasing__PartitionKeyPath: the lease container is partitioned on /id, so run records cannot share their lease's partition; use a container partitioned on /leaseKey")
 	}
 	timeout, err := readFunctionTimeout(getenv, hostDirs())
 	if err != nil {
 		return nil, err
 	}
 	s.budget = newBudget(timeout)
+
+	// Run records must outlive every late tick and past-due replay of their occurrence, or it could run twice.
+	least := max(cosmoslease.MinRunRetention, 2*s.sched.Longest())
 	if v := getenv(settingRetention); v != "" {
-		if s.retention, err = config.ParseDuration(v); err != nil || s.retention < time.Second || s.retention > runs.MaxRetention {
-			return nil, fmt.Errorf("%s %q is not a duration from 1 s to 68 years, such as 30.00:00:00 (30 days, the default)", settingRetention, v)
+		if s.retention, err = config.ParseDuration(v); err != nil || s.retention > cosmoslease.MaxRunRetention {
+			return nil, fmt.Errorf("%s %q is not a duration up to 68 years, such as 30.00:00:00 (30 days, the default)", settingRetention, v)
 		}
+		if s.retention < least {
+			return nil, fmt.Errorf("%s (%s) is too short: a run record must outlive every late tick and past-due replay of its occurrence, so keep records at least a day and at least two of the schedule's longest gaps (%s); use at least %s",
+				settingRetention, config.FormatTimeSpan(s.retention), config.FormatTimeSpan(s.sched.Longest()), config.FormatTimeSpan(least))
+		}
+	} else if s.retention < least {
+		s.retention = least
 	}
 
-	// The lease must outlive the longest gap between ticks, so the active region keeps it from one tick to
-	// the next; by default it lasts three gaps, so a region that stops firing is replaced after about three.
-	d := 3 * longest
+	// The lease is held only while an occurrence's work runs, renewed meanwhile, and released when it ends; so
+	// it is short, whatever the schedule.
+	d := defaultLeaseDuration
 	if v, _ := raw.Get(config.KeyDefaultLeaseDuration); v != "" {
 		if d, err = config.ParseDuration(v); err != nil {
 			return nil, fmt.Errorf("CosmosLeasing__DefaultLeaseDuration: %v", err)
 		}
 	}
-	// Between ticks nothing renews, so the holder's validity (RenewDeadline, 5/6 of the lease) must cover the
-	// longest gap with a tenth to spare for late ticks.
-	deadline := d - max(time.Second, d/6)
-	if need := longest + longest/10; deadline < need {
-		return nil, fmt.Errorf("CosmosLeasing__DefaultLeaseDuration (%s) is too short for the schedule %q, whose ticks can be %s apart: the active region would lose the lease between ticks; use at least %s, or leave it unset (three gaps, %s)",
-			config.FormatTimeSpan(d), s.sched.expr, longest, config.FormatTimeSpan((need*6+4)/5), config.FormatTimeSpan(3*longest))
+	if d < 6*time.Second || d > 10*time.Minute {
+		return nil, fmt.Errorf("CosmosLeasing__DefaultLeaseDuration (%s) must be from 00:00:06 to 00:10:00: the lease is held while an occurrence's work runs and renewed meanwhile, and a region that dies mid-work holds it that long (default %s)",
+			config.FormatTimeSpan(d), config.FormatTimeSpan(defaultLeaseDuration))
 	}
-	s.opts.LeaseDuration, s.opts.RenewDeadline, s.opts.RenewInterval = d, deadline, d/3
-	s.opts.RetryPeriod = min(d/12, 5*time.Second)
-	s.opts.ManualRenew = true // renewed by ticks, and while work runs; a region that stops firing loses it
+	s.opts.LeaseDuration = d
+
+	if v := getenv(settingFailoverDelay); v != "" {
+		if s.delay, err = config.ParseDuration(v); err != nil || s.delay < time.Second || s.delay > time.Hour {
+			return nil, fmt.Errorf("%s %q is not a duration from 00:00:01 to 01:00:00, such as 00:00:10 (the default)", settingFailoverDelay, v)
+		}
+	}
+	if v := strings.TrimSpace(getenv(settingRetryAbandoned)); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s %q is not true or false", settingRetryAbandoned, v)
+		}
+		s.retryAbandoned = b
+	}
+	for _, r := range strings.Split(getenv(settingPreferred), ",") {
+		if n := normRegion(r); n != "" {
+			if slices.Contains(s.preferred, n) {
+				return nil, fmt.Errorf("%s names %q twice; list each region once, most preferred first", settingPreferred, strings.TrimSpace(r))
+			}
+			s.preferred = append(s.preferred, n)
+		}
+	}
+	if b := s.budget; b.timeout > 0 && time.Duration(max(len(s.preferred), 1))*s.delay >= b.work/2 {
+		return nil, fmt.Errorf("%s (%s) is too long for functionTimeout (%s): the last of %d regions would wait %s before contending; use a shorter delay",
+			settingFailoverDelay, config.FormatTimeSpan(s.delay), config.FormatTimeSpan(b.timeout), max(len(s.preferred), 1),
+			time.Duration(max(len(s.preferred), 1))*s.delay)
+	}
 
 	// The lease's owner is the region's app, the same for every process it ever starts; the process is only its
-	// instance. The host kills its handler (SIGKILL, no SIGTERM) on timeouts and restarts, so a process never
-	// gets to release; its successor in the same region takes the lease over at once, at the next epoch, instead
-	// of leaving every region idle until it expires. That is safe because the timer fires each occurrence on one
-	// instance of the app, every occurrence is claimed at most once, and the epoch fences the work.
+	// instance.
 	region := strings.TrimSpace(orDefault(getenv(settingRegion), getenv("REGION_NAME")))
 	if region == "" {
 		return nil, fmt.Errorf("the region is unknown: Azure sets REGION_NAME; elsewhere (func start) set the app setting %s, such as eastus", settingRegion)
 	}
 	site := orDefault(getenv("WEBSITE_SITE_NAME"), hostname())
 	s.opts.Region = region
-	s.opts.OwnerID = site + "@" + strings.ToLower(strings.ReplaceAll(region, " ", ""))
-	s.opts.TakeOverSameOwner = true
+	s.opts.OwnerID = site + "@" + normRegion(region)
 	s.instance = instanceID(getenv)
 	s.opts.Hostname = s.instance
 	return s, nil
+}
+
+// normRegion compares region names as Azure writes them in different places: "East US" (REGION_NAME, the
+// account's locations) and "eastus" (ARM, az) are the same region.
+func normRegion(r string) string {
+	return strings.ToLower(strings.Join(strings.Fields(r), ""))
+}
+
+// rank is this region's place in the preference order: its index in the preferred regions (the setting, or
+// else the account's regions), or after all of them when it is not listed. n is the number of ranks in use.
+func (s *settings) rank(account []string) (rank, n int) {
+	order := s.preferred
+	if len(order) == 0 {
+		for _, r := range account {
+			order = append(order, normRegion(r))
+		}
+	}
+	me := normRegion(s.opts.Region)
+	if i := slices.Index(order, me); i >= 0 {
+		return i, len(order)
+	}
+	return len(order), len(order) + 1
 }
 
 // instanceID names this process's instance of the app as the host does on Linux Consumption and Flex

@@ -16,10 +16,10 @@ import (
 
 // The host gives every invocation functionTimeout; when it passes, the host kills the handler process, with
 // no answer, the run record left "started" and the work cut off wherever it was. So the handler keeps a
-// deadline of its own, below functionTimeout: the work's context ends, the work gets a moment to return, the
-// run is recorded as timed out, and the invocation is answered while the host is still waiting. The lease
-// stays with the region's app (it is not released: the work may not have stopped), so the next tick, in this
-// process or in the one that replaces it, carries on.
+// deadline of its own, below functionTimeout: the work's context ends, the work gets a moment (grace) to
+// return, the run is recorded as timed out, the lease is released, and the invocation is answered while the
+// host is still waiting. Work that ignores its context is left running; the lease stays held (renewed) until it
+// returns, so no other occurrence starts beside it in any region.
 
 // settingFunctionTimeout is the host's app-setting override of host.json's functionTimeout.
 const settingFunctionTimeout = "AzureFunctionsJobHost__functionTimeout"
@@ -37,6 +37,7 @@ type budget struct {
 	work    time.Duration // from the invocation's start until the work's context ends
 	grace   time.Duration // how long the work then has to return
 	answer  time.Duration // from the start until the run must be recorded and the answer sent
+	finish  time.Duration // how long recording the end of a run and releasing may take
 }
 
 // newBudget keeps a tenth of functionTimeout (at least 1 s, at most a minute) for stopping, recording and
@@ -46,7 +47,7 @@ func newBudget(timeout time.Duration) budget {
 		return budget{}
 	}
 	margin := min(max(timeout/10, time.Second), time.Minute)
-	return budget{timeout: timeout, work: timeout - margin, grace: margin / 2, answer: timeout - margin/4}
+	return budget{timeout: timeout, work: timeout - margin, grace: margin / 2, answer: timeout - margin/4, finish: margin / 4}
 }
 
 // deadline bounds an invocation that started at start.
@@ -56,15 +57,6 @@ func (b budget) deadline(ctx context.Context, start time.Time) (context.Context,
 	}
 	return context.WithDeadlineCause(ctx, start.Add(b.work), fmt.Errorf("%w (%s after it started, before the host's functionTimeout of %s)",
 		errDeadline, b.work, config.FormatTimeSpan(b.timeout)))
-}
-
-// finishing is the context for recording how a run ended: it outlives the invocation's deadline, not the host's.
-func (b budget) finishing(ctx context.Context, start time.Time) (context.Context, context.CancelFunc) {
-	ctx = context.WithoutCancel(ctx)
-	if b.timeout == 0 {
-		return context.WithCancel(ctx)
-	}
-	return context.WithDeadline(ctx, start.Add(b.answer))
 }
 
 // readFunctionTimeout finds functionTimeout as the host does: the app setting, else host.json (the handler runs

@@ -11,7 +11,8 @@ import (
 
 // Run describes the occurrence being executed.
 type Run struct {
-	// Occurrence is the schedule time this run is for; each occurrence runs at most once across all regions.
+	// Occurrence is the schedule time this run is for; each occurrence runs once across all regions while one
+	// of them is alive (at most once when a region dies mid-work, unless LeaseTimerRetryAbandoned is set).
 	Occurrence time.Time
 	Region     string
 	Instance   string
@@ -20,6 +21,9 @@ type Run struct {
 	Epoch int64
 	// PastDue is true when the host is catching up on a missed occurrence.
 	PastDue bool
+	// Retry is true when this runs an occurrence again whose first run was abandoned (its region died mid-work),
+	// with LeaseTimerRetryAbandoned set. Make such work idempotent.
+	Retry bool
 	// Logf writes a line to the invocation's logs (and stdout).
 	Logf func(format string, args ...any)
 }
@@ -33,10 +37,10 @@ func (r Run) Fence(container *azcosmos.ContainerClient) *cosmoslease.Fence {
 	return cosmoslease.NewFence(container, r.Epoch)
 }
 
-// WorkFunc is the job. ctx ends when the lease is lost or the invocation is cancelled: stop then.
+// WorkFunc is the job. ctx ends when the lease is lost or the invocation's deadline passes: stop then.
 type WorkFunc func(ctx context.Context, run Run) error
 
-// Work is the job this app runs once per schedule occurrence, in whichever region holds the lease.
+// Work is the job this app runs once per schedule occurrence, in the most preferred region that is alive.
 // Replace it with your own. The handler already records each run (occurrence, region, instance, epoch,
 // started, finished) in the lease container; `cosmoslease inspect --runs` lists them.
 //

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -21,7 +22,6 @@ import (
 
 	"github.com/cosmoslease/cosmoslease/internal/cosmostest"
 	"github.com/cosmoslease/cosmoslease/internal/emulator"
-	"github.com/cosmoslease/cosmoslease/internal/runs"
 	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 )
 
@@ -35,7 +35,8 @@ func inProcess(t testing.TB, work WorkFunc, extra ...map[string]string) (*httpte
 		t.Fatal(err)
 	}
 	env := map[string]string{"CosmosLeasing__ConnectionString": emulator.ConnectionString(srv.Endpoint), "CosmosLeasing__DatabaseName": srv.Database,
-		"CosmosLeasing__ContainerName": container, "LeaseTimerSchedule": "*/2 * * * * *", "REGION_NAME": "eastus", "WEBSITE_SITE_NAME": "cosmoslease-func", "WEBSITE_POD_NAME": "eastus-pod-1"}
+		"CosmosLeasing__ContainerName": container, "LeaseTimerSchedule": "*/2 * * * * *", "REGION_NAME": "eastus", "WEBSITE_SITE_NAME": "cosmoslease-func", "WEBSITE_POD_NAME": "eastus-pod-1",
+		"CosmosLeasing__DefaultLeaseDuration": "00:00:06", "LeaseTimerFailoverDelay": "00:00:01", "LeaseTimerPreferredRegions": "eastus,westeurope,southeastasia"}
 	for _, e := range extra {
 		env = merge(env, e)
 	}
@@ -87,7 +88,7 @@ func TestLongWorkIsCoveredByRenewals(t *testing.T) {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(h.s.opts.RenewInterval*2 + h.s.opts.RenewInterval/2):
+		case <-time.After(h.client.Options().RenewInterval*2 + h.client.Options().RenewInterval/2):
 		}
 		s, err := h.client.Inspect(ctx, h.s.key)
 		if err != nil {
@@ -128,21 +129,22 @@ func TestWorkStopsWhenTheLeaseIsLost(t *testing.T) {
 	if r.Status != "failed" || workErr == nil || !errors.Is(workErr, cosmoslease.ErrLeaseLost) {
 		t.Fatalf("tick %+v, work ended with %v", r, workErr)
 	}
-	if recs := runRecords(t, container, h.s.key); len(recs) != 1 || recs[0].Status != runs.Lost {
+	if recs := runRecords(t, container, h.s.key); len(recs) != 1 || recs[0].Status != cosmoslease.RunLost {
 		t.Fatalf("run records %+v; want one, lost", recs)
 	}
 }
 
 // runRecords reads up to 1000 of the newest run records of a lease in a container of the test server.
-func runRecords(t *testing.T, container, key string) []runs.Record {
+func runRecords(t testing.TB, container, key string) []cosmoslease.RunRecord {
 	t.Helper()
 	srv := cosmostest.Get(t)
-	rs, closeRuns, err := runs.Open(cosmoslease.Options{ConnectionString: emulator.ConnectionString(srv.Endpoint), Database: srv.Database, Container: container}, 0)
+	c, err := cosmoslease.Open(context.Background(), cosmoslease.Options{ConnectionString: emulator.ConnectionString(srv.Endpoint),
+		Database: srv.Database, Container: container, OwnerID: "test-reader"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer closeRuns()
-	recs, err := rs.Recent(context.Background(), key, 1000)
+	defer c.Close()
+	recs, err := c.Runs(context.Background(), key, 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,29 +182,36 @@ func TestStatusAnswersDuringWork(t *testing.T) {
 }
 
 // A monitored schedule's missed occurrence, replayed by the host after a restart (IsPastDue, Next the missed
-// occurrence), is skipped when it already ran; one that never ran executes, late.
+// occurrence), is skipped when it already ran; one that never ran executes, late; one older than the run-record
+// retention is skipped, saying why, since its record could have expired and it could run twice.
 func TestPastDueReplay(t *testing.T) {
 	var ran atomic.Int32
 	ts, _, _ := inProcess(t, func(ctx context.Context, run Run) error { ran.Add(1); return nil }, map[string]string{"LeaseTimerSchedule": "0 */1 * * * *"})
-	at := func(s string) time.Time { v, _ := time.Parse(time.RFC3339, s); return v }
-	if r := post(t, ts, monitoredTick(time.Time{}, at("2026-09-24T13:08:00Z"), fired(at("2026-09-24T13:08:00Z")), false)); r.Status != "executed" {
+	m := time.Now().UTC().Truncate(time.Minute).Add(-2 * time.Minute)
+	if r := post(t, ts, monitoredTick(time.Time{}, m, fired(m), false)); r.Status != "executed" {
 		t.Fatalf("first tick: %+v", r)
 	}
-	// The host was killed before it recorded the 13:08 run; on restart it replays 13:08.
-	r := post(t, ts, monitoredTick(at("2026-09-24T13:07:00Z"), at("2026-09-24T13:08:00Z"), at("2026-09-24T13:09:20.4Z"), true))
-	if r.Status != "skipped" || !r.Occurrence.Equal(at("2026-09-24T13:08:00Z")) || !strings.Contains(r.Reason, "already claimed") {
-		t.Fatalf("replay of 13:08: %+v", r)
+	// The host was killed before it recorded the run of m; on restart it replays m.
+	r := post(t, ts, monitoredTick(m.Add(-time.Minute), m, m.Add(80*time.Second), true))
+	if r.Status != "skipped" || !r.Occurrence.Equal(m) || !strings.Contains(r.Reason, "claimed by cosmoslease-func@eastus") {
+		t.Fatalf("replay of %s: %+v", m, r)
 	}
-	// 13:09 was missed too and never ran: it runs now, as past due.
-	r = post(t, ts, monitoredTick(at("2026-09-24T13:08:00Z"), at("2026-09-24T13:09:00Z"), at("2026-09-24T13:09:20.5Z"), true))
-	if r.Status != "executed" || !r.Occurrence.Equal(at("2026-09-24T13:09:00Z")) || ran.Load() != 2 {
-		t.Fatalf("replay of 13:09: %+v, work ran %d times", r, ran.Load())
+	// m+1 was missed too and never ran: it runs now, as past due.
+	r = post(t, ts, monitoredTick(m, m.Add(time.Minute), m.Add(80*time.Second+100*time.Millisecond), true))
+	if r.Status != "executed" || !r.Occurrence.Equal(m.Add(time.Minute)) || ran.Load() != 2 {
+		t.Fatalf("replay of %s: %+v, work ran %d times", m.Add(time.Minute), r, ran.Load())
+	}
+	// An occurrence 31 days old (the retention is 30): skipped, with the reason, without running.
+	old := m.Add(-31 * 24 * time.Hour)
+	r = post(t, ts, monitoredTick(old.Add(-time.Minute), old, time.Now().UTC(), true))
+	if r.Status != "skipped" || !r.Occurrence.Equal(old) || !strings.Contains(r.Reason, "older than the run-record retention") || ran.Load() != 2 {
+		t.Fatalf("replay of a 31-day-old occurrence: %+v, work ran %d times", r, ran.Load())
 	}
 }
 
 // The invocation's own deadline, below functionTimeout: the work's context ends, the run is recorded as timed
-// out, the host gets its answer in time, and the lease stays with the region, renewed by the next tick at the
-// same epoch. (The handler used to wait for the work however long it took, until the host killed it.)
+// out, the host gets its answer in time, and the lease is released, so the next occurrence runs at once.
+// (The handler used to wait for the work however long it took, until the host killed it.)
 func TestDeadlineBelowFunctionTimeout(t *testing.T) {
 	const timeout = 4 * time.Second
 	var calls atomic.Int32
@@ -214,7 +223,7 @@ func TestDeadlineBelowFunctionTimeout(t *testing.T) {
 		<-ctx.Done() // a long job that stops when told
 		causes <- context.Cause(ctx)
 		return ctx.Err()
-	}, map[string]string{"AzureFunctionsJobHost__functionTimeout": "00:00:04"})
+	}, map[string]string{"AzureFunctionsJobHost__functionTimeout": "00:00:04", "LeaseTimerPreferredRegions": "eastus"})
 	occ := time.Now().UTC().Truncate(2 * time.Second)
 	start := time.Now()
 	r := postWithin(t, ts, unmonitoredTick(fired(occ)), timeout)
@@ -224,15 +233,15 @@ func TestDeadlineBelowFunctionTimeout(t *testing.T) {
 	if c := <-causes; !errors.Is(c, errDeadline) {
 		t.Fatalf("the work's context ended with %v, want the deadline", c)
 	}
-	if recs := runRecords(t, container, h.s.key); len(recs) != 1 || recs[0].Status != runs.TimedOut || recs[0].FinishedAt.IsZero() {
+	if recs := runRecords(t, container, h.s.key); len(recs) != 1 || recs[0].Status != cosmoslease.RunTimedOut || recs[0].FinishedAt.IsZero() {
 		t.Fatalf("run records %+v; want one, timed out", recs)
 	}
 	s, err := h.client.Inspect(context.Background(), h.s.key)
-	if err != nil || !s.Held || s.Released || s.Owner != h.s.opts.OwnerID {
-		t.Fatalf("after the timeout the lease is %+v (%v); want it still held by this region", s, err)
+	if err != nil || !s.Released {
+		t.Fatalf("after the timeout the lease is %+v (%v); want it released", s, err)
 	}
-	if r2 := postWithin(t, ts, unmonitoredTick(fired(occ.Add(2*time.Second))), timeout); r2.Status != "executed" || r2.Epoch != r.Epoch {
-		t.Fatalf("next tick: %+v; want executed at epoch %d", r2, r.Epoch)
+	if r2 := postWithin(t, ts, unmonitoredTick(fired(occ.Add(2*time.Second))), timeout); r2.Status != "executed" || r2.Epoch != r.Epoch+1 {
+		t.Fatalf("next tick: %+v; want executed at epoch %d", r2, r.Epoch+1)
 	}
 }
 
@@ -246,17 +255,21 @@ func TestWorkIgnoringItsDeadline(t *testing.T) {
 			time.Sleep(5 * time.Second) // ignores ctx
 		}
 		return nil
-	}, map[string]string{"AzureFunctionsJobHost__functionTimeout": "00:00:04"})
+	}, map[string]string{"AzureFunctionsJobHost__functionTimeout": "00:00:04", "LeaseTimerPreferredRegions": "eastus"})
 	start := time.Now()
 	occ := start.UTC().Truncate(2 * time.Second)
 	if r := postWithin(t, ts, unmonitoredTick(fired(occ)), timeout); r.Status != "failed" || !strings.Contains(r.Reason, "may still be running") {
 		t.Fatalf("tick: %+v", r)
 	}
-	if recs := runRecords(t, container, h.s.key); len(recs) != 1 || recs[0].Status != runs.TimedOut {
+	if recs := runRecords(t, container, h.s.key); len(recs) != 1 || recs[0].Status != cosmoslease.RunTimedOut {
 		t.Fatalf("run records %+v; want one, timed out", recs)
 	}
 	if r := postWithin(t, ts, unmonitoredTick(fired(occ.Add(4*time.Second))), timeout); r.Status != "failed" || !strings.Contains(r.Reason, "still runs") {
 		t.Fatalf("tick while the work still runs: %+v", r)
+	}
+	// The lease stays held while the work runs, so no other region starts an occurrence beside it.
+	if s, err := h.client.Inspect(context.Background(), h.s.key); err != nil || !s.Held {
+		t.Fatalf("while the work still runs the lease is %+v (%v); want it held", s, err)
 	}
 	time.Sleep(time.Until(start.Add(6 * time.Second)))
 	if r := postWithin(t, ts, unmonitoredTick(fired(occ.Add(6*time.Second))), timeout); r.Status != "executed" {
@@ -305,16 +318,19 @@ func TestFailedTickIsAFailedInvocation(t *testing.T) {
 	}
 	o := occ.Format(time.RFC3339)
 	wantOut := "LeaseTimer (invocation 7b3e): occurrence " + o + ": executing in eastus on instance eastus-pod-1 at epoch 1\n" +
-		"LeaseTimer (invocation 7b3e): pushed 3 items downstream\n"
+		"LeaseTimer (invocation 7b3e): pushed 3 items downstream\n" +
+		`LeaseTimer (invocation 7b3e): {"event":"cosmoslease.run","lease":"timer-singleton","occurrence":"` + o + `","region":"eastus","instance":"eastus-pod-1","rank":0,"status":"failed","epoch":1,"failoverDelayMs":D,"durationMs":D}` + "\n"
 	wantErr := "LeaseTimer (invocation 7b3e): failed: occurrence " + o + ": failed: the downstream refused epoch 1\n"
-	if stdout.String() != wantOut || stderr.String() != wantErr {
+	numbers := regexp.MustCompile(`(Ms":)\d+`)
+	if got := numbers.ReplaceAllString(stdout.String(), "${1}D"); got != wantOut || stderr.String() != wantErr {
 		t.Fatalf("stdout:\n%s\nstderr:\n%s\nwant:\n%s\n%s", stdout, stderr, wantOut, wantErr)
 	}
 	code, ret, logs = invoke(occ.Add(2 * time.Second))
-	if code != 200 || ret.Status != "executed" || len(logs) != 3 || logs[1] != "pushed 3 items downstream" {
+	if code != 200 || ret.Status != "executed" || len(logs) != 4 || logs[1] != "pushed 3 items downstream" ||
+		!strings.HasPrefix(logs[2], `{"event":"cosmoslease.run"`) || !strings.Contains(logs[2], `"status":"executed"`) {
 		t.Fatalf("successful tick: %d %+v, Logs %v", code, ret, logs)
 	}
-	if stdout.String() != wantOut || stderr.String() != wantErr {
+	if got := numbers.ReplaceAllString(stdout.String(), "${1}D"); got != wantOut || stderr.String() != wantErr {
 		t.Fatalf("a successful tick wrote to stdout or stderr:\n%s%s", stdout, stderr)
 	}
 }

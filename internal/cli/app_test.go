@@ -17,7 +17,6 @@ import (
 	"github.com/cosmoslease/cosmoslease/internal/az"
 	"github.com/cosmoslease/cosmoslease/internal/cosmostest"
 	"github.com/cosmoslease/cosmoslease/internal/emulator"
-	"github.com/cosmoslease/cosmoslease/internal/runs"
 	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 )
 
@@ -497,34 +496,42 @@ func TestConfigure(t *testing.T) {
 func TestInspectRuns(t *testing.T) {
 	h := newHarness(t).withServer()
 	h.run("inspect", "--emulator").expect(t, ExitOK) // creates the container
-	rs, closeRuns, err := runs.Open(cosmoslease.Options{ConnectionString: emulator.ConnectionString(h.srv.Endpoint), Database: h.srv.Database, Container: h.ctr}, 0)
-	if err != nil {
-		t.Fatal(err)
+	clients := map[string]*cosmoslease.Client{}
+	client := func(region string) *cosmoslease.Client {
+		if c := clients[region]; c != nil {
+			return c
+		}
+		c, err := cosmoslease.Open(context.Background(), cosmoslease.Options{ConnectionString: emulator.ConnectionString(h.srv.Endpoint),
+			Database: h.srv.Database, Container: h.ctr, OwnerID: "app@" + region, Region: region})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		clients[region] = c
+		return c
 	}
-	defer closeRuns()
-	occ := time.Date(2026, 11, 26, 6, 30, 0, 0, time.UTC)
-	claim := func(key string, occ time.Time, region string, epoch int64) {
-		rec := &runs.Record{LeaseKey: key, Occurrence: occ, Region: region, Instance: region + "-1", Epoch: epoch, StartedAt: occ}
-		if err := rs.Claim(context.Background(), rec); err != nil {
+	// Records as the handler writes them: a schedule of one run a minute.
+	occ := time.Now().UTC().Truncate(time.Minute).Add(-30 * time.Minute)
+	run := func(key string, occ time.Time, region string) cosmoslease.RunResult {
+		res, err := client(region).RunOnce(context.Background(), key, occ, cosmoslease.RunOptions{Instance: region + "-1",
+			Schedule: "0 */1 * * * *", MissedAfter: 20 * time.Second}, func(context.Context, cosmoslease.Run) error { return nil })
+		if err != nil {
 			t.Fatal(err)
 		}
-		if err := rs.Finish(context.Background(), rec, runs.Completed, occ.Add(time.Second), nil); err != nil {
-			t.Fatal(err)
-		}
+		return res
 	}
 	for i, region := range []string{"eastus", "westeurope"} {
-		claim("timer-singleton", occ.Add(time.Duration(i)*time.Minute), region, int64(i+1))
+		run("timer-singleton", occ.Add(time.Duration(i)*time.Minute), region)
 	}
-	claim("nightly", occ, "southeastasia", 7)
-	dup := &runs.Record{LeaseKey: "timer-singleton", Occurrence: occ, Region: "southeastasia"}
-	var already *runs.AlreadyRunError
-	if err := rs.Claim(context.Background(), dup); !errors.As(err, &already) || already.Existing.Region != "eastus" {
-		t.Fatalf("second claim of an occurrence = %v", err)
+	run("nightly", occ, "southeastasia")
+	if res := run("timer-singleton", occ, "southeastasia"); res.Status != cosmoslease.RunSkipped || res.Record.Region != "eastus" {
+		t.Fatalf("second claim of an occurrence = %+v", res)
 	}
 	// The handler's lease by default, newest first; another lease's runs only when asked for.
 	r := h.run("inspect", "--emulator", "--runs")
 	r.expect(t, ExitOK)
-	if !strings.Contains(r.stdout, "2026-11-26 06:31:00Z  timer-singleton  westeurope") || !strings.Contains(r.stdout, "eastus") ||
+	o1 := occ.Add(time.Minute).Format("2006-01-02 15:04:05Z")
+	if !strings.Contains(r.stdout, o1+"  timer-singleton  westeurope") || !strings.Contains(r.stdout, "eastus") ||
 		strings.Index(r.stdout, "westeurope") > strings.Index(r.stdout, "eastus") || strings.Contains(r.stdout, "nightly") {
 		t.Fatalf("inspect --runs (newest first):\n%s", r.stdout)
 	}
@@ -532,24 +539,43 @@ func TestInspectRuns(t *testing.T) {
 		t.Fatalf("inspect --runs --lease nightly:\n%s", r.stdout)
 	}
 	r = h.run("inspect", "--emulator", "--runs", "--json", "--owner", "eastus-1")
-	var recs []runs.Record
-	if err := json.Unmarshal([]byte(r.stdout), &recs); err != nil || len(recs) != 1 || recs[0].Status != runs.Completed || recs[0].Epoch != 1 {
+	var recs []cosmoslease.RunRecord
+	if err := json.Unmarshal([]byte(r.stdout), &recs); err != nil || len(recs) != 1 || recs[0].Status != cosmoslease.RunCompleted || recs[0].Epoch != 1 {
 		t.Fatalf("inspect --runs --json: %v %s", err, r.stdout)
 	}
-	// --limit N: the N newest.
+	// --limit N: the N newest. Occurrences 2 to 13 ran; from 14 minutes on none did, until now: those are missed.
 	for i := 2; i < 14; i++ {
-		claim("timer-singleton", occ.Add(time.Duration(i)*time.Minute), "eastus", 3)
+		run("timer-singleton", occ.Add(time.Duration(i)*time.Minute), "eastus")
 	}
-	for limit, want := range map[string]int{"": runs.DefaultLimit, "3": 3, "1000": 14} {
-		args := []string{"inspect", "--emulator", "--runs", "--json"}
+	for limit, want := range map[string]int{"": cosmoslease.DefaultRunLimit, "3": 3, "1000": 14} {
+		args := []string{"inspect", "--emulator", "--runs", "--json", "--owner", "eastus-1"}
 		if limit != "" {
 			args = append(args, "--limit", limit)
 		}
 		r := h.run(args...)
 		recs = nil
-		if err := json.Unmarshal([]byte(r.stdout), &recs); err != nil || len(recs) != want || !recs[0].Occurrence.Equal(occ.Add(13*time.Minute)) {
-			t.Fatalf("inspect --runs --limit %q: %v, %d records (want %d, newest 06:43): %s", limit, err, len(recs), want, r.stdout)
+		if err := json.Unmarshal([]byte(r.stdout), &recs); err != nil || len(recs) != want-map[string]int{"": 0, "3": 0, "1000": 1}[limit] ||
+			!recs[0].Occurrence.Equal(occ.Add(13*time.Minute)) {
+			t.Fatalf("inspect --runs --limit %q: %v, %d records (want %d, newest +13 min): %s", limit, err, len(recs), want, r.stdout)
 		}
+	}
+	r = h.run("inspect", "--emulator", "--runs", "--json", "--limit", "1000")
+	recs = nil
+	_ = json.Unmarshal([]byte(r.stdout), &recs)
+	var missed []time.Time
+	for _, rec := range recs {
+		if rec.Status == "missed" {
+			missed = append(missed, rec.Occurrence)
+		}
+	}
+	// From +14 min to now (+30 min and some seconds) less the 20 s the records allow for failover: 17
+	// occurrences, or 16 while the newest is within its 20 s; listed newest first with the runs.
+	if n := len(missed); n < 16 || n > 17 || !missed[n-1].Equal(occ.Add(14*time.Minute)) || !recs[0].Occurrence.Equal(missed[0]) {
+		t.Fatalf("missed occurrences %v in %s", missed, r.stdout)
+	}
+	r = h.run("inspect", "--emulator", "--runs")
+	if !strings.Contains(r.stdout, "missed") || !strings.Contains(r.stdout, "occurrence(s) of \"0 */1 * * * *\"") {
+		t.Fatalf("inspect --runs does not show the missed occurrences:\n%s", r.stdout)
 	}
 	h.run("inspect", "--emulator", "--runs", "--limit", "0").expect(t, ExitUsage, "--limit 0")
 	h.run("inspect", "--emulator", "--runs", "--limit", "1001").expect(t, ExitUsage, "from 1 to 1000")

@@ -17,7 +17,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 
 	"github.com/cosmoslease/cosmoslease/internal/leasedoc"
-	"github.com/cosmoslease/cosmoslease/internal/runs"
 	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 )
 
@@ -48,8 +47,8 @@ func checkCounterID(id string) error {
 		return fmt.Errorf("--fence-counter: the counter id %q is empty or starts or ends with white space; pass a name such as orders-counter", id)
 	case len(id) > 255:
 		return fmt.Errorf("--fence-counter: the counter id is %d bytes long; Cosmos DB ids hold at most 255", len(id))
-	case strings.HasPrefix(id, leasedoc.IDPrefix) || strings.HasPrefix(id, runs.Prefix):
-		return fmt.Errorf("--fence-counter: %q starts with %q or %q, which lease documents and run records use; choose another id such as orders-counter", id, leasedoc.IDPrefix, runs.Prefix)
+	case strings.HasPrefix(id, leasedoc.IDPrefix) || strings.HasPrefix(id, cosmoslease.RunPrefix):
+		return fmt.Errorf("--fence-counter: %q starts with %q or %q, which lease documents and run records use; choose another id such as orders-counter", id, leasedoc.IDPrefix, cosmoslease.RunPrefix)
 	}
 	for _, r := range id {
 		if r == '/' || r == '\\' || r == '?' || r == '#' || unicode.IsControl(r) {

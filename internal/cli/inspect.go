@@ -5,14 +5,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
 	"text/tabwriter"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/cosmoslease/cosmoslease/internal/config"
 	"github.com/cosmoslease/cosmoslease/internal/leasedoc"
-	"github.com/cosmoslease/cosmoslease/internal/runs"
+	"github.com/cosmoslease/cosmoslease/internal/ncrontab"
 	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 )
 
@@ -25,8 +27,8 @@ func (a *App) inspectCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "owner", Usage: "show only leases whose owner is `ID`"},
 			&ucli.BoolFlag{Name: "json", Usage: "print a JSON array instead of a table"},
 			&ucli.BoolFlag{Name: "watch", Usage: "redraw every 2 s until Ctrl-C"},
-			&ucli.BoolFlag{Name: "runs", Usage: "show the run records of the Functions handler's scheduled work (which region ran each occurrence), newest first, instead of the leases; --lease names the handler's lease (default " + runs.DefaultLeaseKey + "), --owner keeps the runs of one owner (the region's app) or instance among those read"},
-			&ucli.IntFlag{Name: "limit", Value: runs.DefaultLimit, Usage: "with --runs: read the `N` newest run records (1-1000)"},
+			&ucli.BoolFlag{Name: "runs", Usage: "show the run records of scheduled work (the Functions handler's, or cron's: which region ran each occurrence), newest first, and the occurrences no region ran (missed), instead of the leases; --lease names the lease (default " + config.TimerLeaseKey + "), --owner keeps the runs of one owner (the region's app) or instance among those read"},
+			&ucli.IntFlag{Name: "limit", Value: cosmoslease.DefaultRunLimit, Usage: "with --runs: read the `N` newest run records (1-1000)"},
 		),
 		Action: a.inspect,
 	}
@@ -95,7 +97,7 @@ func (a *App) inspect(c *ucli.Context) error {
 	}
 	defer client.Close()
 	if c.Bool("runs") {
-		return a.inspectRuns(c, s, opts)
+		return a.inspectRuns(c, client)
 	}
 	for {
 		states, err := a.leases(c.Context, c, client)
@@ -134,54 +136,99 @@ func (a *App) inspect(c *ucli.Context) error {
 	}
 }
 
-// inspectRuns lists the newest run records of the Functions handler's lease, newest first, with one
-// single-partition query however many records the lease has.
-func (a *App) inspectRuns(c *ucli.Context, s *settings, opts cosmoslease.Options) error {
-	s.connection(&opts)
-	rs, closeRuns, err := runs.Open(opts, 0)
-	if err != nil {
-		return err
-	}
-	defer closeRuns()
+// inspectRuns lists the newest run records of a lease, newest first, with one single-partition query however
+// many records the lease has, and between them the occurrences that the schedule (recorded in the newest run)
+// says were due but that no region claimed.
+func (a *App) inspectRuns(c *ucli.Context, client *cosmoslease.Client) error {
 	key := c.String("lease")
 	if key == "" {
-		key = runs.DefaultLeaseKey
+		key = config.TimerLeaseKey
 	}
-	recs, err := rs.Recent(c.Context, key, c.Int("limit"))
+	limit := c.Int("limit")
+	recs, err := client.Runs(c.Context, key, limit)
 	if err != nil {
 		return err
 	}
+	missed, sched := a.missed(recs, limit)
+	rows := make([]cosmoslease.RunRecord, 0, len(recs)+len(missed.Times))
+	rows = append(rows, recs...)
 	if owner := c.String("owner"); owner != "" {
-		kept := recs[:0]
-		for _, r := range recs {
+		kept := rows[:0]
+		for _, r := range rows {
 			if r.Owner == owner || r.Instance == owner {
 				kept = append(kept, r)
 			}
 		}
-		recs = kept
+		rows = kept
+	} else {
+		for _, t := range missed.Times {
+			rows = append(rows, cosmoslease.RunRecord{LeaseKey: key, Occurrence: t, Status: "missed"})
+		}
+		sort.SliceStable(rows, func(i, j int) bool { return rows[i].Occurrence.After(rows[j].Occurrence) })
 	}
 	if c.Bool("json") {
-		if recs == nil {
-			recs = []runs.Record{}
-		}
-		writeJSONLine(a.Stdout, recs)
+		writeJSONLine(a.Stdout, rows)
 		return nil
 	}
-	if len(recs) == 0 {
+	if len(rows) == 0 {
 		fmt.Fprintln(a.Stdout, "No runs.")
 		return nil
 	}
 	tw := tabwriter.NewWriter(a.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "OCCURRENCE\tLEASE\tREGION\tINSTANCE\tEPOCH\tSTATUS\tTOOK\tPAST DUE")
-	for _, r := range recs {
+	for _, r := range rows {
 		took := "-"
-		if !r.FinishedAt.IsZero() {
+		if !r.FinishedAt.IsZero() && !r.StartedAt.IsZero() {
 			took = r.FinishedAt.Sub(r.StartedAt).Round(time.Millisecond).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%t\n", r.Occurrence.UTC().Format("2006-01-02 15:04:05Z"), r.LeaseKey,
-			dash(r.Region), dash(r.Instance), r.Epoch, r.Status, took, r.PastDue)
+		epoch := "-"
+		if r.Epoch > 0 {
+			epoch = strconv.FormatInt(r.Epoch, 10)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%t\n", r.Occurrence.UTC().Format("2006-01-02 15:04:05Z"), r.LeaseKey,
+			dash(r.Region), dash(r.Instance), epoch, r.Status, took, r.PastDue)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	switch {
+	case sched == "":
+	case missed.Count == 0 && !missed.From.IsZero():
+		fmt.Fprintf(a.Stdout, "\nNo occurrence of %q missed from %s to %s.\n", sched, missed.From.Format("2006-01-02 15:04:05Z"), missed.To.Format("2006-01-02 15:04:05Z"))
+	case missed.Count > 0:
+		more := ""
+		if missed.Capped {
+			more = " at least"
+		}
+		fmt.Fprintf(a.Stdout, "\nMissed:%s %d occurrence(s) of %q from %s to %s ran in no region (every region down, Cosmos DB unreachable, or the timer not fired)",
+			more, missed.Count, sched, missed.From.Format("2006-01-02 15:04:05Z"), missed.To.Format("2006-01-02 15:04:05Z"))
+		if len(missed.Times) < missed.Count {
+			fmt.Fprintf(a.Stdout, "; the newest %d are listed", len(missed.Times))
+		}
+		fmt.Fprintln(a.Stdout, ".")
+	}
+	for _, r := range rows {
+		if r.Status == cosmoslease.RunSkipped || r.Status == cosmoslease.RunAbandoned {
+			fmt.Fprintf(a.Stdout, "%s %s: %s\n", r.Occurrence.UTC().Format("2006-01-02 15:04:05Z"), r.Status, r.Reason)
+		}
+	}
+	return nil
+}
+
+// missed works out the occurrences missing among recs from the schedule and the failover window the newest
+// record carries (the handler and cron write them), listing at most limit of them. Without them it finds none.
+func (a *App) missed(recs []cosmoslease.RunRecord, limit int) (cosmoslease.Missed, string) {
+	for _, r := range recs {
+		if r.Schedule == "" {
+			continue
+		}
+		sched, err := ncrontab.Parse(r.Schedule)
+		if err != nil {
+			return cosmoslease.Missed{}, ""
+		}
+		return cosmoslease.MissedOccurrences(recs, sched.Next, time.Now(), time.Duration(r.MissedAfterMs)*time.Millisecond, limit), r.Schedule
+	}
+	return cosmoslease.Missed{}, ""
 }
 
 func (a *App) leases(ctx context.Context, c *ucli.Context, client *cosmoslease.Client) ([]cosmoslease.State, error) {

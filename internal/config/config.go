@@ -20,6 +20,10 @@ import (
 // Section is the JSON section and the environment prefix.
 const Section = "CosmosLeasing"
 
+// TimerLeaseKey is the lease of the Functions handler's scheduled work (and the run records the CLI's
+// inspect --runs reads) unless LeaseTimerLeaseKey names another.
+const TimerLeaseKey = "timer-singleton"
+
 // File names, in the order they are read.
 const (
 	BaseFile  = "appsettings.json"

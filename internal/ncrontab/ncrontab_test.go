@@ -1,6 +1,7 @@
-package main
+package ncrontab
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -47,16 +48,16 @@ func TestScheduleOccurrences(t *testing.T) {
 		// Lists, and days of the week by number (0 = Sunday).
 		{"0 0 8,17 * * 0,6", "2026-09-24T00:00:00Z", "2026-09-26T08:00:00Z", "2026-09-20T17:00:00Z"},
 	} {
-		s, err := parseSchedule(tc.expr)
+		s, err := Parse(tc.expr)
 		if err != nil {
 			t.Errorf("%q: %v", tc.expr, err)
 			continue
 		}
 		from := at(tc.from)
-		if got := s.next(from); !got.Equal(at(tc.next)) {
+		if got := s.Next(from); !got.Equal(at(tc.next)) {
 			t.Errorf("%q: next after %s = %s, want %s", tc.expr, tc.from, got.Format(time.RFC3339), tc.next)
 		}
-		if got := s.prev(from); !got.Equal(at(tc.prev)) {
+		if got := s.Prev(from); !got.Equal(at(tc.prev)) {
 			t.Errorf("%q: latest at or before %s = %s, want %s", tc.expr, tc.from, got.Format(time.RFC3339), tc.prev)
 		}
 	}
@@ -80,7 +81,7 @@ func TestScheduleGaps(t *testing.T) {
 		// 29 February: every four years, but eight across a century year that is not a leap year (2096-2104).
 		{"0 0 0 29 2 *", (365*3 + 366) * day, (365*7 + 366) * day},
 	} {
-		s, err := parseSchedule(tc.expr)
+		s, err := Parse(tc.expr)
 		if err != nil {
 			t.Errorf("%q: %v", tc.expr, err)
 			continue
@@ -114,15 +115,15 @@ func TestScheduleErrors(t *testing.T) {
 		{"00:05:00", "TimeSpan"},
 		{"0 0 0 * * 99999999999", "is not a number"},
 	} {
-		if _, err := parseSchedule(tc.expr); err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "LeaseTimerSchedule") {
-			t.Errorf("parseSchedule(%q) = %v, want an error naming LeaseTimerSchedule and saying %q", tc.expr, err, tc.want)
+		if _, err := Parse(tc.expr); err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), fmt.Sprintf("%q", tc.expr)) {
+			t.Errorf("Parse(%q) = %v, want an error quoting the expression and saying %q", tc.expr, err, tc.want)
 		}
 	}
 	// What NCrontab accepts, so must we: steps of 0 (every value), signs and padding in numbers, a reversed
 	// range of names, double spaces.
 	for _, expr := range []string{"*/0 * * * * *", "0 */+5 * * * *", "0 05 09 * * *", "0 0 9 * * Fri-Mon", "0  0 9 * *  *", " 0 0 9 * * * "} {
-		if _, err := parseSchedule(expr); err != nil {
-			t.Errorf("parseSchedule(%q): %v", expr, err)
+		if _, err := Parse(expr); err != nil {
+			t.Errorf("Parse(%q): %v", expr, err)
 		}
 	}
 }
@@ -133,18 +134,18 @@ func FuzzSchedule(f *testing.F) {
 		f.Add(seed, int64(1790000000))
 	}
 	f.Fuzz(func(t *testing.T, expr string, unix int64) {
-		s, err := parseSchedule(expr)
+		s, err := Parse(expr)
 		if err != nil {
 			return
 		}
 		at := time.Unix(unix%(200*365*86400), 0).UTC().Add(time.Duration(unix%1000) * time.Millisecond)
-		n, p := s.next(at), s.prev(at)
-		if !n.After(at) || p.After(at) || !s.contains(n) || !s.contains(p) {
+		n, p := s.Next(at), s.Prev(at)
+		if !n.After(at) || p.After(at) || !s.Contains(n) || !s.Contains(p) {
 			t.Fatalf("%q at %s: next %s, prev %s", expr, at, n, p)
 		}
 		// prev and next are consecutive occurrences, so they are one gap apart.
-		if !s.next(p).Equal(n) {
-			t.Fatalf("%q at %s: an occurrence %s lies between prev %s and next %s", expr, at, s.next(p), p, n)
+		if !s.Next(p).Equal(n) {
+			t.Fatalf("%q at %s: an occurrence %s lies between prev %s and next %s", expr, at, s.Next(p), p, n)
 		}
 		if g := n.Sub(p); g < s.shortest || g > s.longest {
 			t.Fatalf("%q at %s: next %s and prev %s are %s apart; gaps %s to %s", expr, at, n, p, g, s.shortest, s.longest)

@@ -1,4 +1,7 @@
-package main
+// Package ncrontab reads NCRONTAB schedules exactly as the Azure Functions timer trigger does (NCrontab 3.3.3),
+// so that every region, and every other scheduler built on cosmoslease, agrees on which instants are
+// occurrences.
+package ncrontab
 
 import (
 	"fmt"
@@ -9,8 +12,8 @@ import (
 	"time"
 )
 
-// schedule is LeaseTimer's schedule read exactly as the host reads it: the timer trigger parses
-// %LeaseTimerSchedule% with NCrontab 3.3.3, and so does parseSchedule, rule for rule:
+// Schedule is an NCRONTAB schedule read exactly as the Functions host reads it: the timer trigger parses its
+// schedule with NCrontab 3.3.3, and so does Parse, rule for rule:
 //
 //   - Fields are separated by spaces (only spaces). Five fields are {minute} {hour} {day} {month}
 //     {day-of-week} with the second 0; six put {second} in front. (Only Windows Consumption insists on six.)
@@ -22,9 +25,9 @@ import (
 //   - A time matches when every field matches: when both day of month and day of week are restricted, a day
 //     must satisfy both (0 0 9 13 * Fri is Friday the 13th only), unlike Unix cron's either.
 //
-// The handler works in UTC, as Flex Consumption does (the host uses the local time zone, which
-// WEBSITE_TIME_ZONE or TZ can change on some other plans).
-type schedule struct {
+// Times are UTC, as on Flex Consumption (the host uses the local time zone, which WEBSITE_TIME_ZONE or TZ can
+// change on some other plans).
+type Schedule struct {
 	expr string
 	// day-level fields, indexed by value.
 	day     [32]bool
@@ -54,9 +57,10 @@ var (
 	weekdayField = fieldSpec{"day-of-week", 0, 6, []string{"Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"}}
 )
 
-// parseSchedule reads an NCRONTAB expression (see schedule) and works out its gaps. It refuses schedules that
-// never fire, and TimeSpan schedules.
-func parseSchedule(expr string) (*schedule, error) {
+// Parse reads an NCRONTAB expression (see Schedule) and works out its gaps. It refuses schedules that never
+// fire, and TimeSpan schedules. Its errors quote the expression and say what is wrong; the caller adds where
+// the expression came from.
+func Parse(expr string) (*Schedule, error) {
 	var tokens []string
 	for _, t := range strings.Split(expr, " ") {
 		if t != "" {
@@ -70,19 +74,19 @@ func parseSchedule(expr string) (*schedule, error) {
 	case 6:
 	default:
 		if strings.Contains(expr, ":") && len(tokens) == 1 {
-			return nil, fmt.Errorf("%s %q is a TimeSpan schedule: it fires at times counted from each host's start, so regions cannot agree on an occurrence (and Flex Consumption does not accept it); use an NCRONTAB expression such as 0 */5 * * * *", settingSchedule, expr)
+			return nil, fmt.Errorf("%q is a TimeSpan schedule: it fires at times counted from each host's start, so regions cannot agree on an occurrence (and Flex Consumption does not accept it); use an NCRONTAB expression such as 0 */5 * * * *", expr)
 		}
-		return nil, fmt.Errorf("%s %q has %d fields; an NCRONTAB expression has five ({minute} {hour} {day} {month} {day-of-week}) or six ({second} first), such as */5 * * * * or 0 */5 * * * *", settingSchedule, expr, len(tokens))
+		return nil, fmt.Errorf("%q has %d fields; an NCRONTAB expression has five ({minute} {hour} {day} {month} {day-of-week}) or six ({second} first), such as */5 * * * * or 0 */5 * * * *", expr, len(tokens))
 	}
 	var sets [6][]bool
 	for i, tok := range tokens {
 		set, err := parseField(tok, specs[i])
 		if err != nil {
-			return nil, fmt.Errorf("%s %q: %s field %q: %v", settingSchedule, expr, specs[i].name, tok, err)
+			return nil, fmt.Errorf("%q: %s field %q: %v", expr, specs[i].name, tok, err)
 		}
 		sets[i] = set
 	}
-	s := &schedule{expr: expr}
+	s := &Schedule{expr: expr}
 	copy(s.day[:], sets[3])
 	copy(s.month[:], sets[4])
 	copy(s.weekday[:], sets[5])
@@ -226,17 +230,17 @@ func dotnetInt(s string) (int, error) {
 }
 
 // fires reports whether the schedule fires on a date.
-func (s *schedule) fires(y int, m time.Month, d int, wd time.Weekday) bool {
+func (s *Schedule) fires(y int, m time.Month, d int, wd time.Weekday) bool {
 	return s.month[m] && s.day[d] && s.weekday[wd]
 }
 
-func (s *schedule) firesOn(day time.Time) bool {
+func (s *Schedule) firesOn(day time.Time) bool {
 	y, m, d := day.Date()
 	return s.fires(y, m, d, day.Weekday())
 }
 
-// next is the first occurrence after t, as NCrontab's GetNextOccurrence: later than t's whole second.
-func (s *schedule) next(t time.Time) time.Time {
+// Next is the first occurrence after t, as NCrontab's GetNextOccurrence: later than t's whole second.
+func (s *Schedule) Next(t time.Time) time.Time {
 	t = t.UTC().Truncate(time.Second).Add(time.Second)
 	day := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
 	from := int32(t.Sub(day) / time.Second)
@@ -248,11 +252,11 @@ func (s *schedule) next(t time.Time) time.Time {
 		}
 		day, from = day.AddDate(0, 0, 1), 0
 	}
-	panic("schedule: no occurrence in a Gregorian cycle; parseSchedule refuses such schedules")
+	panic("ncrontab: no occurrence in a Gregorian cycle; Parse refuses such schedules")
 }
 
-// prev is the latest occurrence at or before t.
-func (s *schedule) prev(t time.Time) time.Time {
+// Prev is the latest occurrence at or before t.
+func (s *Schedule) Prev(t time.Time) time.Time {
 	t = t.UTC()
 	day := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
 	upto := int32(t.Sub(day) / time.Second)
@@ -264,18 +268,26 @@ func (s *schedule) prev(t time.Time) time.Time {
 		}
 		day, upto = day.AddDate(0, 0, -1), 86399
 	}
-	panic("schedule: no occurrence in a Gregorian cycle; parseSchedule refuses such schedules")
+	panic("ncrontab: no occurrence in a Gregorian cycle; Parse refuses such schedules")
 }
 
-// contains reports whether t is an occurrence.
-func (s *schedule) contains(t time.Time) bool {
-	return t.Nanosecond() == 0 && s.prev(t).Equal(t)
+// Contains reports whether t is an occurrence.
+func (s *Schedule) Contains(t time.Time) bool {
+	return t.Nanosecond() == 0 && s.Prev(t).Equal(t)
 }
+
+// Expr is the expression as given.
+func (s *Schedule) Expr() string { return s.expr }
+
+// Shortest and Longest are the shortest and longest times between two consecutive occurrences, over a whole
+// Gregorian cycle.
+func (s *Schedule) Shortest() time.Duration { return s.shortest }
+func (s *Schedule) Longest() time.Duration  { return s.longest }
 
 // measure works out the shortest and longest gap between consecutive occurrences over one Gregorian cycle
 // (after which dates and weekdays repeat), so rare schedules such as Friday the 13th, whose ticks can be 14
 // months apart, are measured exactly.
-func (s *schedule) measure() error {
+func (s *Schedule) measure() error {
 	var fireDays []int64
 	y, m, d, wd := 2000, time.January, 1, time.Saturday // 2000-01-01 starts a cycle
 	for i := range int64(cycleDays) {
@@ -291,7 +303,7 @@ func (s *schedule) measure() error {
 		}
 	}
 	if len(fireDays) == 0 {
-		return fmt.Errorf("%s %q never fires (no date matches its day, month and day of week together)", settingSchedule, s.expr)
+		return fmt.Errorf("%q never fires (no date matches its day, month and day of week together)", s.expr)
 	}
 	var shortest, longest int64 = math.MaxInt64, 0
 	note := func(g int64) {
@@ -308,9 +320,9 @@ func (s *schedule) measure() error {
 		}
 		note((nextDay-day)*86400 + first - last)
 	}
-	// The lease lasts a few gaps, and must fit in a time.Duration.
+	// A few gaps must fit in a time.Duration (retention is counted in gaps).
 	if longest > math.MaxInt64/int64(time.Second)/4 {
-		return fmt.Errorf("%s %q fires too rarely (%d years can pass between ticks) for a lease to span the gap", settingSchedule, s.expr, longest/86400/365)
+		return fmt.Errorf("%q fires too rarely (%d years can pass between ticks)", s.expr, longest/86400/365)
 	}
 	s.shortest, s.longest = time.Duration(shortest)*time.Second, time.Duration(longest)*time.Second
 	return nil
