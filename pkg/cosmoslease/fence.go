@@ -16,6 +16,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 
+	"github.com/cosmoslease/cosmoslease/internal/store"
 	"github.com/cosmoslease/cosmoslease/internal/store/cosmosstore"
 )
 
@@ -142,9 +143,14 @@ func (f *Fence) Epoch() int64 { return f.epoch }
 // Field is the property that holds the epoch in fenced items.
 func (f *Fence) Field() string { return f.field }
 
-// condition is the patch's filter predicate: the item has never been fenced, or not by a later epoch.
+// condition is the patch's filter predicate: the item has never been fenced, or its field holds a whole number
+// no greater than this epoch (null, a fraction or a negative number is no epoch, and is refused as on the
+// UpdateItem path). The field is named with the quoted property operator, c['name'], so that a name that is a
+// keyword of the query language (value, order, top, in, between, null, true, …) is still a property. Single
+// quotes: azcosmos v1.5.0 writes the condition into the request's JSON without escaping it.
 func (f *Fence) condition() string {
-	return fmt.Sprintf("from c where NOT IS_DEFINED(c.%s) OR c.%s <= %d", f.field, f.field, f.epoch)
+	p := "c['" + f.field + "']"
+	return fmt.Sprintf("from c where NOT IS_DEFINED(%[1]s) OR (%[1]s >= 0 AND %[1]s <= %[2]d AND FLOOR(%[1]s) = %[1]s)", p, f.epoch)
 }
 
 // PatchItem patches an existing item as ContainerClient.PatchItem does, applied only if no later epoch has
@@ -160,7 +166,7 @@ func (f *Fence) PatchItem(ctx context.Context, pk azcosmos.PartitionKey, id stri
 	if err != nil {
 		return azcosmos.ItemResponse{}, err
 	}
-	f.forget(fmt.Sprint(pk) + "\x00" + id) // the patch makes a version this fence has not seen whole
+	f.forget(itemKey(pk, id)) // the patch makes a version this fence has not seen whole
 	resp, err := f.container.PatchItem(ctx, pk, id, ops, o)
 	if err == nil {
 		f.noteSession(resp)
@@ -171,8 +177,11 @@ func (f *Fence) PatchItem(ctx context.Context, pk azcosmos.PartitionKey, id stri
 	}
 	// Refused: by the fence, or by the caller's If-Match. Read the item to tell which, and to name the epoch.
 	cur, rerr := f.read(ctx, pk, id)
-	if rerr != nil || cur == nil {
-		return resp, err
+	switch {
+	case rerr != nil:
+		return resp, fmt.Errorf("item %q: the fenced patch was refused (412), and the read that would tell why failed (%v); try again: %w", id, rerr, err)
+	case cur == nil:
+		return resp, fmt.Errorf("item %q: the fenced patch was refused (412), and the item was deleted since; try again: %w", id, err)
 	}
 	stored, perr := f.stored(id, cur.Value)
 	switch {
@@ -180,8 +189,13 @@ func (f *Fence) PatchItem(ctx context.Context, pk azcosmos.PartitionKey, id stri
 		return resp, perr
 	case stored > f.epoch:
 		return resp, &FencedError{ID: id, Epoch: f.epoch, By: stored}
+	case o == nil || o.IfMatchEtag == nil:
+		// Only the fence's condition can have refused it, yet the item read shows no later epoch: the read was
+		// answered by a replica behind the write that refused the patch (or a write outside the fence has
+		// changed the field since).
+		return resp, fmt.Errorf("item %q: the fenced patch was refused (412), but the item read afterwards carries epoch %d, not a later one than %d: a replica behind the write that refused it answered; try again: %w", id, stored, f.epoch, err)
 	}
-	return resp, err
+	return resp, err // the caller's If-Match
 }
 
 // fenced copies the caller's operations (their slice may be shared with other calls), adds the fence's
@@ -256,17 +270,17 @@ func (f *Fence) UpdateItem(ctx context.Context, pk azcosmos.PartitionKey, id str
 	if f.err != nil {
 		return azcosmos.ItemResponse{}, f.err
 	}
-	key := fmt.Sprint(pk) + "\x00" + id
+	key := itemKey(pk, id)
 	var lastErr error
 	for range maxUpdateAttempts {
-		cur, ok := f.lastWritten(key)
-		if !ok {
+		cur, remembered := f.lastWritten(key)
+		if !remembered {
 			read, err := f.read(ctx, pk, id)
 			if err != nil {
 				return azcosmos.ItemResponse{}, err
 			}
 			if read != nil {
-				cur = version{body: read.Value, etag: read.ETag}
+				cur = version{body: read.Value, etag: etagOf(*read)}
 				stored, err := f.stored(id, cur.body)
 				if err != nil {
 					return azcosmos.ItemResponse{}, err
@@ -281,6 +295,18 @@ func (f *Fence) UpdateItem(ctx context.Context, pk azcosmos.PartitionKey, id str
 			return azcosmos.ItemResponse{}, err
 		}
 		if next == nil {
+			if remembered {
+				// A later epoch's write does not tell this fence: read the item, and answer with the remembered
+				// version only while it is still the current one. Otherwise judge the item afresh.
+				read, err := f.read(ctx, pk, id)
+				if err != nil {
+					return azcosmos.ItemResponse{}, err
+				}
+				if read == nil || etagOf(*read) != cur.etag {
+					f.forget(key)
+					continue
+				}
+			}
 			var resp azcosmos.ItemResponse
 			resp.Value, resp.ETag = cur.body, cur.etag
 			return resp, nil
@@ -295,15 +321,24 @@ func (f *Fence) UpdateItem(ctx context.Context, pk azcosmos.PartitionKey, id str
 		if cur.body == nil {
 			resp, err = f.container.CreateItem(ctx, pk, body, o)
 		} else {
+			if cur.etag == "" {
+				// An empty If-Match is no condition at all.
+				return azcosmos.ItemResponse{}, fmt.Errorf("item %q was read without an ETag (no header, no _etag), so the write could not be conditional", id)
+			}
 			o.IfMatchEtag = &cur.etag
 			resp, err = f.container.ReplaceItem(ctx, pk, id, body, o)
 		}
 		if err == nil {
 			f.noteSession(resp)
+			resp.ETag = etagOf(resp) // from the stored item when the answer lacks the header
 			if len(resp.Value) == 0 {
 				resp.Value = body
 			}
-			f.remember(key, version{body: resp.Value, etag: resp.ETag})
+			if resp.ETag != "" {
+				f.remember(key, version{body: resp.Value, etag: resp.ETag})
+			} else {
+				f.forget(key) // the next write reads the item first
+			}
 			return resp, nil
 		}
 		f.forget(key)
@@ -322,6 +357,22 @@ func (f *Fence) UpdateItem(ctx context.Context, pk azcosmos.PartitionKey, id str
 type version struct {
 	body []byte
 	etag azcore.ETag
+}
+
+// itemKey names an item in the fence's memory: its partition key printed with the type of each value (the
+// string "1" and the number 1 are different partitions, as are "a b" and the hierarchical key "a", "b"), then
+// its id.
+func itemKey(pk azcosmos.PartitionKey, id string) string {
+	return fmt.Sprintf("%#v", pk) + "\x00" + id
+}
+
+// etagOf is the ETag of the version an answer carries: its ETag header, or else the _etag of the item in its
+// body (never "", as long as either is there).
+func etagOf(resp azcosmos.ItemResponse) azcore.ETag {
+	if resp.ETag != "" {
+		return resp.ETag
+	}
+	return azcore.ETag(store.ETagOf(resp.Value))
 }
 
 // maxRemembered bounds the versions a fence keeps; past it, it forgets them all and reads again.
@@ -389,7 +440,7 @@ func (f *Fence) stored(id string, body []byte) (int64, error) {
 		return 0, nil
 	}
 	var n float64
-	if err := json.Unmarshal(raw, &n); err != nil || n != math.Trunc(n) || n < 0 || n > maxSafeEpoch {
+	if err := json.Unmarshal(raw, &n); err != nil || string(bytes.TrimSpace(raw)) == "null" || n != math.Trunc(n) || n < 0 || n > maxSafeEpoch {
 		return 0, fmt.Errorf("item %q holds %s in %q, which is not an epoch: the fence will not overwrite it (choose another field with WithField)", id, raw, f.field)
 	}
 	return int64(n), nil
