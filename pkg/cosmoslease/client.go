@@ -99,8 +99,12 @@ func (c *Client) Close() {
 	}
 }
 
-// Options returns the options in force, defaults filled in.
-func (c *Client) Options() Options { return c.opts }
+// Options returns the options in force, defaults filled in. Its Metadata is a copy: editing it changes nothing.
+func (c *Client) Options() Options {
+	o := c.opts
+	o.Metadata = maps.Clone(o.Metadata)
+	return o
+}
 
 func (c *Client) pk(key, id string) string {
 	if c.pkProp == "id" {
