@@ -586,7 +586,8 @@ func (c *Client) Acquire(ctx context.Context, key string) (*Lease, error) {
 	}
 }
 
-// Inspect reads one lease. A missing document is reported as a State with no owner and epoch 0.
+// Inspect reads one lease. A missing document is reported as a State with no owner and epoch 0; a missing
+// container (or database) is ErrSetup, found with one more request after the 404.
 func (c *Client) Inspect(ctx context.Context, key string) (State, error) {
 	id, err := leasedoc.ID(key)
 	if err != nil {
@@ -596,6 +597,12 @@ func (c *Client) Inspect(ctx context.Context, key string) (State, error) {
 	if err != nil {
 		return State{}, err
 	}
+	if obs.doc == nil && obs.invalid == nil {
+		// A 404: no document, or no container. A lease in a container that is gone is not free.
+		if err := c.exists(ctx, "read"); err != nil {
+			return State{}, err
+		}
+	}
 	s := c.state(key, obs, c.clock.Now())
 	if s.ID == "" {
 		s.ID = id
@@ -604,13 +611,18 @@ func (c *Client) Inspect(ctx context.Context, key string) (State, error) {
 }
 
 // List reads every lease in the container, sorted by key. Documents that are not valid leases are listed with
-// Problem set.
+// Problem set. A missing container (or database) is ErrSetup.
 func (c *Client) List(ctx context.Context) ([]State, error) {
 	rctx, cancel := c.requestContext(ctx, time.Time{})
 	defer cancel()
 	start := c.clock.Now()
 	items, charge, err := c.st.List(rctx, leasedoc.IDPrefix)
 	c.report("list", "", start, store.Item{Charge: charge}, err)
+	if store.KindOf(err) == store.NotFound {
+		if cerr := c.exists(ctx, "list"); cerr != nil {
+			return nil, cerr
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -637,6 +649,20 @@ func (c *Client) List(ctx context.Context) ([]State, error) {
 	}
 	sortStates(out)
 	return out, nil
+}
+
+// exists checks, after a 404 on op, that the container is still there: ErrSetup, in the words a create's 404
+// gets, when it or its database is gone (one more request, made only after a 404).
+func (c *Client) exists(ctx context.Context, op string) error {
+	rctx, cancel := c.requestContext(ctx, time.Time{})
+	defer cancel()
+	start := c.clock.Now()
+	err := c.st.Exists(rctx, op)
+	c.report("check", "", start, store.Item{}, err)
+	if store.KindOf(err) == store.NotFound {
+		return fmt.Errorf("%w: %v", ErrSetup, err)
+	}
+	return err
 }
 
 func jitter(d time.Duration) time.Duration {

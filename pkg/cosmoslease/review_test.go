@@ -84,3 +84,30 @@ func TestOptions_PartitionKeyPathOnALeaseField(t *testing.T) {
 		}
 	}
 }
+
+// Regression (third review, 5): Inspect took any 404 on its read for "no document", so a lease in a deleted
+// container was reported free; List gave a bare 404. Both are ErrSetup now, with the words the create path uses.
+func TestConformance_ReadsInADeletedContainerAreASetupError(t *testing.T) {
+	beds(t, func(t *testing.T, b bed) {
+		a, _ := b.client(t, "a", nil)
+		l := must[*Lease](t)(a.TryAcquire(context.Background(), "job"))
+		defer l.Release(context.Background())
+		if s := must[State](t)(a.Inspect(context.Background(), "never-acquired")); s.Status() != "free" {
+			t.Fatalf("a key never acquired, in a container that exists: %+v", s)
+		}
+		b.dropContainer(t)
+		_, createErr := a.TryAcquire(context.Background(), "other")
+		if !errors.Is(createErr, ErrSetup) {
+			t.Fatalf("the create path: %v", createErr)
+		}
+		_, explanation, _ := strings.Cut(createErr.Error(), "(HTTP 404): ")
+		s, err := a.Inspect(context.Background(), "job")
+		if !errors.Is(err, ErrSetup) || !strings.HasSuffix(err.Error(), explanation) {
+			t.Fatalf("Inspect in a deleted container = %+v, %v; want ErrSetup saying %q", s, err, explanation)
+		}
+		states, err := a.List(context.Background())
+		if !errors.Is(err, ErrSetup) || !strings.HasSuffix(err.Error(), explanation) {
+			t.Fatalf("List in a deleted container = %+v, %v; want ErrSetup saying %q", states, err, explanation)
+		}
+	})
+}

@@ -235,6 +235,13 @@ func (s *Store) List(ctx context.Context, prefix string) ([]store.Item, float64,
 	return items, 1, nil
 }
 
+func (s *Store) Exists(ctx context.Context, op string) error {
+	s.begin("exists")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.containerGone(op)
+}
+
 func (s *Store) Check(ctx context.Context, partitionKeyPath string, allowMultiWrite bool) error {
 	s.begin("check")
 	s.mu.Lock()
