@@ -50,3 +50,39 @@ func TestInspectWatchInADeletedContainer(t *testing.T) {
 		})
 	}
 }
+
+// Third review, 3: an instance of the reference sample named like one of our holders takes that holder's lease
+// at once (the sample judges a lease free when its document names its own instance). Nothing on our side can
+// prevent it; run and inspect warn when the container shows a sample document with such a name.
+func TestSampleNamesakeWarning(t *testing.T) {
+	h := newHarness(t).withServer()
+	ours := h.lib("us-east-1")
+	l, err := ours.TryAcquire(context.Background(), DefaultLease)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release(context.Background())
+	const warning = "an instance of the reference sample named \"us-east-1\""
+
+	sp := h.srv.StartSample(t, h.ctr, "dotnet-1", "--lease", "sample-lock", "--duration", "3000", "--renew-interval", "1000")
+	sp.Wait(t, "acquired", 20*time.Second)
+	r := h.run("inspect", "--emulator")
+	r.expect(t, ExitOK)
+	if strings.Contains(r.stderr, "warning") {
+		t.Fatalf("a warning with no namesake in the container:\n%s", r.stderr)
+	}
+
+	namesake := h.srv.StartSample(t, h.ctr, "us-east-1", "--lease", "other-lock", "--duration", "3000", "--renew-interval", "1000")
+	namesake.Wait(t, "acquired", 20*time.Second)
+	for _, args := range [][]string{{"inspect", "--emulator"}, {"inspect", "--emulator", "--lease", DefaultLease}, {"inspect", "--emulator", "--json"}} {
+		r := h.run(args...)
+		r.expect(t, ExitOK, "warning: ", warning, "other-lock")
+	}
+	r = h.run(append([]string{"run", "--emulator", "--instance", "us-east-1", "--lease", "third-lock", "--hold-for", "200ms"}, fast...)...)
+	r.expect(t, ExitOK, "warning: ", warning, "other-lock")
+	r = h.run(append([]string{"run", "--emulator", "--instance", "eu-west-1", "--lease", "third-lock", "--hold-for", "200ms"}, fast...)...)
+	r.expect(t, ExitOK)
+	if strings.Contains(r.stderr, "warning") {
+		t.Fatalf("eu-west-1 has no namesake, yet:\n%s", r.stderr)
+	}
+}

@@ -269,6 +269,7 @@ func (c *Client) state(key string, o observation, now time.Time) State {
 	}
 	if d := o.doc; d != nil {
 		s.ID, s.LeaseID, s.Owner, s.Region, s.Hostname = d.ID, d.LeaseID, d.OwnerID, d.Metadata.Region, d.Metadata.Hostname
+		s.InstanceID = d.Metadata.InstanceID
 		s.Epoch, s.Renewals, s.Released, s.Duration, s.Sample = d.Epoch, d.Renewals, d.Released, d.Duration, d.Sample
 		s.AcquiredAt, s.RenewedAt, s.ExpiresAt, s.ReleasedAt = d.AcquiredAt, d.RenewedAt, d.ExpiresAt, d.ReleasedAt
 		s.Metadata = maps.Clone(d.Metadata.Extra) // the caller may edit it; documents are shared with renewals

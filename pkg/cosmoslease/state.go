@@ -16,12 +16,15 @@ var ErrReleased = errors.New("lease released")
 
 // State is a lease document as one observer sees it.
 type State struct {
-	Key      string
-	ID       string
-	LeaseID  string
-	Owner    string
-	Region   string
-	Hostname string
+	Key     string
+	ID      string
+	LeaseID string
+	Owner   string
+	// InstanceID is metadata.instanceId: this library writes the OwnerID there; the reference sample, its
+	// instance's name (which it also writes as ownerId).
+	InstanceID string
+	Region     string
+	Hostname   string
 	// Epoch is the fencing token: one higher for every new holder, unchanged by renewals.
 	Epoch    int64
 	Renewals int64
