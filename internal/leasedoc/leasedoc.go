@@ -5,7 +5,7 @@
 // their names and meaning so that existing queries keep working. The fields the protocol depends on are epoch
 // (the fencing token), released, renewals, renewedAt and leaseDurationMs (the duration the holder promised).
 // expiresAt and the other wall-clock times are written for people and queries; the protocol never compares them
-// with another host's clock.
+// with a clock, except, in a document of the reference sample, expiresAt with the document's own _ts.
 //
 // A document the reference sample wrote has none of those five fields. It is read as a lease in sample form
 // (Doc.Sample): epoch 0, held by its ownerId until its expiresAt as its holder sees it. Only such a document is

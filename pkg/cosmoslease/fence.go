@@ -49,20 +49,37 @@ func (e *FencedError) Unwrap() error { return ErrFenced }
 // # What it guarantees
 //
 // Every write through a fence stores its epoch in the item (property DefaultFenceField, or the one given to
-// WithField) and is applied only if the item's stored epoch is absent or at most its own. So the stored epoch
-// never goes down, and a write of epoch e is never applied after any write of a later epoch e' > e has been
-// applied, whatever the timing — a process paused between its check and its write, a request delayed in the
-// network, the SDK retrying it. Each write is judged by Cosmos DB, atomically, against the item's current
-// version:
-//   - PatchItem sends one conditional patch whose filter predicate is "the stored epoch is absent or ≤ e" and
-//     which also sets it to e;
+// WithField) and is applied only if the item's stored epoch is absent or a whole number at most its own. So,
+// among writes through fences, the stored epoch never goes down, and a write of epoch e is never applied after
+// any write of a later epoch e' > e has been applied, whatever the timing — a process paused between its check
+// and its write, a request delayed in the network, the SDK retrying it. That holds because the fence sends no
+// write without a condition that Cosmos DB judges, atomically, against the item's current version:
+//   - PatchItem sends one conditional patch whose filter predicate is "the stored epoch is absent, or a whole
+//     number ≤ e" and which also sets it to e;
 //   - UpdateItem replaces the item on the ETag of a version whose stored epoch is at most e (one it read and
 //     checked, or one it wrote itself). Every version written after e' carries an epoch ≥ e' > e, so once e'
-//     has written, that version is no longer the current one, and Cosmos DB answers the replace 412. An item
+//     has written, that version is no longer the current one, and Cosmos DB answers the replace 412. The ETag
+//     is the answer's ETag header or, when an answer lacks it, the _etag of the item in its body; with neither,
+//     the fence remembers nothing, and a read gives an error instead of a replace (an empty If-Match would be
+//     no condition at all). An item
 //     that does not exist is created; if a later epoch has created it meanwhile, the create gets 409. Either
 //     way UpdateItem reads the item again and refuses.
 //
-// Refused writes return a *FencedError (ErrFenced) naming the item's epoch.
+// # What a refused or failed write returns
+//
+//   - A *FencedError (ErrFenced) naming the item's epoch, when the item read after the refusal carries a later
+//     epoch than this fence's (or, for UpdateItem, before the write: it is not sent).
+//   - An error saying the fence field holds something that is not an epoch (null, a fraction, a negative
+//     number, a string, …), not ErrFenced: the fence never overwrites a value it did not write.
+//   - From PatchItem, the 412 itself (an *azcore.ResponseError) when the caller's own If-Match failed; and the
+//     412 wrapped in an error that says what happened and to try again, when the read after it cannot tell
+//     why — the read failed, the item was deleted since, or a replica behind the write that refused the patch
+//     answered (an earlier epoch than the one that refused it). Sending the patch again is safe: it is judged
+//     again.
+//   - From UpdateItem, after 10 rounds in which the item changed between its read and its write (or reads kept
+//     coming from a replica behind the write that refused it), an error that says so and wraps the last 409, 412
+//     or 404; calling it again is safe.
+//   - Any other failure of a request, as the SDK returns it.
 //
 // # Its limits
 //
@@ -122,13 +139,16 @@ func NewFence(container *azcosmos.ContainerClient, epoch int64) *Fence {
 // maxSafeEpoch is the largest integer every JSON reader keeps exactly (2^53), Cosmos DB included.
 const maxSafeEpoch = 1 << 53
 
-// fieldName is a top-level property that a patch path and a query can both name without quoting.
+// fieldName is a top-level property that a patch path can name without escaping, and that the patch predicate
+// names as c['name'].
 var fieldName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,254}$`)
 
 // WithField returns a fence that stores the epoch in property name (a top-level property: a letter, then
-// letters, digits or '_'; not id or ttl). Every fence writing an item must use the same name. (Azure matches
-// the name exactly; the local test server this project uses lowercases patch conditions, so against it only
-// all-lowercase names are fenced correctly, which is why the default is lowercase.)
+// letters, digits or '_'; not id or ttl). Every fence writing an item must use the same name. A keyword of the
+// query language (value, order, in, …) is a name like any other. (Azure matches the name exactly; the local
+// test server this project uses lowercases patch conditions, so against it only all-lowercase names are fenced
+// correctly, which is why the default is lowercase, and it takes a condition containing "select" for a whole
+// query.)
 func (f *Fence) WithField(name string) *Fence {
 	g := &Fence{container: f.container, epoch: f.epoch, field: name, err: f.err}
 	if g.err == nil && (!fieldName.MatchString(name) || name == "id" || name == "ttl") {
@@ -260,8 +280,11 @@ const maxUpdateAttempts = 10
 // conditional on the version's ETag, or a create when there was no item. When another write has come between
 // (412 — which is how a superseded holder's write is refused by Cosmos DB — or 409 for the create), it reads the
 // item and judges it again: refuses, or calls update again. So update may be called more than once, and should
-// compute from current only. update returning nil writes nothing; the result then carries the current item.
-// The object's id must be id (it is added when missing); its partition key property must match pk.
+// compute from current only. update returning nil writes nothing; the result then carries the current item:
+// when update was given the version this fence remembered, UpdateItem first reads the item (one point read) and
+// answers with that version only if it is still the current one; otherwise it judges the item afresh — refuses
+// it, or calls update again with it. The object's id must be id (it is added when missing); its partition key
+// property must match pk.
 //
 // A write whose answer was lost and which the SDK retried may have been applied although UpdateItem reports a
 // conflict and starts over: update then sees its own result. Record a write id in the item when applying the

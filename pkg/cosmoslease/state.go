@@ -25,7 +25,8 @@ type State struct {
 	InstanceID string
 	Region     string
 	Hostname   string
-	// Epoch is the fencing token: one higher for every new holder, unchanged by renewals.
+	// Epoch is the fencing token: greater for every new holder (one above the document it replaced; numbers can
+	// be skipped), unchanged by renewals.
 	Epoch    int64
 	Renewals int64
 	Released bool
