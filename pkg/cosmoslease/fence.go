@@ -103,7 +103,8 @@ func (e *FencedError) Unwrap() error { return ErrFenced }
 // PatchItem is one request, as an unfenced patch would be; Cosmos DB bills a patch about as a replace of the
 // item (the predicate is evaluated on the one item). UpdateItem is one conditional replace when this fence
 // wrote the item last, and a point read (1 RU for an item up to 1 KB) before it otherwise, as any computed
-// write needs. A refused write costs one more point read, to name the epoch that refused it.
+// write needs; an update that computes no change is one point read. A refused write costs one more point read,
+// to name the epoch that refused it.
 //
 // A Fence is safe for concurrent use.
 type Fence struct {
