@@ -99,13 +99,20 @@ func (a *App) inspect(c *ucli.Context) error {
 	if c.Bool("runs") {
 		return a.inspectRuns(c, client)
 	}
+	warned := map[string]bool{} // with --watch, each warning once
 	for {
-		states, err := a.leases(c.Context, c, client)
+		states, all, err := a.leases(c.Context, c, client)
 		if err != nil {
 			if c.Context.Err() != nil {
 				return errInterrupted
 			}
 			return err
+		}
+		for _, w := range sampleNamesakes(all, ourOwners(all)) {
+			if !warned[w] {
+				warned[w] = true
+				fmt.Fprintln(a.Stderr, w)
+			}
 		}
 		if c.Bool("watch") && a.StdoutTTY {
 			fmt.Fprint(a.Stdout, "\x1b[H\x1b[2J")
@@ -231,22 +238,24 @@ func (a *App) missed(recs []cosmoslease.RunRecord, limit int) (cosmoslease.Misse
 	return cosmoslease.Missed{}, ""
 }
 
-func (a *App) leases(ctx context.Context, c *ucli.Context, client *cosmoslease.Client) ([]cosmoslease.State, error) {
-	var states []cosmoslease.State
+// leases reads the leases to show, and every lease in the container (for the warnings; nil when they could not be
+// listed).
+func (a *App) leases(ctx context.Context, c *ucli.Context, client *cosmoslease.Client) (states, all []cosmoslease.State, err error) {
 	if key := c.String("lease"); key != "" {
 		s, err := client.Inspect(ctx, key)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		states = []cosmoslease.State{s}
+		all, _ = client.List(ctx) // only for the warnings: a failure here hides none of the lease shown
 	} else {
-		var err error
-		if states, err = client.List(ctx); err != nil {
-			return nil, err
+		if all, err = client.List(ctx); err != nil {
+			return nil, nil, err
 		}
+		states = all
 	}
 	if owner := c.String("owner"); owner != "" {
-		kept := states[:0]
+		var kept []cosmoslease.State
 		for _, s := range states {
 			if s.Owner == owner {
 				kept = append(kept, s)
@@ -254,7 +263,7 @@ func (a *App) leases(ctx context.Context, c *ucli.Context, client *cosmoslease.C
 		}
 		states = kept
 	}
-	return states, nil
+	return states, all, nil
 }
 
 func printTable(w io.Writer, states []cosmoslease.State) {

@@ -138,6 +138,7 @@ func (a *App) run(c *ucli.Context) error {
 		return err
 	}
 	defer client.Close()
+	warnSampleNamesakes(ctx, a.Stderr, log, client, []string{instance})
 	out.started()
 
 	lease, err := client.TryAcquire(ctx, key)

@@ -5,7 +5,7 @@
 // their names and meaning so that existing queries keep working. The fields the protocol depends on are epoch
 // (the fencing token), released, renewals, renewedAt and leaseDurationMs (the duration the holder promised).
 // expiresAt and the other wall-clock times are written for people and queries; the protocol never compares them
-// with another host's clock.
+// with a clock, except, in a document of the reference sample, expiresAt with the document's own _ts.
 //
 // A document the reference sample wrote has none of those five fields. It is read as a lease in sample form
 // (Doc.Sample): epoch 0, held by its ownerId until its expiresAt as its holder sees it. Only such a document is
@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 	"unicode"
@@ -164,6 +165,23 @@ type wire struct {
 	LeaseDurationMs int64    `json:"leaseDurationMs"`
 	ETag            string   `json:"_etag,omitempty"`
 	TS              int64    `json:"_ts,omitempty"`
+}
+
+// OwnProperty reports whether name is a top-level property the lease document holds for itself: one of the
+// fields Encode writes or Decode reads (leaseKey and id included), one Cosmos DB adds (_etag, _ts, _rid, …), or
+// ttl. Case is ignored, because encoding/json matches field names without regard to case when it decodes: a
+// property "LeaseId" would be read as leaseId.
+func OwnProperty(name string) bool {
+	if strings.HasPrefix(name, "_") || strings.EqualFold(name, "ttl") {
+		return true
+	}
+	t := reflect.TypeOf(wire{})
+	for i := range t.NumField() {
+		if tag, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ","); strings.EqualFold(tag, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // FormatTime writes a time as the documents do: RFC 3339 in UTC.

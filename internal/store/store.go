@@ -45,6 +45,10 @@ type Store interface {
 	// Check verifies the container exists and is partitioned on partitionKeyPath, and that the account can be
 	// used safely (one write region unless allowMultiWrite).
 	Check(ctx context.Context, partitionKeyPath string, allowMultiWrite bool) error
+	// Exists tells a missing document from a missing container after a 404: nil when the container exists;
+	// otherwise Kind NotFound, Op op, and an Err that says what is missing (the container or its database) and
+	// how to fix it, as a create's 404 does.
+	Exists(ctx context.Context, op string) error
 }
 
 // RecentQuery reads the newest run records of one lease. It runs in the lease's partition, filters on type (and

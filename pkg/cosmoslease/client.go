@@ -111,8 +111,12 @@ func (c *Client) AccountRegions() []string {
 	return nil
 }
 
-// Options returns the options in force, defaults filled in.
-func (c *Client) Options() Options { return c.opts }
+// Options returns the options in force, defaults filled in. Its Metadata is a copy: editing it changes nothing.
+func (c *Client) Options() Options {
+	o := c.opts
+	o.Metadata = maps.Clone(o.Metadata)
+	return o
+}
 
 func (c *Client) pk(key, id string) string {
 	if c.pkProp == "id" {
@@ -277,6 +281,7 @@ func (c *Client) state(key string, o observation, now time.Time) State {
 	}
 	if d := o.doc; d != nil {
 		s.ID, s.LeaseID, s.Owner, s.Region, s.Hostname = d.ID, d.LeaseID, d.OwnerID, d.Metadata.Region, d.Metadata.Hostname
+		s.InstanceID = d.Metadata.InstanceID
 		s.Epoch, s.Renewals, s.Released, s.Duration, s.Sample = d.Epoch, d.Renewals, d.Released, d.Duration, d.Sample
 		s.AcquiredAt, s.RenewedAt, s.ExpiresAt, s.ReleasedAt = d.AcquiredAt, d.RenewedAt, d.ExpiresAt, d.ReleasedAt
 		s.Metadata = maps.Clone(d.Metadata.Extra) // the caller may edit it; documents are shared with renewals
@@ -610,7 +615,8 @@ func (c *Client) Acquire(ctx context.Context, key string) (*Lease, error) {
 	}
 }
 
-// Inspect reads one lease. A missing document is reported as a State with no owner and epoch 0.
+// Inspect reads one lease. A missing document is reported as a State with no owner and epoch 0; a missing
+// container (or database) is ErrSetup, found with one more request after the 404.
 func (c *Client) Inspect(ctx context.Context, key string) (State, error) {
 	id, err := leasedoc.ID(key)
 	if err != nil {
@@ -620,6 +626,12 @@ func (c *Client) Inspect(ctx context.Context, key string) (State, error) {
 	if err != nil {
 		return State{}, err
 	}
+	if obs.doc == nil && obs.invalid == nil {
+		// A 404: no document, or no container. A lease in a container that is gone is not free.
+		if err := c.exists(ctx, "read"); err != nil {
+			return State{}, err
+		}
+	}
 	s := c.state(key, obs, c.clock.Now())
 	if s.ID == "" {
 		s.ID = id
@@ -628,13 +640,18 @@ func (c *Client) Inspect(ctx context.Context, key string) (State, error) {
 }
 
 // List reads every lease in the container, sorted by key. Documents that are not valid leases are listed with
-// Problem set.
+// Problem set. A missing container (or database) is ErrSetup.
 func (c *Client) List(ctx context.Context) ([]State, error) {
 	rctx, cancel := c.requestContext(ctx, time.Time{})
 	defer cancel()
 	start := c.clock.Now()
 	items, charge, err := c.st.List(rctx, leasedoc.IDPrefix)
 	c.report("list", "", start, store.Item{Charge: charge}, err)
+	if store.KindOf(err) == store.NotFound {
+		if cerr := c.exists(ctx, "list"); cerr != nil {
+			return nil, cerr
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -661,6 +678,20 @@ func (c *Client) List(ctx context.Context) ([]State, error) {
 	}
 	sortStates(out)
 	return out, nil
+}
+
+// exists checks, after a 404 on op, that the container is still there: ErrSetup, in the words a create's 404
+// gets, when it or its database is gone (one more request, made only after a 404).
+func (c *Client) exists(ctx context.Context, op string) error {
+	rctx, cancel := c.requestContext(ctx, time.Time{})
+	defer cancel()
+	start := c.clock.Now()
+	err := c.st.Exists(rctx, op)
+	c.report("check", "", start, store.Item{}, err)
+	if store.KindOf(err) == store.NotFound {
+		return fmt.Errorf("%w: %v", ErrSetup, err)
+	}
+	return err
 }
 
 func jitter(d time.Duration) time.Duration {

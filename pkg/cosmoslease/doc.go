@@ -40,10 +40,12 @@
 //     instance of the reference sample shares the container (see below for what holds while one does).
 //
 // Holding is not exclusive work: a holder paused longer than its deadline (a GC pause, a stopped VM) may still
-// act after a contender has taken over. Every holding therefore has an Epoch, the fencing token, one higher
-// than every earlier holding's and never reset (Release keeps the document). Pass it to anything that can
-// refuse stale writers. For Cosmos DB items, Lease.Fence does it: Cosmos DB itself refuses a superseded
-// holder's writes, whatever the timing (see Fence for the guarantee and its limits).
+// act after a contender has taken over. Every holding therefore has an Epoch, the fencing token, greater than
+// every earlier holding's and never reset (Release keeps the document). It is one above the epoch of the
+// document it replaced, which is not always a holding's: a claim that was applied but never became a Lease (its
+// answer was lost and it was not adopted in time) is taken over at its own epoch + 1, so numbers can be skipped.
+// Pass it to anything that can refuse stale writers. For Cosmos DB items, Lease.Fence does it: Cosmos DB itself
+// refuses a superseded holder's writes, whatever the timing (see Fence for the guarantee and its limits).
 //
 // # The clock model
 //
@@ -64,8 +66,9 @@
 //
 // Under the conditions above both are lower bounds of the real time since the holder sent its write, so the
 // holder always stops first. The server rule lets a contender that has just started take over an abandoned
-// lease at once instead of watching it for a whole duration. expiresAt in the document is written for people
-// and queries; the protocol never trusts it.
+// lease at once instead of watching it for a whole duration. expiresAt in the documents this package writes is
+// for people and queries; the protocol never reads it. Only in a document of the reference sample does it count,
+// and only to lengthen the wait: as expiresAt − _ts, two stamps in the one document (see below).
 //
 // # Documents of the reference sample
 //
@@ -74,11 +77,15 @@
 // full document at epoch 1, once seen unchanged for max(LeaseDuration, expiresAt − _ts) + (LeaseDuration −
 // RenewDeadline). The sample's holder believes it holds the lease until its own clock reads expiresAt; the
 // takeover is safe against it when its lease is no longer than LeaseDuration, or its clock is not behind Cosmos
-// DB's by more than about LeaseDuration − RenewDeadline (the argument is at sampleHold, in sample.go). Two
-// things cannot be made safe from this side: a sample contender compares its own clock with the expiresAt our
-// holder wrote, so the clocks must agree within LeaseDuration − RenewDeadline; and the sample deletes the
+// DB's by more than about LeaseDuration − RenewDeadline (the argument is at sampleHold, in sample.go); an
+// expiresAt too far ahead to count in a Duration (.NET's DateTime.MaxValue) is held for as long as one can count.
+// Three things cannot be made safe from this side: a sample contender compares its own clock with the expiresAt
+// our holder wrote, so the clocks must agree within LeaseDuration − RenewDeadline; the sample deletes the
 // document on release and writes its own without an epoch, so while sample instances remain the epoch starts
-// again at 1 and does not fence.
+// again at 1 and does not fence; and the sample judges a lease free when its document names the sample's own
+// instance, so a sample instance named like one of our holders (an OwnerID) takes that holder's lease at once,
+// and both hold it until our holder's next renewal fails (the epoch then starts again at 1). Give them different
+// names; `cosmoslease run` and `inspect` warn when the container shows such a sample document.
 //
 // # Ambiguous answers
 //

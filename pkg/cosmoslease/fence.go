@@ -16,6 +16,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 
+	"github.com/cosmoslease/cosmoslease/internal/store"
 	"github.com/cosmoslease/cosmoslease/internal/store/cosmosstore"
 )
 
@@ -48,20 +49,37 @@ func (e *FencedError) Unwrap() error { return ErrFenced }
 // # What it guarantees
 //
 // Every write through a fence stores its epoch in the item (property DefaultFenceField, or the one given to
-// WithField) and is applied only if the item's stored epoch is absent or at most its own. So the stored epoch
-// never goes down, and a write of epoch e is never applied after any write of a later epoch e' > e has been
-// applied, whatever the timing — a process paused between its check and its write, a request delayed in the
-// network, the SDK retrying it. Each write is judged by Cosmos DB, atomically, against the item's current
-// version:
-//   - PatchItem sends one conditional patch whose filter predicate is "the stored epoch is absent or ≤ e" and
-//     which also sets it to e;
+// WithField) and is applied only if the item's stored epoch is absent or a whole number at most its own. So,
+// among writes through fences, the stored epoch never goes down, and a write of epoch e is never applied after
+// any write of a later epoch e' > e has been applied, whatever the timing — a process paused between its check
+// and its write, a request delayed in the network, the SDK retrying it. That holds because the fence sends no
+// write without a condition that Cosmos DB judges, atomically, against the item's current version:
+//   - PatchItem sends one conditional patch whose filter predicate is "the stored epoch is absent, or a whole
+//     number ≤ e" and which also sets it to e;
 //   - UpdateItem replaces the item on the ETag of a version whose stored epoch is at most e (one it read and
 //     checked, or one it wrote itself). Every version written after e' carries an epoch ≥ e' > e, so once e'
-//     has written, that version is no longer the current one, and Cosmos DB answers the replace 412. An item
+//     has written, that version is no longer the current one, and Cosmos DB answers the replace 412. The ETag
+//     is the answer's ETag header or, when an answer lacks it, the _etag of the item in its body; with neither,
+//     the fence remembers nothing, and a read gives an error instead of a replace (an empty If-Match would be
+//     no condition at all). An item
 //     that does not exist is created; if a later epoch has created it meanwhile, the create gets 409. Either
 //     way UpdateItem reads the item again and refuses.
 //
-// Refused writes return a *FencedError (ErrFenced) naming the item's epoch.
+// # What a refused or failed write returns
+//
+//   - A *FencedError (ErrFenced) naming the item's epoch, when the item read after the refusal carries a later
+//     epoch than this fence's (or, for UpdateItem, before the write: it is not sent).
+//   - An error saying the fence field holds something that is not an epoch (null, a fraction, a negative
+//     number, a string, …), not ErrFenced: the fence never overwrites a value it did not write.
+//   - From PatchItem, the 412 itself (an *azcore.ResponseError) when the caller's own If-Match failed; and the
+//     412 wrapped in an error that says what happened and to try again, when the read after it cannot tell
+//     why — the read failed, the item was deleted since, or a replica behind the write that refused the patch
+//     answered (an earlier epoch than the one that refused it). Sending the patch again is safe: it is judged
+//     again.
+//   - From UpdateItem, after 10 rounds in which the item changed between its read and its write (or reads kept
+//     coming from a replica behind the write that refused it), an error that says so and wraps the last 409, 412
+//     or 404; calling it again is safe.
+//   - Any other failure of a request, as the SDK returns it.
 //
 // # Its limits
 //
@@ -85,7 +103,8 @@ func (e *FencedError) Unwrap() error { return ErrFenced }
 // PatchItem is one request, as an unfenced patch would be; Cosmos DB bills a patch about as a replace of the
 // item (the predicate is evaluated on the one item). UpdateItem is one conditional replace when this fence
 // wrote the item last, and a point read (1 RU for an item up to 1 KB) before it otherwise, as any computed
-// write needs. A refused write costs one more point read, to name the epoch that refused it.
+// write needs; an update that computes no change is one point read. A refused write costs one more point read,
+// to name the epoch that refused it.
 //
 // A Fence is safe for concurrent use.
 type Fence struct {
@@ -121,13 +140,16 @@ func NewFence(container *azcosmos.ContainerClient, epoch int64) *Fence {
 // maxSafeEpoch is the largest integer every JSON reader keeps exactly (2^53), Cosmos DB included.
 const maxSafeEpoch = 1 << 53
 
-// fieldName is a top-level property that a patch path and a query can both name without quoting.
+// fieldName is a top-level property that a patch path can name without escaping, and that the patch predicate
+// names as c['name'].
 var fieldName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,254}$`)
 
 // WithField returns a fence that stores the epoch in property name (a top-level property: a letter, then
-// letters, digits or '_'; not id or ttl). Every fence writing an item must use the same name. (Azure matches
-// the name exactly; the local test server this project uses lowercases patch conditions, so against it only
-// all-lowercase names are fenced correctly, which is why the default is lowercase.)
+// letters, digits or '_'; not id or ttl). Every fence writing an item must use the same name. A keyword of the
+// query language (value, order, in, …) is a name like any other. (Azure matches the name exactly; the local
+// test server this project uses lowercases patch conditions, so against it only all-lowercase names are fenced
+// correctly, which is why the default is lowercase, and it takes a condition containing "select" for a whole
+// query.)
 func (f *Fence) WithField(name string) *Fence {
 	g := &Fence{container: f.container, epoch: f.epoch, field: name, err: f.err}
 	if g.err == nil && (!fieldName.MatchString(name) || name == "id" || name == "ttl") {
@@ -142,9 +164,14 @@ func (f *Fence) Epoch() int64 { return f.epoch }
 // Field is the property that holds the epoch in fenced items.
 func (f *Fence) Field() string { return f.field }
 
-// condition is the patch's filter predicate: the item has never been fenced, or not by a later epoch.
+// condition is the patch's filter predicate: the item has never been fenced, or its field holds a whole number
+// no greater than this epoch (null, a fraction or a negative number is no epoch, and is refused as on the
+// UpdateItem path). The field is named with the quoted property operator, c['name'], so that a name that is a
+// keyword of the query language (value, order, top, in, between, null, true, …) is still a property. Single
+// quotes: azcosmos v1.5.0 writes the condition into the request's JSON without escaping it.
 func (f *Fence) condition() string {
-	return fmt.Sprintf("from c where NOT IS_DEFINED(c.%s) OR c.%s <= %d", f.field, f.field, f.epoch)
+	p := "c['" + f.field + "']"
+	return fmt.Sprintf("from c where NOT IS_DEFINED(%[1]s) OR (%[1]s >= 0 AND %[1]s <= %[2]d AND FLOOR(%[1]s) = %[1]s)", p, f.epoch)
 }
 
 // PatchItem patches an existing item as ContainerClient.PatchItem does, applied only if no later epoch has
@@ -160,7 +187,7 @@ func (f *Fence) PatchItem(ctx context.Context, pk azcosmos.PartitionKey, id stri
 	if err != nil {
 		return azcosmos.ItemResponse{}, err
 	}
-	f.forget(fmt.Sprint(pk) + "\x00" + id) // the patch makes a version this fence has not seen whole
+	f.forget(itemKey(pk, id)) // the patch makes a version this fence has not seen whole
 	resp, err := f.container.PatchItem(ctx, pk, id, ops, o)
 	if err == nil {
 		f.noteSession(resp)
@@ -171,8 +198,11 @@ func (f *Fence) PatchItem(ctx context.Context, pk azcosmos.PartitionKey, id stri
 	}
 	// Refused: by the fence, or by the caller's If-Match. Read the item to tell which, and to name the epoch.
 	cur, rerr := f.read(ctx, pk, id)
-	if rerr != nil || cur == nil {
-		return resp, err
+	switch {
+	case rerr != nil:
+		return resp, fmt.Errorf("item %q: the fenced patch was refused (412), and the read that would tell why failed (%v); try again: %w", id, rerr, err)
+	case cur == nil:
+		return resp, fmt.Errorf("item %q: the fenced patch was refused (412), and the item was deleted since; try again: %w", id, err)
 	}
 	stored, perr := f.stored(id, cur.Value)
 	switch {
@@ -180,8 +210,13 @@ func (f *Fence) PatchItem(ctx context.Context, pk azcosmos.PartitionKey, id stri
 		return resp, perr
 	case stored > f.epoch:
 		return resp, &FencedError{ID: id, Epoch: f.epoch, By: stored}
+	case o == nil || o.IfMatchEtag == nil:
+		// Only the fence's condition can have refused it, yet the item read shows no later epoch: the read was
+		// answered by a replica behind the write that refused the patch (or a write outside the fence has
+		// changed the field since).
+		return resp, fmt.Errorf("item %q: the fenced patch was refused (412), but the item read afterwards carries epoch %d, not a later one than %d: a replica behind the write that refused it answered; try again: %w", id, stored, f.epoch, err)
 	}
-	return resp, err
+	return resp, err // the caller's If-Match
 }
 
 // fenced copies the caller's operations (their slice may be shared with other calls), adds the fence's
@@ -246,8 +281,11 @@ const maxUpdateAttempts = 10
 // conditional on the version's ETag, or a create when there was no item. When another write has come between
 // (412 — which is how a superseded holder's write is refused by Cosmos DB — or 409 for the create), it reads the
 // item and judges it again: refuses, or calls update again. So update may be called more than once, and should
-// compute from current only. update returning nil writes nothing; the result then carries the current item.
-// The object's id must be id (it is added when missing); its partition key property must match pk.
+// compute from current only. update returning nil writes nothing; the result then carries the current item:
+// when update was given the version this fence remembered, UpdateItem first reads the item (one point read) and
+// answers with that version only if it is still the current one; otherwise it judges the item afresh — refuses
+// it, or calls update again with it. The object's id must be id (it is added when missing); its partition key
+// property must match pk.
 //
 // A write whose answer was lost and which the SDK retried may have been applied although UpdateItem reports a
 // conflict and starts over: update then sees its own result. Record a write id in the item when applying the
@@ -256,17 +294,17 @@ func (f *Fence) UpdateItem(ctx context.Context, pk azcosmos.PartitionKey, id str
 	if f.err != nil {
 		return azcosmos.ItemResponse{}, f.err
 	}
-	key := fmt.Sprint(pk) + "\x00" + id
+	key := itemKey(pk, id)
 	var lastErr error
 	for range maxUpdateAttempts {
-		cur, ok := f.lastWritten(key)
-		if !ok {
+		cur, remembered := f.lastWritten(key)
+		if !remembered {
 			read, err := f.read(ctx, pk, id)
 			if err != nil {
 				return azcosmos.ItemResponse{}, err
 			}
 			if read != nil {
-				cur = version{body: read.Value, etag: read.ETag}
+				cur = version{body: read.Value, etag: etagOf(*read)}
 				stored, err := f.stored(id, cur.body)
 				if err != nil {
 					return azcosmos.ItemResponse{}, err
@@ -281,6 +319,18 @@ func (f *Fence) UpdateItem(ctx context.Context, pk azcosmos.PartitionKey, id str
 			return azcosmos.ItemResponse{}, err
 		}
 		if next == nil {
+			if remembered {
+				// A later epoch's write does not tell this fence: read the item, and answer with the remembered
+				// version only while it is still the current one. Otherwise judge the item afresh.
+				read, err := f.read(ctx, pk, id)
+				if err != nil {
+					return azcosmos.ItemResponse{}, err
+				}
+				if read == nil || etagOf(*read) != cur.etag {
+					f.forget(key)
+					continue
+				}
+			}
 			var resp azcosmos.ItemResponse
 			resp.Value, resp.ETag = cur.body, cur.etag
 			return resp, nil
@@ -295,15 +345,24 @@ func (f *Fence) UpdateItem(ctx context.Context, pk azcosmos.PartitionKey, id str
 		if cur.body == nil {
 			resp, err = f.container.CreateItem(ctx, pk, body, o)
 		} else {
+			if cur.etag == "" {
+				// An empty If-Match is no condition at all.
+				return azcosmos.ItemResponse{}, fmt.Errorf("item %q was read without an ETag (no header, no _etag), so the write could not be conditional", id)
+			}
 			o.IfMatchEtag = &cur.etag
 			resp, err = f.container.ReplaceItem(ctx, pk, id, body, o)
 		}
 		if err == nil {
 			f.noteSession(resp)
+			resp.ETag = etagOf(resp) // from the stored item when the answer lacks the header
 			if len(resp.Value) == 0 {
 				resp.Value = body
 			}
-			f.remember(key, version{body: resp.Value, etag: resp.ETag})
+			if resp.ETag != "" {
+				f.remember(key, version{body: resp.Value, etag: resp.ETag})
+			} else {
+				f.forget(key) // the next write reads the item first
+			}
 			return resp, nil
 		}
 		f.forget(key)
@@ -322,6 +381,22 @@ func (f *Fence) UpdateItem(ctx context.Context, pk azcosmos.PartitionKey, id str
 type version struct {
 	body []byte
 	etag azcore.ETag
+}
+
+// itemKey names an item in the fence's memory: its partition key printed with the type of each value (the
+// string "1" and the number 1 are different partitions, as are "a b" and the hierarchical key "a", "b"), then
+// its id.
+func itemKey(pk azcosmos.PartitionKey, id string) string {
+	return fmt.Sprintf("%#v", pk) + "\x00" + id
+}
+
+// etagOf is the ETag of the version an answer carries: its ETag header, or else the _etag of the item in its
+// body (never "", as long as either is there).
+func etagOf(resp azcosmos.ItemResponse) azcore.ETag {
+	if resp.ETag != "" {
+		return resp.ETag
+	}
+	return azcore.ETag(store.ETagOf(resp.Value))
 }
 
 // maxRemembered bounds the versions a fence keeps; past it, it forgets them all and reads again.
@@ -389,7 +464,7 @@ func (f *Fence) stored(id string, body []byte) (int64, error) {
 		return 0, nil
 	}
 	var n float64
-	if err := json.Unmarshal(raw, &n); err != nil || n != math.Trunc(n) || n < 0 || n > maxSafeEpoch {
+	if err := json.Unmarshal(raw, &n); err != nil || string(bytes.TrimSpace(raw)) == "null" || n != math.Trunc(n) || n < 0 || n > maxSafeEpoch {
 		return 0, fmt.Errorf("item %q holds %s in %q, which is not an epoch: the fence will not overwrite it (choose another field with WithField)", id, raw, f.field)
 	}
 	return int64(n), nil

@@ -11,6 +11,8 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+
+	"github.com/cosmoslease/cosmoslease/internal/leasedoc"
 )
 
 // Defaults. They follow the reference sample: a 60 s lease renewed every 40 s.
@@ -41,7 +43,9 @@ type Options struct {
 	// Database defaults to DistributedLeasing, Container to Leases.
 	Database  string
 	Container string
-	// PartitionKeyPath is the container's partition key path, a top-level property; default /leaseKey.
+	// PartitionKeyPath is the container's partition key path, a top-level property; default /leaseKey. It may be
+	// /leaseKey, /id or a property of the caller's own (such as /pk, which then holds the lease key), but not
+	// another property of the lease document (/leaseId, /epoch, /metadata, …, in any case) or a system property.
 	PartitionKeyPath string
 	// AllowMultipleWriteRegions accepts an account that takes writes in several regions. ETag checks do not
 	// hold across write regions, so two holders become possible; Open refuses such accounts unless this is set.
@@ -132,6 +136,10 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if !strings.HasPrefix(o.PartitionKeyPath, "/") || strings.Count(o.PartitionKeyPath, "/") != 1 || len(o.PartitionKeyPath) < 2 {
 		return o, invalid("PartitionKeyPath %q must name one top-level property, such as /leaseKey", o.PartitionKeyPath)
+	}
+	if prop := o.PartitionKeyPath[1:]; prop != "leaseKey" && prop != "id" && leasedoc.OwnProperty(prop) {
+		// The lease key would be written into that property too, as a second value of the same field.
+		return o, invalid("PartitionKeyPath %q names a property of the lease document itself (in any case): partition the container on /leaseKey (the default), on /id, or on a property of your own such as /pk", o.PartitionKeyPath)
 	}
 	if strings.TrimSpace(o.OwnerID) == "" {
 		return o, invalid("OwnerID is empty: every holder needs a name, such as us-east-1")

@@ -1,6 +1,7 @@
 package cosmoslease
 
 import (
+	"math"
 	"time"
 
 	"github.com/cosmoslease/cosmoslease/internal/leasedoc"
@@ -46,10 +47,18 @@ import (
 // The other direction cannot be made safe from here: a sample contender compares its clock with the expiresAt
 // our holder wrote (holder's wall clock + LeaseDuration) while our holder stops at RenewDeadline, so it is safe
 // only while the two clocks differ by less than LeaseDuration − RenewDeadline.
+//
+// expiresAt is used here, and only here, and only to lengthen the wait: as expiresAt − _ts, both read from the
+// one document, never compared with a clock of ours. A sample that writes an expiresAt far ahead (.NET's
+// DateTime.MaxValue, "never expires") is held for as long as a Duration can count (292 years), not less.
 func (c *Client) sampleHold(d *leasedoc.Doc) time.Duration {
 	var promised time.Duration
 	if d.TS > 0 && !d.ExpiresAt.IsZero() {
-		promised = d.ExpiresAt.Sub(time.Unix(d.TS, 0))
+		promised = d.ExpiresAt.Sub(time.Unix(d.TS, 0)) // saturates at the largest Duration
 	}
-	return max(c.opts.LeaseDuration, promised) + c.opts.LeaseDuration - c.opts.RenewDeadline
+	hold, margin := max(c.opts.LeaseDuration, promised), c.opts.LeaseDuration-c.opts.RenewDeadline
+	if hold > math.MaxInt64-margin {
+		return math.MaxInt64 // the sum would wrap negative, which reads as expired
+	}
+	return hold + margin
 }

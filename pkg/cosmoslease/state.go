@@ -16,13 +16,17 @@ var ErrReleased = errors.New("lease released")
 
 // State is a lease document as one observer sees it.
 type State struct {
-	Key      string
-	ID       string
-	LeaseID  string
-	Owner    string
-	Region   string
-	Hostname string
-	// Epoch is the fencing token: one higher for every new holder, unchanged by renewals.
+	Key     string
+	ID      string
+	LeaseID string
+	Owner   string
+	// InstanceID is metadata.instanceId: this library writes the OwnerID there; the reference sample, its
+	// instance's name (which it also writes as ownerId).
+	InstanceID string
+	Region     string
+	Hostname   string
+	// Epoch is the fencing token: greater for every new holder (one above the document it replaced; numbers can
+	// be skipped), unchanged by renewals.
 	Epoch    int64
 	Renewals int64
 	Released bool

@@ -284,6 +284,18 @@ func (s *Store) Check(ctx context.Context, partitionKeyPath string, allowMultiWr
 	return nil
 }
 
+// Exists reads the container. A 404 is explained with the words a create's 404 gets.
+func (s *Store) Exists(ctx context.Context, op string) error {
+	if _, err := s.container.Read(ctx, nil); err != nil {
+		e := classify(op, err, 0).(*store.Error)
+		if e.Kind == store.NotFound {
+			e.Err = s.missing(ctx, "")
+		}
+		return e
+	}
+	return nil
+}
+
 // missing explains a container that does not exist, or whose database does not.
 func (s *Store) missing(ctx context.Context, partitionKeyPath string) error {
 	if _, dbErr := s.db.Read(ctx, nil); dbErr != nil && KindOf(dbErr) == store.NotFound {

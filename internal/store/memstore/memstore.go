@@ -278,6 +278,13 @@ func (s *Store) Recent(ctx context.Context, pk, prefix string, limit int, sessio
 // Regions returns AccountRegions.
 func (s *Store) Regions() []string { return s.AccountRegions }
 
+func (s *Store) Exists(ctx context.Context, op string) error {
+	s.begin("exists")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.containerGone(op)
+}
+
 func (s *Store) Check(ctx context.Context, partitionKeyPath string, allowMultiWrite bool) error {
 	s.begin("check")
 	s.mu.Lock()
