@@ -1,0 +1,329 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/cosmoslease/cosmoslease/internal/config"
+	"github.com/cosmoslease/cosmoslease/internal/leasedoc"
+	"github.com/cosmoslease/cosmoslease/internal/ncrontab"
+	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
+)
+
+// cronLeaseDuration is cron's lease unless --duration or DefaultLeaseDuration says otherwise: it is held only
+// while an occurrence's command runs, so it is short, and a machine that dies mid-run frees it within that long.
+const cronLeaseDuration = 30 * time.Second
+
+func (a *App) cronCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:  "cron",
+		Usage: "run a command once per schedule occurrence across every machine that runs the same line, in the most preferred region alive",
+		UsageText: "cosmoslease cron --schedule EXPR --region R [--lease KEY] [--preferred-regions a,b,c] [--failover-delay D] -- COMMAND [ARGS…]\n\n" +
+			"   cosmoslease cron --schedule '0 */5 * * * *' --region eastus --preferred-regions eastus,westeurope -- ./reconcile.sh",
+		Description: "Each occurrence is its own election (the same as the Functions handler's): the region ranked r (0 first in\n" +
+			"--preferred-regions, or the Cosmos DB account's order) contends r × --failover-delay after the occurrence, and\n" +
+			"only watches the occurrence's run record before then. The command runs with COSMOSLEASE_OCCURRENCE (RFC 3339,\n" +
+			"UTC), COSMOSLEASE_EPOCH, COSMOSLEASE_REGION, COSMOSLEASE_LEASE and COSMOSLEASE_INSTANCE in its environment; its\n" +
+			"output goes to stderr, and its exit status into the run record. If the lease is lost it gets SIGTERM, then\n" +
+			"SIGKILL after --grace. cron runs until interrupted (exit 130), releasing the lease of a run in progress.\n" +
+			"Schedules are NCRONTAB, as the Functions timer reads them: {second} {minute} {hour} {day} {month} {day-of-week}\n" +
+			"(or five fields without seconds), UTC.",
+		Flags: append(commonFlags(),
+			&ucli.StringFlag{Name: "schedule", Usage: "NCRONTAB `EXPR`, such as '0 */5 * * * *' (required)", EnvVars: []string{"COSMOSLEASE_SCHEDULE"}},
+			&ucli.StringFlag{Name: "region", Usage: "this machine's `REGION`, such as eastus (default: $REGION_NAME; required)", EnvVars: []string{"COSMOSLEASE_REGION"}},
+			&ucli.StringFlag{Name: "instance", Usage: "this machine's `ID` in run records (default: the hostname)", EnvVars: []string{"COSMOSLEASE_INSTANCE"}},
+			&ucli.StringFlag{Name: "lease", Value: "cron", Usage: "lease `KEY`: every machine running the same job uses the same one", EnvVars: []string{"COSMOSLEASE_LEASE"}},
+			&ucli.StringFlag{Name: "preferred-regions", Usage: "regions `a,b,c`, most preferred first (default: the Cosmos DB account's order); a region not listed ranks last", EnvVars: []string{"COSMOSLEASE_PREFERRED_REGIONS"}},
+			&ucli.StringFlag{Name: "failover-delay", Value: "10s", Usage: "how much later each rank contends: `D`"},
+			&ucli.StringFlag{Name: "duration", Usage: "lease duration `D` (CosmosLeasing__DefaultLeaseDuration; default 30s): a machine that dies mid-run holds the lease that long"},
+			&ucli.StringFlag{Name: "grace", Value: "10s", Usage: "after SIGTERM, the command has `D` to exit before SIGKILL"},
+			&ucli.StringFlag{Name: "retention", Value: "30d", Usage: "keep run records for `D` (at least a day and two of the schedule's longest gaps; 30d, 720h or 30.00:00:00)"},
+			&ucli.BoolFlag{Name: "retry-abandoned", Usage: "run an occurrence whose machine died mid-run once more, at least once instead of at most once"},
+			&ucli.BoolFlag{Name: "json", Usage: "print one JSON event per line on stdout"},
+		),
+		Action: a.cron,
+	}
+}
+
+// cronJob is a checked cron command line.
+type cronJob struct {
+	sched     *ncrontab.Schedule
+	key       string
+	region    string
+	instance  string
+	preferred []string
+	delay     time.Duration
+	grace     time.Duration
+	retention time.Duration
+	argv      []string
+}
+
+func (a *App) cronArgs(c *ucli.Context) (*cronJob, error) {
+	j := &cronJob{argv: c.Args().Slice()}
+	if len(j.argv) == 0 {
+		return nil, usagef("cron needs the command to run after --, such as: cosmoslease cron --schedule '0 */5 * * * *' --region eastus -- ./job.sh")
+	}
+	expr := c.String("schedule")
+	if strings.TrimSpace(expr) == "" {
+		return nil, usagef("cron needs --schedule EXPR (or COSMOSLEASE_SCHEDULE), an NCRONTAB expression such as '0 */5 * * * *'")
+	}
+	var err error
+	if j.sched, err = ncrontab.Parse(expr); err != nil {
+		return nil, usagef("--schedule %v", err)
+	}
+	j.region = strings.TrimSpace(c.String("region"))
+	if j.region == "" {
+		j.region = strings.TrimSpace(a.Getenv("REGION_NAME"))
+	}
+	if j.region == "" {
+		return nil, usagef("cron needs --region REGION (or COSMOSLEASE_REGION), the Azure region this machine runs in, such as eastus")
+	}
+	j.instance = c.String("instance")
+	if j.instance == "" {
+		if j.instance, err = os.Hostname(); err != nil || j.instance == "" {
+			return nil, usagef("cron needs --instance ID: the hostname is unknown")
+		}
+	}
+	j.key = c.String("lease")
+	if _, err := leasedoc.ID(j.key); err != nil {
+		return nil, usagef("--lease: %v", err)
+	}
+	for _, r := range strings.Split(c.String("preferred-regions"), ",") {
+		if n := normRegion(r); n != "" {
+			if slices.Contains(j.preferred, n) {
+				return nil, usagef("--preferred-regions names %q twice; list each region once, most preferred first", strings.TrimSpace(r))
+			}
+			j.preferred = append(j.preferred, n)
+		}
+	}
+	for name, into := range map[string]*time.Duration{"failover-delay": &j.delay, "grace": &j.grace} {
+		d, err := durationFlag(c, name)
+		if err != nil {
+			return nil, err
+		}
+		if d <= 0 || d > time.Hour {
+			return nil, usagef("--%s %s: use a duration from 1s to 1h", name, c.String(name))
+		}
+		*into = d
+	}
+	r := c.String("retention")
+	if strings.HasSuffix(r, "d") {
+		if days, err := strconv.Atoi(strings.TrimSuffix(r, "d")); err == nil {
+			r = strconv.Itoa(days*24) + "h"
+		}
+	}
+	if j.retention, err = config.ParseDuration(r); err != nil {
+		return nil, usagef("--retention %q: %v", c.String("retention"), err)
+	}
+	if least := max(cosmoslease.MinRunRetention, 2*j.sched.Longest()); j.retention < least || j.retention > cosmoslease.MaxRunRetention {
+		return nil, usagef("--retention %s: keep run records at least a day and two of the schedule's longest gaps (%s), so no late occurrence can run twice: use at least %s",
+			c.String("retention"), j.sched.Longest(), least)
+	}
+	return j, nil
+}
+
+// normRegion compares region names as Azure writes them in different places: "East US" and "eastus".
+func normRegion(r string) string { return strings.ToLower(strings.Join(strings.Fields(r), "")) }
+
+// rank is the machine's place in the preference order, and the number of ranks in use.
+func (j *cronJob) rank(account []string) (int, int) {
+	order := j.preferred
+	if len(order) == 0 {
+		for _, r := range account {
+			order = append(order, normRegion(r))
+		}
+	}
+	if i := slices.Index(order, normRegion(j.region)); i >= 0 {
+		return i, len(order)
+	}
+	return len(order), len(order) + 1
+}
+
+func (a *App) cron(c *ucli.Context) error {
+	j, err := a.cronArgs(c)
+	if err != nil {
+		return err
+	}
+	log, err := a.logger(c)
+	if err != nil {
+		return err
+	}
+	s, err := a.loadSettings(c)
+	if err != nil {
+		return err
+	}
+	d, err := durationFlag(c, "duration")
+	if err != nil {
+		return err
+	}
+	if d == 0 {
+		d = s.leaseDuration
+	}
+	if d == 0 {
+		d = cronLeaseDuration
+	}
+	// The owner is the machine: a restarted cron on it runs the next occurrence as any contender would.
+	opts := cosmoslease.Options{OwnerID: j.instance, Region: j.region, Hostname: j.instance, Logger: log, LeaseDuration: d}
+	ctx := c.Context
+	client, err := a.open(ctx, c, s, opts)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	rank, ranks := j.rank(client.AccountRegions())
+	out := &cronReporter{w: a.Stdout, json: c.Bool("json"), job: j}
+	next := j.sched.Next(time.Now())
+	out.started(rank, next)
+	missedAfter := time.Duration(ranks)*j.delay + d + 10*time.Second
+	pastDue := false
+	for {
+		if err := sleepUntil(ctx, next); err != nil {
+			return errInterrupted
+		}
+		occ := next
+		o := cosmoslease.RunOptions{Rank: rank, FailoverDelay: j.delay, Until: j.sched.Next(occ).Add(time.Duration(rank) * j.delay),
+			RetryAbandoned: c.Bool("retry-abandoned"), Retention: j.retention, Instance: j.instance, PastDue: pastDue,
+			Schedule: j.sched.Expr(), MissedAfter: missedAfter, Grace: j.grace + 5*time.Second}
+		res, err := client.RunOnce(ctx, j.key, occ, o, func(ctx context.Context, run cosmoslease.Run) error {
+			return a.execJob(ctx, j, run)
+		})
+		out.occurrence(res, err)
+		if ctx.Err() != nil {
+			return errInterrupted
+		}
+		if res.StillRunning {
+			log.Warn("the command did not exit after SIGKILL; waiting for it before the next occurrence")
+		}
+		// The next occurrence; if the run took so long that it is already due, the latest due one, once (as the
+		// Functions timer does): the ones between went to other machines, or are recorded as skipped or missed.
+		next, pastDue = j.sched.Next(occ), false
+		if now := time.Now(); !next.After(now) {
+			next, pastDue = j.sched.Prev(now), true
+		}
+	}
+}
+
+func sleepUntil(ctx context.Context, t time.Time) error {
+	timer := time.NewTimer(time.Until(t))
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
+	}
+}
+
+// execJob runs the job for one occurrence. When ctx ends (the lease is lost, or cron is interrupted) the
+// command gets SIGTERM, then SIGKILL after the grace.
+func (a *App) execJob(ctx context.Context, j *cronJob, run cosmoslease.Run) error {
+	cmd := exec.Command(j.argv[0], j.argv[1:]...)
+	cmd.Dir = a.Dir
+	cmd.Env = append(os.Environ(),
+		"COSMOSLEASE_OCCURRENCE="+run.Occurrence.UTC().Format(time.RFC3339),
+		"COSMOSLEASE_EPOCH="+strconv.FormatInt(run.Epoch, 10),
+		"COSMOSLEASE_REGION="+run.Region,
+		"COSMOSLEASE_LEASE="+run.Key,
+		"COSMOSLEASE_INSTANCE="+run.Instance)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, a.Stderr, a.Stderr
+	if err := cmd.Start(); err != nil {
+		run.SetExitCode(127)
+		return fmt.Errorf("cannot start %s: %v", j.argv[0], err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		_ = terminate(cmd.Process)
+		select {
+		case err = <-done:
+		case <-time.After(j.grace):
+			_ = cmd.Process.Kill()
+			err = <-done
+		}
+		if err == nil {
+			err = context.Cause(ctx)
+		}
+	}
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		run.SetExitCode(0)
+		return nil
+	case errors.As(err, &exit):
+		run.SetExitCode(exit.ExitCode())
+		if ctx.Err() != nil {
+			return fmt.Errorf("stopped (%v): %w", context.Cause(ctx), err)
+		}
+		return fmt.Errorf("%s: %w", j.argv[0], err)
+	}
+	return err
+}
+
+// cronReporter prints one line (or JSON event) per occurrence on stdout.
+type cronReporter struct {
+	w    io.Writer
+	json bool
+	job  *cronJob
+}
+
+func (r *cronReporter) started(rank int, next time.Time) {
+	if r.json {
+		writeJSONLine(r.w, map[string]any{"event": "started", "time": time.Now().UTC(), "lease": r.job.key, "schedule": r.job.sched.Expr(),
+			"region": r.job.region, "instance": r.job.instance, "rank": rank, "next": next.UTC()})
+		return
+	}
+	fmt.Fprintf(r.w, "cron %q for lease %s in %s (rank %d, %s later per rank); next occurrence %s\n", r.job.sched.Expr(), r.job.key,
+		r.job.region, rank, r.job.delay, next.UTC().Format(time.RFC3339))
+}
+
+func (r *cronReporter) occurrence(res cosmoslease.RunResult, err error) {
+	status, reason := res.Status, res.Reason
+	if err != nil && reason == "" {
+		reason = err.Error()
+	}
+	if r.json {
+		ev := map[string]any{"event": "occurrence", "time": time.Now().UTC(), "lease": r.job.key, "occurrence": res.Occurrence,
+			"status": status, "region": r.job.region, "instance": r.job.instance}
+		if res.Epoch > 0 {
+			ev["epoch"] = res.Epoch
+		}
+		if !res.WorkStarted.IsZero() {
+			ev["failoverDelayMs"] = res.FailoverDelay.Milliseconds()
+		}
+		if res.Record.ExitCode != nil {
+			ev["exitCode"] = *res.Record.ExitCode
+		}
+		if reason != "" {
+			ev["reason"] = reason
+		}
+		if status == cosmoslease.RunSkipped && res.Record.Owner != "" {
+			ev["claimedBy"] = res.Record.Owner
+		}
+		writeJSONLine(r.w, ev)
+		return
+	}
+	line := res.Occurrence.UTC().Format(time.RFC3339) + "  " + status
+	if res.Epoch > 0 && status != cosmoslease.RunSkipped {
+		line += fmt.Sprintf("  epoch %d", res.Epoch)
+	}
+	if res.Record.ExitCode != nil && status != cosmoslease.RunSkipped {
+		line += fmt.Sprintf("  exit %d", *res.Record.ExitCode)
+	}
+	if reason != "" {
+		line += "  " + reason
+	}
+	fmt.Fprintln(r.w, line)
+}
