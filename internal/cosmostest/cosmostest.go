@@ -19,6 +19,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"net/http"
 	"os"
@@ -65,6 +66,29 @@ func Main(m *testing.M) int {
 		shared.stop()
 	}
 	return code
+}
+
+// MainWithExamples is Main for a package whose runnable examples use the server (through Shared). Examples cannot
+// skip themselves: when no server can be had they are skipped here (-test.skip=^Example), as loudly as tests are,
+// and with CI=true the run fails.
+func MainWithExamples(m *testing.M) int {
+	flag.Parse()
+	if _, err := Shared(); err != nil {
+		msg := "NO COSMOS-PROTOCOL SERVER, Cosmos tests and examples not run: " + err.Error()
+		if os.Getenv("CI") == "true" {
+			fmt.Fprintln(os.Stderr, msg)
+			return 1
+		}
+		fmt.Fprintln(os.Stderr, msg)
+		_ = flag.Set("test.skip", "^Example")
+	}
+	return Main(m)
+}
+
+// Shared returns the shared server, starting it on first use, or why there is none.
+func Shared() (*Server, error) {
+	once.Do(func() { shared, failure = start() })
+	return shared, failure
 }
 
 // Get returns the shared server, starting it on first use. It skips the test (fails it when CI=true) if no

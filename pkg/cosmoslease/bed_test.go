@@ -26,7 +26,7 @@ import (
 	"github.com/cosmoslease/cosmoslease/internal/store/memstore"
 )
 
-func TestMain(m *testing.M) { os.Exit(cosmostest.Main(m)) }
+func TestMain(m *testing.M) { os.Exit(cosmostest.MainWithExamples(m)) }
 
 // Fault kinds, injected the same way for both beds.
 const (

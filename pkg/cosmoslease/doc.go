@@ -109,6 +109,20 @@
 // Throttling (429, retry-after honoured), 503, 408 and timeouts mean "unknown", never "lost": they are retried
 // until the deadline, each request bounded by RequestTimeout and by the time left.
 //
+// # Scheduled work: one run per occurrence
+//
+// Client.RunOnce builds the occurrence election on the lease: every contender (a region's timer, a cron process
+// on each machine) calls it for the same occurrence of a schedule, with its rank in the preference order. Rank r
+// contends r × FailoverDelay after the occurrence and only watches the occurrence's run record before then; the
+// contender that takes the lease claims the occurrence by creating its run record (a document id can be created
+// once), runs the work under the lease, records how it ended and releases. So the lease is held only while
+// work runs, the preferred live contender runs each occurrence, a dead one is replaced for the very next
+// occurrence, and it takes the work back when it returns. Each occurrence runs at most once (exactly once while a
+// contender is alive and Cosmos DB reachable); a claimer that dies mid-work leaves its record to be marked
+// abandoned by the next holder, and RetryAbandoned runs it once more. Client.Runs reads the history and
+// MissedOccurrences finds the occurrences no contender claimed. The guarantee in full is in the repository's
+// docs/reliability.md.
+//
 // # Tuning
 //
 // Defaults follow the reference sample: LeaseDuration 60 s, RenewInterval 40 s, RenewDeadline halfway between
