@@ -52,6 +52,8 @@ type harness struct {
 	az   az.Runner
 	// waited records the pauses the command asked for (tests do not wait).
 	waited []time.Duration
+	// leaseStatusURL replaces https://HOST when deploy calls an app's LeaseStatus.
+	leaseStatusURL func(host string) string
 }
 
 func newHarness(t *testing.T) *harness {
@@ -84,6 +86,7 @@ func (h *harness) runCtx(ctx context.Context, args ...string) result {
 	if h.az != nil {
 		app.Az = h.az
 	}
+	app.leaseStatusURL = h.leaseStatusURL
 	code := app.Run(ctx, append([]string{"cosmoslease"}, args...))
 	return result{code: code, stdout: out.String(), stderr: errb.String()}
 }

@@ -243,7 +243,7 @@ func (a *App) setup(c *ucli.Context) error {
 		return nil
 	}
 	fmt.Fprintln(a.Stderr)
-	return a.buildAndDeploy(ctx, target{group: p.group, subscription: p.subscription}, apps)
+	return a.buildAndDeploy(ctx, target{group: p.group, subscription: p.subscription}, apps, defaultDeployOptions)
 }
 
 // gather settles every value of the plan from flags, environment, az and prompts, checks it against Azure
