@@ -34,11 +34,11 @@ func hostNameArgs(t target, app app) []string {
 // leaseStatus is the part of LeaseStatus's answer deploy shows (functions/leasehandler: statusBody, its
 // recentRuns newest first). Fields it does not know are ignored.
 type leaseStatus struct {
-	Lease      string    `json:"lease"`
-	State      string    `json:"state"`
-	Owner      string    `json:"owner"`
-	Region     string    `json:"region"`
-	Epoch      int64     `json:"epoch"`
+	Lease      string `json:"lease"`
+	State      string `json:"state"`
+	Owner      string `json:"owner"`
+	Region     string `json:"region"`
+	Epoch      int64  `json:"epoch"`
 	RecentRuns []struct {
 		Occurrence time.Time `json:"occurrence"`
 		Region     string    `json:"region"`
