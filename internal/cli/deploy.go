@@ -260,10 +260,11 @@ type regionResult struct {
 // enable_zip_deploy_flex; the body as Azure/azure-dev#8026 quotes it).
 var storageRoleNotYet = regexp.MustCompile(`(?i)(InaccessibleStorageException|BlobUploadFailedException).*\b403\b`)
 
-// hostKeyMissing matches az's check after an upload that could not list the app's host keys (appservice
-// custom.py, check_flex_app_after_deployment: ResourceNotFoundError('Failed to fetch host key to check for
-// function app status'), exit code 3): the package was uploaded.
-var hostKeyMissing = regexp.MustCompile(`(?i)Failed to fetch host key`)
+// uploadedUnchecked matches az's check after an upload that failed (appservice custom.py,
+// check_flex_app_after_deployment): it could not list the app's host keys (ResourceNotFoundError('Failed to fetch
+// host key to check for function app status'), exit code 3), or the host status answered 2xx but not 200
+// (CLIError("Deployment was successful but the app appears to be unhealthy. …")). The package was uploaded.
+var uploadedUnchecked = regexp.MustCompile(`(?i)Failed to fetch host key|Deployment was successful but the app appears to be unhealthy`)
 
 // deployRegion deploys zip to one app within opts.timeout, waiting for the app's storage role to take effect.
 func (a *App) deployRegion(ctx context.Context, t target, app app, zip, step string, opts deployOptions) regionResult {
@@ -297,7 +298,7 @@ func (a *App) deployRegion(ctx context.Context, t target, app app, zip, step str
 			msg = azErr.Message
 		}
 		switch {
-		case azErr != nil && hostKeyMissing.MatchString(msg):
+		case azErr != nil && uploadedUnchecked.MatchString(msg):
 			fmt.Fprintf(a.Stderr, "%s: %s deployed, health unknown: az uploaded the package but could not check the app (%s)\n", step, app.name, msg)
 			return regionResult{state: stateDeployed, healthUnknown: true}
 		case azErr != nil && storageRoleNotYet.MatchString(msg) && waited < storageRoleWait:
