@@ -50,7 +50,10 @@ type leaseStatus struct {
 func (s leaseStatus) summary() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "lease %s %s", s.Lease, s.State)
-	if s.Region != "" && s.State != "free" && s.State != "released" {
+	if s.Region != "" && (s.State == "held" || s.State == "expired") {
+		if s.State == "expired" {
+			b.WriteString(", last held")
+		}
 		fmt.Fprintf(&b, " by %s", s.Region)
 		if s.Owner != "" {
 			fmt.Fprintf(&b, " (%s)", s.Owner)
