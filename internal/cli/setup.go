@@ -62,7 +62,7 @@ func (a *App) setupCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "location", Usage: "primary `REGION`: the Cosmos DB write region", EnvVars: []string{"AZURE_LOCATION"}},
 			&ucli.StringFlag{Name: "regions", Usage: "more regions `a,b,c`: read regions and one Function App each", EnvVars: []string{"COSMOSLEASE_REGIONS"}},
 			&ucli.StringFlag{Name: "env-name", Usage: "environment `NAME` (lowercase letters, digits, '-'; at most 20)", EnvVars: []string{"AZURE_ENV_NAME"}},
-			&ucli.StringFlag{Name: "principal-id", Usage: "object `ID` to grant data access (default: the signed-in user; 'none' for nobody)", EnvVars: []string{"AZURE_PRINCIPAL_ID"}},
+			&ucli.StringFlag{Name: "principal-id", Usage: "object `ID` to grant data access (default: the signed-in user or service principal; 'none' for nobody)", EnvVars: []string{"AZURE_PRINCIPAL_ID"}},
 			&ucli.StringFlag{Name: "consistency", Usage: "default consistency `LEVEL`: " + strings.Join(consistencyLevels, ", ") + " (default: Strong across several regions where Azure allows it, else Session)", EnvVars: []string{"COSMOSLEASE_CONSISTENCY"}},
 			&ucli.StringFlag{Name: "witness-region", Usage: "with Strong consistency and exactly two regions: a third Cosmos DB `REGION` (read only, no Function App) that keeps writes available while either is down (default: the nearest Strong allows; 'none' for none)", EnvVars: []string{"COSMOSLEASE_WITNESS_REGION"}},
 			&ucli.IntFlag{Name: "always-ready", Usage: "keep `N` always-ready instances for the LeaseTimer function in every Function App (billed while idle; 0 scales to zero)", EnvVars: []string{"COSMOSLEASE_ALWAYS_READY"}},
