@@ -24,6 +24,9 @@ param location string = resourceGroup().location
 @description('Further regions, in failover order: Cosmos DB read regions and one more Function App each.')
 param regions array = []
 
+@description('Witness regions: Cosmos DB read regions with no Function App, last in failover priority. With Strong consistency Cosmos DB needs a majority of its regions to accept a write, so with two regions losing either stops every lease write; a third keeps writes available, for one more region of RU/s. cosmoslease setup adds one for Strong with exactly two regions.')
+param witnessRegions array = []
+
 @description('Object id of a user or service principal to grant data access to the leases (Cosmos DB Built-in Data Contributor); empty for none.')
 param principalId string = ''
 
@@ -62,11 +65,19 @@ param leaseTimerSchedule string = '0 */1 * * * *'
 @description('Lease key the Function Apps contend for (app setting LeaseTimerLeaseKey).')
 param leaseTimerLeaseKey string = 'timer-singleton'
 
+@minValue(0)
+@description('Always-ready instances of the LeaseTimer function in every Function App (Flex Consumption bills them while idle). 0 lets an app scale to zero between ticks.')
+param alwaysReady int = 0
+
 var resourceToken = toLower(uniqueString(subscription().id, resourceGroup().id, environmentName))
 var tags = {
   'cosmoslease-env': environmentName
 }
+// The regions in order of preference: the primary region, then the others in failover order. Every app gets
+// them as LeaseTimerPreferredRegions, and cosmoslease deploy deploys the most preferred region last.
 var allRegions = concat([location], regions)
+// The account's regions: the witness regions come last in failover priority and get no Function App.
+var cosmosRegions = concat(allRegions, witnessRegions)
 var functionRegions = deployFunctions ? allRegions : []
 var dataContributorRoleId = '00000000-0000-0000-0000-000000000002' // Cosmos DB Built-in Data Contributor
 var storageRoles = [
@@ -103,7 +114,7 @@ resource cosmos 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {
   kind: 'GlobalDocumentDB'
   properties: {
     databaseAccountOfferType: 'Standard'
-    locations: [for (region, i) in allRegions: {
+    locations: [for (region, i) in cosmosRegions: {
       locationName: region
       failoverPriority: i
       isZoneRedundant: false
@@ -275,9 +286,17 @@ resource apps 'Microsoft.Web/sites@2024-04-01' = [for (region, i) in functionReg
         name: 'custom'
         version: '1.0'
       }
+      // A timer function scales in its own group, named function:<name>; always-ready instances keep it from
+      // scaling to zero (they are billed while idle).
       scaleAndConcurrency: {
         maximumInstanceCount: 40
         instanceMemoryMB: 512
+        alwaysReady: alwaysReady > 0 ? [
+          {
+            name: 'function:LeaseTimer'
+            instanceCount: alwaysReady
+          }
+        ] : []
       }
     }
     // Flex Consumption rejects the siteConfig properties that do not apply to it (error 51021), FTP state among
@@ -320,6 +339,10 @@ resource apps 'Microsoft.Web/sites@2024-04-01' = [for (region, i) in functionReg
         {
           name: 'LeaseTimerRegion'
           value: region
+        }
+        {
+          name: 'LeaseTimerPreferredRegions'
+          value: join(allRegions, ',')
         }
       ]
     }

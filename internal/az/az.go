@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // Runner runs one az command and returns its standard output.
@@ -19,12 +20,51 @@ type Runner interface {
 	Run(ctx context.Context, args ...string) ([]byte, error)
 }
 
-// Exec runs the az on PATH (or Path).
+// Exec runs the az on PATH (or Path). Every call has a deadline: the context's, or else the one Timeout gives
+// for the command. When it passes, az and every process it started are killed, and Run returns a *TimeoutError.
 type Exec struct {
 	Path string
 	// Env, when not nil, is the command's whole environment.
 	Env []string
+	// Timeout, when not nil, is the longest one call may run (it may shorten, never lengthen, the context's
+	// deadline); nil uses DefaultTimeout.
+	Timeout func(args []string) time.Duration
 }
+
+// ShortTimeout bounds a call that only reads or starts something (az account show, role assignment list, …).
+const ShortTimeout = 5 * time.Minute
+
+// LongTimeout bounds a call that waits for Azure to finish a deployment or a deletion.
+const LongTimeout = 90 * time.Minute
+
+// longCommands wait for Azure: a Cosmos DB account across regions takes tens of minutes to create or delete.
+var longCommands = []string{"deployment group create", "deployment group validate", "deployment group what-if",
+	"group delete", "functionapp deployment source"}
+
+// DefaultTimeout is LongTimeout for the commands that wait for a deployment or a deletion, ShortTimeout for the
+// others.
+func DefaultTimeout(args []string) time.Duration {
+	cmd := strings.Join(args[:min(len(args), 4)], " ")
+	for _, l := range longCommands {
+		if strings.HasPrefix(cmd, l) {
+			return LongTimeout
+		}
+	}
+	return ShortTimeout
+}
+
+// TimeoutError is an az call that did not finish before its deadline and was stopped.
+type TimeoutError struct {
+	Args  []string
+	After time.Duration // how long it ran
+}
+
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("az %s did not finish within %s and was stopped", strings.Join(e.Args[:min(len(e.Args), 4)], " "), e.After.Round(time.Second))
+}
+
+// Unwrap makes a TimeoutError a context.DeadlineExceeded.
+func (e *TimeoutError) Unwrap() error { return context.DeadlineExceeded }
 
 // ErrNotInstalled means there is no az to run.
 var ErrNotInstalled = errors.New("the Azure CLI (az) is not installed or not on PATH: install it (https://learn.microsoft.com/cli/azure/install-azure-cli), then run 'az login'")
@@ -59,12 +99,23 @@ func (x Exec) Run(ctx context.Context, args ...string) ([]byte, error) {
 	if path == "" {
 		path = "az"
 	}
+	timeout := DefaultTimeout
+	if x.Timeout != nil {
+		timeout = x.Timeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout(args))
+	defer cancel()
 	cmd := exec.CommandContext(ctx, path, args...)
+	killTree(cmd)
+	// A process that escaped the kill (one that made a process group of its own) may still hold the pipes:
+	// Wait stops waiting for them this long after the kill.
+	cmd.WaitDelay = 5 * time.Second
 	if x.Env != nil {
 		cmd.Env = x.Env
 	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
 	err := cmd.Run()
 	if err == nil {
 		return stdout.Bytes(), nil
@@ -72,12 +123,15 @@ func (x Exec) Run(ctx context.Context, args ...string) ([]byte, error) {
 	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, exec.ErrDot) || errors.Is(err, fs.ErrNotExist) {
 		return nil, ErrNotInstalled
 	}
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) {
-		return nil, err
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return nil, &TimeoutError{Args: args, After: time.Since(start)}
 	}
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return nil, err
 	}
 	return nil, classify(args, ee.ExitCode(), stderr.String())
 }

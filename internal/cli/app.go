@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"strings"
 	"time"
 
@@ -46,8 +47,12 @@ type App struct {
 	// Version is printed by --version.
 	Version string
 
-	// wait pauses between attempts (setup's retry); nil waits for real. Tests make it return at once.
+	// wait pauses between attempts (setup's and deploy's retries); nil waits for real. Tests make it return at once.
 	wait func(ctx context.Context, d time.Duration) error
+	// leaseStatusURL, for tests only, replaces https://HOST, the base URL of an app's LeaseStatus that deploy calls.
+	leaseStatusURL func(host string) string
+	// httpClient calls LeaseStatus; nil uses one with a 30-second timeout.
+	httpClient *http.Client
 }
 
 // sleep waits d, or until ctx ends.

@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -51,6 +53,8 @@ type harness struct {
 	az   az.Runner
 	// waited records the pauses the command asked for (tests do not wait).
 	waited []time.Duration
+	// leaseStatusURL replaces https://HOST when deploy calls an app's LeaseStatus.
+	leaseStatusURL func(host string) string
 }
 
 func newHarness(t *testing.T) *harness {
@@ -83,6 +87,7 @@ func (h *harness) runCtx(ctx context.Context, args ...string) result {
 	if h.az != nil {
 		app.Az = h.az
 	}
+	app.leaseStatusURL = h.leaseStatusURL
 	code := app.Run(ctx, append([]string{"cosmoslease"}, args...))
 	return result{code: code, stdout: out.String(), stderr: errb.String()}
 }
@@ -370,6 +375,8 @@ type fakePrompter struct {
 	answers []string
 	asked   []string
 	refused []string
+	// options are the choices each Select and MultiSelect offered, by question.
+	options map[string][]string
 }
 
 func (f *fakePrompter) next(q string) (string, error) {
@@ -407,12 +414,35 @@ func (f *fakePrompter) Input(m, _, def string, check func(string) error) (string
 func (f *fakePrompter) Secret(m, _ string, check func(string) error) (string, error) {
 	return f.checked(m, "", check)
 }
-func (f *fakePrompter) Select(m, _ string, _ []string, _ string) (string, error) {
-	return f.next(m)
+func (f *fakePrompter) offered(m string, options []string) {
+	if f.options == nil {
+		f.options = map[string][]string{}
+	}
+	f.options[m] = options
 }
-func (f *fakePrompter) MultiSelect(m, _ string, _, _ []string) ([]string, error) {
+
+// Select, like survey's, can only answer one of the options.
+func (f *fakePrompter) Select(m, _ string, options []string, _ string) (string, error) {
+	f.offered(m, options)
 	a, err := f.next(m)
-	return strings.Split(a, ","), err
+	if err == nil && !slices.Contains(options, a) {
+		return "", fmt.Errorf("%q is not among the options of %q", a, m)
+	}
+	return a, err
+}
+func (f *fakePrompter) MultiSelect(m, _ string, options, _ []string) ([]string, error) {
+	f.offered(m, options)
+	a, err := f.next(m)
+	if err != nil || a == "" {
+		return nil, err
+	}
+	chosen := strings.Split(a, ",")
+	for _, c := range chosen {
+		if !slices.Contains(options, c) {
+			return nil, fmt.Errorf("%q is not among the options of %q", c, m)
+		}
+	}
+	return chosen, nil
 }
 func (f *fakePrompter) Confirm(m string, _ bool) (bool, error) {
 	a, err := f.next(m)

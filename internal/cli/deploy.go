@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -20,10 +21,14 @@ import (
 func (a *App) deployCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "deploy",
-		Usage: "build the lease handler in this directory and deploy it to the Function App of every region that setup made",
+		Usage: "build the lease handler in this directory, deploy it to the Function App of every region that setup made, and check each answers",
 		Description: "Builds ./functions/leasehandler of the Go module in the working directory (your copy, with your Work) for\n" +
 			"linux/amd64 and zips it as 'make package' does, into dist/functionapp-linux-amd64.zip. Then deploys that zip to\n" +
-			"each region's Function App, one region after another, with 'az functionapp deployment source config-zip'.\n" +
+			"each region's Function App, one region after another and the most preferred region (setup's --location) last,\n" +
+			"with 'az functionapp deployment source config-zip'. While the app's storage role is not in effect yet (a new\n" +
+			"app, just after setup) Azure refuses the package with a storage 403: deploy waits and tries again, for up to\n" +
+			"10 minutes. Each region gets --timeout in all. Then it calls the app's LeaseStatus function over HTTPS, for\n" +
+			"up to 5 minutes (the Cosmos DB data role takes a while too), and prints the lease and the newest run.\n" +
 			"The Function Apps are the outputs of setup's deployment, found through the resource group and environment\n" +
 			"that setup recorded in appsettings.Local.json (or the flags). A region that fails is reported and the others\n" +
 			"still get the build; the exit code is then 1.",
@@ -31,11 +36,31 @@ func (a *App) deployCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "resource-group", Usage: "the resource group setup made (default: from appsettings.Local.json)", EnvVars: []string{"AZURE_RESOURCE_GROUP"}},
 			&ucli.StringFlag{Name: "env-name", Usage: "the environment name setup used (default: from appsettings.Local.json)", EnvVars: []string{"AZURE_ENV_NAME"}},
 			&ucli.StringFlag{Name: "subscription", Usage: "subscription `ID or name` (default: from appsettings.Local.json, else az's)", EnvVars: []string{"AZURE_SUBSCRIPTION_ID"}},
+			&ucli.DurationFlag{Name: "timeout", Value: defaultDeployTimeout, Usage: "the longest one region's deployment may take, waits for its storage role included; past it the region is reported as timed out and the next one goes", EnvVars: []string{"COSMOSLEASE_DEPLOY_TIMEOUT"}},
+			&ucli.BoolFlag{Name: "no-verify", Usage: "do not call each app's LeaseStatus after deploying it", EnvVars: []string{"COSMOSLEASE_NO_VERIFY"}},
 			&ucli.BoolFlag{Name: "dry-run", Usage: "print the az commands; find the Function Apps (read-only) but build and deploy nothing"},
 		},
 		Action: a.deploy,
 	}
 }
+
+// defaultDeployTimeout bounds one region's deployment: az's own health check after a Flex upload can loop for
+// ever (its counter is never incremented), and Azure's storage 403s are retried for up to storageRoleWait.
+const defaultDeployTimeout = 20 * time.Minute
+
+// storageRoleWait is how long deploy waits in all, between attempts, for an app's storage role to take effect.
+const storageRoleWait = 10 * time.Minute
+
+// verifyWait is how long deploy waits in all, between attempts, for LeaseStatus to answer.
+const verifyWait = 5 * time.Minute
+
+// deployOptions are deploy's flags that setup --deploy leaves at their defaults.
+type deployOptions struct {
+	timeout time.Duration
+	verify  bool
+}
+
+var defaultDeployOptions = deployOptions{timeout: defaultDeployTimeout, verify: true}
 
 // target is where setup deployed.
 type target struct{ group, subscription, env string }
@@ -54,6 +79,10 @@ func (a *App) deploy(c *ucli.Context) error {
 	if a.Az == nil {
 		a.Az = az.Exec{}
 	}
+	opts := deployOptions{timeout: c.Duration("timeout"), verify: !c.Bool("no-verify")}
+	if opts.timeout <= 0 {
+		return usagef("--timeout %s: give a positive duration, such as 20m", opts.timeout)
+	}
 	t, err := a.deployTarget(c)
 	if err != nil {
 		return err
@@ -65,12 +94,17 @@ func (a *App) deploy(c *ucli.Context) error {
 	if c.Bool("dry-run") {
 		zip := filepath.Join("dist", funcpkg.Linux.Name()+".zip")
 		fmt.Fprintf(a.Stdout, "# build %s from ./functions/leasehandler for linux/amd64, as make package does\n", zip)
-		for _, app := range apps {
+		fmt.Fprintf(a.Stdout, "# the most preferred region last; each region within %s\n", opts.timeout)
+		for _, app := range rollingOrder(apps) {
 			fmt.Fprintln(a.Stdout, shellLine(append([]string{"az"}, configZip(t, app, zip)...)))
+			if opts.verify {
+				fmt.Fprintln(a.Stdout, "# then: GET https://$("+shellLine(append([]string{"az"}, hostNameArgs(t, app)...))+")/api/LeaseStatus with the key of "+
+					shellLine(append([]string{"az"}, functionKeyArgs(t, app)...)))
+			}
 		}
 		return nil
 	}
-	return a.buildAndDeploy(c.Context, t, apps)
+	return a.buildAndDeploy(c.Context, t, apps, opts)
 }
 
 // deployTarget takes the resource group, environment and subscription from the flags, else from the record
@@ -118,6 +152,17 @@ func configZip(t target, app app, zip string) []string {
 	return append([]string{"functionapp", "deployment", "source", "config-zip", "--resource-group", t.group, "--name", app.name, "--src", zip}, t.subscriptionArgs()...)
 }
 
+// rollingOrder is the order deploy goes through the apps: the least preferred region first, the most preferred
+// (setup's --location, first in the deployment's outputs) last. Deploying a region restarts its app; while the
+// others are deployed the preferred region keeps the work, so the region doing it changes at most once.
+func rollingOrder(apps []app) []app {
+	out := make([]app, len(apps))
+	for i, a := range apps {
+		out[len(apps)-1-i] = a
+	}
+	return out
+}
+
 // moduleProblem says why dir is not a module that deploy can build the handler from, or returns "".
 func moduleProblem(dir string) string {
 	for _, f := range []string{"go.mod", "host.json", filepath.Join("functions", "leasehandler")} {
@@ -129,8 +174,8 @@ func moduleProblem(dir string) string {
 }
 
 // buildAndDeploy builds the handler from the module in a.Dir and deploys it to every app, one region after
-// another; a region that fails does not stop the others.
-func (a *App) buildAndDeploy(ctx context.Context, t target, apps []app) error {
+// another in rollingOrder; a region that fails or times out does not stop the others.
+func (a *App) buildAndDeploy(ctx context.Context, t target, apps []app, opts deployOptions) error {
 	if problem := moduleProblem(a.Dir); problem != "" {
 		return usagef("deploy builds the lease handler from the Go module in the working directory, but %s: run it at the root of your copy of cosmoslease (where functions/leasehandler/work.go holds your work)", problem)
 	}
@@ -146,33 +191,132 @@ func (a *App) buildAndDeploy(ctx context.Context, t target, apps []app) error {
 		return err
 	}
 	fmt.Fprintf(a.Stderr, "Built %s.\n", zip)
-	var failed []string
-	for i, app := range apps {
-		step := fmt.Sprintf("[%d/%d] %s", i+1, len(apps), orDefault(app.region, "?"))
-		start := time.Now()
-		_, err := a.withSpinner(fmt.Sprintf("%s: deploying to %s", step, app.name), func() ([]byte, error) {
-			return a.Az.Run(ctx, configZip(t, app, zip)...)
-		})
+	order := rollingOrder(apps)
+	if len(order) > 1 {
+		fmt.Fprintf(a.Stderr, "Deploying one region after another, the most preferred (%s) last: ", orDefault(apps[0].region, apps[0].name))
+		for i, app := range order {
+			if i > 0 {
+				fmt.Fprint(a.Stderr, ", ")
+			}
+			fmt.Fprint(a.Stderr, orDefault(app.region, app.name))
+		}
+		fmt.Fprintln(a.Stderr, ".")
+	}
+	var bad []string
+	for i, app := range order {
+		step := fmt.Sprintf("[%d/%d] %s", i+1, len(order), orDefault(app.region, "?"))
+		r := a.deployRegion(ctx, t, app, zip, step, opts)
 		if ctx.Err() != nil {
 			return errInterrupted
 		}
-		if err != nil {
-			msg := err.Error()
-			var azErr *az.Error
-			if errors.As(err, &azErr) {
-				msg = azErr.Message
+		line := r.state
+		switch {
+		case r.state != stateDeployed:
+			bad = append(bad, fmt.Sprintf("%s %s", orDefault(app.region, app.name), r.state))
+		case !opts.verify && r.healthUnknown:
+			line = "deployed, health unknown"
+		case opts.verify:
+			summary, err := a.verifyRegion(ctx, t, app, step)
+			if ctx.Err() != nil {
+				return errInterrupted
 			}
-			fmt.Fprintf(a.Stderr, "%s: %s FAILED: %s\n", step, app.name, msg)
-			fmt.Fprintf(a.Stdout, "%-16s %-24s failed\n", app.region, app.name)
-			failed = append(failed, app.region)
-			continue
+			if err != nil {
+				fmt.Fprintf(a.Stderr, "%s: %s deployed, but %v\n", step, app.name, err)
+				line = "deployed; LeaseStatus did not answer"
+				bad = append(bad, fmt.Sprintf("%s: LeaseStatus did not answer", orDefault(app.region, app.name)))
+				break
+			}
+			fmt.Fprintf(a.Stderr, "%s: %s answers: %s\n", step, app.name, summary)
+			line = "deployed; LeaseStatus answered: " + summary
 		}
-		fmt.Fprintf(a.Stderr, "%s: %s deployed in %s\n", step, app.name, time.Since(start).Round(time.Second))
-		fmt.Fprintf(a.Stdout, "%-16s %-24s deployed\n", app.region, app.name)
+		if r.state == stateTimedOut {
+			line = "timed out: the package may be deployed; check the app"
+		}
+		fmt.Fprintf(a.Stdout, "%-16s %-24s %s\n", app.region, app.name, line)
 	}
-	if len(failed) > 0 {
-		return fmt.Errorf("the deployment failed in %d of %d regions (%s; the reasons are above); the other regions run the new build: fix the cause and run 'cosmoslease deploy' again",
-			len(failed), len(apps), strings.Join(failed, ", "))
+	if len(bad) > 0 {
+		return fmt.Errorf("%d of %d regions did not deploy and answer (%s; the reasons are above); the others run the new build: fix the cause and run 'cosmoslease deploy' again",
+			len(bad), len(apps), strings.Join(bad, ", "))
 	}
 	return nil
+}
+
+// The states of a region's deployment.
+const (
+	stateDeployed = "deployed"
+	stateFailed   = "failed"
+	stateTimedOut = "timed out"
+)
+
+type regionResult struct {
+	state string
+	// healthUnknown: the package was uploaded but az could not check the app afterwards.
+	healthUnknown bool
+}
+
+// storageRoleNotYet matches the publish that Azure refuses while the app's identity cannot yet write its
+// deployment container: az reports "An error occured during deployment. Status Code: 400, Details:
+// InaccessibleStorageException: … BlobUploadFailedException: … 403 (…)" (appservice custom.py,
+// enable_zip_deploy_flex; the body as Azure/azure-dev#8026 quotes it).
+var storageRoleNotYet = regexp.MustCompile(`(?i)(InaccessibleStorageException|BlobUploadFailedException).*\b403\b`)
+
+// uploadedUnchecked matches az's check after an upload that failed (appservice custom.py,
+// check_flex_app_after_deployment): it could not list the app's host keys (ResourceNotFoundError('Failed to fetch
+// host key to check for function app status'), exit code 3), or the host status answered 2xx but not 200
+// (CLIError("Deployment was successful but the app appears to be unhealthy. …")). The package was uploaded.
+var uploadedUnchecked = regexp.MustCompile(`(?i)Failed to fetch host key|Deployment was successful but the app appears to be unhealthy`)
+
+// deployRegion deploys zip to one app within opts.timeout, waiting for the app's storage role to take effect.
+func (a *App) deployRegion(ctx context.Context, t target, app app, zip, step string, opts deployOptions) regionResult {
+	rctx, cancel := context.WithTimeout(ctx, opts.timeout)
+	defer cancel()
+	start := time.Now()
+	timedOut := func() regionResult {
+		fmt.Fprintf(a.Stderr, "%s: %s timed out after %s (--timeout): the package may be deployed; check the app ('az functionapp show --resource-group %s --name %s', or the portal)\n",
+			step, app.name, time.Since(start).Round(time.Second), t.group, app.name)
+		return regionResult{state: stateTimedOut}
+	}
+	var waited time.Duration
+	delay := 15 * time.Second
+	for {
+		_, err := a.withSpinner(fmt.Sprintf("%s: deploying to %s", step, app.name), func() ([]byte, error) {
+			return a.Az.Run(rctx, configZip(t, app, zip)...)
+		})
+		if ctx.Err() != nil {
+			return regionResult{state: stateFailed}
+		}
+		if err == nil {
+			fmt.Fprintf(a.Stderr, "%s: %s deployed in %s\n", step, app.name, time.Since(start).Round(time.Second))
+			return regionResult{state: stateDeployed}
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			return timedOut()
+		}
+		msg := err.Error()
+		var azErr *az.Error
+		if errors.As(err, &azErr) {
+			msg = azErr.Message
+		}
+		switch {
+		case azErr != nil && uploadedUnchecked.MatchString(msg):
+			fmt.Fprintf(a.Stderr, "%s: %s deployed, health unknown: az uploaded the package but could not check the app (%s)\n", step, app.name, msg)
+			return regionResult{state: stateDeployed, healthUnknown: true}
+		case azErr != nil && storageRoleNotYet.MatchString(msg) && waited < storageRoleWait:
+			delay = min(delay, storageRoleWait-waited)
+			fmt.Fprintf(a.Stderr, "%s: %s: waiting for the app's storage role to take effect (Azure refused the package: storage 403); trying again in %s\n", step, app.name, delay)
+			if err := a.sleep(rctx, delay); err != nil {
+				if ctx.Err() != nil {
+					return regionResult{state: stateFailed}
+				}
+				return timedOut()
+			}
+			waited += delay
+			delay = min(2*delay, time.Minute)
+			continue
+		case azErr != nil && storageRoleNotYet.MatchString(msg):
+			msg += fmt.Sprintf(" (still refused after waiting %s for the app's storage role: check that the app's identity holds Storage Blob Data Owner on its storage account)", storageRoleWait)
+		}
+		fmt.Fprintf(a.Stderr, "%s: %s FAILED: %s\n", step, app.name, msg)
+		return regionResult{state: stateFailed}
+	}
 }

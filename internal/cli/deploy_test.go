@@ -4,13 +4,17 @@ import (
 	"archive/zip"
 	"bytes"
 	"debug/elf"
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -101,43 +105,222 @@ func checkDeployedZip(t *testing.T, logPath, app, marker string) {
 	}
 }
 
-// Item 12: one zip deployment per region's app, the right zip, regions reported one by one; a failed region is
-// reported and the others still go, and the exit code is 1.
+// stubFunctionKey is the key the stub az gives for LeaseStatus; no output may ever contain it.
+const stubFunctionKey = "stubFunctionKey0000000000000000000000000000000000000AzFuQ=="
+
+// leaseStatusStandIn stands in for the apps' LeaseStatus over HTTP. The harness sends https://HOST to
+// srv.URL/HOST, so the first path segment names the app. Like the host, it answers 401 without the function's
+// key; an app in fail answers 500 (what the host answers when the handler cannot read the lease) that many times
+// first, or always for a negative count. Its answer is the handler's statusBody (functions/leasehandler), with a
+// field deploy does not know.
+type leaseStatusStandIn struct {
+	mu    sync.Mutex
+	srv   *httptest.Server
+	fail  map[string]int
+	calls map[string]int
+	keys  []string
+}
+
+func newLeaseStatusStandIn(t *testing.T, h *harness) *leaseStatusStandIn {
+	s := &leaseStatusStandIn{fail: map[string]int{}, calls: map[string]int{}}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		host, path, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+		app := strings.TrimSuffix(host, ".azurewebsites.net")
+		s.calls[app]++
+		s.keys = append(s.keys, r.Header.Get("x-functions-key"))
+		switch {
+		case r.Method != http.MethodGet || path != "api/LeaseStatus":
+			http.NotFound(w, r)
+		case r.Header.Get("x-functions-key") != stubFunctionKey:
+			w.WriteHeader(http.StatusUnauthorized)
+		case s.fail[app] != 0:
+			s.fail[app]--
+			w.WriteHeader(http.StatusInternalServerError)
+		default:
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"lease":"timer-singleton","state":"held","owner":"func-abc123-0","region":"eastus","instance":"a1b2c3d4e5f6",`+
+				`"epoch":3,"expiresInMs":41250,"renewals":17,"recentRuns":[`+
+				`{"id":"run-timer-singleton-20261126T070500.000Z","leaseKey":"timer-singleton","type":"run","occurrence":"2026-11-26T07:05:00Z","region":"eastus","owner":"func-abc123-0","instance":"a1b2c3d4e5f6","epoch":3,"pastDue":false,"status":"completed","startedAt":"2026-11-26T07:05:00.112Z","finishedAt":"2026-11-26T07:05:01.020Z"},`+
+				`{"id":"run-timer-singleton-20261126T070400.000Z","leaseKey":"timer-singleton","type":"run","occurrence":"2026-11-26T07:04:00Z","region":"westeurope","owner":"func-abc123-1","instance":"f6e5d4c3b2a1","epoch":2,"pastDue":false,"status":"lost","startedAt":"2026-11-26T07:04:00.090Z","finishedAt":"2026-11-26T07:04:30.500Z","error":"lease lost"}],`+
+				`"missedOccurrences":[]}`)
+		}
+	}))
+	t.Cleanup(s.srv.Close)
+	h.leaseStatusURL = func(host string) string { return s.srv.URL + "/" + host }
+	return s
+}
+
+const answered = "deployed; LeaseStatus answered: lease timer-singleton held by eastus (func-abc123-0), epoch 3; newest run 2026-11-26T07:05:00Z in eastus: completed"
+
+// noKey fails when an output shows the function key.
+func (r result) noKey(t *testing.T) {
+	t.Helper()
+	if strings.Contains(r.stdout+r.stderr, stubFunctionKey) {
+		t.Fatalf("the function key was printed:\n%s\n%s", r.stdout, r.stderr)
+	}
+}
+
+// regionCalls are the az calls deploy makes for one app: the zip deployment, then its host name and key.
+func regionCalls(app, zipPath string, verify bool) []string {
+	calls := []string{"functionapp deployment source config-zip --resource-group rg-demo --name " + app + " --src " + zipPath + " --subscription " + sub1}
+	if verify {
+		calls = append(calls, "functionapp show --resource-group rg-demo --name "+app+" --subscription "+sub1+" --query defaultHostName --output json",
+			"functionapp function keys list --resource-group rg-demo --name "+app+" --function-name LeaseStatus --subscription "+sub1+" --output json")
+	}
+	return calls
+}
+
+// Item 12 (issue 12), items 3 and rolling order (issue 18): one zip deployment per region's app, the most
+// preferred region (eastus, setup's --location) last; after each, its LeaseStatus answers and deploy prints the
+// lease and the newest run, one line per region; the key never shows. A failed region is reported and the others
+// still go, and the exit code is 1.
 func TestDeployToEveryRegion(t *testing.T) {
 	marker := fmt.Sprintf("my-work-%d", time.Now().UnixNano())
 	h := newHarness(t)
 	h.dir = userModule(t, marker)
 	recordSetup(t, h.dir)
+	status := newLeaseStatusStandIn(t, h)
 	log := h.stubAz("ok")
 	r := h.run("deploy")
-	r.expect(t, ExitOK, "Building functions/leasehandler for linux/amd64", "[1/3] eastus: func-abc123-0 deployed", "[3/3] southeastasia: func-abc123-2 deployed")
+	r.expect(t, ExitOK, "Building functions/leasehandler for linux/amd64", "the most preferred (eastus) last: southeastasia, westeurope, eastus.",
+		"[1/3] southeastasia: func-abc123-2 deployed", "[3/3] eastus: func-abc123-0 deployed",
+		"[3/3] eastus: func-abc123-0 answers: lease timer-singleton held by eastus")
+	r.noKey(t)
 	zipPath := filepath.Join(h.dir, "dist", "functionapp-linux-amd64.zip")
 	want := []string{"deployment group show --resource-group rg-demo --name cosmoslease-demo --subscription " + sub1 + " --output json"}
-	for _, a := range apps3 {
-		want = append(want, "functionapp deployment source config-zip --resource-group rg-demo --name "+a.name+" --src "+zipPath+" --subscription "+sub1)
+	for _, a := range []string{"func-abc123-2", "func-abc123-1", "func-abc123-0"} {
+		want = append(want, regionCalls(a, zipPath, true)...)
 	}
 	if got := azCalls(t, log); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("az calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	for _, a := range apps3 {
-		checkDeployedZip(t, log, a.name, marker)
-		if !strings.Contains(r.stdout, a.region) || !strings.Contains(r.stdout, a.name+"    ") {
-			t.Fatalf("stdout does not report %s:\n%s", a.name, r.stdout)
-		}
-	}
-
-	// One region fails: it is named with az's reason, the next region still gets the build, exit 1.
-	log = h.stubAz("ok", "AZ_STUB_FAIL_APPS=func-abc123-1")
-	r = h.run("deploy")
-	r.expect(t, ExitError, "[2/3] westeurope: func-abc123-1 FAILED: (ResourceNotFound) The Resource 'Microsoft.Web/sites/func-abc123-1' under resource group 'rg-demo' was not found.",
-		"[3/3] southeastasia: func-abc123-2 deployed",
-		"cosmoslease: the deployment failed in 1 of 3 regions (westeurope; the reasons are above); the other regions run the new build")
-	if n := callsStarting(t, log, "functionapp deployment source config-zip"); n != 3 {
-		t.Fatalf("%d zip deployments after a failure, want 3", n)
-	}
-	if !strings.Contains(r.stdout, "func-abc123-1            failed") || !strings.Contains(r.stdout, "func-abc123-2            deployed") {
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 3 {
 		t.Fatalf("stdout:\n%s", r.stdout)
 	}
+	for i, a := range []struct{ name, region string }{apps3[2], apps3[1], apps3[0]} {
+		checkDeployedZip(t, log, a.name, marker)
+		if !strings.HasPrefix(lines[i], a.region) || !strings.Contains(lines[i], a.name+"    ") || !strings.HasSuffix(lines[i], answered) {
+			t.Fatalf("stdout line %d does not report %s:\n%s", i, a.name, r.stdout)
+		}
+	}
+	if len(status.keys) != 3 || status.keys[0] != stubFunctionKey {
+		t.Fatalf("LeaseStatus was called with keys %q", status.keys)
+	}
+
+	// One region fails: it is named with az's reason, at once (one attempt), the next region still gets the build,
+	// exit 1.
+	log = h.stubAz("ok", "AZ_STUB_FAIL_APPS=func-abc123-1")
+	h.waited = nil
+	r = h.run("deploy")
+	r.expect(t, ExitError, "[2/3] westeurope: func-abc123-1 FAILED: (ResourceNotFound) The Resource 'Microsoft.Web/sites/func-abc123-1' under resource group 'rg-demo' was not found.",
+		"[3/3] eastus: func-abc123-0 deployed",
+		"cosmoslease: 1 of 3 regions did not deploy and answer (westeurope failed; the reasons are above); the others run the new build")
+	if n := callsStarting(t, log, "functionapp deployment source config-zip"); n != 3 || len(h.waited) != 0 {
+		t.Fatalf("%d zip deployments after a failure (want 3), waits %v", n, h.waited)
+	}
+	if !strings.Contains(r.stdout, "func-abc123-1            failed") || !strings.Contains(r.stdout, "func-abc123-0            "+answered) {
+		t.Fatalf("stdout:\n%s", r.stdout)
+	}
+}
+
+// Item 1: right after setup the app's storage role is not in effect and the publish is refused with a storage 403
+// (az's error: "An error occured during deployment. Status Code: 400, Details: InaccessibleStorageException …
+// 403"). deploy says what it waits for, backs off and tries again; the region is deployed and deploy exits 0. A
+// 403 that lasts past 10 minutes of waiting fails the region, saying what to check.
+func TestDeployWaitsForTheStorageRole(t *testing.T) {
+	h := newHarness(t)
+	h.dir = userModule(t, "storage-role")
+	recordSetup(t, h.dir)
+	newLeaseStatusStandIn(t, h)
+	log := h.stubAz("ok", "AZ_STUB_STORAGE403=func-abc123-1:2")
+	r := h.run("deploy")
+	r.expect(t, ExitOK, "[2/3] westeurope: func-abc123-1: waiting for the app's storage role to take effect (Azure refused the package: storage 403); trying again in 15s",
+		"trying again in 30s", "[2/3] westeurope: func-abc123-1 deployed")
+	if n := callsStarting(t, log, "functionapp deployment source config-zip --resource-group rg-demo --name func-abc123-1 "); n != 3 {
+		t.Fatalf("%d attempts for func-abc123-1, want 3", n)
+	}
+	if fmt.Sprint(h.waited) != "[15s 30s]" {
+		t.Fatalf("waited %v", h.waited)
+	}
+	if !strings.Contains(r.stdout, "func-abc123-1            "+answered) {
+		t.Fatalf("stdout:\n%s", r.stdout)
+	}
+
+	log = h.stubAz("ok", "AZ_STUB_STORAGE403=func-abc123-1:1000")
+	h.waited = nil
+	r = h.run("deploy", "--no-verify")
+	r.expect(t, ExitError, "[2/3] westeurope: func-abc123-1 FAILED: An error occured during deployment. Status Code: 400, Details: InaccessibleStorageException",
+		"(still refused after waiting 10m0s for the app's storage role: check that the app's identity holds Storage Blob Data Owner on its storage account)",
+		"[3/3] eastus: func-abc123-0 deployed")
+	var total time.Duration
+	for _, d := range h.waited {
+		total += d
+	}
+	if total != storageRoleWait || callsStarting(t, log, "functionapp deployment source config-zip --resource-group rg-demo --name func-abc123-1 ") != len(h.waited)+1 {
+		t.Fatalf("waited %v (%s in all) over %d attempts", h.waited, total, callsStarting(t, log, "functionapp deployment source config-zip --resource-group rg-demo --name func-abc123-1 "))
+	}
+}
+
+// Item 2: az uploads the package, then cannot fetch the host key for its health check ("Failed to fetch host key
+// to check for function app status", exit code 3): the region is deployed, health unknown, and LeaseStatus then
+// tells; with --no-verify it stays "deployed, health unknown". Neither is a failure.
+func TestDeployWhenAzCannotFetchTheHostKey(t *testing.T) {
+	h := newHarness(t)
+	h.dir = userModule(t, "hostkey")
+	recordSetup(t, h.dir)
+	status := newLeaseStatusStandIn(t, h)
+	log := h.stubAz("ok", "AZ_STUB_HOSTKEY_APPS=func-abc123-0")
+	r := h.run("deploy")
+	r.expect(t, ExitOK, "[3/3] eastus: func-abc123-0 deployed, health unknown: az uploaded the package but could not check the app (Failed to fetch host key to check for function app status)",
+		"[3/3] eastus: func-abc123-0 answers: lease timer-singleton held by eastus")
+	if !strings.Contains(r.stdout, "func-abc123-0            "+answered) {
+		t.Fatalf("stdout:\n%s", r.stdout)
+	}
+	calls := status.calls["func-abc123-0"]
+	log = h.stubAz("ok", "AZ_STUB_HOSTKEY_APPS=func-abc123-0")
+	r = h.run("deploy", "--no-verify")
+	r.expect(t, ExitOK)
+	if !strings.Contains(r.stdout, "func-abc123-0            deployed, health unknown") || !strings.Contains(r.stdout, "func-abc123-2            deployed\n") {
+		t.Fatalf("stdout:\n%s", r.stdout)
+	}
+	if callsStarting(t, log, "functionapp show") > 0 || callsStarting(t, log, "functionapp function") > 0 || status.calls["func-abc123-0"] != calls {
+		t.Fatalf("--no-verify verified: %v", azCalls(t, log))
+	}
+}
+
+// Item 3: the app's Cosmos DB data role takes a while too: LeaseStatus answering 500 is asked again with backoff
+// until it answers; one that never answers within 5 minutes of waiting fails the region's check, exit 1.
+func TestDeployWaitsForLeaseStatus(t *testing.T) {
+	h := newHarness(t)
+	h.dir = userModule(t, "verify")
+	recordSetup(t, h.dir)
+	status := newLeaseStatusStandIn(t, h)
+	status.fail["func-abc123-0"] = 2
+	h.stubAz("ok")
+	r := h.run("deploy")
+	r.expect(t, ExitOK, "[3/3] eastus: func-abc123-0: waiting for LeaseStatus to answer (HTTP 500: the handler could not read the lease (the app's Cosmos DB data role may not be in effect yet",
+		"trying again in 10s", "trying again in 20s", "[3/3] eastus: func-abc123-0 answers:")
+	if fmt.Sprint(h.waited) != "[10s 20s]" || status.calls["func-abc123-0"] != 3 {
+		t.Fatalf("waited %v, %d calls", h.waited, status.calls["func-abc123-0"])
+	}
+	r.noKey(t)
+
+	status.fail["func-abc123-1"] = -1
+	h.waited = nil
+	r = h.run("deploy")
+	r.expect(t, ExitError, "[2/3] westeurope: func-abc123-1 deployed, but LeaseStatus did not answer within 5m0s: HTTP 500",
+		"1 of 3 regions did not deploy and answer (westeurope: LeaseStatus did not answer; the reasons are above)")
+	var total time.Duration
+	for _, d := range h.waited {
+		total += d
+	}
+	if total != verifyWait || !strings.Contains(r.stdout, "func-abc123-1            deployed; LeaseStatus did not answer") {
+		t.Fatalf("waited %v in all; stdout:\n%s", total, r.stdout)
+	}
+	r.noKey(t)
 }
 
 func TestDeployDryRun(t *testing.T) {
@@ -146,11 +329,16 @@ func TestDeployDryRun(t *testing.T) {
 	log := h.stubAz("ok")
 	r := h.run("deploy", "--dry-run")
 	r.expect(t, ExitOK)
+	var at []int
 	for _, a := range apps3 {
 		line := "az functionapp deployment source config-zip --resource-group rg-demo --name " + a.name + " --src dist/functionapp-linux-amd64.zip --subscription " + sub1
 		if !strings.Contains(r.stdout, line) {
 			t.Fatalf("dry run lacks %q:\n%s", line, r.stdout)
 		}
+		at = append(at, strings.Index(r.stdout, line))
+	}
+	if !(at[2] < at[1] && at[1] < at[0]) || !strings.Contains(r.stdout, "# then: GET https://$(az functionapp show --resource-group rg-demo --name func-abc123-0") {
+		t.Fatalf("dry run: not the most preferred region last, or no check:\n%s", r.stdout)
 	}
 	if callsStarting(t, log, "functionapp") > 0 {
 		t.Fatalf("--dry-run deployed: %v", azCalls(t, log))
@@ -181,7 +369,8 @@ func TestSetupDeploys(t *testing.T) {
 	h := newHarness(t)
 	h.dir = dir
 	log := h.stubAz("ok")
-	h.run(append(fullSetup, "--deploy")...).expect(t, ExitOK, "[3/3] southeastasia: func-abc123-2 deployed")
+	newLeaseStatusStandIn(t, h)
+	h.run(append(fullSetup, "--deploy")...).expect(t, ExitOK, "[3/3] eastus: func-abc123-0 deployed", "[3/3] eastus: func-abc123-0 answers:")
 	if n := callsStarting(t, log, "functionapp deployment source config-zip"); n != 3 {
 		t.Fatalf("setup --deploy made %d zip deployments", n)
 	}
@@ -189,6 +378,7 @@ func TestSetupDeploys(t *testing.T) {
 
 	h = newHarness(t)
 	h.dir = dir
+	newLeaseStatusStandIn(t, h)
 	h.tty = true
 	log = h.stubAz("ok")
 	h.fake = &fakePrompter{answers: []string{"<default>", "<default>", "yes", "westeurope", "yes", "yes", "yes"}}
@@ -198,5 +388,23 @@ func TestSetupDeploys(t *testing.T) {
 	}
 	if n := callsStarting(t, log, "functionapp deployment source config-zip"); n != 3 {
 		t.Fatalf("accepting the offer made %d zip deployments", n)
+	}
+}
+
+// LeaseStatus's answer is read tolerantly: fields deploy does not know are ignored, the newest run is the latest
+// occurrence whatever the order, a free lease names no holder; an answer without lease and state is refused.
+func TestLeaseStatusSummary(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"lease":"k","state":"free","owner":"","region":"","epoch":0,"recentRuns":[],"missed":[{"occurrence":"2026-01-01T00:00:00Z"}],"future":{"x":1}}`:                                                                                        "lease k free; no run yet",
+		`{"lease":"k","state":"released","region":"eastus","epoch":4,"recentRuns":[{"occurrence":"2026-01-01T00:01:00Z","region":"eastus","status":"completed"},{"occurrence":"2026-01-01T00:02:00Z","region":"westeurope","status":"failed"}]}`: "lease k released, epoch 4; newest run 2026-01-01T00:02:00Z in westeurope: failed",
+		`{"lease":"k","state":"expired","owner":"func-x-1","region":"westeurope","epoch":2,"recentRuns":null}`:                                                                                                                                   "lease k expired, last held by westeurope (func-x-1), epoch 2; no run yet",
+	} {
+		var s leaseStatus
+		if err := json.Unmarshal([]byte(body), &s); err != nil {
+			t.Fatal(err)
+		}
+		if got := s.summary(); got != want {
+			t.Errorf("%s:\n got %q\nwant %q", body, got, want)
+		}
 	}
 }

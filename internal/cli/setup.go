@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 
@@ -27,16 +28,12 @@ const setupSection = "CosmosLeaseSetup"
 // BicepParams are the parameters setup passes to infra/main.bicep; BicepOutputs the outputs it reads.
 // A test checks that main.bicep declares every one of them.
 var (
-	BicepParams  = []string{"environmentName", "location", "regions", "principalId", "deployFunctions", "serverless", "consistencyLevel"}
+	BicepParams  = []string{"environmentName", "location", "regions", "principalId", "deployFunctions", "serverless", "consistencyLevel", "witnessRegions", "alwaysReady"}
 	BicepOutputs = []string{"resourceGroupName", "cosmosEndpoint", "databaseName", "containerName", "functionAppNames", "functionAppRegions"}
 )
 
 // consistencyLevels are main.bicep's allowed values of consistencyLevel.
 var consistencyLevels = []string{"Session", "Strong", "BoundedStaleness", "ConsistentPrefix", "Eventual"}
-
-// commonRegions are offered when prompting for more regions.
-var commonRegions = []string{"eastus", "eastus2", "westus2", "westus3", "centralus", "northeurope", "westeurope",
-	"uksouth", "swedencentral", "southeastasia", "eastasia", "japaneast", "australiaeast", "centralindia", "brazilsouth"}
 
 // principalRetryDelay is how long setup waits before deploying again when Entra ID does not know a managed
 // identity the deployment has just created.
@@ -65,8 +62,10 @@ func (a *App) setupCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "location", Usage: "primary `REGION`: the Cosmos DB write region", EnvVars: []string{"AZURE_LOCATION"}},
 			&ucli.StringFlag{Name: "regions", Usage: "more regions `a,b,c`: read regions and one Function App each", EnvVars: []string{"COSMOSLEASE_REGIONS"}},
 			&ucli.StringFlag{Name: "env-name", Usage: "environment `NAME` (lowercase letters, digits, '-'; at most 20)", EnvVars: []string{"AZURE_ENV_NAME"}},
-			&ucli.StringFlag{Name: "principal-id", Usage: "object `ID` to grant data access (default: the signed-in user; 'none' for nobody)", EnvVars: []string{"AZURE_PRINCIPAL_ID"}},
+			&ucli.StringFlag{Name: "principal-id", Usage: "object `ID` to grant data access (default: the signed-in user or service principal; 'none' for nobody)", EnvVars: []string{"AZURE_PRINCIPAL_ID"}},
 			&ucli.StringFlag{Name: "consistency", Usage: "default consistency `LEVEL`: " + strings.Join(consistencyLevels, ", ") + " (default: Strong across several regions where Azure allows it, else Session)", EnvVars: []string{"COSMOSLEASE_CONSISTENCY"}},
+			&ucli.StringFlag{Name: "witness-region", Usage: "with Strong consistency and exactly two regions: a third Cosmos DB `REGION` (read only, no Function App) that keeps writes available while either is down (default: the nearest Strong allows; 'none' for none)", EnvVars: []string{"COSMOSLEASE_WITNESS_REGION"}},
+			&ucli.IntFlag{Name: "always-ready", Usage: "keep `N` always-ready instances for the LeaseTimer function in every Function App (billed while idle; 0 scales to zero)", EnvVars: []string{"COSMOSLEASE_ALWAYS_READY"}},
 			&ucli.BoolFlag{Name: "no-functions", Usage: "deploy Cosmos DB only", EnvVars: []string{"COSMOSLEASE_NO_FUNCTIONS"}},
 			&ucli.BoolFlag{Name: "serverless", Usage: "serverless Cosmos DB (one region only)", EnvVars: []string{"COSMOSLEASE_SERVERLESS"}},
 			&ucli.BoolFlag{Name: "deploy", Usage: "then build the lease handler in this directory and deploy it to every Function App (cosmoslease deploy)", EnvVars: []string{"COSMOSLEASE_DEPLOY"}},
@@ -88,6 +87,14 @@ type plan struct {
 	functions, serverless                                                        bool
 	// flex holds the regions that offer Flex Consumption; nil when no Function App is deployed.
 	flex map[string]bool
+	// witness is the Cosmos DB read region with no Function App that Strong with two regions gets (or none).
+	witness []string
+	// witnessAsked: --witness-region named a region.
+	witnessAsked bool
+	// alwaysReady is the number of always-ready instances for LeaseTimer in every app.
+	alwaysReady int
+	// places are the subscription's regions (az account list-locations), once read.
+	places map[string]place
 }
 
 // allRegions is the primary region, then the others in failover order.
@@ -96,8 +103,10 @@ func (p *plan) allRegions() []string { return append([]string{p.location}, p.reg
 // parameters are main.bicep's parameters, as az takes them.
 func (p *plan) parameters() []string {
 	regions, _ := json.Marshal(append([]string{}, p.regions...))
+	witness, _ := json.Marshal(append([]string{}, p.witness...))
 	return []string{"environmentName=" + p.env, "location=" + p.location, "regions=" + string(regions), "principalId=" + p.principal,
-		fmt.Sprintf("deployFunctions=%t", p.functions), fmt.Sprintf("serverless=%t", p.serverless), "consistencyLevel=" + p.consistency}
+		fmt.Sprintf("deployFunctions=%t", p.functions), fmt.Sprintf("serverless=%t", p.serverless), "consistencyLevel=" + p.consistency,
+		"witnessRegions=" + string(witness), fmt.Sprintf("alwaysReady=%d", p.alwaysReady)}
 }
 
 // deploymentName is the name of setup's deployment in the resource group; deploy reads its outputs.
@@ -243,7 +252,7 @@ func (a *App) setup(c *ucli.Context) error {
 		return nil
 	}
 	fmt.Fprintln(a.Stderr)
-	return a.buildAndDeploy(ctx, target{group: p.group, subscription: p.subscription}, apps)
+	return a.buildAndDeploy(ctx, target{group: p.group, subscription: p.subscription}, apps, defaultDeployOptions)
 }
 
 // gather settles every value of the plan from flags, environment, az and prompts, checks it against Azure
@@ -256,12 +265,24 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 	}
 	p := &plan{subscription: c.String("subscription"), group: c.String("resource-group"), location: c.String("location"),
 		env: c.String("env-name"), principal: c.String("principal-id"), functions: !c.Bool("no-functions"), serverless: c.Bool("serverless"),
-		consistency: c.String("consistency")}
+		consistency: c.String("consistency"), alwaysReady: c.Int("always-ready")}
+	witness := c.String("witness-region")
 	// A value that can never work is a usage error, whatever the state of az.
 	if i := indexFold(consistencyLevels, p.consistency); i >= 0 {
 		p.consistency = consistencyLevels[i]
 	} else if p.consistency != "" {
 		return nil, usagef("--consistency %q: use one of %s", p.consistency, strings.Join(consistencyLevels, ", "))
+	}
+	if witness != "" && witness != "none" {
+		if err := checkRegionName(witness); err != nil {
+			return nil, usagef("--witness-region %q: %v, or none", witness, err)
+		}
+	}
+	switch {
+	case p.alwaysReady < 0:
+		return nil, usagef("--always-ready %d: give 0 or more always-ready instances", p.alwaysReady)
+	case p.alwaysReady > 0 && !p.functions:
+		return nil, usagef("--always-ready %d keeps LeaseTimer's instances, but --no-functions deploys no Function App: drop one of them", p.alwaysReady)
 	}
 	// Preflight: az present and signed in.
 	if _, err := a.Az.Run(ctx, "version", "--output", "json"); err != nil {
@@ -370,14 +391,40 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 		}
 		return nil
 	}
-	askRegion := func(v string) error {
-		if err := checkRegionName(v); err != nil {
-			return err
+	// The regions are chosen from a list (type to filter): those that offer Flex Consumption when there are
+	// Function Apps, else every region of the subscription.
+	regionOptions := func() ([]string, error) {
+		var options []string
+		if p.flex != nil {
+			for r := range p.flex {
+				options = append(options, r)
+			}
+		} else {
+			places, err := a.places(ctx, p)
+			if err != nil {
+				return nil, err
+			}
+			for r := range places {
+				options = append(options, r)
+			}
 		}
-		return flex(v)
+		sort.Strings(options)
+		return options, nil
 	}
-	if err := input(&p.location, "location", "AZURE_LOCATION", "Primary region (the Cosmos DB write region)", "", checkRegionName, askRegion); err != nil {
-		return nil, err
+	if p.location == "" && ask {
+		options, err := regionOptions()
+		if err != nil {
+			return nil, err
+		}
+		if p.location, err = a.Prompter.Select("Primary region (the Cosmos DB write region)", "type to filter", options, ""); err != nil {
+			return nil, err
+		}
+	}
+	if p.location == "" {
+		return nil, usagef("setup needs --location (or AZURE_LOCATION)")
+	}
+	if err := checkRegionName(p.location); err != nil {
+		return nil, usagef("--location %q: %v", p.location, err)
 	}
 	if c.IsSet("regions") || c.String("regions") != "" {
 		for _, r := range strings.Split(c.String("regions"), ",") {
@@ -386,13 +433,17 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 			}
 		}
 	} else if ask {
+		all, err := regionOptions()
+		if err != nil {
+			return nil, err
+		}
 		var options []string
-		for _, r := range commonRegions {
-			if r != p.location && flex(r) == nil {
+		for _, r := range all {
+			if r != p.location {
 				options = append(options, r)
 			}
 		}
-		chosen, err := a.Prompter.MultiSelect("More regions (read regions and a Function App each)", "", options, nil)
+		chosen, err := a.Prompter.MultiSelect("More regions (read regions and a Function App each)", "type to filter, space to choose", options, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -421,40 +472,41 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 	if p.serverless && len(p.regions) > 0 {
 		return nil, usagef("a serverless Cosmos DB account cannot span regions: drop --serverless, or --regions")
 	}
+	if witness != "" && witness != "none" && (len(p.regions) != 1 || p.consistency != "" && p.consistency != "Strong") {
+		return nil, usagef("--witness-region %s: a witness region is for Strong consistency with exactly two regions; this plan has %s and %d region(s): drop --witness-region",
+			witness, orDefault(p.consistency, "default")+" consistency", len(p.allRegions()))
+	}
+	p.witnessAsked = witness != "" && witness != "none"
 	if err := a.chooseConsistency(ctx, p); err != nil {
 		return nil, err
 	}
-	var user struct {
-		ID                string `json:"id"`
-		UserPrincipalName string `json:"userPrincipalName"`
+	if err := a.chooseWitness(ctx, p, witness); err != nil {
+		return nil, err
 	}
-	if out, err := a.Az.Run(ctx, "ad", "signed-in-user", "show", "--output", "json"); err == nil {
-		_ = json.Unmarshal(out, &user)
+	me, err := a.signedIn(ctx, p.subscription, acc.User.Name, acc.User.Type)
+	if err != nil {
+		return nil, err
 	}
 	switch {
 	case p.principal == "none":
 		p.principal = ""
-	case p.principal == "" && user.ID != "":
+	case p.principal == "" && me.objectID != "":
 		use := true
 		if ask {
-			if use, err = a.Prompter.Confirm(fmt.Sprintf("Grant %s data access to the leases?", user.UserPrincipalName), true); err != nil {
+			if use, err = a.Prompter.Confirm(fmt.Sprintf("Grant %s data access to the leases?", me.who), true); err != nil {
 				return nil, err
 			}
 		}
 		if use {
-			p.principal = user.ID
+			p.principal = me.objectID
 		}
 	case p.principal == "":
-		fmt.Fprintf(a.Stderr, "note: could not read the signed-in user (a service principal?); nobody else gets data access. Pass --principal-id to grant it.\n")
+		fmt.Fprintf(a.Stderr, "note: could not tell the object id of %s; nobody else gets data access. Pass --principal-id to grant it.\n", orDefault(me.who, "the signed-in identity"))
 	}
 	if p.functions {
 		// The apps' role assignments need the right to create role assignments; say so now rather than after
-		// the account and the apps exist. A service principal is named by its application id.
-		who, assignee := user.UserPrincipalName, user.ID
-		if assignee == "" {
-			who, assignee = acc.User.Name, acc.User.Name
-		}
-		if err := a.checkRoleRights(ctx, p, who, assignee); err != nil {
+		// the account and the apps exist.
+		if err := a.checkRoleRights(ctx, p, me); err != nil {
 			return nil, err
 		}
 	}
@@ -467,9 +519,16 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 	if len(p.regions) > 0 {
 		fmt.Fprintf(a.Stderr, ", read regions %s", strings.Join(p.regions, ", "))
 	}
+	for _, w := range p.witness {
+		fmt.Fprintf(a.Stderr, ", witness region %s (a read region with no Function App, last in failover priority: it keeps Strong writes available while either other region is down, for one more region's RU/s)", w)
+	}
 	fmt.Fprintf(a.Stderr, "; %s consistency; keys disabled, RBAC only\n", p.consistency)
 	if p.functions {
-		fmt.Fprintf(a.Stderr, "  Function Apps   one in each of %s (Flex Consumption)\n", strings.Join(p.allRegions(), ", "))
+		fmt.Fprintf(a.Stderr, "  Function Apps   one in each of %s (Flex Consumption), the most preferred first", strings.Join(p.allRegions(), ", "))
+		if p.alwaysReady > 0 {
+			fmt.Fprintf(a.Stderr, "; %d always-ready instance%s for LeaseTimer in each (billed while idle)", p.alwaysReady, map[bool]string{true: "s"}[p.alwaysReady > 1])
+		}
+		fmt.Fprintln(a.Stderr)
 	}
 	if p.principal != "" {
 		fmt.Fprintf(a.Stderr, "  data access     %s\n", p.principal)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -61,7 +62,7 @@ var fullSetup = []string{"setup", "--subscription", sub1, "--location", "eastus"
 	"--regions", "westeurope,southeastasia", "--env-name", "demo", "--yes"}
 
 // deploymentParams are the parameters fullSetup passes to main.bicep, as the stub logs them.
-const deploymentParams = `--parameters environmentName=demo location=eastus regions=\[\"westeurope\"\,\"southeastasia\"\] principalId=aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee deployFunctions=true serverless=false consistencyLevel=Session`
+const deploymentParams = `--parameters environmentName=demo location=eastus regions=\[\"westeurope\"\,\"southeastasia\"\] principalId=aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee deployFunctions=true serverless=false consistencyLevel=Session witnessRegions=\[\] alwaysReady=0`
 
 func TestSetupNonInteractive(t *testing.T) {
 	h := newHarness(t)
@@ -81,7 +82,7 @@ func TestSetupNonInteractive(t *testing.T) {
 		"account show --output json --subscription " + sub1,
 		"functionapp list-flexconsumption-locations --subscription " + sub1 + " --output json",
 		"account list-locations --subscription " + sub1 + " --output json",
-		"ad signed-in-user show --output json",
+		"account get-access-token --subscription " + sub1 + " --output json",
 		"role assignment list --all --assignee aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee --include-groups --subscription " + sub1 + " --output json",
 		"group create --name rg-demo --location eastus --subscription " + sub1 + " --tags cosmoslease-env=demo --output json",
 		"deployment group validate " + deployment,
@@ -266,7 +267,7 @@ func TestSetupConsistency(t *testing.T) {
 		r := h.run(args...)
 		r.expect(t, ExitOK)
 		calls := strings.Join(azCalls(t, log), "\n")
-		if !strings.Contains(calls, tc.param+" --output json") || strings.Contains(calls, "account list-locations") != tc.measured {
+		if !strings.Contains(calls, tc.param+" witnessRegions=") || strings.Contains(calls, "account list-locations") != tc.measured {
 			t.Fatalf("--consistency %q --regions %q: az calls:\n%s", tc.flag, tc.regions, calls)
 		}
 		if (tc.warning == "") != !strings.Contains(r.stderr, "warning:") || !strings.Contains(r.stderr, tc.warning) {
@@ -326,16 +327,20 @@ func TestSetupPromptsAskAgain(t *testing.T) {
 	h.fake = &fakePrompter{answers: []string{
 		"Contoso Dev (11111111-1111-1111-1111-111111111111)",
 		"Demo_1", "demo", // environment name
-		"<default>",         // resource group rg-demo
-		"no",                // no Function Apps
-		"East US", "eastus", // primary region
+		"<default>",  // resource group rg-demo
+		"no",         // no Function Apps
+		"eastus",     // primary region
 		"westeurope", // more regions
 		"yes",        // grant data access
 		"yes",        // create
 	}}
 	h.run("setup").expect(t, ExitOK)
-	if strings.Join(h.fake.refused, ",") != "Demo_1,East US" {
+	if strings.Join(h.fake.refused, ",") != "Demo_1" {
 		t.Fatalf("refused answers: %v", h.fake.refused)
+	}
+	// The primary region is chosen from a list (type to filter), as the more regions are.
+	if opts := h.fake.options["Primary region (the Cosmos DB write region)"]; !slices.Contains(opts, "eastus") || !slices.Contains(opts, "westeurope") || slices.Contains(opts, "East US") {
+		t.Fatalf("primary region options: %v", opts)
 	}
 	if !strings.Contains(strings.Join(azCalls(t, log), "\n"), "environmentName=demo location=eastus") {
 		t.Fatalf("az calls: %v", azCalls(t, log))
@@ -391,4 +396,111 @@ func TestSetupEmulator(t *testing.T) {
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Fatal("teardown left the file")
 	}
+}
+
+// Item 4: a service principal that cannot read Microsoft Graph and holds Owner passes the role check: setup asks
+// for role assignments by the object id in its access token (the oid claim), not by its application id, which
+// az would take for an object id and match to nothing; the object id is also --principal-id's default.
+func TestSetupServicePrincipal(t *testing.T) {
+	const appID, oid = "5f2c8e1a-3b4d-4c6e-9f7a-1b2c3d4e5f60", "bbbbbbbb-1111-2222-3333-444444444444"
+	h := newHarness(t)
+	log := h.stubAz("sp")
+	r := h.run(fullSetup...)
+	r.expect(t, ExitOK)
+	calls := strings.Join(azCalls(t, log), "\n")
+	if !strings.Contains(calls, "role assignment list --all --assignee "+oid+" --include-groups") || strings.Contains(calls, "--assignee "+appID) ||
+		!strings.Contains(calls, "principalId="+oid+" ") || strings.Contains(calls, "ad signed-in-user") {
+		t.Fatalf("az calls:\n%s", calls)
+	}
+	if strings.Contains(r.stderr+r.stdout, "eyJ0eXAi") {
+		t.Fatal("the access token was printed")
+	}
+	// No role assignment visible to a service principal: a warning, and Azure's validation decides.
+	h = newHarness(t)
+	log = h.stubAz("sp", "AZ_STUB_SP_ROLES=none")
+	h.run(fullSetup...).expect(t, ExitOK, "note: no role assignment of service principal "+appID+" (object id "+oid+") is visible",
+		"Azure's validation of the deployment decides")
+	if callsStarting(t, log, "deployment group validate") != 1 {
+		t.Fatalf("az calls: %v", azCalls(t, log))
+	}
+	// Without an access token a user is still found through Microsoft Graph.
+	h = newHarness(t)
+	log = h.stubAz("notoken")
+	h.run(fullSetup...).expect(t, ExitOK)
+	calls = strings.Join(azCalls(t, log), "\n")
+	if !strings.Contains(calls, "ad signed-in-user show --output json") || !strings.Contains(calls, "--assignee aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee") {
+		t.Fatalf("az calls:\n%s", calls)
+	}
+}
+
+// Item 5: Strong with exactly two regions gets a witness region, a third Cosmos DB read region with no Function
+// App: by default the nearest region Azure recommends that keeps every pair within Strong's distance limit, shown
+// in the plan and passed as witnessRegions; --witness-region picks it, --witness-region none declines it with a
+// warning that says what is lost. Elsewhere --witness-region is a usage error.
+func TestSetupWitnessRegion(t *testing.T) {
+	two := []string{"setup", "--subscription", sub1, "--location", "eastus", "--regions", "eastus2", "--env-name", "demo", "--yes"}
+	for _, tc := range []struct {
+		name    string
+		extra   []string
+		code    int
+		witness string // the witnessRegions parameter
+		says    string
+	}{
+		{"default: the nearest that Strong allows (not a region Azure does not recommend)", nil, ExitOK, `\[\"centralus\"\]`,
+			"witness region centralus (a read region with no Function App, last in failover priority"},
+		{"explicit Strong", []string{"--consistency", "Strong"}, ExitOK, `\[\"centralus\"\]`, "witness region centralus"},
+		{"chosen", []string{"--witness-region", "westus2"}, ExitOK, `\[\"westus2\"\]`, "witness region westus2"},
+		{"declined", []string{"--witness-region", "none"}, ExitOK, `\[\]`,
+			"warning: no witness region (--witness-region none): with Strong consistency and two regions, Cosmos DB stops accepting writes while either region is down"},
+		{"too far for Strong", []string{"--witness-region", "southeastasia"}, ExitUsage, "",
+			"--witness-region southeastasia: Azure blocks Strong consistency across regions more than 8,000 km (5,000 miles) apart"},
+		{"one of the two", []string{"--witness-region", "eastus2"}, ExitUsage, "", "--witness-region eastus2 is already one of the regions"},
+		{"not a region", []string{"--witness-region", "atlantis"}, ExitUsage, "", "--witness-region atlantis: not a region Azure lists"},
+		{"not Strong", []string{"--consistency", "Session", "--witness-region", "centralus"}, ExitUsage, "",
+			"--witness-region centralus: a witness region is for Strong consistency with exactly two regions; this plan has Session consistency and 2 region(s)"},
+		{"Strong blocked by distance", []string{"--regions", "southeastasia", "--witness-region", "centralus"}, ExitUsage, "", "--witness-region: Azure blocks Strong consistency for eastus and southeastasia"},
+		{"three regions", []string{"--regions", "eastus2,centralus", "--witness-region", "westus2"}, ExitUsage, "", "--witness-region westus2: a witness region is for Strong consistency with exactly two regions; this plan has default consistency and 3 region(s)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			log := h.stubAz("ok")
+			r := h.run(append(append([]string{}, two...), tc.extra...)...)
+			r.expect(t, tc.code, tc.says)
+			calls := strings.Join(azCalls(t, log), "\n")
+			if tc.code != ExitOK {
+				if strings.Contains(calls, "group create") {
+					t.Fatal("created the group after a usage error")
+				}
+				return
+			}
+			if !strings.Contains(calls, "consistencyLevel=Strong witnessRegions="+tc.witness+" alwaysReady=0 --output json") {
+				t.Fatalf("az calls:\n%s", calls)
+			}
+		})
+	}
+	// Three regions, or one, need no witness.
+	h := newHarness(t)
+	log := h.stubAz("ok")
+	h.run("setup", "--subscription", sub1, "--location", "eastus", "--regions", "eastus2,centralus", "--env-name", "demo", "--yes").expect(t, ExitOK)
+	if !strings.Contains(strings.Join(azCalls(t, log), "\n"), `consistencyLevel=Strong witnessRegions=\[\] `) {
+		t.Fatalf("az calls: %v", azCalls(t, log))
+	}
+	// --dry-run shows it too.
+	r := h.run(append(append([]string{}, two...), "--dry-run")...)
+	r.expect(t, ExitOK, "witness region centralus")
+	if !strings.Contains(r.stdout, `'witnessRegions=["centralus"]'`) {
+		t.Fatalf("dry run:\n%s", r.stdout)
+	}
+}
+
+// Item 6: --always-ready N keeps N always-ready instances for LeaseTimer in every app; it is shown in the plan.
+func TestSetupAlwaysReady(t *testing.T) {
+	h := newHarness(t)
+	log := h.stubAz("ok")
+	h.run(append(append([]string{}, fullSetup...), "--always-ready", "1")...).expect(t, ExitOK, "1 always-ready instance for LeaseTimer in each")
+	if !strings.Contains(strings.Join(azCalls(t, log), "\n"), " alwaysReady=1 --output json") {
+		t.Fatalf("az calls: %v", azCalls(t, log))
+	}
+	h.run("setup", "--location", "eastus", "--always-ready", "-1", "--yes").expect(t, ExitUsage, "--always-ready -1: give 0 or more")
+	h.run("setup", "--location", "eastus", "--no-functions", "--always-ready", "2", "--yes").expect(t, ExitUsage, "--always-ready 2 keeps LeaseTimer's instances, but --no-functions deploys no Function App")
 }

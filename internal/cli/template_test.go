@@ -353,3 +353,58 @@ func TestInfraHasNothingDead(t *testing.T) {
 		t.Error("azure.yaml exists, but the README says the project provisions with cosmoslease setup, not azd")
 	}
 }
+
+// Issue 18, item 5: the witness regions are Cosmos DB regions after the others in failover priority, and get no
+// Function App, no storage, no Application Insights.
+func TestTemplateWitnessRegions(t *testing.T) {
+	src := string(infra.MainBicep)
+	for _, must := range []string{
+		"param witnessRegions array = []",
+		"var allRegions = concat([location], regions)",
+		"var cosmosRegions = concat(allRegions, witnessRegions)",
+		"var functionRegions = deployFunctions ? allRegions : []",
+	} {
+		if !strings.Contains(src, must) {
+			t.Errorf("main.bicep lacks %s", must)
+		}
+	}
+	cosmos := bicepResources(t)["cosmos"].body
+	if !regexp.MustCompile(`locations: \[for \(region, i\) in cosmosRegions: \{\s*locationName: region\s*failoverPriority: i\s`).MatchString(cosmos) {
+		t.Errorf("the account's locations are not cosmosRegions in order of failover priority:\n%s", cosmos)
+	}
+	for name, r := range bicepResources(t) {
+		if strings.Contains(r.header+r.body, "witnessRegions") || (name != "cosmos" && strings.Contains(r.header+r.body, "cosmosRegions")) {
+			t.Errorf("resource %s uses the witness regions", name)
+		}
+	}
+}
+
+// Issue 18, item 6: every app gets LeaseTimerPreferredRegions, the regions most preferred first (--location,
+// then --regions in order), and deploy takes the same order from functionAppRegions.
+func TestTemplatePreferredRegionsSetting(t *testing.T) {
+	apps := bicepResources(t)["apps"].body
+	if !regexp.MustCompile(`name: 'LeaseTimerPreferredRegions'\s*\n\s*value: join\(allRegions, ','\)`).MatchString(apps) {
+		t.Error("the apps lack LeaseTimerPreferredRegions = join(allRegions, ',')")
+	}
+	if !strings.Contains(string(infra.MainBicep), "output functionAppRegions array = functionRegions") {
+		t.Error("functionAppRegions is no longer the regions in order of preference")
+	}
+}
+
+// Issue 18, item 6: --always-ready N gives LeaseTimer N always-ready instances in every app (Flex Consumption's
+// functionAppConfig.scaleAndConcurrency.alwaysReady: {name, instanceCount}, a function outside the http, blob and
+// durable groups being named function:<name>; Microsoft.Web/sites@2024-04-01 FunctionsAlwaysReadyConfig), and
+// none by default.
+func TestTemplateAlwaysReady(t *testing.T) {
+	src := string(infra.MainBicep)
+	if !regexp.MustCompile(`@minValue\(0\)\n@description\([^\n]*\)\nparam alwaysReady int = 0\n`).MatchString(src) {
+		t.Error("main.bicep has no param alwaysReady int = 0 with @minValue(0)")
+	}
+	apps := bicepResources(t)["apps"].body
+	if !regexp.MustCompile(`scaleAndConcurrency: \{[^}]*alwaysReady: alwaysReady > 0 \? \[\s*\{\s*name: 'function:LeaseTimer'\s*instanceCount: alwaysReady\s*\}\s*\] : \[\]`).MatchString(apps) {
+		t.Errorf("the apps do not keep alwaysReady instances for function:LeaseTimer:\n%s", apps)
+	}
+	if _, err := os.Stat("../../functions/LeaseTimer/function.json"); err != nil {
+		t.Errorf("there is no function LeaseTimer for function:LeaseTimer to name: %v", err)
+	}
+}
