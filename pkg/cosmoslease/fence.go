@@ -314,7 +314,7 @@ func (f *Fence) UpdateItem(ctx context.Context, pk azcosmos.PartitionKey, id str
 				}
 			}
 		}
-		next, err := update(cur.body)
+		next, err := update(bytes.Clone(cur.body)) // update may edit its copy; the remembered version stays as stored
 		if err != nil {
 			return azcosmos.ItemResponse{}, err
 		}
@@ -330,6 +330,7 @@ func (f *Fence) UpdateItem(ctx context.Context, pk azcosmos.PartitionKey, id str
 					f.forget(key)
 					continue
 				}
+				cur.body = read.Value
 			}
 			var resp azcosmos.ItemResponse
 			resp.Value, resp.ETag = cur.body, cur.etag
@@ -415,6 +416,7 @@ func (f *Fence) remember(key string, v version) {
 	if f.written == nil || len(f.written) >= maxRemembered {
 		f.written = map[string]version{}
 	}
+	v.body = bytes.Clone(v.body) // never the answer's slice, which the caller may edit or reuse
 	f.written[key] = v
 }
 
