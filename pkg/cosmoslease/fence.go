@@ -426,7 +426,9 @@ func (f *Fence) forget(key string) {
 	delete(f.written, key)
 }
 
-// read point-reads the item with this fence's session token; nil when it does not exist.
+// read point-reads the item with this fence's session token; nil when it does not exist. A 404 with substatus
+// 1002 (ReadSessionNotAvailable: the replica has not caught up with the session token) says nothing about the
+// item: it is an error, as the lease's own reads classify it.
 func (f *Fence) read(ctx context.Context, pk azcosmos.PartitionKey, id string) (*azcosmos.ItemResponse, error) {
 	var o *azcosmos.ItemOptions
 	f.mu.Lock()
@@ -436,7 +438,7 @@ func (f *Fence) read(ctx context.Context, pk azcosmos.PartitionKey, id string) (
 	}
 	f.mu.Unlock()
 	resp, err := f.container.ReadItem(ctx, pk, id, o)
-	if statusOf(err) == http.StatusNotFound {
+	if statusOf(err) == http.StatusNotFound && substatusOf(err) != "1002" {
 		return nil, nil
 	}
 	if err != nil {
@@ -496,6 +498,14 @@ func statusOf(err error) int {
 		return re.StatusCode
 	}
 	return 0
+}
+
+func substatusOf(err error) string {
+	var re *azcore.ResponseError
+	if errors.As(err, &re) && re.RawResponse != nil {
+		return re.RawResponse.Header.Get("x-ms-substatus")
+	}
+	return ""
 }
 
 // Container returns the SDK's client of the lease container, for items kept beside the leases (fence them
