@@ -367,6 +367,11 @@ func (f *Fence) UpdateItem(ctx context.Context, pk azcosmos.PartitionKey, id str
 			return resp, nil
 		}
 		f.forget(key)
+		if cur.body == nil && statusOf(err) == http.StatusNotFound {
+			// A create is refused 404 only when the container (or its database) does not exist: no other write
+			// came between, and trying again cannot help.
+			return resp, err
+		}
 		switch statusOf(err) {
 		case http.StatusConflict, http.StatusPreconditionFailed, http.StatusNotFound:
 			// Another write came between (a create, a replace, a delete): judge the item again.
