@@ -296,6 +296,7 @@ func (f *Fence) UpdateItem(ctx context.Context, pk azcosmos.PartitionKey, id str
 	}
 	key := itemKey(pk, id)
 	var lastErr error
+	createRefused := false // the last round's create was refused 409
 	for range maxUpdateAttempts {
 		cur, remembered := f.lastWritten(key)
 		if !remembered {
@@ -303,6 +304,12 @@ func (f *Fence) UpdateItem(ctx context.Context, pk azcosmos.PartitionKey, id str
 			if err != nil {
 				return azcosmos.ItemResponse{}, err
 			}
+			if read == nil && createRefused {
+				// No item came between: the 409 was for another item's unique key (or this read was answered by a
+				// replica behind the create that came between, and a new call will see it).
+				return azcosmos.ItemResponse{}, fmt.Errorf("item %q: its create was refused (409), but no item %q exists: another item holds the same value of one of the container's unique keys (or the read was answered by a replica behind a create that came between; then try again): %w", id, id, lastErr)
+			}
+			createRefused = false
 			if read != nil {
 				cur = version{body: read.Value, etag: etagOf(*read)}
 				stored, err := f.stored(id, cur.body)
@@ -367,15 +374,20 @@ func (f *Fence) UpdateItem(ctx context.Context, pk azcosmos.PartitionKey, id str
 			return resp, nil
 		}
 		f.forget(key)
-		if cur.body == nil && statusOf(err) == http.StatusNotFound {
+		switch {
+		case cur.body == nil && statusOf(err) == http.StatusNotFound:
 			// A create is refused 404 only when the container (or its database) does not exist: no other write
 			// came between, and trying again cannot help.
+			return resp, err
+		case cur.body != nil && statusOf(err) == http.StatusConflict:
+			// A replace that another write came between gets 412; a 409 is another item's unique key.
 			return resp, err
 		}
 		switch statusOf(err) {
 		case http.StatusConflict, http.StatusPreconditionFailed, http.StatusNotFound:
 			// Another write came between (a create, a replace, a delete): judge the item again.
 			lastErr = err
+			createRefused = cur.body == nil && statusOf(err) == http.StatusConflict
 			continue
 		}
 		return resp, err

@@ -393,6 +393,21 @@ func TestFenceAdversary_UniqueKeyConflictIsNotAChange(t *testing.T) {
 	if strings.Contains(err.Error(), "changed between") || counter.n["POST"] > 1 {
 		t.Fatalf("a create refused by a unique key made %v and reported %v: the item never changed", counter.n, err)
 	}
+
+	// And a replace refused 409 by a unique key (a replace that another write came between gets 412).
+	f := NewFence(items, 1)
+	if _, err := f.UpdateItem(ctx, orders, "third", func([]byte) ([]byte, error) {
+		return []byte(`{"id":"third","pk":"orders","email":"c@example.org"}`), nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	counter.n = map[string]int{}
+	_, err = f.UpdateItem(ctx, orders, "third", func([]byte) ([]byte, error) {
+		return []byte(`{"id":"third","pk":"orders","email":"a@example.org"}`), nil
+	})
+	if statusOf(err) != http.StatusConflict || strings.Contains(err.Error(), "changed between") || counter.n["PUT"] > 1 {
+		t.Fatalf("a replace refused by a unique key made %v and reported %v; want the 409, after one replace", counter.n, err)
+	}
 }
 
 // Held: epochs at the top of the range (2^53 - 1 and 2^53, the largest a fence accepts) are told apart by the
