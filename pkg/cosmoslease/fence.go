@@ -297,13 +297,23 @@ func (f *Fence) UpdateItem(ctx context.Context, pk azcosmos.PartitionKey, id str
 	key := itemKey(pk, id)
 	var lastErr error
 	createRefused := false // the last round's create was refused 409
+	var judged *azcosmos.ItemResponse
+	haveRead := false // judged holds a read made since the last round began (nil: no item): start from it
 	for range maxUpdateAttempts {
-		cur, remembered := f.lastWritten(key)
+		var cur version
+		remembered := false
+		if !haveRead {
+			cur, remembered = f.lastWritten(key)
+		}
 		if !remembered {
-			read, err := f.read(ctx, pk, id)
-			if err != nil {
-				return azcosmos.ItemResponse{}, err
+			read := judged
+			if !haveRead {
+				var err error
+				if read, err = f.read(ctx, pk, id); err != nil {
+					return azcosmos.ItemResponse{}, err
+				}
 			}
+			judged, haveRead = nil, false
 			if read == nil && createRefused {
 				// No item came between: the 409 was for another item's unique key (or this read was answered by a
 				// replica behind the create that came between, and a new call will see it).
@@ -335,6 +345,7 @@ func (f *Fence) UpdateItem(ctx context.Context, pk azcosmos.PartitionKey, id str
 				}
 				if read == nil || etagOf(*read) != cur.etag {
 					f.forget(key)
+					judged, haveRead = read, true // judge what was read, without reading again
 					continue
 				}
 				cur.body = read.Value
