@@ -71,11 +71,11 @@ func (e *FencedError) Unwrap() error { return ErrFenced }
 //     epoch than this fence's (or, for UpdateItem, before the write: it is not sent).
 //   - An error saying the fence field holds something that is not an epoch (null, a fraction, a negative
 //     number, a string, …), not ErrFenced: the fence never overwrites a value it did not write.
-//   - From PatchItem, the 412 itself (an *azcore.ResponseError) when the caller's own If-Match failed; and the
-//     412 wrapped in an error that says what happened and to try again, when the read after it cannot tell
-//     why — the read failed, the item was deleted since, or a replica behind the write that refused the patch
-//     answered (an earlier epoch than the one that refused it). Sending the patch again is safe: it is judged
-//     again.
+//   - From PatchItem, otherwise, the 412 (errors.As finds the *azcore.ResponseError) wrapped in an error that
+//     says what happened and to try again: the caller's own If-Match failed, or the read after the 412 cannot
+//     tell why — the read failed, the item was deleted since, or a replica behind the write that refused the
+//     patch answered (an earlier epoch than the one that refused it). With an If-Match, a failed If-Match and
+//     such a read look the same. Sending the patch again is safe: it is judged again.
 //   - From UpdateItem, after 10 rounds in which the item changed between its read and its write (or reads kept
 //     coming from a replica behind the write that refused it), an error that says so and wraps the last 409, 412
 //     or 404; calling it again is safe.
@@ -216,7 +216,9 @@ func (f *Fence) PatchItem(ctx context.Context, pk azcosmos.PartitionKey, id stri
 		// changed the field since).
 		return resp, fmt.Errorf("item %q: the fenced patch was refused (412), but the item read afterwards carries epoch %d, not a later one than %d: a replica behind the write that refused it answered; try again: %w", id, stored, f.epoch, err)
 	}
-	return resp, err // the caller's If-Match
+	// The caller's If-Match failed, or the fence's condition did and the read was answered by a replica behind
+	// the write that refused it: from here the two look the same.
+	return resp, fmt.Errorf("item %q: the fenced patch was refused (412), and the item read afterwards carries epoch %d, not a later one than %d: the If-Match given does not name the current version, or a replica behind the write that refused the patch answered the read; read the item and try again: %w", id, stored, f.epoch, err)
 }
 
 // fenced copies the caller's operations (their slice may be shared with other calls), adds the fence's
