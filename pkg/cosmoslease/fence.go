@@ -78,14 +78,19 @@ func (e *FencedError) Unwrap() error { return ErrFenced }
 //     such a read look the same. Sending the patch again is safe: it is judged again.
 //   - From UpdateItem, after 10 rounds in which the item changed between its read and its write (or reads kept
 //     coming from a replica behind the write that refused it), an error that says so and wraps the last 409, 412
-//     or 404; calling it again is safe.
-//   - Any other failure of a request, as the SDK returns it.
+//     or 404; calling it again is safe. When its create was refused 409 and the item read afterwards does not
+//     exist (another item holds the same value of a unique key of the container, or a replica behind a create
+//     that came between answered), an error that says so and wraps the 409. When the item it read has no ETag
+//     (no header, no _etag), an error that says so: it sends no replace.
+//   - Any other failure of a request, as the SDK returns it: among them a create's 404 (the container or its
+//     database does not exist), a replace's 409 (a unique key), and a read's 404 with substatus 1002 (no
+//     replica reached has caught up with the session), which says nothing about whether the item exists.
 //
 // # Its limits
 //
 //   - It covers the items written through a fence, by holders of one lease key (epochs of different leases are
-//     unrelated). A write outside the fence can lower or remove the stored epoch; deleting an item forgets it,
-//     so a superseded holder could create it again: mark items deleted instead.
+//     unrelated). A write outside the fence can lower or remove the stored epoch; deleting an item forgets it
+//     (so does its ttl expiring), so a superseded holder could create it again: mark items deleted instead.
 //   - It is as good as the epoch. Epochs of a lease only go up, except when a person deletes the lease
 //     document (the count restarts at 1: the new holders are refused and a superseded one is not), while
 //     instances of the reference sample share the lease container (the sample deletes the document when it
@@ -178,7 +183,9 @@ func (f *Fence) condition() string {
 // written it: it sends ops with the fence's filter predicate and one more operation, which sets the fence field
 // to this epoch (so ops may hold up to nine operations, none on the fence field, and no condition of its own;
 // ops itself is not changed). The item's other properties are left as they are. o is passed on (an If-Match in
-// it still applies). A missing item is an error (404), as for any patch: create it with UpdateItem.
+// it still applies). A missing item is an error (404), as for any patch: create it with UpdateItem. A patch
+// whose answer was lost may have been applied; sent again, it is judged again and, with no later epoch, applied
+// again (an add to an array adds twice): give it an If-Match, or record a write id, when that matters.
 func (f *Fence) PatchItem(ctx context.Context, pk azcosmos.PartitionKey, id string, ops azcosmos.PatchOperations, o *azcosmos.ItemOptions) (azcosmos.ItemResponse, error) {
 	if f.err != nil {
 		return azcosmos.ItemResponse{}, f.err
