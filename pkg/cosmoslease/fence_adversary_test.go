@@ -430,3 +430,62 @@ func TestFenceAdversary_EpochsAtTheTopOfTheRange(t *testing.T) {
 		t.Fatalf("item %+v", o)
 	}
 }
+
+// Held: ambiguous answers to the fence's own writes. A write applied whose answer was lost and whose retry is
+// refused (409 for the create, 412 for the replace) is the fence's own: UpdateItem reads, finds its own epoch,
+// and computes again from its own result (as its doc says) — never a *FencedError, never a lower epoch. A write
+// whose answer was lost and not retried is an error as the SDK returns it; the next call, whose read a replica
+// from before that write may answer (the lost answer carried the session token), still ends at this epoch.
+func TestFenceAdversary_OwnWriteAnswerLost(t *testing.T) {
+	b := newFenceBed(t)
+	ctx := context.Background()
+	replicas := faultproxy.NewReplicas()
+	items, faults := b.staleItems(t, replicas)
+	f := NewFence(items, 3)
+	var calls atomic.Int32
+	bump := func(id string) func([]byte) ([]byte, error) {
+		return func(current []byte) ([]byte, error) {
+			calls.Add(1)
+			o := order{ID: id, PK: "orders"}
+			if current != nil {
+				if err := json.Unmarshal(current, &o); err != nil {
+					return nil, err
+				}
+			}
+			o.Total++
+			o.Fence = nil
+			return json.Marshal(o)
+		}
+	}
+	for _, op := range []string{"create", "replace"} {
+		id := "own-" + op
+		if op == "replace" {
+			if _, err := f.UpdateItem(ctx, orders, id, bump(id)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		calls.Store(0)
+		faults.inject(op, faultRetried, 1)
+		if _, err := f.UpdateItem(ctx, orders, id, bump(id)); err != nil {
+			t.Fatalf("%s applied, answer lost, retry refused: %v; want the fence to recognise its own epoch", op, err)
+		}
+		o := b.read(t, id)
+		if *o.Fence != 3 || calls.Load() != 2 {
+			t.Fatalf("%s: item %+v after %d calls of update; want epoch 3, update called again from its own result", op, o, calls.Load())
+		}
+	}
+
+	// Lost, not retried: the SDK's error. The next call reads from a replica before the lost write.
+	faults.inject("replace", faultLostReply, 1)
+	if _, err := f.UpdateItem(ctx, orders, "own-replace", bump("own-replace")); err == nil {
+		t.Fatal("a write whose answer was lost reported success")
+	}
+	faults.inject("read", faultStale, 1)
+	calls.Store(0)
+	if _, err := f.UpdateItem(ctx, orders, "own-replace", bump("own-replace")); err != nil {
+		t.Fatalf("the call after a lost answer: %v", err)
+	}
+	if o := b.read(t, "own-replace"); *o.Fence != 3 || calls.Load() != 2 {
+		t.Fatalf("item %+v after %d calls of update; want epoch 3, the first call from the lagging replica's version", o, calls.Load())
+	}
+}
