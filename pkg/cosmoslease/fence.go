@@ -71,21 +71,26 @@ func (e *FencedError) Unwrap() error { return ErrFenced }
 //     epoch than this fence's (or, for UpdateItem, before the write: it is not sent).
 //   - An error saying the fence field holds something that is not an epoch (null, a fraction, a negative
 //     number, a string, …), not ErrFenced: the fence never overwrites a value it did not write.
-//   - From PatchItem, the 412 itself (an *azcore.ResponseError) when the caller's own If-Match failed; and the
-//     412 wrapped in an error that says what happened and to try again, when the read after it cannot tell
-//     why — the read failed, the item was deleted since, or a replica behind the write that refused the patch
-//     answered (an earlier epoch than the one that refused it). Sending the patch again is safe: it is judged
-//     again.
+//   - From PatchItem, otherwise, the 412 (errors.As finds the *azcore.ResponseError) wrapped in an error that
+//     says what happened and to try again: the caller's own If-Match failed, or the read after the 412 cannot
+//     tell why — the read failed, the item was deleted since, or a replica behind the write that refused the
+//     patch answered (an earlier epoch than the one that refused it). With an If-Match, a failed If-Match and
+//     such a read look the same. Sending the patch again is safe: it is judged again.
 //   - From UpdateItem, after 10 rounds in which the item changed between its read and its write (or reads kept
 //     coming from a replica behind the write that refused it), an error that says so and wraps the last 409, 412
-//     or 404; calling it again is safe.
-//   - Any other failure of a request, as the SDK returns it.
+//     or 404; calling it again is safe. When its create was refused 409 and the item read afterwards does not
+//     exist (another item holds the same value of a unique key of the container, or a replica behind a create
+//     that came between answered), an error that says so and wraps the 409. When the item it read has no ETag
+//     (no header, no _etag), an error that says so: it sends no replace.
+//   - Any other failure of a request, as the SDK returns it: among them a create's 404 (the container or its
+//     database does not exist), a replace's 409 (a unique key), and a read's 404 with substatus 1002 (no
+//     replica reached has caught up with the session), which says nothing about whether the item exists.
 //
 // # Its limits
 //
 //   - It covers the items written through a fence, by holders of one lease key (epochs of different leases are
-//     unrelated). A write outside the fence can lower or remove the stored epoch; deleting an item forgets it,
-//     so a superseded holder could create it again: mark items deleted instead.
+//     unrelated). A write outside the fence can lower or remove the stored epoch; deleting an item forgets it
+//     (so does its ttl expiring), so a superseded holder could create it again: mark items deleted instead.
 //   - It is as good as the epoch. Epochs of a lease only go up, except when a person deletes the lease
 //     document (the count restarts at 1: the new holders are refused and a superseded one is not), while
 //     instances of the reference sample share the lease container (the sample deletes the document when it
@@ -178,7 +183,9 @@ func (f *Fence) condition() string {
 // written it: it sends ops with the fence's filter predicate and one more operation, which sets the fence field
 // to this epoch (so ops may hold up to nine operations, none on the fence field, and no condition of its own;
 // ops itself is not changed). The item's other properties are left as they are. o is passed on (an If-Match in
-// it still applies). A missing item is an error (404), as for any patch: create it with UpdateItem.
+// it still applies). A missing item is an error (404), as for any patch: create it with UpdateItem. A patch
+// whose answer was lost may have been applied; sent again, it is judged again and, with no later epoch, applied
+// again (an add to an array adds twice): give it an If-Match, or record a write id, when that matters.
 func (f *Fence) PatchItem(ctx context.Context, pk azcosmos.PartitionKey, id string, ops azcosmos.PatchOperations, o *azcosmos.ItemOptions) (azcosmos.ItemResponse, error) {
 	if f.err != nil {
 		return azcosmos.ItemResponse{}, f.err
@@ -216,7 +223,9 @@ func (f *Fence) PatchItem(ctx context.Context, pk azcosmos.PartitionKey, id stri
 		// changed the field since).
 		return resp, fmt.Errorf("item %q: the fenced patch was refused (412), but the item read afterwards carries epoch %d, not a later one than %d: a replica behind the write that refused it answered; try again: %w", id, stored, f.epoch, err)
 	}
-	return resp, err // the caller's If-Match
+	// The caller's If-Match failed, or the fence's condition did and the read was answered by a replica behind
+	// the write that refused it: from here the two look the same.
+	return resp, fmt.Errorf("item %q: the fenced patch was refused (412), and the item read afterwards carries epoch %d, not a later one than %d: the If-Match given does not name the current version, or a replica behind the write that refused the patch answered the read; read the item and try again: %w", id, stored, f.epoch, err)
 }
 
 // fenced copies the caller's operations (their slice may be shared with other calls), adds the fence's
@@ -281,11 +290,15 @@ const maxUpdateAttempts = 10
 // conditional on the version's ETag, or a create when there was no item. When another write has come between
 // (412 — which is how a superseded holder's write is refused by Cosmos DB — or 409 for the create), it reads the
 // item and judges it again: refuses, or calls update again. So update may be called more than once, and should
-// compute from current only. update returning nil writes nothing; the result then carries the current item:
+// compute from current only. update returning nil writes nothing; the result then carries the item as read:
 // when update was given the version this fence remembered, UpdateItem first reads the item (one point read) and
-// answers with that version only if it is still the current one; otherwise it judges the item afresh — refuses
-// it, or calls update again with it. The object's id must be id (it is added when missing); its partition key
-// property must match pk.
+// answers with that version only if the read shows it unchanged; otherwise it judges the item afresh — refuses
+// it, or calls update again with it. A no-op is a read, not a write, so it is judged at the account's
+// consistency, not against the current version: under Session consistency a replica behind a later epoch's
+// write may answer, and a superseded holder then gets its own version back with no error (Strong consistency
+// prevents that). Only a write is judged by Cosmos DB against the current version; a superseded holder's next
+// write is refused. The object's id must be id (it is added when missing); its partition key property must match
+// pk.
 //
 // A write whose answer was lost and which the SDK retried may have been applied although UpdateItem reports a
 // conflict and starts over: update then sees its own result. Record a write id in the item when applying the
@@ -296,13 +309,30 @@ func (f *Fence) UpdateItem(ctx context.Context, pk azcosmos.PartitionKey, id str
 	}
 	key := itemKey(pk, id)
 	var lastErr error
+	createRefused := false // the last round's create was refused 409
+	var judged *azcosmos.ItemResponse
+	haveRead := false // judged holds a read made since the last round began (nil: no item): start from it
 	for range maxUpdateAttempts {
-		cur, remembered := f.lastWritten(key)
+		var cur version
+		remembered := false
+		if !haveRead {
+			cur, remembered = f.lastWritten(key)
+		}
 		if !remembered {
-			read, err := f.read(ctx, pk, id)
-			if err != nil {
-				return azcosmos.ItemResponse{}, err
+			read := judged
+			if !haveRead {
+				var err error
+				if read, err = f.read(ctx, pk, id); err != nil {
+					return azcosmos.ItemResponse{}, err
+				}
 			}
+			judged, haveRead = nil, false
+			if read == nil && createRefused {
+				// No item came between: the 409 was for another item's unique key (or this read was answered by a
+				// replica behind the create that came between, and a new call will see it).
+				return azcosmos.ItemResponse{}, fmt.Errorf("item %q: its create was refused (409), but no item %q exists: another item holds the same value of one of the container's unique keys (or the read was answered by a replica behind a create that came between; then try again): %w", id, id, lastErr)
+			}
+			createRefused = false
 			if read != nil {
 				cur = version{body: read.Value, etag: etagOf(*read)}
 				stored, err := f.stored(id, cur.body)
@@ -314,7 +344,7 @@ func (f *Fence) UpdateItem(ctx context.Context, pk azcosmos.PartitionKey, id str
 				}
 			}
 		}
-		next, err := update(cur.body)
+		next, err := update(bytes.Clone(cur.body)) // update may edit its copy; the remembered version stays as stored
 		if err != nil {
 			return azcosmos.ItemResponse{}, err
 		}
@@ -328,8 +358,10 @@ func (f *Fence) UpdateItem(ctx context.Context, pk azcosmos.PartitionKey, id str
 				}
 				if read == nil || etagOf(*read) != cur.etag {
 					f.forget(key)
+					judged, haveRead = read, true // judge what was read, without reading again
 					continue
 				}
+				cur.body = read.Value
 			}
 			var resp azcosmos.ItemResponse
 			resp.Value, resp.ETag = cur.body, cur.etag
@@ -366,10 +398,20 @@ func (f *Fence) UpdateItem(ctx context.Context, pk azcosmos.PartitionKey, id str
 			return resp, nil
 		}
 		f.forget(key)
+		switch {
+		case cur.body == nil && statusOf(err) == http.StatusNotFound:
+			// A create is refused 404 only when the container (or its database) does not exist: no other write
+			// came between, and trying again cannot help.
+			return resp, err
+		case cur.body != nil && statusOf(err) == http.StatusConflict:
+			// A replace that another write came between gets 412; a 409 is another item's unique key.
+			return resp, err
+		}
 		switch statusOf(err) {
 		case http.StatusConflict, http.StatusPreconditionFailed, http.StatusNotFound:
 			// Another write came between (a create, a replace, a delete): judge the item again.
 			lastErr = err
+			createRefused = cur.body == nil && statusOf(err) == http.StatusConflict
 			continue
 		}
 		return resp, err
@@ -415,6 +457,7 @@ func (f *Fence) remember(key string, v version) {
 	if f.written == nil || len(f.written) >= maxRemembered {
 		f.written = map[string]version{}
 	}
+	v.body = bytes.Clone(v.body) // never the answer's slice, which the caller may edit or reuse
 	f.written[key] = v
 }
 
@@ -424,7 +467,9 @@ func (f *Fence) forget(key string) {
 	delete(f.written, key)
 }
 
-// read point-reads the item with this fence's session token; nil when it does not exist.
+// read point-reads the item with this fence's session token; nil when it does not exist. A 404 with substatus
+// 1002 (ReadSessionNotAvailable: the replica has not caught up with the session token) says nothing about the
+// item: it is an error, as the lease's own reads classify it.
 func (f *Fence) read(ctx context.Context, pk azcosmos.PartitionKey, id string) (*azcosmos.ItemResponse, error) {
 	var o *azcosmos.ItemOptions
 	f.mu.Lock()
@@ -434,7 +479,7 @@ func (f *Fence) read(ctx context.Context, pk azcosmos.PartitionKey, id string) (
 	}
 	f.mu.Unlock()
 	resp, err := f.container.ReadItem(ctx, pk, id, o)
-	if statusOf(err) == http.StatusNotFound {
+	if statusOf(err) == http.StatusNotFound && substatusOf(err) != "1002" {
 		return nil, nil
 	}
 	if err != nil {
@@ -494,6 +539,14 @@ func statusOf(err error) int {
 		return re.StatusCode
 	}
 	return 0
+}
+
+func substatusOf(err error) string {
+	var re *azcore.ResponseError
+	if errors.As(err, &re) && re.RawResponse != nil {
+		return re.RawResponse.Header.Get("x-ms-substatus")
+	}
+	return ""
 }
 
 // Container returns the SDK's client of the lease container, for items kept beside the leases (fence them
