@@ -5,6 +5,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -185,9 +186,24 @@ func NewerSession(token, old string) bool {
 
 // ETagOf reads a stored document's _etag; empty when it has none.
 func ETagOf(body []byte) string {
-	var d struct {
-		ETag string `json:"_etag"`
+	// Match the name exactly: encoding/json would also take a user property "_Etag" or "_ETAG" for it.
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return ""
 	}
-	_ = json.Unmarshal(body, &d)
-	return d.ETag
+	etag := ""
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return ""
+		}
+		if t == "_etag" {
+			_ = json.Unmarshal(v, &etag)
+		}
+	}
+	return etag
 }
