@@ -216,3 +216,26 @@ func keys[V any](m map[string]V) []string {
 	}
 	return out
 }
+
+// TestInspectWatchExportsOverOTLP: inspect --watch, interrupted, has exported its requests' metrics.
+func TestInspectWatchExportsOverOTLP(t *testing.T) {
+	rc := otlptest.Start()
+	defer rc.Close()
+	e := append(env(t), "OTEL_EXPORTER_OTLP_ENDPOINT="+rc.URL, "OTEL_SERVICE_NAME=", "OTEL_RESOURCE_ATTRIBUTES=",
+		"OTEL_EXPORTER_OTLP_PROTOCOL=", "OTEL_METRICS_EXPORTER=", "OTEL_TRACES_EXPORTER=", "OTEL_SDK_DISABLED=")
+	p := start(t, e, "inspect", "--watch", "--emulator")
+	time.Sleep(2500 * time.Millisecond) // a redraw every 2 s
+	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(t); code != 130 {
+		t.Fatalf("inspect --watch exit %d after SIGINT, want 130: %s", code, p.stderr.String())
+	}
+	ops := map[string]uint64{}
+	for _, dp := range rc.Metrics()["cosmoslease.operation.duration"].GetHistogram().GetDataPoints() {
+		ops[otlptest.Attr(dp.Attributes, "cosmoslease.operation")] += dp.GetCount()
+	}
+	if ops["check"] != 1 || ops["list"] < 1 {
+		t.Fatalf("requests exported: %v, want Open's check and at least one list", ops)
+	}
+}
