@@ -69,9 +69,9 @@ type instruments struct {
 	charge       metric.Float64Histogram     // azure.cosmosdb.client.operation.request_charge
 	refusals     metric.Int64Counter         // cosmoslease.fence.refusals
 
-	// The occurrence election's (see README): runs by cosmoslease.occurrence.status (executed, skipped, failed,
-	// lost, abandoned), occurrences due that ran nowhere, and the delay from an occurrence's time to the start
-	// of its work. Recorded with keyMetrics.add / .record, plus attrStatus for runs.
+	// The occurrence election's: runs by cosmoslease.occurrence.status (executed, skipped, failed, lost,
+	// abandoned), occurrences due that ran nowhere, and the delay from an occurrence's time to the start of its
+	// work. Recorded by occurrenceRan, occurrencesMissed and failedOver.
 	occurrenceRuns   metric.Int64Counter     // cosmoslease.occurrence.runs
 	occurrenceMissed metric.Int64Counter     // cosmoslease.occurrence.missed
 	failoverDelay    metric.Float64Histogram // cosmoslease.occurrence.failover.delay
@@ -283,6 +283,24 @@ func (ins *instruments) request(name, outcome string, latency time.Duration, cha
 	if answered && requestOps[op].dbOperation != "" {
 		ins.charge.Record(ctx, charge, o.charge...)
 	}
+}
+
+// occurrenceRan counts one run of an occurrence of m's key by this process, with its status (executed,
+// skipped, failed, lost, abandoned).
+func (ins *instruments) occurrenceRan(ctx context.Context, m *keyMetrics, status string) {
+	ins.occurrenceRuns.Add(ctx, 1, metric.WithAttributes(append(slices.Clone(m.attrs), attrStatus.String(status))...))
+}
+
+// occurrencesMissed counts n occurrences of m's key that the schedule made due and that ran in no region.
+func (ins *instruments) occurrencesMissed(ctx context.Context, m *keyMetrics, n int64) {
+	if n > 0 {
+		ins.occurrenceMissed.Add(ctx, n, m.add...)
+	}
+}
+
+// failedOver records how long after its scheduled time an occurrence of m's key started its work here.
+func (ins *instruments) failedOver(ctx context.Context, m *keyMetrics, delay time.Duration) {
+	ins.failoverDelay.Record(ctx, delay.Seconds(), m.record...)
 }
 
 // observe reports the gauges: for every key this client contended for, whether it holds it now (judged by the

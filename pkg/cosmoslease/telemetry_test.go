@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -207,6 +208,27 @@ func TestTelemetry_HeldAcquisitionsOperationsAndCharge(t *testing.T) {
 	if charges := tb.collect(t, "azure.cosmosdb.client.operation.request_charge", "cosmoslease.owner=a"); len(charges) != len(want)-1 {
 		t.Errorf("request_charge series of a: %+v, want those of %v but the check", charges, want)
 	}
+	wantUnits := map[string]string{"cosmoslease.lease.held": "{lease}", "cosmoslease.lease.acquisitions": "{acquisition}",
+		"cosmoslease.lease.renewal.duration": "s", "cosmoslease.operation.duration": "s",
+		"azure.cosmosdb.client.operation.request_charge": "{request_unit}"}
+	if got := tb.units(t); !maps.Equal(got, wantUnits) {
+		t.Errorf("units %v, want %v", got, wantUnits)
+	}
+}
+
+// units are the UCUM units of the instruments that have data.
+func (tb *telemetryBed) units(t *testing.T) map[string]string {
+	var rm metricdata.ResourceMetrics
+	if err := tb.reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			out[m.Name] = m.Unit
+		}
+	}
+	return out
 }
 
 // TestTelemetry_LossesAreCountedWithTheirReason: deleted, superseded, invalid and deadline, each from a real
@@ -410,4 +432,41 @@ func names(spans []sdktrace.ReadOnlySpan) string {
 		out = append(out, fmt.Sprintf("%s(parent %v)", s.Name(), s.Parent().SpanID()))
 	}
 	return strings.Join(out, ", ")
+}
+
+// TestTelemetry_OccurrenceInstruments: the occurrence election's instruments, recorded through their helpers,
+// under their names, units and attributes. (The election itself calls them.)
+func TestTelemetry_OccurrenceInstruments(t *testing.T) {
+	tb := newTelemetryBed(t)
+	opts, err := Options{OwnerID: "app@eastus", Region: "eastus", MeterProvider: tb.mp, TracerProvider: tb.tp}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ins := newInstruments(opts)
+	defer ins.close()
+	m := ins.keyed("timer-singleton")
+	ctx := context.Background()
+	ins.occurrenceRan(ctx, m, "executed")
+	ins.occurrenceRan(ctx, m, "executed")
+	ins.occurrenceRan(ctx, m, "skipped")
+	ins.occurrencesMissed(ctx, m, 2)
+	ins.occurrencesMissed(ctx, m, 0)
+	ins.failedOver(ctx, m, 10*time.Second)
+	if got := tb.value(t, "cosmoslease.occurrence.runs", "cosmoslease.lease.key=timer-singleton", "cosmoslease.owner=app@eastus",
+		"cloud.region=eastus", "cosmoslease.occurrence.status=executed"); got != 2 {
+		t.Errorf("runs executed = %v, want 2", got)
+	}
+	if got := tb.value(t, "cosmoslease.occurrence.runs", "cosmoslease.occurrence.status=skipped"); got != 1 {
+		t.Errorf("runs skipped = %v, want 1", got)
+	}
+	if got := tb.value(t, "cosmoslease.occurrence.missed", "cosmoslease.lease.key=timer-singleton"); got != 2 {
+		t.Errorf("missed = %v, want 2", got)
+	}
+	if d := tb.one(t, "cosmoslease.occurrence.failover.delay", "cosmoslease.lease.key=timer-singleton"); d.count != 1 || d.value != 10 {
+		t.Errorf("failover delay: %d recorded, sum %v s; want 1, 10 s", d.count, d.value)
+	}
+	// The gauges report the key as contended and not held.
+	if got := tb.value(t, "cosmoslease.lease.held", "cosmoslease.lease.key=timer-singleton"); got != 0 {
+		t.Errorf("held = %v, want 0", got)
+	}
 }
