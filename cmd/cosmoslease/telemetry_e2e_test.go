@@ -239,3 +239,33 @@ func TestInspectWatchExportsOverOTLP(t *testing.T) {
 		t.Fatalf("requests exported: %v, want Open's check and at least one list", ops)
 	}
 }
+
+// TestCronServesMetrics: cron --metrics-addr serves the library's instruments, occurrence after occurrence.
+func TestCronServesMetrics(t *testing.T) {
+	e := env(t)
+	if code := start(t, e, "inspect", "--emulator").wait(t); code != 0 {
+		t.Fatalf("inspect exit %d", code)
+	}
+	p := start(t, e, "cron", "--emulator", "--json", "--schedule", "*/2 * * * * *", "--region", "eastus", "--instance", "eastus-vm",
+		"--preferred-regions", "eastus", "--lease", "cron-metrics", "--metrics-addr", "127.0.0.1:0", "--", "true")
+	url := metricsURL(t, p)
+	eventually(t, func() string {
+		v, ok, body := scrape(t, url, "cosmoslease_lease_acquisitions_total", `cosmoslease_lease_key="cron-metrics"`, `cosmoslease_owner="eastus-vm"`, `cloud_region="eastus"`)
+		if !ok || v < 2 {
+			p.mu.Lock()
+			evs := fmt.Sprint(p.events)
+			p.mu.Unlock()
+			return fmt.Sprintf("acquisitions %v (%v), want two occurrences' at least; events %s; scrape:\n%s", v, ok, evs, body)
+		}
+		if _, ok, _ := scrape(t, url, "cosmoslease_lease_held", `cosmoslease_lease_key="cron-metrics"`); !ok {
+			return "no held gauge for the cron's lease; scrape:\n" + body
+		}
+		return ""
+	})
+	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(t); code != 130 {
+		t.Fatalf("cron exit %d after SIGINT, want 130: %s", code, p.stderr.String())
+	}
+}
