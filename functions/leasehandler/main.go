@@ -32,7 +32,8 @@ func main() {
 		fmt.Fprintf(os.Stderr, "leasehandler: the settings are not usable, so every invocation fails until they are fixed: %v\n", err)
 	}
 	h := newHandler(s, err, Work, log)
-	srv := &http.Server{Handler: h.mux(), ReadHeaderTimeout: 10 * time.Second}
+	tel := startTelemetry(log)
+	srv := &http.Server{Handler: flushEach(h.mux(), tel, log), ReadHeaderTimeout: 10 * time.Second}
 	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", port))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "leasehandler: cannot listen on 127.0.0.1:%s: %v\n", port, err)
@@ -46,6 +47,7 @@ func main() {
 		defer cancel()
 		_ = srv.Shutdown(shutdown)
 		h.release()
+		_ = tel.Shutdown(shutdown)
 	}()
 	log.Info("leasehandler listening", "addr", ln.Addr().String())
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

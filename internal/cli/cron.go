@@ -28,7 +28,7 @@ func (a *App) cronCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "cron",
 		Usage: "run a command once per schedule occurrence across every machine that runs the same line, in the most preferred region alive",
-		UsageText: "cosmoslease cron --schedule EXPR --region R [--lease KEY] [--preferred-regions a,b,c] [--failover-delay D] -- COMMAND [ARGS…]\n\n" +
+		UsageText: "cosmoslease cron --schedule EXPR --region R [--lease KEY] [--preferred-regions a,b,c] [--failover-delay D] [--metrics-addr HOST:PORT] -- COMMAND [ARGS…]\n\n" +
 			"   cosmoslease cron --schedule '0 */5 * * * *' --region eastus --preferred-regions eastus,westeurope -- ./reconcile.sh",
 		Description: "Each occurrence is its own election (the same as the Functions handler's): the region ranked r (0 first in\n" +
 			"--preferred-regions, or the Cosmos DB account's order) contends r × --failover-delay after the occurrence, and\n" +
@@ -50,6 +50,7 @@ func (a *App) cronCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "retention", Value: "30d", Usage: "keep run records for `D` (at least a day and two of the schedule's longest gaps; 30d, 720h or 30.00:00:00)"},
 			&ucli.BoolFlag{Name: "retry-abandoned", Usage: "run an occurrence whose machine died mid-run once more, at least once instead of at most once"},
 			&ucli.BoolFlag{Name: "json", Usage: "print one JSON event per line on stdout"},
+			metricsAddrFlag(),
 		),
 		Action: a.cron,
 	}
@@ -174,14 +175,20 @@ func (a *App) cron(c *ucli.Context) error {
 	}
 	// The owner is the machine: a restarted cron on it runs the next occurrence as any contender would.
 	opts := cosmoslease.Options{OwnerID: j.instance, Region: j.region, Hostname: j.instance, Logger: log, LeaseDuration: d}
+	tel, err := a.startTelemetry(c, log, &opts)
+	if err != nil {
+		return err
+	}
+	defer tel.stop()
 	ctx := c.Context
 	client, err := a.open(ctx, c, s, opts)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
+	defer tel.flush()
 	rank, ranks := j.rank(client.AccountRegions())
-	out := &cronReporter{w: a.Stdout, json: c.Bool("json"), job: j}
+	out := &cronReporter{w: a.Stdout, json: c.Bool("json"), job: j, metricsURL: tel.metricsURL()}
 	next := j.sched.Next(time.Now())
 	out.started(rank, next)
 	missedAfter := time.Duration(ranks)*j.delay + d + 10*time.Second
@@ -274,15 +281,20 @@ func (a *App) execJob(ctx context.Context, j *cronJob, run cosmoslease.Run) erro
 
 // cronReporter prints one line (or JSON event) per occurrence on stdout.
 type cronReporter struct {
-	w    io.Writer
-	json bool
-	job  *cronJob
+	w          io.Writer
+	json       bool
+	job        *cronJob
+	metricsURL string // where --metrics-addr serves, for the started event
 }
 
 func (r *cronReporter) started(rank int, next time.Time) {
 	if r.json {
-		writeJSONLine(r.w, map[string]any{"event": "started", "time": time.Now().UTC(), "lease": r.job.key, "schedule": r.job.sched.Expr(),
-			"region": r.job.region, "instance": r.job.instance, "rank": rank, "next": next.UTC()})
+		ev := map[string]any{"event": "started", "time": time.Now().UTC(), "lease": r.job.key, "schedule": r.job.sched.Expr(),
+			"region": r.job.region, "instance": r.job.instance, "rank": rank, "next": next.UTC()}
+		if r.metricsURL != "" {
+			ev["metricsUrl"] = r.metricsURL
+		}
+		writeJSONLine(r.w, ev)
 		return
 	}
 	fmt.Fprintf(r.w, "cron %q for lease %s in %s (rank %d, %s later per rank); next occurrence %s\n", r.job.sched.Expr(), r.job.key,

@@ -91,6 +91,14 @@ func (a *App) inspect(c *ucli.Context) error {
 		return err
 	}
 	opts := cosmoslease.Options{OwnerID: "cosmoslease-inspect", Logger: log}
+	if c.Bool("watch") {
+		// A watch runs until stopped: its reads are exported over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+		tel, err := a.startTelemetry(c, log, &opts)
+		if err != nil {
+			return err
+		}
+		defer tel.stop()
+	}
 	client, err := a.open(c.Context, c, s, opts)
 	if err != nil {
 		return err

@@ -24,7 +24,7 @@ func (a *App) runCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:      "run",
 		Usage:     "contend for the lease; the winner works and renews, the others exit (or stand by with --wait)",
-		UsageText: "cosmoslease run --instance ID [--region R] [--lease KEY] [--wait] [--hold-for D] [--fence-counter ID] [--json]",
+		UsageText: "cosmoslease run --instance ID [--region R] [--lease KEY] [--wait] [--hold-for D] [--fence-counter ID] [--metrics-addr HOST:PORT] [--json]",
 		Description: "Exit codes: 0 work finished and lease released; 1 error; 2 bad input; 3 held by another instance;\n" +
 			"4 lease lost while working, or fenced off by a later holder; 130 interrupted (after releasing).\n" +
 			"Durations take Go form (60s, 1m30s) or .NET TimeSpan form (00:01:00).",
@@ -38,6 +38,7 @@ func (a *App) runCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "hold-for", Usage: "work for `D`, then release and exit 0 (default: until interrupted)"},
 			&ucli.BoolFlag{Name: "wait", Usage: "stand by while another instance holds the lease, and take over when it releases or expires"},
 			&ucli.BoolFlag{Name: "json", Usage: "print one JSON event per line on stdout instead of the text report"},
+			metricsAddrFlag(),
 			&ucli.StringFlag{Name: "fence-counter", Usage: "increment the counter item `ID` (in the lease container) through the lease's fence on each work item: Cosmos DB refuses the write of a superseded holder"},
 			// The chaos run's stand-in for an application that calls Lease.Renew itself while automatic
 			// renewal runs; not for users.
@@ -132,12 +133,19 @@ func (a *App) run(c *ucli.Context) error {
 			}
 		}
 	}
+	tel, err := a.startTelemetry(c, log, &opts)
+	if err != nil {
+		return err
+	}
+	defer tel.stop()
+	out.metricsURL = tel.metricsURL()
 	ctx := c.Context
 	client, err := a.open(ctx, c, s, opts)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
+	defer tel.flush()
 	warnSampleNamesakes(ctx, a.Stderr, log, client, []string{instance})
 	out.started()
 
@@ -285,6 +293,7 @@ type reporter struct {
 	w                       interface{ Write([]byte) (int, error) }
 	json, color             bool
 	instance, region, lease string
+	metricsURL              string // where --metrics-addr serves, for the started event
 }
 
 func newReporter(w interface{ Write([]byte) (int, error) }, json, color bool, instance, region, lease string) *reporter {
@@ -311,6 +320,8 @@ type event struct {
 	FromEpoch   int64  `json:"fromEpoch,omitempty"`
 	Reason      string `json:"reason,omitempty"`
 	PID         int    `json:"pid,omitempty"`
+	// MetricsURL is where the Prometheus metrics are served (--metrics-addr).
+	MetricsURL string `json:"metricsUrl,omitempty"`
 	// AcquiredAt is the holder's clock when it wrote the acquisition, just before sending it.
 	AcquiredAt string `json:"acquiredAt,omitempty"`
 	// Counter is the value a work item wrote to the --fence-counter item, through the fence.
@@ -343,7 +354,7 @@ func (r *reporter) started() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.json {
-		r.emit(event{Event: "started", PID: os.Getpid()})
+		r.emit(event{Event: "started", PID: os.Getpid(), MetricsURL: r.metricsURL})
 		return
 	}
 	r.printf("%s\nDISTRIBUTED LOCK DEMO - COSMOS DB\nInstance ID: %s\nRegion: %s\n%s\n\n", rule, r.instance, orDefault(r.region, "(none)"), rule)

@@ -27,6 +27,8 @@ type Client struct {
 	log    *slog.Logger
 	pkProp string
 	close  func()
+	m      *instruments // metrics.go
+	tr     tracer       // tracing.go
 
 	mu       sync.Mutex
 	seen     map[string]*observation // lease key → what this client last saw
@@ -67,7 +69,7 @@ func Open(ctx context.Context, opts Options) (*Client, error) {
 	}
 	st, err := cosmosstore.Open(cosmosstore.Config{
 		ConnectionString: opts.ConnectionString, Endpoint: opts.Endpoint, Credential: opts.Credential,
-		Database: opts.Database, Container: opts.Container, Transport: opts.Transport,
+		Database: opts.Database, Container: opts.Container, Transport: opts.Transport, TracerProvider: sdkSpans(opts),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -91,11 +93,12 @@ func Open(ctx context.Context, opts Options) (*Client, error) {
 func newClient(st store.Store, opts Options, clk clock.Clock) *Client {
 	return &Client{st: st, opts: opts, clock: clk, log: opts.Logger, pkProp: strings.TrimPrefix(opts.PartitionKeyPath, "/"),
 		seen: map[string]*observation{}, released: map[string]time.Time{}, sessions: map[string]string{},
-		claims: map[string][]claim{}}
+		claims: map[string][]claim{}, m: newInstruments(opts), tr: newTracer(opts)}
 }
 
 // Close releases the SDK client. Leases still held are not released; call Lease.Release first.
 func (c *Client) Close() {
+	c.m.close()
 	if c.close != nil {
 		c.close()
 	}
@@ -134,6 +137,7 @@ func (c *Client) report(op, key string, start time.Time, item store.Item, err er
 	} else if err != nil {
 		o.Outcome = "unknown"
 	}
+	c.m.request(op, o.Outcome, o.Latency, o.Charge, err == nil || o.Status != 0)
 	if c.opts.OnOperation != nil {
 		c.opts.OnOperation(o)
 	}
@@ -307,7 +311,11 @@ func (c *Client) TryAcquire(ctx context.Context, key string) (*Lease, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	return c.attempt(ctx, key, id, nil)
+	c.m.keyed(key)
+	ctx, sp := c.tr.startAcquire(ctx, "cosmoslease.TryAcquire", key)
+	lease, err := c.attempt(ctx, key, id, nil)
+	sp.endAcquire(lease, err)
+	return lease, err
 }
 
 // attempt is the protocol's one step for contenders:
@@ -571,6 +579,14 @@ func (c *Client) Acquire(ctx context.Context, key string) (*Lease, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
+	c.m.keyed(key)
+	ctx, sp := c.tr.startAcquire(ctx, "cosmoslease.Acquire", key)
+	lease, err := c.acquire(ctx, key, id)
+	sp.endAcquire(lease, err)
+	return lease, err
+}
+
+func (c *Client) acquire(ctx context.Context, key, id string) (*Lease, error) {
 	// Fairness: a client that has just released the lease knows it is free before anyone else does. Give the
 	// standbys, who poll every RetryPeriod (±10 %), the first chance at it.
 	c.mu.Lock()

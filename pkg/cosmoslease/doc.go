@@ -129,4 +129,18 @@
 // (50 s), RetryPeriod LeaseDuration/12 (5 s). A standby takes over within LeaseDuration + RetryPeriod of the
 // holder's last renewal, and within about one RetryPeriod of a release. Shorter leases fail over faster and
 // cost more request units; RenewDeadline − RenewInterval is the time a holder has to get one renewal through.
+//
+// # Telemetry
+//
+// The package records OpenTelemetry metrics and spans through Options.MeterProvider and
+// Options.TracerProvider (the global providers by default); it never installs an SDK, so nothing is exported
+// unless the program does. Metrics: cosmoslease.lease.held (1 while this Client holds the key, 0 while it
+// contends without holding it, judged at collection by the lease's deadline), cosmoslease.lease.epoch,
+// cosmoslease.lease.acquisitions, cosmoslease.lease.losses (by cosmoslease.loss.reason: deadline, superseded,
+// deleted, invalid), cosmoslease.lease.renewal.duration, cosmoslease.operation.duration (by
+// cosmoslease.operation and cosmoslease.outcome), azure.cosmosdb.client.operation.request_charge and
+// cosmoslease.fence.refusals; the lease series carry cosmoslease.lease.key, cosmoslease.owner and cloud.region.
+// Spans: one for each TryAcquire, Acquire, Renew (automatic renewals are roots linked to the acquisition) and
+// Release, with the key, the epoch and the outcome, and the SDK's Cosmos DB spans beneath them. With no SDK
+// installed, renewals allocate nothing for either.
 package cosmoslease

@@ -116,7 +116,8 @@ type Fence struct {
 	container *azcosmos.ContainerClient
 	epoch     int64
 	field     string
-	err       error // a bad epoch or field name, returned by every write
+	err       error        // a bad epoch or field name, returned by every write
+	metrics   fenceMetrics // counts refusals (metrics.go)
 
 	mu      sync.Mutex
 	session string             // the session token of this fence's newest write, passed on its reads
@@ -127,12 +128,14 @@ type Fence struct {
 // any database (or account, with its own client), and the items in any partition. Keep the fence for the
 // holding: it remembers the version of each item it wrote last, so its next write to it needs no read.
 func (l *Lease) Fence(container *azcosmos.ContainerClient) *Fence {
-	return NewFence(container, l.Epoch())
+	f := NewFence(container, l.Epoch())
+	f.metrics = fenceMetrics{refusals: l.c.m.refusals, attrs: l.m.attrs}
+	return f
 }
 
 // NewFence returns a view of container whose writes are fenced by epoch, a lease's fencing token (at least 1).
 func NewFence(container *azcosmos.ContainerClient, epoch int64) *Fence {
-	f := &Fence{container: container, epoch: epoch, field: DefaultFenceField}
+	f := &Fence{container: container, epoch: epoch, field: DefaultFenceField, metrics: globalFenceMetrics()}
 	switch {
 	case container == nil:
 		f.err = invalid("the fence has no container")
@@ -156,7 +159,7 @@ var fieldName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,254}$`)
 // correctly, which is why the default is lowercase, and it takes a condition containing "select" for a whole
 // query.)
 func (f *Fence) WithField(name string) *Fence {
-	g := &Fence{container: f.container, epoch: f.epoch, field: name, err: f.err}
+	g := &Fence{container: f.container, epoch: f.epoch, field: name, err: f.err, metrics: f.metrics}
 	if g.err == nil && (!fieldName.MatchString(name) || name == "id" || name == "ttl") {
 		g.err = invalid("fence field %q must be a top-level property named by a letter, then letters, digits or '_' (and not id or ttl)", name)
 	}
@@ -216,7 +219,7 @@ func (f *Fence) PatchItem(ctx context.Context, pk azcosmos.PartitionKey, id stri
 	case perr != nil:
 		return resp, perr
 	case stored > f.epoch:
-		return resp, &FencedError{ID: id, Epoch: f.epoch, By: stored}
+		return resp, f.refused(ctx, &FencedError{ID: id, Epoch: f.epoch, By: stored})
 	case o == nil || o.IfMatchEtag == nil:
 		// Only the fence's condition can have refused it, yet the item read shows no later epoch: the read was
 		// answered by a replica behind the write that refused the patch (or a write outside the fence has
@@ -340,7 +343,7 @@ func (f *Fence) UpdateItem(ctx context.Context, pk azcosmos.PartitionKey, id str
 					return azcosmos.ItemResponse{}, err
 				}
 				if stored > f.epoch {
-					return azcosmos.ItemResponse{}, &FencedError{ID: id, Epoch: f.epoch, By: stored}
+					return azcosmos.ItemResponse{}, f.refused(ctx, &FencedError{ID: id, Epoch: f.epoch, By: stored})
 				}
 			}
 		}
@@ -417,6 +420,12 @@ func (f *Fence) UpdateItem(ctx context.Context, pk azcosmos.PartitionKey, id str
 		return resp, err
 	}
 	return azcosmos.ItemResponse{}, fmt.Errorf("item %q changed between the read and the write %d times; try again: %w", id, maxUpdateAttempts, lastErr)
+}
+
+// refused counts a refused write (cosmoslease.fence.refusals) and returns its error.
+func (f *Fence) refused(ctx context.Context, err *FencedError) error {
+	f.metrics.refused(ctx, f.container.ID())
+	return err
 }
 
 // version is an item as this fence last wrote it.

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/cosmoslease/cosmoslease/internal/clock"
 	"github.com/cosmoslease/cosmoslease/internal/leasedoc"
 	"github.com/cosmoslease/cosmoslease/internal/store"
@@ -21,6 +23,8 @@ type Lease struct {
 	c        *Client
 	key, id  string
 	previous *State
+	m        *keyMetrics       // this key's metric series (metrics.go)
+	acquired trace.SpanContext // the span of the call that acquired it, linked from the automatic renewals
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -47,9 +51,11 @@ type Lease struct {
 }
 
 func (c *Client) newLease(ctx context.Context, key, id string, doc *leasedoc.Doc, sent clock.Stamp, prev *State) *Lease {
+	ctx, acquiredBy := callerContext(ctx)
 	lctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	l := &Lease{c: c, key: key, id: id, previous: prev, ctx: lctx, cancel: cancel, doc: doc, confirmed: sent,
-		poke: make(chan struct{}, 1), done: make(chan struct{})}
+		poke: make(chan struct{}, 1), done: make(chan struct{}), m: c.m.keyed(key), acquired: acquiredBy}
+	c.m.acquired(ctx, l)
 	go l.keep()
 	return l
 }
@@ -101,7 +107,7 @@ func (l *Lease) validLocked(now clock.Stamp) error {
 		return l.ended
 	}
 	if clock.Elapsed(l.confirmed, now) >= l.c.opts.RenewDeadline {
-		l.endLocked(fmt.Errorf("%w: no renewal confirmed within RenewDeadline (%s)", ErrLeaseLost, l.c.opts.RenewDeadline))
+		l.loseLocked(lossDeadline, fmt.Errorf("%w: no renewal confirmed within RenewDeadline (%s)", ErrLeaseLost, l.c.opts.RenewDeadline))
 		return l.ended
 	}
 	return nil
@@ -115,11 +121,19 @@ func (l *Lease) endLocked(reason error) {
 	}
 }
 
-func (l *Lease) lose(reason string) error {
+// loseLocked ends the lease as lost, and counts the loss under why (a loss* constant) if it had not ended.
+func (l *Lease) loseLocked(why string, err error) {
+	if l.ended == nil {
+		l.endLocked(err)
+		l.c.m.lost(l.m, why)
+	}
+}
+
+func (l *Lease) lose(why, reason string) error {
 	err := fmt.Errorf("%w: %s", ErrLeaseLost, reason)
 	l.mu.Lock()
 	first := l.ended == nil
-	l.endLocked(err)
+	l.loseLocked(why, err)
 	err = l.ended
 	l.mu.Unlock()
 	if first && errors.Is(err, ErrLeaseLost) {
@@ -130,7 +144,7 @@ func (l *Lease) lose(reason string) error {
 
 // supersede handles a document that is no longer ours: another holder's, an invalid one, or none. A renewal has
 // lost the lease; a release has nothing left to do.
-func (l *Lease) supersede(reason string, release bool) error {
+func (l *Lease) supersede(why, reason string, release bool) error {
 	l.mu.Lock()
 	l.superseded = true
 	l.mu.Unlock()
@@ -138,14 +152,14 @@ func (l *Lease) supersede(reason string, release bool) error {
 		l.finish(false)
 		return nil
 	}
-	return l.lose(reason)
+	return l.lose(why, reason)
 }
 
 // Renew extends the lease with exactly one conditional write on the cached ETag; no read comes first. With
 // automatic renewal (the default) there is no need to call it. Calls are serialized with the automatic renewal
 // and with Release; nil means this call's renewal was confirmed.
 func (l *Lease) Renew(ctx context.Context) error {
-	err := l.write(ctx, false)
+	err := l.renew(ctx, false)
 	if err == nil {
 		select {
 		case l.poke <- struct{}{}:
@@ -219,7 +233,7 @@ func (l *Lease) write(ctx context.Context, release bool) error {
 
 		switch store.KindOf(err) {
 		case store.NotFound:
-			return l.supersede("the lease document (or its container) was deleted", release)
+			return l.supersede(lossDeleted, "the lease document (or its container) was deleted", release)
 		case store.Precondition:
 			if round >= 2 {
 				return &store.Error{Op: op, Kind: store.Unknown, Err: errors.New("the lease document changed under every write; will try again")}
@@ -261,16 +275,16 @@ func (l *Lease) reconcile(ctx context.Context, release bool, limit time.Time) (b
 	case err != nil:
 		return false, err
 	case obs.invalid != nil:
-		return false, l.supersede("the lease document was overwritten with an invalid document", release)
+		return false, l.supersede(lossInvalid, "the lease document was overwritten with an invalid document", release)
 	case obs.doc == nil:
-		return false, l.supersede("the lease document (or its container) was deleted", release)
+		return false, l.supersede(lossDeleted, "the lease document (or its container) was deleted", release)
 	}
 	doc := obs.doc
 	l.mu.Lock()
 	mine := l.doc
 	if doc.LeaseID != mine.LeaseID || doc.Epoch != mine.Epoch {
 		l.mu.Unlock()
-		return false, l.supersede(fmt.Sprintf("taken over by %s at epoch %d", doc.OwnerID, doc.Epoch), release)
+		return false, l.supersede(lossSuperseded, fmt.Sprintf("taken over by %s at epoch %d", doc.OwnerID, doc.Epoch), release)
 	}
 	renewed := doc.Renewals == mine.Renewals+1 && !doc.Released
 	releasedByUs := doc.Renewals == mine.Renewals && doc.Released
@@ -280,7 +294,7 @@ func (l *Lease) reconcile(ctx context.Context, release bool, limit time.Time) (b
 			return false, &store.Error{Op: "read", Kind: store.Unknown,
 				Err: errors.New("a replica answered with a version older than the one the write was refused for; will try again")}
 		}
-		return false, l.supersede("the lease document carries our leaseId at a version none of our writes produced", release)
+		return false, l.supersede(lossSuperseded, "the lease document carries our leaseId at a version none of our writes produced", release)
 	}
 	// One of our unconfirmed writes was applied: validity counts from the send of the first of them.
 	adopted := *doc
@@ -330,6 +344,14 @@ func (l *Lease) Release(ctx context.Context) error {
 	l.endLocked(ErrReleased)
 	l.mu.Unlock()
 	<-l.done
+	ctx, sp := l.c.tr.start(ctx, "cosmoslease.Release", l.key)
+	err := l.release(ctx)
+	sp.endWrite(l, true, err)
+	return err
+}
+
+// release writes the release, retrying failures that pass.
+func (l *Lease) release(ctx context.Context) error {
 	for {
 		err := l.write(ctx, true)
 		if err == nil || !store.Retryable(err) || ctx.Err() != nil {
@@ -350,6 +372,30 @@ func (l *Lease) Release(ctx context.Context) error {
 	}
 }
 
+// renew is one renewal, measured and traced: Renew's, or the automatic one's (auto), whose span is a root
+// linked to the acquisition's rather than a child of the context the lease was acquired under.
+func (l *Lease) renew(ctx context.Context, auto bool) error {
+	var opts []trace.SpanStartOption
+	if auto && l.c.tr.recording() {
+		opts = []trace.SpanStartOption{trace.WithNewRoot()}
+		if l.acquired.IsValid() {
+			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: l.acquired}))
+		}
+	}
+	ctx, sp := l.c.tr.start(ctx, "cosmoslease.Renew", l.key, opts...)
+	var start time.Time
+	timed := l.c.m.renewal.Enabled(ctx)
+	if timed {
+		start = l.c.clock.Now()
+	}
+	err := l.write(ctx, false)
+	if timed {
+		l.c.m.renewed(ctx, l.m, l.c.clock.Now().Sub(start), err)
+	}
+	sp.endWrite(l, false, err)
+	return err
+}
+
 // keep is the lease's one goroutine: it renews every RenewInterval (unless ManualRenew), retries failed
 // renewals until RenewDeadline, and ends the lease when the deadline passes. It wakes at least every RetryPeriod
 // so that a deadline passed while the machine slept (which timers do not count) ends the context promptly.
@@ -367,7 +413,7 @@ func (l *Lease) keep() {
 		elapsed := clock.Elapsed(l.confirmed, now)
 		l.mu.Unlock()
 		if elapsed >= o.RenewDeadline {
-			l.lose(fmt.Sprintf("no renewal confirmed within RenewDeadline (%s)", o.RenewDeadline))
+			l.lose(lossDeadline, fmt.Sprintf("no renewal confirmed within RenewDeadline (%s)", o.RenewDeadline))
 			return
 		}
 		untilDue := o.RenewInterval - elapsed
@@ -375,7 +421,7 @@ func (l *Lease) keep() {
 			untilDue = max(untilDue, retryAt.Sub(now.Mono))
 		}
 		if !o.ManualRenew && untilDue <= 0 {
-			err := l.write(l.ctx, false)
+			err := l.renew(l.ctx, true)
 			switch {
 			case err == nil:
 				retryAt = time.Time{}

@@ -11,6 +11,9 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/cosmoslease/cosmoslease/internal/leasedoc"
 )
@@ -100,6 +103,14 @@ type Options struct {
 	Logger *slog.Logger
 	// OnOperation, when set, is called after every request with its outcome, latency and request charge.
 	OnOperation func(Operation)
+
+	// MeterProvider and TracerProvider receive the library's OpenTelemetry metrics and spans (README, "Operating
+	// it"); nil uses the global ones (otel.GetMeterProvider, otel.GetTracerProvider). The library records
+	// through the API only: nothing is exported unless the program installs an SDK. The Cosmos DB SDK's own
+	// spans, children of the library's, are passed on when the TracerProvider records at Open: install the SDK
+	// before Open.
+	MeterProvider  metric.MeterProvider
+	TracerProvider trace.TracerProvider
 }
 
 // Operation describes one request to Cosmos DB.
@@ -186,6 +197,12 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.MeterProvider == nil {
+		o.MeterProvider = otel.GetMeterProvider()
+	}
+	if o.TracerProvider == nil {
+		o.TracerProvider = otel.GetTracerProvider()
 	}
 	return o, nil
 }

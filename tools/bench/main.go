@@ -8,6 +8,7 @@ package main
 import (
 	"bufio"
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -734,6 +735,12 @@ func contend(ctx context.Context, e env, n int, window time.Duration) (*contendR
 	return r, nil
 }
 
+// telemetryHistory is the before/after measurement of the OpenTelemetry instrumentation, made once by hand
+// (benchstat over interleaved runs of the commit before it and after it); the report keeps it.
+//
+//go:embed telemetry-history.md
+var telemetryHistory string
+
 // historyBench measures one LeaseStatus call of the Functions handler with 3,000 earlier run records.
 var historyBench = []string{"-bench", "BenchmarkLeaseStatus", "-benchtime", "50x", "./functions/leasehandler"}
 
@@ -827,7 +834,9 @@ func writeReport(c config, ops []result, bare map[string][]time.Duration, reads 
 		"cross-partition query: 3,000 documents, 1,440,814 bytes from this server in one answer (in Azure, pages of at most 100\n"+
 		"documents: 30 or more requests).\n\n",
 		strings.Join(historyBench, " "), history)
-	w("## Hot paths\n\n`go test -bench . -benchmem ./internal/leasedoc ./pkg/cosmoslease` (BenchmarkRenew is the renewal path against the in-memory store,\nso its allocations are the library's plus the store's):\n\n```\n%s\n```\n", micro)
+	w("## Hot paths\n\n`go test -bench . -benchmem ./internal/leasedoc ./pkg/cosmoslease` (BenchmarkRenew is the renewal path against the in-memory store,\n"+
+		"so its allocations are the library's plus the store's; BenchmarkRenewOverHTTP the same through the SDK to the local server;\n"+
+		"BenchmarkRenewWithTelemetry is BenchmarkRenew with an OpenTelemetry SDK installed):\n\n```\n%s\n```\n\n%s", micro, telemetryHistory)
 	if err := os.WriteFile(filepath.Join(c.out, "benchmarks.md"), []byte(b.String()), 0o644); err != nil {
 		return err
 	}

@@ -24,6 +24,9 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
+	"github.com/Azure/azure-sdk-for-go/sdk/tracing/azotel"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/cosmoslease/cosmoslease/internal/store"
 )
 
@@ -39,6 +42,9 @@ type Config struct {
 	// Transport carries every HTTP request, the account read included; nil uses the platform's default
 	// (defaultTransport): net/http, or the host's fetch under js/wasm.
 	Transport policy.Transporter
+	// TracerProvider, when set, receives the SDK's spans (one per Cosmos DB operation, and its HTTP requests),
+	// bridged by azotel; they become children of the span in each request's context.
+	TracerProvider trace.TracerProvider
 }
 
 // Store is a lease container.
@@ -96,6 +102,9 @@ func Open(cfg Config) (*Store, error) {
 		watch.next = tr
 	}
 	opts := &azcosmos.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: watch}}
+	if cfg.TracerProvider != nil {
+		opts.TracingProvider = azotel.NewTracingProvider(cfg.TracerProvider, nil)
+	}
 	var client *azcosmos.Client
 	switch {
 	case cfg.ConnectionString != "":
