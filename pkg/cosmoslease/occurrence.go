@@ -26,9 +26,12 @@ import (
 //     "started" under an earlier epoch belongs to a claimer that died, and is marked abandoned (and, with
 //     RetryAbandoned, run again once, now, at this higher epoch).
 //  4. It claims the occurrence by creating its run record, carrying a claim id of its own; a 409, a lost answer
-//     or a timeout is resolved by reading the record: the claim id says whether the record is ours.
-//  5. It runs the work under the lease, renewed meanwhile; the work's context ends when the lease is lost or
-//     the caller's context ends.
+//     or a timeout is resolved by reading the record: the claim id says whether the record is ours. A record
+//     another claim left "started" under an earlier epoch (a create that landed after its claimer's lease had
+//     ended) is abandoned, as in step 3.
+//  5. It runs the work under the lease, renewed meanwhile, and never starts it once the lease has ended; the
+//     work's context ends when the lease is lost or the caller's context ends. A holding that may leave a record
+//     "started" without having run its work is left unreleased, so that the next holder settles it (step 3).
 //  6. It records how the run ended, on the record's ETag, and releases the lease.
 //
 // So the lease is held only while an occurrence's work runs, and is short: a contender that dies mid-work
@@ -299,11 +302,7 @@ func (c *Client) RunOnce(ctx context.Context, key string, occurrence time.Time, 
 				return res, err
 			}
 			if prev.Equal(t) && ab != nil {
-				if retried != nil { // this occurrence itself was run again
-					retried.Abandoned = ab
-					return *retried, retriedErr(retried)
-				}
-				return c.skipped(res, ab, fmt.Sprintf("its claimer (%s, instance %s, epoch %d) stopped mid-work; marked abandoned", ab.Owner, ab.Instance, ab.Epoch)), nil
+				return settledHere(res, ab, retried)
 			}
 		}
 	}
@@ -319,6 +318,21 @@ func (c *Client) RunOnce(ctx context.Context, key string, occurrence time.Time, 
 	if err != nil {
 		return res, err
 	}
+	if existing != nil && existing.Status == RunStarted && existing.Epoch < res.Epoch {
+		// A claim of a holding that has ended (its create landed after its claimer lost the lease, after our settle
+		// had looked): abandoned, as step 3 judges a record it finds started under an earlier epoch.
+		ab, retried, err := h.settle(ctx, t, t)
+		if err != nil {
+			res.Abandoned, res.Retried = ab, retried
+			return res, err
+		}
+		if ab != nil {
+			return settledHere(res, ab, retried)
+		}
+		if existing, err = c.readRun(ctx, key, rid); err != nil {
+			return res, err
+		}
+	}
 	if existing != nil {
 		return c.skipped(res, existing, ""), nil
 	}
@@ -327,6 +341,20 @@ func (c *Client) RunOnce(ctx context.Context, key string, occurrence time.Time, 
 	r := h.run(ctx, rec, false)
 	r.Abandoned, r.Retried = res.Abandoned, res.Retried
 	return r, retriedErr(&r)
+}
+
+// settledHere is RunOnce's result when the occurrence it was called for was found abandoned: its re-run, or a
+// skip naming the abandoned record.
+func settledHere(res RunResult, ab *RunRecord, retried *RunResult) (RunResult, error) {
+	if retried != nil { // this occurrence itself was run again
+		retried.Abandoned = ab
+		return *retried, retriedErr(retried)
+	}
+	res.Abandoned = ab
+	res.Status = RunSkipped
+	res.Record = *ab
+	res.Reason = fmt.Sprintf("its claimer (%s, instance %s, epoch %d) stopped mid-work; marked abandoned", ab.Owner, ab.Instance, ab.Epoch)
+	return res, nil
 }
 
 // retriedErr is the error RunOnce returns with a result of running the work.
@@ -467,10 +495,25 @@ type runHolding struct {
 	work  RunFunc
 	// keep: the work outlived its grace; the lease stays held (renewed) until it returns.
 	keep bool
+	// unreleased: this holding may leave a record "started" whose work it did not finish (see leave).
+	unreleased bool
+}
+
+// leave ends the holding without releasing the lease: the renewals stop and the document stays as it is, not
+// released, so that the next holder settles what this holding may have left "started" (marks it abandoned, and
+// with RetryAbandoned runs it), as it does after a crash. The lease is free again LeaseDuration after its last
+// renewal.
+func (h *runHolding) leave(reason string) {
+	h.unreleased = true
+	l := h.lease
+	l.mu.Lock()
+	l.endLocked(fmt.Errorf("%w: left unreleased: %s", ErrLeaseLost, reason))
+	l.mu.Unlock()
+	h.c.log.Warn("lease left unreleased for the next holder to settle", "lease", h.key, "reason", reason)
 }
 
 func (h *runHolding) release(ctx context.Context) {
-	if h.keep {
+	if h.keep || h.unreleased {
 		return
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.o.FinishWithin)
@@ -555,6 +598,15 @@ func (h *runHolding) run(ctx context.Context, rec *RunRecord, retry bool) RunRes
 	out := &runOutcome{}
 	run := Run{Key: h.key, Occurrence: rec.Occurrence, Epoch: lease.Epoch(), Region: c.opts.Region, Owner: c.opts.OwnerID,
 		Instance: h.o.Instance, PastDue: rec.PastDue, Retry: retry, out: out}
+	if lerr := lease.Err(); lerr != nil {
+		// The lease ended before the work could start (the claim's answer came late, the process was paused): never
+		// start it without the lease. The record stays "started" and the lease unreleased, so the next holder marks
+		// the occurrence abandoned (and with RetryAbandoned runs it).
+		h.leave("the lease ended before the work of occurrence " + rec.Occurrence.Format(time.RFC3339) + " could start")
+		res.Status = RunLost
+		res.Reason = fmt.Sprintf("the lease ended before the work could start, so it was not started (the next holder marks the occurrence abandoned): %v", lerr)
+		return res
+	}
 	workCtx, cancel := h.leaseBound(ctx)
 	defer cancel()
 	res.WorkStarted = c.clock.Now()
