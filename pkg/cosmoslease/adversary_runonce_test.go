@@ -365,12 +365,16 @@ func TestAdversary_RunOnce_ConcurrentCallsInOneClientNameTheirOwnOccurrence(t *t
 	var w workLog
 	must[RunResult](t)(a.RunOnce(context.Background(), "job", t0.Add(-time.Minute), fakeRunOpts(0, false), func(context.Context, Run) error { return nil }))
 	t1, t2 := t0.Add(-30*time.Second), t0
-	applied, answer := make(chan struct{}), make(chan struct{})
+	applied, answer, second := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	ha.on("replace", leasedoc.IDPrefix+"job", 1, func(ctx context.Context, do func(context.Context) (store.Item, error)) (store.Item, error) {
 		it, err := do(ctx)
 		close(applied)
 		<-answer
 		return it, err
+	})
+	ha.on("replace", leasedoc.IDPrefix+"job", 1, func(ctx context.Context, do func(context.Context) (store.Item, error)) (store.Item, error) {
+		defer close(second) // call 2's write, on the version before call 1's: 412
+		return do(ctx)
 	})
 	named := map[time.Time]string{}
 	var mu sync.Mutex
@@ -387,9 +391,18 @@ func TestAdversary_RunOnce_ConcurrentCallsInOneClientNameTheirOwnOccurrence(t *t
 		_, _ = a.RunOnce(ctxTimeout(t, 10*time.Second), "job", t1, fakeRunOpts(0, false), work)
 	}()
 	<-applied
-	res2, err := a.RunOnce(ctxTimeout(t, 10*time.Second), "job", t2, fakeRunOpts(0, false), work)
+	done2 := make(chan struct{})
+	var res2 RunResult
+	var err error
+	go func() {
+		defer close(done2)
+		res2, err = a.RunOnce(ctxTimeout(t, 10*time.Second), "job", t2, fakeRunOpts(0, false), work)
+	}()
+	<-second
+	time.Sleep(50 * time.Millisecond) // call 2 reads the document after its 412 (and, before the fix, adopts call 1's claim)
 	close(answer)
 	b.pump(done1, 100*time.Millisecond)
+	b.pump(done2, 100*time.Millisecond)
 	if err != nil || res2.Status != RunExecuted || len(w.of(t1)) != 1 || len(w.of(t2)) != 1 {
 		t.Fatalf("call 2: %+v, %v; t1 ran %d, t2 ran %d times", res2, err, len(w.of(t1)), len(w.of(t2)))
 	}
