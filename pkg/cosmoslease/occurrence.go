@@ -62,7 +62,8 @@ type RunOptions struct {
 	PollInterval time.Duration
 	// Until, when not zero, is the last moment this contender starts the occurrence. If the lease is still
 	// held by someone else then (the work of another occurrence still runs), the occurrence is recorded as
-	// skipped for overlap, so that it never runs beside that work. Set it to the time this contender would
+	// skipped for overlap, so that it never runs beside that work; if the holder holds it for this same
+	// occurrence, this contender returns skipped and records nothing, leaving the occurrence to that holder. Set it to the time this contender would
 	// contend for the next occurrence: the next occurrence + Rank × FailoverDelay. Zero waits for as long as ctx
 	// allows.
 	Until time.Time
@@ -272,6 +273,12 @@ func (c *Client) RunOnce(ctx context.Context, key string, occurrence time.Time, 
 			return res, err
 		}
 		if held != nil && !o.Until.IsZero() && !c.clock.Now().Before(o.Until) {
+			if held.Holder.Metadata[metaOccurrence] == meta[metaOccurrence] {
+				// The holder holds the lease for this very occurrence (it settles a predecessor first, or its claim
+				// is on its way): it is no overlap, and a skip record would stop the holder from running it.
+				return c.skipped(res, nil, fmt.Sprintf("this contender's time ran out (%s) while %s (region %s) held the lease for this same occurrence; it is that holder's to claim",
+					o.Until.UTC().Format(time.RFC3339), dashIfEmpty(held.Holder.Owner), dashIfEmpty(held.Holder.Region))), nil
+			}
 			return c.skipForOverlap(ctx, res, held.Holder, o)
 		}
 		wait := o.PollInterval
