@@ -463,3 +463,27 @@ func TestAdversary_RunOnce_UntilNeverSkipsTheOccurrenceTheHolderIsAboutToRun(t *
 			n, resA.Status, resA.Reason, resB.Status, resB.Reason, rec.Status, rec.Reason)
 	}
 }
+
+// A passing error on the write that records how the run ended. The work completes; the replace of its record
+// is answered 503 once (not applied). RunOnce logs it and releases the lease: the record says "started" for
+// ever, although the work completed. Nobody settles it (the lease was released), inspect --runs shows the
+// occurrence still running, and its ttl is never refreshed past the claim. One retry within FinishWithin would
+// have recorded it.
+func TestAdversary_RunOnce_PassingErrorOnTheFinishWriteLeavesTheRecordStarted(t *testing.T) {
+	b := newFakeBed()
+	a, ha := b.hclient(t, "a", nil)
+	occ := t0
+	ha.on("replace", RunID("job", occ), 1, refuse)
+	done := make(chan struct{})
+	var res RunResult
+	var err error
+	go func() {
+		defer close(done)
+		res, err = a.RunOnce(ctxTimeout(t, 10*time.Second), "job", occ, fakeRunOpts(0, false), func(context.Context, Run) error { return nil })
+	}()
+	b.pump(done, 50*time.Millisecond)
+	rec, _ := b.record(t, "job", occ)
+	if err != nil || res.Status != RunExecuted || rec.Status != RunCompleted {
+		t.Fatalf("RunOnce: %s, %v; the record says %q at epoch %d; want completed", res.Status, err, rec.Status, rec.Epoch)
+	}
+}
