@@ -487,3 +487,56 @@ func TestAdversary_RunOnce_PassingErrorOnTheFinishWriteLeavesTheRecordStarted(t 
 		t.Fatalf("RunOnce: %s, %v; the record says %q at epoch %d; want completed", res.Status, err, rec.Status, rec.Epoch)
 	}
 }
+
+// Overlap of two live contenders through the grace. a runs occurrence t; Cosmos DB becomes unreachable from a
+// alone (its renewals fail), a is otherwise alive. At RenewDeadline the work's context ends, and the work, which
+// honours it, needs a few seconds to stop: within its Grace. But LeaseDuration − RenewDeadline (here 1 s) is all
+// the time there is before a contender may take over, so b takes the lease and runs t+1 while t's work still
+// runs in a. The claim says two occurrences' work never runs at once in two live contenders; it holds only for
+// work that stops within LeaseDuration − RenewDeadline, which the default Grace (10 s) and the handler's (half
+// its stop budget, 30 s with a 30-minute functionTimeout, against a 5 s margin for its 30 s lease) exceed.
+func TestAdversary_RunOnce_WorkStoppingWithinItsGraceOverlapsTheNextHolder(t *testing.T) {
+	beds(t, func(t *testing.T, b bed) {
+		a, fa := b.client(t, "region0", nil) // lease 3 s, deadline 2 s
+		other, _ := b.client(t, "region1", nil)
+		var running atomic.Int32
+		var overlapped atomic.Bool
+		enter := func() {
+			if running.Add(1) > 1 {
+				overlapped.Store(true)
+			}
+		}
+		occ := occurrenceNow().Add(-time.Minute)
+		o := runOpts(0)
+		o.Grace = 5 * time.Second
+		started := make(chan struct{})
+		doneA := make(chan RunResult, 1)
+		go func() {
+			res, _ := a.RunOnce(ctxTimeout(t, 30*time.Second), "job", occ, o, func(ctx context.Context, r Run) error {
+				enter()
+				defer running.Add(-1)
+				fa.inject("replace", faultUnavailable, 10_000) // a's renewals fail from now on
+				close(started)
+				<-ctx.Done()
+				time.Sleep(3 * time.Second) // stopping takes 3 s: within the grace of 5 s
+				return ctx.Err()
+			})
+			doneA <- res
+		}()
+		<-started
+		res, err := other.RunOnce(ctxTimeout(t, 30*time.Second), "job", occ.Add(time.Second), runOpts(0), func(ctx context.Context, r Run) error {
+			enter()
+			defer running.Add(-1)
+			time.Sleep(200 * time.Millisecond)
+			return nil
+		})
+		resA := <-doneA
+		if err != nil || res.Status != RunExecuted {
+			t.Fatalf("t+1: %+v, %v", res, err)
+		}
+		if overlapped.Load() {
+			t.Fatalf("t+1's work (epoch %d, started %s) ran beside t's (a: %s %q), which stopped within its grace",
+				res.Epoch, res.WorkStarted.Format(time.RFC3339Nano), resA.Status, resA.Reason)
+		}
+	})
+}
