@@ -73,6 +73,17 @@ func (s *hookStore) Replace(ctx context.Context, pk, id string, body []byte, eta
 	return s.run(ctx, "replace", id, func(ctx context.Context) (store.Item, error) { return s.Store.Replace(ctx, pk, id, body, etag) })
 }
 
+func (s *hookStore) Recent(ctx context.Context, pk, prefix string, limit int, session string) ([]store.Item, float64, error) {
+	var items []store.Item
+	var charge float64
+	_, err := s.run(ctx, "query", "", func(ctx context.Context) (store.Item, error) {
+		var err error
+		items, charge, err = s.Store.Recent(ctx, pk, prefix, limit, session)
+		return store.Item{}, err
+	})
+	return items, charge, err
+}
+
 // refuse answers 503 without sending the request.
 func refuse(context.Context, func(context.Context) (store.Item, error)) (store.Item, error) {
 	return store.Item{}, &store.Error{Op: "test", Status: 503, Kind: store.Unavailable}
@@ -537,6 +548,55 @@ func TestAdversary_RunOnce_WorkStoppingWithinItsGraceOverlapsTheNextHolder(t *te
 		if overlapped.Load() {
 			t.Fatalf("t+1's work (epoch %d, started %s) ran beside t's (a: %s %q), which stopped within its grace",
 				res.Epoch, res.WorkStarted.Format(time.RFC3339Nano), resA.Status, resA.Reason)
+		}
+	})
+}
+
+// The duty to settle is passed on only when it must be. A claim never sent (the caller's context ended right
+// after the lease was taken) leaves nothing to settle: the lease is released as usual. A run history that cannot
+// be read after a takeover of an unreleased lease leaves the lease unreleased after the run, so that the next
+// holder looks again.
+func TestAdversary_RunOnce_DutyToSettleIsPassedOnOnlyWhenNeeded(t *testing.T) {
+	t.Run("claim never sent", func(t *testing.T) {
+		b := newFakeBed()
+		a, ha := b.hclient(t, "a", nil)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		ha.on("create", leasedoc.IDPrefix+"job", 1, func(ctx context.Context, do func(context.Context) (store.Item, error)) (store.Item, error) {
+			it, err := do(ctx)
+			cancel() // the invocation ends right after the lease was taken
+			return it, err
+		})
+		if _, err := a.RunOnce(ctx, "job", t0, fakeRunOpts(0, false), func(context.Context, Run) error { return nil }); err == nil {
+			t.Fatal("RunOnce after its context ended: nil error")
+		}
+		if _, ok := b.record(t, "job", t0); ok {
+			t.Fatal("a record was created")
+		}
+		if d := b.doc(t, "job"); !d.Released {
+			t.Fatalf("the lease was left unreleased (%+v) although no claim was ever sent", d)
+		}
+	})
+	t.Run("history unreadable", func(t *testing.T) {
+		b := newFakeBed()
+		p := t0
+		b.crashedClaimer(t, "job", p)
+		y, hy := b.hclient(t, "y", nil)
+		hy.on("query", "", -1, refuse)
+		q := p.Add(10 * time.Second)
+		done := make(chan struct{})
+		var res RunResult
+		var err error
+		go func() {
+			defer close(done)
+			res, err = y.RunOnce(ctxTimeout(t, 10*time.Second), "job", q, fakeRunOpts(0, false), func(context.Context, Run) error { return nil })
+		}()
+		b.pump(done, 50*time.Millisecond)
+		if err != nil || res.Status != RunExecuted || res.Abandoned == nil {
+			t.Fatalf("%+v, %v; want q executed and p (named by the lease) marked abandoned", res, err)
+		}
+		if d := b.doc(t, "job"); d.Released || d.Epoch != 2 {
+			t.Fatalf("lease after the run: released %v at epoch %d; want it left unreleased, for the next holder to look again", d.Released, d.Epoch)
 		}
 	})
 }

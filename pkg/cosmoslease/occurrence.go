@@ -471,6 +471,7 @@ func (c *Client) createClaim(ctx context.Context, rec *RunRecord, ttl time.Durat
 		rec.ClaimID = newLeaseID()
 	}
 	for attempt := 0; ; attempt++ {
+		sent := ctx.Err() == nil // a request whose context had already ended was never sent
 		err := c.writeRun(ctx, rec, "", ttl)
 		if err == nil {
 			return nil, false, nil
@@ -480,7 +481,7 @@ func (c *Client) createClaim(ctx context.Context, rec *RunRecord, ttl time.Durat
 			return nil, maybe, err
 		}
 		// Refused (throttled, unavailable) is not applied; a 409 or an unknown outcome may be our create.
-		maybe = maybe || kind == store.Conflict || kind == store.Unknown
+		maybe = maybe || sent && (kind == store.Conflict || kind == store.Unknown)
 		// 409, or the outcome is unknown: the record may be ours. Read it; a replica behind our create may
 		// still answer that it is missing, so a 409 is believed over a missing record.
 		got, rerr := c.readRun(ctx, rec.LeaseKey, rec.ID)
@@ -519,6 +520,9 @@ type runHolding struct {
 	keep bool
 	// unreleased: this holding may leave a record "started" whose work it did not finish (see leave).
 	unreleased bool
+	// pass, when set, says why this holding could not settle all that its predecessor left: it ends with leave
+	// instead of a release, so that the next holder tries.
+	pass string
 }
 
 // leave ends the holding without releasing the lease: the renewals stop and the document stays as it is, not
@@ -538,6 +542,9 @@ func (h *runHolding) leave(reason string) {
 }
 
 func (h *runHolding) release(ctx context.Context) {
+	if h.pass != "" && !h.unreleased {
+		h.leave(h.pass)
+	}
 	if h.keep || h.unreleased {
 		return
 	}
@@ -589,6 +596,7 @@ func (h *runHolding) unsettled(ctx context.Context, p *State, current time.Time)
 	})
 	if err != nil {
 		h.c.log.Warn("could not read the run history to settle a holder that never released; settling the occurrence its lease names", "lease", h.key, "error", err)
+		h.pass = "the run history could not be read to settle the previous holder: " + err.Error()
 	}
 	for _, r := range recs {
 		if r.Status == RunStarted && r.Epoch < h.lease.Epoch() {
