@@ -600,3 +600,56 @@ func TestAdversary_RunOnce_DutyToSettleIsPassedOnOnlyWhenNeeded(t *testing.T) {
 		}
 	})
 }
+
+// The claim that lands after a takeover, when the new holder is there for the next occurrence. a (epoch 1)
+// sends the create of t's record; it is slow. a's lease runs out and b takes it (epoch 2) for t+1: its settle
+// finds no record of t yet. Then a's create lands; a does not start the work (its lease has ended), and b runs
+// t+1 and releases. t's record is "started" under epoch 1, its work never ran, and no holder will look at it
+// again unless a later one takes over an unreleased lease: t is neither run nor marked abandoned, although b
+// was alive and Cosmos DB reachable. (Before the fixes, a ran t's work without the lease instead.)
+func TestAdversary_RunOnce_ClaimLandingAfterATakeoverForTheNextOccurrence(t *testing.T) {
+	b := newFakeBed()
+	a, ha := b.hclient(t, "a", nil)
+	bb, hb := b.hclient(t, "b", nil)
+	occ, next := t0, t0.Add(10*time.Second)
+	var w workLog
+	var bad atomic.Value
+	work := func(ctx context.Context, r Run) error {
+		w.add(r)
+		if d := b.doc(t, "job"); d.Epoch != r.Epoch {
+			bad.Store(r)
+		}
+		return nil
+	}
+	entered, land, landed := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	ha.on("create", RunID("job", occ), 1, func(ctx context.Context, do func(context.Context) (store.Item, error)) (store.Item, error) {
+		close(entered)
+		<-land
+		it, err := do(context.Background())
+		close(landed)
+		return it, err
+	})
+	doneA := make(chan struct{})
+	go func() {
+		defer close(doneA)
+		_, _ = a.RunOnce(context.Background(), "job", occ, fakeRunOpts(0, false), work)
+	}()
+	<-entered
+	b.at(12 * time.Second)
+	hb.on("create", RunID("job", next), 1, func(ctx context.Context, do func(context.Context) (store.Item, error)) (store.Item, error) {
+		close(land)
+		<-landed
+		return do(ctx)
+	})
+	res, err := bb.RunOnce(ctxTimeout(t, 10*time.Second), "job", next, fakeRunOpts(0, true), work)
+	<-doneA
+	if err != nil || res.Status != RunExecuted {
+		t.Fatalf("b: %+v, %v", res, err)
+	}
+	if r, ok := bad.Load().(Run); ok {
+		t.Fatalf("the work of %s started at epoch %d without the lease", r.Occurrence.Format(time.RFC3339), r.Epoch)
+	}
+	if rec, _ := b.record(t, "job", occ); rec.Status == RunStarted && len(w.of(occ)) == 0 {
+		t.Fatalf("occurrence %s never ran and its record stays %q under epoch %d, which no holder will settle", occ.Format(time.RFC3339), rec.Status, rec.Epoch)
+	}
+}
