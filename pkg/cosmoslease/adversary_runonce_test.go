@@ -653,3 +653,28 @@ func TestAdversary_RunOnce_ClaimLandingAfterATakeoverForTheNextOccurrence(t *tes
 		t.Fatalf("occurrence %s never ran and its record stays %q under epoch %d, which no holder will settle", occ.Format(time.RFC3339), rec.Status, rec.Epoch)
 	}
 }
+
+// Missed occurrences after a schedule change. The run history holds records of the old schedule (hourly) and,
+// newest, of the new one (every five minutes); every occurrence of each ran. MissedOccurrences, given the new
+// schedule (as LeaseStatus and inspect --runs give it: the handler's own, or the newest record's), opens its
+// window at the oldest record, an hourly one, and counts every five-minute tick of the hours before the change
+// as missed: an alert that every region was down, right after a deployment that changed the schedule.
+func TestAdversary_Missed_ScheduleChangeIsNotAnOutage(t *testing.T) {
+	base := time.Date(2026, 12, 6, 7, 0, 0, 0, time.UTC)
+	every := func(d time.Duration) func(time.Time) time.Time {
+		return func(t time.Time) time.Time { return t.Truncate(d).Add(d) }
+	}
+	rec := func(at time.Duration, sched string) RunRecord {
+		return RunRecord{Occurrence: base.Add(at), Schedule: sched, Status: RunCompleted}
+	}
+	hourly, fiveMin := "0 0 * * * *", "0 */5 * * * *"
+	recs := []RunRecord{ // newest first, as Runs returns them
+		rec(3*time.Hour+5*time.Minute, fiveMin), rec(3*time.Hour, fiveMin),
+		rec(2*time.Hour, hourly), rec(time.Hour, hourly), rec(0, hourly),
+	}
+	m := MissedOccurrences(recs, every(5*time.Minute), base.Add(3*time.Hour+7*time.Minute), time.Minute, 10)
+	if m.Count != 0 {
+		t.Fatalf("%d occurrences counted missed from %s to %s (newest %v), though every occurrence of each schedule ran",
+			m.Count, m.From.Format(time.RFC3339), m.To.Format(time.RFC3339), m.Times[:min(3, len(m.Times))])
+	}
+}
