@@ -342,7 +342,7 @@ func (c *Client) attempt(ctx context.Context, key, id string, extra map[string]s
 		// Lost the race. If the fresh view shows the lease free again (the winner already released, or the
 		// document was deleted), try once more on it; otherwise name the holder.
 		now := c.clock.Now()
-		if round > 0 || c.heldByOther(key, fresh, now) {
+		if round > 0 || c.heldByOther(key, fresh, now, extra) {
 			return nil, &HeldError{Holder: c.state(key, fresh, now), Race: true}
 		}
 		obs = fresh
@@ -357,7 +357,7 @@ func (c *Client) claim(ctx context.Context, key, id string, obs observation, ext
 	}
 	// A document that one of our unheard claims wrote is ours: hold it while it is recent enough, or else take
 	// it over at the next epoch (nobody renews it, and no Lease here holds it).
-	if u, ok := c.ours(key, obs.doc); ok {
+	if u, ok := c.ours(key, obs.doc, extra); ok {
 		l, mine := c.adopt(ctx, key, id, obs, u)
 		if l != nil {
 			return l, obs, nil
@@ -420,7 +420,7 @@ func (c *Client) claim(ctx context.Context, key, id string, obs observation, ext
 	// carries our leaseId, it is ours, dated from the send.
 	fresh, rerr := c.observe(ctx, key, id, time.Time{})
 	if rerr == nil && fresh.invalid == nil {
-		if u, ok := c.ours(key, fresh.doc); ok {
+		if u, ok := c.ours(key, fresh.doc, extra); ok {
 			l, mine := c.adopt(ctx, key, id, fresh, u)
 			switch {
 			case l != nil:
@@ -444,8 +444,8 @@ func (c *Client) claim(ctx context.Context, key, id string, obs observation, ext
 
 // heldByOther reports whether o shows a holder that this client may not write over: not free, and not an
 // unheard claim of ours.
-func (c *Client) heldByOther(key string, o observation, now time.Time) bool {
-	if _, ok := c.ours(key, o.doc); ok {
+func (c *Client) heldByOther(key string, o observation, now time.Time, extra map[string]string) bool {
+	if _, ok := c.ours(key, o.doc, extra); ok {
 		return false
 	}
 	return !c.free(o, now)
@@ -497,10 +497,18 @@ func (c *Client) addClaim(key string, u claim) {
 	c.claims[key] = append(c.claims[key], u)
 }
 
-// ours returns the unheard claim of this client that wrote doc, if doc is exactly what that claim wrote.
-func (c *Client) ours(key string, doc *leasedoc.Doc) (claim, bool) {
+// ours returns the unheard claim of this client that wrote doc, if doc is exactly what that claim wrote. With
+// extra (RunOnce's metadata naming its occurrence), only a claim that wrote those pairs is ours: another call's
+// claim for another occurrence is that call's to adopt, and a holding whose document names the wrong occurrence
+// would have the next holder settle the wrong run record.
+func (c *Client) ours(key string, doc *leasedoc.Doc, extra map[string]string) (claim, bool) {
 	if doc == nil || doc.OwnerID != c.opts.OwnerID || doc.Renewals != 0 || doc.Released {
 		return claim{}, false
+	}
+	for k, v := range extra {
+		if doc.Metadata.Extra[k] != v {
+			return claim{}, false
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

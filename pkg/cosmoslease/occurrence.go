@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
@@ -22,13 +23,19 @@ import (
 //     returns "skipped" as soon as the record exists.
 //  2. It takes the lease (TryAcquire, polled while another holds it), naming the occurrence in the lease
 //     document's metadata.
-//  3. Holding it, it settles the previous holder's occurrence if that holder never released: a record still
+//  3. Holding it, it settles what the previous holder left if that holder never released: a record still
 //     "started" under an earlier epoch belongs to a claimer that died, and is marked abandoned (and, with
-//     RetryAbandoned, run again once, now, at this higher epoch).
+//     RetryAbandoned, run again once, now, at this higher epoch). It looks at the occurrence the lease document
+//     names and, with one query, at every such record among the newest settleScan (a holder can die while it
+//     re-runs another occurrence, or fail to settle one). Passing errors are retried; a holding that still
+//     cannot settle is left unreleased, so the duty passes to the next holder.
 //  4. It claims the occurrence by creating its run record, carrying a claim id of its own; a 409, a lost answer
-//     or a timeout is resolved by reading the record: the claim id says whether the record is ours.
-//  5. It runs the work under the lease, renewed meanwhile; the work's context ends when the lease is lost or
-//     the caller's context ends.
+//     or a timeout is resolved by reading the record: the claim id says whether the record is ours. A record
+//     another claim left "started" under an earlier epoch (a create that landed after its claimer's lease had
+//     ended) is abandoned, as in step 3.
+//  5. It runs the work under the lease, renewed meanwhile, and never starts it once the lease has ended; the
+//     work's context ends when the lease is lost or the caller's context ends. A holding that may leave a record
+//     "started" without having run its work is left unreleased, so that the next holder settles it (step 3).
 //  6. It records how the run ended, on the record's ETag, and releases the lease.
 //
 // So the lease is held only while an occurrence's work runs, and is short: a contender that dies mid-work
@@ -59,7 +66,8 @@ type RunOptions struct {
 	PollInterval time.Duration
 	// Until, when not zero, is the last moment this contender starts the occurrence. If the lease is still
 	// held by someone else then (the work of another occurrence still runs), the occurrence is recorded as
-	// skipped for overlap, so that it never runs beside that work. Set it to the time this contender would
+	// skipped for overlap, so that it never runs beside that work; if the holder holds it for this same
+	// occurrence, this contender returns skipped and records nothing, leaving the occurrence to that holder. Set it to the time this contender would
 	// contend for the next occurrence: the next occurrence + Rank × FailoverDelay. Zero waits for as long as ctx
 	// allows.
 	Until time.Time
@@ -180,8 +188,9 @@ type RunResult struct {
 	FailoverDelay time.Duration
 	// StillRunning is set when the work did not return within Grace after its context ended.
 	StillRunning bool
-	// Abandoned is the record of an earlier occurrence this call found abandoned and marked; Retried is the
-	// result of running it again (RetryAbandoned).
+	// Abandoned is the record of an earlier occurrence this call found abandoned and marked (the oldest, or this
+	// occurrence's own, when it marked several; each is logged); Retried is the result of running it again
+	// (RetryAbandoned).
 	Abandoned *RunRecord
 	Retried   *RunResult
 }
@@ -198,8 +207,9 @@ var ErrStillRunning = errors.New("the work of an earlier occurrence still runs a
 //
 // Requests: a contender that is not preferred and sees the occurrence claimed makes one point read per
 // PollInterval until then. The one that runs it makes a point read of the record, the lease's read and write,
-// the record's create, its replace when the work ends, and the lease's release. Options.TakeOverSameOwner must
-// be off: it would let a duplicate tick take the lease from a running occurrence.
+// the record's create, its replace when the work ends, and the lease's release; after a holder that never
+// released, also one query of the newest run records and a point read of each record to settle.
+// Options.TakeOverSameOwner must be off: it would let a duplicate tick take the lease from a running occurrence.
 func (c *Client) RunOnce(ctx context.Context, key string, occurrence time.Time, opts RunOptions, work RunFunc) (RunResult, error) {
 	t := occurrence.UTC().Truncate(time.Millisecond)
 	res := RunResult{Occurrence: t, Status: RunFailed}
@@ -269,6 +279,12 @@ func (c *Client) RunOnce(ctx context.Context, key string, occurrence time.Time, 
 			return res, err
 		}
 		if held != nil && !o.Until.IsZero() && !c.clock.Now().Before(o.Until) {
+			if held.Holder.Metadata[metaOccurrence] == meta[metaOccurrence] {
+				// The holder holds the lease for this very occurrence (it settles a predecessor first, or its claim
+				// is on its way): it is no overlap, and a skip record would stop the holder from running it.
+				return c.skipped(res, nil, fmt.Sprintf("this contender's time ran out (%s) while %s (region %s) held the lease for this same occurrence; it is that holder's to claim",
+					o.Until.UTC().Format(time.RFC3339), dashIfEmpty(held.Holder.Owner), dashIfEmpty(held.Holder.Region))), nil
+			}
 			return c.skipForOverlap(ctx, res, held.Holder, o)
 		}
 		wait := o.PollInterval
@@ -290,20 +306,19 @@ func (c *Client) RunOnce(ctx context.Context, key string, occurrence time.Time, 
 	defer h.release(ctx)
 	res.Epoch = lease.Epoch()
 
-	// 3. Settle the occurrence of a holder that never released.
+	// 3. Settle what a holder that never released may have left started.
 	if p := lease.Previous(); p != nil && !p.Released {
-		if prev, perr := time.Parse(time.RFC3339Nano, p.Metadata[metaOccurrence]); perr == nil {
-			ab, retried, err := h.settle(ctx, prev.UTC(), t)
-			res.Abandoned, res.Retried = ab, retried
+		for _, prev := range h.unsettled(ctx, p, t) {
+			ab, retried, err := h.settle(ctx, prev, t)
+			if ab != nil && (res.Abandoned == nil || prev.Equal(t)) {
+				res.Abandoned, res.Retried = ab, retried
+			}
 			if err != nil {
+				h.leave("settling occurrence " + prev.Format(time.RFC3339) + " failed")
 				return res, err
 			}
 			if prev.Equal(t) && ab != nil {
-				if retried != nil { // this occurrence itself was run again
-					retried.Abandoned = ab
-					return *retried, retriedErr(retried)
-				}
-				return c.skipped(res, ab, fmt.Sprintf("its claimer (%s, instance %s, epoch %d) stopped mid-work; marked abandoned", ab.Owner, ab.Instance, ab.Epoch)), nil
+				return settledHere(res, ab, retried)
 			}
 		}
 	}
@@ -315,9 +330,28 @@ func (c *Client) RunOnce(ctx context.Context, key string, occurrence time.Time, 
 	rec := &RunRecord{ID: rid, LeaseKey: key, Type: store.TypeRun, Occurrence: t, Status: RunStarted, Region: c.opts.Region,
 		Owner: c.opts.OwnerID, Instance: o.Instance, Epoch: res.Epoch, PastDue: o.PastDue, Schedule: o.Schedule,
 		MissedAfterMs: o.MissedAfter.Milliseconds()}
-	existing, err := h.claim(ctx, rec)
+	existing, maybe, err := h.claim(ctx, rec)
 	if err != nil {
+		if maybe { // our record may exist, "started", with no work run: the next holder settles it
+			h.leave("the claim of occurrence " + t.Format(time.RFC3339) + " was not settled")
+		}
 		return res, err
+	}
+	if existing != nil && existing.Status == RunStarted && existing.Epoch < res.Epoch {
+		// A claim of a holding that has ended (its create landed after its claimer lost the lease, after our settle
+		// had looked): abandoned, as step 3 judges a record it finds started under an earlier epoch.
+		ab, retried, err := h.settle(ctx, t, t)
+		if err != nil {
+			h.leave("settling occurrence " + t.Format(time.RFC3339) + " failed")
+			res.Abandoned, res.Retried = ab, retried
+			return res, err
+		}
+		if ab != nil {
+			return settledHere(res, ab, retried)
+		}
+		if existing, err = c.readRun(ctx, key, rid); err != nil {
+			return res, err
+		}
 	}
 	if existing != nil {
 		return c.skipped(res, existing, ""), nil
@@ -327,6 +361,20 @@ func (c *Client) RunOnce(ctx context.Context, key string, occurrence time.Time, 
 	r := h.run(ctx, rec, false)
 	r.Abandoned, r.Retried = res.Abandoned, res.Retried
 	return r, retriedErr(&r)
+}
+
+// settledHere is RunOnce's result when the occurrence it was called for was found abandoned: its re-run, or a
+// skip naming the abandoned record.
+func settledHere(res RunResult, ab *RunRecord, retried *RunResult) (RunResult, error) {
+	if retried != nil { // this occurrence itself was run again
+		retried.Abandoned = ab
+		return *retried, retriedErr(retried)
+	}
+	res.Abandoned = ab
+	res.Status = RunSkipped
+	res.Record = *ab
+	res.Reason = fmt.Sprintf("its claimer (%s, instance %s, epoch %d) stopped mid-work; marked abandoned", ab.Owner, ab.Instance, ab.Epoch)
+	return res, nil
 }
 
 // retriedErr is the error RunOnce returns with a result of running the work.
@@ -404,7 +452,7 @@ func (c *Client) skipForOverlap(ctx context.Context, res RunResult, holder State
 		Status: RunSkipped, Reason: reason, Region: c.opts.Region, Owner: c.opts.OwnerID, Instance: o.Instance,
 		ClaimID: newLeaseID(), PastDue: o.PastDue, StartedAt: now, FinishedAt: now, Schedule: o.Schedule,
 		MissedAfterMs: o.MissedAfter.Milliseconds()}
-	existing, err := c.createClaim(ctx, rec, o.Retention)
+	existing, _, err := c.createClaim(ctx, rec, o.Retention)
 	if err != nil {
 		return res, err
 	}
@@ -417,35 +465,38 @@ func (c *Client) skipForOverlap(ctx context.Context, res RunResult, holder State
 
 // createClaim creates rec, a record carrying a fresh claim id. It returns nil when rec is now stored (our
 // create was applied, even if its answer was lost or was a 409 to the SDK's own retry), or the record another
-// claim stored first.
-func (c *Client) createClaim(ctx context.Context, rec *RunRecord, ttl time.Duration) (*RunRecord, error) {
+// claim stored first. With an error, maybe says whether one of its creates may have been applied.
+func (c *Client) createClaim(ctx context.Context, rec *RunRecord, ttl time.Duration) (existing *RunRecord, maybe bool, err error) {
 	if rec.ClaimID == "" {
 		rec.ClaimID = newLeaseID()
 	}
 	for attempt := 0; ; attempt++ {
+		sent := ctx.Err() == nil // a request whose context had already ended was never sent
 		err := c.writeRun(ctx, rec, "", ttl)
 		if err == nil {
-			return nil, nil
+			return nil, false, nil
 		}
 		kind := store.KindOf(err)
 		if kind != store.Conflict && !store.Retryable(err) {
-			return nil, err
+			return nil, maybe, err
 		}
+		// Refused (throttled, unavailable) is not applied; a 409 or an unknown outcome may be our create.
+		maybe = maybe || sent && (kind == store.Conflict || kind == store.Unknown)
 		// 409, or the outcome is unknown: the record may be ours. Read it; a replica behind our create may
 		// still answer that it is missing, so a 409 is believed over a missing record.
 		got, rerr := c.readRun(ctx, rec.LeaseKey, rec.ID)
 		switch {
 		case rerr != nil && !store.Retryable(rerr):
-			return nil, rerr
+			return nil, maybe, rerr
 		case got != nil && got.ClaimID == rec.ClaimID:
 			rec.ETag = got.ETag
 			c.log.Info("claim recognised after an ambiguous answer", "lease", rec.LeaseKey, "occurrence", rec.Occurrence)
-			return nil, nil
+			return nil, false, nil
 		case got != nil:
-			return got, nil
+			return got, false, nil
 		}
 		if ctx.Err() != nil || attempt >= 20 {
-			return nil, fmt.Errorf("claim of occurrence %s not settled: %w", rec.Occurrence.Format(time.RFC3339), err)
+			return nil, maybe, fmt.Errorf("claim of occurrence %s not settled: %w", rec.Occurrence.Format(time.RFC3339), err)
 		}
 		wait := 50 * time.Millisecond << min(attempt, 5)
 		var se *store.Error
@@ -453,7 +504,7 @@ func (c *Client) createClaim(ctx context.Context, rec *RunRecord, ttl time.Durat
 			wait = se.RetryAfter
 		}
 		if werr := c.sleep(ctx, wait); werr != nil {
-			return nil, werr
+			return nil, maybe, werr
 		}
 	}
 }
@@ -467,10 +518,34 @@ type runHolding struct {
 	work  RunFunc
 	// keep: the work outlived its grace; the lease stays held (renewed) until it returns.
 	keep bool
+	// unreleased: this holding may leave a record "started" whose work it did not finish (see leave).
+	unreleased bool
+	// pass, when set, says why this holding could not settle all that its predecessor left: it ends with leave
+	// instead of a release, so that the next holder tries.
+	pass string
+}
+
+// leave ends the holding without releasing the lease: the renewals stop and the document stays as it is, not
+// released, so that the next holder settles what this holding may have left "started" (marks it abandoned, and
+// with RetryAbandoned runs it), as it does after a crash. The lease is free again LeaseDuration after its last
+// renewal.
+func (h *runHolding) leave(reason string) {
+	if h.keep {
+		return // work left past its grace still runs: the lease stays held until it returns
+	}
+	h.unreleased = true
+	l := h.lease
+	l.mu.Lock()
+	l.endLocked(fmt.Errorf("%w: left unreleased: %s", ErrLeaseLost, reason))
+	l.mu.Unlock()
+	h.c.log.Warn("lease left unreleased for the next holder to settle", "lease", h.key, "reason", reason)
 }
 
 func (h *runHolding) release(ctx context.Context) {
-	if h.keep {
+	if h.pass != "" && !h.unreleased {
+		h.leave(h.pass)
+	}
+	if h.keep || h.unreleased {
 		return
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.o.FinishWithin)
@@ -482,15 +557,124 @@ func (h *runHolding) release(ctx context.Context) {
 
 // claim creates the occurrence's record under the lease. It returns the record of another claim, if one was
 // first.
-func (h *runHolding) claim(ctx context.Context, rec *RunRecord) (*RunRecord, error) {
+func (h *runHolding) claim(ctx context.Context, rec *RunRecord) (*RunRecord, bool, error) {
 	rec.StartedAt = h.c.clock.Now().UTC()
 	ctx, cancel := h.leaseBound(ctx)
 	defer cancel()
-	existing, err := h.c.createClaim(ctx, rec, h.o.Retention)
+	existing, maybe, err := h.c.createClaim(ctx, rec, h.o.Retention)
 	if err != nil && h.lease.Err() != nil {
-		return nil, fmt.Errorf("the lease was lost before the occurrence could be claimed: %w", h.lease.Err())
+		return nil, maybe, fmt.Errorf("the lease was lost before the occurrence could be claimed: %w", h.lease.Err())
 	}
-	return existing, err
+	return existing, maybe, err
+}
+
+// settleScan is how many of the newest run records a holder that took over an unreleased lease looks through for
+// records that earlier holdings left "started".
+const settleScan = 100
+
+// unsettled lists the occurrences whose records a holding that never released may have left "started": the one
+// its lease document names, and every record among the newest settleScan still started under an earlier epoch
+// (a holder that died while it re-ran an abandoned occurrence, or whose settle failed, names another one).
+// Oldest first; current, when listed, last, so that it is settled after the others.
+func (h *runHolding) unsettled(ctx context.Context, p *State, current time.Time) []time.Time {
+	seen := map[int64]bool{}
+	var out []time.Time
+	add := func(t time.Time) {
+		t = t.UTC()
+		if !seen[t.UnixMilli()] {
+			seen[t.UnixMilli()] = true
+			out = append(out, t)
+		}
+	}
+	if prev, err := time.Parse(time.RFC3339Nano, p.Metadata[metaOccurrence]); err == nil {
+		add(prev)
+	}
+	var recs []RunRecord
+	err := h.retrying(ctx, func(ctx context.Context) (err error) {
+		recs, err = h.c.Runs(ctx, h.key, settleScan)
+		return err
+	})
+	if err != nil {
+		h.c.log.Warn("could not read the run history to settle a holder that never released; settling the occurrence its lease names", "lease", h.key, "error", err)
+		h.pass = "the run history could not be read to settle the previous holder: " + err.Error()
+	}
+	for _, r := range recs {
+		if r.Status == RunStarted && r.Epoch < h.lease.Epoch() {
+			add(r.Occurrence)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if ci, cj := out[i].Equal(current), out[j].Equal(current); ci != cj {
+			return cj
+		}
+		return out[i].Before(out[j])
+	})
+	return out
+}
+
+// retrying calls fn until it succeeds, fails for good, or the lease or ctx ends, backing off between passing
+// errors (a few seconds in all).
+func (h *runHolding) retrying(ctx context.Context, fn func(context.Context) error) error {
+	ctx, cancel := h.leaseBound(ctx)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		err := fn(ctx)
+		if err == nil || !store.Retryable(err) || attempt >= 8 {
+			return err
+		}
+		wait := 50 * time.Millisecond << min(attempt, 5)
+		var se *store.Error
+		if errors.As(err, &se) && se.RetryAfter > wait {
+			wait = se.RetryAfter
+		}
+		if h.c.sleep(ctx, wait) != nil {
+			return err
+		}
+	}
+}
+
+// replaceRun replaces a run record on etag, through passing errors, and reports whether rec is now stored: our
+// write was applied (its answer lost or not: mine recognises what we wrote), or, false, another write came first.
+// fctx bounds it; the reads it makes to judge an answer are retried within that.
+func (c *Client) replaceRun(ctx context.Context, rec *RunRecord, etag string, ttl time.Duration, mine func(*RunRecord) bool) (bool, error) {
+	for attempt := 0; ; attempt++ {
+		err := c.writeRun(ctx, rec, etag, ttl)
+		if err == nil {
+			return true, nil
+		}
+		if store.KindOf(err) != store.Precondition && !store.Retryable(err) {
+			return false, err
+		}
+		// 412, or the outcome is unknown: read what is stored. A refusal (429, 503) was not applied: the read
+		// shows the version we wrote on, and we write again.
+		var cur *RunRecord
+		var rerr error
+		for r := 0; ; r++ {
+			if cur, rerr = c.readRun(ctx, rec.LeaseKey, rec.ID); rerr == nil || !store.Retryable(rerr) || r >= 8 || ctx.Err() != nil {
+				break
+			}
+			if c.sleep(ctx, 50*time.Millisecond<<min(r, 5)) != nil {
+				break
+			}
+		}
+		switch {
+		case rerr != nil:
+			return false, rerr
+		case cur == nil:
+			return false, nil
+		case mine(cur):
+			rec.ETag = cur.ETag
+			return true, nil
+		case cur.ETag != etag:
+			return false, nil
+		}
+		if attempt >= 8 || ctx.Err() != nil {
+			return false, err
+		}
+		if c.sleep(ctx, 50*time.Millisecond<<min(attempt, 5)) != nil {
+			return false, err
+		}
+	}
 }
 
 // leaseBound is ctx, ended also when the lease ends.
@@ -506,20 +690,29 @@ func (h *runHolding) leaseBound(ctx context.Context) (context.Context, context.C
 // this call is for.
 func (h *runHolding) settle(ctx context.Context, prev, current time.Time) (*RunRecord, *RunResult, error) {
 	c := h.c
-	rec, err := c.readRun(ctx, h.key, RunID(h.key, prev))
+	var rec *RunRecord
+	err := h.retrying(ctx, func(ctx context.Context) (err error) {
+		rec, err = c.readRun(ctx, h.key, RunID(h.key, prev))
+		return err
+	})
 	if err != nil || rec == nil || rec.Status != RunStarted || rec.Epoch >= h.lease.Epoch() {
 		return nil, nil, err
 	}
+	wctx, cancel := h.leaseBound(ctx)
+	defer cancel()
 	abandoned := *rec
 	now := c.clock.Now().UTC()
 	reason := fmt.Sprintf("its claimer (%s, instance %s, epoch %d) stopped while the work ran; found by %s (instance %s) at epoch %d",
 		dashIfEmpty(rec.Owner), dashIfEmpty(rec.Instance), rec.Epoch, c.opts.OwnerID, h.o.Instance, h.lease.Epoch())
 	rec.Status, rec.Reason, rec.FinishedAt = RunAbandoned, reason, now
-	if err := c.writeRun(ctx, rec, rec.ETag, h.o.Retention); err != nil {
-		if store.KindOf(err) == store.Precondition {
-			return nil, nil, nil // its claimer (a paused process) or another holder finished it first
-		}
+	applied, err := c.replaceRun(wctx, rec, rec.ETag, h.o.Retention, func(cur *RunRecord) bool {
+		return cur.Status == RunAbandoned && cur.Reason == reason
+	})
+	if err != nil {
 		return nil, nil, err
+	}
+	if !applied {
+		return nil, nil, nil // its claimer (a paused process) or another holder finished it first
 	}
 	c.log.Warn("occurrence abandoned by its claimer", "lease", h.key, "occurrence", prev, "claimer", abandoned.Owner,
 		"instance", abandoned.Instance, "epoch", abandoned.Epoch)
@@ -532,11 +725,13 @@ func (h *runHolding) settle(ctx context.Context, prev, current time.Time) (*RunR
 	rec.Region, rec.Owner, rec.Instance, rec.StartedAt, rec.FinishedAt = c.opts.Region, c.opts.OwnerID, h.o.Instance, now, time.Time{}
 	rec.Reason = "re-run at least once: " + reason
 	rec.Error, rec.ExitCode = "", nil
-	if err := c.writeRun(ctx, rec, rec.ETag, h.o.Retention); err != nil {
-		if store.KindOf(err) == store.Precondition {
-			return &marked, nil, nil
-		}
+	claimID := rec.ClaimID
+	applied, err = c.replaceRun(wctx, rec, rec.ETag, h.o.Retention, func(cur *RunRecord) bool { return cur.ClaimID == claimID })
+	if err != nil {
 		return &marked, nil, err
+	}
+	if !applied {
+		return &marked, nil, nil
 	}
 	c.log.Info("running an abandoned occurrence again", "lease", h.key, "occurrence", prev, "epoch", rec.Epoch)
 	r := h.run(ctx, rec, true)
@@ -555,6 +750,15 @@ func (h *runHolding) run(ctx context.Context, rec *RunRecord, retry bool) RunRes
 	out := &runOutcome{}
 	run := Run{Key: h.key, Occurrence: rec.Occurrence, Epoch: lease.Epoch(), Region: c.opts.Region, Owner: c.opts.OwnerID,
 		Instance: h.o.Instance, PastDue: rec.PastDue, Retry: retry, out: out}
+	if lerr := lease.Err(); lerr != nil {
+		// The lease ended before the work could start (the claim's answer came late, the process was paused): never
+		// start it without the lease. The record stays "started" and the lease unreleased, so the next holder marks
+		// the occurrence abandoned (and with RetryAbandoned runs it).
+		h.leave("the lease ended before the work of occurrence " + rec.Occurrence.Format(time.RFC3339) + " could start")
+		res.Status = RunLost
+		res.Reason = fmt.Sprintf("the lease ended before the work could start, so it was not started (the next holder marks the occurrence abandoned): %v", lerr)
+		return res
+	}
 	workCtx, cancel := h.leaseBound(ctx)
 	defer cancel()
 	res.WorkStarted = c.clock.Now()
@@ -598,15 +802,18 @@ func (h *runHolding) run(ctx context.Context, rec *RunRecord, retry bool) RunRes
 	}
 	fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), h.o.FinishWithin)
 	defer fcancel()
-	if err := c.writeRun(fctx, rec, rec.ETag, h.o.Retention); err != nil {
-		if store.KindOf(err) == store.Precondition {
-			// A later holder marked it abandoned: our lease had ended. Say so.
-			if cur, _ := c.readRun(fctx, h.key, rec.ID); cur != nil && cur.ClaimID != rec.ClaimID || cur != nil && cur.Status == RunAbandoned {
-				status, werr = RunLost, fmt.Errorf("a later holder marked the run abandoned (%s); the work's result was not recorded", cur.Reason)
-				rec = cur
-			}
-		} else {
-			c.log.Warn("could not record how the run ended", "lease", h.key, "occurrence", rec.Occurrence, "error", err)
+	finished := rec.FinishedAt
+	applied, err := c.replaceRun(fctx, rec, rec.ETag, h.o.Retention, func(cur *RunRecord) bool {
+		return cur.ClaimID == rec.ClaimID && cur.Status == status && cur.FinishedAt.Equal(finished)
+	})
+	switch {
+	case err != nil:
+		c.log.Warn("could not record how the run ended", "lease", h.key, "occurrence", rec.Occurrence, "error", err)
+	case !applied:
+		// A later holder marked it abandoned: our lease had ended. Say so.
+		if cur, _ := c.readRun(fctx, h.key, rec.ID); cur != nil && cur.ClaimID != rec.ClaimID || cur != nil && cur.Status == RunAbandoned {
+			status, werr = RunLost, fmt.Errorf("a later holder marked the run abandoned (%s); the work's result was not recorded", cur.Reason)
+			rec = cur
 		}
 	}
 	res.Record = *rec

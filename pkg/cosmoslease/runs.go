@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -232,9 +234,9 @@ func runIDPrefix(key string) (string, error) {
 
 // Missed are the occurrences a schedule says were due, in a window, that have no run record.
 type Missed struct {
-	// From and To bound the window: From is the occurrence of the oldest record given, To is now less the time
-	// an occurrence may take to be claimed (so one still being failed over is not counted). Zero when the
-	// window is empty.
+	// From and To bound the window: From is the occurrence of the oldest record given that was written under the
+	// current schedule, To is now less the time an occurrence may take to be claimed (so one still being failed
+	// over is not counted). Zero when the window is empty.
 	From, To time.Time
 	// Count is how many occurrences in the window have no record; Times lists the newest of them (at most the
 	// limit given), newest first. Capped is set when the window held too many occurrences to count them all:
@@ -251,21 +253,37 @@ const maxMissedScan = 100_000
 // Runs returns them): those at which next (the schedule: the first occurrence after a time) says the work was
 // due, after the oldest record given and at least grace before now, and of which no record exists. An
 // occurrence is missed when no contender claimed it in any region: every region was down, Cosmos DB was
-// unreachable from all of them, or the platform did not fire the timer. grace must cover the time the last
-// contender in the preference order may take to claim (its rank × the failover delay, plus a crashed holder's
-// lease running out). It lists at most limit of them, newest first.
+// unreachable from all of them, or the platform did not fire the timer. Records that name a schedule other than
+// the newest record's (written before a schedule change) and all older ones are left out of the window. grace
+// must cover the time the last contender in the preference order may take to claim (its rank × the failover
+// delay, plus a crashed holder's lease running out). It lists at most limit of them, newest first.
 func MissedOccurrences(recs []RunRecord, next func(time.Time) time.Time, now time.Time, grace time.Duration, limit int) Missed {
 	var m Missed
 	if len(recs) == 0 || next == nil {
 		return m
 	}
 	have := make(map[int64]bool, len(recs))
-	from := recs[0].Occurrence
 	for _, r := range recs {
 		have[r.Occurrence.UTC().UnixMilli()] = true
-		if r.Occurrence.Before(from) {
-			from = r.Occurrence
+	}
+	// The window opens at the oldest record written under the schedule of the newest record that names one: a
+	// record of another schedule is from before a schedule change, whose period the current schedule says
+	// nothing about.
+	byTime := slices.Clone(recs)
+	sort.SliceStable(byTime, func(i, j int) bool { return byTime[i].Occurrence.After(byTime[j].Occurrence) })
+	current := ""
+	for _, r := range byTime {
+		if r.Schedule != "" {
+			current = r.Schedule
+			break
 		}
+	}
+	from := byTime[0].Occurrence
+	for _, r := range byTime {
+		if current != "" && r.Schedule != "" && r.Schedule != current {
+			break
+		}
+		from = r.Occurrence
 	}
 	to := now.Add(-grace)
 	if !to.After(from) {
