@@ -538,11 +538,11 @@ func occurrencesSection(r *occurrencesResult) string {
 	for _, f := range r.kills {
 		w(" %d ms,", f.replied.Milliseconds())
 	}
-	w(" and %d ms after the mid-work kill. There the killed region had taken the lease (for %s) when it claimed the occurrence\n"+
-		"before, %s earlier, so westeurope's turn, %s after the next occurrence, came as that lease ran out: after a kill\n"+
-		"mid-work the next region starts when the later of its delay and the dead holder's lease ends.\n",
+	w(" and\n%d ms after the mid-work kill. There the killed region had taken the lease (for %s) when it claimed the\n"+
+		"occurrence before, %s earlier, so westeurope's turn, %s after the next occurrence, came as that lease ran out:\n"+
+		"after a kill mid-work the next region starts when the later of its delay and the dead holder's lease ends.\n",
 		m.replied.Milliseconds(), secs(r.lease), secs(m.next.Sub(m.killed)), secs(r.delay))
-	w("Handback: after each failover a new process of eastus (a new instance) started, and eastus ran the next occurrence in\n"+
+	w("\nHandback: after each failover a new process of eastus (a new instance) started, and eastus ran the next occurrence in\n"+
 		"%d of %d cases, %s after it fired.\n", handbacks, len(r.kills)+1, spread(handbackLates))
 	w("\nThe old design's column is what the handler did before occurrence election (issue 17): it held the lease from tick to\n" +
 		"tick, for three schedule gaps, so a dead region was replaced only when that lease ran out, about three gaps after its\n" +
