@@ -1,8 +1,9 @@
 // Command bench measures cosmoslease against the local Cosmos-protocol server and writes docs/benchmarks.md
 // with SVG plots: requests and latency per operation beside the reference sample's protocol and the bare
 // azcosmos calls, the kinds of read a holder and a standby make in steady state, failover after SIGKILL,
-// handoff after release, one process renewing many leases, and many contenders on one key. `make bench` runs it. Numbers are from this machine and this server; the report says
-// which. `-only reads` measures the steady-state reads alone and rewrites only their section of the report.
+// handoff after release, failover of the Functions handler's scheduled work, one process renewing many leases, and many contenders on one key. `make bench` runs it. Numbers are from this machine and this server; the report says
+// which. `-only reads` measures the steady-state reads alone and rewrites only their section of the report;
+// `-only failover-occurrences` does the same for the scheduled work's failover.
 package main
 
 import (
@@ -45,6 +46,7 @@ type config struct {
 	contenders      int
 	contendFor      time.Duration
 	readsFor        time.Duration
+	occurrenceKills int
 	only            string
 }
 
@@ -59,10 +61,15 @@ func main() {
 	flag.IntVar(&c.contenders, "contenders", 100, "contenders on one key")
 	flag.DurationVar(&c.contendFor, "contend-for", 20*time.Second, "how long they contend")
 	flag.DurationVar(&c.readsFor, "reads-for", time.Minute, "how long a holder and a standby run for the steady-state reads")
-	flag.StringVar(&c.only, "only", "", "run one measurement and rewrite only its section of benchmarks.md: \"reads\"")
+	flag.IntVar(&c.occurrenceKills, "occurrence-kills", 3, "times the Functions handler's preferred region is killed right after it ran an occurrence of a 20 s schedule")
+	flag.StringVar(&c.only, "only", "", "run one measurement and rewrite only its section of benchmarks.md: \"reads\" or \"failover-occurrences\"")
 	flag.Parse()
-	if c.only != "" && c.only != "reads" {
-		fmt.Fprintf(os.Stderr, "bench: -only %q: the one section that can be measured alone is \"reads\"\n", c.only)
+	if c.only != "" && c.only != "reads" && c.only != "failover-occurrences" {
+		fmt.Fprintf(os.Stderr, "bench: -only %q: the sections that can be measured alone are \"reads\" and \"failover-occurrences\"\n", c.only)
+		os.Exit(2)
+	}
+	if c.occurrenceKills < 1 {
+		fmt.Fprintf(os.Stderr, "bench: -occurrence-kills %d: kill the preferred region at least once\n", c.occurrenceKills)
 		os.Exit(2)
 	}
 	if err := run(context.Background(), c); err != nil {
@@ -132,13 +139,22 @@ func run(ctx context.Context, c config) error {
 	if err := os.MkdirAll(c.out, 0o755); err != nil {
 		return err
 	}
+	report := filepath.Join(c.out, "benchmarks.md")
+	if c.only == "failover-occurrences" {
+		fmt.Println("bench: failover of scheduled work (Functions handler)")
+		occ, err := occurrenceFailovers(ctx, e, c.occurrenceKills)
+		if err != nil {
+			return err
+		}
+		return replaceSection(report, occurrencesHeading, occurrencesSection(occ), "## Scale\n")
+	}
 	fmt.Println("bench: reads of a holder and a standby in steady state")
 	reads, err := steadyReads(ctx, e, c.readsFor)
 	if err != nil {
 		return err
 	}
 	if c.only == "reads" {
-		return replaceSection(filepath.Join(c.out, "benchmarks.md"), readsSection(reads))
+		return replaceSection(report, readsHeading, readsSection(reads), "## Failover\n")
 	}
 	fmt.Println("bench: operations")
 	ops, bare, err := operations(ctx, e, c.iterations)
@@ -147,6 +163,11 @@ func run(ctx context.Context, c config) error {
 	}
 	fmt.Println("bench: failover after SIGKILL, handoff after release")
 	kill, handoff, err := failovers(ctx, e, c)
+	if err != nil {
+		return err
+	}
+	fmt.Println("bench: failover of scheduled work (Functions handler)")
+	occ, err := occurrenceFailovers(ctx, e, c.occurrenceKills)
 	if err != nil {
 		return err
 	}
@@ -163,7 +184,7 @@ func run(ctx context.Context, c config) error {
 	fmt.Println("bench: go test -bench")
 	micro := benchLines("-bench", ".", "-benchmem", "./internal/leasedoc", "./pkg/cosmoslease")
 	history := benchLines(historyBench...)
-	return writeReport(c, ops, bare, reads, kill, handoff, sc, ct, micro, history)
+	return writeReport(c, ops, bare, reads, kill, handoff, occ, sc, ct, micro, history)
 }
 
 func pct(d []time.Duration, p float64) time.Duration {
@@ -792,7 +813,7 @@ func versions() string {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
 
-func writeReport(c config, ops []result, bare map[string][]time.Duration, reads *readsResult, kill, handoff []time.Duration, sc *scaleResult, ct *contendResult, micro, history string) error {
+func writeReport(c config, ops []result, bare map[string][]time.Duration, reads *readsResult, kill, handoff []time.Duration, occ *occurrencesResult, sc *scaleResult, ct *contendResult, micro, history string) error {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	w("# Benchmarks\n\nMade by `make bench` on %s, against the local Cosmos-protocol server on loopback.\n", time.Now().UTC().Format("2006-01-02"))
@@ -820,6 +841,7 @@ func writeReport(c config, ops []result, bare map[string][]time.Duration, reads 
 	w("| SIGKILL of the holder → standby acquired | %s | %s | lease + retry period = 3.25 s after the last renewal (up to 1 s before the kill) |\n", ms(pct(kill, 0.5)), ms(pct(kill, 1)))
 	w("| release → standby acquired | %s | %s | about one retry period (250 ms ± 10 %%) |\n\n", ms(pct(handoff, 0.5)), ms(pct(handoff, 1)))
 	w("![Failover histogram](bench-failover.svg)\n\n")
+	b.WriteString(occurrencesSection(occ))
 	w("## Scale\n\nOne process holding and auto-renewing %d leases (lease 10 s, renew every %s) for %s: %d renewals,\n", sc.leases, sc.interval, sc.window, sc.renewals)
 	w("CPU %s (%.1f %% of one core), RSS %.0f MiB; renewals ran late by p50 %s, p99 %s, worst %s (time between renewals of one lease less the interval,\nrequest latency included); leases lost: %d.\n\n",
 		sc.cpu.Round(time.Millisecond), 100*sc.cpu.Seconds()/sc.window.Seconds(), sc.rssMB, ms(sc.lateP50), ms(sc.lateP99), ms(sc.lateMax), sc.lost)

@@ -98,22 +98,22 @@ func share(part, all int64) string {
 }
 
 // replaceSection rewrites one section (from its heading to the next) of an existing report, or puts it before
-// the failover section when the report has none yet.
-func replaceSection(path, section string) error {
+// the section headed before when the report has none yet.
+func replaceSection(path, heading, section, before string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("%w (run the whole bench first)", err)
 	}
 	doc := string(b)
-	start := strings.Index(doc, readsHeading+"\n")
+	start := strings.Index(doc, heading+"\n")
 	end := start
 	if start < 0 {
-		if start = strings.Index(doc, "## Failover\n"); start < 0 {
-			return fmt.Errorf("%s has no section %q to put the reads before", path, "## Failover")
+		if start = strings.Index(doc, before); start < 0 {
+			return fmt.Errorf("%s has no section %q to put %q before", path, strings.TrimSpace(before), heading)
 		}
 		end = start
-	} else if next := strings.Index(doc[start+len(readsHeading):], "\n## "); next >= 0 {
-		end = start + len(readsHeading) + next + 1
+	} else if next := strings.Index(doc[start+len(heading):], "\n## "); next >= 0 {
+		end = start + len(heading) + next + 1
 	} else {
 		end = len(doc)
 	}
@@ -121,6 +121,6 @@ func replaceSection(path, section string) error {
 	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
 		return err
 	}
-	fmt.Printf("bench: rewrote %q in %s\n%s", readsHeading, path, section)
+	fmt.Printf("bench: rewrote %q in %s\n%s", heading, path, section)
 	return nil
 }

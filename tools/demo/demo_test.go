@@ -4,14 +4,18 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cosmoslease/cosmoslease/internal/cosmostest"
+	"github.com/cosmoslease/cosmoslease/internal/functionshost"
 )
 
 func TestMain(m *testing.M) { os.Exit(cosmostest.Main(m)) }
 
 // The demo checks its own scenarios (one winner, two exit-3 losers, a takeover after SIGKILL, inspect, a
-// paused holder fenced off with the counter intact);
+// paused holder fenced off with the counter intact, three regions' Functions handlers: the preferred region runs
+// each occurrence, after its SIGKILL the very next occurrence runs in the next region one failover delay late, a
+// new process of it takes the work back, and inspect --runs shows every occurrence run once, none missed);
 // this runs it as `make demo` does, so the README's first command keeps working.
 func TestDemo(t *testing.T) {
 	cosmostest.Get(t) // skip loudly (fail under CI) when no server can be started
@@ -20,17 +24,55 @@ func TestDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cleanup()
+	handler, cleanupHandler, err := functionshost.Build("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanupHandler()
 	var out strings.Builder
-	if err := run(&out, bin, false); err != nil {
+	if err := run(&out, bin, handler, false); err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
 	for _, want := range []string{"exited gracefully (exit code 3)", "took over", "epoch 2", "released", "Froze us-east-1 with SIGSTOP",
-		"Cosmos DB refused us-east-1's write, and it stopped (exit code 4)", "no increment from the paused holder was applied"} {
+		"Cosmos DB refused us-east-1's write, and it stopped (exit code 4)", "no increment from the paused holder was applied",
+		"The very next occurrence", "ran in westeurope", "eastus-2 executed the next occurrence", "No occurrence of \"*/3 * * * * *\" missed",
+		"ran once: eastus until it was killed, westeurope from the very next occurrence, eastus\n  again from its return; none missed"} {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("narration lacks %q:\n%s", want, out.String())
 		}
 	}
 	if strings.Contains(out.String(), "\x1b[") {
 		t.Fatal("ANSI escapes in output that is not a terminal")
+	}
+}
+
+// checkRuns is what makes the demo fail when inspect --runs does not show every occurrence once, in the region
+// that ran it, with none missed; here on tables as inspect prints them.
+func TestCheckRuns(t *testing.T) {
+	at := func(s string) time.Time { v, _ := time.Parse(time.RFC3339, "2026-12-06T04:25:"+s+"Z"); return v }
+	history := []ran{{at("21"), "eastus", "eastus-1"}, {at("24"), "westeurope", "westeurope-1"}, {at("27"), "eastus", "eastus-2"}}
+	table := `OCCURRENCE            LEASE            REGION      INSTANCE      EPOCH  STATUS     TOOK  PAST DUE
+2026-12-06 04:25:27Z  timer-singleton  eastus      eastus-2      3      completed  2ms   false
+2026-12-06 04:25:24Z  timer-singleton  westeurope  westeurope-1  2      completed  2ms   false
+2026-12-06 04:25:21Z  timer-singleton  eastus      eastus-1      1      completed  1ms   false
+
+No occurrence of "*/3 * * * * *" missed from 2026-12-06 04:25:21Z to 2026-12-06 04:25:27Z.
+`
+	if err := checkRuns(table, history, at("27")); err != nil {
+		t.Fatalf("a table showing it all: %v", err)
+	}
+	for name, bad := range map[string]string{
+		"another region": strings.Replace(table, "westeurope  westeurope-1", "eastus      eastus-1    ", 1),
+		"a missed row": strings.Replace(table, "2026-12-06 04:25:24Z  timer-singleton  westeurope  westeurope-1  2      completed",
+			"2026-12-06 04:25:24Z  timer-singleton  -           -             -      missed   ", 1),
+		"a record missing": strings.Replace(table, "2026-12-06 04:25:24Z  timer-singleton  westeurope  westeurope-1  2      completed  2ms   false\n", "", 1),
+		"one run twice":    strings.Replace(table, "2026-12-06 04:25:21Z", "2026-12-06 04:25:27Z", 1),
+		"abandoned":        strings.Replace(table, "2      completed", "2      abandoned", 1),
+		"no window":        strings.Replace(table, "No occurrence", "Missed: 1 occurrence(s)", 1),
+		"short window":     strings.Replace(table, "to 2026-12-06 04:25:27Z", "to 2026-12-06 04:25:24Z", 1),
+	} {
+		if err := checkRuns(bad, history, at("27")); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
 	}
 }

@@ -1,7 +1,8 @@
-// Command demo runs the reference sample's scenarios on this machine, with no Azure account, and the one it
-// cannot show (a paused holder refused by Cosmos DB through the fence): it starts the local Cosmos-protocol
+// Command demo runs the reference sample's scenarios on this machine, with no Azure account, and two it cannot
+// show (a paused holder refused by Cosmos DB through the fence; scheduled work in three regions through the
+// Functions custom handler, with failover and handback at the next occurrence): it starts the local Cosmos-protocol
 // server, runs real cosmoslease processes against it, narrates what happens, checks that it happened, and stops
-// the server. `make demo` builds the CLI and runs it.
+// the server. `make demo` builds the CLI and runs it; the demo builds the handler.
 package main
 
 import (
@@ -21,13 +22,21 @@ import (
 	"golang.org/x/term"
 
 	"github.com/cosmoslease/cosmoslease/internal/cosmostest"
+	"github.com/cosmoslease/cosmoslease/internal/functionshost"
 )
 
 func main() {
 	bin := flag.String("bin", "bin/cosmoslease", "the cosmoslease binary")
 	flag.Parse()
 	bold := term.IsTerminal(int(os.Stdout.Fd())) && os.Getenv("NO_COLOR") == ""
-	if err := run(os.Stdout, *bin, bold); err != nil {
+	handler, cleanup, err := functionshost.Build("")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
+		os.Exit(1)
+	}
+	err = run(os.Stdout, *bin, handler, bold)
+	cleanup()
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
 		os.Exit(1)
 	}
@@ -59,7 +68,7 @@ func (d *demo) say(format string, args ...any) {
 func (d *demo) line(name, text string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	fmt.Fprintf(d.out, "%-11s│ %s\n", name, text)
+	fmt.Fprintf(d.out, "%-13s│ %s\n", name, text)
 	d.logs[name].WriteString(text + "\n")
 }
 
@@ -113,7 +122,9 @@ func (d *demo) waitFor(name, text string, limit time.Duration) error {
 	return fmt.Errorf("%s did not print %q within %s", name, text, limit)
 }
 
-func run(out io.Writer, bin string, bold bool) error {
+// run runs the scenarios with the CLI bin and the Functions custom handler handler (built from
+// functions/leasehandler).
+func run(out io.Writer, bin, handler string, bold bool) error {
 	abs, err := filepath.Abs(bin)
 	if err != nil {
 		return err
@@ -215,6 +226,9 @@ func run(out io.Writer, bin string, bold bool) error {
 	d.say("The document was kept on release (state released, epoch 2): the next holder continues the fencing count.")
 
 	if err := d.fencedWrites(endpoint); err != nil {
+		return err
+	}
+	if err := d.timerFailover(endpoint, handler); err != nil {
 		return err
 	}
 	d.say("Done; stopping the local server.")
