@@ -191,7 +191,7 @@ func (h *handler) timer(w http.ResponseWriter, r *http.Request) {
 func (h *handler) runOptions(ctx context.Context, occ time.Time, rank, ranks int, pastDue bool) cosmoslease.RunOptions {
 	o := cosmoslease.RunOptions{Rank: rank, FailoverDelay: h.s.delay, RetryAbandoned: h.s.retryAbandoned,
 		Retention: h.s.retention, Instance: h.s.instance, PastDue: pastDue, Schedule: h.s.sched.Expr(),
-		MissedAfter: h.s.missedAfter(ranks), Grace: h.s.budget.grace, FinishWithin: h.s.budget.finish}
+		MissedAfter: h.s.missedAfter(ranks), Grace: h.s.grace(), FinishWithin: h.s.budget.finish}
 	o.Until = h.s.sched.Next(occ).Add(time.Duration(rank) * h.s.delay)
 	if dl, ok := ctx.Deadline(); ok {
 		if last := dl.Add(-2 * h.client.Options().RequestTimeout); last.Before(o.Until) {
@@ -199,6 +199,17 @@ func (h *handler) runOptions(ctx context.Context, occ time.Time, rank, ranks int
 		}
 	}
 	return o
+}
+
+// grace is how long the work has to return once its context has ended: the budget's, at most
+// cosmoslease.DefaultRunGrace. A region that takes over the lease of one that never released waits for as much
+// of it as its lease does not already cover before starting any work, so a long grace would slow every failover
+// after a region dies mid-work.
+func (s *settings) grace() time.Duration {
+	if s.budget.grace > 0 {
+		return min(s.budget.grace, cosmoslease.DefaultRunGrace)
+	}
+	return cosmoslease.DefaultRunGrace
 }
 
 // missedAfter is how long after an occurrence its run record may still be missing without it being missed: the

@@ -41,7 +41,7 @@ type settings struct {
 	opts  cosmoslease.Options
 	key   string
 	sched *ncrontab.Schedule
-	// retention is how long run records are kept after their last write (their ttl).
+	// retention is how long run records are kept after their occurrence (their ttl is set so).
 	retention time.Duration
 	// instance names this process (opts.OwnerID names the region's app, whichever process runs it).
 	instance string

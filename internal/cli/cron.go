@@ -204,6 +204,10 @@ func (a *App) cron(c *ucli.Context) error {
 		res, err := client.RunOnce(ctx, j.key, occ, o, func(ctx context.Context, run cosmoslease.Run) error {
 			return a.execJob(ctx, j, run)
 		})
+		if ctx.Err() != nil && res.WorkStarted.IsZero() && res.Status != cosmoslease.RunSkipped {
+			// Interrupted while it watched or waited: nothing ran here and nothing was recorded for it.
+			return errInterrupted
+		}
 		out.occurrence(res, err)
 		if ctx.Err() != nil {
 			return errInterrupted

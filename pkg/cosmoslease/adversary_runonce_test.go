@@ -266,11 +266,21 @@ func TestAdversary_RunOnce_ClaimLandingAfterATakeover(t *testing.T) {
 		return do(ctx)
 	})
 	resB, errB := bb.RunOnce(ctxTimeout(t, 10*time.Second), "job", occ, fakeRunOpts(0, true), work)
+	// a, whose claim landed after its lease ended, takes the lease again once b has released it, to settle its
+	// own record: let its polls run.
 	var resA RunResult
-	select {
-	case resA = <-doneA:
-	case <-time.After(10 * time.Second):
-		t.Fatal("a's RunOnce did not return")
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		select {
+		case resA = <-doneA:
+		default:
+			if time.Now().After(deadline) {
+				t.Fatal("a's RunOnce did not return")
+			}
+			b.fc.Advance(100 * time.Millisecond)
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		break
 	}
 	if r, ok := bad.Load().(Run); ok {
 		t.Errorf("the work of %s started at epoch %d in %s while the lease was at epoch %d: a process without the lease ran it "+
@@ -642,7 +652,21 @@ func TestAdversary_RunOnce_ClaimLandingAfterATakeoverForTheNextOccurrence(t *tes
 		return do(ctx)
 	})
 	res, err := bb.RunOnce(ctxTimeout(t, 10*time.Second), "job", next, fakeRunOpts(0, true), work)
-	<-doneA
+	// a, whose claim landed after its lease ended, takes the lease again once b has released it, to settle its
+	// record: let its polls run.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		select {
+		case <-doneA:
+		default:
+			if time.Now().After(deadline) {
+				t.Fatal("a's RunOnce did not return")
+			}
+			b.fc.Advance(100 * time.Millisecond)
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		break
+	}
 	if err != nil || res.Status != RunExecuted {
 		t.Fatalf("b: %+v, %v", res, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
@@ -52,6 +53,13 @@ const (
 // metaOccurrence names, in the lease document's metadata, the occurrence whose work the holder runs.
 const metaOccurrence = "occurrence"
 
+// metaStopMs is, in the lease document's metadata, how long after the holding's lease may be taken over its work
+// may still be stopping: when the lease is lost the work's context ends at RenewDeadline, and the work then has
+// Grace to return, of which LeaseDuration − RenewDeadline have passed before anyone may take over. A holder that
+// takes over an unreleased lease waits that long before it starts any work, so that two occurrences' work never
+// runs side by side in live processes, even while the one whose lease was lost is still stopping.
+const metaStopMs = "workStopMs"
+
 // RunOptions tunes RunOnce. Zero values take the defaults.
 type RunOptions struct {
 	// Rank is this contender's place in the preference order: 0 is the most preferred. Contenders of one rank
@@ -74,7 +82,7 @@ type RunOptions struct {
 	// RetryAbandoned runs an abandoned occurrence once more (at the new holder's epoch, before its own
 	// occurrence): at least once instead of at most once for occurrences whose claimer died mid-work.
 	RetryAbandoned bool
-	// Retention is how long run records are kept after their last write (their ttl); default
+	// Retention is how long run records are kept after their occurrence (their ttl is set so); default
 	// DefaultRunRetention, at least MinRunRetention. An occurrence older than the retention is skipped: its
 	// record could have expired, so claiming it could run it twice.
 	Retention time.Duration
@@ -268,7 +276,8 @@ func (c *Client) RunOnce(ctx context.Context, key string, occurrence time.Time, 
 	}
 
 	// 2. Take the lease, watching the record while another holds it.
-	meta := map[string]string{metaOccurrence: t.Format(time.RFC3339Nano)}
+	meta := map[string]string{metaOccurrence: t.Format(time.RFC3339Nano),
+		metaStopMs: strconv.FormatInt(max(0, o.Grace-(c.opts.LeaseDuration-c.opts.RenewDeadline)).Milliseconds(), 10)}
 	var lease *Lease
 	for {
 		if lease, err = c.attempt(ctx, key, id, meta); err == nil {
@@ -306,8 +315,12 @@ func (c *Client) RunOnce(ctx context.Context, key string, occurrence time.Time, 
 	defer h.release(ctx)
 	res.Epoch = lease.Epoch()
 
-	// 3. Settle what a holder that never released may have left started.
+	// 3. Settle what a holder that never released may have left started, once its work can no longer be running.
 	if p := lease.Previous(); p != nil && !p.Released {
+		if err := h.waitForStop(ctx, p); err != nil {
+			h.leave("the previous holder's work could still be stopping when this call's context ended")
+			return res, err
+		}
 		for _, prev := range h.unsettled(ctx, p, t) {
 			ab, retried, err := h.settle(ctx, prev, t)
 			if ab != nil && (res.Abandoned == nil || prev.Equal(t)) {
@@ -360,7 +373,92 @@ func (c *Client) RunOnce(ctx context.Context, key string, occurrence time.Time, 
 	// 5 and 6. Run it, record how it ended, release.
 	r := h.run(ctx, rec, false)
 	r.Abandoned, r.Retried = res.Abandoned, res.Retried
+	if r.WorkStarted.IsZero() && r.Status == RunLost {
+		// Our claim landed, but our lease had ended before the work could start: settle our own record.
+		return c.settleOwnClaim(ctx, key, id, rec, o, work, r)
+	}
 	return r, retriedErr(&r)
+}
+
+// settleOwnClaim settles a claim of ours whose create landed after our lease had ended, so that its work never
+// started. The holder that took the lease over may have looked for records to settle before the claim landed,
+// or may be there for another occurrence, so nobody else may ever look at it. Take the lease again, as any
+// contender (within ctx and Until), and settle the record as any abandoned claim: marked abandoned, and with
+// RetryAbandoned run now, at the new epoch. If the lease cannot be had in time, mark it abandoned without it: the
+// write is conditional on our claim's version, so it changes nothing that another settler has written.
+func (c *Client) settleOwnClaim(ctx context.Context, key, id string, rec *RunRecord, o RunOptions, work RunFunc, lost RunResult) (RunResult, error) {
+	meta := map[string]string{metaOccurrence: rec.Occurrence.Format(time.RFC3339Nano),
+		metaStopMs: strconv.FormatInt(max(0, o.Grace-(c.opts.LeaseDuration-c.opts.RenewDeadline)).Milliseconds(), 10)}
+	for {
+		lease, err := c.attempt(ctx, key, id, meta)
+		if err == nil {
+			h := &runHolding{c: c, key: key, lease: lease, o: o, work: work}
+			defer h.release(ctx)
+			if p := lease.Previous(); p != nil && !p.Released {
+				if err := h.waitForStop(ctx, p); err != nil {
+					h.leave("the previous holder's work could still be stopping when this call's context ended")
+					return lost, err
+				}
+			}
+			ab, retried, err := h.settle(ctx, rec.Occurrence, rec.Occurrence)
+			if err != nil {
+				h.leave("settling occurrence " + rec.Occurrence.Format(time.RFC3339) + " failed")
+				return lost, err
+			}
+			if ab != nil {
+				res := lost
+				res.Epoch = lease.Epoch()
+				return settledHere(res, ab, retried)
+			}
+			cur, err := c.readRun(ctx, key, rec.ID) // settled by another meanwhile
+			if err == nil && cur != nil {
+				lost.Record = *cur
+			}
+			return lost, retriedErr(&lost)
+		}
+		var held *HeldError
+		if !errors.As(err, &held) && !store.Retryable(err) || !o.Until.IsZero() && !c.clock.Now().Before(o.Until) {
+			break
+		}
+		wait := o.PollInterval
+		if held != nil && held.Holder.ExpiresIn > 0 && held.Holder.ExpiresIn < wait {
+			wait = held.Holder.ExpiresIn + 10*time.Millisecond
+		}
+		if c.sleep(ctx, wait) != nil {
+			break
+		}
+	}
+	// No lease in time: mark it abandoned, on our claim's version.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.FinishWithin)
+	defer cancel()
+	ab := *rec
+	ab.Status, ab.FinishedAt = RunAbandoned, c.clock.Now().UTC()
+	ab.Reason = "claimed after its claimer's lease had ended, so its work never started; the claimer could not take the lease again to settle it"
+	if err := c.writeRun(fctx, &ab, rec.ETag, o.Retention); err == nil {
+		lost.Record, lost.Abandoned = ab, &ab
+	}
+	return lost, retriedErr(&lost)
+}
+
+// waitForStop waits, after taking over a lease its holder never released, for as long as that holder's work may
+// still be stopping (metaStopMs), renewing the lease meanwhile.
+func (h *runHolding) waitForStop(ctx context.Context, p *State) error {
+	ms, err := strconv.ParseInt(p.Metadata[metaStopMs], 10, 64)
+	if err != nil || ms <= 0 {
+		return nil
+	}
+	d := time.Duration(ms) * time.Millisecond
+	h.c.log.Info("took over a lease its holder never released; waiting for its work to stop before starting any", "lease", h.key,
+		"previous", p.Owner, "wait", d)
+	ctx, cancel := h.leaseBound(ctx)
+	defer cancel()
+	if err := h.c.sleep(ctx, d); err != nil {
+		if h.lease.Err() != nil {
+			return fmt.Errorf("the lease was lost while waiting for the previous holder's work to stop: %w", h.lease.Err())
+		}
+		return err
+	}
+	return nil
 }
 
 // settledHere is RunOnce's result when the occurrence it was called for was found abandoned: its re-run, or a

@@ -14,16 +14,17 @@ import (
 
 // Run records: one per (lease key, occurrence), in the lease container, in the lease's partition, with id
 // "run-{key}-{occurrence}" and type "run". Creating one is the claim of an occurrence, and an id can be created
-// only once, so at most one claim of each occurrence ever succeeds. Each record carries a ttl (the retention,
-// in seconds): on a container whose default time-to-live is −1 records expire on their own, while lease
-// documents, which carry no ttl, never do. The occurrence is stored at a fixed width so that it sorts as text.
+// only once, so at most one claim of each occurrence ever succeeds. Each record carries a ttl, in seconds, set so
+// that it expires the retention after its occurrence (not after its last write: records then expire in the order
+// of their occurrences, however late one was rewritten): on a container whose default time-to-live is −1 records
+// expire on their own, while lease documents, which carry no ttl, never do. The occurrence is stored at a fixed width so that it sorts as text.
 
 // RunPrefix starts every run record id.
 const RunPrefix = "run-"
 
 // Run record defaults and limits.
 const (
-	// DefaultRunRetention is how long a run record is kept after its last write.
+	// DefaultRunRetention is how long a run record is kept after its occurrence.
 	DefaultRunRetention = 30 * 24 * time.Hour
 	// MinRunRetention is the shortest retention RunOnce accepts: a record must outlive every late tick and
 	// past-due replay of its occurrence, or the occurrence could run again.
@@ -91,8 +92,11 @@ func RunID(key string, occurrence time.Time) string {
 // occurrenceLayout is fixed-width, so the stored text sorts as the times do.
 const occurrenceLayout = "2006-01-02T15:04:05.000Z"
 
-// encodeRun is the stored form: the record, its partition key property, the fixed-width occurrence and the ttl.
-func (c *Client) encodeRun(r *RunRecord, ttl time.Duration) ([]byte, error) {
+// encodeRun is the stored form: the record, its partition key property, the fixed-width occurrence and the ttl,
+// which Cosmos DB counts from the write: retention less the occurrence's age, so the record expires retention
+// after its occurrence (and at least a minute after this write).
+func (c *Client) encodeRun(r *RunRecord, retention time.Duration) ([]byte, error) {
+	ttl := max(retention-c.clock.Now().Sub(r.Occurrence), time.Minute)
 	etag := r.ETag
 	r.ETag = ""
 	b, err := json.Marshal(r)
