@@ -186,7 +186,15 @@ func NewerSession(token, old string) bool {
 
 // ETagOf reads a stored document's _etag; empty when it has none.
 func ETagOf(body []byte) string {
-	// Match the name exactly: encoding/json would also take a user property "_Etag" or "_ETAG" for it.
+	// Match the name exactly: encoding/json would also take a user property "_Etag" or "_ETAG" for it. Such a
+	// property is rare, so decode the plain way unless one may be there.
+	if !caseVariantOfETag(body) {
+		var d struct {
+			ETag string `json:"_etag"`
+		}
+		_ = json.Unmarshal(body, &d)
+		return d.ETag
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
 		return ""
@@ -206,4 +214,21 @@ func ETagOf(body []byte) string {
 		}
 	}
 	return etag
+}
+
+// caseVariantOfETag reports whether body holds a string "_etag" in another case ("_Etag", "_ETAG"), which
+// encoding/json would match against the field _etag.
+func caseVariantOfETag(body []byte) bool {
+	const name = `"_etag"`
+	for i := bytes.Index(body, []byte(`"_`)); i >= 0 && i+len(name) <= len(body); {
+		if w := body[i : i+len(name)]; bytes.EqualFold(w, []byte(name)) && !bytes.Equal(w, []byte(name)) {
+			return true
+		}
+		j := bytes.Index(body[i+2:], []byte(`"_`))
+		if j < 0 {
+			break
+		}
+		i += 2 + j
+	}
+	return false
 }
