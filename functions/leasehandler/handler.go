@@ -190,7 +190,7 @@ func (h *handler) timer(w http.ResponseWriter, r *http.Request) {
 // deadline.
 func (h *handler) runOptions(ctx context.Context, occ time.Time, rank, ranks int, pastDue bool) cosmoslease.RunOptions {
 	o := cosmoslease.RunOptions{Rank: rank, FailoverDelay: h.s.delay, RetryAbandoned: h.s.retryAbandoned,
-		Retention: h.s.retention, Instance: h.s.instance, PastDue: pastDue, Schedule: h.s.sched.Expr(),
+		Retention: h.s.retention, Instance: h.s.instance, PastDue: pastDue, Schedule: h.s.sched.Expr(), Next: h.s.sched.Next,
 		MissedAfter: h.s.missedAfter(ranks), Grace: h.s.grace(), FinishWithin: h.s.budget.finish}
 	o.Until = h.s.sched.Next(occ).Add(time.Duration(rank) * h.s.delay)
 	if dl, ok := ctx.Deadline(); ok {

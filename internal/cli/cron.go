@@ -200,7 +200,7 @@ func (a *App) cron(c *ucli.Context) error {
 		occ := next
 		o := cosmoslease.RunOptions{Rank: rank, FailoverDelay: j.delay, Until: j.sched.Next(occ).Add(time.Duration(rank) * j.delay),
 			RetryAbandoned: c.Bool("retry-abandoned"), Retention: j.retention, Instance: j.instance, PastDue: pastDue,
-			Schedule: j.sched.Expr(), MissedAfter: missedAfter, Grace: j.grace + 5*time.Second}
+			Schedule: j.sched.Expr(), Next: j.sched.Next, MissedAfter: missedAfter, Grace: j.grace + 5*time.Second}
 		res, err := client.RunOnce(ctx, j.key, occ, o, func(ctx context.Context, run cosmoslease.Run) error {
 			return a.execJob(ctx, j, run)
 		})

@@ -108,6 +108,11 @@ var requestOps = [...]struct{ name, operation, dbOperation string }{
 	{"release", "release", "replace_item"},
 	{"list", "list", "query_items"},
 	{"check", "check", ""}, // several requests whose charges Check does not report: no charge recorded
+	// The occurrence election's run records.
+	{"run-read", "read", "read_item"},
+	{"run-create", "claim", "create_item"},
+	{"run-replace", "record", "replace_item"},
+	{"run-query", "history", "query_items"},
 }
 
 // outcomes are Operation.Outcome's values: ok, then store.Kind's.

@@ -101,6 +101,12 @@ type RunOptions struct {
 	// FinishWithin bounds recording how the run ended and releasing the lease, after the work returned (or its
 	// grace passed); default twice Options.RequestTimeout.
 	FinishWithin time.Duration
+	// Next, when set, is the schedule: the first occurrence after a time. With it, the contender that runs an
+	// occurrence counts the occurrences due since the one the lease last named that have no run record, as
+	// missed (RunResult.Missed, the cosmoslease.occurrence.missed counter): each is counted once, by the
+	// region that runs the next occurrence. That costs nothing while every occurrence is claimed (the lease
+	// names the previous one), and one query of the run history when some were not.
+	Next func(time.Time) time.Time
 }
 
 func (o RunOptions) withDefaults(c *Client) (RunOptions, error) {
@@ -196,6 +202,8 @@ type RunResult struct {
 	FailoverDelay time.Duration
 	// StillRunning is set when the work did not return within Grace after its context ended.
 	StillRunning bool
+	// Missed are the occurrences before this one that ran in no region, found by this call (RunOptions.Next).
+	Missed []time.Time
 	// Abandoned is the record of an earlier occurrence this call found abandoned and marked (the oldest, or this
 	// occurrence's own, when it marked several; each is logged); Retried is the result of running it again
 	// (RetryAbandoned).
@@ -218,7 +226,38 @@ var ErrStillRunning = errors.New("the work of an earlier occurrence still runs a
 // the record's create, its replace when the work ends, and the lease's release; after a holder that never
 // released, also one query of the newest run records and a point read of each record to settle.
 // Options.TakeOverSameOwner must be off: it would let a duplicate tick take the lease from a running occurrence.
-func (c *Client) RunOnce(ctx context.Context, key string, occurrence time.Time, opts RunOptions, work RunFunc) (RunResult, error) {
+func (c *Client) RunOnce(ctx context.Context, key string, occurrence time.Time, opts RunOptions, work RunFunc) (res RunResult, err error) {
+	m := c.m.keyed(key)
+	ctx, sp := c.tr.start(ctx, "cosmoslease.RunOnce", key)
+	defer func() {
+		if status := runMetricStatus(ctx, res, err); status != "" {
+			c.m.occurrenceRan(ctx, m, status)
+		}
+		sp.end(res.Epoch, res.Status, err)
+	}()
+	return c.runOnce(ctx, key, occurrence, opts, work)
+}
+
+// runMetricStatus is the status cosmoslease.occurrence.runs counts a RunOnce call under: executed, skipped,
+// failed or lost (runs of the work itself, the re-run of an abandoned occurrence included, and markings as
+// abandoned are counted where they happen). A call interrupted before anything ran here counts nothing.
+func runMetricStatus(ctx context.Context, res RunResult, err error) string {
+	switch {
+	case res.Status == RunSkipped:
+		return RunSkipped
+	case !res.WorkStarted.IsZero(), res.Retried != nil && res.Retried.Occurrence.Equal(res.Occurrence):
+		return "" // counted by run
+	case err != nil && errors.Is(ctx.Err(), context.Canceled):
+		return ""
+	case res.Status == RunLost:
+		return RunLost
+	case err != nil:
+		return RunFailed
+	}
+	return ""
+}
+
+func (c *Client) runOnce(ctx context.Context, key string, occurrence time.Time, opts RunOptions, work RunFunc) (RunResult, error) {
 	t := occurrence.UTC().Truncate(time.Millisecond)
 	res := RunResult{Occurrence: t, Status: RunFailed}
 	id, err := leasedoc.ID(key)
@@ -370,9 +409,12 @@ func (c *Client) RunOnce(ctx context.Context, key string, occurrence time.Time, 
 		return c.skipped(res, existing, ""), nil
 	}
 
-	// 5 and 6. Run it, record how it ended, release.
+	// 5 and 6. Run it, record how it ended, count what ran nowhere before it, release.
 	r := h.run(ctx, rec, false)
 	r.Abandoned, r.Retried = res.Abandoned, res.Retried
+	if !r.WorkStarted.IsZero() {
+		r.Missed = h.missed(ctx, t)
+	}
 	if r.WorkStarted.IsZero() && r.Status == RunLost {
 		// Our claim landed, but our lease had ended before the work could start: settle our own record.
 		return c.settleOwnClaim(ctx, key, id, rec, o, work, r)
@@ -436,6 +478,7 @@ func (c *Client) settleOwnClaim(ctx context.Context, key, id string, rec *RunRec
 	ab.Reason = "claimed after its claimer's lease had ended, so its work never started; the claimer could not take the lease again to settle it"
 	if err := c.writeRun(fctx, &ab, rec.ETag, o.Retention); err == nil {
 		lost.Record, lost.Abandoned = ab, &ab
+		c.m.occurrenceRan(ctx, c.m.keyed(key), RunAbandoned)
 	}
 	return lost, retriedErr(&lost)
 }
@@ -639,6 +682,55 @@ func (h *runHolding) leave(reason string) {
 	h.c.log.Warn("lease left unreleased for the next holder to settle", "lease", h.key, "reason", reason)
 }
 
+// m is the lease key's metric series.
+func (h *runHolding) m() *keyMetrics { return h.c.m.keyed(h.key) }
+
+// missed finds the occurrences of the schedule (o.Next) that came due after the one the replaced lease document
+// named, and before current, and that have no run record: nobody claimed them in any region. The lease names
+// every occurrence anyone took it for, so while none is missed this costs no request; otherwise one query of
+// the newest records. Each is counted once, by the holder of the next occurrence.
+func (h *runHolding) missed(ctx context.Context, current time.Time) []time.Time {
+	p := h.lease.Previous()
+	if h.o.Next == nil || p == nil {
+		return nil
+	}
+	last, err := time.Parse(time.RFC3339Nano, p.Metadata[metaOccurrence])
+	if err != nil || !last.Before(current) {
+		return nil
+	}
+	var gap []time.Time
+	for t, n := h.o.Next(last), 0; t.Before(current) && len(gap) < 1000 && n < maxMissedScan; t, n = h.o.Next(t), n+1 {
+		if !h.c.tooOld(t, h.o) {
+			gap = append(gap, t.UTC())
+		}
+	}
+	if len(gap) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.o.FinishWithin)
+	defer cancel()
+	recs, err := h.c.Runs(ctx, h.key, min(len(gap)+10, 1000))
+	if err != nil {
+		h.c.log.Warn("could not read the run history to count missed occurrences", "lease", h.key, "error", err)
+		return nil
+	}
+	have := map[int64]bool{}
+	for _, r := range recs {
+		have[r.Occurrence.UTC().UnixMilli()] = true
+	}
+	var out []time.Time
+	for _, t := range gap {
+		if !have[t.UnixMilli()] {
+			out = append(out, t)
+		}
+	}
+	if len(out) > 0 {
+		h.c.m.occurrencesMissed(ctx, h.m(), int64(len(out)))
+		h.c.log.Warn("occurrences ran in no region", "lease", h.key, "missed", len(out), "first", out[0], "last", out[len(out)-1])
+	}
+	return out
+}
+
 func (h *runHolding) release(ctx context.Context) {
 	if h.pass != "" && !h.unreleased {
 		h.leave(h.pass)
@@ -814,6 +906,7 @@ func (h *runHolding) settle(ctx context.Context, prev, current time.Time) (*RunR
 	}
 	c.log.Warn("occurrence abandoned by its claimer", "lease", h.key, "occurrence", prev, "claimer", abandoned.Owner,
 		"instance", abandoned.Instance, "epoch", abandoned.Epoch)
+	c.m.occurrenceRan(ctx, h.m(), RunAbandoned)
 	marked := *rec
 	if !h.o.RetryAbandoned || abandoned.Retried || c.tooOld(prev, h.o) {
 		return &marked, nil, nil
@@ -861,6 +954,7 @@ func (h *runHolding) run(ctx context.Context, rec *RunRecord, retry bool) RunRes
 	defer cancel()
 	res.WorkStarted = c.clock.Now()
 	res.FailoverDelay = max(0, res.WorkStarted.Sub(rec.Occurrence))
+	c.m.failedOver(ctx, h.m(), res.FailoverDelay)
 	c.log.Info("occurrence claimed; running", "lease", h.key, "occurrence", rec.Occurrence, "epoch", run.Epoch, "retry", retry)
 	done := make(chan error, 1)
 	go func() { done <- h.work(workCtx, run) }()
@@ -918,6 +1012,12 @@ func (h *runHolding) run(ctx context.Context, rec *RunRecord, retry bool) RunRes
 	res.Status = status
 	if status == RunCompleted {
 		res.Status = RunExecuted
+	}
+	switch res.Status {
+	case RunExecuted, RunLost:
+		c.m.occurrenceRan(ctx, h.m(), res.Status)
+	default:
+		c.m.occurrenceRan(ctx, h.m(), RunFailed)
 	}
 	if werr != nil {
 		res.Reason = werr.Error()

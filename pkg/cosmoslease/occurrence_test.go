@@ -429,3 +429,37 @@ func TestMissedOccurrences(t *testing.T) {
 		t.Fatalf("capped: %+v", m)
 	}
 }
+
+// With the schedule (RunOptions.Next), the contender that runs an occurrence counts the earlier ones that ran in
+// no region, once: none when the lease names the previous occurrence (and then no request is made for it), the
+// gap when occurrences went unclaimed; an occurrence skipped for overlap has a record and is not missed.
+func TestRunOnce_CountsMissedOccurrencesOnce(t *testing.T) {
+	beds(t, func(t *testing.T, b bed) {
+		c, _ := b.client(t, "region0", nil)
+		every := func(t time.Time) time.Time { return t.Truncate(time.Second).Add(time.Second) }
+		o := runOpts(0)
+		o.Next = every
+		base := occurrenceNow().Add(-time.Minute)
+		run := func(occ time.Time) RunResult {
+			t.Helper()
+			res, err := c.RunOnce(ctxTimeout(t, 20*time.Second), "job", occ, o, func(context.Context, Run) error { return nil })
+			if err != nil || res.Status != RunExecuted {
+				t.Fatalf("%s: %+v, %v", occ, res, err)
+			}
+			return res
+		}
+		if r := run(base); len(r.Missed) != 0 {
+			t.Fatalf("the first occurrence ever: missed %v", r.Missed)
+		}
+		if r := run(base.Add(time.Second)); len(r.Missed) != 0 {
+			t.Fatalf("the next one: missed %v", r.Missed)
+		}
+		r := run(base.Add(4 * time.Second)) // +2 and +3 ran nowhere
+		if fmt.Sprint(r.Missed) != fmt.Sprint([]time.Time{base.Add(2 * time.Second), base.Add(3 * time.Second)}) {
+			t.Fatalf("after a gap: missed %v", r.Missed)
+		}
+		if r := run(base.Add(5 * time.Second)); len(r.Missed) != 0 {
+			t.Fatalf("counted again: %v", r.Missed)
+		}
+	})
+}

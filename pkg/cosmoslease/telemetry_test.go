@@ -470,3 +470,61 @@ func TestTelemetry_OccurrenceInstruments(t *testing.T) {
 		t.Errorf("held = %v, want 0", got)
 	}
 }
+
+// The occurrence election's instruments, through real RunOnce calls against the server: a run counted as
+// executed with its failover delay, a standby's skip, a claimer's loss, the marking of its record as abandoned,
+// and the occurrences nobody claimed, once; a RunOnce span with the run's epoch and outcome.
+func TestTelemetry_RunOnceRecordsTheOccurrenceInstruments(t *testing.T) {
+	tb := newTelemetryBed(t)
+	b := newServerBed(t, DefaultPartitionKeyPath)
+	east, fe := b.client(t, "app@eastus", tb.options)
+	west, _ := b.client(t, "app@westeurope", tb.options)
+	every := func(t time.Time) time.Time { return t.Truncate(time.Second).Add(time.Second) }
+	o := runOpts(0)
+	o.Next = every
+	base := occurrenceNow().Add(-time.Minute)
+	ok := func(context.Context, Run) error { return nil }
+	ctx := ctxTimeout(t, 30*time.Second)
+	if res, err := east.RunOnce(ctx, "job", base, o, ok); err != nil || res.Status != RunExecuted {
+		t.Fatalf("%+v, %v", res, err)
+	}
+	if res, err := west.RunOnce(ctx, "job", base, runOpts(1), ok); err != nil || res.Status != RunSkipped {
+		t.Fatalf("%+v, %v", res, err)
+	}
+	// east runs base+1 s and "dies" mid-work: none of its writes get through from then on.
+	res, _ := east.RunOnce(ctx, "job", base.Add(time.Second), o, func(ctx context.Context, r Run) error {
+		fe.inject("replace", faultUnavailable, 10_000)
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	if res.Status != RunLost {
+		t.Fatalf("dying claimer: %+v", res)
+	}
+	// west runs base+4 s: it marks base+1 s abandoned and finds base+2 s and base+3 s claimed by nobody.
+	ow := runOpts(0)
+	ow.Next = every
+	if res, err := west.RunOnce(ctx, "job", base.Add(4*time.Second), ow, ok); err != nil || res.Status != RunExecuted || len(res.Missed) != 2 {
+		t.Fatalf("%+v, %v", res, err)
+	}
+	runs := func(owner, status string) float64 {
+		return tb.value(t, "cosmoslease.occurrence.runs", "cosmoslease.owner="+owner, "cosmoslease.occurrence.status="+status)
+	}
+	if runs("app@eastus", "executed") != 1 || runs("app@eastus", "lost") != 1 || runs("app@westeurope", "skipped") != 1 ||
+		runs("app@westeurope", "abandoned") != 1 || runs("app@westeurope", "executed") != 1 {
+		t.Errorf("runs: east executed %v lost %v; west skipped %v abandoned %v executed %v; want 1 each", runs("app@eastus", "executed"),
+			runs("app@eastus", "lost"), runs("app@westeurope", "skipped"), runs("app@westeurope", "abandoned"), runs("app@westeurope", "executed"))
+	}
+	if got := tb.value(t, "cosmoslease.occurrence.missed", "cosmoslease.owner=app@westeurope"); got != 2 {
+		t.Errorf("missed = %v, want 2", got)
+	}
+	if d := tb.one(t, "cosmoslease.occurrence.failover.delay", "cosmoslease.owner=app@westeurope"); d.count != 1 || d.value < 4 {
+		t.Errorf("west's failover delay: %d recorded, sum %v s; want 1, at least 4 s (it ran base+4 s a minute late)", d.count, d.value)
+	}
+	spans := tb.ended("cosmoslease.RunOnce")
+	if len(spans) != 4 {
+		t.Fatalf("%d RunOnce spans, want 4", len(spans))
+	}
+	if s := spans[len(spans)-1]; spanAttr(s, attrKey) != "job" || spanAttr(s, attrEpoch) == "" {
+		t.Errorf("the last RunOnce span: %v", s.Attributes())
+	}
+}
