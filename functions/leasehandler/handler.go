@@ -212,10 +212,9 @@ func (s *settings) grace() time.Duration {
 	return cosmoslease.DefaultRunGrace
 }
 
-// missedAfter is how long after an occurrence its run record may still be missing without it being missed: the
-// last rank's delay, a crashed holder's lease running out, and a little.
+// missedAfter is how long after an occurrence its run record may still be missing without it being missed.
 func (s *settings) missedAfter(ranks int) time.Duration {
-	return time.Duration(ranks)*s.delay + s.opts.LeaseDuration + 10*time.Second
+	return cosmoslease.ClaimWindow(ranks, s.delay, s.opts.LeaseDuration)
 }
 
 func (h *handler) summary(out cosmoslease.RunResult, rank int, start time.Time) string {

@@ -232,7 +232,7 @@ func TestSettings(t *testing.T) {
 		{map[string]string{"CosmosLeasing__AccountEndpoint": "acct"}, "is not a URL"},
 		{map[string]string{"CosmosLeasing__DefaultLeaseDuration": "soon"}, "CosmosLeasing__DefaultLeaseDuration"},
 		{map[string]string{"CosmosLeasing__DefaultLeaseDuration": "00:00:03"}, "from 00:00:06 to 00:10:00"},
-		{map[string]string{"LeaseTimerPreferredRegions": "eastus,East US"}, "names \"East US\" twice"},
+		{map[string]string{"LeaseTimerPreferredRegions": "eastus,East US"}, "\"East US\" is named twice"},
 		{map[string]string{"LeaseTimerFailoverDelay": "soon"}, "LeaseTimerFailoverDelay"},
 		{map[string]string{"LeaseTimerFailoverDelay": "00:00:00"}, "from 00:00:01 to 01:00:00"},
 		{map[string]string{"LeaseTimerRetryAbandoned": "maybe"}, "not true or false"},

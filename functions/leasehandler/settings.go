@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -143,13 +142,8 @@ func loadSettings(getenv func(string) string) (*settings, error) {
 		}
 		s.retryAbandoned = b
 	}
-	for _, r := range strings.Split(getenv(settingPreferred), ",") {
-		if n := normRegion(r); n != "" {
-			if slices.Contains(s.preferred, n) {
-				return nil, fmt.Errorf("%s names %q twice; list each region once, most preferred first", settingPreferred, strings.TrimSpace(r))
-			}
-			s.preferred = append(s.preferred, n)
-		}
+	if s.preferred, err = cosmoslease.ParseRegions(getenv(settingPreferred)); err != nil {
+		return nil, fmt.Errorf("%s: %v", settingPreferred, strings.TrimPrefix(err.Error(), cosmoslease.ErrInvalid.Error()+": "))
 	}
 	if b := s.budget; b.timeout > 0 && time.Duration(max(len(s.preferred), 1))*s.delay >= b.work/2 {
 		return nil, fmt.Errorf("%s (%s) is too long for functionTimeout (%s): the last of %d regions would wait %s before contending; use a shorter delay",
@@ -165,32 +159,16 @@ func loadSettings(getenv func(string) string) (*settings, error) {
 	}
 	site := orDefault(getenv("WEBSITE_SITE_NAME"), hostname())
 	s.opts.Region = region
-	s.opts.OwnerID = site + "@" + normRegion(region)
+	s.opts.OwnerID = site + "@" + cosmoslease.NormalizeRegion(region)
 	s.instance = instanceID(getenv)
 	s.opts.Hostname = s.instance
 	return s, nil
 }
 
-// normRegion compares region names as Azure writes them in different places: "East US" (REGION_NAME, the
-// account's locations) and "eastus" (ARM, az) are the same region.
-func normRegion(r string) string {
-	return strings.ToLower(strings.Join(strings.Fields(r), ""))
-}
-
-// rank is this region's place in the preference order: its index in the preferred regions (the setting, or
-// else the account's regions), or after all of them when it is not listed. n is the number of ranks in use.
+// rank is this region's place in the preference order (the setting, or else the account's regions), and the
+// number of ranks in use.
 func (s *settings) rank(account []string) (rank, n int) {
-	order := s.preferred
-	if len(order) == 0 {
-		for _, r := range account {
-			order = append(order, normRegion(r))
-		}
-	}
-	me := normRegion(s.opts.Region)
-	if i := slices.Index(order, me); i >= 0 {
-		return i, len(order)
-	}
-	return len(order), len(order) + 1
+	return cosmoslease.Rank(s.opts.Region, s.preferred, account)
 }
 
 // instanceID names this process's instance of the app as the host does on Linux Consumption and Flex

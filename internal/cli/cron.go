@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -99,13 +98,8 @@ func (a *App) cronArgs(c *ucli.Context) (*cronJob, error) {
 	if _, err := leasedoc.ID(j.key); err != nil {
 		return nil, usagef("--lease: %v", err)
 	}
-	for _, r := range strings.Split(c.String("preferred-regions"), ",") {
-		if n := normRegion(r); n != "" {
-			if slices.Contains(j.preferred, n) {
-				return nil, usagef("--preferred-regions names %q twice; list each region once, most preferred first", strings.TrimSpace(r))
-			}
-			j.preferred = append(j.preferred, n)
-		}
+	if j.preferred, err = cosmoslease.ParseRegions(c.String("preferred-regions")); err != nil {
+		return nil, usagef("--preferred-regions: %s", strings.TrimPrefix(err.Error(), cosmoslease.ErrInvalid.Error()+": "))
 	}
 	for name, into := range map[string]*time.Duration{"failover-delay": &j.delay, "grace": &j.grace} {
 		d, err := durationFlag(c, name)
@@ -127,27 +121,10 @@ func (a *App) cronArgs(c *ucli.Context) (*cronJob, error) {
 		return nil, usagef("--retention %q: %v", c.String("retention"), err)
 	}
 	if least := max(cosmoslease.MinRunRetention, 2*j.sched.Longest()); j.retention < least || j.retention > cosmoslease.MaxRunRetention {
-		return nil, usagef("--retention %s: keep run records at least a day and two of the schedule's longest gaps (%s), so no late occurrence can run twice: use at least %s",
-			c.String("retention"), j.sched.Longest(), least)
+		return nil, usagef("--retention %s: keep run records at least a day and two of the schedule's longest gaps (%s), so no late occurrence can run twice: use at least %s (%dd)",
+			c.String("retention"), config.FormatTimeSpan(j.sched.Longest()), config.FormatTimeSpan(least), (least+24*time.Hour-1)/(24*time.Hour))
 	}
 	return j, nil
-}
-
-// normRegion compares region names as Azure writes them in different places: "East US" and "eastus".
-func normRegion(r string) string { return strings.ToLower(strings.Join(strings.Fields(r), "")) }
-
-// rank is the machine's place in the preference order, and the number of ranks in use.
-func (j *cronJob) rank(account []string) (int, int) {
-	order := j.preferred
-	if len(order) == 0 {
-		for _, r := range account {
-			order = append(order, normRegion(r))
-		}
-	}
-	if i := slices.Index(order, normRegion(j.region)); i >= 0 {
-		return i, len(order)
-	}
-	return len(order), len(order) + 1
 }
 
 func (a *App) cron(c *ucli.Context) error {
@@ -187,11 +164,11 @@ func (a *App) cron(c *ucli.Context) error {
 	}
 	defer client.Close()
 	defer tel.flush()
-	rank, ranks := j.rank(client.AccountRegions())
+	rank, ranks := cosmoslease.Rank(j.region, j.preferred, client.AccountRegions())
 	out := &cronReporter{w: a.Stdout, json: c.Bool("json"), job: j, metricsURL: tel.metricsURL()}
 	next := j.sched.Next(time.Now())
 	out.started(rank, next)
-	missedAfter := time.Duration(ranks)*j.delay + d + 10*time.Second
+	missedAfter := cosmoslease.ClaimWindow(ranks, j.delay, d)
 	pastDue := false
 	for {
 		if err := sleepUntil(ctx, next); err != nil {

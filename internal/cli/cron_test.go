@@ -1,0 +1,26 @@
+package cli
+
+import "testing"
+
+// Each wrong cron line is refused before anything is contacted, in one line that says what to do, exit 2.
+func TestCronBadInput(t *testing.T) {
+	h := newHarness(t)
+	ok := []string{"--schedule", "0 */5 * * * *", "--region", "eastus"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{ok, "needs the command to run after --"},
+		{[]string{"--region", "eastus", "--", "true"}, "needs --schedule EXPR"},
+		{[]string{"--schedule", "every minute", "--region", "eastus", "--", "true"}, `--schedule "every minute" has 2 fields`},
+		{[]string{"--schedule", "00:05:00", "--region", "eastus", "--", "true"}, "TimeSpan schedule"},
+		{[]string{"--schedule", "0 */5 * * * *", "--", "true"}, "needs --region REGION"},
+		{append(ok[:4:4], "--preferred-regions", "eastus,East US", "--", "true"), `--preferred-regions: "East US" is named twice`},
+		{append(ok[:4:4], "--failover-delay", "0s", "--", "true"), "--failover-delay 0s: use a duration from 1s to 1h"},
+		{append(ok[:4:4], "--retention", "2h", "--", "true"), "keep run records at least a day"},
+		{[]string{"--schedule", "0 0 9 13 * Fri", "--region", "eastus", "--retention", "30d", "--", "true"}, "use at least 854.00:00:00 (854d)"},
+		{append(ok[:4:4], "--lease", "a/b", "--", "true"), "--lease:"},
+	} {
+		h.run(append([]string{"cron"}, tc.args...)...).expect(t, ExitUsage, tc.want)
+	}
+}
