@@ -24,7 +24,8 @@ import (
 //     returns "skipped" as soon as the record exists.
 //  2. It takes the lease (TryAcquire, polled while another holds it), naming the occurrence in the lease
 //     document's metadata.
-//  3. Holding it, it settles what the previous holder left if that holder never released: a record still
+//  3. Holding it, after a holder that never released it first waits for that holder's work to stop (the holding
+//     wrote how long that may take, workStopMs), then settles what it left: a record still
 //     "started" under an earlier epoch belongs to a claimer that died, and is marked abandoned (and, with
 //     RetryAbandoned, run again once, now, at this higher epoch). It looks at the occurrence the lease document
 //     names and, with one query, at every such record among the newest settleScan (a holder can die while it
@@ -36,7 +37,8 @@ import (
 //     ended) is abandoned, as in step 3.
 //  5. It runs the work under the lease, renewed meanwhile, and never starts it once the lease has ended; the
 //     work's context ends when the lease is lost or the caller's context ends. A holding that may leave a record
-//     "started" without having run its work is left unreleased, so that the next holder settles it (step 3).
+//     "started" without having run its work is left unreleased, so that the next holder settles it (step 3); a
+//     claimer whose create landed after its lease had ended takes the lease again to settle its own record.
 //  6. It records how the run ended, on the record's ETag, and releases the lease.
 //
 // So the lease is held only while an occurrence's work runs, and is short: a contender that dies mid-work
