@@ -539,9 +539,12 @@ func occurrencesSection(r *occurrencesResult) string {
 		w(" %d ms,", f.replied.Milliseconds())
 	}
 	w(" and\n%d ms after the mid-work kill. There the killed region had taken the lease (for %s) when it claimed the\n"+
-		"occurrence before, %s earlier, so westeurope's turn, %s after the next occurrence, came as that lease ran out:\n"+
-		"after a kill mid-work the next region starts when the later of its delay and the dead holder's lease ends.\n",
-		m.replied.Milliseconds(), secs(r.lease), secs(m.next.Sub(m.killed)), secs(r.delay))
+		"occurrence before, %s earlier, so westeurope's turn, %s after the next occurrence, came before that lease ran out;\n"+
+		"once it had, westeurope waited as long as the dead holder's work could still have been stopping, had it been\n"+
+		"alive (its grace, 10 s, less the %s of its lease past its deadline: the lease document's workStopMs), before it\n"+
+		"settled the abandoned occurrence and ran its own: after a kill mid-work the next region starts when the later of\n"+
+		"its delay and the dead holder's lease ends, plus that wait.\n",
+		m.replied.Milliseconds(), secs(r.lease), secs(m.next.Sub(m.killed)), secs(r.delay), secs(r.lease/6))
 	w("\nHandback: after each failover a new process of eastus (a new instance) started, and eastus ran the next occurrence in\n"+
 		"%d of %d cases, %s after it fired.\n", handbacks, len(r.kills)+1, spread(handbackLates))
 	w("\nThe old design's column is what the handler did before occurrence election (issue 17): it held the lease from tick to\n" +
