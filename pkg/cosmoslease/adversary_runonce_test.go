@@ -268,20 +268,7 @@ func TestAdversary_RunOnce_ClaimLandingAfterATakeover(t *testing.T) {
 	resB, errB := bb.RunOnce(ctxTimeout(t, 10*time.Second), "job", occ, fakeRunOpts(0, true), work)
 	// a, whose claim landed after its lease ended, takes the lease again once b has released it, to settle its
 	// own record: let its polls run.
-	var resA RunResult
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		select {
-		case resA = <-doneA:
-		default:
-			if time.Now().After(deadline) {
-				t.Fatal("a's RunOnce did not return")
-			}
-			b.fc.Advance(100 * time.Millisecond)
-			time.Sleep(time.Millisecond)
-			continue
-		}
-		break
-	}
+	resA := waitAdvancing(t, b, doneA)
 	if r, ok := bad.Load().(Run); ok {
 		t.Errorf("the work of %s started at epoch %d in %s while the lease was at epoch %d: a process without the lease ran it "+
 			"(a: %s %q; b: %s %q, %v)", r.Occurrence.Format(time.RFC3339), r.Epoch, r.Owner, b.doc(t, "job").Epoch, resA.Status, resA.Reason,
@@ -654,19 +641,7 @@ func TestAdversary_RunOnce_ClaimLandingAfterATakeoverForTheNextOccurrence(t *tes
 	res, err := bb.RunOnce(ctxTimeout(t, 10*time.Second), "job", next, fakeRunOpts(0, true), work)
 	// a, whose claim landed after its lease ended, takes the lease again once b has released it, to settle its
 	// record: let its polls run.
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		select {
-		case <-doneA:
-		default:
-			if time.Now().After(deadline) {
-				t.Fatal("a's RunOnce did not return")
-			}
-			b.fc.Advance(100 * time.Millisecond)
-			time.Sleep(time.Millisecond)
-			continue
-		}
-		break
-	}
+	waitAdvancing(t, b, doneA)
 	if err != nil || res.Status != RunExecuted {
 		t.Fatalf("b: %+v, %v", res, err)
 	}
@@ -701,4 +676,22 @@ func TestAdversary_Missed_ScheduleChangeIsNotAnOutage(t *testing.T) {
 		t.Fatalf("%d occurrences counted missed from %s to %s (newest %v), though every occurrence of each schedule ran",
 			m.Count, m.From.Format(time.RFC3339), m.To.Format(time.RFC3339), m.Times[:min(3, len(m.Times))])
 	}
+}
+
+// waitAdvancing waits for a value from done while moving the fake clock on, so that a contender that polls on
+// it gets its turns; it fails the test after 10 s of real time.
+func waitAdvancing[T any](t *testing.T, b *fakeBed, done <-chan T) T {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		select {
+		case v := <-done:
+			return v
+		default:
+			b.fc.Advance(100 * time.Millisecond)
+			time.Sleep(time.Millisecond)
+		}
+	}
+	t.Fatal("RunOnce did not return")
+	var zero T
+	return zero
 }
