@@ -149,7 +149,7 @@ func (h *handler) timer(w http.ResponseWriter, r *http.Request) {
 	}
 	rank, ranks := h.s.rank(client.AccountRegions())
 	res.Rank = rank
-	o := h.runOptions(ctx, res.Occurrence, rank, ranks, info.IsPastDue)
+	o := h.runOptions(ctx, client, res.Occurrence, rank, ranks, info.IsPastDue)
 	out, err := client.RunOnce(ctx, h.s.key, res.Occurrence, o, func(ctx context.Context, run cosmoslease.Run) error {
 		what := "executing"
 		if run.Retry {
@@ -188,13 +188,13 @@ func (h *handler) timer(w http.ResponseWriter, r *http.Request) {
 // after the occurrence, and gives the occurrence up (recorded as skipped for overlap) if another occurrence's
 // work still holds the lease when it would contend for the next one, or shortly before the invocation's
 // deadline.
-func (h *handler) runOptions(ctx context.Context, occ time.Time, rank, ranks int, pastDue bool) cosmoslease.RunOptions {
+func (h *handler) runOptions(ctx context.Context, client *cosmoslease.Client, occ time.Time, rank, ranks int, pastDue bool) cosmoslease.RunOptions {
 	o := cosmoslease.RunOptions{Rank: rank, FailoverDelay: h.s.delay, RetryAbandoned: h.s.retryAbandoned,
 		Retention: h.s.retention, Instance: h.s.instance, PastDue: pastDue, Schedule: h.s.sched.Expr(), Next: h.s.sched.Next,
 		MissedAfter: h.s.missedAfter(ranks), Grace: h.s.grace(), FinishWithin: h.s.budget.finish}
 	o.Until = h.s.sched.Next(occ).Add(time.Duration(rank) * h.s.delay)
 	if dl, ok := ctx.Deadline(); ok {
-		if last := dl.Add(-2 * h.client.Options().RequestTimeout); last.Before(o.Until) {
+		if last := dl.Add(-2 * client.Options().RequestTimeout); last.Before(o.Until) {
 			o.Until = last
 		}
 	}
