@@ -93,8 +93,8 @@ func loadSettings(getenv func(string) string) (*settings, error) {
 	s.opts.Database, _ = raw.Get(config.KeyDatabaseName)
 	s.opts.Container, _ = raw.Get(config.KeyContainerName)
 	s.opts.PartitionKeyPath, _ = raw.Get(config.KeyPartitionKeyPath)
-	if strings.TrimPrefix(orDefault(s.opts.PartitionKeyPath, cosmoslease.DefaultPartitionKeyPath), "/") == "id" {
-		return nil, fmt.Errorf("CosmosLeasing__PartitionKeyPath: the lease container is partitioned on /id, so run records cannot share their lease's partition; use a container partitioned on /leaseKey")
+	if err := cosmoslease.CheckRunPartitionKeyPath(s.opts.PartitionKeyPath); err != nil {
+		return nil, fmt.Errorf("CosmosLeasing__PartitionKeyPath: %v", err)
 	}
 	timeout, err := readFunctionTimeout(getenv, hostDirs())
 	if err != nil {

@@ -224,6 +224,16 @@ func (c *Client) Runs(ctx context.Context, key string, limit int) ([]RunRecord, 
 
 const errPartitionedOnID = "the lease container is partitioned on /id, so run records cannot share their lease's partition and the run history cannot be read with one single-partition query; use a container partitioned on /leaseKey"
 
+// CheckRunPartitionKeyPath refuses, with ErrInvalid, a lease container partition key path on which run records
+// cannot share their lease's partition (/id), so that a program can say so before it contends (RunOnce and Runs
+// refuse it too). An empty path is the default, /leaseKey.
+func CheckRunPartitionKeyPath(path string) error {
+	if strings.TrimPrefix(path, "/") == "id" {
+		return invalid("%s", errPartitionedOnID)
+	}
+	return nil
+}
+
 // runIDPrefix checks that a lease key can name run records (ids are at most 255 characters).
 func runIDPrefix(key string) (string, error) {
 	if strings.TrimSpace(key) == "" {
