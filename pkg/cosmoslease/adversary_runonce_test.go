@@ -92,16 +92,8 @@ func refuse(context.Context, func(context.Context) (store.Item, error)) (store.I
 // hclient opens a contender on the fake bed whose requests go through a hookStore.
 func (b *fakeBed) hclient(t *testing.T, owner string, tweak func(*Options)) (*Client, *hookStore) {
 	t.Helper()
-	opts := fakeOptions(owner)
-	if tweak != nil {
-		tweak(&opts)
-	}
-	opts, err := opts.withDefaults()
-	if err != nil {
-		t.Fatal(err)
-	}
 	hs := &hookStore{Store: b.st}
-	return newClient(hs, opts, b.fc), hs
+	return newClient(hs, fakeClientOptions(t, owner, tweak), b.fc), hs
 }
 
 // fakeRunOpts: ranks 10 s apart, a poll every 100 ms, a grace of 1 s, on the fake clock.
@@ -238,13 +230,7 @@ func TestAdversary_RunOnce_ClaimLandingAfterATakeover(t *testing.T) {
 	rid := RunID("job", occ)
 	var w workLog
 	var bad atomic.Value
-	work := func(ctx context.Context, r Run) error {
-		w.add(r)
-		if d := b.doc(t, "job"); d.Epoch != r.Epoch {
-			bad.Store(r)
-		}
-		return nil
-	}
+	work := b.leaseCheckedWork(t, &w, &bad)
 	entered, land, landed := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	ha.on("create", rid, 1, func(ctx context.Context, do func(context.Context) (store.Item, error)) (store.Item, error) {
 		close(entered)
@@ -611,13 +597,7 @@ func TestAdversary_RunOnce_ClaimLandingAfterATakeoverForTheNextOccurrence(t *tes
 	occ, next := t0, t0.Add(10*time.Second)
 	var w workLog
 	var bad atomic.Value
-	work := func(ctx context.Context, r Run) error {
-		w.add(r)
-		if d := b.doc(t, "job"); d.Epoch != r.Epoch {
-			bad.Store(r)
-		}
-		return nil
-	}
+	work := b.leaseCheckedWork(t, &w, &bad)
 	entered, land, landed := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	ha.on("create", RunID("job", occ), 1, func(ctx context.Context, do func(context.Context) (store.Item, error)) (store.Item, error) {
 		close(entered)
@@ -694,4 +674,16 @@ func waitAdvancing[T any](t *testing.T, b *fakeBed, done <-chan T) T {
 	t.Fatal("RunOnce did not return")
 	var zero T
 	return zero
+}
+
+// leaseCheckedWork is work that logs each run in w and stores in bad any run whose epoch is not the lease
+// document's when it starts: work started without the lease.
+func (b *fakeBed) leaseCheckedWork(t *testing.T, w *workLog, bad *atomic.Value) RunFunc {
+	return func(ctx context.Context, r Run) error {
+		w.add(r)
+		if d := b.doc(t, "job"); d.Epoch != r.Epoch {
+			bad.Store(r)
+		}
+		return nil
+	}
 }

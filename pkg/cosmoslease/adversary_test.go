@@ -19,16 +19,8 @@ import (
 // clientOn is fakeBed.client with a clock of the test's choosing for this one client.
 func (b *fakeBed) clientOn(t *testing.T, owner string, clk clock.Clock, tweak func(*Options)) (*Client, *scripted) {
 	t.Helper()
-	opts := fakeOptions(owner)
-	if tweak != nil {
-		tweak(&opts)
-	}
-	opts, err := opts.withDefaults()
-	if err != nil {
-		t.Fatal(err)
-	}
 	sc := &scripted{Store: b.st}
-	return newClient(sc, opts, clk), sc
+	return newClient(sc, fakeClientOptions(t, owner, tweak), clk), sc
 }
 
 // stepWall steps the fake wall clock by d (forward or back) while the monotonic clock stands still, as a time

@@ -39,6 +39,13 @@ func fakeOptions(owner string) Options {
 
 func (b *fakeBed) client(t *testing.T, owner string, tweak func(*Options)) (*Client, *scripted) {
 	t.Helper()
+	sc := &scripted{Store: b.st}
+	return newClient(sc, fakeClientOptions(t, owner, tweak), b.fc), sc
+}
+
+// fakeClientOptions are fakeOptions, adjusted by tweak, with the defaults filled in.
+func fakeClientOptions(t *testing.T, owner string, tweak func(*Options)) Options {
+	t.Helper()
 	opts := fakeOptions(owner)
 	if tweak != nil {
 		tweak(&opts)
@@ -47,8 +54,7 @@ func (b *fakeBed) client(t *testing.T, owner string, tweak func(*Options)) (*Cli
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc := &scripted{Store: b.st}
-	return newClient(sc, opts, b.fc), sc
+	return opts
 }
 
 // at moves the fake clock to t0 + d.
