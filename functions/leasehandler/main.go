@@ -1,57 +1,34 @@
-// Command leasehandler is an Azure Functions custom handler. The same app runs in several regions; each
-// region's timer fires, and only the region holding the lease in Cosmos DB does the work, once per occurrence.
+// Command leasehandler is this project's Azure Functions custom handler, built on pkg/leasehandler. The same app
+// runs in several regions; each region's timers fire, and only the region holding a job's lease in Cosmos DB does
+// that job's work, once per occurrence.
 //
-// The host starts it with FUNCTIONS_CUSTOMHANDLER_PORT set and calls one route per function folder
-// (/LeaseTimer, /LeaseStatus). Settings come from app settings: see settings.go and the README.
+// It serves the job LeaseTimer (the demo work below, configured by the LeaseTimer* app settings, as the handler
+// was before it served several jobs), every command job that the app settings LeaseJobs__NAME__Command
+// configure, and LeaseStatus. A team with Go work of its own writes a handler like this one in its own module
+// (see the package's Example); teams without Go deploy this one with command jobs (cosmoslease deploy --job).
 package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
-	"net"
-	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
+
+	"github.com/cosmoslease/cosmoslease/pkg/leasehandler"
 )
 
 func main() {
-	log := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	port := os.Getenv("FUNCTIONS_CUSTOMHANDLER_PORT")
-	if port == "" {
-		fmt.Fprintln(os.Stderr, "leasehandler: FUNCTIONS_CUSTOMHANDLER_PORT is not set; the Azure Functions host sets it when it starts the handler (run it with 'func start')")
-		os.Exit(2)
-	}
-	s, err := loadSettings(os.Getenv)
-	if err != nil {
-		// Keep serving: the host would restart a handler that exits, and the reason belongs to each invocation,
-		// which fails with it.
-		fmt.Fprintf(os.Stderr, "leasehandler: the settings are not usable, so every invocation fails until they are fixed: %v\n", err)
-	}
-	h := newHandler(s, err, Work, log)
-	tel := startTelemetry(log)
-	srv := &http.Server{Handler: flushEach(h.mux(), tel, log), ReadHeaderTimeout: 10 * time.Second}
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", port))
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "leasehandler: cannot listen on 127.0.0.1:%s: %v\n", port, err)
+	work := func(ctx context.Context, run leasehandler.Run) error { return Work(ctx, run) }
+	if err := leasehandler.Serve(leasehandler.LeaseTimer(work)); err != nil {
+		fmt.Fprintln(os.Stderr, "leasehandler:", err)
 		os.Exit(1)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	go func() {
-		<-ctx.Done()
-		shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(shutdown)
-		h.release()
-		_ = tel.Shutdown(shutdown)
-	}()
-	log.Info("leasehandler listening", "addr", ln.Addr().String())
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		fmt.Fprintf(os.Stderr, "leasehandler: %v\n", err)
-		os.Exit(1)
-	}
+}
+
+// Work is LeaseTimer's work: it says where it runs. The handler already records each run (occurrence, region,
+// instance, epoch, started, finished) in the lease container; `cosmoslease inspect --runs` lists them. The
+// benchmarks replace it at build time (internal/functionshost.Build).
+var Work leasehandler.WorkFunc = func(ctx context.Context, run leasehandler.Run) error {
+	run.Logf("work for %s runs in %s (epoch %d)", run.Occurrence.Format(time.RFC3339), run.Region, run.Epoch)
+	return ctx.Err()
 }

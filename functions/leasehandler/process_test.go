@@ -23,13 +23,33 @@ import (
 
 	"github.com/cosmoslease/cosmoslease/internal/cosmostest"
 	"github.com/cosmoslease/cosmoslease/internal/emulator"
+	"github.com/cosmoslease/cosmoslease/internal/functionshost"
 	"github.com/cosmoslease/cosmoslease/internal/store/cosmosstore"
 	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 )
 
+// These tests start this project's handler as the host starts it and speak the host's protocol to it.
+
 var binary string
 
 func TestMain(m *testing.M) { os.Exit(cosmostest.MainWithBinary(m, ".", &binary)) }
+
+// The functions of the handler: the job LeaseTimer (its settings those of the single-job handler) and the
+// status function.
+const (
+	fnTimer  = "LeaseTimer"
+	fnStatus = "LeaseStatus"
+)
+
+// tickResult is a timer function's return value.
+type tickResult = functionshost.Result
+
+// httpOutput is the "res" output of LeaseStatus.
+type httpOutput struct {
+	StatusCode int               `json:"statusCode"`
+	Headers    map[string]string `json:"headers"`
+	Body       string            `json:"body"`
+}
 
 // instance is one handler process, started the way the Functions host starts it.
 type instance struct {
@@ -78,9 +98,15 @@ const site = "cosmoslease-func"
 // startHandler starts the handler of a region's app as the host starts it on an instance named pod.
 func startHandler(t *testing.T, region, pod string, env map[string]string) *instance {
 	t.Helper()
+	return startHandlerIn(t, t.TempDir(), region, pod, env)
+}
+
+// startHandlerIn starts it in the app's root dir, which holds the app's files.
+func startHandlerIn(t *testing.T, dir, region, pod string, env map[string]string) *instance {
+	t.Helper()
 	in := &instance{region: region, pod: pod, port: freePort(t), stdout: &syncBuf{}, stderr: &syncBuf{}}
 	in.cmd = exec.Command(binary)
-	in.cmd.Dir = t.TempDir()
+	in.cmd.Dir = dir
 	in.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "FUNCTIONS_CUSTOMHANDLER_PORT=" + strconv.Itoa(in.port),
 		"REGION_NAME=" + region, "WEBSITE_SITE_NAME=" + site, "WEBSITE_POD_NAME=" + pod}
 	for k, v := range env {
@@ -165,11 +191,16 @@ func (in *instance) post(t *testing.T, fn string, body []byte) reply {
 
 // tick sends one occurrence to every instance at once, as each region's timer fires.
 func tick(t *testing.T, ins []*instance, next time.Time) []reply {
+	return tickJob(t, ins, fnTimer, next)
+}
+
+// tickJob sends one occurrence of job fn to every instance at once.
+func tickJob(t *testing.T, ins []*instance, fn string, next time.Time) []reply {
 	out := make([]reply, len(ins))
 	var wg sync.WaitGroup
 	for i, in := range ins {
 		wg.Add(1)
-		go func() { defer wg.Done(); out[i] = in.post(t, fnTimer, unmonitoredTick(fired(next))) }()
+		go func() { defer wg.Done(); out[i] = in.post(t, fn, unmonitoredTick(fired(next))) }()
 	}
 	wg.Wait()
 	for _, r := range out {
@@ -199,9 +230,9 @@ func executed(t *testing.T, rs []reply) []reply {
 	return out
 }
 
-// handlerEnv is the app settings of the tests' Function Apps, on a container of their own: ticks 2 s apart, a
-// lease of 6 s, regions preferred in the order eastus, westeurope, southeastasia, 1 s apart. The name of the
-// container is in CosmosLeasing__ContainerName.
+// handlerEnv is the app settings of the tests' Function Apps, on a container of their own: ticks 3 s apart (the
+// last of three regions, 2 s late, contends before the next), a lease of 6 s, regions preferred in the order
+// eastus, westeurope, southeastasia, 1 s apart. The name of the container is in CosmosLeasing__ContainerName.
 func handlerEnv(t *testing.T) map[string]string {
 	srv := cosmostest.Get(t)
 	container := "handler-" + strconv.FormatInt(time.Now().UnixNano(), 36)
@@ -209,7 +240,7 @@ func handlerEnv(t *testing.T) map[string]string {
 		t.Fatal(err)
 	}
 	return map[string]string{"CosmosLeasing__ConnectionString": emulator.ConnectionString(srv.Endpoint),
-		"CosmosLeasing__DatabaseName": srv.Database, "CosmosLeasing__ContainerName": container, "LeaseTimerSchedule": "*/2 * * * * *",
+		"CosmosLeasing__DatabaseName": srv.Database, "CosmosLeasing__ContainerName": container, "LeaseTimerSchedule": "*/3 * * * * *",
 		"CosmosLeasing__DefaultLeaseDuration": "00:00:06", "LeaseTimerPreferredRegions": "eastus,westeurope,southeastasia",
 		"LeaseTimerFailoverDelay": "00:00:01"}
 }
@@ -306,7 +337,7 @@ func TestRecycledRegionExecutesTheNextOccurrence(t *testing.T) {
 	env := handlerEnv(t)
 	ins := []*instance{startHandler(t, "eastus", "eastus-pod-1", env), startHandler(t, "westeurope", "westeurope-pod-1", env),
 		startHandler(t, "southeastasia", "southeastasia-pod-1", env)}
-	next := time.Now().UTC().Truncate(2 * time.Second).Add(2 * time.Second)
+	next := time.Now().UTC().Truncate(3 * time.Second).Add(3 * time.Second)
 	time.Sleep(time.Until(next))
 	var active reply
 	for range 2 {
@@ -315,7 +346,7 @@ func TestRecycledRegionExecutesTheNextOccurrence(t *testing.T) {
 		} else {
 			active = ex[0]
 		}
-		next = next.Add(2 * time.Second)
+		next = next.Add(3 * time.Second)
 		time.Sleep(time.Until(next))
 	}
 	// Recycle the active region: kill its process, start another on a new instance.
@@ -336,7 +367,7 @@ func TestRecycledRegionExecutesTheNextOccurrence(t *testing.T) {
 func TestEveryLineLoggedOnce(t *testing.T) {
 	env := handlerEnv(t)
 	in := startHandler(t, "eastus", "eastus-pod-1", env)
-	next := time.Now().UTC().Truncate(2 * time.Second)
+	next := time.Now().UTC().Truncate(3 * time.Second)
 	var kept []string
 	for _, want := range []string{"executed", "skipped"} { // the second is the same occurrence again
 		r := in.post(t, fnTimer, unmonitoredTick(fired(next)))
@@ -351,7 +382,7 @@ func TestEveryLineLoggedOnce(t *testing.T) {
 	if _, err := srv.Container(t, env["CosmosLeasing__ContainerName"]).UpsertItem(context.Background(), azcosmos.NewPartitionKeyString("timer-singleton"), []byte(body), nil); err != nil {
 		t.Fatal(err)
 	}
-	r := in.post(t, fnTimer, unmonitoredTick(fired(next.Add(2*time.Second))))
+	r := in.post(t, fnTimer, unmonitoredTick(fired(next.Add(3*time.Second))))
 	if r.status != 500 || r.ret.Status != "failed" || len(r.logs) != 0 {
 		t.Fatalf("answer %d %+v, Logs %v; want 500 and no Logs", r.status, r.ret, r.logs)
 	}
@@ -424,4 +455,21 @@ func merge(a, b map[string]string) map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+// runRecords reads up to 1000 of the newest run records of a lease in a container of the test server.
+func runRecords(t testing.TB, container, key string) []cosmoslease.RunRecord {
+	t.Helper()
+	srv := cosmostest.Get(t)
+	c, err := cosmoslease.Open(context.Background(), cosmoslease.Options{ConnectionString: emulator.ConnectionString(srv.Endpoint),
+		Database: srv.Database, Container: container, OwnerID: "test-reader"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	recs, err := c.Runs(context.Background(), key, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
 }

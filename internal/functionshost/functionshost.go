@@ -128,7 +128,7 @@ func (h *Handler) Kill() {
 	<-h.done
 }
 
-// Result is LeaseTimer's return value (the handler's tickResult).
+// Result is a timer function's return value (pkg/leasehandler's tickResult).
 type Result struct {
 	Status          string    `json:"status"` // executed, skipped, failed
 	Occurrence      time.Time `json:"occurrence"`
@@ -137,6 +137,7 @@ type Result struct {
 	Instance        string    `json:"instance"`
 	Rank            int       `json:"rank"`
 	Epoch           int64     `json:"epoch"`
+	ExitCode        *int      `json:"exitCode"`
 	Holder          string    `json:"holder"`
 	Reason          string    `json:"reason"`
 	FailoverDelayMs int64     `json:"failoverDelayMs"`

@@ -23,10 +23,14 @@ func TestOverlayWorkRunsForTheMonitoredOccurrence(t *testing.T) {
 	container := srv.NewContainer(t, "/leaseKey")
 	bin, cleanup, err := Build(`package main
 
-import "context"
+import (
+	"context"
+
+	"github.com/cosmoslease/cosmoslease/pkg/leasehandler"
+)
 
 func init() {
-	Work = func(ctx context.Context, run Run) error {
+	Work = func(ctx context.Context, run leasehandler.Run) error {
 		run.Logf("overlay work ran for %s", run.Occurrence.Format("15:04:05"))
 		return nil
 	}

@@ -763,7 +763,7 @@ func contend(ctx context.Context, e env, n int, window time.Duration) (*contendR
 var telemetryHistory string
 
 // historyBench measures one LeaseStatus call of the Functions handler with 3,000 earlier run records.
-var historyBench = []string{"-bench", "BenchmarkLeaseStatus", "-benchtime", "50x", "./functions/leasehandler"}
+var historyBench = []string{"-bench", "BenchmarkLeaseStatus", "-benchtime", "50x", "./pkg/leasehandler"}
 
 // benchLines runs Go benchmarks (go test -run ^$ args…) and returns their result lines.
 func benchLines(args ...string) string {

@@ -32,10 +32,12 @@ const slowWork = `package main
 import (
 	"context"
 	"time"
+
+	"github.com/cosmoslease/cosmoslease/pkg/leasehandler"
 )
 
 func init() {
-	Work = func(ctx context.Context, run Run) error {
+	Work = func(ctx context.Context, run leasehandler.Run) error {
 		run.Logf("bench work for %s runs in %s (epoch %d) for 5 s", run.Occurrence.Format(time.RFC3339), run.Region, run.Epoch)
 		select {
 		case <-ctx.Done():

@@ -1,7 +1,11 @@
-package main
+package leasehandler
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -12,9 +16,11 @@ import (
 	"github.com/cosmoslease/cosmoslease/internal/ncrontab"
 )
 
-// host.json and every function.json parse and carry what the host needs; every folder has a route and
-// every route a folder.
-func TestFunctionAppLayout(t *testing.T) {
+// host.json carries what the host needs; the function folders are generated from the jobs: LeaseTimer's binds
+// %LeaseTimerSchedule% (as the hand-written one of the single-job handler did), a job whose schedule is in an
+// app setting binds it in the form the host can resolve, a literal schedule is written as is, and every folder
+// has a route and every route a folder.
+func TestFunctionFolders(t *testing.T) {
 	var host struct {
 		Version         string `json:"version"`
 		FunctionTimeout string `json:"functionTimeout"`
@@ -35,19 +41,27 @@ func TestFunctionAppLayout(t *testing.T) {
 		t.Fatalf("host.json: %+v", host)
 	}
 
-	dirs, _ := filepath.Glob("../*/function.json")
-	var folders []string
-	for _, d := range dirs {
-		folders = append(folders, filepath.Base(filepath.Dir(d)))
+	e := environment{"LeaseJobs__Nightly_Export__Command": "./export.sh --full", "LeaseJobs__Nightly_Export__Schedule": "0 0 2 * * *",
+		"LeaseJobs__Report__FailoverDelay": "00:00:05"}
+	jobs := []Job{LeaseTimer(noWork), {Name: "Report", Schedule: "0 30 6 * * Mon-Fri", Work: noWork},
+		{Name: "Cleanup", Schedule: "%CleanupSchedule%", Work: noWork}, {Name: "Rollup", Work: noWork}}
+	specs, problems := listJobs(jobs, e)
+	dir := t.TempDir()
+	var listed strings.Builder
+	if err := writeFunctions(dir, specs, problems, &listed); err != nil {
+		t.Fatal(err)
 	}
+	if got := strings.Fields(listed.String()); strings.Join(got, ",") != "Cleanup,LeaseStatus,LeaseTimer,Nightly_Export,Report,Rollup" {
+		t.Fatalf("folders written: %v", got)
+	}
+	h := newHandler(nil, errors.New("no app settings in this test"), specs, e, nil)
 	var routes []string
-	for name := range newHandler(nil, nil, Work, nil).routes() {
+	for name := range h.routes() {
 		routes = append(routes, name)
 	}
-	sort.Strings(folders)
 	sort.Strings(routes)
-	if strings.Join(folders, ",") != strings.Join(routes, ",") {
-		t.Fatalf("function folders %v, handler routes %v", folders, routes)
+	if strings.Join(routes, ",") != "Cleanup,LeaseStatus,LeaseTimer,Nightly_Export,Report,Rollup" {
+		t.Fatalf("routes %v", routes)
 	}
 
 	type binding struct {
@@ -55,19 +69,88 @@ func TestFunctionAppLayout(t *testing.T) {
 		RunOnStartup, UseMonitor                   *bool
 		Methods                                    []string
 	}
-	var timer struct{ Bindings []binding }
-	readJSON(t, "../LeaseTimer/function.json", &timer)
-	b := timer.Bindings[0]
-	if len(timer.Bindings) != 1 || b.Name != "timer" || b.Type != "timerTrigger" || b.Direction != "in" ||
-		b.Schedule != "%LeaseTimerSchedule%" || b.RunOnStartup == nil || *b.RunOnStartup || b.UseMonitor == nil || !*b.UseMonitor {
-		t.Fatalf("LeaseTimer bindings: %+v", timer.Bindings)
+	for name, want := range map[string]string{"LeaseTimer": "%LeaseTimerSchedule%", "Report": "0 30 6 * * Mon-Fri",
+		"Cleanup": "%CleanupSchedule%", "Rollup": "%LeaseJobs:Rollup:Schedule%", "Nightly_Export": "%LeaseJobs:Nightly_Export:Schedule%"} {
+		var timer struct{ Bindings []binding }
+		readJSON(t, filepath.Join(dir, name, "function.json"), &timer)
+		b := timer.Bindings[0]
+		if len(timer.Bindings) != 1 || b.Name != "timer" || b.Type != "timerTrigger" || b.Direction != "in" ||
+			b.Schedule != want || b.RunOnStartup == nil || *b.RunOnStartup || b.UseMonitor == nil || !*b.UseMonitor {
+			t.Fatalf("%s bindings: %+v; want the schedule %s", name, timer.Bindings, want)
+		}
 	}
 	var status struct{ Bindings []binding }
-	readJSON(t, "../LeaseStatus/function.json", &status)
-	if len(status.Bindings) != 2 || status.Bindings[0].Type != "httpTrigger" || strings.Join(status.Bindings[0].Methods, ",") != "get" ||
-		status.Bindings[1].Type != "http" || status.Bindings[1].Name != "res" {
+	readJSON(t, filepath.Join(dir, "LeaseStatus", "function.json"), &status)
+	if len(status.Bindings) != 2 || status.Bindings[0].Type != "httpTrigger" || status.Bindings[0].AuthLevel != "function" ||
+		strings.Join(status.Bindings[0].Methods, ",") != "get" || status.Bindings[1].Type != "http" || status.Bindings[1].Name != "res" {
 		t.Fatalf("LeaseStatus bindings: %+v", status.Bindings)
 	}
+
+	// What no setting can fix stops the packaging, naming the job.
+	for _, tc := range []struct {
+		jobs []Job
+		env  environment
+		want string
+	}{
+		{[]Job{{Name: "Report", Schedule: "0 61 * * * *", Work: noWork}}, nil, "job Report's Schedule"},
+		{nil, environment{"LeaseJobs__Export__Schedule": "0 0 2 * * *"}, "LeaseJobs__Export__Command is not set"},
+		{nil, environment{"LeaseJobs__Export__Command": "./x", "LeaseJobs__Export__Shedule": "0 0 2 * * *"}, "unknown app setting LeaseJobs__Export__Shedule"},
+		{nil, environment{"LeaseJobs__bad-name__Command": "./x"}, "is not a function name"},
+		{nil, environment{"LeaseJobs__Export": "./x"}, "not of the form LeaseJobs__NAME__FIELD"},
+	} {
+		specs, problems := listJobs(tc.jobs, tc.env)
+		if err := writeFunctions(t.TempDir(), specs, problems, io.Discard); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("jobs %+v, settings %v: %v; want an error saying %q", tc.jobs, tc.env, err, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		jobs []Job
+		want string
+	}{
+		{[]Job{{Name: "", Work: noWork}}, "a job needs a name"},
+		{[]Job{{Name: "Report"}}, "job Report has no Work"},
+		{[]Job{{Name: "Report", Work: noWork}, {Name: "report", Work: noWork}}, "have the same name"},
+		{[]Job{{Name: "nightly-report", Work: noWork}}, "is not a function name"},
+		{[]Job{{Name: "Nightly__Report", Work: noWork}}, "double underscore"},
+		{[]Job{{Name: "leasestatus", Work: noWork}}, "taken by the handler's status function"},
+		{[]Job{{Name: "host", Work: noWork}}, "is not a function name"},
+	} {
+		if err := checkGoJobs(tc.jobs); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("jobs %+v: %v; want an error saying %q", tc.jobs, err, tc.want)
+		}
+	}
+}
+
+func noWork(ctx context.Context, run Run) error { return nil }
+
+// loadSettings reads the settings of the job LeaseTimer, as the handler of one job read its own.
+func loadSettings(env map[string]string) (*settings, error) {
+	e := environment(env)
+	app, err := loadApp(e)
+	if err != nil {
+		return nil, err
+	}
+	specs, _ := listJobs([]Job{LeaseTimer(noWork)}, e)
+	if specs[0].err != nil {
+		return nil, specs[0].err
+	}
+	return app.job(specs[0].Job, e, specs[0].env)
+}
+
+// legacyHandler is a handler of the one job LeaseTimer, with work, on the app settings env.
+func legacyHandler(t testing.TB, env map[string]string, work WorkFunc) *handler {
+	t.Helper()
+	e := environment(env)
+	app, err := loadApp(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs, problems := listJobs([]Job{LeaseTimer(work)}, e)
+	h := newHandler(app, nil, specs, e, slog.New(slog.DiscardHandler))
+	if p := append(problems, h.problems()...); len(p) > 0 {
+		t.Fatal(p)
+	}
+	return h
 }
 
 func readJSON(t *testing.T, path string, v any) {
@@ -107,7 +190,7 @@ func TestParseTimerIsLenient(t *testing.T) {
 			if err := json.Unmarshal([]byte(tc.body), &req); err != nil {
 				t.Fatal(err)
 			}
-			info, _, err := parseTimer(req)
+			info, _, err := parseTimer(req, "LeaseTimer")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -122,7 +205,7 @@ func TestParseTimerIsLenient(t *testing.T) {
 	for _, bad := range []string{`{"Data":{}}`, `{"Data":{"timer":{"ScheduleStatus":{"Next":"tomorrow"}}}}`, `{"Data":{"timer":"{"}}`} {
 		var req invokeRequest
 		_ = json.Unmarshal([]byte(bad), &req)
-		if _, _, err := parseTimer(req); err == nil {
+		if _, _, err := parseTimer(req, "LeaseTimer"); err == nil {
 			t.Errorf("parseTimer(%s) accepted it", bad)
 		}
 	}
@@ -137,14 +220,13 @@ func FuzzParseTimer(f *testing.F) {
 		if json.Unmarshal(b, &req) != nil {
 			return
 		}
-		info, sys, err := parseTimer(req)
+		info, sys, err := parseTimer(req, "LeaseTimer")
 		if err != nil {
 			return
 		}
 		sched, _ := ncrontab.Parse("0 * * * * *")
-		h := newHandler(&settings{sched: sched}, nil, Work, nil)
-		h.now = func() time.Time { return time.Date(2026, 1, 1, 0, 0, 30, 0, time.UTC) }
-		if occ := h.occurrence(info, sys); !sched.Contains(occ) {
+		now := func() time.Time { return time.Date(2026, 1, 1, 0, 0, 30, 0, time.UTC) }
+		if occ := occurrenceOf(sched, info, sys, now); !sched.Contains(occ) {
 			t.Fatalf("occurrence %s for %s is not one of the schedule's", occ, b)
 		}
 	})
@@ -153,14 +235,7 @@ func FuzzParseTimer(f *testing.F) {
 func TestSettings(t *testing.T) {
 	base := map[string]string{"CosmosLeasing__AccountEndpoint": "https://acct.documents.azure.com:443/", "REGION_NAME": "East US", "WEBSITE_INSTANCE_ID": "abcdef0123456789",
 		"LeaseTimerSchedule": "0 */1 * * * *", "WEBSITE_SITE_NAME": "func-demo-eastus"}
-	get := func(extra map[string]string) func(string) string {
-		return func(k string) string {
-			if v, ok := extra[k]; ok {
-				return v
-			}
-			return base[k]
-		}
-	}
+	get := func(extra map[string]string) map[string]string { return merge(base, extra) }
 	s, err := loadSettings(get(nil))
 	if err != nil {
 		t.Fatal(err)
@@ -291,12 +366,11 @@ func TestOccurrence(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			h := newHandler(&settings{sched: sched}, nil, Work, nil)
-			h.now = func() time.Time {
+			now := func() time.Time {
 				t.Fatal("the handler's clock was read although the host sent UtcNow")
 				return time.Time{}
 			}
-			got := h.occurrence(timerInfo{ScheduleStatus: tc.status}, sysMetadata{UtcNow: at(tc.utcNow)})
+			got := occurrenceOf(sched, timerInfo{ScheduleStatus: tc.status}, sysMetadata{UtcNow: at(tc.utcNow)}, now)
 			if want := at(tc.want).Time; !got.Equal(want) {
 				t.Fatalf("occurrence = %s, want %s", got.Format(time.RFC3339Nano), want.Format(time.RFC3339))
 			}
@@ -362,4 +436,15 @@ func TestFunctionTimeout(t *testing.T) {
 			t.Errorf("newBudget(%v) = %+v, want %+v", timeout, got, want)
 		}
 	}
+}
+
+func merge(a, b map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range a {
+		out[k] = v
+	}
+	for k, v := range b {
+		out[k] = v
+	}
+	return out
 }

@@ -1,6 +1,6 @@
 //go:build linux || darwin
 
-package main
+package leasehandler
 
 import (
 	"bytes"
@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -36,15 +35,11 @@ func inProcess(t testing.TB, work WorkFunc, extra ...map[string]string) (*httpte
 	}
 	env := map[string]string{"CosmosLeasing__ConnectionString": emulator.ConnectionString(srv.Endpoint), "CosmosLeasing__DatabaseName": srv.Database,
 		"CosmosLeasing__ContainerName": container, "LeaseTimerSchedule": "*/2 * * * * *", "REGION_NAME": "eastus", "WEBSITE_SITE_NAME": "cosmoslease-func", "WEBSITE_POD_NAME": "eastus-pod-1",
-		"CosmosLeasing__DefaultLeaseDuration": "00:00:06", "LeaseTimerFailoverDelay": "00:00:01", "LeaseTimerPreferredRegions": "eastus,westeurope,southeastasia"}
+		"CosmosLeasing__DefaultLeaseDuration": "00:00:06", "LeaseTimerFailoverDelay": "00:00:01", "LeaseTimerPreferredRegions": "eastus,westeurope"}
 	for _, e := range extra {
 		env = merge(env, e)
 	}
-	s, err := loadSettings(func(k string) string { return env[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := newHandler(s, nil, work, slog.New(slog.DiscardHandler))
+	h := legacyHandler(t, env, work)
 	h.out = &output{stdout: io.Discard, stderr: io.Discard}
 	ts := httptest.NewServer(h.mux())
 	t.Cleanup(ts.Close)
@@ -90,7 +85,7 @@ func TestLongWorkIsCoveredByRenewals(t *testing.T) {
 			return ctx.Err()
 		case <-time.After(h.client.Options().RenewInterval*2 + h.client.Options().RenewInterval/2):
 		}
-		s, err := h.client.Inspect(ctx, h.s.key)
+		s, err := h.client.Inspect(ctx, h.jobs[0].s.key)
 		if err != nil {
 			return err
 		}
@@ -129,7 +124,7 @@ func TestWorkStopsWhenTheLeaseIsLost(t *testing.T) {
 	if r.Status != "failed" || workErr == nil || !errors.Is(workErr, cosmoslease.ErrLeaseLost) {
 		t.Fatalf("tick %+v, work ended with %v", r, workErr)
 	}
-	if recs := runRecords(t, container, h.s.key); len(recs) != 1 || recs[0].Status != cosmoslease.RunLost {
+	if recs := runRecords(t, container, h.jobs[0].s.key); len(recs) != 1 || recs[0].Status != cosmoslease.RunLost {
 		t.Fatalf("run records %+v; want one, lost", recs)
 	}
 }
@@ -166,7 +161,7 @@ func TestStatusAnswersDuringWork(t *testing.T) {
 	go func() { done <- postTimer(t, ts, time.Now().UTC().Truncate(2*time.Second)) }()
 	<-started
 	client := &http.Client{Timeout: 5 * time.Second}
-	resp, err := client.Post(ts.URL+"/"+fnStatus, "application/json", strings.NewReader(`{"Data":{"req":{"Method":"GET"}},"Metadata":{}}`))
+	resp, err := client.Post(ts.URL+"/"+statusFunction, "application/json", strings.NewReader(`{"Data":{"req":{"Method":"GET"}},"Metadata":{}}`))
 	close(finish)
 	if err != nil {
 		t.Fatalf("LeaseStatus during work: %v", err)
@@ -233,10 +228,10 @@ func TestDeadlineBelowFunctionTimeout(t *testing.T) {
 	if c := <-causes; !errors.Is(c, errDeadline) {
 		t.Fatalf("the work's context ended with %v, want the deadline", c)
 	}
-	if recs := runRecords(t, container, h.s.key); len(recs) != 1 || recs[0].Status != cosmoslease.RunTimedOut || recs[0].FinishedAt.IsZero() {
+	if recs := runRecords(t, container, h.jobs[0].s.key); len(recs) != 1 || recs[0].Status != cosmoslease.RunTimedOut || recs[0].FinishedAt.IsZero() {
 		t.Fatalf("run records %+v; want one, timed out", recs)
 	}
-	s, err := h.client.Inspect(context.Background(), h.s.key)
+	s, err := h.client.Inspect(context.Background(), h.jobs[0].s.key)
 	if err != nil || !s.Released {
 		t.Fatalf("after the timeout the lease is %+v (%v); want it released", s, err)
 	}
@@ -261,14 +256,14 @@ func TestWorkIgnoringItsDeadline(t *testing.T) {
 	if r := postWithin(t, ts, unmonitoredTick(fired(occ)), timeout); r.Status != "failed" || !strings.Contains(r.Reason, "may still be running") {
 		t.Fatalf("tick: %+v", r)
 	}
-	if recs := runRecords(t, container, h.s.key); len(recs) != 1 || recs[0].Status != cosmoslease.RunTimedOut {
+	if recs := runRecords(t, container, h.jobs[0].s.key); len(recs) != 1 || recs[0].Status != cosmoslease.RunTimedOut {
 		t.Fatalf("run records %+v; want one, timed out", recs)
 	}
 	if r := postWithin(t, ts, unmonitoredTick(fired(occ.Add(4*time.Second))), timeout); r.Status != "failed" || !strings.Contains(r.Reason, "still runs") {
 		t.Fatalf("tick while the work still runs: %+v", r)
 	}
 	// The lease stays held while the work runs, so no other region starts an occurrence beside it.
-	if s, err := h.client.Inspect(context.Background(), h.s.key); err != nil || !s.Held {
+	if s, err := h.client.Inspect(context.Background(), h.jobs[0].s.key); err != nil || !s.Held {
 		t.Fatalf("while the work still runs the lease is %+v (%v); want it held", s, err)
 	}
 	time.Sleep(time.Until(start.Add(6 * time.Second)))
@@ -319,7 +314,7 @@ func TestFailedTickIsAFailedInvocation(t *testing.T) {
 	o := occ.Format(time.RFC3339)
 	wantOut := "LeaseTimer (invocation 7b3e): occurrence " + o + ": executing in eastus on instance eastus-pod-1 at epoch 1\n" +
 		"LeaseTimer (invocation 7b3e): pushed 3 items downstream\n" +
-		`LeaseTimer (invocation 7b3e): {"event":"cosmoslease.run","lease":"timer-singleton","occurrence":"` + o + `","region":"eastus","instance":"eastus-pod-1","rank":0,"status":"failed","epoch":1,"failoverDelayMs":D,"durationMs":D}` + "\n"
+		`LeaseTimer (invocation 7b3e): {"event":"cosmoslease.run","job":"LeaseTimer","lease":"timer-singleton","occurrence":"` + o + `","region":"eastus","instance":"eastus-pod-1","rank":0,"status":"failed","epoch":1,"failoverDelayMs":D,"durationMs":D}` + "\n"
 	wantErr := "LeaseTimer (invocation 7b3e): failed: occurrence " + o + ": failed: the downstream refused epoch 1\n"
 	numbers := regexp.MustCompile(`(Ms":)\d+`)
 	if got := numbers.ReplaceAllString(stdout.String(), "${1}D"); got != wantOut || stderr.String() != wantErr {

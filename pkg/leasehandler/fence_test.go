@@ -1,6 +1,6 @@
 //go:build linux || darwin
 
-package main
+package leasehandler
 
 import (
 	"context"
@@ -73,7 +73,7 @@ func TestWorkWritesThroughTheFence(t *testing.T) {
 	if n, fence := read(); n != 100 || fence != 7 {
 		t.Fatalf("the item after the refused run: runs %v at epoch %v, want the later holder's 100 at epoch 7", n, fence)
 	}
-	recs := runRecords(t, container, h.s.key)
+	recs := runRecords(t, container, h.jobs[0].s.key)
 	if len(recs) != 2 || recs[0].Status != cosmoslease.RunLost || !strings.Contains(recs[0].Error, "fenced off") {
 		t.Fatalf("run records %+v; want the second lost, fenced off", recs)
 	}

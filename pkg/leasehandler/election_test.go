@@ -1,6 +1,6 @@
 //go:build linux || darwin
 
-package main
+package leasehandler
 
 import (
 	"bytes"
@@ -91,7 +91,7 @@ func TestElection_AmbiguousClaimIsOurs(t *testing.T) {
 	var ran atomic.Int32
 	ts, h, container := inProcess(t, func(ctx context.Context, run Run) error { ran.Add(1); return nil })
 	tr := &transport{retryRunCreate: true}
-	h.s.opts.Transport = tr
+	h.app.opts.Transport = tr
 	occ := time.Now().UTC().Truncate(2 * time.Second)
 	r := postTimer(t, ts, occ)
 	if r.Status != "executed" || ran.Load() != 1 {
@@ -200,7 +200,7 @@ func TestElection_AbandonedOccurrence(t *testing.T) {
 			}
 			env := map[string]string{"LeaseTimerRetryAbandoned": retry}
 			east, h, container := inProcess(t, work("eastus"), env)
-			h.s.opts.Transport = tr
+			h.app.opts.Transport = tr
 			west, _, _ := inProcess(t, work("westeurope"), env, map[string]string{"CosmosLeasing__ContainerName": container,
 				"REGION_NAME": "westeurope", "WEBSITE_POD_NAME": "westeurope-pod-1"})
 			occ := time.Now().UTC().Truncate(2 * time.Second)

@@ -1,6 +1,6 @@
 //go:build linux || darwin
 
-package main
+package leasehandler
 
 import (
 	"bytes"
@@ -115,7 +115,7 @@ func seedRuns(tb testing.TB, container, key string, n int) {
 // leaseStatus invokes LeaseStatus as the host does and returns the body it answers the caller with.
 func leaseStatus(tb testing.TB, ts *httptest.Server) map[string]json.RawMessage {
 	tb.Helper()
-	resp, err := ts.Client().Post(ts.URL+"/"+fnStatus, "application/json", strings.NewReader(`{"Data":{"req":{"Url":"http://localhost:7071/api/LeaseStatus","Method":"GET","Query":{},"Headers":{},"Params":{}}},"Metadata":{}}`))
+	resp, err := ts.Client().Post(ts.URL+"/"+statusFunction, "application/json", strings.NewReader(`{"Data":{"req":{"Url":"http://localhost:7071/api/LeaseStatus","Method":"GET","Query":{},"Headers":{},"Params":{}}},"Metadata":{}}`))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -137,8 +137,8 @@ func leaseStatus(tb testing.TB, ts *httptest.Server) map[string]json.RawMessage 
 func TestLeaseStatusReadsOnlyTheNewestRuns(t *testing.T) {
 	ts, h, container := inProcess(t, func(ctx context.Context, run Run) error { return nil }, map[string]string{"LeaseTimerSchedule": "0 */1 * * * *"})
 	m := newMeter()
-	h.s.opts.Transport = m
-	seedRuns(t, container, h.s.key, 40)
+	h.app.opts.Transport = m
+	seedRuns(t, container, h.jobs[0].s.key, 40)
 	ticked := time.Now().UTC().Truncate(time.Minute)
 	if r := postTimer(t, ts, ticked); r.Status != "executed" {
 		t.Fatalf("tick: %+v", r)
@@ -154,7 +154,7 @@ func TestLeaseStatusReadsOnlyTheNewestRuns(t *testing.T) {
 			t.Fatalf("LeaseStatus claims something about the process that served it (%s): %v", k, body)
 		}
 	}
-	if string(body["state"]) != `"released"` || string(body["owner"]) != strconv.Quote(h.s.opts.OwnerID) || string(body["epoch"]) != "1" ||
+	if string(body["state"]) != `"released"` || string(body["owner"]) != strconv.Quote(h.app.opts.OwnerID) || string(body["epoch"]) != "1" ||
 		string(body["occurrence"]) != strconv.Quote(ticked.Format(time.RFC3339)) {
 		t.Fatalf("LeaseStatus lease: %v", body)
 	}
@@ -209,8 +209,8 @@ func BenchmarkLeaseStatus(b *testing.B) {
 	const earlier = 3000
 	ts, h, container := inProcess(b, func(ctx context.Context, run Run) error { return nil }, map[string]string{"LeaseTimerSchedule": "0 */1 * * * *"})
 	m := newMeter()
-	h.s.opts.Transport = m
-	seedRuns(b, container, h.s.key, earlier)
+	h.app.opts.Transport = m
+	seedRuns(b, container, h.jobs[0].s.key, earlier)
 	report := func(b *testing.B) {
 		b.ReportMetric(float64(m.bytes)/float64(b.N), "bytes-from-cosmos/op")
 		n := 0

@@ -1,4 +1,4 @@
-package main
+package leasehandler
 
 import (
 	"bytes"
@@ -99,13 +99,13 @@ func (f *flexTime) UnmarshalJSON(b []byte) error {
 	return fmt.Errorf("timestamp %q is in no known form", s)
 }
 
-// parseTimer reads the timer binding from the request: an object, or a JSON string holding one.
-func parseTimer(req invokeRequest) (timerInfo, sysMetadata, error) {
+// parseTimer reads the timer binding of function fn from the request: an object, or a JSON string holding one.
+func parseTimer(req invokeRequest, fn string) (timerInfo, sysMetadata, error) {
 	var info timerInfo
 	var sys sysMetadata
 	raw, ok := req.Data["timer"]
 	if !ok {
-		return info, sys, fmt.Errorf("the request has no Data.timer: is the binding in LeaseTimer/function.json named \"timer\"?")
+		return info, sys, fmt.Errorf("the request has no Data.timer: is the binding in %s/function.json named \"timer\"?", fn)
 	}
 	raw = bytes.TrimSpace(raw)
 	if len(raw) > 0 && raw[0] == '"' {
@@ -148,12 +148,17 @@ func (h *handler) invocation(fn string, r *http.Request) *invocation {
 	return &invocation{fn: fn, id: r.Header.Get("X-Azure-Functions-InvocationId"), out: h.out}
 }
 
-// logf adds a line. Lines added after the answer (work left running past its deadline) go to stdout.
+// maxLogLines bounds the lines an answer carries (a command job's output can be long); further lines go to
+// stdout, which the host logs as well.
+const maxLogLines = 1000
+
+// logf adds a line. Lines added after the answer (work left running past its deadline), or past maxLogLines, go
+// to stdout.
 func (iv *invocation) logf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	iv.mu.Lock()
 	defer iv.mu.Unlock()
-	if iv.answered {
+	if iv.answered || len(iv.lines) >= maxLogLines {
 		iv.out.line(iv.out.stdout, iv.prefix()+msg)
 		return
 	}
