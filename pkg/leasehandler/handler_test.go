@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -135,22 +134,6 @@ func loadSettings(env map[string]string) (*settings, error) {
 		return nil, specs[0].err
 	}
 	return app.job(specs[0].Job, e, specs[0].env)
-}
-
-// legacyHandler is a handler of the one job LeaseTimer, with work, on the app settings env.
-func legacyHandler(t testing.TB, env map[string]string, work WorkFunc) *handler {
-	t.Helper()
-	e := environment(env)
-	app, err := loadApp(e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	specs, problems := listJobs([]Job{LeaseTimer(work)}, e)
-	h := newHandler(app, nil, specs, e, slog.New(slog.DiscardHandler))
-	if p := append(problems, h.problems()...); len(p) > 0 {
-		t.Fatal(p)
-	}
-	return h
 }
 
 func readJSON(t *testing.T, path string, v any) {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -28,23 +29,49 @@ import (
 // overrides app settings.
 func inProcess(t testing.TB, work WorkFunc, extra ...map[string]string) (*httptest.Server, *handler, string) {
 	t.Helper()
+	return serveJobs(t, merge(testEnv(t), mergeAll(extra)), LeaseTimer(work))
+}
+
+// testEnv is the app settings of the in-process tests, on a container of their own: LeaseTimer every 2 s, in
+// eastus, preferred before westeurope, 1 s apart; a lease of 6 s.
+func testEnv(t testing.TB) map[string]string {
 	srv := cosmostest.Get(t)
 	container := "work-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	if err := emulator.EnsureContainer(context.Background(), srv.Endpoint, srv.Database, container, "/leaseKey"); err != nil {
 		t.Fatal(err)
 	}
-	env := map[string]string{"CosmosLeasing__ConnectionString": emulator.ConnectionString(srv.Endpoint), "CosmosLeasing__DatabaseName": srv.Database,
+	return map[string]string{"CosmosLeasing__ConnectionString": emulator.ConnectionString(srv.Endpoint), "CosmosLeasing__DatabaseName": srv.Database,
 		"CosmosLeasing__ContainerName": container, "LeaseTimerSchedule": "*/2 * * * * *", "REGION_NAME": "eastus", "WEBSITE_SITE_NAME": "cosmoslease-func", "WEBSITE_POD_NAME": "eastus-pod-1",
 		"CosmosLeasing__DefaultLeaseDuration": "00:00:06", "LeaseTimerFailoverDelay": "00:00:01", "LeaseTimerPreferredRegions": "eastus,westeurope"}
-	for _, e := range extra {
-		env = merge(env, e)
+}
+
+func mergeAll(maps []map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, m := range maps {
+		out = merge(out, m)
 	}
-	h := legacyHandler(t, env, work)
+	return out
+}
+
+// serveJobs serves jobs (and the command jobs env configures) on env, as Serve does, over HTTP in this process.
+// Every job must be able to run.
+func serveJobs(t testing.TB, env map[string]string, jobs ...Job) (*httptest.Server, *handler, string) {
+	t.Helper()
+	e := environment(env)
+	app, err := loadApp(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs, problems := listJobs(jobs, e)
+	h := newHandler(app, nil, specs, e, slog.New(slog.DiscardHandler))
+	if p := append(problems, h.problems()...); len(p) > 0 {
+		t.Fatal(p)
+	}
 	h.out = &output{stdout: io.Discard, stderr: io.Discard}
 	ts := httptest.NewServer(h.mux())
 	t.Cleanup(ts.Close)
 	t.Cleanup(h.release)
-	return ts, h, container
+	return ts, h, env["CosmosLeasing__ContainerName"]
 }
 
 func postTimer(t *testing.T, ts *httptest.Server, next time.Time) tickResult {
