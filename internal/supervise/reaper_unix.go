@@ -106,7 +106,7 @@ loop:
 		case sig := <-signals:
 			_ = syscall.Kill(group, sig)
 			if sig == syscall.SIGKILL && giveUpAt == nil {
-				killAt, giveUpAt = nil, time.After(killBound)
+				killAt, giveUpAt = nil, time.After(KillBound)
 			}
 		case <-orphaned:
 			orphaned = nil
@@ -122,7 +122,7 @@ loop:
 		case <-killAt:
 			killAt = nil
 			_ = syscall.Kill(group, syscall.SIGKILL)
-			giveUpAt = time.After(killBound)
+			giveUpAt = time.After(KillBound)
 		case <-giveUpAt:
 			stuck = true
 			break loop

@@ -50,6 +50,11 @@ import (
 // DefaultGrace is the grace of a Cmd whose Grace is zero.
 const DefaultGrace = 10 * time.Second
 
+// KillBound is how long the group may take to end after SIGKILL before Wait gives up and reports it still
+// running. A process that got SIGKILL runs no more of its own code, but one in an uninterruptible system call
+// (a hung network file system) finishes that call first.
+const KillBound = 2 * time.Second
+
 // Cmd is a command to supervise.
 type Cmd struct {
 	// Argv is the command and its arguments. Argv[0] is looked up in the PATH of Env unless it contains a path
@@ -85,8 +90,8 @@ type Status struct {
 	// Leftovers is true when processes of the command's group were still running after the command exited, and
 	// were stopped (SIGTERM, then SIGKILL after the grace).
 	Leftovers bool
-	// StillRunning is true when processes of the group were still there after SIGKILL and a further bound (a
-	// process in uninterruptible sleep, or a supervisor that could not confirm the group ended). They may run on.
+	// StillRunning is true when processes of the group were still there KillBound after SIGKILL (a process in
+	// uninterruptible sleep), or when the group's end could not be confirmed.
 	StillRunning bool
 	// Err is set when the command could not be started (a *StartError), or when the supervision itself failed.
 	Err error

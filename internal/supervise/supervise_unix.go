@@ -22,9 +22,6 @@ import (
 // reaperEnv marks the environment of a reaper; this package's init then runs the reaper instead of the program.
 const reaperEnv = "COSMOSLEASE_SUPERVISE_REAPER"
 
-// killBound is how long the group may take to end after SIGKILL before it is reported still running.
-const killBound = 5 * time.Second
-
 const defaultPath = "/usr/local/bin:/usr/bin:/bin"
 
 func envKeyEqual(a, b string) bool { return a == b }
@@ -239,14 +236,14 @@ func exitStatus(raw int) Status {
 	return Status{Code: ws.ExitStatus()}
 }
 
-// killGroup sends SIGKILL to the group pgid and polls until it is gone, for at most killBound. It says whether
+// killGroup sends SIGKILL to the group pgid and polls until it is gone, for at most KillBound. It says whether
 // the group is gone.
 func killGroup(pgid int) bool {
 	if pgid <= 0 {
 		return true
 	}
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	for deadline := time.Now().Add(killBound); ; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(KillBound); ; time.Sleep(10 * time.Millisecond) {
 		if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
 			return true
 		}

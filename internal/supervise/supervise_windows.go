@@ -17,9 +17,6 @@ import (
 	"golang.org/x/sys/windows"
 )
 
-// killBound is how long the job may take to end after it was terminated before it is reported still running.
-const killBound = 5 * time.Second
-
 const defaultPath = ""
 
 func envKeyEqual(a, b string) bool { return strings.EqualFold(a, b) }
@@ -231,7 +228,7 @@ func (p *Process) watch() {
 			p.mu.Unlock()
 		}
 	}
-	st.StillRunning = !p.waitEmpty(killBound)
+	st.StillRunning = !p.waitEmpty(KillBound)
 	p.mu.Lock()
 	if p.terminated {
 		st.Signal = os.Kill
