@@ -5,9 +5,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -141,7 +143,9 @@ func TestCronRecordsExitStatusAndStopsTheCommandWhenTheLeaseIsLost(t *testing.T)
 		t.Fatalf("inspect exit %d", code)
 	}
 	marker := filepath.Join(t.TempDir(), "term")
-	script := `if [ -e "` + marker + `.first" ]; then trap 'echo term > "` + marker + `"; exit 143' TERM; sleep 30 & wait; else touch "` + marker + `.first"; exit 3; fi`
+	// The second run leaves a grandchild that ignores SIGTERM: only SIGKILL to the group, after the grace, ends it.
+	script := `if [ -e "` + marker + `.first" ]; then trap 'echo term > "` + marker + `"; exit 143' TERM; ` +
+		`(trap '' TERM; exec sleep 30) & echo $! > "` + marker + `.grandchild"; wait; else touch "` + marker + `.first"; exit 3; fi`
 	p := start(t, e, "cron", "--emulator", "--json", "--schedule", "*/2 * * * * *", "--region", "eastus", "--instance", "vm-1",
 		"--lease", "exit-status", "--preferred-regions", "eastus", "--duration", "6s", "--grace", "2s", "--", "sh", "-c", script)
 	p.waitEvent(t, "occurrence")
@@ -176,6 +180,10 @@ func TestCronRecordsExitStatusAndStopsTheCommandWhenTheLeaseIsLost(t *testing.T)
 	if lost == nil || lost["exitCode"] != 143.0 {
 		t.Fatalf("events after the lease was lost: %v", p.events)
 	}
+	// The run was recorded only once the command's whole group was gone.
+	if grandchild := pidFile(t, marker+".grandchild"); alive(grandchild) {
+		t.Fatalf("the command's grandchild (pid %d) still runs after its run was recorded lost", grandchild)
+	}
 	_ = p.cmd.Process.Signal(syscall.SIGINT)
 	p.wait(t)
 	// The records: the exit status of each, and inspect --runs lists them.
@@ -200,5 +208,56 @@ func TestCronRecordsExitStatusAndStopsTheCommandWhenTheLeaseIsLost(t *testing.T)
 	}
 	if statuses["failed"] != 3 || statuses["lost"] != 143 {
 		t.Fatalf("records: %s", out)
+	}
+}
+
+// cron SIGKILLed while its command runs: the command's whole group dies with it, the script's own child too.
+func TestCronKilledTakesTheCommandsGroupWithIt(t *testing.T) {
+	e := env(t)
+	if code := start(t, e, "inspect", "--emulator").wait(t); code != 0 {
+		t.Fatalf("inspect exit %d", code)
+	}
+	dir := t.TempDir()
+	script := `echo $$ > ` + dir + `/c.tmp && mv ` + dir + `/c.tmp ` + dir + `/command; sleep 300 & echo $! > ` + dir + `/g.tmp && mv ` + dir + `/g.tmp ` + dir + `/grandchild; wait`
+	p := start(t, e, "cron", "--emulator", "--json", "--schedule", "* * * * * *", "--region", "eastus", "--instance", "vm-1",
+		"--lease", "killed", "--preferred-regions", "eastus", "--duration", "6s", "--grace", "1s", "--", "sh", "-c", script)
+	command, grandchild := pidFile(t, dir+"/command"), pidFile(t, dir+"/grandchild")
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, grandchild, "the command's grandchild")
+	waitGone(t, command, "the command")
+	p.wait(t)
+}
+
+// pidFile waits (at most 30 s) for a file holding a process id, and reads it.
+func pidFile(t *testing.T, path string) int {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if b, err := os.ReadFile(path); err == nil && strings.HasSuffix(string(b), "\n") {
+			pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return pid
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s was not written within 30s", path)
+		}
+	}
+}
+
+// alive says whether a process pid exists. The supervisor reaps what it kills, so a dead one is not left a
+// zombie.
+func alive(pid int) bool { return !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) }
+
+// waitGone polls until pid is gone, for at most 10 s.
+func waitGone(t *testing.T, pid int, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); alive(pid); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("%s (pid %d) still runs 10s later", what, pid)
+		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/cosmoslease/cosmoslease/internal/config"
 	"github.com/cosmoslease/cosmoslease/internal/leasedoc"
 	"github.com/cosmoslease/cosmoslease/internal/ncrontab"
+	"github.com/cosmoslease/cosmoslease/internal/supervise"
 	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 )
 
@@ -72,6 +72,10 @@ func (a *App) cronArgs(c *ucli.Context) (*cronJob, error) {
 	j := &cronJob{argv: c.Args().Slice()}
 	if len(j.argv) == 0 {
 		return nil, usagef("cron needs the command to run after --, such as: cosmoslease cron --schedule '0 */5 * * * *' --region eastus -- ./job.sh")
+	}
+	// Checked now, not at the first occurrence, which may be a day away.
+	if _, err := supervise.Check(j.argv, a.Dir, nil); err != nil {
+		return nil, usagef("%v", err)
 	}
 	expr := c.String("schedule")
 	if strings.TrimSpace(expr) == "" {
@@ -212,50 +216,35 @@ func sleepUntil(ctx context.Context, t time.Time) error {
 	}
 }
 
-// execJob runs the job for one occurrence. When ctx ends (the lease is lost, or cron is interrupted) the
-// command gets SIGTERM, then SIGKILL after the grace.
+// execJob runs the job for one occurrence, in a process group of its own (internal/supervise). When ctx ends
+// (the lease is lost, or cron is interrupted) the whole group gets SIGTERM, then SIGKILL after the grace; if cron
+// itself dies, the group dies with it. It returns only once the group is gone, so the run is recorded and the
+// lease released only when nothing the command started still runs.
 func (a *App) execJob(ctx context.Context, j *cronJob, run cosmoslease.Run) error {
-	cmd := exec.Command(j.argv[0], j.argv[1:]...)
-	cmd.Dir = a.Dir
-	cmd.Env = append(os.Environ(),
-		"COSMOSLEASE_OCCURRENCE="+run.Occurrence.UTC().Format(time.RFC3339),
-		"COSMOSLEASE_EPOCH="+strconv.FormatInt(run.Epoch, 10),
-		"COSMOSLEASE_REGION="+run.Region,
-		"COSMOSLEASE_LEASE="+run.Key,
-		"COSMOSLEASE_INSTANCE="+run.Instance)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, a.Stderr, a.Stderr
-	if err := cmd.Start(); err != nil {
-		run.SetExitCode(127)
-		return fmt.Errorf("cannot start %s: %v", j.argv[0], err)
+	st := supervise.Run(ctx, supervise.Cmd{Argv: j.argv, Dir: a.Dir, Grace: j.grace, Stdout: a.Stderr, Stderr: a.Stderr,
+		Env: append(os.Environ(),
+			"COSMOSLEASE_OCCURRENCE="+run.Occurrence.UTC().Format(time.RFC3339),
+			"COSMOSLEASE_EPOCH="+strconv.FormatInt(run.Epoch, 10),
+			"COSMOSLEASE_REGION="+run.Region,
+			"COSMOSLEASE_LEASE="+run.Key,
+			"COSMOSLEASE_INSTANCE="+run.Instance)})
+	if st.Code >= 0 {
+		run.SetExitCode(st.Code)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	if st.Leftovers {
+		fmt.Fprintf(a.Stderr, "cosmoslease: %s exited leaving processes of its group running; they were stopped (SIGTERM, then SIGKILL after --grace)\n", j.argv[0])
+	}
 	var err error
-	select {
-	case err = <-done:
-	case <-ctx.Done():
-		_ = terminate(cmd.Process)
-		select {
-		case err = <-done:
-		case <-time.After(j.grace):
-			_ = cmd.Process.Kill()
-			err = <-done
-		}
-		if err == nil {
-			err = context.Cause(ctx)
-		}
-	}
-	var exit *exec.ExitError
 	switch {
-	case err == nil:
-		run.SetExitCode(0)
-		return nil
-	case errors.As(err, &exit):
-		run.SetExitCode(exit.ExitCode())
-		if ctx.Err() != nil {
-			return fmt.Errorf("stopped (%v): %w", context.Cause(ctx), err)
-		}
-		return fmt.Errorf("%s: %w", j.argv[0], err)
+	case st.Err != nil:
+		err = st.Err
+	case ctx.Err() != nil:
+		err = fmt.Errorf("stopped (%v): %s", context.Cause(ctx), st)
+	case st.Code != 0:
+		err = fmt.Errorf("%s: %s", j.argv[0], st)
+	}
+	if st.StillRunning {
+		err = errors.Join(err, fmt.Errorf("processes of %s's group were still there %s after SIGKILL", j.argv[0], supervise.KillBound))
 	}
 	return err
 }

@@ -1,10 +1,17 @@
 package cli
 
-import "testing"
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
 
 // Each wrong cron line is refused before anything is contacted, in one line that says what to do, exit 2.
 func TestCronBadInput(t *testing.T) {
 	h := newHarness(t)
+	if err := os.WriteFile(filepath.Join(h.dir, "plain.sh"), []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	ok := []string{"--schedule", "0 */5 * * * *", "--region", "eastus"}
 	for _, tc := range []struct {
 		args []string
@@ -20,6 +27,10 @@ func TestCronBadInput(t *testing.T) {
 		{append(ok[:4:4], "--retention", "2h", "--", "true"), "keep run records at least a day"},
 		{[]string{"--schedule", "0 0 9 13 * Fri", "--region", "eastus", "--retention", "30d", "--", "true"}, "use at least 854.00:00:00 (854d)"},
 		{append(ok[:4:4], "--lease", "a/b", "--", "true"), "--lease:"},
+		// The command is checked at start, not at the first occurrence.
+		{append(ok[:4:4], "--", "./reconcile.sh"), "cosmoslease: cannot run ./reconcile.sh: not found"},
+		{append(ok[:4:4], "--", "no-such-command-anywhere"), "cannot run no-such-command-anywhere: not found in PATH"},
+		{append(ok[:4:4], "--", "./plain.sh"), "cannot run ./plain.sh: permission denied (it is not executable: chmod +x ./plain.sh)"},
 	} {
 		h.run(append([]string{"cron"}, tc.args...)...).expect(t, ExitUsage, tc.want)
 	}
