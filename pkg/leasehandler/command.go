@@ -1,42 +1,45 @@
 package leasehandler
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/cosmoslease/cosmoslease/internal/supervise"
 )
 
 // A command job runs a program or script of the app's files once per occurrence, as cron runs one on a machine:
 // with COSMOSLEASE_OCCURRENCE (RFC 3339, UTC), COSMOSLEASE_EPOCH, COSMOSLEASE_REGION, COSMOSLEASE_LEASE and
 // COSMOSLEASE_INSTANCE in its environment, in the app's root (the handler's working directory). Its output goes
 // to the invocation's logs, line by line, and its exit status into the run record; a status other than 0 fails
-// the run. It runs in a process group of its own, which dies with the handler; when the lease is lost or the
-// invocation's deadline comes, the group gets SIGTERM, then SIGKILL after half the run's grace; when the command
-// exits, what it left running in its group is killed, so nothing of one run outlives it.
+// the run. It runs under internal/supervise: in a process group of its own that dies with the handler however
+// the handler dies; when the lease is lost or the invocation's deadline comes, the group gets SIGTERM, then
+// SIGKILL after half the run's grace; when the command exits, what it left running in its group is stopped too.
+// The run is recorded only once the group is gone, so nothing of one run outlives it.
 
 // maxLineBytes bounds one line of a command's output in the logs; the rest of a longer line is dropped.
 const maxLineBytes = 16 << 10
 
-// commandWork checks a command job's command line (the value of setting) and returns its work. Relative
-// programs with a path (scripts/nightly.sh, ./run) are in dir, the app's root; bare names (python3, bash) are
-// looked up on PATH. It refuses at load what could only fail at every occurrence: an empty line, an unclosed
-// quote, a program that is missing or not executable.
+// commandWork checks a command job's command line (the value of setting) and returns its work. A program named
+// with a path (scripts/nightly.sh, ./run) is in dir, the app's root; a bare name (python3, bash) is looked up on
+// PATH. It refuses at load what could only fail at every occurrence: an empty line, an unclosed quote, a program
+// that is missing or cannot be executed.
 func commandWork(setting, line, dir string, grace func() time.Duration) (WorkFunc, error) {
 	argv, err := splitCommand(line)
 	if err != nil {
 		return nil, fmt.Errorf("%s %q: %v", setting, line, err)
 	}
-	prog, err := resolveProgram(argv[0], dir)
-	if err != nil {
+	if _, err := supervise.Check(argv, dir, nil); err != nil {
+		var se *supervise.StartError
+		if errors.As(err, &se) && se.Code == 127 && strings.ContainsAny(argv[0], `/\`) {
+			return nil, fmt.Errorf("%s: %v: it is not in the app's files; package it with the handler (cosmoslease deploy --include DIR)", setting, err)
+		}
 		return nil, fmt.Errorf("%s: %v", setting, err)
 	}
 	return func(ctx context.Context, run Run) error {
@@ -46,45 +49,28 @@ func commandWork(setting, line, dir string, grace func() time.Duration) (WorkFun
 			"COSMOSLEASE_REGION="+run.Region,
 			"COSMOSLEASE_LEASE="+run.Key,
 			"COSMOSLEASE_INSTANCE="+run.Instance)
-		code, err := runCommand(ctx, prog, argv[1:], dir, env, run.Logf, grace()/2)
-		if code >= 0 {
-			run.SetExitCode(code)
+		stdout, stderr := &lineWriter{logf: run.Logf}, &lineWriter{logf: run.Logf}
+		st := supervise.Run(ctx, supervise.Cmd{Argv: argv, Dir: dir, Env: env, Stdout: stdout, Stderr: stderr, Grace: grace() / 2})
+		stdout.flush()
+		stderr.flush()
+		if st.Code >= 0 {
+			run.SetExitCode(st.Code)
+		}
+		if st.Leftovers {
+			run.Logf("%s left processes running in its group when it exited; they were stopped", argv[0])
 		}
 		switch {
-		case err != nil:
-			return err
+		case st.StillRunning:
+			return fmt.Errorf("%s: processes of its group were still running after SIGKILL and may run on (%s)", argv[0], st)
+		case st.Err != nil:
+			return fmt.Errorf("%s: %v", argv[0], st.Err)
 		case ctx.Err() != nil:
-			return fmt.Errorf("%s stopped (exit status %d): %w", argv[0], code, context.Cause(ctx))
-		case code != 0:
-			return fmt.Errorf("%s exited with status %d", argv[0], code)
+			return fmt.Errorf("%s stopped (%s): %w", argv[0], st, context.Cause(ctx))
+		case st.Code != 0:
+			return fmt.Errorf("%s ended with %s", argv[0], st)
 		}
 		return nil
 	}, nil
-}
-
-// resolveProgram finds the program a command line names.
-func resolveProgram(name, dir string) (string, error) {
-	if !strings.ContainsAny(name, `/\`) {
-		p, err := exec.LookPath(name)
-		if err != nil {
-			return "", fmt.Errorf("%s is not on PATH; a program or script of the app's files is named with its path, such as ./%s or scripts/%s", name, name, name)
-		}
-		return p, nil
-	}
-	p := name
-	if !filepath.IsAbs(p) {
-		p = filepath.Join(dir, p)
-	}
-	fi, err := os.Stat(p)
-	switch {
-	case err != nil:
-		return "", fmt.Errorf("%s is not in the app's files (%v): package it with the handler (cosmoslease deploy --include DIR)", name, errors.Unwrap(err))
-	case !fi.Mode().IsRegular():
-		return "", fmt.Errorf("%s is not a file", name)
-	case runtime.GOOS != "windows" && fi.Mode().Perm()&0o111 == 0:
-		return "", fmt.Errorf("%s is not executable (mode %v): make it executable before packaging (chmod +x; the zip keeps the mode), or name its interpreter first, such as bash %s", name, fi.Mode().Perm(), name)
-	}
-	return p, nil
 }
 
 // splitCommand splits a command line into words as a POSIX shell would, without expanding anything: blanks
@@ -141,82 +127,46 @@ func splitCommand(line string) ([]string, error) {
 	return words, nil
 }
 
-// runCommand runs prog in a process group of its own until it exits or ctx ends (then the group gets SIGTERM,
-// and SIGKILL after grace), and returns its exit status: the process's code, or 128 + the signal that ended it
-// (as shells report it), or -1 when it never started. Its output goes to logf line by line.
-func runCommand(ctx context.Context, prog string, args []string, dir string, env []string, logf func(string, ...any), grace time.Duration) (int, error) {
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		return -1, err
-	}
-	cmd := exec.Command(prog, args...)
-	cmd.Dir, cmd.Env, cmd.Stdin, cmd.Stdout, cmd.Stderr = dir, env, nil, outW, outW
-	p, err := startSupervised(cmd)
-	outW.Close() // the child has its own copy; the reader sees EOF once every holder has closed it
-	if err != nil {
-		outR.Close()
-		return -1, fmt.Errorf("cannot start %s: %v", prog, err)
-	}
-	lines := copyLines(outR, logf)
-	exited := make(chan struct{})
-	var state *os.ProcessState
-	var waitErr error
-	go func() { state, waitErr = cmd.Process.Wait(); close(exited) }()
-	select {
-	case <-exited:
-	case <-ctx.Done():
-		p.terminate()
-		select {
-		case <-exited:
-		case <-time.After(grace):
-		}
-	}
-	// Whatever the command leaves in its group dies with its run; a member that made a group of its own and kept
-	// the output open is not waited for long.
-	p.kill()
-	<-exited
-	select {
-	case <-lines:
-	case <-time.After(2 * time.Second):
-		outR.Close()
-		<-lines
-	}
-	if waitErr != nil {
-		return -1, waitErr
-	}
-	return exitStatus(state), nil
+// lineWriter sends what is written to it to logf, one line at a time; a line longer than maxLineBytes is cut.
+type lineWriter struct {
+	mu   sync.Mutex
+	logf func(string, ...any)
+	buf  []byte
 }
 
-// copyLines sends each line read from r to logf, and closes the channel it returns at EOF.
-func copyLines(r io.ReadCloser, logf func(string, ...any)) <-chan struct{} {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer r.Close()
-		br := bufio.NewReaderSize(r, 4096)
-		var line []byte
-		for {
-			chunk, isPrefix, err := br.ReadLine()
-			if len(line) < maxLineBytes {
-				line = append(line, chunk[:min(len(chunk), maxLineBytes-len(line))]...)
-			}
-			if err != nil {
-				if len(line) > 0 {
-					logf("%s", line)
-				}
-				return
-			}
-			if !isPrefix {
-				logf("%s", line)
-				line = line[:0]
-			}
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			w.add(p)
+			break
 		}
-	}()
-	return done
+		w.add(p[:i])
+		w.emit()
+		p = p[i+1:]
+	}
+	return n, nil
 }
 
-// group is a started command's process group (supervise_*.go).
-type group interface {
-	terminate() // SIGTERM to every member
-	kill()      // SIGKILL to every member
+func (w *lineWriter) add(p []byte) {
+	if room := maxLineBytes - len(w.buf); room > 0 {
+		w.buf = append(w.buf, p[:min(len(p), room)]...)
+	}
+}
+
+func (w *lineWriter) emit() {
+	w.logf("%s", bytes.TrimSuffix(w.buf, []byte("\r")))
+	w.buf = w.buf[:0]
+}
+
+// flush sends a last line that had no newline.
+func (w *lineWriter) flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.buf) > 0 {
+		w.emit()
+	}
 }

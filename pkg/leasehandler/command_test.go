@@ -114,7 +114,7 @@ exit "$(cat status 2>/dev/null || echo 0)"
 		t.Fatal(err)
 	}
 	code, r, logs = invoke(t, ts, "Export", occ.Add(2*time.Second))
-	if code != 500 || r.Status != "failed" || !strings.HasSuffix(r.Reason, "failed: jobs/export.sh exited with status 3") || r.ExitCode == nil || *r.ExitCode != 3 || len(logs) != 0 {
+	if code != 500 || r.Status != "failed" || !strings.HasSuffix(r.Reason, "failed: jobs/export.sh ended with exit status 3") || r.ExitCode == nil || *r.ExitCode != 3 || len(logs) != 0 {
 		t.Fatalf("answer %d %+v, Logs %q; want 500, failed with exit status 3", code, r, logs)
 	}
 	recs := runRecords(t, container, h.jobs[0].s.key)
@@ -194,12 +194,12 @@ func TestOneBadJobLeavesTheOthersRunning(t *testing.T) {
 	ts := httptest.NewServer(h.mux())
 	t.Cleanup(ts.Close)
 	t.Cleanup(h.release)
-	if p := h.problems(); len(p) != 1 || !strings.HasPrefix(p[0], "job Broken cannot run, so its invocations fail until this is fixed: LeaseJobs__Broken__Command: ./missing.sh is not in the app's files") {
+	if p := h.problems(); len(p) != 1 || !strings.HasPrefix(p[0], "job Broken cannot run, so its invocations fail until this is fixed: LeaseJobs__Broken__Command: cannot run ./missing.sh: not found: it is not in the app's files") {
 		t.Fatalf("problems at start: %q", p)
 	}
 	occ := time.Now().UTC().Truncate(2 * time.Second)
 	code, r, _ := invoke(t, ts, "Broken", occ)
-	if code != 500 || !strings.HasPrefix(r.Reason, "LeaseJobs__Broken__Command: ./missing.sh is not in the app's files") {
+	if code != 500 || !strings.HasPrefix(r.Reason, "LeaseJobs__Broken__Command: cannot run ./missing.sh: not found") {
 		t.Fatalf("the broken job: %d %+v", code, r)
 	}
 	if lines := stderr.lines(t, 1); len(lines) != 1 || lines[0] != "Broken: failed: "+r.Reason {
@@ -218,7 +218,7 @@ func TestOneBadJobLeavesTheOthersRunning(t *testing.T) {
 	for _, j := range jobs {
 		switch j.Name {
 		case "Broken":
-			if !strings.Contains(j.Error, "./missing.sh is not in the app's files") || j.LastRun != nil {
+			if !strings.Contains(j.Error, "cannot run ./missing.sh: not found") || j.LastRun != nil {
 				t.Fatalf("Broken in LeaseStatus: %+v", j)
 			}
 		case "Good", "LeaseTimer":

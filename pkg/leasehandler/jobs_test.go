@@ -122,9 +122,9 @@ func TestBadJobSettings(t *testing.T) {
 		{"settings without a command", map[string]string{"LeaseJobs__Export__Schedule": "0 0 2 * * *"}, nil, "Export",
 			"LeaseJobs__Export__Command is not set, and this handler has no Go job of that name"},
 		{"command missing", map[string]string{"LeaseJobs__Export__Schedule": "0 0 2 * * *", "LeaseJobs__Export__Command": "scripts/export.sh --full"}, nil, "Export",
-			"LeaseJobs__Export__Command: scripts/export.sh is not in the app's files"},
+			"LeaseJobs__Export__Command: cannot run scripts/export.sh: not found: it is not in the app's files; package it with the handler (cosmoslease deploy --include DIR)"},
 		{"command not on PATH", map[string]string{"LeaseJobs__Export__Schedule": "0 0 2 * * *", "LeaseJobs__Export__Command": "no-such-program-here"}, nil, "Export",
-			"no-such-program-here is not on PATH; a program or script of the app's files is named with its path"},
+			"LeaseJobs__Export__Command: cannot run no-such-program-here: not found in PATH (give its path, such as ./no-such-program-here, or install it)"},
 		{"unclosed quote", map[string]string{"LeaseJobs__Export__Schedule": "0 0 2 * * *", "LeaseJobs__Export__Command": "/bin/echo 'a b"}, nil, "Export",
 			"a single quote is not closed"},
 		{"time zone", map[string]string{"WEBSITE_TIME_ZONE": "W. Europe Standard Time"}, []Job{{Name: "Report", Schedule: "0 0 2 * * *", Work: noWork}}, "Report",
@@ -155,7 +155,7 @@ func TestBadJobSettings(t *testing.T) {
 	}
 	if runtime.GOOS != "windows" {
 		h := jobsOf(t, map[string]string{"LeaseJobs__Export__Schedule": "0 0 2 * * *", "LeaseJobs__Export__Command": "./notexec.sh"})
-		if j := h.job("Export"); j.err == nil || !strings.Contains(j.err.Error(), "./notexec.sh is not executable (mode -rw-r--r--): make it executable before packaging") {
+		if j := h.job("Export"); j.err == nil || !strings.Contains(j.err.Error(), "LeaseJobs__Export__Command: cannot run ./notexec.sh: permission denied (it is not executable: chmod +x ./notexec.sh)") {
 			t.Fatalf("a script without its executable bit: %v", j.err)
 		}
 	}
