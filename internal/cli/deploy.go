@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -22,8 +20,13 @@ func (a *App) deployCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "deploy",
 		Usage: "build the lease handler in this directory, deploy it to the Function App of every region that setup made, and check each answers",
-		Description: "Builds ./functions/leasehandler of the Go module in the working directory (your copy, with your Work) for\n" +
-			"linux/amd64 and zips it as 'make package' does, into dist/functionapp-linux-amd64.zip. Then deploys that zip to\n" +
+		UsageText: "cosmoslease deploy [--handler PKG] [--job NAME=SCHEDULE … -- COMMAND [ARGS…]] [--jobs FILE] [--include DIR …] [flags]\n\n" +
+			"   cosmoslease deploy --job Export='0 0 2 * * *' --include jobs -- jobs/export.sh --full",
+		Description: "Builds the handler (--handler PKG, default this project's: the job LeaseTimer and the command jobs of the app\n" +
+			"settings) with Go in the module of the working directory for linux/amd64, with the function folders of its jobs\n" +
+			"and of the command jobs given (--job, --jobs) and the --include folders, as 'cosmoslease package' does, into\n" +
+			"dist/functionapp-linux-amd64.zip. With command jobs it first sets their app settings (LeaseJobs__NAME__Schedule,\n" +
+			"__Command, …) in each region's app. Then deploys that zip to\n" +
 			"each region's Function App, one region after another and the most preferred region (setup's --location) last,\n" +
 			"with 'az functionapp deployment source config-zip'. While the app's storage role is not in effect yet (a new\n" +
 			"app, just after setup) Azure refuses the package with a storage 403: deploy waits and tries again, for up to\n" +
@@ -32,14 +35,14 @@ func (a *App) deployCommand() *ucli.Command {
 			"The Function Apps are the outputs of setup's deployment, found through the resource group and environment\n" +
 			"that setup recorded in appsettings.Local.json (or the flags). A region that fails is reported and the others\n" +
 			"still get the build; the exit code is then 1.",
-		Flags: []ucli.Flag{
+		Flags: append([]ucli.Flag{
 			&ucli.StringFlag{Name: "resource-group", Usage: "the resource group setup made (default: from appsettings.Local.json)", EnvVars: []string{"AZURE_RESOURCE_GROUP"}},
 			&ucli.StringFlag{Name: "env-name", Usage: "the environment name setup used (default: from appsettings.Local.json)", EnvVars: []string{"AZURE_ENV_NAME"}},
 			&ucli.StringFlag{Name: "subscription", Usage: "subscription `ID or name` (default: from appsettings.Local.json, else az's)", EnvVars: []string{"AZURE_SUBSCRIPTION_ID"}},
 			&ucli.DurationFlag{Name: "timeout", Value: defaultDeployTimeout, Usage: "the longest one region's deployment may take, waits for its storage role included; past it the region is reported as timed out and the next one goes", EnvVars: []string{"COSMOSLEASE_DEPLOY_TIMEOUT"}},
 			&ucli.BoolFlag{Name: "no-verify", Usage: "do not call each app's LeaseStatus after deploying it", EnvVars: []string{"COSMOSLEASE_NO_VERIFY"}},
 			&ucli.BoolFlag{Name: "dry-run", Usage: "print the az commands; find the Function Apps (read-only) but build and deploy nothing"},
-		},
+		}, packageFlags()...),
 		Action: a.deploy,
 	}
 }
@@ -58,6 +61,8 @@ const verifyWait = 5 * time.Minute
 type deployOptions struct {
 	timeout time.Duration
 	verify  bool
+	// pkg is what goes into the package (jobs.go); nil: this project's handler, no command jobs.
+	pkg *packageSpec
 }
 
 var defaultDeployOptions = deployOptions{timeout: defaultDeployTimeout, verify: true}
@@ -73,13 +78,14 @@ func (t target) subscriptionArgs() []string {
 }
 
 func (a *App) deploy(c *ucli.Context) error {
-	if c.NArg() > 0 {
-		return usagef("deploy takes no arguments, got %q. Try: cosmoslease deploy --help", c.Args().First())
+	pkg, err := a.readPackageSpec(c)
+	if err != nil {
+		return err
 	}
 	if a.Az == nil {
 		a.Az = az.Exec{}
 	}
-	opts := deployOptions{timeout: c.Duration("timeout"), verify: !c.Bool("no-verify")}
+	opts := deployOptions{timeout: c.Duration("timeout"), verify: !c.Bool("no-verify"), pkg: pkg}
 	if opts.timeout <= 0 {
 		return usagef("--timeout %s: give a positive duration, such as 20m", opts.timeout)
 	}
@@ -93,7 +99,8 @@ func (a *App) deploy(c *ucli.Context) error {
 	}
 	if c.Bool("dry-run") {
 		zip := filepath.Join("dist", funcpkg.Linux.Name()+".zip")
-		fmt.Fprintf(a.Stdout, "# build %s from ./functions/leasehandler for linux/amd64, as make package does\n", zip)
+		fmt.Fprintf(a.Stdout, "# build %s from %s for linux/amd64, as cosmoslease package does\n", zip, pkg.spec.Handler)
+		a.dryRunJobSettings(t, apps, pkg)
 		fmt.Fprintf(a.Stdout, "# the most preferred region last; each region within %s\n", opts.timeout)
 		for _, app := range rollingOrder(apps) {
 			fmt.Fprintln(a.Stdout, shellLine(append([]string{"az"}, configZip(t, app, zip)...)))
@@ -163,34 +170,13 @@ func rollingOrder(apps []app) []app {
 	return out
 }
 
-// moduleProblem says why dir is not a module that deploy can build the handler from, or returns "".
-func moduleProblem(dir string) string {
-	for _, f := range []string{"go.mod", "host.json", filepath.Join("functions", "leasehandler")} {
-		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
-			return fmt.Sprintf("%s has no %s", dir, f)
-		}
-	}
-	return ""
-}
-
 // buildAndDeploy builds the handler from the module in a.Dir and deploys it to every app, one region after
 // another in rollingOrder; a region that fails or times out does not stop the others.
 func (a *App) buildAndDeploy(ctx context.Context, t target, apps []app, opts deployOptions) error {
-	if problem := moduleProblem(a.Dir); problem != "" {
-		return usagef("deploy builds the lease handler from the Go module in the working directory, but %s: run it at the root of your copy of cosmoslease (where functions/leasehandler/work.go holds your work)", problem)
-	}
-	if _, err := exec.LookPath("go"); err != nil {
-		return errors.New("deploy builds the lease handler with Go, which is not on PATH: install Go (https://go.dev/dl/) and run it again")
-	}
-	var zip string
-	if _, err := a.withSpinner("Building functions/leasehandler for linux/amd64", func() ([]byte, error) {
-		var err error
-		zip, err = funcpkg.Build(a.Dir, filepath.Join(a.Dir, "dist"), funcpkg.Linux)
-		return nil, err
-	}); err != nil {
+	zip, err := a.buildPackage(ctx, opts.pkg)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(a.Stderr, "Built %s.\n", zip)
 	order := rollingOrder(apps)
 	if len(order) > 1 {
 		fmt.Fprintf(a.Stderr, "Deploying one region after another, the most preferred (%s) last: ", orDefault(apps[0].region, apps[0].name))
@@ -205,6 +191,14 @@ func (a *App) buildAndDeploy(ctx context.Context, t target, apps []app, opts dep
 	var bad []string
 	for i, app := range order {
 		step := fmt.Sprintf("[%d/%d] %s", i+1, len(order), orDefault(app.region, "?"))
+		if err := a.setJobSettings(ctx, t, app, step, opts.pkg); err != nil {
+			if ctx.Err() != nil {
+				return errInterrupted
+			}
+			bad = append(bad, fmt.Sprintf("%s: the command jobs' app settings were not set", orDefault(app.region, app.name)))
+			fmt.Fprintf(a.Stdout, "%-16s %-24s %s\n", app.region, app.name, "failed: the command jobs' app settings were not set")
+			continue
+		}
 		r := a.deployRegion(ctx, t, app, zip, step, opts)
 		if ctx.Err() != nil {
 			return errInterrupted

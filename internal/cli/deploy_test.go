@@ -184,7 +184,7 @@ func TestDeployToEveryRegion(t *testing.T) {
 	status := newLeaseStatusStandIn(t, h)
 	log := h.stubAz("ok")
 	r := h.run("deploy")
-	r.expect(t, ExitOK, "Building functions/leasehandler for linux/amd64", "the most preferred (eastus) last: southeastasia, westeurope, eastus.",
+	r.expect(t, ExitOK, "Building github.com/cosmoslease/cosmoslease/functions/leasehandler for linux/amd64", "the most preferred (eastus) last: southeastasia, westeurope, eastus.",
 		"[1/3] southeastasia: func-abc123-2 deployed", "[3/3] eastus: func-abc123-0 deployed",
 		"[3/3] eastus: func-abc123-0 answers: lease timer-singleton held by eastus")
 	r.noKey(t)
@@ -355,7 +355,7 @@ func TestDeployNeedsAnEnvironmentAndAModule(t *testing.T) {
 	config.WriteSection(filepath.Join(h.dir, config.LocalFile), setupSection, []config.Pair{{Key: "Mode", Value: "emulator"}})
 	h.run("deploy").expect(t, ExitUsage, "setup made an emulator configuration here, with no Function Apps")
 	h.run("deploy", "--resource-group", "rg-demo", "--env-name", "demo").expect(t, ExitUsage,
-		"deploy builds the lease handler from the Go module in the working directory, but "+h.dir+" has no go.mod")
+		"the handler is built with Go in the module of the working directory, but "+h.dir+" has no go.mod")
 	h.stubAz("nodeployment")
 	h.run("deploy", "--resource-group", "rg-demo", "--env-name", "other").expect(t, ExitUsage,
 		"resource group rg-demo has no deployment cosmoslease-other ((DeploymentNotFound) Deployment 'cosmoslease-other' could not be found.)")

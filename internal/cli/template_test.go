@@ -11,6 +11,7 @@ import (
 
 	"github.com/cosmoslease/cosmoslease/infra"
 	"github.com/cosmoslease/cosmoslease/internal/emulator"
+	"github.com/cosmoslease/cosmoslease/pkg/leasehandler"
 )
 
 // Static tests of infra/main.bicep. No Bicep compiler can be installed here, so these read the template as text:
@@ -404,7 +405,8 @@ func TestTemplateAlwaysReady(t *testing.T) {
 	if !regexp.MustCompile(`scaleAndConcurrency: \{[^}]*alwaysReady: alwaysReady > 0 \? \[\s*\{\s*name: 'function:LeaseTimer'\s*instanceCount: alwaysReady\s*\}\s*\] : \[\]`).MatchString(apps) {
 		t.Errorf("the apps do not keep alwaysReady instances for function:LeaseTimer:\n%s", apps)
 	}
-	if _, err := os.Stat("../../functions/LeaseTimer/function.json"); err != nil {
-		t.Errorf("there is no function LeaseTimer for function:LeaseTimer to name: %v", err)
+	if main, err := os.ReadFile("../../functions/leasehandler/main.go"); err != nil || leasehandler.LeaseTimer(nil).Name != "LeaseTimer" ||
+		!strings.Contains(string(main), "leasehandler.LeaseTimer(") {
+		t.Errorf("the default handler serves no function LeaseTimer for function:LeaseTimer to name (%v)", err)
 	}
 }

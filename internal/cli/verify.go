@@ -31,8 +31,8 @@ func hostNameArgs(t target, app app) []string {
 		append(t.subscriptionArgs(), "--query", "defaultHostName", "--output", "json")...)
 }
 
-// leaseStatus is the part of LeaseStatus's answer deploy shows (functions/leasehandler: statusBody, its
-// recentRuns newest first). Fields it does not know are ignored.
+// leaseStatus is the part of LeaseStatus's answer deploy shows (pkg/leasehandler: statusBody, its top level the
+// first job that can run, its recentRuns newest first; jobs every job). Fields it does not know are ignored.
 type leaseStatus struct {
 	Lease      string `json:"lease"`
 	State      string `json:"state"`
@@ -44,10 +44,28 @@ type leaseStatus struct {
 		Region     string    `json:"region"`
 		Status     string    `json:"status"`
 	} `json:"recentRuns"`
+	Jobs []struct {
+		Name  string `json:"name"`
+		Error string `json:"error"`
+	} `json:"jobs"`
 }
 
 // summary is one line: the lease, its state and holder, the newest run.
 func (s leaseStatus) summary() string {
+	out := "no job can run"
+	if s.Lease != "" {
+		out = s.leaseSummary()
+	}
+	for _, j := range s.Jobs {
+		if j.Error != "" {
+			out += fmt.Sprintf("; job %s cannot run: %s", j.Name, j.Error)
+		}
+	}
+	return out
+}
+
+// leaseSummary is the first job's lease, its state and holder, its newest run.
+func (s leaseStatus) leaseSummary() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "lease %s %s", s.Lease, s.State)
 	if s.Region != "" && (s.State == "held" || s.State == "expired") {
@@ -183,7 +201,7 @@ func (a *App) askLeaseStatus(ctx context.Context, t target, app app, host, key *
 		return "", fmt.Errorf("HTTP %d", resp.StatusCode)
 	}
 	var s leaseStatus
-	if err := json.Unmarshal(body, &s); err != nil || s.Lease == "" || s.State == "" {
+	if err := json.Unmarshal(body, &s); err != nil || (s.Lease == "" || s.State == "") && len(s.Jobs) == 0 {
 		return "", errors.New("the answer is not LeaseStatus's JSON (lease, state, recentRuns)")
 	}
 	return s.summary(), nil

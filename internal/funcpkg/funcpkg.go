@@ -1,20 +1,34 @@
-// Package funcpkg builds the Functions custom handler and writes a deployable zip with the layout the host
-// expects: host.json at the root (naming the target's executable), beside the function folders and the handler
-// binary. `make package` (tools/package) and `cosmoslease deploy` both use it, so the zip deployed is the zip
-// tested.
+// Package funcpkg builds a Functions custom handler (a main package that calls pkg/leasehandler.Serve) and writes
+// a deployable zip with the layout the host expects: host.json at the root (naming the target's executable),
+// the handler binary, one function folder per job, and the app's own files (the scripts of command jobs).
+// `cosmoslease package`, `cosmoslease deploy` and `make package` (tools/package) all use it, so the zip deployed
+// is the zip tested.
+//
+// Nobody writes a function folder by hand: the handler writes them itself. Build builds it a second time, for
+// the machine it runs on, and runs it with leasehandler.WriteFunctionsEnv set, and with the app settings of the
+// command jobs being packaged, so the folders come from the same code that serves them.
 package funcpkg
 
 import (
 	"archive/zip"
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
+	"time"
+
+	"github.com/cosmoslease/cosmoslease/pkg/leasehandler"
 )
+
+// DefaultHandler is this project's handler: the job LeaseTimer and the command jobs of the app settings.
+const DefaultHandler = "github.com/cosmoslease/cosmoslease/functions/leasehandler"
 
 // Target is a platform to build the handler for.
 type Target struct{ GOOS, GOARCH string }
@@ -36,61 +50,175 @@ func (t Target) Exe() string {
 	return "leasehandler"
 }
 
-// Build compiles ./functions/leasehandler of the module at root for t, writes out/<name>/ (for `func start`) and
-// out/<name>.zip, and returns the zip's path. It needs the go command.
-func Build(root, out string, t Target) (string, error) {
+// Spec says what goes into a package.
+type Spec struct {
+	// Root is the Go module the handler is built in (its go.mod, and host.json if it has one).
+	Root string
+	// Handler is the handler's main package, as go build names it (an import path, or ./cmd/jobs relative to
+	// Root); default DefaultHandler.
+	Handler string
+	// Settings are app settings the handler reads to list its jobs: the LeaseJobs__NAME__Schedule and
+	// __Command of the command jobs being packaged (each gets its function folder).
+	Settings map[string]string
+	// Include are folders of the app's files (the scripts of command jobs), each put in the package under its
+	// path relative to Root (its base name when it is outside Root), with its files' modes.
+	Include []string
+}
+
+func (s Spec) handler() string {
+	if s.Handler == "" {
+		return DefaultHandler
+	}
+	return s.Handler
+}
+
+// Build compiles the handler for t, writes out/<name>/ (for `func start`) and out/<name>.zip, and returns the
+// zip's path and the names of the functions in it. It needs the go command.
+func Build(ctx context.Context, spec Spec, out string, t Target) (zipPath string, functions []string, err error) {
 	dir := filepath.Join(out, t.Name())
 	if err := os.RemoveAll(dir); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	absDir, err := filepath.Abs(dir)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(absDir, t.Exe()), "./functions/leasehandler")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "GOOS="+t.GOOS, "GOARCH="+t.GOARCH, "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./functions/leasehandler: %v\n%s", err, strings.TrimSpace(string(b)))
+	if err := checkMain(ctx, spec); err != nil {
+		return "", nil, err
 	}
-	host, err := hostJSON(filepath.Join(root, "host.json"), t.Exe())
+	if err := goBuild(ctx, spec, filepath.Join(absDir, t.Exe()), t); err != nil {
+		return "", nil, err
+	}
+	if functions, err = writeFunctions(ctx, spec, absDir); err != nil {
+		return "", nil, err
+	}
+	host, err := hostJSON(filepath.Join(spec.Root, "host.json"), t.Exe())
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if err := os.WriteFile(filepath.Join(dir, "host.json"), host, 0o644); err != nil {
-		return "", err
+		return "", nil, err
 	}
-	fns, _ := filepath.Glob(filepath.Join(root, "functions", "*", "function.json"))
-	if len(fns) == 0 {
-		return "", fmt.Errorf("no functions/*/function.json under %s", root)
+	taken := map[string]bool{"host.json": true, t.Exe(): true}
+	for _, f := range functions {
+		taken[f] = true
 	}
-	for _, f := range fns {
-		name := filepath.Base(filepath.Dir(f))
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return "", err
-		}
-		if err := os.MkdirAll(filepath.Join(dir, name), 0o755); err != nil {
-			return "", err
-		}
-		if err := os.WriteFile(filepath.Join(dir, name, "function.json"), b, 0o644); err != nil {
-			return "", err
+	for _, inc := range spec.Include {
+		if err := include(spec.Root, inc, dir, taken); err != nil {
+			return "", nil, err
 		}
 	}
-	zipPath := filepath.Join(out, t.Name()+".zip")
-	return zipPath, writeZip(dir, zipPath, t.Exe())
+	zipPath = filepath.Join(out, t.Name()+".zip")
+	return zipPath, functions, writeZip(dir, zipPath, t.Exe())
 }
 
-// hostJSON names the target's executable in host.json.
-func hostJSON(path, exe string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+// checkMain says whether the handler is a main package (go build would write a library's archive instead).
+func checkMain(ctx context.Context, spec Spec) error {
+	cmd := exec.CommandContext(ctx, "go", "list", "-f", "{{.Name}}", spec.handler())
+	cmd.Dir = spec.Root
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	switch name := strings.TrimSpace(string(out)); {
+	case err != nil:
+		return fmt.Errorf("go list %s: %v\n%s", spec.handler(), err, strings.TrimSpace(stderr.String()))
+	case name != "main":
+		return fmt.Errorf("%s is not a main package (it is package %s): the handler is a main package that calls leasehandler.Serve", spec.handler(), name)
+	}
+	return nil
+}
+
+// goBuild compiles the handler for t into exe.
+func goBuild(ctx context.Context, spec Spec, exe string, t Target) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", exe, spec.handler())
+	cmd.Dir = spec.Root
+	cmd.Env = append(os.Environ(), "GOOS="+t.GOOS, "GOARCH="+t.GOARCH, "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %v\n%s", spec.handler(), err, strings.TrimSpace(string(b)))
+	}
+	return nil
+}
+
+// writeFunctions builds the handler for this machine and runs it to write its function folders into dir; it
+// returns the functions' names.
+func writeFunctions(ctx context.Context, spec Spec, dir string) ([]string, error) {
+	tmp, err := os.MkdirTemp("", "cosmoslease-functions")
 	if err != nil {
 		return nil, err
 	}
+	defer os.RemoveAll(tmp)
+	exe := filepath.Join(tmp, "handler")
+	if t := hostTarget(); t.GOOS == "windows" {
+		exe += ".exe"
+	}
+	if err := goBuild(ctx, spec, exe, hostTarget()); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, exe)
+	cmd.Dir = tmp
+	// The handler's environment holds the settings of the jobs being packaged, and none of this machine's.
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); !strings.HasPrefix(strings.ToLower(k), "leasejobs__") && k != "FUNCTIONS_CUSTOMHANDLER_PORT" {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	for k, v := range spec.Settings {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Env = append(cmd.Env, leasehandler.WriteFunctionsEnv+"="+dir)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	msg := strings.TrimSpace(stderr.String())
+	switch {
+	case ctx.Err() != nil:
+		return nil, fmt.Errorf("%s did not write its function folders within 2 minutes: does its main call leasehandler.Serve? %s", spec.handler(), msg)
+	case err != nil:
+		return nil, fmt.Errorf("%s cannot list its jobs: %s", spec.handler(), orDefault(msg, err.Error()))
+	}
+	names := strings.Fields(stdout.String())
+	if _, err := os.Stat(filepath.Join(dir, "LeaseStatus", "function.json")); err != nil || len(names) == 0 {
+		return nil, fmt.Errorf("%s wrote no function folders: is it a handler whose main calls leasehandler.Serve (pkg/leasehandler)?", spec.handler())
+	}
+	return names, nil
+}
+
+func hostTarget() Target {
+	out, err := exec.Command("go", "env", "GOHOSTOS", "GOHOSTARCH").Output()
+	if f := strings.Fields(string(out)); err == nil && len(f) == 2 {
+		return Target{f[0], f[1]}
+	}
+	return Target{}
+}
+
+// defaultHost is the host.json of a module that has none: the Functions host version 2 with the extension
+// bundle that holds the timer and HTTP triggers, a ten-minute functionTimeout, and the custom handler.
+var defaultHost = map[string]any{
+	"version":         "2.0",
+	"functionTimeout": "00:10:00",
+	"logging":         map[string]any{"logLevel": map[string]any{"default": "Information"}},
+	"extensionBundle": map[string]any{"id": "Microsoft.Azure.Functions.ExtensionBundle", "version": "[4.*, 5.0.0)"},
+	"customHandler": map[string]any{
+		"description":                 map[string]any{"defaultExecutablePath": "leasehandler", "workingDirectory": "", "arguments": []any{}},
+		"enableForwardingHttpRequest": false,
+	},
+}
+
+// hostJSON is the module's host.json (at path), or defaultHost, naming the target's executable.
+func hostJSON(path, exe string) ([]byte, error) {
 	var m map[string]any
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		b, _ = json.Marshal(defaultHost)
+	case err != nil:
+		return nil, err
+	}
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("host.json: %v", err)
 	}
@@ -110,33 +238,80 @@ func hostJSON(path, exe string) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// include copies the folder inc (relative to root unless absolute) into dir, under its path relative to root,
+// or its base name when it is outside root, keeping its files' modes. A file may not take the place of one the
+// package already has (taken: top-level names).
+func include(root, inc, dir string, taken map[string]bool) error {
+	src := inc
+	if !filepath.IsAbs(src) {
+		src = filepath.Join(root, src)
+	}
+	fi, err := os.Stat(src)
+	if err != nil {
+		return fmt.Errorf("--include %s: %v", inc, errors.Unwrap(err))
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("--include %s is not a folder", inc)
+	}
+	name := filepath.Base(src)
+	if absRoot, err := filepath.Abs(root); err == nil {
+		if absSrc, err := filepath.Abs(src); err == nil {
+			if rel, err := filepath.Rel(absRoot, absSrc); err == nil && rel != "." && !strings.HasPrefix(rel, "..") {
+				name = rel
+			}
+		}
+	}
+	top := strings.Split(filepath.ToSlash(name), "/")[0]
+	if taken[top] || taken[strings.ToLower(top)] {
+		return fmt.Errorf("--include %s would put %s in the package, which already holds %s (the handler, host.json or a function folder): move the files to a folder of another name", inc, name, top)
+	}
+	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		dst := filepath.Join(dir, name, rel)
+		if d.IsDir() {
+			return os.MkdirAll(dst, 0o755)
+		}
+		info, err := os.Stat(path) // a symbolic link is packaged as the file it names
+		if err != nil {
+			return err
+		}
+		if !info.Mode().IsRegular() {
+			return fmt.Errorf("--include %s: %s is not a regular file", inc, filepath.Join(name, rel))
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(dst, b, info.Mode().Perm()); err != nil {
+			return err
+		}
+		return os.Chmod(dst, info.Mode().Perm()) // WriteFile's mode is filtered by the umask
+	})
+}
+
 func writeZip(dir, zipPath, exe string) error {
 	f, err := os.Create(zipPath)
 	if err != nil {
 		return err
 	}
 	zw := zip.NewWriter(f)
+	var paths []string
 	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
+		if err == nil && !d.IsDir() {
+			paths = append(paths, path)
 		}
-		rel, _ := filepath.Rel(dir, path)
-		h := &zip.FileHeader{Name: filepath.ToSlash(rel), Method: zip.Deflate}
-		h.SetMode(0o644)
-		if rel == exe || strings.HasSuffix(rel, "/"+exe) {
-			h.SetMode(0o755)
-		}
-		w, err := zw.CreateHeader(h)
-		if err != nil {
-			return err
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(b)
 		return err
 	})
+	sort.Strings(paths)
+	for _, path := range paths {
+		if err != nil {
+			break
+		}
+		err = addFile(zw, dir, path, exe)
+	}
 	if cerr := zw.Close(); err == nil {
 		err = cerr
 	}
@@ -144,4 +319,36 @@ func writeZip(dir, zipPath, exe string) error {
 		err = cerr
 	}
 	return err
+}
+
+// addFile adds one file, with its mode: the handler 0755, an app file as it was, the rest 0644.
+func addFile(zw *zip.Writer, dir, path, exe string) error {
+	rel, _ := filepath.Rel(dir, path)
+	info, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	h := &zip.FileHeader{Name: filepath.ToSlash(rel), Method: zip.Deflate}
+	mode := info.Mode().Perm() | 0o644
+	if rel == exe {
+		mode = 0o755
+	}
+	h.SetMode(mode)
+	w, err := zw.CreateHeader(h)
+	if err != nil {
+		return err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
 }

@@ -31,7 +31,7 @@ const maxLineBytes = 16 << 10
 // PATH. It refuses at load what could only fail at every occurrence: an empty line, an unclosed quote, a program
 // that is missing or cannot be executed.
 func commandWork(setting, line, dir string, grace func() time.Duration) (WorkFunc, error) {
-	argv, err := splitCommand(line)
+	argv, err := SplitCommand(line)
 	if err != nil {
 		return nil, fmt.Errorf("%s %q: %v", setting, line, err)
 	}
@@ -73,10 +73,11 @@ func commandWork(setting, line, dir string, grace func() time.Duration) (WorkFun
 	}, nil
 }
 
-// splitCommand splits a command line into words as a POSIX shell would, without expanding anything: blanks
+// SplitCommand is how the handler reads a command job's command line (LeaseJobs__NAME__Command): it splits it
+// into words as a POSIX shell would, without expanding anything: blanks
 // separate words; single quotes keep everything; double quotes keep everything but \" and \\; a backslash
 // outside quotes keeps the next character.
-func splitCommand(line string) ([]string, error) {
+func SplitCommand(line string) ([]string, error) {
 	var words []string
 	var w strings.Builder
 	inWord := false

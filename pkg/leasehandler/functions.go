@@ -75,6 +75,11 @@ func functionFiles(specs []jobSpec, problems []string) (map[string][]byte, error
 		if spec.err != nil {
 			return nil, fmt.Errorf("job %s: %v", spec.Name, spec.err)
 		}
+		if spec.commandSetting != "" {
+			if _, err := SplitCommand(spec.command); err != nil {
+				return nil, fmt.Errorf("%s %q: %v", spec.commandSetting, spec.command, err)
+			}
+		}
 		if spec.Schedule != "" && !strings.HasPrefix(spec.Schedule, "%") {
 			if _, err := ncrontab.Parse(spec.Schedule); err != nil {
 				return nil, fmt.Errorf("job %s's Schedule %v", spec.Name, err)

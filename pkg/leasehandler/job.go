@@ -102,7 +102,8 @@ const statusFunction = "LeaseStatus"
 // ^[a-z][a-z0-9_\-]{0,127}$ without regard to case, and not "host"), without the hyphen.
 var functionName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,127}$`)
 
-func checkName(name string) error {
+// CheckName says whether name can be a job's name (see Job.Name), and if not, why.
+func CheckName(name string) error {
 	switch {
 	case name == "":
 		return errors.New("a job needs a name")
@@ -131,7 +132,7 @@ type jobSpec struct {
 func checkGoJobs(jobs []Job) error {
 	seen := map[string]string{}
 	for _, j := range jobs {
-		if err := checkName(j.Name); err != nil {
+		if err := CheckName(j.Name); err != nil {
 			return err
 		}
 		if j.Work == nil {
@@ -169,7 +170,7 @@ func listJobs(goJobs []Job, e environment) (specs []jobSpec, problems []string) 
 	sort.Strings(names)
 	for _, k := range names {
 		je := envs[k]
-		if err := checkName(je.name); err != nil {
+		if err := CheckName(je.name); err != nil {
 			problems = append(problems, fmt.Sprintf("app settings %s__%s__…: %v", jobPrefix, je.name, err))
 			continue
 		}

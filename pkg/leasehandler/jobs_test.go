@@ -202,14 +202,14 @@ func TestSplitCommand(t *testing.T) {
 		`C:\path\x.exe`: `C:pathx.exe`,
 		`./with-dollar $HOME "$(not expanded)" *.go`: `./with-dollar|$HOME|$(not expanded)|*.go`,
 	} {
-		got, err := splitCommand(line)
+		got, err := SplitCommand(line)
 		if err != nil || strings.Join(got, "|") != want {
-			t.Errorf("splitCommand(%q) = %q, %v; want %q", line, strings.Join(got, "|"), err, want)
+			t.Errorf("SplitCommand(%q) = %q, %v; want %q", line, strings.Join(got, "|"), err, want)
 		}
 	}
 	for _, bad := range []string{"", "   ", `./x 'open`, `./x "open`, `./x "ends with \"`} {
-		if got, err := splitCommand(bad); err == nil {
-			t.Errorf("splitCommand(%q) = %q, want an error", bad, got)
+		if got, err := SplitCommand(bad); err == nil {
+			t.Errorf("SplitCommand(%q) = %q, want an error", bad, got)
 		}
 	}
 }
