@@ -107,6 +107,8 @@ func TestBadJobSettings(t *testing.T) {
 			"CleanupSchedule"},
 		{"setting beside a fixed schedule", map[string]string{"LeaseJobs__Report__Schedule": "0 0 3 * * *"}, []Job{{Name: "Report", Schedule: "0 0 2 * * *", Work: noWork}}, "Report",
 			"LeaseJobs__Report__Schedule is set (\"0 0 3 * * *\"), but job Report's schedule is fixed in its code"},
+		{"schedule setting the binding does not name", map[string]string{"LeaseTimerSchedule": "0 */1 * * * *", "LeaseJobs__LeaseTimer__Schedule": "0 */5 * * * *"}, []Job{LeaseTimer(noWork)}, "LeaseTimer",
+			"LeaseJobs__LeaseTimer__Schedule is set (\"0 */5 * * * *\"), but job LeaseTimer's schedule is the app setting LeaseTimerSchedule (its function.json binds %LeaseTimerSchedule%)"},
 		{"bad delay", map[string]string{"LeaseJobs__Report__FailoverDelay": "soon"}, []Job{{Name: "Report", Schedule: "0 0 2 * * *", Work: noWork}}, "Report",
 			"LeaseJobs__Report__FailoverDelay \"soon\" is not a duration from 00:00:01 to 01:00:00"},
 		{"bad retry", map[string]string{"LeaseJobs__Report__RetryAbandoned": "maybe"}, []Job{{Name: "Report", Schedule: "0 0 2 * * *", Work: noWork}}, "Report",

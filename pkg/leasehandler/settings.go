@@ -304,6 +304,10 @@ func (a *appSettings) job(j Job, e environment, je *jobEnv) (*settings, error) {
 			name, v, j.Name, j.Schedule)
 	}
 	setting, expr := scheduleSetting(j), j.Schedule
+	if v, name, ok := je.get("Schedule"); ok && setting != "" && !strings.EqualFold(name, setting) {
+		return nil, fmt.Errorf("%s is set (%q), but job %s's schedule is the app setting %s (its function.json binds %%%s%%), which the host fires on: set that one instead, and remove %s",
+			name, v, j.Name, setting, bindingName(setting), name)
+	}
 	if setting != "" {
 		expr = e.get(setting)
 		if strings.TrimSpace(expr) == "" {
