@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -57,7 +58,7 @@ type instance struct {
 	port           int
 	cmd            *exec.Cmd
 	stdout, stderr *syncBuf
-	invocations    int
+	invocations    atomic.Int64 // the host numbers its invocations; the tests post several at once
 }
 
 type syncBuf struct {
@@ -172,8 +173,7 @@ func (in *instance) post(t *testing.T, fn string, body []byte) reply {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, "http://127.0.0.1:"+strconv.Itoa(in.port)+"/"+fn, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
-	in.invocations++
-	req.Header.Set("X-Azure-Functions-InvocationId", "inv-"+strconv.Itoa(in.invocations))
+	req.Header.Set("X-Azure-Functions-InvocationId", "inv-"+strconv.FormatInt(in.invocations.Add(1), 10))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s: %v", in.region, err)

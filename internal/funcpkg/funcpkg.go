@@ -86,28 +86,56 @@ func Build(ctx context.Context, spec Spec, out string, t Target) (zipPath string
 	if err != nil {
 		return "", nil, err
 	}
+	// What is cheap to check comes first; then the build for this machine, whose run lists the functions; then,
+	// unless this machine is the target, the build for the target.
 	if err := checkMain(ctx, spec); err != nil {
 		return "", nil, err
 	}
-	if err := goBuild(ctx, spec, filepath.Join(absDir, t.Exe()), t); err != nil {
-		return "", nil, err
-	}
-	if functions, err = writeFunctions(ctx, spec, absDir); err != nil {
-		return "", nil, err
-	}
-	host, err := hostJSON(filepath.Join(spec.Root, "host.json"), t.Exe())
+	includes, err := includes(spec)
 	if err != nil {
 		return "", nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "host.json"), host, 0o644); err != nil {
+	tmp, err := os.MkdirTemp("", "cosmoslease-handler")
+	if err != nil {
+		return "", nil, err
+	}
+	defer os.RemoveAll(tmp)
+	host := hostTarget()
+	local := filepath.Join(tmp, host.Exe())
+	if err := goBuild(ctx, spec, local, host); err != nil {
+		return "", nil, err
+	}
+	if functions, err = writeFunctions(ctx, spec, local, absDir); err != nil {
 		return "", nil, err
 	}
 	taken := map[string]bool{"host.json": true, t.Exe(): true}
 	for _, f := range functions {
-		taken[f] = true
+		taken[strings.ToLower(f)] = true
 	}
-	for _, inc := range spec.Include {
-		if err := include(spec.Root, inc, dir, taken); err != nil {
+	for _, inc := range includes {
+		if taken[strings.ToLower(inc.top)] {
+			return "", nil, fmt.Errorf("--include %s would put %s in the package, which already holds %s (the handler, host.json or a function folder): move the files to a folder of another name",
+				inc.given, inc.name, inc.top)
+		}
+	}
+	exe := filepath.Join(absDir, t.Exe())
+	if host == t {
+		err = os.Rename(local, exe)
+	} else {
+		err = goBuild(ctx, spec, exe, t)
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	hj, err := hostJSON(filepath.Join(spec.Root, "host.json"), t.Exe())
+	if err != nil {
+		return "", nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "host.json"), hj, 0o644); err != nil {
+		return "", nil, err
+	}
+	for _, inc := range includes {
+		if err := inc.copyInto(dir); err != nil {
 			return "", nil, err
 		}
 	}
@@ -142,25 +170,13 @@ func goBuild(ctx context.Context, spec Spec, exe string, t Target) error {
 	return nil
 }
 
-// writeFunctions builds the handler for this machine and runs it to write its function folders into dir; it
+// writeFunctions runs exe, the handler built for this machine, to write its function folders into dir; it
 // returns the functions' names.
-func writeFunctions(ctx context.Context, spec Spec, dir string) ([]string, error) {
-	tmp, err := os.MkdirTemp("", "cosmoslease-functions")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(tmp)
-	exe := filepath.Join(tmp, "handler")
-	if t := hostTarget(); t.GOOS == "windows" {
-		exe += ".exe"
-	}
-	if err := goBuild(ctx, spec, exe, hostTarget()); err != nil {
-		return nil, err
-	}
+func writeFunctions(ctx context.Context, spec Spec, exe, dir string) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, exe)
-	cmd.Dir = tmp
+	cmd.Dir = filepath.Dir(exe)
 	// The handler's environment holds the settings of the jobs being packaged, and none of this machine's.
 	for _, kv := range os.Environ() {
 		if k, _, _ := strings.Cut(kv, "="); !strings.HasPrefix(strings.ToLower(k), "leasejobs__") && k != "FUNCTIONS_CUSTOMHANDLER_PORT" {
@@ -173,7 +189,7 @@ func writeFunctions(ctx context.Context, spec Spec, dir string) ([]string, error
 	cmd.Env = append(cmd.Env, leasehandler.WriteFunctionsEnv+"="+dir)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err = cmd.Run()
+	err := cmd.Run()
 	msg := strings.TrimSpace(stderr.String())
 	switch {
 	case ctx.Err() != nil:
@@ -238,48 +254,58 @@ func hostJSON(path, exe string) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// include copies the folder inc (relative to root unless absolute) into dir, under its path relative to root,
-// or its base name when it is outside root, keeping its files' modes. A file may not take the place of one the
-// package already has (taken: top-level names).
-func include(root, inc, dir string, taken map[string]bool) error {
-	src := inc
-	if !filepath.IsAbs(src) {
-		src = filepath.Join(root, src)
-	}
-	fi, err := os.Stat(src)
-	if err != nil {
-		return fmt.Errorf("--include %s: %v", inc, errors.Unwrap(err))
-	}
-	if !fi.IsDir() {
-		return fmt.Errorf("--include %s is not a folder", inc)
-	}
-	name := filepath.Base(src)
-	if absRoot, err := filepath.Abs(root); err == nil {
-		if absSrc, err := filepath.Abs(src); err == nil {
-			if rel, err := filepath.Rel(absRoot, absSrc); err == nil && rel != "." && !strings.HasPrefix(rel, "..") {
-				name = rel
+// anInclude is one folder of the app's files: given as --include names it, put under name in the package.
+type anInclude struct {
+	given, src, name, top string
+}
+
+// includes checks the folders of the app's files: each is put in the package under its path relative to Root,
+// or its base name when it is outside Root.
+func includes(spec Spec) ([]anInclude, error) {
+	var out []anInclude
+	for _, inc := range spec.Include {
+		src := inc
+		if !filepath.IsAbs(src) {
+			src = filepath.Join(spec.Root, src)
+		}
+		fi, err := os.Stat(src)
+		if err != nil {
+			return nil, fmt.Errorf("--include %s: %v", inc, errors.Unwrap(err))
+		}
+		if !fi.IsDir() {
+			return nil, fmt.Errorf("--include %s is not a folder", inc)
+		}
+		name := filepath.Base(src)
+		if absRoot, err := filepath.Abs(spec.Root); err == nil {
+			if absSrc, err := filepath.Abs(src); err == nil {
+				if rel, err := filepath.Rel(absRoot, absSrc); err == nil && rel != "." && !strings.HasPrefix(rel, "..") {
+					name = rel
+				}
 			}
 		}
+		out = append(out, anInclude{given: inc, src: src, name: name, top: strings.Split(filepath.ToSlash(name), "/")[0]})
 	}
-	top := strings.Split(filepath.ToSlash(name), "/")[0]
-	if taken[top] || taken[strings.ToLower(top)] {
-		return fmt.Errorf("--include %s would put %s in the package, which already holds %s (the handler, host.json or a function folder): move the files to a folder of another name", inc, name, top)
-	}
-	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+	return out, nil
+}
+
+// copyInto copies the folder into dir, keeping its files' modes; a symbolic link is packaged as the file it
+// names.
+func (inc anInclude) copyInto(dir string) error {
+	return filepath.WalkDir(inc.src, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(src, path)
-		dst := filepath.Join(dir, name, rel)
+		rel, _ := filepath.Rel(inc.src, path)
+		dst := filepath.Join(dir, inc.name, rel)
 		if d.IsDir() {
 			return os.MkdirAll(dst, 0o755)
 		}
-		info, err := os.Stat(path) // a symbolic link is packaged as the file it names
+		info, err := os.Stat(path)
 		if err != nil {
 			return err
 		}
 		if !info.Mode().IsRegular() {
-			return fmt.Errorf("--include %s: %s is not a regular file", inc, filepath.Join(name, rel))
+			return fmt.Errorf("--include %s: %s is not a regular file", inc.given, filepath.Join(inc.name, rel))
 		}
 		b, err := os.ReadFile(path)
 		if err != nil {
