@@ -30,7 +30,7 @@ func loggedArgs(t *testing.T, logPath, prefix string) [][]string {
 // Command jobs deployed (issue 25): deploy --job NAME=SCHEDULE --include DIR -- COMMAND sets each job's app
 // settings in every region's app, before its package, and the package holds the jobs' function folders and the
 // app's files, scripts still executable. A region whose settings cannot be set gets no package, and the others
-// still go.
+// still go. A jobs file, through cosmoslease package.
 func TestDeployCommandJobs(t *testing.T) {
 	h := newHarness(t)
 	h.dir = userModule(t, "command-jobs")
@@ -116,13 +116,9 @@ func TestDeployCommandJobs(t *testing.T) {
 	if callsStarting(t, log, "functionapp") > 0 {
 		t.Fatalf("--dry-run ran %v", azCalls(t, log))
 	}
-}
 
-// A jobs file: each job its own command and settings; cosmoslease package builds the same package and prints
-// the settings to set.
-func TestPackageJobsFile(t *testing.T) {
-	h := newHarness(t)
-	h.dir = userModule(t, "jobs-file")
+	// A jobs file gives each job its own command and settings; cosmoslease package builds the same package (in
+	// the same module, so the handler's build is reused) and prints the settings to set.
 	if err := os.MkdirAll(filepath.Join(h.dir, "scripts"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +131,7 @@ func TestPackageJobsFile(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(h.dir, "jobs.json"), []byte(file), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r := h.run("package", "--jobs", "jobs.json")
+	r = h.run("package", "--jobs", "jobs.json")
 	r.expect(t, ExitOK, "the functions Export, LeaseStatus, LeaseTimer, Report.")
 	for _, l := range []string{filepath.Join(h.dir, "dist", "functionapp-linux-amd64.zip"), "'LeaseJobs__Export__Command=scripts/a.sh --full'",
 		"LeaseJobs__Export__RetryAbandoned=true", "LeaseJobs__Report__FailoverDelay=00:00:05", "LeaseJobs__Report__LeaseKey=reports",

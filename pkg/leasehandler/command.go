@@ -74,9 +74,8 @@ func commandWork(setting, line, dir string, grace func() time.Duration) (WorkFun
 }
 
 // SplitCommand is how the handler reads a command job's command line (LeaseJobs__NAME__Command): it splits it
-// into words as a POSIX shell would, without expanding anything: blanks
-// separate words; single quotes keep everything; double quotes keep everything but \" and \\; a backslash
-// outside quotes keeps the next character.
+// into words as a POSIX shell would, without expanding anything. Blanks separate words; single quotes keep
+// everything; double quotes keep everything but \" and \\; a backslash outside quotes keeps the next character.
 func SplitCommand(line string) ([]string, error) {
 	var words []string
 	var w strings.Builder
