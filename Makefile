@@ -29,9 +29,11 @@ bench: test-deps build
 build:
 	$(GO) build -o bin/cosmoslease ./cmd/cosmoslease
 
-## test: install the test server, then vet and run every test with the race detector.
+## test: install the test server, then vet and run every test with the race detector. The packages that build
+## handlers and the CLI (internal/cli, internal/funcpkg) take more than go test's default 10 minutes on a loaded
+## two-core machine, so each package gets 30.
 test: test-deps vet cross
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
 
 ## test-deps: Go modules, the pinned Cosmos-protocol server and the official JavaScript SDK that the reference
 ## sample's contender uses (each from its lock file).
