@@ -87,6 +87,9 @@ func (a *App) deploy(c *ucli.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := az.RequireVersion(c.Context, a.Az); err != nil {
+		return err
+	}
 	apps, err := a.deployedApps(c.Context, t)
 	if err != nil {
 		return err

@@ -189,7 +189,7 @@ func TestDeployToEveryRegion(t *testing.T) {
 		"[3/3] eastus: func-abc123-0 answers: lease timer-singleton held by eastus")
 	r.noKey(t)
 	zipPath := filepath.Join(h.dir, "dist", "functionapp-linux-amd64.zip")
-	want := []string{"deployment group show --resource-group rg-demo --name cosmoslease-demo --subscription " + sub1 + " --output json"}
+	want := []string{"version --output json", "deployment group show --resource-group rg-demo --name cosmoslease-demo --subscription " + sub1 + " --output json"}
 	for _, a := range []string{"func-abc123-2", "func-abc123-1", "func-abc123-0"} {
 		want = append(want, regionCalls(a, zipPath, true)...)
 	}
@@ -356,6 +356,12 @@ func TestDeployNeedsAnEnvironmentAndAModule(t *testing.T) {
 	h.run("deploy").expect(t, ExitUsage, "setup made an emulator configuration here, with no Function Apps")
 	h.run("deploy", "--resource-group", "rg-demo", "--env-name", "demo").expect(t, ExitUsage,
 		"deploy builds the lease handler from the Go module in the working directory, but "+h.dir+" has no go.mod")
+	// Issue 27, item 5: deploy refuses an az older than 2.60, whose config-zip takes the path of the other plans.
+	log := h.stubAz("ok", "AZ_STUB_AZ_VERSION=2.55.0")
+	h.run("deploy", "--resource-group", "rg-demo", "--env-name", "demo").expect(t, ExitError, "the Azure CLI is version 2.55.0, and cosmoslease needs 2.60.0 or newer")
+	if calls := azCalls(t, log); len(calls) != 1 {
+		t.Fatalf("az calls after the version was refused: %v", calls)
+	}
 	h.stubAz("nodeployment")
 	h.run("deploy", "--resource-group", "rg-demo", "--env-name", "other").expect(t, ExitUsage,
 		"resource group rg-demo has no deployment cosmoslease-other ((DeploymentNotFound) Deployment 'cosmoslease-other' could not be found.)")

@@ -284,8 +284,8 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 	case p.alwaysReady > 0 && !p.functions:
 		return nil, usagef("--always-ready %d keeps LeaseTimer's instances, but --no-functions deploys no Function App: drop one of them", p.alwaysReady)
 	}
-	// Preflight: az present and signed in.
-	if _, err := a.Az.Run(ctx, "version", "--output", "json"); err != nil {
+	// Preflight: az present, new enough, and (next) signed in.
+	if err := az.RequireVersion(ctx, a.Az); err != nil {
 		return nil, err
 	}
 

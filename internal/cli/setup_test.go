@@ -201,6 +201,15 @@ func TestSetupFailures(t *testing.T) {
 			}
 		})
 	}
+	// Issue 27, item 5: an az older than 2.60 is refused before anything else, with the upgrade command.
+	t.Run("az too old", func(t *testing.T) {
+		h := newHarness(t)
+		log := h.stubAz("ok", "AZ_STUB_AZ_VERSION=2.58.0")
+		h.run(fullSetup...).expect(t, ExitError, "the Azure CLI is version 2.58.0, and cosmoslease needs 2.60.0 or newer", "'az upgrade'")
+		if calls := azCalls(t, log); len(calls) != 1 {
+			t.Fatalf("az calls after the version was refused: %v", calls)
+		}
+	})
 	t.Run("az not installed", func(t *testing.T) {
 		h := newHarness(t)
 		h.az = az.Exec{Path: filepath.Join(t.TempDir(), "az")}
