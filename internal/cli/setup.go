@@ -95,6 +95,8 @@ type plan struct {
 	alwaysReady int
 	// places are the subscription's regions (az account list-locations), once read.
 	places map[string]place
+	// cosmosAccess says, per region asked about, whether the subscription may create Cosmos DB there.
+	cosmosAccess map[string]bool
 }
 
 // allRegions is the primary region, then the others in failover order.
@@ -471,6 +473,14 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 	}
 	if p.serverless && len(p.regions) > 0 {
 		return nil, usagef("a serverless Cosmos DB account cannot span regions: drop --serverless, or --regions")
+	}
+	if p.functions {
+		if err := a.checkCustomRuntime(ctx, p, p.allRegions()); err != nil {
+			return nil, err
+		}
+	}
+	if err := a.checkCosmosRegions(ctx, p, p.allRegions()); err != nil {
+		return nil, err
 	}
 	if witness != "" && witness != "none" && (len(p.regions) != 1 || p.consistency != "" && p.consistency != "Strong") {
 		return nil, usagef("--witness-region %s: a witness region is for Strong consistency with exactly two regions; this plan has %s and %d region(s): drop --witness-region",

@@ -81,13 +81,21 @@ func TestSetupNonInteractive(t *testing.T) {
 		"version --output json",
 		"account show --output json --subscription " + sub1,
 		"functionapp list-flexconsumption-locations --subscription " + sub1 + " --output json",
-		"account list-locations --subscription " + sub1 + " --output json",
-		"account get-access-token --subscription " + sub1 + " --output json",
-		"role assignment list --all --assignee aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee --include-groups --subscription " + sub1 + " --output json",
-		"group create --name rg-demo --location eastus --subscription " + sub1 + " --tags cosmoslease-env=demo --output json",
-		"deployment group validate " + deployment,
-		"deployment group create " + deployment,
 	}
+	for _, r := range []string{"eastus", "westeurope", "southeastasia"} {
+		want = append(want, "functionapp list-flexconsumption-runtimes --location "+r+" --runtime custom --subscription "+sub1+" --output json")
+	}
+	for _, r := range []string{"eastus", "westeurope", "southeastasia"} {
+		want = append(want, "cosmosdb locations show --location "+r+" --subscription "+sub1+" --output json")
+	}
+	want = append(want,
+		"account list-locations --subscription "+sub1+" --output json",
+		"account get-access-token --subscription "+sub1+" --output json",
+		"role assignment list --all --assignee aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee --include-groups --subscription "+sub1+" --output json",
+		"group create --name rg-demo --location eastus --subscription "+sub1+" --tags cosmoslease-env=demo --output json",
+		"deployment group validate "+deployment,
+		"deployment group create "+deployment,
+	)
 	if got := azCalls(t, log); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("az calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
@@ -512,4 +520,46 @@ func TestSetupAlwaysReady(t *testing.T) {
 	}
 	h.run("setup", "--location", "eastus", "--always-ready", "-1", "--yes").expect(t, ExitUsage, "--always-ready -1: give 0 or more")
 	h.run("setup", "--location", "eastus", "--no-functions", "--always-ready", "2", "--yes").expect(t, ExitUsage, "--always-ready 2 keeps LeaseTimer's instances, but --no-functions deploys no Function App")
+}
+
+// Issue 27, items 1 and 6: before creating anything, setup asks Azure whether the subscription may create Cosmos
+// DB in each region (az cosmosdb locations show) and whether Flex Consumption offers the custom runtime in each
+// Function App region; a region that fails is refused by name, a witness candidate that fails is skipped for the
+// next nearest.
+func TestSetupRegionAccess(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+		want string
+	}{
+		{"Cosmos DB restricted in a region", []string{"AZ_STUB_COSMOS_DENIED=westeurope southeastasia"}, fullSetup,
+			"subscription Contoso Dev may not create Cosmos DB accounts in westeurope, southeastasia ('az cosmosdb locations show --location westeurope': isSubscriptionRegionAccessAllowedForRegular is false"},
+		{"Cosmos DB restricted in the primary region, without Function Apps", []string{"AZ_STUB_COSMOS_DENIED=westindia"},
+			[]string{"setup", "--subscription", sub1, "--location", "westindia", "--env-name", "demo", "--no-functions", "--yes"},
+			"may not create Cosmos DB accounts in westindia ("},
+		{"no custom runtime on Flex Consumption", []string{"AZ_STUB_NO_CUSTOM=westeurope"}, fullSetup,
+			"Flex Consumption in westeurope does not offer the custom runtime that the lease handler runs on ('az functionapp list-flexconsumption-runtimes --location westeurope --runtime custom')"},
+		{"a chosen witness region restricted", []string{"AZ_STUB_COSMOS_DENIED=westus2"},
+			[]string{"setup", "--subscription", sub1, "--location", "eastus", "--regions", "eastus2", "--witness-region", "westus2", "--env-name", "demo", "--yes"},
+			"may not create Cosmos DB accounts in westus2 ("},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			log := h.stubAz("ok", tc.env...)
+			h.run(tc.args...).expect(t, ExitUsage, tc.want)
+			if callsStarting(t, log, "group create") > 0 {
+				t.Fatalf("created the group after refusing a region: %v", azCalls(t, log))
+			}
+		})
+	}
+	// The nearest witness candidate is restricted: the next nearest is taken, and the skip is said.
+	h := newHarness(t)
+	log := h.stubAz("ok", "AZ_STUB_COSMOS_DENIED=centralus")
+	r := h.run("setup", "--subscription", sub1, "--location", "eastus", "--regions", "eastus2", "--env-name", "demo", "--yes")
+	r.expect(t, ExitOK, "note: witness region candidates skipped, as subscription Contoso Dev may not create Cosmos DB there (or az could not tell): centralus")
+	calls := strings.Join(azCalls(t, log), "\n")
+	if strings.Contains(calls, `witnessRegions=\[\"centralus\"\]`) || !regexp.MustCompile(`witnessRegions=\\\[\\"\w+\\"\\\]`).MatchString(calls) {
+		t.Fatalf("az calls:\n%s", calls)
+	}
 }
