@@ -228,16 +228,17 @@ func TestDeployToEveryRegion(t *testing.T) {
 
 // Item 1: right after setup the app's storage role is not in effect and the publish is refused with a storage 403
 // (az's error: "An error occured during deployment. Status Code: 400, Details: InaccessibleStorageException …
-// 403"). deploy says what it waits for, backs off and tries again; the region is deployed and deploy exits 0. A
-// 403 that lasts past 10 minutes of waiting fails the region, saying what to check.
+// 403 (… using this permission.)"). deploy says what it waits for, backs off and tries again; the region is
+// deployed and deploy exits 0. A 403 that lasts past 20 minutes of waiting (issue 27, item 4) fails the region,
+// saying what to check.
 func TestDeployWaitsForTheStorageRole(t *testing.T) {
 	h := newHarness(t)
 	h.dir = userModule(t, "storage-role")
 	recordSetup(t, h.dir)
 	newLeaseStatusStandIn(t, h)
-	log := h.stubAz("ok", "AZ_STUB_STORAGE403=func-abc123-1:2")
+	log := h.stubAz("ok", "AZ_STUB_ZIP_ERRORS=func-abc123-1:storage-403:2")
 	r := h.run("deploy")
-	r.expect(t, ExitOK, "[2/3] westeurope: func-abc123-1: waiting for the app's storage role to take effect (Azure refused the package: storage 403); trying again in 15s",
+	r.expect(t, ExitOK, "[2/3] westeurope: func-abc123-1: waiting for the app's storage role to take effect (Azure refused the package: storage 403, not authorized using this permission); trying again in 15s",
 		"trying again in 30s", "[2/3] westeurope: func-abc123-1 deployed")
 	if n := callsStarting(t, log, "functionapp deployment source config-zip --resource-group rg-demo --name func-abc123-1 "); n != 3 {
 		t.Fatalf("%d attempts for func-abc123-1, want 3", n)
@@ -249,11 +250,11 @@ func TestDeployWaitsForTheStorageRole(t *testing.T) {
 		t.Fatalf("stdout:\n%s", r.stdout)
 	}
 
-	log = h.stubAz("ok", "AZ_STUB_STORAGE403=func-abc123-1:1000")
+	log = h.stubAz("ok", "AZ_STUB_ZIP_ERRORS=func-abc123-1:storage-403:1000")
 	h.waited = nil
 	r = h.run("deploy", "--no-verify")
 	r.expect(t, ExitError, "[2/3] westeurope: func-abc123-1 FAILED: An error occured during deployment. Status Code: 400, Details: InaccessibleStorageException",
-		"(still refused after waiting 10m0s for the app's storage role: check that the app's identity holds Storage Blob Data Owner on its storage account)",
+		"(still refused after waiting 20m0s for the app's storage role: check that the app's identity holds Storage Blob Data Owner on its storage account)",
 		"[3/3] eastus: func-abc123-0 deployed")
 	var total time.Duration
 	for _, d := range h.waited {
@@ -412,5 +413,63 @@ func TestLeaseStatusSummary(t *testing.T) {
 		if got := s.summary(); got != want {
 			t.Errorf("%s:\n got %q\nwant %q", body, got, want)
 		}
+	}
+}
+
+// Issue 27, items 2 and 3: the other forms in which az reports a Flex publish. The deployment-status poll's "Zip
+// deployment failed. {… 'status_text': 'InaccessibleStorageException … 403 (… using this permission.)' …}" is the
+// role not in effect yet, waited for like the publish's 400 form; the same 403 without "using this permission" is
+// the storage firewall, which fails the region at once with what to check; az giving up its polls while Azure still
+// deploys is "deployed, health unknown", then verified through LeaseStatus; a 409 (another deployment going on) is
+// tried again 3 times, 30 s apart.
+func TestDeployFlexForms(t *testing.T) {
+	h := newHarness(t)
+	h.dir = userModule(t, "flex-forms")
+	recordSetup(t, h.dir)
+	newLeaseStatusStandIn(t, h)
+	attempts := func(log, app string) int {
+		return callsStarting(t, log, "functionapp deployment source config-zip --resource-group rg-demo --name "+app+" ")
+	}
+
+	log := h.stubAz("ok", "AZ_STUB_ZIP_ERRORS=func-abc123-1:storage-403-poll:1 func-abc123-2:timeout:1 func-abc123-0:409:2")
+	r := h.run("deploy")
+	r.expect(t, ExitOK,
+		"[2/3] westeurope: func-abc123-1: waiting for the app's storage role to take effect (Azure refused the package: storage 403, not authorized using this permission); trying again in 15s",
+		"[1/3] southeastasia: func-abc123-2 deployed, health unknown: az stopped waiting while Azure was still deploying the package (Timeout reached by the command, however, the deployment operation is still on-going.",
+		"[1/3] southeastasia: func-abc123-2 answers: lease timer-singleton held by eastus",
+		"[3/3] eastus: func-abc123-0: another deployment to the app is going on (HTTP 409); trying again in 30s (1 of 3)", "(2 of 3)",
+		"[3/3] eastus: func-abc123-0 deployed")
+	if attempts(log, "func-abc123-1") != 2 || attempts(log, "func-abc123-2") != 1 || attempts(log, "func-abc123-0") != 3 {
+		t.Fatalf("attempts: %d, %d, %d", attempts(log, "func-abc123-1"), attempts(log, "func-abc123-2"), attempts(log, "func-abc123-0"))
+	}
+	if fmt.Sprint(h.waited) != "[15s 30s 30s]" {
+		t.Fatalf("waited %v", h.waited)
+	}
+	for _, a := range apps3 {
+		if !strings.Contains(r.stdout, a.name+"            "+answered) {
+			t.Fatalf("stdout:\n%s", r.stdout)
+		}
+	}
+
+	// The firewall's 403: one attempt, no wait, the reason and what to check; the other regions still go.
+	log = h.stubAz("ok", "AZ_STUB_ZIP_ERRORS=func-abc123-1:storage-403-network:1000")
+	h.waited = nil
+	r = h.run("deploy", "--no-verify")
+	r.expect(t, ExitError, "[2/3] westeurope: func-abc123-1 FAILED: Zip deployment failed: InaccessibleStorageException: Failed to access storage account for deployment: BlobUploadFailedException: Failed to upload blob to storage account: Response status code does not indicate success: 403 (This request is not authorized to perform this operation.). (the storage account's network rules refused the platform, not a missing role: check its publicNetworkAccess",
+		"any Azure Policy that disables public network access on storage accounts", "[3/3] eastus: func-abc123-0 deployed")
+	if attempts(log, "func-abc123-1") != 1 || len(h.waited) != 0 {
+		t.Fatalf("%d attempts, waits %v after the firewall's 403", attempts(log, "func-abc123-1"), h.waited)
+	}
+	if strings.Contains(r.stderr, "These are the deployment logs") {
+		t.Fatalf("the poll's record and logs were printed whole:\n%s", r.stderr)
+	}
+
+	// A deployment that stays in the way: 4 attempts, then the region fails saying so.
+	log = h.stubAz("ok", "AZ_STUB_ZIP_ERRORS=func-abc123-2:409:1000")
+	h.waited = nil
+	r = h.run("deploy", "--no-verify")
+	r.expect(t, ExitError, "[1/3] southeastasia: func-abc123-2 FAILED: There may be an ongoing deployment. Please track your deployment in https://func-abc123-2.scm.azurewebsites.net/api/deployments/latest (still going on after 4 tries 30s apart")
+	if attempts(log, "func-abc123-2") != 4 {
+		t.Fatalf("%d attempts while another deployment was going on", attempts(log, "func-abc123-2"))
 	}
 }

@@ -35,9 +35,10 @@ var (
 // consistencyLevels are main.bicep's allowed values of consistencyLevel.
 var consistencyLevels = []string{"Session", "Strong", "BoundedStaleness", "ConsistentPrefix", "Eventual"}
 
-// principalRetryDelay is how long setup waits before deploying again when Entra ID does not know a managed
-// identity the deployment has just created.
-const principalRetryDelay = time.Minute
+// principalRetryDelays are the waits before each new deployment while Entra ID does not know a managed identity
+// the deployment has just created: 3 more tries over 5 minutes (replication to Entra ID usually takes seconds to a
+// minute or two).
+var principalRetryDelays = []time.Duration{time.Minute, 2 * time.Minute, 2 * time.Minute}
 
 var (
 	regionName = regexp.MustCompile(`^[a-z0-9]+$`)
@@ -189,13 +190,20 @@ func (a *App) setup(c *ucli.Context) error {
 		})
 	}
 	out, err := create()
-	var azErr *az.Error
-	if errors.As(err, &azErr) && (azErr.HasCode("PrincipalNotFound") || principalNotVisible.MatchString(azErr.Message)) {
+	for try := 0; ; try++ {
+		var azErr *az.Error
+		if !errors.As(err, &azErr) || !(azErr.HasCode("PrincipalNotFound") || principalNotVisible.MatchString(azErr.Message)) {
+			break
+		}
+		if try == len(principalRetryDelays) {
+			return fmt.Errorf("%w (a managed identity this deployment created was still not visible to Microsoft Entra ID after %d deployments over %s: run setup again later; the deployment is idempotent)",
+				err, try+1, sumDurations(principalRetryDelays))
+		}
 		// A managed identity the deployment has just created may take a while to reach Entra ID. Everything in
 		// the template is idempotent, so deploying again finishes the job once it has.
 		fmt.Fprintf(a.Stderr, "A managed identity this deployment created is not visible to Microsoft Entra ID yet (%s).\n"+
-			"Deploying again in %s; the deployment is idempotent.\n", azErr.Message, principalRetryDelay)
-		if err := a.sleep(ctx, principalRetryDelay); err != nil {
+			"Deploying again in %s (%d of %d); the deployment is idempotent.\n", azErr.Message, principalRetryDelays[try], try+1, len(principalRetryDelays))
+		if err := a.sleep(ctx, principalRetryDelays[try]); err != nil {
 			return errInterrupted
 		}
 		out, err = create()
@@ -633,6 +641,14 @@ func deploymentOutputs(out []byte) (map[string]any, error) {
 		outs[k] = v.Value
 	}
 	return outs, nil
+}
+
+func sumDurations(ds []time.Duration) time.Duration {
+	var total time.Duration
+	for _, d := range ds {
+		total += d
+	}
+	return total
 }
 
 // app is one Function App that setup deployed.

@@ -187,7 +187,7 @@ func TestSetupFailures(t *testing.T) {
 		{"validation fails", "validatefail", fullSetup, ExitError,
 			"cosmoslease: Azure does not accept the deployment: RequestDisallowedByPolicy: Resource 'cosmos-abc123' was disallowed by policy.", true},
 		{"deployment failed", "deployfail", fullSetup, ExitError, "az deployment group create failed: BadRequest: Serverless accounts do not support multiple regions.", true},
-		// Item 5: retried once, then reported.
+		// Item 5 (issue 27, item 4: 3 more tries over 5 minutes), then reported.
 		{"new identity never visible", "principalnotfound2", fullSetup, ExitError, "BadRequest: The provided principal ID [99999999-0000-0000-0000-000000000000] was not found", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -206,6 +206,11 @@ func TestSetupFailures(t *testing.T) {
 			}
 			if tc.scenario == "validatefail" && callsStarting(t, log, "deployment group create") > 0 {
 				t.Fatal("deployed after the validation failed")
+			}
+			if tc.scenario == "principalnotfound2" {
+				if n := callsStarting(t, log, "deployment group create"); n != 4 || !strings.Contains(r.stderr, "still not visible to Microsoft Entra ID after 4 deployments over 5m0s") {
+					t.Fatalf("%d deployments; stderr:\n%s", n, r.stderr)
+				}
 			}
 		})
 	}
@@ -236,11 +241,11 @@ func TestSetupRetriesOnceWhenANewIdentityIsNotVisible(t *testing.T) {
 	h := newHarness(t)
 	log := h.stubAz("principalnotfound")
 	r := h.run(fullSetup...)
-	r.expect(t, ExitOK, "A managed identity this deployment created is not visible to Microsoft Entra ID yet (BadRequest: The provided principal ID", "Deploying again in 1m0s; the deployment is idempotent.")
+	r.expect(t, ExitOK, "A managed identity this deployment created is not visible to Microsoft Entra ID yet (BadRequest: The provided principal ID", "Deploying again in 1m0s (1 of 3); the deployment is idempotent.")
 	if n := callsStarting(t, log, "deployment group create"); n != 2 {
 		t.Fatalf("%d deployments, want 2", n)
 	}
-	if len(h.waited) != 1 || h.waited[0] != principalRetryDelay {
+	if len(h.waited) != 1 || h.waited[0] != principalRetryDelays[0] {
 		t.Fatalf("waited %v before deploying again", h.waited)
 	}
 	if _, err := os.Stat(filepath.Join(h.dir, config.LocalFile)); err != nil {
