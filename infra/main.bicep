@@ -397,4 +397,7 @@ output cosmosAccountName string = cosmos.name
 output databaseName string = databaseName
 output containerName string = containerName
 output functionAppNames array = [for (region, i) in functionRegions: apps[i].name]
+// deploy calls each app's LeaseStatus at its default host name; reading it here spares a call to az functionapp
+// show, which also fetches the publishing profile and so needs Microsoft.Web/sites/publishxml/action.
+output functionAppHostNames array = [for (region, i) in functionRegions: apps[i].properties.defaultHostName]
 output functionAppRegions array = functionRegions

@@ -105,7 +105,11 @@ func (a *App) deploy(c *ucli.Context) error {
 		for _, app := range rollingOrder(apps) {
 			fmt.Fprintln(a.Stdout, shellLine(append([]string{"az"}, configZip(t, app, zip)...)))
 			if opts.verify {
-				fmt.Fprintln(a.Stdout, "# then: GET https://$("+shellLine(append([]string{"az"}, hostNameArgs(t, app)...))+")/api/LeaseStatus with the key of "+
+				host := app.host
+				if host == "" {
+					host = "$(" + shellLine(append([]string{"az"}, hostNameArgs(t, app)...)) + ")"
+				}
+				fmt.Fprintln(a.Stdout, "# then: GET https://"+host+"/api/LeaseStatus with the key of "+
 					shellLine(append([]string{"az"}, functionKeyArgs(t, app)...)))
 			}
 		}

@@ -162,12 +162,12 @@ func (r result) noKey(t *testing.T) {
 	}
 }
 
-// regionCalls are the az calls deploy makes for one app: the zip deployment, then its host name and key.
+// regionCalls are the az calls deploy makes for one app: the zip deployment, then its key (the host name comes
+// from the deployment's outputs).
 func regionCalls(app, zipPath string, verify bool) []string {
 	calls := []string{"functionapp deployment source config-zip --resource-group rg-demo --name " + app + " --src " + zipPath + " --subscription " + sub1}
 	if verify {
-		calls = append(calls, "functionapp show --resource-group rg-demo --name "+app+" --subscription "+sub1+" --query defaultHostName --output json",
-			"functionapp function keys list --resource-group rg-demo --name "+app+" --function-name LeaseStatus --subscription "+sub1+" --output json")
+		calls = append(calls, "functionapp function keys list --resource-group rg-demo --name "+app+" --function-name LeaseStatus --subscription "+sub1+" --output json")
 	}
 	return calls
 }
@@ -338,7 +338,7 @@ func TestDeployDryRun(t *testing.T) {
 		}
 		at = append(at, strings.Index(r.stdout, line))
 	}
-	if !(at[2] < at[1] && at[1] < at[0]) || !strings.Contains(r.stdout, "# then: GET https://$(az functionapp show --resource-group rg-demo --name func-abc123-0") {
+	if !(at[2] < at[1] && at[1] < at[0]) || !strings.Contains(r.stdout, "# then: GET https://func-abc123-0.azurewebsites.net/api/LeaseStatus with the key of az functionapp function keys list") {
 		t.Fatalf("dry run: not the most preferred region last, or no check:\n%s", r.stdout)
 	}
 	if callsStarting(t, log, "functionapp") > 0 {
@@ -471,5 +471,25 @@ func TestDeployFlexForms(t *testing.T) {
 	r.expect(t, ExitError, "[1/3] southeastasia: func-abc123-2 FAILED: There may be an ongoing deployment. Please track your deployment in https://func-abc123-2.scm.azurewebsites.net/api/deployments/latest (still going on after 4 tries 30s apart")
 	if attempts(log, "func-abc123-2") != 4 {
 		t.Fatalf("%d attempts while another deployment was going on", attempts(log, "func-abc123-2"))
+	}
+}
+
+// Issue 27, item 6: the host names come from the deployment's outputs (functionAppHostNames), sparing az functionapp
+// show and the publishxml/action right it needs; a deployment made before that output existed still works, through
+// az functionapp show.
+func TestDeployHostNames(t *testing.T) {
+	h := newHarness(t)
+	h.dir = userModule(t, "hostnames")
+	recordSetup(t, h.dir)
+	status := newLeaseStatusStandIn(t, h)
+	log := h.stubAz("ok")
+	h.run("deploy").expect(t, ExitOK)
+	if callsStarting(t, log, "functionapp show") != 0 || status.calls["func-abc123-1"] != 1 {
+		t.Fatalf("LeaseStatus calls %v; az calls:\n%s", status.calls, strings.Join(azCalls(t, log), "\n"))
+	}
+	log = h.stubAz("ok", "AZ_STUB_OLD_OUTPUTS=1")
+	h.run("deploy").expect(t, ExitOK, "[3/3] eastus: func-abc123-0 answers:")
+	if n := callsStarting(t, log, "functionapp show --resource-group rg-demo --name func-abc123-0 --subscription "+sub1+" --query defaultHostName --output json"); n != 1 {
+		t.Fatalf("without functionAppHostNames: %d az functionapp show for func-abc123-0; az calls:\n%s", n, strings.Join(azCalls(t, log), "\n"))
 	}
 }

@@ -29,7 +29,7 @@ const setupSection = "CosmosLeaseSetup"
 // A test checks that main.bicep declares every one of them.
 var (
 	BicepParams  = []string{"environmentName", "location", "regions", "principalId", "deployFunctions", "serverless", "consistencyLevel", "witnessRegions", "alwaysReady"}
-	BicepOutputs = []string{"resourceGroupName", "cosmosEndpoint", "databaseName", "containerName", "functionAppNames", "functionAppRegions"}
+	BicepOutputs = []string{"resourceGroupName", "cosmosEndpoint", "databaseName", "containerName", "functionAppNames", "functionAppRegions", "functionAppHostNames"}
 )
 
 // consistencyLevels are main.bicep's allowed values of consistencyLevel.
@@ -651,22 +651,26 @@ func sumDurations(ds []time.Duration) time.Duration {
 	return total
 }
 
-// app is one Function App that setup deployed.
-type app struct{ name, region string }
+// app is one Function App that setup deployed; host is its default host name ("" from a deployment made before
+// main.bicep had the functionAppHostNames output).
+type app struct{ name, region, host string }
 
-// functionApps pairs the deployment's functionAppNames and functionAppRegions outputs.
+// functionApps pairs the deployment's functionAppNames, functionAppRegions and functionAppHostNames outputs.
 func functionApps(outs map[string]any) []app {
 	names, _ := outs["functionAppNames"].([]any)
 	regions, _ := outs["functionAppRegions"].([]any)
+	hosts, _ := outs["functionAppHostNames"].([]any)
+	at := func(list []any, i int) string {
+		if i < len(list) {
+			s, _ := list[i].(string)
+			return s
+		}
+		return ""
+	}
 	var apps []app
 	for i, v := range names {
-		name, _ := v.(string)
-		var region string
-		if i < len(regions) {
-			region, _ = regions[i].(string)
-		}
-		if name != "" {
-			apps = append(apps, app{name: name, region: region})
+		if name, _ := v.(string); name != "" {
+			apps = append(apps, app{name: name, region: at(regions, i), host: at(hosts, i)})
 		}
 	}
 	return apps

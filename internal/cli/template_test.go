@@ -408,3 +408,11 @@ func TestTemplateAlwaysReady(t *testing.T) {
 		t.Errorf("there is no function LeaseTimer for function:LeaseTimer to name: %v", err)
 	}
 }
+
+// Issue 27, item 6: the apps' host names are outputs (Microsoft.Web/sites@2024-04-01 SiteProperties.defaultHostName,
+// read-only), in the order of functionAppNames, so deploy needs no az functionapp show.
+func TestTemplateHostNamesOutput(t *testing.T) {
+	if !strings.Contains(string(infra.MainBicep), "output functionAppHostNames array = [for (region, i) in functionRegions: apps[i].properties.defaultHostName]") {
+		t.Error("main.bicep does not output the apps' default host names in the order of functionAppNames")
+	}
+}
