@@ -365,7 +365,7 @@ func TestSetupPromptsInATerminal(t *testing.T) {
 		{"Resource group to create", "\r"},                                         // default rg-demo
 		{"Deploy a Function App", "\r"},
 		{"Primary region", "eastus\r"},            // a list of the regions that offer Flex Consumption, filtered as one types
-		{"More regions", "eastus2 westeurope \r"}, // each typed to filter, chosen with space
+		{"Failover regions", "eastus2 westeurope \r"}, // each typed to filter, chosen with space
 		{"Grant dev@contoso.com", "\r"},
 		{"Create these resources?", "\r"},
 		{"Next steps", ""},

@@ -375,8 +375,9 @@ type fakePrompter struct {
 	answers []string
 	asked   []string
 	refused []string
-	// options are the choices each Select and MultiSelect offered, by question.
-	options map[string][]string
+	// options are the choices each Select and MultiSelect offered, by question; defaults each Select's default.
+	options  map[string][]string
+	defaults map[string]string
 }
 
 func (f *fakePrompter) next(q string) (string, error) {
@@ -421,10 +422,17 @@ func (f *fakePrompter) offered(m string, options []string) {
 	f.options[m] = options
 }
 
-// Select, like survey's, can only answer one of the options.
-func (f *fakePrompter) Select(m, _ string, options []string, _ string) (string, error) {
+// Select, like survey's, can only answer one of the options; "<default>" answers the default.
+func (f *fakePrompter) Select(m, _ string, options []string, def string) (string, error) {
 	f.offered(m, options)
+	if f.defaults == nil {
+		f.defaults = map[string]string{}
+	}
+	f.defaults[m] = def
 	a, err := f.next(m)
+	if a == "<default>" {
+		a = def
+	}
 	if err == nil && !slices.Contains(options, a) {
 		return "", fmt.Errorf("%q is not among the options of %q", a, m)
 	}

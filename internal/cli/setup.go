@@ -68,6 +68,7 @@ func (a *App) setupCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "witness-region", Usage: "with Strong consistency and exactly two regions: a third Cosmos DB `REGION` (read only, no Function App) that keeps writes available while either is down (default: the nearest Strong allows; 'none' for none)", EnvVars: []string{"COSMOSLEASE_WITNESS_REGION"}},
 			&ucli.IntFlag{Name: "always-ready", Usage: "keep `N` always-ready instances for the LeaseTimer function in every Function App (billed while idle; 0 scales to zero)", EnvVars: []string{"COSMOSLEASE_ALWAYS_READY"}},
 			&ucli.BoolFlag{Name: "no-functions", Usage: "deploy Cosmos DB only", EnvVars: []string{"COSMOSLEASE_NO_FUNCTIONS"}},
+			&ucli.BoolFlag{Name: "single-region", Usage: "deploy the Function App in one region only, knowing that no other region can take the work over (without it setup needs --regions)", EnvVars: []string{"COSMOSLEASE_SINGLE_REGION"}},
 			&ucli.BoolFlag{Name: "serverless", Usage: "serverless Cosmos DB (one region only)", EnvVars: []string{"COSMOSLEASE_SERVERLESS"}},
 			&ucli.BoolFlag{Name: "deploy", Usage: "then build the lease handler in this directory and deploy it to every Function App (cosmoslease deploy)", EnvVars: []string{"COSMOSLEASE_DEPLOY"}},
 			&ucli.BoolFlag{Name: "yes", Usage: "do not ask for confirmation", EnvVars: []string{"COSMOSLEASE_YES"}},
@@ -421,17 +422,29 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 		sort.Strings(options)
 		return options, nil
 	}
-	if p.location == "" && ask {
-		options, err := regionOptions()
+	single := c.Bool("single-region")
+	if p.location == "" {
+		// The default primary is the usable region nearest to the one az defaults to, if it defaults to one.
+		def, from, err := a.defaultPrimary(ctx, p, regionOptions)
 		if err != nil {
 			return nil, err
 		}
-		if p.location, err = a.Prompter.Select("Primary region (the Cosmos DB write region)", "type to filter", options, ""); err != nil {
-			return nil, err
+		switch {
+		case ask:
+			options, err := regionOptions()
+			if err != nil {
+				return nil, err
+			}
+			if p.location, err = a.Prompter.Select("Primary region (the Cosmos DB write region)", "type to filter", options, def); err != nil {
+				return nil, err
+			}
+		case def != "":
+			p.location = def
+			fmt.Fprintf(a.Stderr, "Primary region %s: the nearest usable region to az's default location, %s ('az configure --list-defaults'); --location chooses another.\n", def, from)
 		}
 	}
 	if p.location == "" {
-		return nil, usagef("setup needs --location (or AZURE_LOCATION)")
+		return nil, usagef("setup needs --location (or AZURE_LOCATION): az has no default location to start from ('az configure --defaults location=REGION' sets one)")
 	}
 	if err := checkRegionName(p.location); err != nil {
 		return nil, usagef("--location %q: %v", p.location, err)
@@ -442,7 +455,7 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 				p.regions = append(p.regions, r)
 			}
 		}
-	} else if ask {
+	} else if ask && !single {
 		all, err := regionOptions()
 		if err != nil {
 			return nil, err
@@ -453,11 +466,23 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 				options = append(options, r)
 			}
 		}
-		chosen, err := a.Prompter.MultiSelect("More regions (read regions and a Function App each)", "type to filter, space to choose", options, nil)
-		if err != nil {
-			return nil, err
+		for try := 0; try < 2; try++ {
+			chosen, err := a.Prompter.MultiSelect("Failover regions (read regions and a Function App each, in failover order)", "type to filter, space to choose", options, nil)
+			if err != nil {
+				return nil, err
+			}
+			p.regions = chosen
+			if len(chosen) > 0 || !p.functions || try == 1 {
+				break
+			}
+			fmt.Fprintf(a.Stderr, "Choose at least one failover region: with one region no other can take the work over when it is down (run setup with --single-region to deploy one knowingly).\n")
 		}
-		p.regions = chosen
+	}
+	switch {
+	case single && len(p.regions) > 0:
+		return nil, usagef("--single-region deploys one region, but --regions names %s: drop one of them", strings.Join(p.regions, ","))
+	case p.functions && len(p.regions) == 0 && !single:
+		return nil, usagef("setup deploys Function Apps in at least two regions, so that one can take the work over when the other is down: add a failover region with --regions REGION, or pass --single-region to deploy one knowingly")
 	}
 	seen := map[string]bool{p.location: true}
 	for _, r := range p.regions {
@@ -499,6 +524,9 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 		return nil, err
 	}
 	if err := a.chooseWitness(ctx, p, witness); err != nil {
+		return nil, err
+	}
+	if err := a.warnNearStrongLimit(ctx, p); err != nil {
 		return nil, err
 	}
 	me, err := a.signedIn(ctx, p.subscription, acc.User.Name, acc.User.Type)

@@ -41,8 +41,8 @@ func (a *App) flexRegions(ctx context.Context, subscription string) (map[string]
 	return regions, nil
 }
 
-// maxWitnessTries bounds the witness candidates setup asks az about, nearest first.
-const maxWitnessTries = 5
+// maxRegionTries bounds the candidates (for the witness, for the default primary) that setup asks az about, nearest first.
+const maxRegionTries = 5
 
 // strongLimitKm is the distance beyond which Azure blocks Strong consistency between two regions of an account
 // ("5000 miles (8000 kilometers)", unless support lifts the limit for the subscription).
@@ -96,6 +96,41 @@ func farPairs(at map[string]place, regions []string) []string {
 		}
 	}
 	return far
+}
+
+// strongMarginKm is how close to strongLimitKm a pair may come before setup warns: the great-circle distance
+// between the coordinates az lists and the distance Azure checks can disagree.
+const strongMarginKm = 300
+
+// nearPairs names the pairs of regions within strongMarginKm of the limit (and not beyond it).
+func nearPairs(at map[string]place, regions []string) []string {
+	var near []string
+	for i := range regions {
+		for j := i + 1; j < len(regions); j++ {
+			if d := distanceKm(at[regions[i]], at[regions[j]]); d > strongLimitKm-strongMarginKm && d <= strongLimitKm {
+				near = append(near, fmt.Sprintf("%s and %s (about %s km)", regions[i], regions[j], thousands(int(math.Round(d/100)*100))))
+			}
+		}
+	}
+	return near
+}
+
+// warnNearStrongLimit says when Strong consistency spans regions close to the 8,000 km limit.
+func (a *App) warnNearStrongLimit(ctx context.Context, p *plan) error {
+	regions := append(p.allRegions(), p.witness...)
+	if p.consistency != "Strong" || len(regions) < 2 {
+		return nil
+	}
+	at, err := a.places(ctx, p)
+	if err != nil {
+		return err
+	}
+	if near := nearPairs(at, regions); len(near) > 0 {
+		fmt.Fprintf(a.Stderr, "warning: %s: within %d km of the 8,000 km beyond which Azure blocks Strong consistency. setup measures great-circle distances between the coordinates az lists, "+
+			"and Azure's measure may differ: if the deployment fails on Strong consistency, choose closer regions, or --consistency BoundedStaleness.\n",
+			strings.Join(near, ", "), strongMarginKm)
+	}
+	return nil
 }
 
 // strongBlocked names the pairs of the plan's regions farther apart than Azure allows Strong consistency by
@@ -193,7 +228,7 @@ func (a *App) chooseWitness(ctx context.Context, p *plan, flag string) error {
 			break
 		}
 		skipped = append(skipped, c.name)
-		if len(skipped) == maxWitnessTries {
+		if len(skipped) == maxRegionTries {
 			break
 		}
 	}
@@ -490,4 +525,59 @@ func (a *App) checkCustomRuntime(ctx context.Context, p *plan, regions []string)
 			"choose other regions, or deploy Cosmos DB only with --no-functions", strings.Join(refused, ", "), refused[0])
 	}
 	return nil
+}
+
+// defaultPrimary is the primary region setup offers when none is given: the region az defaults to ('az configure
+// --defaults location=…', or AZURE_DEFAULTS_LOCATION), or, where that one cannot be used (no Flex Consumption,
+// Cosmos DB restricted), the nearest that can. from is the region az defaults to; both are "" when az has none.
+func (a *App) defaultPrimary(ctx context.Context, p *plan, options func() ([]string, error)) (def, from string, err error) {
+	// azure-cli configure/custom.py handle_configure(list_defaults): the [defaults] entries that have a value, as
+	// knack's CLIConfig.items gives them: [{"name": "location", "source": …, "value": "westeurope"}].
+	out, err := a.Az.Run(ctx, "configure", "--list-defaults", "--output", "json")
+	if errors.Is(err, az.ErrNotLoggedIn) || errors.Is(err, az.ErrNotInstalled) {
+		return "", "", err
+	}
+	var defaults []struct{ Name, Value string }
+	if err != nil || json.Unmarshal(out, &defaults) != nil {
+		return "", "", nil
+	}
+	for _, d := range defaults {
+		if d.Name == "location" {
+			from = strings.ToLower(strings.ReplaceAll(strings.TrimSpace(d.Value), " ", ""))
+		}
+	}
+	if from == "" {
+		return "", "", nil
+	}
+	at, err := a.places(ctx, p)
+	if err != nil {
+		return "", "", err
+	}
+	home, known := at[from]
+	if !known {
+		return "", from, nil
+	}
+	usable, err := options()
+	if err != nil {
+		return "", "", err
+	}
+	sort.SliceStable(usable, func(i, j int) bool {
+		return distanceKm(home, at[usable[i]]) < distanceKm(home, at[usable[j]])
+	})
+	for i, r := range usable {
+		if i == maxRegionTries {
+			break
+		}
+		if _, ok := at[r]; !ok {
+			continue
+		}
+		ok, err := a.cosmosAllowed(ctx, p, r)
+		if errors.Is(err, az.ErrNotLoggedIn) {
+			return "", "", err
+		}
+		if err == nil && ok {
+			return r, from, nil
+		}
+	}
+	return "", from, nil
 }

@@ -170,7 +170,12 @@ func TestSetupFailures(t *testing.T) {
 		{"serverless across regions", "ok", []string{"setup", "--location", "eastus", "--regions", "westeurope", "--serverless", "--no-functions", "--yes"}, ExitUsage, "serverless Cosmos DB account cannot span regions", false},
 		{"region twice", "ok", []string{"setup", "--location", "eastus", "--regions", "eastus", "--yes"}, ExitUsage, "listed twice", false},
 		{"bad env name", "ok", []string{"setup", "--location", "eastus", "--env-name", "Demo_1", "--yes"}, ExitUsage, "--env-name \"Demo_1\"", false},
-		{"no confirmation", "ok", []string{"setup", "--location", "eastus"}, ExitUsage, "pass --yes", false},
+		{"no confirmation", "ok", []string{"setup", "--location", "eastus", "--single-region"}, ExitUsage, "pass --yes", false},
+		// Issue 27, item 7: one Function App region only when the user says so.
+		{"one Function App region", "ok", []string{"setup", "--location", "eastus", "--yes"}, ExitUsage,
+			"setup deploys Function Apps in at least two regions, so that one can take the work over when the other is down: add a failover region with --regions REGION, or pass --single-region to deploy one knowingly", false},
+		{"--single-region with --regions", "ok", []string{"setup", "--location", "eastus", "--regions", "westeurope", "--single-region", "--yes"}, ExitUsage,
+			"--single-region deploys one region, but --regions names westeurope: drop one of them", false},
 		{"unknown consistency", "ok", []string{"setup", "--location", "eastus", "--consistency", "Linearizable", "--yes"}, ExitUsage, "--consistency \"Linearizable\": use one of Session, Strong, BoundedStaleness, ConsistentPrefix, Eventual", false},
 		// Item 7: a region without Flex Consumption is named before anything is created.
 		{"region without Flex Consumption", "ok", []string{"setup", "--location", "eastus", "--regions", "westindia", "--yes"}, ExitUsage,
@@ -283,6 +288,9 @@ func TestSetupConsistency(t *testing.T) {
 		h := newHarness(t)
 		log := h.stubAz("ok")
 		args := []string{"setup", "--subscription", sub1, "--location", "eastus", "--regions", tc.regions, "--env-name", "demo", "--yes"}
+		if tc.regions == "" {
+			args = append(args, "--single-region")
+		}
 		if tc.flag != "" {
 			args = append(args, "--consistency", tc.flag)
 		}
@@ -566,5 +574,82 @@ func TestSetupRegionAccess(t *testing.T) {
 	calls := strings.Join(azCalls(t, log), "\n")
 	if strings.Contains(calls, `witnessRegions=\[\"centralus\"\]`) || !regexp.MustCompile(`witnessRegions=\\\[\\"\w+\\"\\\]`).MatchString(calls) {
 		t.Fatalf("az calls:\n%s", calls)
+	}
+}
+
+// Issue 27, item 7: with no --location the primary region is the one az defaults to ('az configure --defaults
+// location=…'), or the nearest usable region to it (Flex Consumption offered, Cosmos DB allowed): offered as the
+// default at the prompt, taken, and said, without one. When az has no default there is none. A failover region is
+// asked for until one is chosen (once more), or refused with the flag that allows one region.
+func TestSetupDefaultPrimary(t *testing.T) {
+	base := []string{"setup", "--subscription", sub1, "--regions", "westeurope", "--env-name", "demo", "--yes"}
+	for _, tc := range []struct {
+		name, location string
+		env            []string
+		want           string // the primary region; "" for a usage error
+	}{
+		{"az's default offers Flex Consumption", "eastus2", nil, "eastus2"},
+		{"the nearest region with Flex Consumption", "westindia", nil, "centralindia"},
+		{"the nearest where Cosmos DB is allowed", "westindia", []string{"AZ_STUB_COSMOS_DENIED=centralindia"}, "southeastasia"},
+		{"no default in az", "", nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			env := tc.env
+			if tc.location != "" {
+				env = append(env, "AZ_STUB_DEFAULT_LOCATION="+tc.location)
+			}
+			log := h.stubAz("ok", env...)
+			r := h.run(base...)
+			if tc.want == "" {
+				r.expect(t, ExitUsage, "setup needs --location (or AZURE_LOCATION): az has no default location to start from ('az configure --defaults location=REGION' sets one)")
+				return
+			}
+			r.expect(t, ExitOK, "Primary region "+tc.want+": the nearest usable region to az's default location, "+tc.location)
+			if !strings.Contains(strings.Join(azCalls(t, log), "\n"), "environmentName=demo location="+tc.want+" ") {
+				t.Fatalf("az calls:\n%s", strings.Join(azCalls(t, log), "\n"))
+			}
+		})
+	}
+
+	// On a terminal it is the default of the question; an empty choice of failover regions is asked again.
+	h := newHarness(t)
+	h.tty = true
+	log := h.stubAz("ok", "AZ_STUB_DEFAULT_LOCATION=westindia")
+	h.fake = &fakePrompter{answers: []string{"<default>", "yes", "<default>", "", "westeurope", "yes", "yes"}}
+	r := h.run("setup", "--subscription", sub1, "--env-name", "demo")
+	r.expect(t, ExitOK, "Choose at least one failover region")
+	if d := h.fake.defaults["Primary region (the Cosmos DB write region)"]; d != "centralindia" {
+		t.Fatalf("default primary region %q", d)
+	}
+	if !strings.Contains(strings.Join(azCalls(t, log), "\n"), `location=centralindia regions=\[\"westeurope\"\]`) {
+		t.Fatalf("az calls:\n%s", strings.Join(azCalls(t, log), "\n"))
+	}
+	h = newHarness(t)
+	h.tty = true
+	h.stubAz("ok")
+	h.fake = &fakePrompter{answers: []string{"<default>", "yes", "eastus", "", ""}}
+	r = h.run("setup", "--subscription", sub1, "--env-name", "demo")
+	if r.code != ExitUsage || strings.Count(r.stderr, "Choose at least one failover region") != 1 || !strings.Contains(r.stderr, "cosmoslease: setup deploys Function Apps in at least two regions") {
+		t.Fatalf("exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+	if d := h.fake.defaults["Primary region (the Cosmos DB write region)"]; d != "" {
+		t.Fatalf("a default primary region without a default in az: %q", d)
+	}
+}
+
+// Issue 27, item 6: Strong across regions within 300 km of Azure's 8,000 km limit is warned about (setup's
+// distance and Azure's may differ); farther from it, nothing is said.
+func TestSetupWarnsNearTheStrongLimit(t *testing.T) {
+	h := newHarness(t)
+	h.stubAz("ok")
+	r := h.run("setup", "--subscription", sub1, "--location", "westeurope", "--regions", "westus2,eastus", "--env-name", "demo", "--yes")
+	r.expect(t, ExitOK, "warning: westeurope and westus2 (about 7,800 km): within 300 km of the 8,000 km beyond which Azure blocks Strong consistency")
+	h.stubAz("ok")
+	if r = h.run(fullSetup...); strings.Contains(r.stderr, "within 300 km") {
+		t.Fatalf("warned for Session:\n%s", r.stderr)
+	}
+	if r = h.run("setup", "--subscription", sub1, "--location", "eastus", "--regions", "eastus2,centralus", "--env-name", "demo", "--yes"); r.code != ExitOK || strings.Contains(r.stderr, "within 300 km") {
+		t.Fatalf("exit %d, stderr:\n%s", r.code, r.stderr)
 	}
 }
