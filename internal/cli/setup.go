@@ -18,6 +18,7 @@ import (
 	"github.com/cosmoslease/cosmoslease/internal/az"
 	"github.com/cosmoslease/cosmoslease/internal/config"
 	"github.com/cosmoslease/cosmoslease/internal/emulator"
+	"github.com/cosmoslease/cosmoslease/internal/ncrontab"
 	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 )
 
@@ -28,7 +29,8 @@ const setupSection = "CosmosLeaseSetup"
 // BicepParams are the parameters setup passes to infra/main.bicep; BicepOutputs the outputs it reads.
 // A test checks that main.bicep declares every one of them.
 var (
-	BicepParams  = []string{"environmentName", "location", "regions", "principalId", "deployFunctions", "serverless", "consistencyLevel", "witnessRegions", "alwaysReady"}
+	BicepParams  = []string{"environmentName", "location", "regions", "principalId", "deployFunctions", "serverless", "consistencyLevel", "witnessRegions", "alwaysReady",
+		"throughput", "autoscaleMaxThroughput", "enableFreeTier", "leaseTimerSchedule"}
 	BicepOutputs = []string{"resourceGroupName", "cosmosEndpoint", "databaseName", "containerName", "functionAppNames", "functionAppRegions", "functionAppHostNames"}
 )
 
@@ -70,6 +72,10 @@ func (a *App) setupCommand() *ucli.Command {
 			&ucli.BoolFlag{Name: "no-functions", Usage: "deploy Cosmos DB only", EnvVars: []string{"COSMOSLEASE_NO_FUNCTIONS"}},
 			&ucli.BoolFlag{Name: "single-region", Usage: "deploy the Function App in one region only, knowing that no other region can take the work over (without it setup needs --regions)", EnvVars: []string{"COSMOSLEASE_SINGLE_REGION"}},
 			&ucli.BoolFlag{Name: "serverless", Usage: "serverless Cosmos DB (one region only)", EnvVars: []string{"COSMOSLEASE_SERVERLESS"}},
+			&ucli.IntFlag{Name: "autoscale-max", Usage: "autoscale the lease container up to `RU/s` (1000 or more, in steps of 1000; the default is autoscale up to 1000, billed from 100 RU/s in every region)", EnvVars: []string{"COSMOSLEASE_AUTOSCALE_MAX"}},
+			&ucli.IntFlag{Name: "throughput", Usage: "manual provisioned throughput of the lease container in `RU/s` instead of autoscale (400 or more, in steps of 100; billed in full in every region)", EnvVars: []string{"COSMOSLEASE_THROUGHPUT"}},
+			&ucli.BoolFlag{Name: "free-tier", Usage: "apply the Cosmos DB free tier (the first 1,000 RU/s and 25 GB free; one account per subscription; default: when no account of the subscription has it)", EnvVars: []string{"COSMOSLEASE_FREE_TIER"}},
+			&ucli.StringFlag{Name: "schedule", Value: defaultSchedule, Usage: "NCRONTAB `SCHEDULE` of the LeaseTimer function (app setting LeaseTimerSchedule): six fields, seconds first", EnvVars: []string{"COSMOSLEASE_SCHEDULE"}},
 			&ucli.BoolFlag{Name: "deploy", Usage: "then build the lease handler in this directory and deploy it to every Function App (cosmoslease deploy)", EnvVars: []string{"COSMOSLEASE_DEPLOY"}},
 			&ucli.BoolFlag{Name: "yes", Usage: "do not ask for confirmation", EnvVars: []string{"COSMOSLEASE_YES"}},
 			&ucli.BoolFlag{Name: "what-if", Usage: "show what the deployment would change (az deployment group what-if), change nothing"},
@@ -95,6 +101,11 @@ type plan struct {
 	witnessAsked bool
 	// alwaysReady is the number of always-ready instances for LeaseTimer in every app.
 	alwaysReady int
+	// throughput is manual RU/s (0 for autoscale), autoscaleMax autoscale's maximum RU/s; freeTier applies the free
+	// tier; schedule is LeaseTimer's NCRONTAB schedule.
+	throughput, autoscaleMax int
+	freeTier                 bool
+	schedule                 string
 	// places are the subscription's regions (az account list-locations), once read.
 	places map[string]place
 	// cosmosAccess says, per region asked about, whether the subscription may create Cosmos DB there.
@@ -110,7 +121,9 @@ func (p *plan) parameters() []string {
 	witness, _ := json.Marshal(append([]string{}, p.witness...))
 	return []string{"environmentName=" + p.env, "location=" + p.location, "regions=" + string(regions), "principalId=" + p.principal,
 		fmt.Sprintf("deployFunctions=%t", p.functions), fmt.Sprintf("serverless=%t", p.serverless), "consistencyLevel=" + p.consistency,
-		"witnessRegions=" + string(witness), fmt.Sprintf("alwaysReady=%d", p.alwaysReady)}
+		"witnessRegions=" + string(witness), fmt.Sprintf("alwaysReady=%d", p.alwaysReady),
+		fmt.Sprintf("throughput=%d", p.throughput), fmt.Sprintf("autoscaleMaxThroughput=%d", max(p.autoscaleMax, minAutoscaleMax)),
+		fmt.Sprintf("enableFreeTier=%t", p.freeTier), "leaseTimerSchedule=" + p.schedule}
 }
 
 // deploymentName is the name of setup's deployment in the resource group; deploy reads its outputs.
@@ -276,7 +289,8 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 	}
 	p := &plan{subscription: c.String("subscription"), group: c.String("resource-group"), location: c.String("location"),
 		env: c.String("env-name"), principal: c.String("principal-id"), functions: !c.Bool("no-functions"), serverless: c.Bool("serverless"),
-		consistency: c.String("consistency"), alwaysReady: c.Int("always-ready")}
+		consistency: c.String("consistency"), alwaysReady: c.Int("always-ready"), throughput: c.Int("throughput"), autoscaleMax: c.Int("autoscale-max"),
+		schedule: c.String("schedule")}
 	witness := c.String("witness-region")
 	// A value that can never work is a usage error, whatever the state of az.
 	if i := indexFold(consistencyLevels, p.consistency); i >= 0 {
@@ -294,6 +308,12 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 		return nil, usagef("--always-ready %d: give 0 or more always-ready instances", p.alwaysReady)
 	case p.alwaysReady > 0 && !p.functions:
 		return nil, usagef("--always-ready %d keeps LeaseTimer's instances, but --no-functions deploys no Function App: drop one of them", p.alwaysReady)
+	}
+	if err := checkThroughput(c, p); err != nil {
+		return nil, err
+	}
+	if _, err := ncrontab.Parse(p.schedule); err != nil {
+		return nil, usagef("--schedule: %v", err)
 	}
 	// Preflight: az present, new enough, and (next) signed in.
 	if err := az.RequireVersion(ctx, a.Az); err != nil {
@@ -557,6 +577,10 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 		}
 	}
 
+	if err := a.chooseFreeTier(ctx, c, p); err != nil {
+		return nil, err
+	}
+
 	confirmed := c.Bool("dry-run") || c.Bool("what-if") || c.Bool("yes")
 	if !confirmed && !ask {
 		return nil, usagef("setup creates Azure resources: pass --yes to confirm without a prompt (or --dry-run to see the commands)")
@@ -569,6 +593,20 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 		fmt.Fprintf(a.Stderr, ", witness region %s (a read region with no Function App, last in failover priority: it keeps Strong writes available while either other region is down, for one more region's RU/s)", w)
 	}
 	fmt.Fprintf(a.Stderr, "; %s consistency; keys disabled, RBAC only\n", p.consistency)
+	switch {
+	case p.serverless:
+		fmt.Fprintf(a.Stderr, "  throughput      serverless (billed per request unit)\n")
+	case p.throughput > 0:
+		fmt.Fprintf(a.Stderr, "  throughput      %s RU/s manual on the lease container, in every region", thousands(p.throughput))
+	default:
+		fmt.Fprintf(a.Stderr, "  throughput      autoscale on the lease container, %s to %s RU/s in every region", thousands(p.autoscaleMax/10), thousands(p.autoscaleMax))
+	}
+	if !p.serverless {
+		if p.freeTier {
+			fmt.Fprintf(a.Stderr, "; free tier (the subscription's one free-tier account; --free-tier=false keeps it for another)")
+		}
+		fmt.Fprintln(a.Stderr)
+	}
 	if p.functions {
 		fmt.Fprintf(a.Stderr, "  Function Apps   one in each of %s (Flex Consumption), the most preferred first", strings.Join(p.allRegions(), ", "))
 		if p.alwaysReady > 0 {
@@ -579,6 +617,12 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 	if p.principal != "" {
 		fmt.Fprintf(a.Stderr, "  data access     %s\n", p.principal)
 	}
+	fmt.Fprintln(a.Stderr)
+	cost, err := estimateCost(p)
+	if err != nil {
+		return nil, err
+	}
+	printEstimate(a.Stderr, cost, p)
 	fmt.Fprintln(a.Stderr)
 	if confirmed {
 		return p, nil

@@ -62,7 +62,7 @@ var fullSetup = []string{"setup", "--subscription", sub1, "--location", "eastus"
 	"--regions", "westeurope,southeastasia", "--env-name", "demo", "--yes"}
 
 // deploymentParams are the parameters fullSetup passes to main.bicep, as the stub logs them.
-const deploymentParams = `--parameters environmentName=demo location=eastus regions=\[\"westeurope\"\,\"southeastasia\"\] principalId=aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee deployFunctions=true serverless=false consistencyLevel=Session witnessRegions=\[\] alwaysReady=0`
+const deploymentParams = `--parameters environmentName=demo location=eastus regions=\[\"westeurope\"\,\"southeastasia\"\] principalId=aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee deployFunctions=true serverless=false consistencyLevel=Session witnessRegions=\[\] alwaysReady=0 throughput=0 autoscaleMaxThroughput=1000 enableFreeTier=true leaseTimerSchedule=0\ \*/1\ \*\ \*\ \*\ \*`
 
 func TestSetupNonInteractive(t *testing.T) {
 	h := newHarness(t)
@@ -92,6 +92,7 @@ func TestSetupNonInteractive(t *testing.T) {
 		"account list-locations --subscription "+sub1+" --output json",
 		"account get-access-token --subscription "+sub1+" --output json",
 		"role assignment list --all --assignee aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee --include-groups --subscription "+sub1+" --output json",
+		"cosmosdb list --subscription "+sub1+" --output json",
 		"group create --name rg-demo --location eastus --subscription "+sub1+" --tags cosmoslease-env=demo --output json",
 		"deployment group validate "+deployment,
 		"deployment group create "+deployment,
@@ -503,7 +504,7 @@ func TestSetupWitnessRegion(t *testing.T) {
 				}
 				return
 			}
-			if !strings.Contains(calls, "consistencyLevel=Strong witnessRegions="+tc.witness+" alwaysReady=0 --output json") {
+			if !strings.Contains(calls, "consistencyLevel=Strong witnessRegions="+tc.witness+" alwaysReady=0 throughput=") {
 				t.Fatalf("az calls:\n%s", calls)
 			}
 		})
@@ -528,7 +529,7 @@ func TestSetupAlwaysReady(t *testing.T) {
 	h := newHarness(t)
 	log := h.stubAz("ok")
 	h.run(append(append([]string{}, fullSetup...), "--always-ready", "1")...).expect(t, ExitOK, "1 always-ready instance for LeaseTimer in each")
-	if !strings.Contains(strings.Join(azCalls(t, log), "\n"), " alwaysReady=1 --output json") {
+	if !strings.Contains(strings.Join(azCalls(t, log), "\n"), " alwaysReady=1 throughput=") {
 		t.Fatalf("az calls: %v", azCalls(t, log))
 	}
 	h.run("setup", "--location", "eastus", "--always-ready", "-1", "--yes").expect(t, ExitUsage, "--always-ready -1: give 0 or more")
@@ -651,5 +652,73 @@ func TestSetupWarnsNearTheStrongLimit(t *testing.T) {
 	}
 	if r = h.run("setup", "--subscription", sub1, "--location", "eastus", "--regions", "eastus2,centralus", "--env-name", "demo", "--yes"); r.code != ExitOK || strings.Contains(r.stderr, "within 300 km") {
 		t.Fatalf("exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+}
+
+// Issue 27, item 8: the lease container gets autoscale up to 1,000 RU/s by default (billed from 100 RU/s in every
+// region), the free tier when no account of the subscription has it, and setup prints the monthly cost of what it
+// will create at the list prices in cost.go before it asks to confirm. --throughput, --autoscale-max, --free-tier
+// and --schedule change the plan and the estimate; impossible combinations are usage errors.
+func TestSetupThroughputAndCost(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		extra  []string
+		env    []string
+		params string // the throughput parameters passed
+		says   []string
+	}{
+		{"defaults: autoscale 1,000 and the free tier", nil, nil, "throughput=0 autoscaleMaxThroughput=1000 enableFreeTier=true",
+			[]string{"throughput      autoscale on the lease container, 100 to 1,000 RU/s in every region; free tier (the subscription's one free-tier account",
+				"Estimated monthly cost at list prices (US dollars, East US, pay-as-you-go, as of " + pricesDate,
+				"Cosmos DB             $0.00  autoscale up to 1,000 RU/s, billed from 100 RU/s × 3 regions, less the free tier's 1,000 RU/s",
+				"Function Apps         $0.00  43,200 occurrences of \"0 */1 * * * *\" × 3 regions: 129,600 executions, about 64,800 GB-s with every region healthy",
+				"total               < $0.01  a month with every region healthy; Function Apps $9.76 a month with the preferred region down all month (about 475,200 GB-s"}},
+		{"without the free tier", []string{"--free-tier=false"}, nil, "throughput=0 autoscaleMaxThroughput=1000 enableFreeTier=false",
+			[]string{"Cosmos DB            $26.28  autoscale up to 1,000 RU/s, billed from 100 RU/s × 3 regions\n"}},
+		{"the free tier taken by another account", nil, []string{"AZ_STUB_FREE_TIER_ACCOUNT=cosmos-shop"}, "enableFreeTier=false",
+			[]string{"note: Cosmos DB account cosmos-shop has the subscription's free tier, so this account is billed in full.", "Cosmos DB            $26.28"}},
+		{"400 RU/s manual, as the template had", []string{"--throughput", "400", "--free-tier=false"}, nil, "throughput=400 autoscaleMaxThroughput=1000 enableFreeTier=false",
+			[]string{"throughput      400 RU/s manual on the lease container, in every region\n", "Cosmos DB            $70.08  400 RU/s manual × 3 regions"}},
+		{"a larger autoscale maximum", []string{"--autoscale-max", "4000"}, nil, "throughput=0 autoscaleMaxThroughput=4000 enableFreeTier=true",
+			[]string{"Cosmos DB            $17.52  autoscale up to 4,000 RU/s, billed from 400 RU/s × 3 regions, less the free tier's 1,000 RU/s"}},
+		{"an hourly schedule and an always-ready instance", []string{"--schedule", "0 0 * * * *", "--always-ready", "1"}, nil, "leaseTimerSchedule=0\\ 0\\ \\*\\ \\*\\ \\*\\ \\*",
+			[]string{"720 occurrences of \"0 0 * * * *\" × 3 regions", "Always ready         $15.77  1 instance(s) of 0.5 GB × 3 regions, billed every second: 3,942,000 GB-s",
+				"The always-ready and blob storage rates were not checked against Microsoft's pricing page"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			log := h.stubAz("ok", tc.env...)
+			r := h.run(append(append([]string{}, fullSetup...), tc.extra...)...)
+			r.expect(t, ExitOK, tc.says...)
+			if !strings.Contains(strings.Join(azCalls(t, log), "\n"), tc.params) {
+				t.Fatalf("az calls lack %s:\n%s", tc.params, strings.Join(azCalls(t, log), "\n"))
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		env   []string
+		wants string
+	}{
+		{"--free-tier when another account has it", []string{"setup", "--subscription", sub1, "--location", "eastus", "--regions", "eastus2,centralus", "--env-name", "demo", "--yes", "--free-tier"},
+			[]string{"AZ_STUB_FREE_TIER_ACCOUNT=cosmos-shop"},
+			"--free-tier: Cosmos DB account cosmos-shop already has the subscription's free tier (one account per subscription may): drop --free-tier"},
+		{"both kinds of throughput", append(append([]string{}, fullSetup...), "--throughput", "400", "--autoscale-max", "1000"), nil,
+			"--throughput 400 and --autoscale-max 1000: the container has either manual or autoscale throughput; drop one of them"},
+		{"too little manual throughput", append(append([]string{}, fullSetup...), "--throughput", "350"), nil, "--throughput 350: give 400 RU/s or more, in steps of 100"},
+		{"an autoscale maximum off its steps", append(append([]string{}, fullSetup...), "--autoscale-max", "1500"), nil, "--autoscale-max 1500: give 1000 RU/s or more, in steps of 1000"},
+		{"serverless with throughput", []string{"setup", "--location", "eastus", "--serverless", "--no-functions", "--throughput", "400", "--yes"}, nil,
+			"a serverless account has no provisioned throughput"},
+		{"a schedule that is not NCRONTAB", append(append([]string{}, fullSetup...), "--schedule", "00:05:00"), nil, "--schedule: \"00:05:00\" is a TimeSpan schedule"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			log := h.stubAz("ok", tc.env...)
+			h.run(tc.args...).expect(t, ExitUsage, tc.wants)
+			if callsStarting(t, log, "group create") > 0 {
+				t.Fatal("created the group after a usage error")
+			}
+		})
 	}
 }
