@@ -29,7 +29,7 @@ const setupSection = "CosmosLeaseSetup"
 // BicepParams are the parameters setup passes to infra/main.bicep; BicepOutputs the outputs it reads.
 // A test checks that main.bicep declares every one of them.
 var (
-	BicepParams  = []string{"environmentName", "location", "regions", "principalId", "deployFunctions", "serverless", "consistencyLevel", "witnessRegions", "alwaysReady",
+	BicepParams = []string{"environmentName", "location", "regions", "principalId", "deployFunctions", "serverless", "consistencyLevel", "witnessRegions", "alwaysReady",
 		"throughput", "autoscaleMaxThroughput", "enableFreeTier", "leaseTimerSchedule"}
 	BicepOutputs = []string{"resourceGroupName", "cosmosEndpoint", "databaseName", "containerName", "functionAppNames", "functionAppRegions", "functionAppHostNames"}
 )
