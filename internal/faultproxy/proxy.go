@@ -48,6 +48,15 @@ type Proxy struct {
 	partitioned map[string]bool
 	counts      map[string]int64
 	servers     []*http.Server
+	observe     func(name string, r *http.Request, status int)
+}
+
+// Observe has f called after each request that the target answered, with the client's name and the status; a
+// faulted request is not seen. tools/bench counts requests by client, kind and status with it.
+func (p *Proxy) Observe(f func(name string, r *http.Request, status int)) {
+	p.mu.Lock()
+	p.observe = f
+	p.mu.Unlock()
 }
 
 // New proxies to target, such as http://127.0.0.1:8081/.
@@ -215,6 +224,12 @@ func (p *Proxy) serve(name, self string, w http.ResponseWriter, r *http.Request)
 		return
 	}
 	p.count("passed")
+	p.mu.Lock()
+	observe := p.observe
+	p.mu.Unlock()
+	if observe != nil {
+		observe(name, r, resp.StatusCode)
+	}
 	if doc {
 		p.count("documents")
 		p.replicas.Observe(r, reqBody, resp.StatusCode, resp.Header, body)
