@@ -56,9 +56,13 @@ func (a *App) setupCommand() *ucli.Command {
 		Name:  "setup",
 		Usage: "provision Cosmos DB and a Function App per region with infra/main.bicep (through az), then write appsettings.Local.json",
 		Description: "Asks on a terminal; every question has a flag and an environment variable. With --no-input or CI=true\n" +
-			"it never asks. Before creating anything it checks the regions (Flex Consumption offered, Strong consistency\n" +
-			"within reach), your right to create role assignments, and validates the deployment with Azure.\n" +
-			"--emulator writes a configuration for a local Cosmos DB emulator instead (no az needed).",
+			"it never asks. Before creating anything it checks az (2.60 or newer), the regions (at least two Function App\n" +
+			"regions unless --single-region; Flex Consumption and its custom runtime offered; Cosmos DB allowed for the\n" +
+			"subscription; Strong consistency within reach), your right to create role assignments, prints the plan with\n" +
+			"its estimated monthly cost at list prices, and validates the deployment with Azure. The lease container gets\n" +
+			"autoscale up to 1,000 RU/s (billed from 100 RU/s per region) and the free tier where the subscription still\n" +
+			"has it (docs/operating.md). --emulator writes a configuration for a local Cosmos DB emulator instead (no az\n" +
+			"needed).",
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "subscription", Usage: "subscription `ID or name`", EnvVars: []string{"AZURE_SUBSCRIPTION_ID"}},
 			&ucli.StringFlag{Name: "resource-group", Usage: "resource group `NAME` to create (default rg-ENV)", EnvVars: []string{"AZURE_RESOURCE_GROUP"}},

@@ -347,7 +347,7 @@ func requestsSection(r *requestsResult) string {
 		"proxy with one listener per region, the handler in three regions (eastus preferred, then westeurope, southeastasia) driven\n"+
 		"as the host drives it, `*/20 * * * * *`, the app settings' defaults (lease 30 s, `LeaseTimerFailoverDelay` 10 s).\n\n", r.reps)
 	w("The local server charges nothing, so the request units are estimates: each request times Azure's published charge for\n" +
-		"its kind (docs/operating.md, \"Request units\"). Strong consistency, setup's default across regions, doubles the reads.\n\n")
+		"its kind (docs/operating.md, \"Requests and request units\"). Strong consistency, setup's default across regions, doubles the reads.\n\n")
 	w("| scenario | per | requests (kind status × count) | RU, Session | RU, Strong |\n|---|---|---|---|---|\n")
 	for _, s := range r.scenarios {
 		t := s.total()
