@@ -53,8 +53,8 @@ var listPrices = struct {
 	CosmosFreeGB             float64
 
 	// Flex Consumption on demand, East US, as the Azure Functions pricing page gave them (azure.microsoft.com
-	// pricing/details/functions renders its prices in the browser, so they were read from a copy quoted on
-	// 2025-05-22): execution time $0.000026 per GB-s and $0.40 per million executions, less a monthly grant of
+	// pricing/details/functions renders its prices in the browser, so they were taken from a third-party guide that
+	// quoted the page on 2025-05-22): execution time $0.000026 per GB-s and $0.40 per million executions, less a monthly grant of
 	// 100,000 GB-s and 250,000 executions per subscription. Billed: the instance's memory while it executes
 	// ("Estimating consumption-based costs", Flex Consumption: "The total amount of memory provisioned while each on
 	// demand instance is actively executing functions").
@@ -189,11 +189,12 @@ func (e estimate) total() float64 {
 	return t
 }
 
-// occurrencesPerMonth counts the occurrences of schedule in 30 days (extrapolated past 100,000).
+// occurrencesPerMonth counts the occurrences of schedule in a month of hoursPerMonth, the month Azure's hourly
+// prices are multiplied by (extrapolated past 100,000).
 func occurrencesPerMonth(s *ncrontab.Schedule) float64 {
 	const limit = 100_000
 	start := time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC) // a Monday
-	end := start.Add(30 * 24 * time.Hour)
+	end := start.Add(hoursPerMonth * time.Hour)
 	n, t := 0, start.Add(-time.Nanosecond) // Next is strictly after: count an occurrence at start
 	for n < limit {
 		t = s.Next(t)
