@@ -3,6 +3,7 @@ package cli
 import (
 	"archive/zip"
 	"bytes"
+	"context"
 	"debug/elf"
 	"encoding/json"
 	"fmt"
@@ -416,80 +417,100 @@ func TestLeaseStatusSummary(t *testing.T) {
 	}
 }
 
-// Issue 27, items 2 and 3: the other forms in which az reports a Flex publish. The deployment-status poll's "Zip
+// appFor is the App that h.run would use, for calling one step of a command directly (no build).
+func (h *harness) appFor(stderr io.Writer) *App {
+	return &App{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: stderr, Dir: h.dir, Getenv: func(k string) string { return h.env[k] },
+		Az: h.az, leaseStatusURL: h.leaseStatusURL, wait: func(_ context.Context, d time.Duration) error { h.waited = append(h.waited, d); return nil }}
+}
+
+// Issue 27, items 2 and 3: the other forms in which az reports a Flex publish, one region's deployment at a time
+// (deployRegion; the build and the rolling order are TestDeployToEveryRegion's). The deployment-status poll's "Zip
 // deployment failed. {… 'status_text': 'InaccessibleStorageException … 403 (… using this permission.)' …}" is the
 // role not in effect yet, waited for like the publish's 400 form; the same 403 without "using this permission" is
 // the storage firewall, which fails the region at once with what to check; az giving up its polls while Azure still
-// deploys is "deployed, health unknown", then verified through LeaseStatus; a 409 (another deployment going on) is
+// deploys is "deployed, health unknown" (then verified through LeaseStatus); a 409 (another deployment going on) is
 // tried again 3 times, 30 s apart.
 func TestDeployFlexForms(t *testing.T) {
-	h := newHarness(t)
-	h.dir = userModule(t, "flex-forms")
-	recordSetup(t, h.dir)
-	newLeaseStatusStandIn(t, h)
-	attempts := func(log, app string) int {
-		return callsStarting(t, log, "functionapp deployment source config-zip --resource-group rg-demo --name "+app+" ")
-	}
-
-	log := h.stubAz("ok", "AZ_STUB_ZIP_ERRORS=func-abc123-1:storage-403-poll:1 func-abc123-2:timeout:1 func-abc123-0:409:2")
-	r := h.run("deploy")
-	r.expect(t, ExitOK,
-		"[2/3] westeurope: func-abc123-1: waiting for the app's storage role to take effect (Azure refused the package: storage 403, not authorized using this permission); trying again in 15s",
-		"[1/3] southeastasia: func-abc123-2 deployed, health unknown: az stopped waiting while Azure was still deploying the package (Timeout reached by the command, however, the deployment operation is still on-going.",
-		"[1/3] southeastasia: func-abc123-2 answers: lease timer-singleton held by eastus",
-		"[3/3] eastus: func-abc123-0: another deployment to the app is going on (HTTP 409); trying again in 30s (1 of 3)", "(2 of 3)",
-		"[3/3] eastus: func-abc123-0 deployed")
-	if attempts(log, "func-abc123-1") != 2 || attempts(log, "func-abc123-2") != 1 || attempts(log, "func-abc123-0") != 3 {
-		t.Fatalf("attempts: %d, %d, %d", attempts(log, "func-abc123-1"), attempts(log, "func-abc123-2"), attempts(log, "func-abc123-0"))
-	}
-	if fmt.Sprint(h.waited) != "[15s 30s 30s]" {
-		t.Fatalf("waited %v", h.waited)
-	}
-	for _, a := range apps3 {
-		if !strings.Contains(r.stdout, a.name+"            "+answered) {
-			t.Fatalf("stdout:\n%s", r.stdout)
-		}
-	}
-
-	// The firewall's 403: one attempt, no wait, the reason and what to check; the other regions still go.
-	log = h.stubAz("ok", "AZ_STUB_ZIP_ERRORS=func-abc123-1:storage-403-network:1000")
-	h.waited = nil
-	r = h.run("deploy", "--no-verify")
-	r.expect(t, ExitError, "[2/3] westeurope: func-abc123-1 FAILED: Zip deployment failed: InaccessibleStorageException: Failed to access storage account for deployment: BlobUploadFailedException: Failed to upload blob to storage account: Response status code does not indicate success: 403 (This request is not authorized to perform this operation.). (the storage account's network rules refused the platform, not a missing role: check its publicNetworkAccess",
-		"any Azure Policy that disables public network access on storage accounts", "[3/3] eastus: func-abc123-0 deployed")
-	if attempts(log, "func-abc123-1") != 1 || len(h.waited) != 0 {
-		t.Fatalf("%d attempts, waits %v after the firewall's 403", attempts(log, "func-abc123-1"), h.waited)
-	}
-	if strings.Contains(r.stderr, "These are the deployment logs") {
-		t.Fatalf("the poll's record and logs were printed whole:\n%s", r.stderr)
-	}
-
-	// A deployment that stays in the way: 4 attempts, then the region fails saying so.
-	log = h.stubAz("ok", "AZ_STUB_ZIP_ERRORS=func-abc123-2:409:1000")
-	h.waited = nil
-	r = h.run("deploy", "--no-verify")
-	r.expect(t, ExitError, "[1/3] southeastasia: func-abc123-2 FAILED: There may be an ongoing deployment. Please track your deployment in https://func-abc123-2.scm.azurewebsites.net/api/deployments/latest (still going on after 4 tries 30s apart")
-	if attempts(log, "func-abc123-2") != 4 {
-		t.Fatalf("%d attempts while another deployment was going on", attempts(log, "func-abc123-2"))
+	tgt := target{group: "rg-demo", subscription: sub1, env: "demo"}
+	for _, tc := range []struct {
+		name, form string
+		n          int
+		state      string
+		unknown    bool
+		attempts   int
+		waited     string
+		says       []string
+		never      string
+	}{
+		{"the poll's 403 of a role not in effect yet", "storage-403-poll", 2, stateDeployed, false, 3, "[15s 30s]",
+			[]string{"func-abc123-1: waiting for the app's storage role to take effect (Azure refused the package: storage 403, not authorized using this permission); trying again in 15s", "func-abc123-1 deployed in"}, ""},
+		{"the firewall's 403", "storage-403-network", 1000, stateFailed, false, 1, "[]",
+			[]string{"func-abc123-1 FAILED: Zip deployment failed: InaccessibleStorageException: Failed to access storage account for deployment: BlobUploadFailedException: Failed to upload blob to storage account: Response status code does not indicate success: 403 (This request is not authorized to perform this operation.). (the storage account's network rules refused the platform, not a missing role: check its publicNetworkAccess",
+				"any Azure Policy that disables public network access on storage accounts"}, "These are the deployment logs"},
+		{"az gives up its polls while Azure deploys", "timeout", 1, stateDeployed, true, 1, "[]",
+			[]string{"func-abc123-1 deployed, health unknown: az stopped waiting while Azure was still deploying the package (Timeout reached by the command, however, the deployment operation is still on-going."}, ""},
+		{"another deployment, then done", "409", 2, stateDeployed, false, 3, "[30s 30s]",
+			[]string{"func-abc123-1: another deployment to the app is going on (HTTP 409); trying again in 30s (1 of 3)", "(2 of 3)", "func-abc123-1 deployed in"}, ""},
+		{"another deployment that stays", "409", 1000, stateFailed, false, 4, "[30s 30s 30s]",
+			[]string{"func-abc123-1 FAILED: There may be an ongoing deployment. Please track your deployment in https://func-abc123-1.scm.azurewebsites.net/api/deployments/latest (still going on after 4 tries 30s apart"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			log := h.stubAz("ok", fmt.Sprintf("AZ_STUB_ZIP_ERRORS=func-abc123-1:%s:%d", tc.form, tc.n))
+			var stderr syncBuffer
+			r := h.appFor(&stderr).deployRegion(context.Background(), tgt, app{name: "func-abc123-1", region: "westeurope"}, "pkg.zip", "[2/3] westeurope", defaultDeployOptions)
+			if r.state != tc.state || r.healthUnknown != tc.unknown {
+				t.Fatalf("state %q, health unknown %t; stderr:\n%s", r.state, r.healthUnknown, stderr.String())
+			}
+			if n := callsStarting(t, log, "functionapp deployment source config-zip --resource-group rg-demo --name func-abc123-1 "); n != tc.attempts || fmt.Sprint(h.waited) != tc.waited {
+				t.Fatalf("%d attempts, waited %v", n, h.waited)
+			}
+			for _, s := range tc.says {
+				if !strings.Contains(stderr.String(), s) {
+					t.Fatalf("stderr does not say %q:\n%s", s, stderr.String())
+				}
+			}
+			if tc.never != "" && strings.Contains(stderr.String(), tc.never) {
+				t.Fatalf("stderr says %q:\n%s", tc.never, stderr.String())
+			}
+		})
 	}
 }
 
-// Issue 27, item 6: the host names come from the deployment's outputs (functionAppHostNames), sparing az functionapp
-// show and the publishxml/action right it needs; a deployment made before that output existed still works, through
-// az functionapp show.
+// Issue 27, item 6: the host name comes from the deployment's outputs (functionAppHostNames), sparing az functionapp
+// show and the publishxml/action right it needs (TestDeployToEveryRegion's calls have none); a deployment made
+// before that output existed still works, through az functionapp show.
 func TestDeployHostNames(t *testing.T) {
-	h := newHarness(t)
-	h.dir = userModule(t, "hostnames")
-	recordSetup(t, h.dir)
-	status := newLeaseStatusStandIn(t, h)
-	log := h.stubAz("ok")
-	h.run("deploy").expect(t, ExitOK)
-	if callsStarting(t, log, "functionapp show") != 0 || status.calls["func-abc123-1"] != 1 {
-		t.Fatalf("LeaseStatus calls %v; az calls:\n%s", status.calls, strings.Join(azCalls(t, log), "\n"))
+	tgt := target{group: "rg-demo", subscription: sub1, env: "demo"}
+	for _, host := range []string{"func-abc123-0.azurewebsites.net", ""} {
+		h := newHarness(t)
+		status := newLeaseStatusStandIn(t, h)
+		log := h.stubAz("ok")
+		var stderr syncBuffer
+		summary, err := h.appFor(&stderr).verifyRegion(context.Background(), tgt, app{name: "func-abc123-0", region: "eastus", host: host}, "[3/3] eastus")
+		if err != nil || !strings.HasPrefix(summary, "lease timer-singleton held by eastus") || status.calls["func-abc123-0"] != 1 {
+			t.Fatalf("host %q: %q, %v; stderr:\n%s", host, summary, err, stderr.String())
+		}
+		shows := callsStarting(t, log, "functionapp show --resource-group rg-demo --name func-abc123-0 --subscription "+sub1+" --query defaultHostName --output json")
+		if (host == "") != (shows == 1) || shows > 1 {
+			t.Fatalf("host %q: %d az functionapp show; az calls:\n%s", host, shows, strings.Join(azCalls(t, log), "\n"))
+		}
 	}
-	log = h.stubAz("ok", "AZ_STUB_OLD_OUTPUTS=1")
-	h.run("deploy").expect(t, ExitOK, "[3/3] eastus: func-abc123-0 answers:")
-	if n := callsStarting(t, log, "functionapp show --resource-group rg-demo --name func-abc123-0 --subscription "+sub1+" --query defaultHostName --output json"); n != 1 {
-		t.Fatalf("without functionAppHostNames: %d az functionapp show for func-abc123-0; az calls:\n%s", n, strings.Join(azCalls(t, log), "\n"))
+	// The outputs of such a deployment lack the host names; functionApps leaves them empty.
+	out, err := os.ReadFile("../../testdata/az/responses/deployment-no-hostnames.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	outs, err := deploymentOutputs(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if apps := functionApps(outs); len(apps) != 3 || apps[0].host != "" {
+		t.Fatalf("apps from the old outputs: %+v", apps)
+	}
+	out, _ = os.ReadFile("../../testdata/az/responses/deployment.json")
+	outs, _ = deploymentOutputs(out)
+	if apps := functionApps(outs); len(apps) != 3 || apps[2].host != "func-abc123-2.azurewebsites.net" || apps[2].region != "southeastasia" {
+		t.Fatalf("apps from the outputs: %+v", apps)
 	}
 }
