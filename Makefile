@@ -5,12 +5,19 @@ SERVERMOD := $(SERVERDIR)/node_modules/.package-lock.json
 SAMPLEDIR := testdata/cosmos-sample
 SAMPLEMOD := $(SAMPLEDIR)/node_modules/.package-lock.json
 
-.PHONY: test test-deps vet cross demo build package chaos bench clean
+.PHONY: test test-short test-deps vet cross demo server build package chaos bench clean
 
 ## demo: the reference sample's scenarios on this machine, no Azure account needed, then two it cannot show (a paused
 ## holder fenced off; the Functions handler in three regions: failover and handback of scheduled work).
 demo: test-deps build
 	$(GO) run ./tools/demo -bin bin/cosmoslease
+
+## server: the local Cosmos-protocol server with the lease database and container, until Ctrl-C; prints the endpoint
+## and the run, inspect and cron lines to paste into other terminals. PORT=0 takes any free port.
+PORT ?= 8081
+server: test-deps build
+	$(GO) build -o bin/devserver ./tools/devserver
+	bin/devserver -port $(PORT) -bin bin/cosmoslease
 
 ## package: deployable Function App zips in dist/ (linux/amd64 for Flex Consumption, windows/amd64).
 package:
