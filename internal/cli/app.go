@@ -147,7 +147,7 @@ func (a *App) Run(ctx context.Context, args []string) int {
 
 func onUsageError(c *ucli.Context, err error, _ bool) error {
 	hint := "cosmoslease --help"
-	if c.Command != nil && c.Command.Name != "" {
+	if c.Command != nil && c.Command.Name != "" && c.Command.Name != c.App.Name {
 		hint = "cosmoslease " + c.Command.Name + " --help"
 	}
 	return usagef("%s. Try: %s", strings.TrimSuffix(err.Error(), "."), hint)

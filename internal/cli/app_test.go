@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -156,11 +157,16 @@ func TestBadInputIsOneLineAndExit2(t *testing.T) {
 		{"no instance", []string{"run"}, "run needs --instance ID"},
 		{"unknown flag", []string{"run", "--instance", "a", "--frobnicate"}, "flag provided but not defined: -frobnicate. Try: cosmoslease run --help"},
 		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate". Try: cosmoslease --help`},
+		{"unknown global flag", []string{"-bogus"}, "flag provided but not defined: -bogus. Try: cosmoslease --help"},
 		{"unparsable duration", []string{"run", "--instance", "a", "--duration", "soon"}, `--duration: "soon" is not a duration: write it as 00:01:00 or 60s`},
 		{"negative duration", []string{"run", "--instance", "a", "--duration", "-5s"}, `--duration: "-5s" is negative`},
 		{"bad timespan", []string{"run", "--instance", "a", "--renew-interval", "00:99:00"}, "minutes and seconds below 60"},
 		{"renew interval not below duration", []string{"run", "--instance", "a", "--duration", "10s", "--renew-interval", "10s"},
-			"RenewInterval (10s) must be shorter than RenewDeadline"},
+			"--renew-interval 10s must be shorter than --duration 10s; use --duration 12.5s or more"},
+		{"duration too short", []string{"run", "--instance", "a", "--duration", "1s"}, "--duration 1s is too short: a holder that cannot renew must give up at least 1s"},
+		{"duration too short for the interval", []string{"run", "--instance", "a", "--duration", "3s", "--renew-interval", "2s"},
+			"--duration 3s is too short for --renew-interval 2s: a holder that cannot renew gives up halfway between them (2.5s), which must come at least 1s before the lease ends"},
+		{"cron duration too short", []string{"cron", "--region", "eastus", "--schedule", "0 * * * * *", "--duration", "2s", "--", "true"}, "--duration 2s is too short"},
 		{"forbidden lease key", []string{"run", "--instance", "a", "--lease", "jobs/nightly"}, `--lease: invalid lease key: "jobs/nightly" contains '/'`},
 		{"endpoint not a URL", []string{"run", "--instance", "a", "--endpoint", "myaccount"}, `"myaccount" is not a URL`},
 		{"bad log level", []string{"run", "--instance", "a", "--log-level", "loud"}, `--log-level "loud"`},
@@ -779,4 +785,39 @@ func TestInspectRunsColumns(t *testing.T) {
 	if r := h.run("inspect", "--emulator", "--runs", "--lease", "nosuch"); !strings.Contains(r.stdout, "no such lease (never acquired), and no runs") {
 		t.Errorf("inspect --runs --lease nosuch:\n%s", r.stdout)
 	}
+}
+
+// An endpoint nobody answers at is one line naming it and the cause, without the library's and the SDK's
+// prefixes; on a terminal a line says what the silence is after 2 s.
+func TestUnreachableEndpointIsOneLine(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	endpoint := "http://" + l.Addr().String() + "/"
+	l.Close() // nothing listens there now: connection refused
+	for _, tc := range []struct {
+		name string
+		args []string
+		hint string
+	}{
+		{"key auth", []string{"inspect", "--connection-string", "AccountEndpoint=" + endpoint + ";AccountKey=" + emulator.Key + ";"}, "check the endpoint"},
+		{"emulator", []string{"inspect", "--emulator", "--endpoint", endpoint}, "is the emulator running?"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.tty = true
+			r := h.run(tc.args...)
+			r.expect(t, ExitError, "connecting to "+endpoint+"…\n", "cosmoslease: cannot reach the Cosmos DB account at "+endpoint+": connection refused; "+tc.hint)
+			if n := strings.Count(strings.TrimSpace(r.stderr), "\n"); n != 1 || strings.Contains(r.stderr, "check: ") || strings.Contains(r.stderr, "failed to retrieve account properties") {
+				t.Fatalf("want the connecting line and one line of error, got:\n%s", r.stderr)
+			}
+		})
+	}
+	t.Run("no such host", func(t *testing.T) {
+		err := unreachable("https://nosuch.invalid/", &net.DNSError{Err: "no such host", Name: "nosuch.invalid", IsNotFound: true}, "hint")
+		if err == nil || err.Error() != "cannot reach the Cosmos DB account at https://nosuch.invalid/: no such host nosuch.invalid; hint" {
+			t.Fatalf("%v", err)
+		}
+	})
 }

@@ -152,6 +152,9 @@ func (a *App) cron(c *ucli.Context) error {
 	}
 	// The owner is the machine: a restarted cron on it runs the next occurrence as any contender would.
 	opts := cosmoslease.Options{OwnerID: j.instance, Region: j.region, Hostname: j.instance, Logger: log, LeaseDuration: d}
+	if err := checkTimings(opts, false); err != nil {
+		return err
+	}
 	tel, err := a.startTelemetry(c, log, &opts)
 	if err != nil {
 		return err

@@ -120,6 +120,9 @@ func (a *App) run(c *ucli.Context) error {
 	if d := durs["renew-interval"]; d > 0 {
 		opts.RenewInterval = d
 	}
+	if err := checkTimings(opts, opts.RenewInterval != 0); err != nil {
+		return err
+	}
 	if !s.autoRenew {
 		log.Warn("AutoRenew is false: the lease is not renewed and ends after its duration")
 	}
