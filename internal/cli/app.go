@@ -53,6 +53,9 @@ type App struct {
 	leaseStatusURL func(host string) string
 	// httpClient calls LeaseStatus; nil uses one with a 30-second timeout.
 	httpClient *http.Client
+	// buildHandler, for tests only, replaces deploy's build of the handler (funcpkg.Build for linux/amd64): the
+	// tests of deploy's dealings with az package one handler built once, and two tests build for real.
+	buildHandler func(root, out string) (zip string, err error)
 }
 
 // sleep waits d, or until ctx ends.

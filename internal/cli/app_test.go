@@ -21,6 +21,7 @@ import (
 	"github.com/cosmoslease/cosmoslease/internal/cosmostest"
 	"github.com/cosmoslease/cosmoslease/internal/emulator"
 	"github.com/cosmoslease/cosmoslease/internal/faultproxy"
+	"github.com/cosmoslease/cosmoslease/internal/funcpkg"
 	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 )
 
@@ -57,6 +58,9 @@ type harness struct {
 	waited []time.Duration
 	// leaseStatusURL replaces https://HOST when deploy calls an app's LeaseStatus.
 	leaseStatusURL func(host string) string
+	// prebuilt makes deploy package the handler built once for the whole test binary (prebuiltHandler) instead
+	// of building the working directory's: for the tests of what deploy does with az, not of what it builds.
+	prebuilt bool
 }
 
 func newHarness(t *testing.T) *harness {
@@ -90,11 +94,51 @@ func (h *harness) runCtx(ctx context.Context, args ...string) result {
 		app.Az = h.az
 	}
 	app.leaseStatusURL = h.leaseStatusURL
+	if h.prebuilt {
+		app.buildHandler = func(root, out string) (string, error) {
+			zip, err := prebuiltHandler()
+			if err != nil {
+				return "", err
+			}
+			path := filepath.Join(out, funcpkg.Linux.Name()+".zip")
+			if err := os.MkdirAll(out, 0o755); err != nil {
+				return "", err
+			}
+			return path, os.WriteFile(path, zip, 0o644)
+		}
+	}
 	code := app.Run(ctx, append([]string{"cosmoslease"}, args...))
 	return result{code: code, stdout: out.String(), stderr: errb.String()}
 }
 
 func (h *harness) run(args ...string) result { return h.runCtx(context.Background(), args...) }
+
+var prebuilt struct {
+	once sync.Once
+	zip  []byte
+	err  error
+}
+
+// prebuiltHandler is the deployable zip of this repository's handler, built for linux/amd64 as deploy builds it,
+// once per test binary: linking the handler and compressing it take seconds (more under -race), and most deploy
+// tests are about az.
+func prebuiltHandler() ([]byte, error) {
+	prebuilt.once.Do(func() {
+		out, err := os.MkdirTemp("", "cosmoslease-prebuilt")
+		if err != nil {
+			prebuilt.err = err
+			return
+		}
+		defer os.RemoveAll(out)
+		zip, err := funcpkg.Build("../..", out, funcpkg.Linux)
+		if err != nil {
+			prebuilt.err = err
+			return
+		}
+		prebuilt.zip, prebuilt.err = os.ReadFile(zip)
+	})
+	return prebuilt.zip, prebuilt.err
+}
 
 func (r result) expect(t *testing.T, code int, stderrHas ...string) {
 	t.Helper()

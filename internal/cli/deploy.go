@@ -185,7 +185,11 @@ func (a *App) buildAndDeploy(ctx context.Context, t target, apps []app, opts dep
 	var zip string
 	if _, err := a.withSpinner("Building functions/leasehandler for linux/amd64", func() ([]byte, error) {
 		var err error
-		zip, err = funcpkg.Build(a.Dir, filepath.Join(a.Dir, "dist"), funcpkg.Linux)
+		if a.buildHandler != nil {
+			zip, err = a.buildHandler(a.Dir, filepath.Join(a.Dir, "dist"))
+		} else {
+			zip, err = funcpkg.Build(a.Dir, filepath.Join(a.Dir, "dist"), funcpkg.Linux)
+		}
 		return nil, err
 	}); err != nil {
 		return err
