@@ -18,6 +18,9 @@ func TestMain(m *testing.M) { os.Exit(cosmostest.Main(m)) }
 // new process of it takes the work back, and inspect --runs shows every occurrence run once, none missed);
 // this runs it as `make demo` does, so the README's first command keeps working.
 func TestDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the whole demo (make demo runs it)")
+	}
 	cosmostest.Get(t) // skip loudly (fail under CI) when no server can be started
 	bin, cleanup, err := cosmostest.Build("../../cmd/cosmoslease")
 	if err != nil {

@@ -122,6 +122,9 @@ func fields(line string) []string {
 // The lines it prints work as printed: run holds the lease, inspect shows it, cron runs its command each
 // occurrence and inspect --runs lists those runs.
 func TestPrintedLinesWork(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the printed command lines run as processes")
+	}
 	bin, cleanup, err := cosmostest.Build("../../cmd/cosmoslease")
 	if err != nil {
 		t.Fatal(err)
