@@ -71,10 +71,12 @@ func (a *App) sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// exitError carries an exit code and the one line to print.
+// exitError carries an exit code and the one line to print; none when reported is set, because the command
+// already said it on stdout (run's "lock acquisition failed" box).
 type exitError struct {
-	code int
-	err  error
+	code     int
+	err      error
+	reported bool
 }
 
 func (e *exitError) Error() string { return e.err.Error() }
@@ -142,7 +144,9 @@ func (a *App) Run(ctx context.Context, args []string) int {
 		if code == ExitInterrupted {
 			msg = "interrupted"
 		}
-		fmt.Fprintf(a.Stderr, "cosmoslease: %s\n", msg)
+		if ee := (*exitError)(nil); !errors.As(err, &ee) || !ee.reported {
+			fmt.Fprintf(a.Stderr, "cosmoslease: %s\n", msg)
+		}
 		return code
 	}
 	return ExitOK

@@ -355,12 +355,18 @@ func TestRunHeldAndStandby(t *testing.T) {
 
 	// Held without --wait: the sample's box, exit 3, the holder named.
 	r := h.run(append([]string{"run", "--emulator", "--instance", "eu-west-1", "--region", "eu-west"}, fast...)...)
-	r.expect(t, ExitHeld, "held by us-east-1")
-	for _, s := range []string{"LOCK ACQUISITION FAILED", "Current holder: us-east-1 (region-us-east-1 region), epoch 1", "Exiting gracefully..."} {
+	r.expect(t, ExitHeld)
+	for _, s := range []string{"LOCK ACQUISITION FAILED", "Current holder: us-east-1 (region-us-east-1 region), epoch 1",
+		"It holds lease \"critical-section-lock\" for at most", "Exiting gracefully..."} {
 		if !strings.Contains(r.stdout, s) {
 			t.Fatalf("held report lacks %q:\n%s", s, r.stdout)
 		}
 	}
+	if r.stderr != "" { // the box said it: not again on stderr (issue 28: the demo's losers said it twice)
+		t.Fatalf("stderr repeats the report:\n%s", r.stderr)
+	}
+	r = h.run(append([]string{"run", "--emulator", "--instance", "eu-west-1", "--region", "eu-west", "--json"}, fast...)...)
+	r.expect(t, ExitHeld, "held by us-east-1") // with --json, stdout is data: stderr says it
 	if strings.Contains(r.stdout, "\x1b[") {
 		t.Fatal("ANSI colour written to a stdout that is not a terminal")
 	}

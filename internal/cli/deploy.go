@@ -39,6 +39,7 @@ func (a *App) deployCommand() *ucli.Command {
 			&ucli.DurationFlag{Name: "timeout", Value: defaultDeployTimeout, Usage: "the longest one region's deployment may take, waits for its storage role included; past it the region is reported as timed out and the next one goes", EnvVars: []string{"COSMOSLEASE_DEPLOY_TIMEOUT"}},
 			&ucli.BoolFlag{Name: "no-verify", Usage: "do not call each app's LeaseStatus after deploying it", EnvVars: []string{"COSMOSLEASE_NO_VERIFY"}},
 			&ucli.BoolFlag{Name: "dry-run", Usage: "print the az commands; find the Function Apps (read-only) but build and deploy nothing"},
+			&ucli.BoolFlag{Name: "no-input", Usage: "never prompt (deploy asks nothing: a missing value is an error naming its flag); accepted as setup and teardown accept it, so one set of flags serves all three", EnvVars: []string{"COSMOSLEASE_NO_INPUT"}},
 		},
 		Action: a.deploy,
 	}

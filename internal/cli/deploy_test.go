@@ -342,7 +342,7 @@ func TestDeployDryRun(t *testing.T) {
 	h := newHarness(t)
 	recordSetup(t, h.dir)
 	log := h.stubAz("ok")
-	r := h.run("deploy", "--dry-run")
+	r := h.run("deploy", "--dry-run", "--no-input") // --no-input as setup and teardown take it
 	r.expect(t, ExitOK)
 	var at []int
 	for _, a := range apps3 {
