@@ -53,6 +53,9 @@ type App struct {
 	leaseStatusURL func(host string) string
 	// httpClient calls LeaseStatus; nil uses one with a 30-second timeout.
 	httpClient *http.Client
+	// buildHandler, for tests only, replaces deploy's build of the handler (funcpkg.Build for linux/amd64): the
+	// tests of deploy's dealings with az package one handler built once, and two tests build for real.
+	buildHandler func(root, out string) (zip string, err error)
 }
 
 // sleep waits d, or until ctx ends.
@@ -68,10 +71,12 @@ func (a *App) sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// exitError carries an exit code and the one line to print.
+// exitError carries an exit code and the one line to print; none when reported is set, because the command
+// already said it on stdout (run's "lock acquisition failed" box).
 type exitError struct {
-	code int
-	err  error
+	code     int
+	err      error
+	reported bool
 }
 
 func (e *exitError) Error() string { return e.err.Error() }
@@ -139,7 +144,9 @@ func (a *App) Run(ctx context.Context, args []string) int {
 		if code == ExitInterrupted {
 			msg = "interrupted"
 		}
-		fmt.Fprintf(a.Stderr, "cosmoslease: %s\n", msg)
+		if ee := (*exitError)(nil); !errors.As(err, &ee) || !ee.reported {
+			fmt.Fprintf(a.Stderr, "cosmoslease: %s\n", msg)
+		}
 		return code
 	}
 	return ExitOK
@@ -147,7 +154,7 @@ func (a *App) Run(ctx context.Context, args []string) int {
 
 func onUsageError(c *ucli.Context, err error, _ bool) error {
 	hint := "cosmoslease --help"
-	if c.Command != nil && c.Command.Name != "" {
+	if c.Command != nil && c.Command.Name != "" && c.Command.Name != c.App.Name {
 		hint = "cosmoslease " + c.Command.Name + " --help"
 	}
 	return usagef("%s. Try: %s", strings.TrimSuffix(err.Error(), "."), hint)

@@ -41,6 +41,7 @@ func (a *App) deployCommand() *ucli.Command {
 			&ucli.DurationFlag{Name: "timeout", Value: defaultDeployTimeout, Usage: "the longest one region's deployment may take, waits for its storage role included; past it the region is reported as timed out and the next one goes", EnvVars: []string{"COSMOSLEASE_DEPLOY_TIMEOUT"}},
 			&ucli.BoolFlag{Name: "no-verify", Usage: "do not call each app's LeaseStatus after deploying it", EnvVars: []string{"COSMOSLEASE_NO_VERIFY"}},
 			&ucli.BoolFlag{Name: "dry-run", Usage: "print the az commands; find the Function Apps (read-only) but build and deploy nothing"},
+			&ucli.BoolFlag{Name: "no-input", Usage: "never prompt (deploy asks nothing: a missing value is an error naming its flag); accepted as setup and teardown accept it, so one set of flags serves all three", EnvVars: []string{"COSMOSLEASE_NO_INPUT"}},
 		},
 		Action: a.deploy,
 	}
@@ -196,7 +197,11 @@ func (a *App) buildAndDeploy(ctx context.Context, t target, apps []app, opts dep
 	var zip string
 	if _, err := a.withSpinner("Building functions/leasehandler for linux/amd64", func() ([]byte, error) {
 		var err error
-		zip, err = funcpkg.Build(a.Dir, filepath.Join(a.Dir, "dist"), funcpkg.Linux)
+		if a.buildHandler != nil {
+			zip, err = a.buildHandler(a.Dir, filepath.Join(a.Dir, "dist"))
+		} else {
+			zip, err = funcpkg.Build(a.Dir, filepath.Join(a.Dir, "dist"), funcpkg.Linux)
+		}
 		return nil, err
 	}); err != nil {
 		return err

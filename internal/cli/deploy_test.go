@@ -181,6 +181,7 @@ func TestDeployToEveryRegion(t *testing.T) {
 	marker := fmt.Sprintf("my-work-%d", time.Now().UnixNano())
 	h := newHarness(t)
 	h.dir = userModule(t, marker)
+	h.prebuilt = testing.Short() // -short: the rolling deployment, without building the user's copy
 	recordSetup(t, h.dir)
 	status := newLeaseStatusStandIn(t, h)
 	log := h.stubAz("ok")
@@ -201,8 +202,18 @@ func TestDeployToEveryRegion(t *testing.T) {
 	if len(lines) != 3 {
 		t.Fatalf("stdout:\n%s", r.stdout)
 	}
+	first, err := os.ReadFile(log + ".zip." + apps3[2].name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !testing.Short() {
+		checkDeployedZip(t, log, apps3[2].name, marker)
+	}
 	for i, a := range []struct{ name, region string }{apps3[2], apps3[1], apps3[0]} {
-		checkDeployedZip(t, log, a.name, marker)
+		// Every region got the same zip, checked above (decompressing the handler under -race takes seconds).
+		if b, err := os.ReadFile(log + ".zip." + a.name); err != nil || !bytes.Equal(b, first) {
+			t.Fatalf("%s did not get the zip %s got: %v", a.name, apps3[2].name, err)
+		}
 		if !strings.HasPrefix(lines[i], a.region) || !strings.Contains(lines[i], a.name+"    ") || !strings.HasSuffix(lines[i], answered) {
 			t.Fatalf("stdout line %d does not report %s:\n%s", i, a.name, r.stdout)
 		}
@@ -213,6 +224,7 @@ func TestDeployToEveryRegion(t *testing.T) {
 
 	// One region fails: it is named with az's reason, at once (one attempt), the next region still gets the build,
 	// exit 1.
+	h.prebuilt = true // the build was tested above
 	log = h.stubAz("ok", "AZ_STUB_FAIL_APPS=func-abc123-1")
 	h.waited = nil
 	r = h.run("deploy")
@@ -235,6 +247,7 @@ func TestDeployToEveryRegion(t *testing.T) {
 func TestDeployWaitsForTheStorageRole(t *testing.T) {
 	h := newHarness(t)
 	h.dir = userModule(t, "storage-role")
+	h.prebuilt = true // about az; TestDeployToEveryRegion tests the build
 	recordSetup(t, h.dir)
 	newLeaseStatusStandIn(t, h)
 	log := h.stubAz("ok", "AZ_STUB_ZIP_ERRORS=func-abc123-1:storage-403:2")
@@ -272,6 +285,7 @@ func TestDeployWaitsForTheStorageRole(t *testing.T) {
 func TestDeployWhenAzCannotFetchTheHostKey(t *testing.T) {
 	h := newHarness(t)
 	h.dir = userModule(t, "hostkey")
+	h.prebuilt = true // about az; TestDeployToEveryRegion tests the build
 	recordSetup(t, h.dir)
 	status := newLeaseStatusStandIn(t, h)
 	log := h.stubAz("ok", "AZ_STUB_HOSTKEY_APPS=func-abc123-0")
@@ -298,6 +312,7 @@ func TestDeployWhenAzCannotFetchTheHostKey(t *testing.T) {
 func TestDeployWaitsForLeaseStatus(t *testing.T) {
 	h := newHarness(t)
 	h.dir = userModule(t, "verify")
+	h.prebuilt = true // about az; TestDeployToEveryRegion tests the build
 	recordSetup(t, h.dir)
 	status := newLeaseStatusStandIn(t, h)
 	status.fail["func-abc123-0"] = 2
@@ -329,7 +344,7 @@ func TestDeployDryRun(t *testing.T) {
 	h := newHarness(t)
 	recordSetup(t, h.dir)
 	log := h.stubAz("ok")
-	r := h.run("deploy", "--dry-run")
+	r := h.run("deploy", "--dry-run", "--no-input") // --no-input as setup and teardown take it
 	r.expect(t, ExitOK)
 	var at []int
 	for _, a := range apps3 {
@@ -371,21 +386,28 @@ func TestDeployNeedsAnEnvironmentAndAModule(t *testing.T) {
 
 // setup --deploy, and setup's offer on a terminal, end with the same deployment.
 func TestSetupDeploys(t *testing.T) {
-	marker := fmt.Sprintf("my-work-%d", time.Now().UnixNano())
-	dir := userModule(t, marker)
+	dir := userModule(t, "setup-deploys")
 
 	h := newHarness(t)
 	h.dir = dir
+	h.prebuilt = true // what deploy builds is TestDeployToEveryRegion's
 	log := h.stubAz("ok")
 	newLeaseStatusStandIn(t, h)
 	h.run(append(fullSetup, "--deploy")...).expect(t, ExitOK, "[3/3] eastus: func-abc123-0 deployed", "[3/3] eastus: func-abc123-0 answers:")
 	if n := callsStarting(t, log, "functionapp deployment source config-zip"); n != 3 {
 		t.Fatalf("setup --deploy made %d zip deployments", n)
 	}
-	checkDeployedZip(t, log, "func-abc123-0", marker)
+	want, err := prebuiltHandler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(log + ".zip.func-abc123-0"); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("setup --deploy did not deploy deploy's package: %v", err)
+	}
 
 	h = newHarness(t)
 	h.dir = dir
+	h.prebuilt = true
 	newLeaseStatusStandIn(t, h)
 	h.tty = true
 	log = h.stubAz("ok")

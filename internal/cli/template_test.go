@@ -443,6 +443,6 @@ func TestTemplateThroughput(t *testing.T) {
 		t.Error("the account does not take enableFreeTier")
 	}
 	if strings.Contains(bicepResources(t)["database"].body, "options") {
-		t.Error("the database has throughput of its own: the lease container's is dedicated (README, docs/operating.md)")
+		t.Error("the database has throughput of its own: the lease container's is dedicated (docs/provisioning.md, docs/operating.md)")
 	}
 }

@@ -101,7 +101,7 @@ func (p *Proxy) Partition(name string, on bool) {
 	p.mu.Unlock()
 }
 
-// Counts returns how many requests passed ("passed", "account", "documents") and how many faults of each kind
+// Counts returns how many requests passed ("passed", "account", "documents", and among documents "queries") and how many faults of each kind
 // were injected.
 func (p *Proxy) Counts() map[string]int64 {
 	p.mu.Lock()
@@ -232,6 +232,9 @@ func (p *Proxy) serve(name, self string, w http.ResponseWriter, r *http.Request)
 	}
 	if doc {
 		p.count("documents")
+		if r.Method == http.MethodPost && strings.HasPrefix(r.Header.Get("Content-Type"), "application/query+json") {
+			p.count("queries")
+		}
 		p.replicas.Observe(r, reqBody, resp.StatusCode, resp.Header, body)
 	}
 	if r.Method == http.MethodGet && (r.URL.Path == "/" || r.URL.Path == "") {

@@ -39,6 +39,34 @@ func (t Target) Exe() string {
 // Build compiles ./functions/leasehandler of the module at root for t, writes out/<name>/ (for `func start`) and
 // out/<name>.zip, and returns the zip's path. It needs the go command.
 func Build(root, out string, t Target) (string, error) {
+	dir, err := prepare(out, t)
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(dir, t.Exe()), "./functions/leasehandler")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "GOOS="+t.GOOS, "GOARCH="+t.GOARCH, "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./functions/leasehandler: %v\n%s", err, strings.TrimSpace(string(b)))
+	}
+	return finish(root, out, dir, t)
+}
+
+// Package writes the same folder and zip as Build around exe, a handler already built for t: the layout without
+// the compilation (which `make cross` and Build do).
+func Package(root, out string, t Target, exe []byte) (string, error) {
+	dir, err := prepare(out, t)
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, t.Exe()), exe, 0o755); err != nil {
+		return "", err
+	}
+	return finish(root, out, dir, t)
+}
+
+// prepare empties out/<name>/ and returns its absolute path.
+func prepare(out string, t Target) (string, error) {
 	dir := filepath.Join(out, t.Name())
 	if err := os.RemoveAll(dir); err != nil {
 		return "", err
@@ -46,16 +74,12 @@ func Build(root, out string, t Target) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	absDir, err := filepath.Abs(dir)
-	if err != nil {
-		return "", err
-	}
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(absDir, t.Exe()), "./functions/leasehandler")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "GOOS="+t.GOOS, "GOARCH="+t.GOARCH, "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./functions/leasehandler: %v\n%s", err, strings.TrimSpace(string(b)))
-	}
+	return filepath.Abs(dir)
+}
+
+// finish writes host.json (naming t's executable) and the function folders beside the executable in dir, then the
+// zip.
+func finish(root, out, dir string, t Target) (string, error) {
 	host, err := hostJSON(filepath.Join(root, "host.json"), t.Exe())
 	if err != nil {
 		return "", err
