@@ -5,12 +5,19 @@ SERVERMOD := $(SERVERDIR)/node_modules/.package-lock.json
 SAMPLEDIR := testdata/cosmos-sample
 SAMPLEMOD := $(SAMPLEDIR)/node_modules/.package-lock.json
 
-.PHONY: test test-deps vet cross demo build package chaos bench clean
+.PHONY: test test-short test-deps fmt vet cross demo server build package chaos bench clean
 
 ## demo: the reference sample's scenarios on this machine, no Azure account needed, then two it cannot show (a paused
 ## holder fenced off; the Functions handler in three regions: failover and handback of scheduled work).
 demo: test-deps build
 	$(GO) run ./tools/demo -bin bin/cosmoslease
+
+## server: the local Cosmos-protocol server with the lease database and container, until Ctrl-C; prints the endpoint
+## and the run, inspect and cron lines to paste into other terminals. PORT=0 takes any free port.
+PORT ?= 8081
+server: test-deps build
+	$(GO) build -o bin/devserver ./tools/devserver
+	bin/devserver -port $(PORT) -bin bin/cosmoslease
 
 ## package: deployable Function App zips in dist/ (linux/amd64 for Flex Consumption, windows/amd64).
 package:
@@ -29,11 +36,16 @@ bench: test-deps build
 build:
 	$(GO) build -o bin/cosmoslease ./cmd/cosmoslease
 
-## test: install the test server, then vet and run every test with the race detector. The packages that build
-## handlers and the CLI (internal/cli, internal/funcpkg) take more than go test's default 10 minutes on a loaded
-## two-core machine, so each package gets 30.
-test: test-deps vet cross
+## test: install the test server, check formatting, run every test with the race detector, then vet.
+## Cross-compilation (make cross) is a step of its own, after it in CI.
+test: test-deps fmt
 	$(GO) test -race -count=1 -timeout 30m ./...
+	$(GO) vet ./...
+
+## test-short: the edit-test loop: every test but the long end-to-end runs (demo, chaos, processes on the real
+## clock, js/wasm under node), without the race detector.
+test-short: test-deps fmt
+	$(GO) test -short -count=1 ./...
 
 ## test-deps: Go modules, the pinned Cosmos-protocol server and the official JavaScript SDK that the reference
 ## sample's contender uses (each from its lock file).
@@ -46,9 +58,11 @@ $(SERVERMOD): $(SERVERDIR)/package.json $(SERVERDIR)/package-lock.json
 $(SAMPLEMOD): $(SAMPLEDIR)/package.json $(SAMPLEDIR)/package-lock.json
 	cd $(SAMPLEDIR) && npm ci --no-audit --no-fund --loglevel=error
 
-vet:
+fmt:
 	@unformatted="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './$(SERVERDIR)/*'))"; \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+
+vet: fmt
 	$(GO) vet ./...
 
 ## cross: the library must stay usable from WebAssembly hosts (js/wasm with its fetch transport, the example;

@@ -46,9 +46,16 @@ param consistencyLevel string = 'Session'
 @description('Allow key (connection string) access for development. Off by default: only Microsoft Entra ID identities with a data role reach the data.')
 param allowLocalAuth bool = false
 
-@minValue(400)
-@description('Provisioned throughput of the lease container, in RU/s.')
-param throughput int = 400
+@minValue(0)
+@description('Manual (standard) provisioned throughput of the lease container in RU/s: 400 or more, in steps of 100. 0, the default, provisions autoscale throughput instead (autoscaleMaxThroughput). Throughput is provisioned, and billed, in every region of the account.')
+param throughput int = 0
+
+@minValue(1000)
+@description('With throughput 0: the most RU/s autoscale may scale the lease container to, in steps of 1,000. 1,000, the lowest Azure allows, scales between 100 and 1,000 RU/s and bills the highest it reached each hour, at least 100 RU/s, in every region, at 1.5 times the manual rate: a third of the bill of 400 RU/s manual, and still a hundred times or more what the lease uses on average.')
+param autoscaleMaxThroughput int = 1000
+
+@description('Apply the Cosmos DB free tier to the account: the first 1,000 RU/s (across all its regions) and 25 GB of storage free. One account per subscription may have it, and only when it is created; not with serverless.')
+param enableFreeTier bool = false
 
 @description('Serverless capacity mode. Serverless accounts cannot span regions: cosmoslease setup refuses the combination, and Azure rejects it.')
 param serverless bool = false
@@ -123,6 +130,7 @@ resource cosmos 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {
     enableMultipleWriteLocations: false
     consistencyPolicy: consistencyPolicy
     disableLocalAuth: !allowLocalAuth
+    enableFreeTier: enableFreeTier
     minimalTlsVersion: 'Tls12'
     capabilities: serverless ? [
       {
@@ -170,9 +178,15 @@ resource leases 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2
         excludedPaths: leaseContainer.indexingPolicy.excludedPaths
       }
     }
-    options: serverless ? {} : {
+    // Dedicated to the lease container rather than shared on the database: with one container both bill the same,
+    // and a container of the user's data added to a shared database could take the RU/s the renewals need.
+    options: serverless ? {} : (throughput > 0 ? {
       throughput: throughput
-    }
+    } : {
+      autoscaleSettings: {
+        maxThroughput: autoscaleMaxThroughput
+      }
+    })
   }
 }
 
@@ -397,4 +411,7 @@ output cosmosAccountName string = cosmos.name
 output databaseName string = databaseName
 output containerName string = containerName
 output functionAppNames array = [for (region, i) in functionRegions: apps[i].name]
+// deploy calls each app's LeaseStatus at its default host name; reading it here spares a call to az functionapp
+// show, which also fetches the publishing profile and so needs Microsoft.Web/sites/publishxml/action.
+output functionAppHostNames array = [for (region, i) in functionRegions: apps[i].properties.defaultHostName]
 output functionAppRegions array = functionRegions

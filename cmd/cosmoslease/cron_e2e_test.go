@@ -24,6 +24,9 @@ import (
 // exactly once among them, in the preferred region; killing that one costs no occurrence (the next region runs
 // the very next one, a failover delay late); SIGINT ends cron with 130.
 func TestCronRunsEachOccurrenceOnceAcrossThreeMachines(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: three cron processes on the real clock")
+	}
 	e := env(t)
 	if code := start(t, e, "inspect", "--emulator").wait(t); code != 0 {
 		t.Fatalf("inspect exit %d", code)
@@ -138,6 +141,9 @@ func TestCronRunsEachOccurrenceOnceAcrossThreeMachines(t *testing.T) {
 // A command's exit status goes into the run record; a command still running when the lease is lost gets
 // SIGTERM, and its run is recorded lost.
 func TestCronRecordsExitStatusAndStopsTheCommandWhenTheLeaseIsLost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: cron processes on the real clock")
+	}
 	e := env(t)
 	if code := start(t, e, "inspect", "--emulator").wait(t); code != 0 {
 		t.Fatalf("inspect exit %d", code)

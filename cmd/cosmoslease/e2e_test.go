@@ -364,8 +364,8 @@ func TestSetupPromptsInATerminal(t *testing.T) {
 		{"Sorry, your reply was invalid: use 1 to 20 lowercase letters", "demo\r"}, // asked again, not ended
 		{"Resource group to create", "\r"},                                         // default rg-demo
 		{"Deploy a Function App", "\r"},
-		{"Primary region", "eastus\r"},            // a list of the regions that offer Flex Consumption, filtered as one types
-		{"More regions", "eastus2 westeurope \r"}, // each typed to filter, chosen with space
+		{"Primary region", "eastus\r"},                // a list of the regions that offer Flex Consumption, filtered as one types
+		{"Failover regions", "eastus2 westeurope \r"}, // each typed to filter, chosen with space
 		{"Grant dev@contoso.com", "\r"},
 		{"Create these resources?", "\r"},
 		{"Next steps", ""},

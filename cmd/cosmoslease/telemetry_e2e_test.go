@@ -260,6 +260,11 @@ func TestCronServesMetrics(t *testing.T) {
 		if _, ok, _ := scrape(t, url, "cosmoslease_lease_held", `cosmoslease_lease_key="cron-metrics"`); !ok {
 			return "no held gauge for the cron's lease; scrape:\n" + body
 		}
+		// The job's last success, a Unix time within the last minute, under the name operators alert on.
+		if v, ok, _ := scrape(t, url, "cosmoslease_occurrence_last_success_timestamp_seconds", `cosmoslease_lease_key="cron-metrics"`); !ok ||
+			time.Since(time.Unix(int64(v), 0)) > time.Minute {
+			return fmt.Sprintf("last success %v (%v); scrape:\n%s", v, ok, body)
+		}
 		return ""
 	})
 	if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {

@@ -60,6 +60,9 @@ func plainNode(t *testing.T, module string, args ...string) *exec.Cmd {
 
 // The premise: under plain node, net/http's default transport cannot reach a server that is listening.
 func TestNetHTTPCannotDialUnderPlainNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: a js/wasm build run under node")
+	}
 	srv := cosmostest.Get(t)
 	out, err := plainNode(t, buildJS(t, "./testdata/nethttp"), srv.Endpoint).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "dial tcp") {
@@ -71,6 +74,9 @@ func TestNetHTTPCannotDialUnderPlainNode(t *testing.T) {
 // the next epoch, renews it by hand and automatically, and releases it; a Go contender sees it hold the lease at
 // that epoch meanwhile, and takes it over at the next one afterwards.
 func TestContenderUnderPlainNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: a js/wasm build run under node")
+	}
 	srv := cosmostest.Get(t)
 	if srv.ConnectionString == "" {
 		t.Skip("the example reads a connection string (key auth)")

@@ -250,6 +250,9 @@ func handlerEnv(t *testing.T) map[string]string {
 // late, so no occurrence is missed; a new process of the killed region takes the work back at the next
 // occurrence; no occurrence ever executes twice, and LeaseStatus counts none missed.
 func TestThreeRegionsPreferenceFailoverAndHandback(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: three handler processes on the real clock")
+	}
 	env := handlerEnv(t)
 	env["LeaseTimerSchedule"] = "*/4 * * * * *"
 	const gap = 4 * time.Second

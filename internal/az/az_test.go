@@ -71,3 +71,22 @@ func TestExecClassifies(t *testing.T) {
 		t.Fatalf("missing az: %v", err)
 	}
 }
+
+// Issue 27, item 5: the azure-cli version comes from `az version`; one older than MinVersion is refused with
+// the upgrade command, a newer one (compared by number, not as text) passes.
+func TestRequireVersion(t *testing.T) {
+	stub, err := filepath.Abs("../../testdata/az/az")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for v, ok := range map[string]bool{"2.67.0": true, "2.60.0": true, "2.100.0": true, "3.0.0": true, "2.59.1": false, "2.9.0": false, "2.6.0": false} {
+		r := Exec{Path: stub, Env: []string{"PATH=" + os.Getenv("PATH"), "AZ_STUB_AZ_VERSION=" + v}}
+		err := RequireVersion(context.Background(), r)
+		switch {
+		case ok && err != nil:
+			t.Errorf("az %s refused: %v", v, err)
+		case !ok && (err == nil || !strings.Contains(err.Error(), "the Azure CLI is version "+v+", and cosmoslease needs 2.60.0 or newer") || !strings.Contains(err.Error(), "'az upgrade'")):
+			t.Errorf("az %s: %v", v, err)
+		}
+	}
+}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cosmoslease/cosmoslease/internal/az"
 	"github.com/cosmoslease/cosmoslease/internal/config"
+	"github.com/cosmoslease/cosmoslease/internal/funcpkg"
 	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 )
 
@@ -53,6 +54,10 @@ type App struct {
 	leaseStatusURL func(host string) string
 	// httpClient calls LeaseStatus; nil uses one with a 30-second timeout.
 	httpClient *http.Client
+	// buildHandler, for tests only, replaces the build of package and deploy (funcpkg.Build, for linux/amd64):
+	// the tests of deploy's dealings with az, and of command jobs, package the handler built once per test binary
+	// (their jobs' function folders and files still written for each), and two tests build for real.
+	buildHandler func(ctx context.Context, spec funcpkg.Spec, out string, t funcpkg.Target) (zip string, functions []string, err error)
 }
 
 // sleep waits d, or until ctx ends.
@@ -68,10 +73,12 @@ func (a *App) sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// exitError carries an exit code and the one line to print.
+// exitError carries an exit code and the one line to print; none when reported is set, because the command
+// already said it on stdout (run's "lock acquisition failed" box).
 type exitError struct {
-	code int
-	err  error
+	code     int
+	err      error
+	reported bool
 }
 
 func (e *exitError) Error() string { return e.err.Error() }
@@ -139,7 +146,9 @@ func (a *App) Run(ctx context.Context, args []string) int {
 		if code == ExitInterrupted {
 			msg = "interrupted"
 		}
-		fmt.Fprintf(a.Stderr, "cosmoslease: %s\n", msg)
+		if ee := (*exitError)(nil); !errors.As(err, &ee) || !ee.reported {
+			fmt.Fprintf(a.Stderr, "cosmoslease: %s\n", msg)
+		}
 		return code
 	}
 	return ExitOK
@@ -147,7 +156,7 @@ func (a *App) Run(ctx context.Context, args []string) int {
 
 func onUsageError(c *ucli.Context, err error, _ bool) error {
 	hint := "cosmoslease --help"
-	if c.Command != nil && c.Command.Name != "" {
+	if c.Command != nil && c.Command.Name != "" && c.Command.Name != c.App.Name {
 		hint = "cosmoslease " + c.Command.Name + " --help"
 	}
 	return usagef("%s. Try: %s", strings.TrimSuffix(err.Error(), "."), hint)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,6 +20,8 @@ import (
 	"github.com/cosmoslease/cosmoslease/internal/az"
 	"github.com/cosmoslease/cosmoslease/internal/cosmostest"
 	"github.com/cosmoslease/cosmoslease/internal/emulator"
+	"github.com/cosmoslease/cosmoslease/internal/faultproxy"
+	"github.com/cosmoslease/cosmoslease/internal/funcpkg"
 	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 )
 
@@ -55,6 +58,10 @@ type harness struct {
 	waited []time.Duration
 	// leaseStatusURL replaces https://HOST when deploy calls an app's LeaseStatus.
 	leaseStatusURL func(host string) string
+	// prebuilt makes package and deploy use the handler built once for the whole test binary (prebuiltBuild)
+	// instead of building the working directory's: for the tests of what deploy does with az and with command
+	// jobs, not of what it compiles.
+	prebuilt bool
 }
 
 func newHarness(t *testing.T) *harness {
@@ -88,11 +95,68 @@ func (h *harness) runCtx(ctx context.Context, args ...string) result {
 		app.Az = h.az
 	}
 	app.leaseStatusURL = h.leaseStatusURL
+	if h.prebuilt {
+		app.buildHandler = prebuiltBuild
+	}
 	code := app.Run(ctx, append([]string{"cosmoslease"}, args...))
 	return result{code: code, stdout: out.String(), stderr: errb.String()}
 }
 
 func (h *harness) run(args ...string) result { return h.runCtx(context.Background(), args...) }
+
+var prebuilt struct {
+	once      sync.Once
+	exe, zip  []byte
+	functions []string
+	err       error
+}
+
+// prebuiltHandler is this repository's handler built for linux/amd64 as deploy builds it, once per test binary
+// (linking the handler and compressing it take seconds, more under -race, and most deploy tests are about az):
+// the executable, and the deployable zip of the handler alone (no command jobs, no app files) with its
+// functions.
+func prebuiltHandler() (exe, zip []byte, functions []string, err error) {
+	prebuilt.once.Do(func() {
+		out, err := os.MkdirTemp("", "cosmoslease-prebuilt")
+		if err != nil {
+			prebuilt.err = err
+			return
+		}
+		defer os.RemoveAll(out)
+		zipPath, functions, err := funcpkg.Build(context.Background(), funcpkg.Spec{Root: "../.."}, out, funcpkg.Linux)
+		if err != nil {
+			prebuilt.err = err
+			return
+		}
+		prebuilt.functions = functions
+		if prebuilt.zip, prebuilt.err = os.ReadFile(zipPath); prebuilt.err == nil {
+			prebuilt.exe, prebuilt.err = os.ReadFile(filepath.Join(out, funcpkg.Linux.Name(), funcpkg.Linux.Exe()))
+		}
+	})
+	return prebuilt.exe, prebuilt.zip, prebuilt.functions, prebuilt.err
+}
+
+// prebuiltBuild is the harness's build for package and deploy (App.buildHandler) with the handler compiled once
+// (prebuiltHandler). The handler alone is its zip; with command jobs or app files, funcpkg.Package packages
+// the spec around the prebuilt executable, which writes the jobs' function folders as a fresh build would.
+// Only this repository's handler is prebuilt: a test of another --handler builds it for real.
+func prebuiltBuild(ctx context.Context, spec funcpkg.Spec, out string, t funcpkg.Target) (string, []string, error) {
+	if (spec.Handler != "" && spec.Handler != funcpkg.DefaultHandler) || t != funcpkg.Linux {
+		return "", nil, fmt.Errorf("the prebuilt handler is %s for %s, not %s for %s: build this one (harness.prebuilt false)", funcpkg.DefaultHandler, funcpkg.Linux.Name(), spec.Handler, t.Name())
+	}
+	exe, zip, functions, err := prebuiltHandler()
+	if err != nil {
+		return "", nil, err
+	}
+	if len(spec.Settings) > 0 || len(spec.Include) > 0 {
+		return funcpkg.Package(ctx, spec, out, t, exe)
+	}
+	path := filepath.Join(out, t.Name()+".zip")
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return "", nil, err
+	}
+	return path, functions, os.WriteFile(path, zip, 0o644)
+}
 
 func (r result) expect(t *testing.T, code int, stderrHas ...string) {
 	t.Helper()
@@ -155,11 +219,16 @@ func TestBadInputIsOneLineAndExit2(t *testing.T) {
 		{"no instance", []string{"run"}, "run needs --instance ID"},
 		{"unknown flag", []string{"run", "--instance", "a", "--frobnicate"}, "flag provided but not defined: -frobnicate. Try: cosmoslease run --help"},
 		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate". Try: cosmoslease --help`},
+		{"unknown global flag", []string{"-bogus"}, "flag provided but not defined: -bogus. Try: cosmoslease --help"},
 		{"unparsable duration", []string{"run", "--instance", "a", "--duration", "soon"}, `--duration: "soon" is not a duration: write it as 00:01:00 or 60s`},
 		{"negative duration", []string{"run", "--instance", "a", "--duration", "-5s"}, `--duration: "-5s" is negative`},
 		{"bad timespan", []string{"run", "--instance", "a", "--renew-interval", "00:99:00"}, "minutes and seconds below 60"},
 		{"renew interval not below duration", []string{"run", "--instance", "a", "--duration", "10s", "--renew-interval", "10s"},
-			"RenewInterval (10s) must be shorter than RenewDeadline"},
+			"--renew-interval 10s must be shorter than --duration 10s; use --duration 12.5s or more"},
+		{"duration too short", []string{"run", "--instance", "a", "--duration", "1s"}, "--duration 1s is too short: a holder that cannot renew must give up at least 1s"},
+		{"duration too short for the interval", []string{"run", "--instance", "a", "--duration", "3s", "--renew-interval", "2s"},
+			"--duration 3s is too short for --renew-interval 2s: a holder that cannot renew gives up halfway between them (2.5s), which must come at least 1s before the lease ends"},
+		{"cron duration too short", []string{"cron", "--region", "eastus", "--schedule", "0 * * * * *", "--duration", "2s", "--", "true"}, "--duration 2s is too short"},
 		{"forbidden lease key", []string{"run", "--instance", "a", "--lease", "jobs/nightly"}, `--lease: invalid lease key: "jobs/nightly" contains '/'`},
 		{"endpoint not a URL", []string{"run", "--instance", "a", "--endpoint", "myaccount"}, `"myaccount" is not a URL`},
 		{"bad log level", []string{"run", "--instance", "a", "--log-level", "loud"}, `--log-level "loud"`},
@@ -304,12 +373,18 @@ func TestRunHeldAndStandby(t *testing.T) {
 
 	// Held without --wait: the sample's box, exit 3, the holder named.
 	r := h.run(append([]string{"run", "--emulator", "--instance", "eu-west-1", "--region", "eu-west"}, fast...)...)
-	r.expect(t, ExitHeld, "held by us-east-1")
-	for _, s := range []string{"LOCK ACQUISITION FAILED", "Current holder: us-east-1 (region-us-east-1 region), epoch 1", "Exiting gracefully..."} {
+	r.expect(t, ExitHeld)
+	for _, s := range []string{"LOCK ACQUISITION FAILED", "Current holder: us-east-1 (region-us-east-1 region), epoch 1",
+		"It holds lease \"critical-section-lock\" for at most", "Exiting gracefully..."} {
 		if !strings.Contains(r.stdout, s) {
 			t.Fatalf("held report lacks %q:\n%s", s, r.stdout)
 		}
 	}
+	if r.stderr != "" { // the box said it: not again on stderr (issue 28: the demo's losers said it twice)
+		t.Fatalf("stderr repeats the report:\n%s", r.stderr)
+	}
+	r = h.run(append([]string{"run", "--emulator", "--instance", "eu-west-1", "--region", "eu-west", "--json"}, fast...)...)
+	r.expect(t, ExitHeld, "held by us-east-1") // with --json, stdout is data: stderr says it
 	if strings.Contains(r.stdout, "\x1b[") {
 		t.Fatal("ANSI colour written to a stdout that is not a terminal")
 	}
@@ -375,8 +450,9 @@ type fakePrompter struct {
 	answers []string
 	asked   []string
 	refused []string
-	// options are the choices each Select and MultiSelect offered, by question.
-	options map[string][]string
+	// options are the choices each Select and MultiSelect offered, by question; defaults each Select's default.
+	options  map[string][]string
+	defaults map[string]string
 }
 
 func (f *fakePrompter) next(q string) (string, error) {
@@ -421,10 +497,17 @@ func (f *fakePrompter) offered(m string, options []string) {
 	f.options[m] = options
 }
 
-// Select, like survey's, can only answer one of the options.
-func (f *fakePrompter) Select(m, _ string, options []string, _ string) (string, error) {
+// Select, like survey's, can only answer one of the options; "<default>" answers the default.
+func (f *fakePrompter) Select(m, _ string, options []string, def string) (string, error) {
 	f.offered(m, options)
+	if f.defaults == nil {
+		f.defaults = map[string]string{}
+	}
+	f.defaults[m] = def
 	a, err := f.next(m)
+	if a == "<default>" {
+		a = def
+	}
 	if err == nil && !slices.Contains(options, a) {
 		return "", fmt.Errorf("%q is not among the options of %q", a, m)
 	}
@@ -557,15 +640,18 @@ func TestInspectRuns(t *testing.T) {
 	if res := run("timer-singleton", occ, "southeastasia"); res.Status != cosmoslease.RunSkipped || res.Record.Region != "eastus" {
 		t.Fatalf("second claim of an occurrence = %+v", res)
 	}
-	// The handler's lease by default, newest first; another lease's runs only when asked for.
+	// Every lease that has runs, each under its key, the lease with the newest run first, newest first within.
 	r := h.run("inspect", "--emulator", "--runs")
 	r.expect(t, ExitOK)
 	o1 := occ.Add(time.Minute).Format("2006-01-02 15:04:05Z")
-	if !strings.Contains(r.stdout, o1+"  timer-singleton  westeurope") || !strings.Contains(r.stdout, "eastus") ||
-		strings.Index(r.stdout, "westeurope") > strings.Index(r.stdout, "eastus") || strings.Contains(r.stdout, "nightly") {
-		t.Fatalf("inspect --runs (newest first):\n%s", r.stdout)
+	timer, nightly := strings.Index(r.stdout, "Runs of lease timer-singleton"), strings.Index(r.stdout, "Runs of lease nightly")
+	if !strings.Contains(r.stdout, o1+"  westeurope") || !strings.Contains(r.stdout, "eastus") ||
+		strings.Index(r.stdout, "westeurope") > strings.Index(r.stdout, "eastus") || timer < 0 || nightly < timer ||
+		strings.Index(r.stdout, "southeastasia") < nightly {
+		t.Fatalf("inspect --runs (every lease, newest first):\n%s", r.stdout)
 	}
-	if r := h.run("inspect", "--emulator", "--runs", "--lease", "nightly"); !strings.Contains(r.stdout, "southeastasia") || strings.Contains(r.stdout, "westeurope") {
+	if r := h.run("inspect", "--emulator", "--runs", "--lease", "nightly"); !strings.Contains(r.stdout, "Runs of lease nightly") ||
+		!strings.Contains(r.stdout, "southeastasia") || strings.Contains(r.stdout, "westeurope") {
 		t.Fatalf("inspect --runs --lease nightly:\n%s", r.stdout)
 	}
 	r = h.run("inspect", "--emulator", "--runs", "--json", "--owner", "eastus-1")
@@ -589,7 +675,7 @@ func TestInspectRuns(t *testing.T) {
 			t.Fatalf("inspect --runs --limit %q: %v, %d records (want %d, newest +13 min): %s", limit, err, len(recs), want, r.stdout)
 		}
 	}
-	r = h.run("inspect", "--emulator", "--runs", "--json", "--limit", "1000")
+	r = h.run("inspect", "--emulator", "--runs", "--json", "--limit", "1000", "--lease", "timer-singleton")
 	recs = nil
 	_ = json.Unmarshal([]byte(r.stdout), &recs)
 	var missed []time.Time
@@ -603,7 +689,7 @@ func TestInspectRuns(t *testing.T) {
 	if n := len(missed); n < 16 || n > 17 || !missed[n-1].Equal(occ.Add(14*time.Minute)) || !recs[0].Occurrence.Equal(missed[0]) {
 		t.Fatalf("missed occurrences %v in %s", missed, r.stdout)
 	}
-	r = h.run("inspect", "--emulator", "--runs")
+	r = h.run("inspect", "--emulator", "--runs", "--lease", "timer-singleton")
 	if !strings.Contains(r.stdout, "missed") || !strings.Contains(r.stdout, "occurrence(s) of \"0 */1 * * * *\"") {
 		t.Fatalf("inspect --runs does not show the missed occurrences:\n%s", r.stdout)
 	}
@@ -630,13 +716,48 @@ func TestInspectWatchRedrawsUntilInterrupted(t *testing.T) {
 	h.run("inspect", "--emulator").expect(t, ExitOK) // creates the container
 	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
 	defer cancel()
-	r := h.runCtx(ctx, "inspect", "--emulator", "--watch")
+	r := h.runCtx(ctx, "inspect", "--emulator", "--watch", "--lease", DefaultLease)
 	r.expect(t, ExitInterrupted, "interrupted")
-	if n := strings.Count(r.stdout, "(Ctrl-C to stop)"); n < 2 {
+	if n := strings.Count(r.stdout, "(every 2s; Ctrl-C to stop)"); n < 2 {
 		t.Fatalf("%d redraws in 2.5 s, want 2:\n%s", n, r.stdout)
 	}
 	if strings.Contains(r.stdout, "\x1b[") {
 		t.Fatal("screen-clearing escapes written to a stdout that is not a terminal")
+	}
+}
+
+// inspect --watch is cheap (issue 27, item 8): with --lease it makes point reads, and lists the container only
+// once (for the warnings and the names); without, it lists every 10 s, not every 2 s. Counted at the HTTP
+// transport, through a proxy.
+func TestInspectWatchCost(t *testing.T) {
+	h := newHarness(t).withServer()
+	h.run("inspect", "--emulator").expect(t, ExitOK) // creates the container
+	p, err := faultproxy.New(h.srv.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	base, err := p.Listen("inspect")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.env["COSMOSLEASE_EMULATOR_ENDPOINT"] = base
+	watch := func(d time.Duration, args ...string) map[string]int64 {
+		before := p.Counts()
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		h.runCtx(ctx, append([]string{"inspect", "--emulator", "--watch"}, args...)...).expect(t, ExitInterrupted, "interrupted")
+		after := p.Counts()
+		return map[string]int64{"queries": after["queries"] - before["queries"], "documents": after["documents"] - before["documents"]}
+	}
+	// 5 s with --lease: 3 drawings, each one point read (a 404 also checks the container), one list in all.
+	n := watch(5*time.Second, "--lease", DefaultLease)
+	if n["queries"] != 1 || n["documents"]-n["queries"] < 3 {
+		t.Errorf("inspect --watch --lease for 5 s: %v; want 1 query and a point read per drawing", n)
+	}
+	// 5 s without: one list (the next is due at 10 s).
+	if n := watch(5 * time.Second); n["queries"] != 1 {
+		t.Errorf("inspect --watch for 5 s: %d queries, want 1 (the list is read every 10 s)", n["queries"])
 	}
 }
 
@@ -646,4 +767,136 @@ func TestCredentialFailuresAreOneLine(t *testing.T) {
 	if strings.Contains(got, "\n") || !strings.Contains(got, "az login") || !strings.Contains(got, "CosmosLeasing__ConnectionString") {
 		t.Fatalf("message: %q", got)
 	}
+}
+
+// inspect --runs shows, per run, how late it started, how long it took, its exit code and the first line of its
+// error; PAST DUE means one thing: the work started after the occurrence's own claim window. inspect names a
+// lease that was never acquired as such.
+func TestInspectRunsColumns(t *testing.T) {
+	h := newHarness(t).withServer()
+	h.run("inspect", "--emulator").expect(t, ExitOK) // creates the container
+	c, err := cosmoslease.Open(context.Background(), cosmoslease.Options{ConnectionString: emulator.ConnectionString(h.srv.Endpoint),
+		Database: h.srv.Database, Container: h.ctr, OwnerID: "app@eastus", Region: "eastus"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	now := time.Now().UTC().Truncate(time.Second)
+	run := func(occ time.Time, work func(context.Context, cosmoslease.Run) error) {
+		t.Helper()
+		res, err := c.RunOnce(context.Background(), "job", occ, cosmoslease.RunOptions{Instance: "eastus-1",
+			Schedule: "*/1 * * * * *", MissedAfter: 20 * time.Second}, work)
+		if res.Record.ID == "" {
+			t.Fatalf("no run recorded: %v", err)
+		}
+	}
+	late := now.Add(-5 * time.Minute) // started 5 minutes after its occurrence: after its 20 s claim window
+	run(late, func(ctx context.Context, r cosmoslease.Run) error { time.Sleep(300 * time.Millisecond); return nil })
+	run(now, func(ctx context.Context, r cosmoslease.Run) error {
+		r.SetExitCode(3)
+		return errors.New("cannot reach the bank: timeout\n  at step 2\n  at step 1")
+	})
+	r := h.run("inspect", "--emulator", "--runs", "--lease", "job")
+	r.expect(t, ExitOK)
+	lines := strings.Split(r.stdout, "\n")
+	row := func(occ time.Time) []string {
+		for _, l := range lines {
+			if strings.HasPrefix(l, occ.Format("2006-01-02 15:04:05Z")) {
+				return strings.Fields(l)
+			}
+		}
+		t.Fatalf("no row for %s:\n%s", occ, r.stdout)
+		return nil
+	}
+	if !strings.HasPrefix(r.stdout, "Runs of lease job") || !strings.Contains(strings.Join(strings.Fields(r.stdout), " "), "STATUS LATE TOOK EXIT PAST DUE ERROR OR REASON") {
+		t.Fatalf("header:\n%s", r.stdout)
+	}
+	// OCCURRENCE(2) REGION INSTANCE EPOCH STATUS LATE TOOK EXIT PAST-DUE ERROR…
+	if f := row(late); f[5] != "completed" || !strings.HasPrefix(f[6], "5m") || f[8] != "-" || f[9] != "yes" {
+		t.Errorf("late run: %q", f)
+	}
+	if f := row(late); !strings.HasSuffix(f[7], "ms") && !strings.HasSuffix(f[7], "s") {
+		t.Errorf("late run took %q", f[7])
+	}
+	if f := row(now); f[5] != "failed" || f[8] != "3" || f[9] != "no" || strings.Join(f[10:], " ") != "cannot reach the bank: timeout" {
+		t.Errorf("failed run: %q", f)
+	}
+	// Every listed occurrence is before the window's end, or the output says why it is not judged yet.
+	if !strings.Contains(r.stdout, "within their claim window (20s)") {
+		t.Errorf("the newest occurrence is outside the missed window, unexplained:\n%s", r.stdout)
+	}
+	// The JSON carries the record and what the table worked out.
+	r = h.run("inspect", "--emulator", "--runs", "--lease", "job", "--json")
+	var rows []struct {
+		Status           string
+		ExitCode         *int
+		LateMs           *int64
+		DurationMs       *int64
+		AfterClaimWindow *bool
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rows); err != nil {
+		t.Fatal(err)
+	}
+	var sawLate bool
+	for _, x := range rows {
+		if x.Status == "completed" {
+			sawLate = x.AfterClaimWindow != nil && *x.AfterClaimWindow && x.LateMs != nil && *x.LateMs >= 5*60*1000 && x.DurationMs != nil && *x.DurationMs >= 300
+		}
+	}
+	if !sawLate {
+		t.Errorf("JSON rows: %s", r.stdout)
+	}
+
+	// A lease that was never acquired is named as such, apart from free and released ones.
+	h.run("inspect", "--emulator", "--lease", "nosuch").expect(t, ExitOK)
+	if r := h.run("inspect", "--emulator", "--lease", "nosuch"); !strings.Contains(r.stdout, "Lease nosuch: no such lease (never acquired). The leases in this container: job.") {
+		t.Errorf("inspect --lease nosuch:\n%s", r.stdout)
+	}
+	if r := h.run("inspect", "--emulator", "--lease", "nosuch", "--json"); !strings.Contains(r.stdout, `"state":"none"`) {
+		t.Errorf("inspect --lease nosuch --json:\n%s", r.stdout)
+	}
+	if r := h.run("inspect", "--emulator", "--lease", "job"); !strings.Contains(r.stdout, "released") || strings.Contains(r.stdout, "no such lease") {
+		t.Errorf("inspect --lease job:\n%s", r.stdout)
+	}
+	if r := h.run("inspect", "--emulator", "--runs", "--lease", "nosuch"); !strings.Contains(r.stdout, "no such lease (never acquired), and no runs") {
+		t.Errorf("inspect --runs --lease nosuch:\n%s", r.stdout)
+	}
+}
+
+// An endpoint nobody answers at is one line naming it and the cause, without the library's and the SDK's
+// prefixes; on a terminal a line says what the silence is after 2 s.
+func TestUnreachableEndpointIsOneLine(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	endpoint := "http://" + l.Addr().String() + "/"
+	l.Close() // nothing listens there now: connection refused
+	for _, tc := range []struct {
+		name string
+		args []string
+		hint string
+	}{
+		{"key auth", []string{"inspect", "--connection-string", "AccountEndpoint=" + endpoint + ";AccountKey=" + emulator.Key + ";"}, "check the endpoint"},
+		{"emulator", []string{"inspect", "--emulator", "--endpoint", endpoint}, "is the emulator running?"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if testing.Short() && tc.name == "emulator" {
+				t.Skip("-short: the SDK retries an unreachable endpoint for about 10 s; the key auth case shows the message")
+			}
+			h := newHarness(t)
+			h.tty = true
+			r := h.run(tc.args...)
+			r.expect(t, ExitError, "connecting to "+endpoint+"…\n", "cosmoslease: cannot reach the Cosmos DB account at "+endpoint+": connection refused; "+tc.hint)
+			if n := strings.Count(strings.TrimSpace(r.stderr), "\n"); n != 1 || strings.Contains(r.stderr, "check: ") || strings.Contains(r.stderr, "failed to retrieve account properties") {
+				t.Fatalf("want the connecting line and one line of error, got:\n%s", r.stderr)
+			}
+		})
+	}
+	t.Run("no such host", func(t *testing.T) {
+		err := unreachable("https://nosuch.invalid/", &net.DNSError{Err: "no such host", Name: "nosuch.invalid", IsNotFound: true}, "hint")
+		if err == nil || err.Error() != "cannot reach the Cosmos DB account at https://nosuch.invalid/: no such host nosuch.invalid; hint" {
+			t.Fatalf("%v", err)
+		}
+	})
 }

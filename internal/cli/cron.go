@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
@@ -156,6 +157,9 @@ func (a *App) cron(c *ucli.Context) error {
 	}
 	// The owner is the machine: a restarted cron on it runs the next occurrence as any contender would.
 	opts := cosmoslease.Options{OwnerID: j.instance, Region: j.region, Hostname: j.instance, Logger: log, LeaseDuration: d}
+	if err := checkTimings(opts, false); err != nil {
+		return err
+	}
 	tel, err := a.startTelemetry(c, log, &opts)
 	if err != nil {
 		return err
@@ -168,6 +172,9 @@ func (a *App) cron(c *ucli.Context) error {
 	}
 	defer client.Close()
 	defer tel.flush()
+	if err := a.checkRegions(log, j.region, j.preferred, client.AccountRegions()); err != nil {
+		return err
+	}
 	rank, ranks := cosmoslease.Rank(j.region, j.preferred, client.AccountRegions())
 	out := &cronReporter{w: a.Stdout, json: c.Bool("json"), job: j, metricsURL: tel.metricsURL()}
 	next := j.sched.Next(time.Now())
@@ -308,4 +315,29 @@ func (r *cronReporter) occurrence(res cosmoslease.RunResult, err error) {
 		line += "  " + reason
 	}
 	fmt.Fprintln(r.w, line)
+}
+
+// checkRegions refuses a region name that is a typo of a region (against the account's regions and Azure's), which
+// would otherwise rank last and so never run the work while a listed region lives; a name it does not know at all
+// is used, with a warning.
+func (a *App) checkRegions(log *slog.Logger, region string, preferred, account []string) error {
+	check := func(flag, name string) error {
+		warning, err := cosmoslease.CheckRegion(name, account)
+		if err != nil {
+			return usagef("%s: %s", flag, strings.TrimPrefix(err.Error(), cosmoslease.ErrInvalid.Error()+": "))
+		}
+		if warning != "" {
+			log.Warn(flag + ": " + warning)
+		}
+		return nil
+	}
+	if err := check("--region", region); err != nil {
+		return err
+	}
+	for _, r := range preferred {
+		if err := check("--preferred-regions", r); err != nil {
+			return err
+		}
+	}
+	return nil
 }

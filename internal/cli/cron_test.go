@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // Each wrong cron line is refused before anything is contacted, in one line that says what to do, exit 2.
@@ -33,5 +35,24 @@ func TestCronBadInput(t *testing.T) {
 		{append(ok[:4:4], "--", "./plain.sh"), "cannot run ./plain.sh: permission denied (it is not executable: chmod +x ./plain.sh)"},
 	} {
 		h.run(append([]string{"cron"}, tc.args...)...).expect(t, ExitUsage, tc.want)
+	}
+}
+
+// A region name that is not a region (issue 28: --region eastu ranked last, so the preferred machine never ran the
+// work) is refused with the closest region, once the account's regions are known; exit 2.
+func TestCronRefusesRegionTypos(t *testing.T) {
+	h := newHarness(t).withServer()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--region", "eastu"}, `--region: "eastu" is not an Azure region: did you mean eastus?`},
+		{[]string{"--region", "east us!!"}, `--region: "east us!!" is not a region name`},
+		{[]string{"--region", "eastus", "--preferred-regions", "eastus,westeurpoe"}, `--preferred-regions: "westeurpoe" is not an Azure region: did you mean westeurope?`},
+	} {
+		args := append([]string{"cron", "--emulator", "--schedule", "0 */5 * * * *"}, tc.args...)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second) // were it accepted, cron would run on
+		h.runCtx(ctx, append(args, "--", "true")...).expect(t, ExitUsage, tc.want)
+		cancel()
 	}
 }

@@ -26,15 +26,16 @@ func (a *App) deployCommand() *ucli.Command {
 			"settings) with Go in the module of the working directory for linux/amd64, with the function folders of its jobs\n" +
 			"and of the command jobs given (--job, --jobs) and the --include folders, as 'cosmoslease package' does, into\n" +
 			"dist/functionapp-linux-amd64.zip. With command jobs it first sets their app settings (LeaseJobs__NAME__Schedule,\n" +
-			"__Command, …) in each region's app. Then deploys that zip to\n" +
-			"each region's Function App, one region after another and the most preferred region (setup's --location) last,\n" +
-			"with 'az functionapp deployment source config-zip'. While the app's storage role is not in effect yet (a new\n" +
-			"app, just after setup) Azure refuses the package with a storage 403: deploy waits and tries again, for up to\n" +
-			"10 minutes. Each region gets --timeout in all. Then it calls the app's LeaseStatus function over HTTPS, for\n" +
-			"up to 5 minutes (the Cosmos DB data role takes a while too), and prints the lease and the newest run.\n" +
-			"The Function Apps are the outputs of setup's deployment, found through the resource group and environment\n" +
-			"that setup recorded in appsettings.Local.json (or the flags). A region that fails is reported and the others\n" +
-			"still get the build; the exit code is then 1.",
+			"__Command, …) in each region's app. Then deploys that zip to each region's Function App, one region after\n" +
+			"another and the most preferred region (setup's --location) last, with 'az functionapp deployment source\n" +
+			"config-zip'. While the app's storage role is not in effect yet (a new app, just after setup) Azure refuses the\n" +
+			"package with a storage 403 \"not authorized ... using this permission\": deploy waits and tries again, for up to\n" +
+			"20 minutes. A 403 from the storage firewall fails the region at once; another deployment going on (HTTP 409) is\n" +
+			"waited for 3 times 30 s. Each region gets --timeout in all. Then it calls the app's LeaseStatus function over\n" +
+			"HTTPS, for up to 5 minutes (the Cosmos DB data role takes a while too), and prints the lease and the newest run.\n" +
+			"The Function Apps are the outputs of setup's deployment, found through the resource group and environment that\n" +
+			"setup recorded in appsettings.Local.json (or the flags). A region that fails is reported and the others still\n" +
+			"get the build; the exit code is then 1.",
 		Flags: append([]ucli.Flag{
 			&ucli.StringFlag{Name: "resource-group", Usage: "the resource group setup made (default: from appsettings.Local.json)", EnvVars: []string{"AZURE_RESOURCE_GROUP"}},
 			&ucli.StringFlag{Name: "env-name", Usage: "the environment name setup used (default: from appsettings.Local.json)", EnvVars: []string{"AZURE_ENV_NAME"}},
@@ -42,6 +43,7 @@ func (a *App) deployCommand() *ucli.Command {
 			&ucli.DurationFlag{Name: "timeout", Value: defaultDeployTimeout, Usage: "the longest one region's deployment may take, waits for its storage role included; past it the region is reported as timed out and the next one goes", EnvVars: []string{"COSMOSLEASE_DEPLOY_TIMEOUT"}},
 			&ucli.BoolFlag{Name: "no-verify", Usage: "do not call each app's LeaseStatus after deploying it", EnvVars: []string{"COSMOSLEASE_NO_VERIFY"}},
 			&ucli.BoolFlag{Name: "dry-run", Usage: "print the az commands; find the Function Apps (read-only) but build and deploy nothing"},
+			&ucli.BoolFlag{Name: "no-input", Usage: "never prompt (deploy asks nothing: a missing value is an error naming its flag); accepted as setup and teardown accept it, so one set of flags serves all three", EnvVars: []string{"COSMOSLEASE_NO_INPUT"}},
 		}, packageFlags()...),
 		Action: a.deploy,
 	}
@@ -49,10 +51,12 @@ func (a *App) deployCommand() *ucli.Command {
 
 // defaultDeployTimeout bounds one region's deployment: az's own health check after a Flex upload can loop for
 // ever (its counter is never incremented), and Azure's storage 403s are retried for up to storageRoleWait.
-const defaultDeployTimeout = 20 * time.Minute
+const defaultDeployTimeout = 30 * time.Minute
 
 // storageRoleWait is how long deploy waits in all, between attempts, for an app's storage role to take effect.
-const storageRoleWait = 10 * time.Minute
+// Azure documents role assignments taking up to about 10 minutes to take effect, and longer where the identity's
+// token was cached before ("Troubleshoot Azure RBAC": role assignment changes), so it waits twice that.
+const storageRoleWait = 20 * time.Minute
 
 // verifyWait is how long deploy waits in all, between attempts, for LeaseStatus to answer.
 const verifyWait = 5 * time.Minute
@@ -93,6 +97,9 @@ func (a *App) deploy(c *ucli.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := az.RequireVersion(c.Context, a.Az); err != nil {
+		return err
+	}
 	apps, err := a.deployedApps(c.Context, t)
 	if err != nil {
 		return err
@@ -105,7 +112,11 @@ func (a *App) deploy(c *ucli.Context) error {
 		for _, app := range rollingOrder(apps) {
 			fmt.Fprintln(a.Stdout, shellLine(append([]string{"az"}, configZip(t, app, zip)...)))
 			if opts.verify {
-				fmt.Fprintln(a.Stdout, "# then: GET https://$("+shellLine(append([]string{"az"}, hostNameArgs(t, app)...))+")/api/LeaseStatus with the key of "+
+				host := app.host
+				if host == "" {
+					host = "$(" + shellLine(append([]string{"az"}, hostNameArgs(t, app)...)) + ")"
+				}
+				fmt.Fprintln(a.Stdout, "# then: GET https://"+host+"/api/LeaseStatus with the key of "+
 					shellLine(append([]string{"az"}, functionKeyArgs(t, app)...)))
 			}
 		}
@@ -248,17 +259,49 @@ type regionResult struct {
 	healthUnknown bool
 }
 
-// storageRoleNotYet matches the publish that Azure refuses while the app's identity cannot yet write its
-// deployment container: az reports "An error occured during deployment. Status Code: 400, Details:
-// InaccessibleStorageException: … BlobUploadFailedException: … 403 (…)" (appservice custom.py,
-// enable_zip_deploy_flex; the body as Azure/azure-dev#8026 quotes it).
-var storageRoleNotYet = regexp.MustCompile(`(?i)(InaccessibleStorageException|BlobUploadFailedException).*\b403\b`)
+// The forms in which az reports a Flex Consumption publish that failed (appservice custom.py; the fixtures in
+// testdata/az/responses quote the source): enable_zip_deploy_flex raises "An error occured during deployment. Status
+// Code: 400, Details: <body>" when the publish endpoint refuses the package, and _check_zip_deployment_status_flex
+// raises "Zip deployment failed. {<the deployment record>}. These are the deployment logs: …" when the
+// deployment-status poll says it failed, the record's 'status_text' holding the reason.
+var (
+	// storage403 is the platform failing to write the package into the app's deployment container.
+	storage403 = regexp.MustCompile(`(?i)(InaccessibleStorageException|BlobUploadFailedException).*\b403\b`)
+	// storageRoleNotYet is the one 403 that waiting cures: Storage's AuthorizationPermissionMismatch ("…not
+	// authorized to perform this operation using this permission"), the app's identity without its data role
+	// yet. Its firewall answers AuthorizationFailure ("This request is not authorized to perform this
+	// operation."), which no wait cures.
+	storageRoleNotYet = regexp.MustCompile(`(?i)(InaccessibleStorageException|BlobUploadFailedException).*\b403\b.*using this permission`)
+	// stillDeploying is az giving up its status polls while the deployment goes on (a triple-quoted message, so
+	// spanning two lines before az.Message joins them).
+	stillDeploying = regexp.MustCompile(`(?i)Timeout reached by the command, however, the deployment operation\s+is still on-going`)
+	// ongoingDeployment is the publish endpoint's 409: another deployment to the app is going on.
+	ongoingDeployment = regexp.MustCompile(`(?i)There may be an ongoing deployment`)
+	// statusText is the reason in the poll's deployment record.
+	statusText = regexp.MustCompile(`'status_text': '([^']*)'`)
+)
 
 // uploadedUnchecked matches az's check after an upload that failed (appservice custom.py,
 // check_flex_app_after_deployment): it could not list the app's host keys (ResourceNotFoundError('Failed to fetch
 // host key to check for function app status'), exit code 3), or the host status answered 2xx but not 200
 // (CLIError("Deployment was successful but the app appears to be unhealthy. …")). The package was uploaded.
 var uploadedUnchecked = regexp.MustCompile(`(?i)Failed to fetch host key|Deployment was successful but the app appears to be unhealthy`)
+
+// conflictRetries is how many times deploy tries again, conflictDelay apart, while another deployment to the app
+// is going on (a redeploy right after setup, or a deploy run twice).
+const (
+	conflictRetries = 3
+	conflictDelay   = 30 * time.Second
+)
+
+// zipDeployReason shortens az's message of a failed publish to its reason: the record's status_text for the
+// poll's form (the record and the logs after it run to kilobytes).
+func zipDeployReason(msg string) string {
+	if m := statusText.FindStringSubmatch(msg); m != nil {
+		return "Zip deployment failed: " + m[1]
+	}
+	return msg
+}
 
 // deployRegion deploys zip to one app within opts.timeout, waiting for the app's storage role to take effect.
 func (a *App) deployRegion(ctx context.Context, t target, app app, zip, step string, opts deployOptions) regionResult {
@@ -271,6 +314,7 @@ func (a *App) deployRegion(ctx context.Context, t target, app app, zip, step str
 		return regionResult{state: stateTimedOut}
 	}
 	var waited time.Duration
+	var conflicts int
 	delay := 15 * time.Second
 	for {
 		_, err := a.withSpinner(fmt.Sprintf("%s: deploying to %s", step, app.name), func() ([]byte, error) {
@@ -295,9 +339,24 @@ func (a *App) deployRegion(ctx context.Context, t target, app app, zip, step str
 		case azErr != nil && uploadedUnchecked.MatchString(msg):
 			fmt.Fprintf(a.Stderr, "%s: %s deployed, health unknown: az uploaded the package but could not check the app (%s)\n", step, app.name, msg)
 			return regionResult{state: stateDeployed, healthUnknown: true}
+		case azErr != nil && stillDeploying.MatchString(msg):
+			fmt.Fprintf(a.Stderr, "%s: %s deployed, health unknown: az stopped waiting while Azure was still deploying the package (%s)\n", step, app.name, msg)
+			return regionResult{state: stateDeployed, healthUnknown: true}
+		case azErr != nil && ongoingDeployment.MatchString(msg) && conflicts < conflictRetries:
+			conflicts++
+			fmt.Fprintf(a.Stderr, "%s: %s: another deployment to the app is going on (HTTP 409); trying again in %s (%d of %d)\n", step, app.name, conflictDelay, conflicts, conflictRetries)
+			if err := a.sleep(rctx, conflictDelay); err != nil {
+				if ctx.Err() != nil {
+					return regionResult{state: stateFailed}
+				}
+				return timedOut()
+			}
+			continue
+		case azErr != nil && ongoingDeployment.MatchString(msg):
+			msg += fmt.Sprintf(" (still going on after %d tries %s apart: let it finish, then run 'cosmoslease deploy' again)", conflictRetries+1, conflictDelay)
 		case azErr != nil && storageRoleNotYet.MatchString(msg) && waited < storageRoleWait:
 			delay = min(delay, storageRoleWait-waited)
-			fmt.Fprintf(a.Stderr, "%s: %s: waiting for the app's storage role to take effect (Azure refused the package: storage 403); trying again in %s\n", step, app.name, delay)
+			fmt.Fprintf(a.Stderr, "%s: %s: waiting for the app's storage role to take effect (Azure refused the package: storage 403, not authorized using this permission); trying again in %s\n", step, app.name, delay)
 			if err := a.sleep(rctx, delay); err != nil {
 				if ctx.Err() != nil {
 					return regionResult{state: stateFailed}
@@ -308,7 +367,15 @@ func (a *App) deployRegion(ctx context.Context, t target, app app, zip, step str
 			delay = min(2*delay, time.Minute)
 			continue
 		case azErr != nil && storageRoleNotYet.MatchString(msg):
-			msg += fmt.Sprintf(" (still refused after waiting %s for the app's storage role: check that the app's identity holds Storage Blob Data Owner on its storage account)", storageRoleWait)
+			msg = zipDeployReason(msg) + fmt.Sprintf(" (still refused after waiting %s for the app's storage role: check that the app's identity holds Storage Blob Data Owner on its storage account)", storageRoleWait)
+		case azErr != nil && storage403.MatchString(msg):
+			// Not the role: the storage account's firewall refused the platform. No wait cures that.
+			msg = zipDeployReason(msg) + " (the storage account's network rules refused the platform, not a missing role: " +
+				"check its publicNetworkAccess and networkRuleSet.defaultAction ('az storage account show --resource-group " + t.group +
+				" --name ACCOUNT', the account named by the app setting AzureWebJobsStorage__accountName) and any Azure Policy that disables public network access on storage accounts; " +
+				"this template needs the apps' storage reachable over the public endpoint)"
+		case azErr != nil:
+			msg = zipDeployReason(msg)
 		}
 		fmt.Fprintf(a.Stderr, "%s: %s FAILED: %s\n", step, app.name, msg)
 		return regionResult{state: stateFailed}

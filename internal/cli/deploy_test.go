@@ -3,6 +3,7 @@ package cli
 import (
 	"archive/zip"
 	"bytes"
+	"context"
 	"debug/elf"
 	"encoding/json"
 	"fmt"
@@ -162,12 +163,12 @@ func (r result) noKey(t *testing.T) {
 	}
 }
 
-// regionCalls are the az calls deploy makes for one app: the zip deployment, then its host name and key.
+// regionCalls are the az calls deploy makes for one app: the zip deployment, then its key (the host name comes
+// from the deployment's outputs).
 func regionCalls(app, zipPath string, verify bool) []string {
 	calls := []string{"functionapp deployment source config-zip --resource-group rg-demo --name " + app + " --src " + zipPath + " --subscription " + sub1}
 	if verify {
-		calls = append(calls, "functionapp show --resource-group rg-demo --name "+app+" --subscription "+sub1+" --query defaultHostName --output json",
-			"functionapp function keys list --resource-group rg-demo --name "+app+" --function-name LeaseStatus --subscription "+sub1+" --output json")
+		calls = append(calls, "functionapp function keys list --resource-group rg-demo --name "+app+" --function-name LeaseStatus --subscription "+sub1+" --output json")
 	}
 	return calls
 }
@@ -180,6 +181,7 @@ func TestDeployToEveryRegion(t *testing.T) {
 	marker := fmt.Sprintf("my-work-%d", time.Now().UnixNano())
 	h := newHarness(t)
 	h.dir = userModule(t, marker)
+	h.prebuilt = testing.Short() // -short: the rolling deployment, without building the user's copy
 	recordSetup(t, h.dir)
 	status := newLeaseStatusStandIn(t, h)
 	log := h.stubAz("ok")
@@ -189,7 +191,7 @@ func TestDeployToEveryRegion(t *testing.T) {
 		"[3/3] eastus: func-abc123-0 answers: lease timer-singleton held by eastus")
 	r.noKey(t)
 	zipPath := filepath.Join(h.dir, "dist", "functionapp-linux-amd64.zip")
-	want := []string{"deployment group show --resource-group rg-demo --name cosmoslease-demo --subscription " + sub1 + " --output json"}
+	want := []string{"version --output json", "deployment group show --resource-group rg-demo --name cosmoslease-demo --subscription " + sub1 + " --output json"}
 	for _, a := range []string{"func-abc123-2", "func-abc123-1", "func-abc123-0"} {
 		want = append(want, regionCalls(a, zipPath, true)...)
 	}
@@ -200,8 +202,18 @@ func TestDeployToEveryRegion(t *testing.T) {
 	if len(lines) != 3 {
 		t.Fatalf("stdout:\n%s", r.stdout)
 	}
+	first, err := os.ReadFile(log + ".zip." + apps3[2].name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !testing.Short() {
+		checkDeployedZip(t, log, apps3[2].name, marker)
+	}
 	for i, a := range []struct{ name, region string }{apps3[2], apps3[1], apps3[0]} {
-		checkDeployedZip(t, log, a.name, marker)
+		// Every region got the same zip, checked above (decompressing the handler under -race takes seconds).
+		if b, err := os.ReadFile(log + ".zip." + a.name); err != nil || !bytes.Equal(b, first) {
+			t.Fatalf("%s did not get the zip %s got: %v", a.name, apps3[2].name, err)
+		}
 		if !strings.HasPrefix(lines[i], a.region) || !strings.Contains(lines[i], a.name+"    ") || !strings.HasSuffix(lines[i], answered) {
 			t.Fatalf("stdout line %d does not report %s:\n%s", i, a.name, r.stdout)
 		}
@@ -212,6 +224,7 @@ func TestDeployToEveryRegion(t *testing.T) {
 
 	// One region fails: it is named with az's reason, at once (one attempt), the next region still gets the build,
 	// exit 1.
+	h.prebuilt = true // the build was tested above
 	log = h.stubAz("ok", "AZ_STUB_FAIL_APPS=func-abc123-1")
 	h.waited = nil
 	r = h.run("deploy")
@@ -228,16 +241,18 @@ func TestDeployToEveryRegion(t *testing.T) {
 
 // Item 1: right after setup the app's storage role is not in effect and the publish is refused with a storage 403
 // (az's error: "An error occured during deployment. Status Code: 400, Details: InaccessibleStorageException …
-// 403"). deploy says what it waits for, backs off and tries again; the region is deployed and deploy exits 0. A
-// 403 that lasts past 10 minutes of waiting fails the region, saying what to check.
+// 403 (… using this permission.)"). deploy says what it waits for, backs off and tries again; the region is
+// deployed and deploy exits 0. A 403 that lasts past 20 minutes of waiting (issue 27, item 4) fails the region,
+// saying what to check.
 func TestDeployWaitsForTheStorageRole(t *testing.T) {
 	h := newHarness(t)
 	h.dir = userModule(t, "storage-role")
+	h.prebuilt = true // about az; TestDeployToEveryRegion tests the build
 	recordSetup(t, h.dir)
 	newLeaseStatusStandIn(t, h)
-	log := h.stubAz("ok", "AZ_STUB_STORAGE403=func-abc123-1:2")
+	log := h.stubAz("ok", "AZ_STUB_ZIP_ERRORS=func-abc123-1:storage-403:2")
 	r := h.run("deploy")
-	r.expect(t, ExitOK, "[2/3] westeurope: func-abc123-1: waiting for the app's storage role to take effect (Azure refused the package: storage 403); trying again in 15s",
+	r.expect(t, ExitOK, "[2/3] westeurope: func-abc123-1: waiting for the app's storage role to take effect (Azure refused the package: storage 403, not authorized using this permission); trying again in 15s",
 		"trying again in 30s", "[2/3] westeurope: func-abc123-1 deployed")
 	if n := callsStarting(t, log, "functionapp deployment source config-zip --resource-group rg-demo --name func-abc123-1 "); n != 3 {
 		t.Fatalf("%d attempts for func-abc123-1, want 3", n)
@@ -249,11 +264,11 @@ func TestDeployWaitsForTheStorageRole(t *testing.T) {
 		t.Fatalf("stdout:\n%s", r.stdout)
 	}
 
-	log = h.stubAz("ok", "AZ_STUB_STORAGE403=func-abc123-1:1000")
+	log = h.stubAz("ok", "AZ_STUB_ZIP_ERRORS=func-abc123-1:storage-403:1000")
 	h.waited = nil
 	r = h.run("deploy", "--no-verify")
 	r.expect(t, ExitError, "[2/3] westeurope: func-abc123-1 FAILED: An error occured during deployment. Status Code: 400, Details: InaccessibleStorageException",
-		"(still refused after waiting 10m0s for the app's storage role: check that the app's identity holds Storage Blob Data Owner on its storage account)",
+		"(still refused after waiting 20m0s for the app's storage role: check that the app's identity holds Storage Blob Data Owner on its storage account)",
 		"[3/3] eastus: func-abc123-0 deployed")
 	var total time.Duration
 	for _, d := range h.waited {
@@ -270,6 +285,7 @@ func TestDeployWaitsForTheStorageRole(t *testing.T) {
 func TestDeployWhenAzCannotFetchTheHostKey(t *testing.T) {
 	h := newHarness(t)
 	h.dir = userModule(t, "hostkey")
+	h.prebuilt = true // about az; TestDeployToEveryRegion tests the build
 	recordSetup(t, h.dir)
 	status := newLeaseStatusStandIn(t, h)
 	log := h.stubAz("ok", "AZ_STUB_HOSTKEY_APPS=func-abc123-0")
@@ -296,6 +312,7 @@ func TestDeployWhenAzCannotFetchTheHostKey(t *testing.T) {
 func TestDeployWaitsForLeaseStatus(t *testing.T) {
 	h := newHarness(t)
 	h.dir = userModule(t, "verify")
+	h.prebuilt = true // about az; TestDeployToEveryRegion tests the build
 	recordSetup(t, h.dir)
 	status := newLeaseStatusStandIn(t, h)
 	status.fail["func-abc123-0"] = 2
@@ -327,7 +344,7 @@ func TestDeployDryRun(t *testing.T) {
 	h := newHarness(t)
 	recordSetup(t, h.dir)
 	log := h.stubAz("ok")
-	r := h.run("deploy", "--dry-run")
+	r := h.run("deploy", "--dry-run", "--no-input") // --no-input as setup and teardown take it
 	r.expect(t, ExitOK)
 	var at []int
 	for _, a := range apps3 {
@@ -337,7 +354,7 @@ func TestDeployDryRun(t *testing.T) {
 		}
 		at = append(at, strings.Index(r.stdout, line))
 	}
-	if !(at[2] < at[1] && at[1] < at[0]) || !strings.Contains(r.stdout, "# then: GET https://$(az functionapp show --resource-group rg-demo --name func-abc123-0") {
+	if !(at[2] < at[1] && at[1] < at[0]) || !strings.Contains(r.stdout, "# then: GET https://func-abc123-0.azurewebsites.net/api/LeaseStatus with the key of az functionapp function keys list") {
 		t.Fatalf("dry run: not the most preferred region last, or no check:\n%s", r.stdout)
 	}
 	if callsStarting(t, log, "functionapp") > 0 {
@@ -356,6 +373,12 @@ func TestDeployNeedsAnEnvironmentAndAModule(t *testing.T) {
 	h.run("deploy").expect(t, ExitUsage, "setup made an emulator configuration here, with no Function Apps")
 	h.run("deploy", "--resource-group", "rg-demo", "--env-name", "demo").expect(t, ExitUsage,
 		"the handler is built with Go in the module of the working directory, but "+h.dir+" has no go.mod")
+	// Issue 27, item 5: deploy refuses an az older than 2.60, whose config-zip takes the path of the other plans.
+	log := h.stubAz("ok", "AZ_STUB_AZ_VERSION=2.55.0")
+	h.run("deploy", "--resource-group", "rg-demo", "--env-name", "demo").expect(t, ExitError, "the Azure CLI is version 2.55.0, and cosmoslease needs 2.60.0 or newer")
+	if calls := azCalls(t, log); len(calls) != 1 {
+		t.Fatalf("az calls after the version was refused: %v", calls)
+	}
 	h.stubAz("nodeployment")
 	h.run("deploy", "--resource-group", "rg-demo", "--env-name", "other").expect(t, ExitUsage,
 		"resource group rg-demo has no deployment cosmoslease-other ((DeploymentNotFound) Deployment 'cosmoslease-other' could not be found.)")
@@ -363,21 +386,28 @@ func TestDeployNeedsAnEnvironmentAndAModule(t *testing.T) {
 
 // setup --deploy, and setup's offer on a terminal, end with the same deployment.
 func TestSetupDeploys(t *testing.T) {
-	marker := fmt.Sprintf("my-work-%d", time.Now().UnixNano())
-	dir := userModule(t, marker)
+	dir := userModule(t, "setup-deploys")
 
 	h := newHarness(t)
 	h.dir = dir
+	h.prebuilt = true // what deploy builds is TestDeployToEveryRegion's
 	log := h.stubAz("ok")
 	newLeaseStatusStandIn(t, h)
 	h.run(append(fullSetup, "--deploy")...).expect(t, ExitOK, "[3/3] eastus: func-abc123-0 deployed", "[3/3] eastus: func-abc123-0 answers:")
 	if n := callsStarting(t, log, "functionapp deployment source config-zip"); n != 3 {
 		t.Fatalf("setup --deploy made %d zip deployments", n)
 	}
-	checkDeployedZip(t, log, "func-abc123-0", marker)
+	_, want, _, err := prebuiltHandler()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(log + ".zip.func-abc123-0"); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("setup --deploy did not deploy deploy's package: %v", err)
+	}
 
 	h = newHarness(t)
 	h.dir = dir
+	h.prebuilt = true
 	newLeaseStatusStandIn(t, h)
 	h.tty = true
 	log = h.stubAz("ok")
@@ -406,5 +436,103 @@ func TestLeaseStatusSummary(t *testing.T) {
 		if got := s.summary(); got != want {
 			t.Errorf("%s:\n got %q\nwant %q", body, got, want)
 		}
+	}
+}
+
+// appFor is the App that h.run would use, for calling one step of a command directly (no build).
+func (h *harness) appFor(stderr io.Writer) *App {
+	return &App{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: stderr, Dir: h.dir, Getenv: func(k string) string { return h.env[k] },
+		Az: h.az, leaseStatusURL: h.leaseStatusURL, wait: func(_ context.Context, d time.Duration) error { h.waited = append(h.waited, d); return nil }}
+}
+
+// Issue 27, items 2 and 3: the other forms in which az reports a Flex publish, one region's deployment at a time
+// (deployRegion; the build and the rolling order are TestDeployToEveryRegion's). The deployment-status poll's "Zip
+// deployment failed. {… 'status_text': 'InaccessibleStorageException … 403 (… using this permission.)' …}" is the
+// role not in effect yet, waited for like the publish's 400 form; the same 403 without "using this permission" is
+// the storage firewall, which fails the region at once with what to check; az giving up its polls while Azure still
+// deploys is "deployed, health unknown" (then verified through LeaseStatus); a 409 (another deployment going on) is
+// tried again 3 times, 30 s apart.
+func TestDeployFlexForms(t *testing.T) {
+	tgt := target{group: "rg-demo", subscription: sub1, env: "demo"}
+	for _, tc := range []struct {
+		name, form string
+		n          int
+		state      string
+		unknown    bool
+		attempts   int
+		waited     string
+		says       []string
+		never      string
+	}{
+		{"the poll's 403 of a role not in effect yet", "storage-403-poll", 2, stateDeployed, false, 3, "[15s 30s]",
+			[]string{"func-abc123-1: waiting for the app's storage role to take effect (Azure refused the package: storage 403, not authorized using this permission); trying again in 15s", "func-abc123-1 deployed in"}, ""},
+		{"the firewall's 403", "storage-403-network", 1000, stateFailed, false, 1, "[]",
+			[]string{"func-abc123-1 FAILED: Zip deployment failed: InaccessibleStorageException: Failed to access storage account for deployment: BlobUploadFailedException: Failed to upload blob to storage account: Response status code does not indicate success: 403 (This request is not authorized to perform this operation.). (the storage account's network rules refused the platform, not a missing role: check its publicNetworkAccess",
+				"any Azure Policy that disables public network access on storage accounts"}, "These are the deployment logs"},
+		{"az gives up its polls while Azure deploys", "timeout", 1, stateDeployed, true, 1, "[]",
+			[]string{"func-abc123-1 deployed, health unknown: az stopped waiting while Azure was still deploying the package (Timeout reached by the command, however, the deployment operation is still on-going."}, ""},
+		{"another deployment, then done", "409", 2, stateDeployed, false, 3, "[30s 30s]",
+			[]string{"func-abc123-1: another deployment to the app is going on (HTTP 409); trying again in 30s (1 of 3)", "(2 of 3)", "func-abc123-1 deployed in"}, ""},
+		{"another deployment that stays", "409", 1000, stateFailed, false, 4, "[30s 30s 30s]",
+			[]string{"func-abc123-1 FAILED: There may be an ongoing deployment. Please track your deployment in https://func-abc123-1.scm.azurewebsites.net/api/deployments/latest (still going on after 4 tries 30s apart"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			log := h.stubAz("ok", fmt.Sprintf("AZ_STUB_ZIP_ERRORS=func-abc123-1:%s:%d", tc.form, tc.n))
+			var stderr syncBuffer
+			r := h.appFor(&stderr).deployRegion(context.Background(), tgt, app{name: "func-abc123-1", region: "westeurope"}, "pkg.zip", "[2/3] westeurope", defaultDeployOptions)
+			if r.state != tc.state || r.healthUnknown != tc.unknown {
+				t.Fatalf("state %q, health unknown %t; stderr:\n%s", r.state, r.healthUnknown, stderr.String())
+			}
+			if n := callsStarting(t, log, "functionapp deployment source config-zip --resource-group rg-demo --name func-abc123-1 "); n != tc.attempts || fmt.Sprint(h.waited) != tc.waited {
+				t.Fatalf("%d attempts, waited %v", n, h.waited)
+			}
+			for _, s := range tc.says {
+				if !strings.Contains(stderr.String(), s) {
+					t.Fatalf("stderr does not say %q:\n%s", s, stderr.String())
+				}
+			}
+			if tc.never != "" && strings.Contains(stderr.String(), tc.never) {
+				t.Fatalf("stderr says %q:\n%s", tc.never, stderr.String())
+			}
+		})
+	}
+}
+
+// Issue 27, item 6: the host name comes from the deployment's outputs (functionAppHostNames), sparing az functionapp
+// show and the publishxml/action right it needs (TestDeployToEveryRegion's calls have none); a deployment made
+// before that output existed still works, through az functionapp show.
+func TestDeployHostNames(t *testing.T) {
+	tgt := target{group: "rg-demo", subscription: sub1, env: "demo"}
+	for _, host := range []string{"func-abc123-0.azurewebsites.net", ""} {
+		h := newHarness(t)
+		status := newLeaseStatusStandIn(t, h)
+		log := h.stubAz("ok")
+		var stderr syncBuffer
+		summary, err := h.appFor(&stderr).verifyRegion(context.Background(), tgt, app{name: "func-abc123-0", region: "eastus", host: host}, "[3/3] eastus")
+		if err != nil || !strings.HasPrefix(summary, "lease timer-singleton held by eastus") || status.calls["func-abc123-0"] != 1 {
+			t.Fatalf("host %q: %q, %v; stderr:\n%s", host, summary, err, stderr.String())
+		}
+		shows := callsStarting(t, log, "functionapp show --resource-group rg-demo --name func-abc123-0 --subscription "+sub1+" --query defaultHostName --output json")
+		if (host == "") != (shows == 1) || shows > 1 {
+			t.Fatalf("host %q: %d az functionapp show; az calls:\n%s", host, shows, strings.Join(azCalls(t, log), "\n"))
+		}
+	}
+	// The outputs of such a deployment lack the host names; functionApps leaves them empty.
+	out, err := os.ReadFile("../../testdata/az/responses/deployment-no-hostnames.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	outs, err := deploymentOutputs(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if apps := functionApps(outs); len(apps) != 3 || apps[0].host != "" {
+		t.Fatalf("apps from the old outputs: %+v", apps)
+	}
+	out, _ = os.ReadFile("../../testdata/az/responses/deployment.json")
+	outs, _ = deploymentOutputs(out)
+	if apps := functionApps(outs); len(apps) != 3 || apps[2].host != "func-abc123-2.azurewebsites.net" || apps[2].region != "southeastasia" {
+		t.Fatalf("apps from the outputs: %+v", apps)
 	}
 }

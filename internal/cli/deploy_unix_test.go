@@ -17,6 +17,7 @@ import (
 func TestDeployTimesOutARegion(t *testing.T) {
 	h := newHarness(t)
 	h.dir = userModule(t, "timeout")
+	h.prebuilt = true // about az; TestDeployToEveryRegion tests the build
 	recordSetup(t, h.dir)
 	newLeaseStatusStandIn(t, h)
 	log := h.stubAz("ok", "AZ_STUB_HANG_APPS=func-abc123-1")

@@ -17,6 +17,7 @@ import (
 	"github.com/cosmoslease/cosmoslease/internal/az"
 	"github.com/cosmoslease/cosmoslease/internal/funcpkg"
 	"github.com/cosmoslease/cosmoslease/internal/ncrontab"
+	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 	"github.com/cosmoslease/cosmoslease/pkg/leasehandler"
 )
 
@@ -130,9 +131,35 @@ func (a *App) readPackageSpec(c *ucli.Context) (*packageSpec, error) {
 		if _, err := leasehandler.SplitCommand(j.Command); err != nil {
 			return nil, usagef("job %s: command %q: %v", j.Name, j.Command, err)
 		}
+		if err := a.checkJobRegions(j); err != nil {
+			return nil, err
+		}
 	}
 	p.spec.Settings = p.jobSettings()
 	return p, nil
+}
+
+// checkJobRegions checks a command job's preferred regions as cron checks its own (cosmoslease.CheckRegion,
+// against the regions this version knows, since no account is read here): a near miss of a region is refused, so
+// that a typo does not rank a region last; a name far from every region is used, with a warning.
+func (a *App) checkJobRegions(j commandJob) error {
+	if j.PreferredRegions == "" {
+		return nil
+	}
+	regions, err := cosmoslease.ParseRegions(j.PreferredRegions)
+	if err != nil {
+		return usagef("job %s: preferredRegions %q: %s", j.Name, j.PreferredRegions, strings.TrimPrefix(err.Error(), cosmoslease.ErrInvalid.Error()+": "))
+	}
+	for _, r := range regions {
+		warning, err := cosmoslease.CheckRegion(r, nil)
+		if err != nil {
+			return usagef("job %s: preferredRegions: %s", j.Name, strings.TrimPrefix(err.Error(), cosmoslease.ErrInvalid.Error()+": "))
+		}
+		if warning != "" {
+			fmt.Fprintf(a.Stderr, "job %s: preferredRegions: %s\n", j.Name, warning)
+		}
+	}
+	return nil
 }
 
 // jobsFile is the --jobs file.
@@ -195,7 +222,11 @@ func (a *App) buildPackage(ctx context.Context, p *packageSpec) (string, error) 
 	var functions []string
 	if _, err := a.withSpinner(fmt.Sprintf("Building %s for linux/amd64", p.spec.Handler), func() ([]byte, error) {
 		var err error
-		zip, functions, err = funcpkg.Build(ctx, p.spec, filepath.Join(a.Dir, "dist"), funcpkg.Linux)
+		build := funcpkg.Build
+		if a.buildHandler != nil {
+			build = a.buildHandler
+		}
+		zip, functions, err = build(ctx, p.spec, filepath.Join(a.Dir, "dist"), funcpkg.Linux)
 		return nil, err
 	}); err != nil {
 		return "", err

@@ -34,6 +34,9 @@ func loggedArgs(t *testing.T, logPath, prefix string) [][]string {
 func TestDeployCommandJobs(t *testing.T) {
 	h := newHarness(t)
 	h.dir = userModule(t, "command-jobs")
+	// The handler compiled once per test binary; the jobs' function folders and the app's files are still
+	// packaged for each run (funcpkg.Package), and TestDeployToEveryRegion builds for real.
+	h.prebuilt = true
 	recordSetup(t, h.dir)
 	newLeaseStatusStandIn(t, h)
 	if err := os.MkdirAll(filepath.Join(h.dir, "jobs"), 0o755); err != nil {
@@ -117,8 +120,8 @@ func TestDeployCommandJobs(t *testing.T) {
 		t.Fatalf("--dry-run ran %v", azCalls(t, log))
 	}
 
-	// A jobs file gives each job its own command and settings; cosmoslease package builds the same package (in
-	// the same module, so the handler's build is reused) and prints the settings to set.
+	// A jobs file gives each job its own command and settings; cosmoslease package builds the same package and
+	// prints the settings to set.
 	if err := os.MkdirAll(filepath.Join(h.dir, "scripts"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -154,11 +157,16 @@ func TestPackageJobsBadInput(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(h.dir, "bad.json"), []byte(`{"jobs": [{"name": "A", "schedule": "0 0 2 * * *", "comand": "x"}]}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// A command job's preferred regions are checked as cron checks its own (issue 28): a typo would rank last.
+	if err := os.WriteFile(filepath.Join(h.dir, "typo.json"), []byte(`{"jobs": [{"name": "A", "schedule": "0 0 2 * * *", "command": "x", "preferredRegions": "eastus, westeurpoe"}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
 		{[]string{"package", "--job", "Export"}, "--job \"Export\" is not NAME=SCHEDULE"},
+		{[]string{"package", "--jobs", "typo.json"}, "job A: preferredRegions: \"westeurpoe\" is not an Azure region: did you mean westeurope?"},
 		{[]string{"package", "--job", "Export=0 0 2 * * *"}, "--job Export=0 0 2 * * * needs the command to run after --"},
 		{[]string{"package", "--", "jobs/x.sh"}, "package takes a command after -- only for --job NAME=SCHEDULE"},
 		{[]string{"package", "--job", "my-job=0 0 2 * * *", "--", "x"}, "job name \"my-job\" is not a function name"},

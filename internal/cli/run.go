@@ -120,6 +120,9 @@ func (a *App) run(c *ucli.Context) error {
 	if d := durs["renew-interval"]; d > 0 {
 		opts.RenewInterval = d
 	}
+	if err := checkTimings(opts, opts.RenewInterval != 0); err != nil {
+		return err
+	}
 	if !s.autoRenew {
 		log.Warn("AutoRenew is false: the lease is not renewed and ends after its duration")
 	}
@@ -154,7 +157,8 @@ func (a *App) run(c *ucli.Context) error {
 	if errors.As(err, &held) {
 		out.held(held.Holder, c.Bool("wait"))
 		if !c.Bool("wait") {
-			return withCode(ExitHeld, fmt.Errorf("%s", held.Error()))
+			// The text report's box has said who holds it; --json's held event is data, so stderr says it too.
+			return &exitError{code: ExitHeld, err: fmt.Errorf("%s", held.Error()), reported: !c.Bool("json")}
 		}
 		out.standingBy(held.Holder, client.Options().RetryPeriod)
 		lease, err = client.Acquire(ctx, key)
@@ -412,7 +416,14 @@ func (r *reporter) held(h cosmoslease.State, waiting bool) {
 		return
 	}
 	r.box("\x1b[31m", "LOCK ACQUISITION FAILED", "Another region is currently holding the lock")
-	r.printf("Current holder: %s%s, epoch %d\n", h.Owner, regionSuffix(h.Region), h.Epoch)
+	if h.Sample {
+		r.printf("Current holder: %s%s, an instance of the reference sample (its document has no epoch)\n", h.Owner, regionSuffix(h.Region))
+	} else {
+		r.printf("Current holder: %s%s, epoch %d\n", h.Owner, regionSuffix(h.Region), h.Epoch)
+	}
+	if h.ExpiresIn > 0 {
+		r.printf("It holds lease %q for at most %s more unless it renews.\n", h.Key, h.ExpiresIn.Round(time.Second))
+	}
 	if !waiting {
 		r.printf("This instance cannot execute critical work at this time.\nThe lock is held by another instance in a different region.\nExiting gracefully...\n")
 	}

@@ -19,8 +19,8 @@ func TestRunAndInspectWithASampleHolder(t *testing.T) {
 
 	for range 2 { // across the sample's renewals
 		r := h.run(append([]string{"run", "--emulator", "--instance", "eu-west-1", "--region", "eu-west"}, fast...)...)
-		r.expect(t, ExitHeld, "held by dotnet-1 (region us-east), an instance of the reference sample")
-		if !strings.Contains(r.stdout, "Current holder: dotnet-1 (us-east region)") {
+		r.expect(t, ExitHeld)
+		if !strings.Contains(r.stdout, "Current holder: dotnet-1 (us-east region), an instance of the reference sample") {
 			t.Fatalf("held report does not name the sample's holder:\n%s", r.stdout)
 		}
 		time.Sleep(1200 * time.Millisecond)

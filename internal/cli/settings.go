@@ -2,10 +2,13 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
@@ -133,10 +136,21 @@ func (a *App) open(ctx context.Context, c *ucli.Context, s *settings, o cosmosle
 		}
 	}
 	s.connection(&o)
+	endpoint := accountEndpoint(o)
+	// On a terminal, say what the silence is once it lasts: the SDK retries an unreachable endpoint for about 10 s.
+	if a.Interactive {
+		slow := time.AfterFunc(2*time.Second, func() { fmt.Fprintf(a.Stderr, "connecting to %s…\n", endpoint) })
+		defer slow.Stop()
+	}
 	if s.emulator {
 		db, ct, pk := orDefault(o.Database, cosmoslease.DefaultDatabase), orDefault(o.Container, cosmoslease.DefaultContainer), orDefault(o.PartitionKeyPath, cosmoslease.DefaultPartitionKeyPath)
-		ep, _ := s.raw.Get(config.KeyAccountEndpoint)
-		if err := emulator.EnsureContainer(ctx, ep, db, ct, pk); err != nil {
+		if err := emulator.EnsureContainer(ctx, endpoint, db, ct, pk); err != nil {
+			if ctx.Err() != nil {
+				return nil, errInterrupted
+			}
+			if u := unreachable(endpoint, err, "is the emulator running? start it ('make server' starts a local one), or point --endpoint at it"); u != nil {
+				return nil, u
+			}
 			return nil, fmt.Errorf("%v (is the emulator running? start it, or point --endpoint at it)", err)
 		}
 	}
@@ -148,9 +162,56 @@ func (a *App) open(ctx context.Context, c *ucli.Context, s *settings, o cosmosle
 		if o.Logger != nil {
 			o.Logger.Debug("open failed", "error", err)
 		}
+		if u := unreachable(endpoint, err, "check the endpoint, and that this machine can reach it"); u != nil {
+			return nil, u
+		}
 		return nil, explainOpenError(err)
 	}
 	return client, nil
+}
+
+// accountEndpoint is the account endpoint the options connect to, for messages.
+func accountEndpoint(o cosmoslease.Options) string {
+	if o.Endpoint != "" {
+		return o.Endpoint
+	}
+	for _, part := range strings.Split(o.ConnectionString, ";") {
+		if k, v, ok := strings.Cut(part, "="); ok && strings.EqualFold(strings.TrimSpace(k), "AccountEndpoint") {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "the account"
+}
+
+// unreachable explains, in one line naming the endpoint and the cause, an error that says the account could not be
+// reached at all (no such host, connection refused, no answer, TLS); nil for any other error.
+func unreachable(endpoint string, err error, hint string) error {
+	cause := ""
+	var dns *net.DNSError
+	var op *net.OpError
+	var cert *tls.CertificateVerificationError
+	msg := err.Error()
+	switch {
+	case errors.As(err, &dns):
+		cause = "no such host " + dns.Name
+		if !dns.IsNotFound {
+			cause = "cannot look up " + dns.Name + ": " + dns.Err
+		}
+	case errors.Is(err, syscall.ECONNREFUSED) || strings.Contains(msg, "connection refused"):
+		cause = "connection refused"
+	case errors.As(err, &cert):
+		cause = "its TLS certificate is not trusted: " + cert.Err.Error()
+	case errors.As(err, &op) && op.Timeout(), strings.Contains(msg, "i/o timeout"), strings.Contains(msg, "context deadline exceeded"),
+		strings.Contains(msg, "Client.Timeout exceeded"):
+		cause = "no answer (timed out)"
+	case errors.As(err, &op):
+		cause = op.Err.Error()
+	case strings.Contains(msg, "no such host"):
+		cause = "no such host"
+	default:
+		return nil
+	}
+	return fmt.Errorf("cannot reach the Cosmos DB account at %s: %s; %s", endpoint, cause, hint)
 }
 
 // explainOpenError adds what to do when the account cannot be reached at all.

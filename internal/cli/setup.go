@@ -18,6 +18,7 @@ import (
 	"github.com/cosmoslease/cosmoslease/internal/az"
 	"github.com/cosmoslease/cosmoslease/internal/config"
 	"github.com/cosmoslease/cosmoslease/internal/emulator"
+	"github.com/cosmoslease/cosmoslease/internal/ncrontab"
 	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 )
 
@@ -28,16 +29,18 @@ const setupSection = "CosmosLeaseSetup"
 // BicepParams are the parameters setup passes to infra/main.bicep; BicepOutputs the outputs it reads.
 // A test checks that main.bicep declares every one of them.
 var (
-	BicepParams  = []string{"environmentName", "location", "regions", "principalId", "deployFunctions", "serverless", "consistencyLevel", "witnessRegions", "alwaysReady"}
-	BicepOutputs = []string{"resourceGroupName", "cosmosEndpoint", "databaseName", "containerName", "functionAppNames", "functionAppRegions"}
+	BicepParams = []string{"environmentName", "location", "regions", "principalId", "deployFunctions", "serverless", "consistencyLevel", "witnessRegions", "alwaysReady",
+		"throughput", "autoscaleMaxThroughput", "enableFreeTier", "leaseTimerSchedule"}
+	BicepOutputs = []string{"resourceGroupName", "cosmosEndpoint", "databaseName", "containerName", "functionAppNames", "functionAppRegions", "functionAppHostNames"}
 )
 
 // consistencyLevels are main.bicep's allowed values of consistencyLevel.
 var consistencyLevels = []string{"Session", "Strong", "BoundedStaleness", "ConsistentPrefix", "Eventual"}
 
-// principalRetryDelay is how long setup waits before deploying again when Entra ID does not know a managed
-// identity the deployment has just created.
-const principalRetryDelay = time.Minute
+// principalRetryDelays are the waits before each new deployment while Entra ID does not know a managed identity
+// the deployment has just created: 3 more tries over 5 minutes (replication to Entra ID usually takes seconds to a
+// minute or two).
+var principalRetryDelays = []time.Duration{time.Minute, 2 * time.Minute, 2 * time.Minute}
 
 var (
 	regionName = regexp.MustCompile(`^[a-z0-9]+$`)
@@ -53,9 +56,13 @@ func (a *App) setupCommand() *ucli.Command {
 		Name:  "setup",
 		Usage: "provision Cosmos DB and a Function App per region with infra/main.bicep (through az), then write appsettings.Local.json",
 		Description: "Asks on a terminal; every question has a flag and an environment variable. With --no-input or CI=true\n" +
-			"it never asks. Before creating anything it checks the regions (Flex Consumption offered, Strong consistency\n" +
-			"within reach), your right to create role assignments, and validates the deployment with Azure.\n" +
-			"--emulator writes a configuration for a local Cosmos DB emulator instead (no az needed).",
+			"it never asks. Before creating anything it checks az (2.60 or newer), the regions (at least two Function App\n" +
+			"regions unless --single-region; Flex Consumption and its custom runtime offered; Cosmos DB allowed for the\n" +
+			"subscription; Strong consistency within reach), your right to create role assignments, prints the plan with\n" +
+			"its estimated monthly cost at list prices, and validates the deployment with Azure. The lease container gets\n" +
+			"autoscale up to 1,000 RU/s (billed from 100 RU/s per region) and the free tier where the subscription still\n" +
+			"has it (docs/operating.md). --emulator writes a configuration for a local Cosmos DB emulator instead (no az\n" +
+			"needed).",
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "subscription", Usage: "subscription `ID or name`", EnvVars: []string{"AZURE_SUBSCRIPTION_ID"}},
 			&ucli.StringFlag{Name: "resource-group", Usage: "resource group `NAME` to create (default rg-ENV)", EnvVars: []string{"AZURE_RESOURCE_GROUP"}},
@@ -67,7 +74,12 @@ func (a *App) setupCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "witness-region", Usage: "with Strong consistency and exactly two regions: a third Cosmos DB `REGION` (read only, no Function App) that keeps writes available while either is down (default: the nearest Strong allows; 'none' for none)", EnvVars: []string{"COSMOSLEASE_WITNESS_REGION"}},
 			&ucli.IntFlag{Name: "always-ready", Usage: "keep `N` always-ready instances for the LeaseTimer function in every Function App (billed while idle; 0 scales to zero)", EnvVars: []string{"COSMOSLEASE_ALWAYS_READY"}},
 			&ucli.BoolFlag{Name: "no-functions", Usage: "deploy Cosmos DB only", EnvVars: []string{"COSMOSLEASE_NO_FUNCTIONS"}},
+			&ucli.BoolFlag{Name: "single-region", Usage: "deploy the Function App in one region only, knowing that no other region can take the work over (without it setup needs --regions)", EnvVars: []string{"COSMOSLEASE_SINGLE_REGION"}},
 			&ucli.BoolFlag{Name: "serverless", Usage: "serverless Cosmos DB (one region only)", EnvVars: []string{"COSMOSLEASE_SERVERLESS"}},
+			&ucli.IntFlag{Name: "autoscale-max", Usage: "autoscale the lease container up to `RU/s` (1000 or more, in steps of 1000; the default is autoscale up to 1000, billed from 100 RU/s in every region)", EnvVars: []string{"COSMOSLEASE_AUTOSCALE_MAX"}},
+			&ucli.IntFlag{Name: "throughput", Usage: "manual provisioned throughput of the lease container in `RU/s` instead of autoscale (400 or more, in steps of 100; billed in full in every region)", EnvVars: []string{"COSMOSLEASE_THROUGHPUT"}},
+			&ucli.BoolFlag{Name: "free-tier", Usage: "apply the Cosmos DB free tier (the first 1,000 RU/s and 25 GB free; one account per subscription; default: when no account of the subscription has it)", EnvVars: []string{"COSMOSLEASE_FREE_TIER"}},
+			&ucli.StringFlag{Name: "schedule", Value: defaultSchedule, Usage: "NCRONTAB `SCHEDULE` of the LeaseTimer function (app setting LeaseTimerSchedule): six fields, seconds first", EnvVars: []string{"COSMOSLEASE_SCHEDULE"}},
 			&ucli.BoolFlag{Name: "deploy", Usage: "then build the lease handler in this directory and deploy it to every Function App (cosmoslease deploy)", EnvVars: []string{"COSMOSLEASE_DEPLOY"}},
 			&ucli.BoolFlag{Name: "yes", Usage: "do not ask for confirmation", EnvVars: []string{"COSMOSLEASE_YES"}},
 			&ucli.BoolFlag{Name: "what-if", Usage: "show what the deployment would change (az deployment group what-if), change nothing"},
@@ -93,8 +105,15 @@ type plan struct {
 	witnessAsked bool
 	// alwaysReady is the number of always-ready instances for LeaseTimer in every app.
 	alwaysReady int
+	// throughput is manual RU/s (0 for autoscale), autoscaleMax autoscale's maximum RU/s; freeTier applies the free
+	// tier; schedule is LeaseTimer's NCRONTAB schedule.
+	throughput, autoscaleMax int
+	freeTier                 bool
+	schedule                 string
 	// places are the subscription's regions (az account list-locations), once read.
 	places map[string]place
+	// cosmosAccess says, per region asked about, whether the subscription may create Cosmos DB there.
+	cosmosAccess map[string]bool
 }
 
 // allRegions is the primary region, then the others in failover order.
@@ -106,7 +125,9 @@ func (p *plan) parameters() []string {
 	witness, _ := json.Marshal(append([]string{}, p.witness...))
 	return []string{"environmentName=" + p.env, "location=" + p.location, "regions=" + string(regions), "principalId=" + p.principal,
 		fmt.Sprintf("deployFunctions=%t", p.functions), fmt.Sprintf("serverless=%t", p.serverless), "consistencyLevel=" + p.consistency,
-		"witnessRegions=" + string(witness), fmt.Sprintf("alwaysReady=%d", p.alwaysReady)}
+		"witnessRegions=" + string(witness), fmt.Sprintf("alwaysReady=%d", p.alwaysReady),
+		fmt.Sprintf("throughput=%d", p.throughput), fmt.Sprintf("autoscaleMaxThroughput=%d", max(p.autoscaleMax, minAutoscaleMax)),
+		fmt.Sprintf("enableFreeTier=%t", p.freeTier), "leaseTimerSchedule=" + p.schedule}
 }
 
 // deploymentName is the name of setup's deployment in the resource group; deploy reads its outputs.
@@ -187,13 +208,20 @@ func (a *App) setup(c *ucli.Context) error {
 		})
 	}
 	out, err := create()
-	var azErr *az.Error
-	if errors.As(err, &azErr) && (azErr.HasCode("PrincipalNotFound") || principalNotVisible.MatchString(azErr.Message)) {
+	for try := 0; ; try++ {
+		var azErr *az.Error
+		if !errors.As(err, &azErr) || !(azErr.HasCode("PrincipalNotFound") || principalNotVisible.MatchString(azErr.Message)) {
+			break
+		}
+		if try == len(principalRetryDelays) {
+			return fmt.Errorf("%w (a managed identity this deployment created was still not visible to Microsoft Entra ID after %d deployments over %s: run setup again later; the deployment is idempotent)",
+				err, try+1, sumDurations(principalRetryDelays))
+		}
 		// A managed identity the deployment has just created may take a while to reach Entra ID. Everything in
 		// the template is idempotent, so deploying again finishes the job once it has.
 		fmt.Fprintf(a.Stderr, "A managed identity this deployment created is not visible to Microsoft Entra ID yet (%s).\n"+
-			"Deploying again in %s; the deployment is idempotent.\n", azErr.Message, principalRetryDelay)
-		if err := a.sleep(ctx, principalRetryDelay); err != nil {
+			"Deploying again in %s (%d of %d); the deployment is idempotent.\n", azErr.Message, principalRetryDelays[try], try+1, len(principalRetryDelays))
+		if err := a.sleep(ctx, principalRetryDelays[try]); err != nil {
 			return errInterrupted
 		}
 		out, err = create()
@@ -265,7 +293,8 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 	}
 	p := &plan{subscription: c.String("subscription"), group: c.String("resource-group"), location: c.String("location"),
 		env: c.String("env-name"), principal: c.String("principal-id"), functions: !c.Bool("no-functions"), serverless: c.Bool("serverless"),
-		consistency: c.String("consistency"), alwaysReady: c.Int("always-ready")}
+		consistency: c.String("consistency"), alwaysReady: c.Int("always-ready"), throughput: c.Int("throughput"), autoscaleMax: c.Int("autoscale-max"),
+		schedule: c.String("schedule")}
 	witness := c.String("witness-region")
 	// A value that can never work is a usage error, whatever the state of az.
 	if i := indexFold(consistencyLevels, p.consistency); i >= 0 {
@@ -284,8 +313,14 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 	case p.alwaysReady > 0 && !p.functions:
 		return nil, usagef("--always-ready %d keeps LeaseTimer's instances, but --no-functions deploys no Function App: drop one of them", p.alwaysReady)
 	}
-	// Preflight: az present and signed in.
-	if _, err := a.Az.Run(ctx, "version", "--output", "json"); err != nil {
+	if err := checkThroughput(c, p); err != nil {
+		return nil, err
+	}
+	if _, err := ncrontab.Parse(p.schedule); err != nil {
+		return nil, usagef("--schedule: %v", err)
+	}
+	// Preflight: az present, new enough, and (next) signed in.
+	if err := az.RequireVersion(ctx, a.Az); err != nil {
 		return nil, err
 	}
 
@@ -411,17 +446,29 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 		sort.Strings(options)
 		return options, nil
 	}
-	if p.location == "" && ask {
-		options, err := regionOptions()
+	single := c.Bool("single-region")
+	if p.location == "" {
+		// The default primary is the usable region nearest to the one az defaults to, if it defaults to one.
+		def, from, err := a.defaultPrimary(ctx, p, regionOptions)
 		if err != nil {
 			return nil, err
 		}
-		if p.location, err = a.Prompter.Select("Primary region (the Cosmos DB write region)", "type to filter", options, ""); err != nil {
-			return nil, err
+		switch {
+		case ask:
+			options, err := regionOptions()
+			if err != nil {
+				return nil, err
+			}
+			if p.location, err = a.Prompter.Select("Primary region (the Cosmos DB write region)", "type to filter", options, def); err != nil {
+				return nil, err
+			}
+		case def != "":
+			p.location = def
+			fmt.Fprintf(a.Stderr, "Primary region %s: the nearest usable region to az's default location, %s ('az configure --list-defaults'); --location chooses another.\n", def, from)
 		}
 	}
 	if p.location == "" {
-		return nil, usagef("setup needs --location (or AZURE_LOCATION)")
+		return nil, usagef("setup needs --location (or AZURE_LOCATION): az has no default location to start from ('az configure --defaults location=REGION' sets one)")
 	}
 	if err := checkRegionName(p.location); err != nil {
 		return nil, usagef("--location %q: %v", p.location, err)
@@ -432,7 +479,7 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 				p.regions = append(p.regions, r)
 			}
 		}
-	} else if ask {
+	} else if ask && !single {
 		all, err := regionOptions()
 		if err != nil {
 			return nil, err
@@ -443,11 +490,23 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 				options = append(options, r)
 			}
 		}
-		chosen, err := a.Prompter.MultiSelect("More regions (read regions and a Function App each)", "type to filter, space to choose", options, nil)
-		if err != nil {
-			return nil, err
+		for try := 0; try < 2; try++ {
+			chosen, err := a.Prompter.MultiSelect("Failover regions (read regions and a Function App each, in failover order)", "type to filter, space to choose", options, nil)
+			if err != nil {
+				return nil, err
+			}
+			p.regions = chosen
+			if len(chosen) > 0 || !p.functions || try == 1 {
+				break
+			}
+			fmt.Fprintf(a.Stderr, "Choose at least one failover region: with one region no other can take the work over when it is down (run setup with --single-region to deploy one knowingly).\n")
 		}
-		p.regions = chosen
+	}
+	switch {
+	case single && len(p.regions) > 0:
+		return nil, usagef("--single-region deploys one region, but --regions names %s: drop one of them", strings.Join(p.regions, ","))
+	case p.functions && len(p.regions) == 0 && !single:
+		return nil, usagef("setup deploys Function Apps in at least two regions, so that one can take the work over when the other is down: add a failover region with --regions REGION, or pass --single-region to deploy one knowingly")
 	}
 	seen := map[string]bool{p.location: true}
 	for _, r := range p.regions {
@@ -472,6 +531,14 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 	if p.serverless && len(p.regions) > 0 {
 		return nil, usagef("a serverless Cosmos DB account cannot span regions: drop --serverless, or --regions")
 	}
+	if p.functions {
+		if err := a.checkCustomRuntime(ctx, p, p.allRegions()); err != nil {
+			return nil, err
+		}
+	}
+	if err := a.checkCosmosRegions(ctx, p, p.allRegions()); err != nil {
+		return nil, err
+	}
 	if witness != "" && witness != "none" && (len(p.regions) != 1 || p.consistency != "" && p.consistency != "Strong") {
 		return nil, usagef("--witness-region %s: a witness region is for Strong consistency with exactly two regions; this plan has %s and %d region(s): drop --witness-region",
 			witness, orDefault(p.consistency, "default")+" consistency", len(p.allRegions()))
@@ -481,6 +548,9 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 		return nil, err
 	}
 	if err := a.chooseWitness(ctx, p, witness); err != nil {
+		return nil, err
+	}
+	if err := a.warnNearStrongLimit(ctx, p); err != nil {
 		return nil, err
 	}
 	me, err := a.signedIn(ctx, p.subscription, acc.User.Name, acc.User.Type)
@@ -511,6 +581,10 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 		}
 	}
 
+	if err := a.chooseFreeTier(ctx, c, p); err != nil {
+		return nil, err
+	}
+
 	confirmed := c.Bool("dry-run") || c.Bool("what-if") || c.Bool("yes")
 	if !confirmed && !ask {
 		return nil, usagef("setup creates Azure resources: pass --yes to confirm without a prompt (or --dry-run to see the commands)")
@@ -523,6 +597,20 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 		fmt.Fprintf(a.Stderr, ", witness region %s (a read region with no Function App, last in failover priority: it keeps Strong writes available while either other region is down, for one more region's RU/s)", w)
 	}
 	fmt.Fprintf(a.Stderr, "; %s consistency; keys disabled, RBAC only\n", p.consistency)
+	switch {
+	case p.serverless:
+		fmt.Fprintf(a.Stderr, "  throughput      serverless (billed per request unit)\n")
+	case p.throughput > 0:
+		fmt.Fprintf(a.Stderr, "  throughput      %s RU/s manual on the lease container, in every region", thousands(p.throughput))
+	default:
+		fmt.Fprintf(a.Stderr, "  throughput      autoscale on the lease container, %s to %s RU/s in every region", thousands(p.autoscaleMax/10), thousands(p.autoscaleMax))
+	}
+	if !p.serverless {
+		if p.freeTier {
+			fmt.Fprintf(a.Stderr, "; free tier (the subscription's one free-tier account; --free-tier=false keeps it for another)")
+		}
+		fmt.Fprintln(a.Stderr)
+	}
 	if p.functions {
 		fmt.Fprintf(a.Stderr, "  Function Apps   one in each of %s (Flex Consumption), the most preferred first", strings.Join(p.allRegions(), ", "))
 		if p.alwaysReady > 0 {
@@ -533,6 +621,12 @@ func (a *App) gather(c *ucli.Context) (*plan, error) {
 	if p.principal != "" {
 		fmt.Fprintf(a.Stderr, "  data access     %s\n", p.principal)
 	}
+	fmt.Fprintln(a.Stderr)
+	cost, err := estimateCost(p)
+	if err != nil {
+		return nil, err
+	}
+	printEstimate(a.Stderr, cost, p)
 	fmt.Fprintln(a.Stderr)
 	if confirmed {
 		return p, nil
@@ -625,22 +719,34 @@ func deploymentOutputs(out []byte) (map[string]any, error) {
 	return outs, nil
 }
 
-// app is one Function App that setup deployed.
-type app struct{ name, region string }
+func sumDurations(ds []time.Duration) time.Duration {
+	var total time.Duration
+	for _, d := range ds {
+		total += d
+	}
+	return total
+}
 
-// functionApps pairs the deployment's functionAppNames and functionAppRegions outputs.
+// app is one Function App that setup deployed; host is its default host name ("" from a deployment made before
+// main.bicep had the functionAppHostNames output).
+type app struct{ name, region, host string }
+
+// functionApps pairs the deployment's functionAppNames, functionAppRegions and functionAppHostNames outputs.
 func functionApps(outs map[string]any) []app {
 	names, _ := outs["functionAppNames"].([]any)
 	regions, _ := outs["functionAppRegions"].([]any)
+	hosts, _ := outs["functionAppHostNames"].([]any)
+	at := func(list []any, i int) string {
+		if i < len(list) {
+			s, _ := list[i].(string)
+			return s
+		}
+		return ""
+	}
 	var apps []app
 	for i, v := range names {
-		name, _ := v.(string)
-		var region string
-		if i < len(regions) {
-			region, _ = regions[i].(string)
-		}
-		if name != "" {
-			apps = append(apps, app{name: name, region: region})
+		if name, _ := v.(string); name != "" {
+			apps = append(apps, app{name: name, region: at(regions, i), host: at(hosts, i)})
 		}
 	}
 	return apps

@@ -41,6 +41,9 @@ func (a *App) flexRegions(ctx context.Context, subscription string) (map[string]
 	return regions, nil
 }
 
+// maxRegionTries bounds the candidates (for the witness, for the default primary) that setup asks az about, nearest first.
+const maxRegionTries = 5
+
 // strongLimitKm is the distance beyond which Azure blocks Strong consistency between two regions of an account
 // ("5000 miles (8000 kilometers)", unless support lifts the limit for the subscription).
 const strongLimitKm = 8000
@@ -95,6 +98,41 @@ func farPairs(at map[string]place, regions []string) []string {
 	return far
 }
 
+// strongMarginKm is how close to strongLimitKm a pair may come before setup warns: the great-circle distance
+// between the coordinates az lists and the distance Azure checks can disagree.
+const strongMarginKm = 300
+
+// nearPairs names the pairs of regions within strongMarginKm of the limit (and not beyond it).
+func nearPairs(at map[string]place, regions []string) []string {
+	var near []string
+	for i := range regions {
+		for j := i + 1; j < len(regions); j++ {
+			if d := distanceKm(at[regions[i]], at[regions[j]]); d > strongLimitKm-strongMarginKm && d <= strongLimitKm {
+				near = append(near, fmt.Sprintf("%s and %s (about %s km)", regions[i], regions[j], thousands(int(math.Round(d/100)*100))))
+			}
+		}
+	}
+	return near
+}
+
+// warnNearStrongLimit says when Strong consistency spans regions close to the 8,000 km limit.
+func (a *App) warnNearStrongLimit(ctx context.Context, p *plan) error {
+	regions := append(p.allRegions(), p.witness...)
+	if p.consistency != "Strong" || len(regions) < 2 {
+		return nil
+	}
+	at, err := a.places(ctx, p)
+	if err != nil {
+		return err
+	}
+	if near := nearPairs(at, regions); len(near) > 0 {
+		fmt.Fprintf(a.Stderr, "warning: %s: within %d km of the 8,000 km beyond which Azure blocks Strong consistency. setup measures great-circle distances between the coordinates az lists, "+
+			"and Azure's measure may differ: if the deployment fails on Strong consistency, choose closer regions, or --consistency BoundedStaleness.\n",
+			strings.Join(near, ", "), strongMarginKm)
+	}
+	return nil
+}
+
 // strongBlocked names the pairs of the plan's regions farther apart than Azure allows Strong consistency by
 // default, measuring great-circle distances between the coordinates az reports for each region.
 func (a *App) strongBlocked(ctx context.Context, p *plan) ([]string, error) {
@@ -147,25 +185,58 @@ func (a *App) chooseWitness(ctx context.Context, p *plan, flag string) error {
 			return usagef("--witness-region %s: Azure blocks Strong consistency across regions more than 8,000 km (5,000 miles) apart: %s. Choose a region nearer both %s and %s",
 				flag, strings.Join(far, ", "), pair[0], pair[1])
 		}
+		if err := a.checkCosmosRegions(ctx, p, []string{flag}); err != nil {
+			return err
+		}
 		p.witness = []string{flag}
 		return nil
 	}
-	best, bestMax, bestSum := "", math.Inf(1), math.Inf(1)
+	type candidate struct {
+		name     string
+		far, sum float64
+	}
+	var candidates []candidate
 	for name, pl := range at {
 		if !pl.recommended || slices.Contains(pair, name) {
 			continue
 		}
 		d0, d1 := distanceKm(pl, at[pair[0]]), distanceKm(pl, at[pair[1]])
-		far, sum := max(d0, d1), d0+d1
-		if far > strongLimitKm {
-			continue
-		}
-		if far < bestMax || far == bestMax && (sum < bestSum || sum == bestSum && name < best) {
-			best, bestMax, bestSum = name, far, sum
+		if far := max(d0, d1); far <= strongLimitKm {
+			candidates = append(candidates, candidate{name, far, d0 + d1})
 		}
 	}
+	sort.Slice(candidates, func(i, j int) bool {
+		x, y := candidates[i], candidates[j]
+		if x.far != y.far {
+			return x.far < y.far
+		}
+		if x.sum != y.sum {
+			return x.sum < y.sum
+		}
+		return x.name < y.name
+	})
+	// The nearest candidate where the subscription may create Cosmos DB; the others are skipped, with a word.
+	best := ""
+	var skipped []string
+	for _, c := range candidates {
+		ok, err := a.cosmosAllowed(ctx, p, c.name)
+		if errors.Is(err, az.ErrNotLoggedIn) {
+			return err
+		}
+		if err == nil && ok {
+			best = c.name
+			break
+		}
+		skipped = append(skipped, c.name)
+		if len(skipped) == maxRegionTries {
+			break
+		}
+	}
+	if len(skipped) > 0 {
+		fmt.Fprintf(a.Stderr, "note: witness region candidates skipped, as subscription %s may not create Cosmos DB there (or az could not tell): %s\n", p.subscriptionName, strings.Join(skipped, ", "))
+	}
 	if best == "" {
-		fmt.Fprintf(a.Stderr, "warning: no region Azure recommends lies within 8,000 km of both %s and %s to be a witness region: with Strong consistency and two regions, "+
+		fmt.Fprintf(a.Stderr, "warning: no region Azure recommends lies within 8,000 km of both %s and %s to be a witness region where this subscription may create Cosmos DB: with Strong consistency and two regions, "+
 			"Cosmos DB stops accepting writes while either region is down. Pass --witness-region REGION, or choose a third region with --regions.\n", pair[0], pair[1])
 		return nil
 	}
@@ -372,4 +443,141 @@ func (a *App) checkRoleRights(ctx context.Context, p *plan, me identity) error {
 		"Ask an owner of the subscription to grant one (an eligible PIM assignment counts once activated), for example: "+
 		"az role assignment create --assignee %s --role \"Role Based Access Control Administrator\" --scope %s — or deploy Cosmos DB only with --no-functions",
 		who, p.group, have, assignee, group)
+}
+
+// cosmosAllowed reports whether the subscription may create a Cosmos DB account region (without availability
+// zones, as main.bicep makes them) in region: properties.isSubscriptionRegionAccessAllowedForRegular of az cosmosdb
+// locations show. Azure restricts new subscriptions in regions of high demand, and then refuses the account minutes
+// into the deployment, with a half-built group. Each region is asked once.
+func (a *App) cosmosAllowed(ctx context.Context, p *plan, region string) (bool, error) {
+	if ok, seen := p.cosmosAccess[region]; seen {
+		return ok, nil
+	}
+	out, err := a.Az.Run(ctx, "cosmosdb", "locations", "show", "--location", region, "--subscription", p.subscription, "--output", "json")
+	if err != nil {
+		return false, err
+	}
+	var loc struct {
+		Properties struct {
+			Allowed *bool `json:"isSubscriptionRegionAccessAllowedForRegular"`
+		} `json:"properties"`
+	}
+	if err := json.Unmarshal(out, &loc); err != nil || loc.Properties.Allowed == nil {
+		return false, fmt.Errorf("az cosmosdb locations show: unexpected output (no properties.isSubscriptionRegionAccessAllowedForRegular)")
+	}
+	if p.cosmosAccess == nil {
+		p.cosmosAccess = map[string]bool{}
+	}
+	p.cosmosAccess[region] = *loc.Properties.Allowed
+	return *loc.Properties.Allowed, nil
+}
+
+// checkCosmosRegions refuses, by name, the account's regions where the subscription may not create Cosmos DB. A
+// region whose answer cannot be read is noted and left to the deployment.
+func (a *App) checkCosmosRegions(ctx context.Context, p *plan, regions []string) error {
+	var refused []string
+	for _, r := range regions {
+		ok, err := a.cosmosAllowed(ctx, p, r)
+		if errors.Is(err, az.ErrNotLoggedIn) {
+			return err
+		}
+		if err != nil {
+			fmt.Fprintf(a.Stderr, "note: could not tell whether subscription %s may create Cosmos DB in %s (%v); the deployment will tell.\n", p.subscriptionName, r, err)
+			continue
+		}
+		if !ok {
+			refused = append(refused, r)
+		}
+	}
+	if len(refused) > 0 {
+		return usagef("subscription %s may not create Cosmos DB accounts in %s ('az cosmosdb locations show --location %s': isSubscriptionRegionAccessAllowedForRegular is false; "+
+			"Azure restricts regions in high demand, new subscriptions especially): choose other regions, or ask Azure support for access to them",
+			p.subscriptionName, strings.Join(refused, ", "), refused[0])
+	}
+	return nil
+}
+
+// checkCustomRuntime refuses, by name, the Function App regions whose Flex Consumption does not offer the custom
+// runtime the lease handler runs on (az functionapp list-flexconsumption-runtimes --runtime custom). An answer
+// that cannot be read is noted and left to the deployment.
+func (a *App) checkCustomRuntime(ctx context.Context, p *plan, regions []string) error {
+	var refused []string
+	for _, r := range regions {
+		out, err := a.Az.Run(ctx, "functionapp", "list-flexconsumption-runtimes", "--location", r, "--runtime", "custom", "--subscription", p.subscription, "--output", "json")
+		var azErr *az.Error
+		switch {
+		case errors.Is(err, az.ErrNotLoggedIn):
+			return err
+		case errors.As(err, &azErr) && strings.Contains(azErr.Message, "not supported for function apps on the Flex Consumption plan"):
+			refused = append(refused, r)
+			continue
+		case err != nil:
+			fmt.Fprintf(a.Stderr, "note: could not list the Flex Consumption runtimes of %s (%v); the deployment will tell whether it offers the custom runtime.\n", r, err)
+			continue
+		}
+		var list []struct{ Name, Version string }
+		if json.Unmarshal(out, &list) != nil || len(list) == 0 {
+			refused = append(refused, r)
+		}
+	}
+	if len(refused) > 0 {
+		return usagef("Flex Consumption in %s does not offer the custom runtime that the lease handler runs on ('az functionapp list-flexconsumption-runtimes --location %s --runtime custom'): "+
+			"choose other regions, or deploy Cosmos DB only with --no-functions", strings.Join(refused, ", "), refused[0])
+	}
+	return nil
+}
+
+// defaultPrimary is the primary region setup offers when none is given: the region az defaults to ('az configure
+// --defaults location=…', or AZURE_DEFAULTS_LOCATION), or, where that one cannot be used (no Flex Consumption,
+// Cosmos DB restricted), the nearest that can. from is the region az defaults to; both are "" when az has none.
+func (a *App) defaultPrimary(ctx context.Context, p *plan, options func() ([]string, error)) (def, from string, err error) {
+	// azure-cli configure/custom.py handle_configure(list_defaults): the [defaults] entries that have a value, as
+	// knack's CLIConfig.items gives them: [{"name": "location", "source": …, "value": "westeurope"}].
+	out, err := a.Az.Run(ctx, "configure", "--list-defaults", "--output", "json")
+	if errors.Is(err, az.ErrNotLoggedIn) || errors.Is(err, az.ErrNotInstalled) {
+		return "", "", err
+	}
+	var defaults []struct{ Name, Value string }
+	if err != nil || json.Unmarshal(out, &defaults) != nil {
+		return "", "", nil
+	}
+	for _, d := range defaults {
+		if d.Name == "location" {
+			from = strings.ToLower(strings.ReplaceAll(strings.TrimSpace(d.Value), " ", ""))
+		}
+	}
+	if from == "" {
+		return "", "", nil
+	}
+	at, err := a.places(ctx, p)
+	if err != nil {
+		return "", "", err
+	}
+	home, known := at[from]
+	if !known {
+		return "", from, nil
+	}
+	usable, err := options()
+	if err != nil {
+		return "", "", err
+	}
+	sort.SliceStable(usable, func(i, j int) bool {
+		return distanceKm(home, at[usable[i]]) < distanceKm(home, at[usable[j]])
+	})
+	for i, r := range usable {
+		if i == maxRegionTries {
+			break
+		}
+		if _, ok := at[r]; !ok {
+			continue
+		}
+		ok, err := a.cosmosAllowed(ctx, p, r)
+		if errors.Is(err, az.ErrNotLoggedIn) {
+			return "", "", err
+		}
+		if err == nil && ok {
+			return r, from, nil
+		}
+	}
+	return "", from, nil
 }

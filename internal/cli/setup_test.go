@@ -62,7 +62,7 @@ var fullSetup = []string{"setup", "--subscription", sub1, "--location", "eastus"
 	"--regions", "westeurope,southeastasia", "--env-name", "demo", "--yes"}
 
 // deploymentParams are the parameters fullSetup passes to main.bicep, as the stub logs them.
-const deploymentParams = `--parameters environmentName=demo location=eastus regions=\[\"westeurope\"\,\"southeastasia\"\] principalId=aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee deployFunctions=true serverless=false consistencyLevel=Session witnessRegions=\[\] alwaysReady=0`
+const deploymentParams = `--parameters environmentName=demo location=eastus regions=\[\"westeurope\"\,\"southeastasia\"\] principalId=aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee deployFunctions=true serverless=false consistencyLevel=Session witnessRegions=\[\] alwaysReady=0 throughput=0 autoscaleMaxThroughput=1000 enableFreeTier=true leaseTimerSchedule=0\ \*/1\ \*\ \*\ \*\ \*`
 
 func TestSetupNonInteractive(t *testing.T) {
 	h := newHarness(t)
@@ -81,13 +81,22 @@ func TestSetupNonInteractive(t *testing.T) {
 		"version --output json",
 		"account show --output json --subscription " + sub1,
 		"functionapp list-flexconsumption-locations --subscription " + sub1 + " --output json",
-		"account list-locations --subscription " + sub1 + " --output json",
-		"account get-access-token --subscription " + sub1 + " --output json",
-		"role assignment list --all --assignee aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee --include-groups --subscription " + sub1 + " --output json",
-		"group create --name rg-demo --location eastus --subscription " + sub1 + " --tags cosmoslease-env=demo --output json",
-		"deployment group validate " + deployment,
-		"deployment group create " + deployment,
 	}
+	for _, r := range []string{"eastus", "westeurope", "southeastasia"} {
+		want = append(want, "functionapp list-flexconsumption-runtimes --location "+r+" --runtime custom --subscription "+sub1+" --output json")
+	}
+	for _, r := range []string{"eastus", "westeurope", "southeastasia"} {
+		want = append(want, "cosmosdb locations show --location "+r+" --subscription "+sub1+" --output json")
+	}
+	want = append(want,
+		"account list-locations --subscription "+sub1+" --output json",
+		"account get-access-token --subscription "+sub1+" --output json",
+		"role assignment list --all --assignee aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee --include-groups --subscription "+sub1+" --output json",
+		"cosmosdb list --subscription "+sub1+" --output json",
+		"group create --name rg-demo --location eastus --subscription "+sub1+" --tags cosmoslease-env=demo --output json",
+		"deployment group validate "+deployment,
+		"deployment group create "+deployment,
+	)
 	if got := azCalls(t, log); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("az calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
@@ -162,7 +171,12 @@ func TestSetupFailures(t *testing.T) {
 		{"serverless across regions", "ok", []string{"setup", "--location", "eastus", "--regions", "westeurope", "--serverless", "--no-functions", "--yes"}, ExitUsage, "serverless Cosmos DB account cannot span regions", false},
 		{"region twice", "ok", []string{"setup", "--location", "eastus", "--regions", "eastus", "--yes"}, ExitUsage, "listed twice", false},
 		{"bad env name", "ok", []string{"setup", "--location", "eastus", "--env-name", "Demo_1", "--yes"}, ExitUsage, "--env-name \"Demo_1\"", false},
-		{"no confirmation", "ok", []string{"setup", "--location", "eastus"}, ExitUsage, "pass --yes", false},
+		{"no confirmation", "ok", []string{"setup", "--location", "eastus", "--single-region"}, ExitUsage, "pass --yes", false},
+		// Issue 27, item 7: one Function App region only when the user says so.
+		{"one Function App region", "ok", []string{"setup", "--location", "eastus", "--yes"}, ExitUsage,
+			"setup deploys Function Apps in at least two regions, so that one can take the work over when the other is down: add a failover region with --regions REGION, or pass --single-region to deploy one knowingly", false},
+		{"--single-region with --regions", "ok", []string{"setup", "--location", "eastus", "--regions", "westeurope", "--single-region", "--yes"}, ExitUsage,
+			"--single-region deploys one region, but --regions names westeurope: drop one of them", false},
 		{"unknown consistency", "ok", []string{"setup", "--location", "eastus", "--consistency", "Linearizable", "--yes"}, ExitUsage, "--consistency \"Linearizable\": use one of Session, Strong, BoundedStaleness, ConsistentPrefix, Eventual", false},
 		// Item 7: a region without Flex Consumption is named before anything is created.
 		{"region without Flex Consumption", "ok", []string{"setup", "--location", "eastus", "--regions", "westindia", "--yes"}, ExitUsage,
@@ -179,7 +193,7 @@ func TestSetupFailures(t *testing.T) {
 		{"validation fails", "validatefail", fullSetup, ExitError,
 			"cosmoslease: Azure does not accept the deployment: RequestDisallowedByPolicy: Resource 'cosmos-abc123' was disallowed by policy.", true},
 		{"deployment failed", "deployfail", fullSetup, ExitError, "az deployment group create failed: BadRequest: Serverless accounts do not support multiple regions.", true},
-		// Item 5: retried once, then reported.
+		// Item 5 (issue 27, item 4: 3 more tries over 5 minutes), then reported.
 		{"new identity never visible", "principalnotfound2", fullSetup, ExitError, "BadRequest: The provided principal ID [99999999-0000-0000-0000-000000000000] was not found", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -199,8 +213,22 @@ func TestSetupFailures(t *testing.T) {
 			if tc.scenario == "validatefail" && callsStarting(t, log, "deployment group create") > 0 {
 				t.Fatal("deployed after the validation failed")
 			}
+			if tc.scenario == "principalnotfound2" {
+				if n := callsStarting(t, log, "deployment group create"); n != 4 || !strings.Contains(r.stderr, "still not visible to Microsoft Entra ID after 4 deployments over 5m0s") {
+					t.Fatalf("%d deployments; stderr:\n%s", n, r.stderr)
+				}
+			}
 		})
 	}
+	// Issue 27, item 5: an az older than 2.60 is refused before anything else, with the upgrade command.
+	t.Run("az too old", func(t *testing.T) {
+		h := newHarness(t)
+		log := h.stubAz("ok", "AZ_STUB_AZ_VERSION=2.58.0")
+		h.run(fullSetup...).expect(t, ExitError, "the Azure CLI is version 2.58.0, and cosmoslease needs 2.60.0 or newer", "'az upgrade'")
+		if calls := azCalls(t, log); len(calls) != 1 {
+			t.Fatalf("az calls after the version was refused: %v", calls)
+		}
+	})
 	t.Run("az not installed", func(t *testing.T) {
 		h := newHarness(t)
 		h.az = az.Exec{Path: filepath.Join(t.TempDir(), "az")}
@@ -219,11 +247,11 @@ func TestSetupRetriesOnceWhenANewIdentityIsNotVisible(t *testing.T) {
 	h := newHarness(t)
 	log := h.stubAz("principalnotfound")
 	r := h.run(fullSetup...)
-	r.expect(t, ExitOK, "A managed identity this deployment created is not visible to Microsoft Entra ID yet (BadRequest: The provided principal ID", "Deploying again in 1m0s; the deployment is idempotent.")
+	r.expect(t, ExitOK, "A managed identity this deployment created is not visible to Microsoft Entra ID yet (BadRequest: The provided principal ID", "Deploying again in 1m0s (1 of 3); the deployment is idempotent.")
 	if n := callsStarting(t, log, "deployment group create"); n != 2 {
 		t.Fatalf("%d deployments, want 2", n)
 	}
-	if len(h.waited) != 1 || h.waited[0] != principalRetryDelay {
+	if len(h.waited) != 1 || h.waited[0] != principalRetryDelays[0] {
 		t.Fatalf("waited %v before deploying again", h.waited)
 	}
 	if _, err := os.Stat(filepath.Join(h.dir, config.LocalFile)); err != nil {
@@ -261,6 +289,9 @@ func TestSetupConsistency(t *testing.T) {
 		h := newHarness(t)
 		log := h.stubAz("ok")
 		args := []string{"setup", "--subscription", sub1, "--location", "eastus", "--regions", tc.regions, "--env-name", "demo", "--yes"}
+		if tc.regions == "" {
+			args = append(args, "--single-region")
+		}
 		if tc.flag != "" {
 			args = append(args, "--consistency", tc.flag)
 		}
@@ -473,7 +504,7 @@ func TestSetupWitnessRegion(t *testing.T) {
 				}
 				return
 			}
-			if !strings.Contains(calls, "consistencyLevel=Strong witnessRegions="+tc.witness+" alwaysReady=0 --output json") {
+			if !strings.Contains(calls, "consistencyLevel=Strong witnessRegions="+tc.witness+" alwaysReady=0 throughput=") {
 				t.Fatalf("az calls:\n%s", calls)
 			}
 		})
@@ -498,9 +529,196 @@ func TestSetupAlwaysReady(t *testing.T) {
 	h := newHarness(t)
 	log := h.stubAz("ok")
 	h.run(append(append([]string{}, fullSetup...), "--always-ready", "1")...).expect(t, ExitOK, "1 always-ready instance for LeaseTimer in each")
-	if !strings.Contains(strings.Join(azCalls(t, log), "\n"), " alwaysReady=1 --output json") {
+	if !strings.Contains(strings.Join(azCalls(t, log), "\n"), " alwaysReady=1 throughput=") {
 		t.Fatalf("az calls: %v", azCalls(t, log))
 	}
 	h.run("setup", "--location", "eastus", "--always-ready", "-1", "--yes").expect(t, ExitUsage, "--always-ready -1: give 0 or more")
 	h.run("setup", "--location", "eastus", "--no-functions", "--always-ready", "2", "--yes").expect(t, ExitUsage, "--always-ready 2 keeps LeaseTimer's instances, but --no-functions deploys no Function App")
+}
+
+// Issue 27, items 1 and 6: before creating anything, setup asks Azure whether the subscription may create Cosmos
+// DB in each region (az cosmosdb locations show) and whether Flex Consumption offers the custom runtime in each
+// Function App region; a region that fails is refused by name, a witness candidate that fails is skipped for the
+// next nearest.
+func TestSetupRegionAccess(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  []string
+		args []string
+		want string
+	}{
+		{"Cosmos DB restricted in a region", []string{"AZ_STUB_COSMOS_DENIED=westeurope southeastasia"}, fullSetup,
+			"subscription Contoso Dev may not create Cosmos DB accounts in westeurope, southeastasia ('az cosmosdb locations show --location westeurope': isSubscriptionRegionAccessAllowedForRegular is false"},
+		{"Cosmos DB restricted in the primary region, without Function Apps", []string{"AZ_STUB_COSMOS_DENIED=westindia"},
+			[]string{"setup", "--subscription", sub1, "--location", "westindia", "--env-name", "demo", "--no-functions", "--yes"},
+			"may not create Cosmos DB accounts in westindia ("},
+		{"no custom runtime on Flex Consumption", []string{"AZ_STUB_NO_CUSTOM=westeurope"}, fullSetup,
+			"Flex Consumption in westeurope does not offer the custom runtime that the lease handler runs on ('az functionapp list-flexconsumption-runtimes --location westeurope --runtime custom')"},
+		{"a chosen witness region restricted", []string{"AZ_STUB_COSMOS_DENIED=westus2"},
+			[]string{"setup", "--subscription", sub1, "--location", "eastus", "--regions", "eastus2", "--witness-region", "westus2", "--env-name", "demo", "--yes"},
+			"may not create Cosmos DB accounts in westus2 ("},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			log := h.stubAz("ok", tc.env...)
+			h.run(tc.args...).expect(t, ExitUsage, tc.want)
+			if callsStarting(t, log, "group create") > 0 {
+				t.Fatalf("created the group after refusing a region: %v", azCalls(t, log))
+			}
+		})
+	}
+	// The nearest witness candidate is restricted: the next nearest is taken, and the skip is said.
+	h := newHarness(t)
+	log := h.stubAz("ok", "AZ_STUB_COSMOS_DENIED=centralus")
+	r := h.run("setup", "--subscription", sub1, "--location", "eastus", "--regions", "eastus2", "--env-name", "demo", "--yes")
+	r.expect(t, ExitOK, "note: witness region candidates skipped, as subscription Contoso Dev may not create Cosmos DB there (or az could not tell): centralus")
+	calls := strings.Join(azCalls(t, log), "\n")
+	if strings.Contains(calls, `witnessRegions=\[\"centralus\"\]`) || !regexp.MustCompile(`witnessRegions=\\\[\\"\w+\\"\\\]`).MatchString(calls) {
+		t.Fatalf("az calls:\n%s", calls)
+	}
+}
+
+// Issue 27, item 7: with no --location the primary region is the one az defaults to ('az configure --defaults
+// location=…'), or the nearest usable region to it (Flex Consumption offered, Cosmos DB allowed): offered as the
+// default at the prompt, taken, and said, without one. When az has no default there is none. A failover region is
+// asked for until one is chosen (once more), or refused with the flag that allows one region.
+func TestSetupDefaultPrimary(t *testing.T) {
+	base := []string{"setup", "--subscription", sub1, "--regions", "westeurope", "--env-name", "demo", "--yes"}
+	for _, tc := range []struct {
+		name, location string
+		env            []string
+		want           string // the primary region; "" for a usage error
+	}{
+		{"az's default offers Flex Consumption", "eastus2", nil, "eastus2"},
+		{"the nearest region with Flex Consumption", "westindia", nil, "centralindia"},
+		{"the nearest where Cosmos DB is allowed", "westindia", []string{"AZ_STUB_COSMOS_DENIED=centralindia"}, "southeastasia"},
+		{"no default in az", "", nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			env := tc.env
+			if tc.location != "" {
+				env = append(env, "AZ_STUB_DEFAULT_LOCATION="+tc.location)
+			}
+			log := h.stubAz("ok", env...)
+			r := h.run(base...)
+			if tc.want == "" {
+				r.expect(t, ExitUsage, "setup needs --location (or AZURE_LOCATION): az has no default location to start from ('az configure --defaults location=REGION' sets one)")
+				return
+			}
+			r.expect(t, ExitOK, "Primary region "+tc.want+": the nearest usable region to az's default location, "+tc.location)
+			if !strings.Contains(strings.Join(azCalls(t, log), "\n"), "environmentName=demo location="+tc.want+" ") {
+				t.Fatalf("az calls:\n%s", strings.Join(azCalls(t, log), "\n"))
+			}
+		})
+	}
+
+	// On a terminal it is the default of the question; an empty choice of failover regions is asked again.
+	h := newHarness(t)
+	h.tty = true
+	log := h.stubAz("ok", "AZ_STUB_DEFAULT_LOCATION=westindia")
+	h.fake = &fakePrompter{answers: []string{"<default>", "yes", "<default>", "", "westeurope", "yes", "yes"}}
+	r := h.run("setup", "--subscription", sub1, "--env-name", "demo")
+	r.expect(t, ExitOK, "Choose at least one failover region")
+	if d := h.fake.defaults["Primary region (the Cosmos DB write region)"]; d != "centralindia" {
+		t.Fatalf("default primary region %q", d)
+	}
+	if !strings.Contains(strings.Join(azCalls(t, log), "\n"), `location=centralindia regions=\[\"westeurope\"\]`) {
+		t.Fatalf("az calls:\n%s", strings.Join(azCalls(t, log), "\n"))
+	}
+	h = newHarness(t)
+	h.tty = true
+	h.stubAz("ok")
+	h.fake = &fakePrompter{answers: []string{"<default>", "yes", "eastus", "", ""}}
+	r = h.run("setup", "--subscription", sub1, "--env-name", "demo")
+	if r.code != ExitUsage || strings.Count(r.stderr, "Choose at least one failover region") != 1 || !strings.Contains(r.stderr, "cosmoslease: setup deploys Function Apps in at least two regions") {
+		t.Fatalf("exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+	if d := h.fake.defaults["Primary region (the Cosmos DB write region)"]; d != "" {
+		t.Fatalf("a default primary region without a default in az: %q", d)
+	}
+}
+
+// Issue 27, item 6: Strong across regions within 300 km of Azure's 8,000 km limit is warned about (setup's
+// distance and Azure's may differ); farther from it, nothing is said.
+func TestSetupWarnsNearTheStrongLimit(t *testing.T) {
+	h := newHarness(t)
+	h.stubAz("ok")
+	r := h.run("setup", "--subscription", sub1, "--location", "westeurope", "--regions", "westus2,eastus", "--env-name", "demo", "--yes")
+	r.expect(t, ExitOK, "warning: westeurope and westus2 (about 7,800 km): within 300 km of the 8,000 km beyond which Azure blocks Strong consistency")
+	h.stubAz("ok")
+	if r = h.run(fullSetup...); strings.Contains(r.stderr, "within 300 km") {
+		t.Fatalf("warned for Session:\n%s", r.stderr)
+	}
+	if r = h.run("setup", "--subscription", sub1, "--location", "eastus", "--regions", "eastus2,centralus", "--env-name", "demo", "--yes"); r.code != ExitOK || strings.Contains(r.stderr, "within 300 km") {
+		t.Fatalf("exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+}
+
+// Issue 27, item 8: the lease container gets autoscale up to 1,000 RU/s by default (billed from 100 RU/s in every
+// region), the free tier when no account of the subscription has it, and setup prints the monthly cost of what it
+// will create at the list prices in cost.go before it asks to confirm. --throughput, --autoscale-max, --free-tier
+// and --schedule change the plan and the estimate; impossible combinations are usage errors.
+func TestSetupThroughputAndCost(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		extra  []string
+		env    []string
+		params string // the throughput parameters passed
+		says   []string
+	}{
+		{"defaults: autoscale 1,000 and the free tier", nil, nil, "throughput=0 autoscaleMaxThroughput=1000 enableFreeTier=true",
+			[]string{"throughput      autoscale on the lease container, 100 to 1,000 RU/s in every region; free tier (the subscription's one free-tier account",
+				"Estimated monthly cost at list prices (US dollars, East US, pay-as-you-go, as of " + pricesDate,
+				"Cosmos DB             $0.00  autoscale up to 1,000 RU/s, billed from 100 RU/s × 3 regions, less the free tier's 1,000 RU/s",
+				"Function Apps         $0.00  43,800 occurrences of \"0 */1 * * * *\" × 3 regions: 131,400 executions, about 65,700 GB-s with every region healthy",
+				"total               < $0.01  a month with every region healthy; Function Apps $9.93 a month with the preferred region down all month (about 481,800 GB-s"}},
+		{"without the free tier", []string{"--free-tier=false"}, nil, "throughput=0 autoscaleMaxThroughput=1000 enableFreeTier=false",
+			[]string{"Cosmos DB            $26.28  autoscale up to 1,000 RU/s, billed from 100 RU/s × 3 regions\n"}},
+		{"the free tier taken by another account", nil, []string{"AZ_STUB_FREE_TIER_ACCOUNT=cosmos-shop"}, "enableFreeTier=false",
+			[]string{"note: Cosmos DB account cosmos-shop has the subscription's free tier, so this account is billed in full.", "Cosmos DB            $26.28"}},
+		{"400 RU/s manual, as the template had", []string{"--throughput", "400", "--free-tier=false"}, nil, "throughput=400 autoscaleMaxThroughput=1000 enableFreeTier=false",
+			[]string{"throughput      400 RU/s manual on the lease container, in every region\n", "Cosmos DB            $70.08  400 RU/s manual × 3 regions"}},
+		{"a larger autoscale maximum", []string{"--autoscale-max", "4000"}, nil, "throughput=0 autoscaleMaxThroughput=4000 enableFreeTier=true",
+			[]string{"Cosmos DB            $17.52  autoscale up to 4,000 RU/s, billed from 400 RU/s × 3 regions, less the free tier's 1,000 RU/s"}},
+		{"an hourly schedule and an always-ready instance", []string{"--schedule", "0 0 * * * *", "--always-ready", "1"}, nil, "leaseTimerSchedule=0\\ 0\\ \\*\\ \\*\\ \\*\\ \\*",
+			[]string{"730 occurrences of \"0 0 * * * *\" × 3 regions", "Always ready         $15.77  1 instance(s) of 0.5 GB × 3 regions, billed every second: 3,942,000 GB-s",
+				"The always-ready and blob storage rates were not checked against Microsoft's pricing page"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			log := h.stubAz("ok", tc.env...)
+			r := h.run(append(append([]string{}, fullSetup...), tc.extra...)...)
+			r.expect(t, ExitOK, tc.says...)
+			if !strings.Contains(strings.Join(azCalls(t, log), "\n"), tc.params) {
+				t.Fatalf("az calls lack %s:\n%s", tc.params, strings.Join(azCalls(t, log), "\n"))
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		env   []string
+		wants string
+	}{
+		{"--free-tier when another account has it", []string{"setup", "--subscription", sub1, "--location", "eastus", "--regions", "eastus2,centralus", "--env-name", "demo", "--yes", "--free-tier"},
+			[]string{"AZ_STUB_FREE_TIER_ACCOUNT=cosmos-shop"},
+			"--free-tier: Cosmos DB account cosmos-shop already has the subscription's free tier (one account per subscription may): drop --free-tier"},
+		{"both kinds of throughput", append(append([]string{}, fullSetup...), "--throughput", "400", "--autoscale-max", "1000"), nil,
+			"--throughput 400 and --autoscale-max 1000: the container has either manual or autoscale throughput; drop one of them"},
+		{"too little manual throughput", append(append([]string{}, fullSetup...), "--throughput", "350"), nil, "--throughput 350: give 400 RU/s or more, in steps of 100"},
+		{"an autoscale maximum off its steps", append(append([]string{}, fullSetup...), "--autoscale-max", "1500"), nil, "--autoscale-max 1500: give 1000 RU/s or more, in steps of 1000"},
+		{"serverless with throughput", []string{"setup", "--location", "eastus", "--serverless", "--no-functions", "--throughput", "400", "--yes"}, nil,
+			"a serverless account has no provisioned throughput"},
+		{"a schedule that is not NCRONTAB", append(append([]string{}, fullSetup...), "--schedule", "00:05:00"), nil, "--schedule: \"00:05:00\" is a TimeSpan schedule"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			log := h.stubAz("ok", tc.env...)
+			h.run(tc.args...).expect(t, ExitUsage, tc.wants)
+			if callsStarting(t, log, "group create") > 0 {
+				t.Fatal("created the group after a usage error")
+			}
+		})
+	}
 }

@@ -410,3 +410,41 @@ func TestTemplateAlwaysReady(t *testing.T) {
 		t.Errorf("the default handler serves no function LeaseTimer for function:LeaseTimer to name (%v)", err)
 	}
 }
+
+// Issue 27, item 6: the apps' host names are outputs (Microsoft.Web/sites@2024-04-01 SiteProperties.defaultHostName,
+// read-only), in the order of functionAppNames, so deploy needs no az functionapp show.
+func TestTemplateHostNamesOutput(t *testing.T) {
+	if !strings.Contains(string(infra.MainBicep), "output functionAppHostNames array = [for (region, i) in functionRegions: apps[i].properties.defaultHostName]") {
+		t.Error("main.bicep does not output the apps' default host names in the order of functionAppNames")
+	}
+}
+
+// Issue 27, item 8: the lease container's throughput is autoscale up to autoscaleMaxThroughput (1,000 by default,
+// the least Azure allows) unless throughput asks for manual RU/s; the account takes enableFreeTier; serverless has
+// neither. Property names as in Microsoft.DocumentDB@2024-11-15 (Azure/bicep-types-az): the container's
+// CreateUpdateOptionsOrSqlContainerGetPropertiesOptions {throughput int, autoscaleSettings: AutoscaleSettings
+// {maxThroughput int}}, "either throughput or autoscaleSettings … but not both"; the account's
+// DatabaseAccountCreateUpdatePropertiesOrDatabaseAccountGetProperties.enableFreeTier bool.
+func TestTemplateThroughput(t *testing.T) {
+	src := string(infra.MainBicep)
+	for _, want := range []string{
+		"@minValue(0)\n@description(", "param throughput int = 0\n",
+		"@minValue(1000)\n@description(", "param autoscaleMaxThroughput int = 1000\n",
+		"param enableFreeTier bool = false\n",
+		"param leaseTimerSchedule string = '" + defaultSchedule + "'\n",
+	} {
+		if !strings.Contains(src, want) {
+			t.Errorf("main.bicep lacks %q", want)
+		}
+	}
+	leases := bicepResources(t)["leases"].body
+	if !regexp.MustCompile(`options: serverless \? \{\} : \(throughput > 0 \? \{\s*throughput: throughput\s*\} : \{\s*autoscaleSettings: \{\s*maxThroughput: autoscaleMaxThroughput\s*\}\s*\}\)`).MatchString(leases) {
+		t.Errorf("the lease container's options are not serverless ? {} : manual throughput or autoscale:\n%s", leases)
+	}
+	if !strings.Contains(bicepResources(t)["cosmos"].body, "enableFreeTier: enableFreeTier") {
+		t.Error("the account does not take enableFreeTier")
+	}
+	if strings.Contains(bicepResources(t)["database"].body, "options") {
+		t.Error("the database has throughput of its own: the lease container's is dedicated (docs/provisioning.md, docs/operating.md)")
+	}
+}

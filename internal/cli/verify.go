@@ -26,6 +26,9 @@ func functionKeyArgs(t target, app app) []string {
 		"--function-name", leaseStatusFunction}, append(t.subscriptionArgs(), "--output", "json")...)
 }
 
+// hostNameArgs reads an app's host name when the deployment's outputs lack it (a deployment made by an older
+// setup). az functionapp show also fetches the publishing profile, which needs
+// Microsoft.Web/sites/publishxml/action; functionAppHostNames spares that.
 func hostNameArgs(t target, app app) []string {
 	return append([]string{"functionapp", "show", "--resource-group", t.group, "--name", app.name},
 		append(t.subscriptionArgs(), "--query", "defaultHostName", "--output", "json")...)
@@ -101,7 +104,7 @@ func (a *App) verifyRegion(ctx context.Context, t target, app app, step string) 
 	// Each attempt is bounded by az's and the HTTP client's timeouts; this bounds them all.
 	vctx, cancel := context.WithTimeout(ctx, verifyWait+2*time.Minute)
 	defer cancel()
-	var host, key string
+	host, key := app.host, ""
 	var waited time.Duration
 	delay := 10 * time.Second
 	for {

@@ -26,6 +26,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -170,6 +171,12 @@ func Stop(cmd *exec.Cmd) {
 
 // StartProcess starts the pinned server on a free loopback port and waits until it answers.
 func StartProcess() (endpoint string, cmd *exec.Cmd, err error) {
+	return StartProcessOn(0)
+}
+
+// StartProcessOn starts the pinned server on the loopback port (0: a free one) and waits until it answers. The
+// server lives until Stop, or until this process ends, however it ends.
+func StartProcessOn(port int) (endpoint string, cmd *exec.Cmd, err error) {
 	dir, err := ServerDir()
 	if err != nil {
 		return "", nil, err
@@ -182,7 +189,7 @@ func StartProcess() (endpoint string, cmd *exec.Cmd, err error) {
 	if err != nil {
 		return "", nil, errors.New("node is not on PATH: install Node.js 20 or newer")
 	}
-	cmd = exec.Command(node, launcher, "--no-ssl", "--host", "127.0.0.1", "--port", "0")
+	cmd = exec.Command(node, launcher, "--no-ssl", "--host", "127.0.0.1", "--port", strconv.Itoa(port))
 	cmd.Stderr = os.Stderr
 	// The launcher exits when this pipe closes: when the process that started it ends, however it ends.
 	stdin, err := cmd.StdinPipe()

@@ -48,6 +48,15 @@ type Proxy struct {
 	partitioned map[string]bool
 	counts      map[string]int64
 	servers     []*http.Server
+	observe     func(name string, r *http.Request, status int)
+}
+
+// Observe has f called after each request that the target answered, with the client's name and the status; a
+// faulted request is not seen. tools/bench counts requests by client, kind and status with it.
+func (p *Proxy) Observe(f func(name string, r *http.Request, status int)) {
+	p.mu.Lock()
+	p.observe = f
+	p.mu.Unlock()
 }
 
 // New proxies to target, such as http://127.0.0.1:8081/.
@@ -92,7 +101,7 @@ func (p *Proxy) Partition(name string, on bool) {
 	p.mu.Unlock()
 }
 
-// Counts returns how many requests passed ("passed", "account", "documents") and how many faults of each kind
+// Counts returns how many requests passed ("passed", "account", "documents", and among documents "queries") and how many faults of each kind
 // were injected.
 func (p *Proxy) Counts() map[string]int64 {
 	p.mu.Lock()
@@ -215,8 +224,17 @@ func (p *Proxy) serve(name, self string, w http.ResponseWriter, r *http.Request)
 		return
 	}
 	p.count("passed")
+	p.mu.Lock()
+	observe := p.observe
+	p.mu.Unlock()
+	if observe != nil {
+		observe(name, r, resp.StatusCode)
+	}
 	if doc {
 		p.count("documents")
+		if r.Method == http.MethodPost && strings.HasPrefix(r.Header.Get("Content-Type"), "application/query+json") {
+			p.count("queries")
+		}
 		p.replicas.Observe(r, reqBody, resp.StatusCode, resp.Header, body)
 	}
 	if r.Method == http.MethodGet && (r.URL.Path == "/" || r.URL.Path == "") {

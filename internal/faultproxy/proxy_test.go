@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -175,5 +178,49 @@ func TestProxyLaggingReplicaHonoursSessionTokens(t *testing.T) {
 	}
 	if p.Counts()["staleRead"] != 2 {
 		t.Fatalf("stale reads %d, want 2", p.Counts()["staleRead"])
+	}
+}
+
+// Observe sees each answered request with its client's name and status: a renewal is a replace answered 200, a
+// renewal with a stale ETag a replace answered 412.
+func TestProxyObserve(t *testing.T) {
+	srv := cosmostest.Get(t)
+	container := srv.NewContainer(t, "/leaseKey")
+	p, err := New(srv.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	var mu sync.Mutex
+	seen := map[string]int{}
+	p.Observe(func(name string, r *http.Request, status int) {
+		mu.Lock()
+		seen[fmt.Sprintf("%s %s %d", name, cosmostest.Kind(r), status)]++
+		mu.Unlock()
+	})
+	a, err := p.Listen("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := p.Listen("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, cb := open(t, a, container, "a"), open(t, b, container, "b")
+	l, err := ca.TryAcquire(context.Background(), "job")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Renew(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var held *cosmoslease.HeldError
+	if _, err := cb.TryAcquire(context.Background(), "job"); !errors.As(err, &held) {
+		t.Fatalf("b: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if seen["a replace 200"] != 1 || seen["b read 200"] != 1 || seen["a account 200"] == 0 || seen["b replace 200"] != 0 {
+		t.Fatalf("observed %v", seen)
 	}
 }

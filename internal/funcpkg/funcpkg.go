@@ -5,8 +5,9 @@
 // is the zip tested.
 //
 // Nobody writes a function folder by hand: the handler writes them itself. Build builds it a second time, for
-// the machine it runs on, and runs it with leasehandler.WriteFunctionsEnv set, and with the app settings of the
-// command jobs being packaged, so the folders come from the same code that serves them.
+// the machine it runs on (once, when this machine is the target), and runs it with leasehandler.WriteFunctionsEnv
+// set, and with the app settings of the command jobs being packaged, so the folders come from the same code that
+// serves them. Package does the same around a handler already built for the target.
 package funcpkg
 
 import (
@@ -75,6 +76,22 @@ func (s Spec) handler() string {
 // Build compiles the handler for t, writes out/<name>/ (for `func start`) and out/<name>.zip, and returns the
 // zip's path and the names of the functions in it. It needs the go command.
 func Build(ctx context.Context, spec Spec, out string, t Target) (zipPath string, functions []string, err error) {
+	return build(ctx, spec, out, t, nil)
+}
+
+// Package writes the same folder and zip as Build around exe, the handler already built for t: the layout
+// without the compilation for t (which `make cross` and Build do). The function folders still come from the
+// handler: exe writes them when this machine is t; otherwise Package builds the handler for this machine to
+// write them.
+func Package(ctx context.Context, spec Spec, out string, t Target, exe []byte) (zipPath string, functions []string, err error) {
+	if exe == nil {
+		exe = []byte{}
+	}
+	return build(ctx, spec, out, t, exe)
+}
+
+// build is Build, or Package when exe is not nil.
+func build(ctx context.Context, spec Spec, out string, t Target, exe []byte) (zipPath string, functions []string, err error) {
 	dir := filepath.Join(out, t.Name())
 	if err := os.RemoveAll(dir); err != nil {
 		return "", nil, err
@@ -86,23 +103,33 @@ func Build(ctx context.Context, spec Spec, out string, t Target) (zipPath string
 	if err != nil {
 		return "", nil, err
 	}
+	host := hostTarget()
+	prebuilt := exe != nil && host == t
 	// What is cheap to check comes first; then the build for this machine, whose run lists the functions; then,
 	// unless this machine is the target, the build for the target.
-	if err := checkMain(ctx, spec); err != nil {
-		return "", nil, err
+	if !prebuilt {
+		if err := checkMain(ctx, spec); err != nil {
+			return "", nil, err
+		}
 	}
 	includes, err := includes(spec)
 	if err != nil {
 		return "", nil, err
 	}
-	tmp, err := os.MkdirTemp("", "cosmoslease-handler")
+	// The handler for this machine is built beside the package, not in the system's temporary folder: it becomes
+	// the package's executable when this machine is the target, and a rename cannot cross file systems.
+	tmp, err := os.MkdirTemp(out, ".handler-")
 	if err != nil {
 		return "", nil, err
 	}
 	defer os.RemoveAll(tmp)
-	host := hostTarget()
 	local := filepath.Join(tmp, host.Exe())
-	if err := goBuild(ctx, spec, local, host); err != nil {
+	if prebuilt {
+		err = os.WriteFile(local, exe, 0o755)
+	} else {
+		err = goBuild(ctx, spec, local, host)
+	}
+	if err != nil {
 		return "", nil, err
 	}
 	if functions, err = writeFunctions(ctx, spec, local, absDir); err != nil {
@@ -118,11 +145,14 @@ func Build(ctx context.Context, spec Spec, out string, t Target) (zipPath string
 				inc.given, inc.name, inc.top)
 		}
 	}
-	exe := filepath.Join(absDir, t.Exe())
-	if host == t {
-		err = os.Rename(local, exe)
-	} else {
-		err = goBuild(ctx, spec, exe, t)
+	target := filepath.Join(absDir, t.Exe())
+	switch {
+	case host == t:
+		err = os.Rename(local, target)
+	case exe != nil:
+		err = os.WriteFile(target, exe, 0o755)
+	default:
+		err = goBuild(ctx, spec, target, t)
 	}
 	if err != nil {
 		return "", nil, err

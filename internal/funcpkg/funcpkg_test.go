@@ -2,6 +2,7 @@ package funcpkg
 
 import (
 	"archive/zip"
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -64,11 +65,21 @@ func schedule(t *testing.T, f zipFile) string {
 
 // This project's handler, packaged for both targets: host.json naming the target's executable, the executable
 // (runnable on Linux), and the function folders the handler wrote: LeaseTimer bound to %LeaseTimerSchedule% as
-// before, and LeaseStatus.
+// before, and LeaseStatus. Linux's zip holds the handler built for it (the build deploy makes); Windows's is
+// packaged around a stand-in executable, since compiling for Windows is cross-compilation, which `make cross`
+// does (and `make package`); its function folders still come from the handler, built for this machine.
 func TestPackageLayout(t *testing.T) {
 	out := t.TempDir()
+	standIn := []byte("MZ stand-in")
 	for _, tg := range []Target{Linux, Windows} {
-		zipPath, functions, err := Build(context.Background(), Spec{Root: "../.."}, out, tg)
+		var zipPath string
+		var functions []string
+		var err error
+		if tg == Linux {
+			zipPath, functions, err = Build(context.Background(), Spec{Root: "../.."}, out, tg)
+		} else {
+			zipPath, functions, err = Package(context.Background(), Spec{Root: "../.."}, out, tg, standIn)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -90,9 +101,33 @@ func TestPackageLayout(t *testing.T) {
 		if tg.GOOS == "linux" && files[tg.Exe()].mode&0o111 == 0 {
 			t.Fatalf("the linux handler is not executable in the zip: %v", files[tg.Exe()].mode)
 		}
+		if tg == Windows && !bytes.Equal(files[tg.Exe()].body, standIn) {
+			t.Fatalf("the windows zip does not hold the executable it was given")
+		}
 		if s := schedule(t, files["LeaseTimer/function.json"]); s != "%LeaseTimerSchedule%" {
 			t.Fatalf("LeaseTimer's schedule: %s", s)
 		}
+	}
+	// Packaged around the executable Build made for this machine, the package is Build's, byte for byte: the
+	// handler already built writes the function folders itself.
+	if hostTarget() != Linux {
+		return
+	}
+	exe, err := os.ReadFile(filepath.Join(out, Linux.Name(), Linux.Exe()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := t.TempDir()
+	zipPath, functions, err := Package(context.Background(), Spec{Root: "../.."}, again, Linux, exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	built, _ := os.ReadFile(filepath.Join(out, Linux.Name()+".zip"))
+	if packaged, err := os.ReadFile(zipPath); err != nil || !bytes.Equal(packaged, built) || strings.Join(functions, ",") != "LeaseStatus,LeaseTimer" {
+		t.Fatalf("Package around Build's executable: %v, functions %v, same zip %v", err, functions, bytes.Equal(packaged, built))
+	}
+	if leftover, _ := filepath.Glob(filepath.Join(again, ".handler-*")); len(leftover) > 0 {
+		t.Fatalf("left behind: %v", leftover)
 	}
 }
 

@@ -19,6 +19,9 @@ func TestMain(m *testing.M) { os.Exit(cosmostest.Main(m)) }
 // through go build -overlay, and the host's payload for a monitored schedule. Here a handler built so runs the
 // added Work (its line is in the invocation's Logs) for the occurrence that payload names.
 func TestOverlayWorkRunsForTheMonitoredOccurrence(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: a handler built with overlaid work")
+	}
 	srv := cosmostest.Get(t)
 	container := srv.NewContainer(t, "/leaseKey")
 	bin, cleanup, err := Build(`package main

@@ -18,6 +18,9 @@ import (
 // TestUnderPlainNode compiles this package's js/wasm tests (jsfetch_js_test.go) and runs them with `node`, as
 // Node.js users run a module, against a server here.
 func TestUnderPlainNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: a js/wasm test binary run under node")
+	}
 	node, err := exec.LookPath("node")
 	if err != nil {
 		t.Fatal("node is not on PATH: install Node.js 20 or newer")

@@ -93,7 +93,7 @@ func Open(ctx context.Context, opts Options) (*Client, error) {
 func newClient(st store.Store, opts Options, clk clock.Clock) *Client {
 	return &Client{st: st, opts: opts, clock: clk, log: opts.Logger, pkProp: strings.TrimPrefix(opts.PartitionKeyPath, "/"),
 		seen: map[string]*observation{}, released: map[string]time.Time{}, sessions: map[string]string{},
-		claims: map[string][]claim{}, m: newInstruments(opts), tr: newTracer(opts)}
+		claims: map[string][]claim{}, m: newInstruments(opts, clk.Now), tr: newTracer(opts)}
 }
 
 // Close releases the SDK client. Leases still held are not released; call Lease.Release first.
@@ -133,7 +133,7 @@ func (c *Client) report(op, key string, start time.Time, item store.Item, err er
 	o := Operation{Name: op, Key: key, Outcome: "ok", Latency: c.clock.Now().Sub(start), Charge: item.Charge, Err: err}
 	var se *store.Error
 	if errors.As(err, &se) {
-		o.Status, o.Outcome, o.Charge = se.Status, se.Kind.String(), se.Charge
+		o.Status, o.Outcome, o.Charge = se.Status, outcomeOf(se.Kind), se.Charge
 	} else if err != nil {
 		o.Outcome = "unknown"
 	}

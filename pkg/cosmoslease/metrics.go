@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,11 +50,13 @@ const (
 
 // Bucket boundaries: seconds for latencies (OpenTelemetry's advice for request durations, up to the 10 s of
 // the default RequestTimeout), request units for charges (the Cosmos DB conventions' advice), seconds for a
-// failover delay (up to the 5 minutes past which a timer occurrence is long late).
+// failover delay. A failover's delay is rank × the failover delay people set (1, 5, 10 by default, 30 or 60 s) plus
+// the claim's own time, so its bounds lie between those multiples, never on them: 10.2 s and 20.2 s fall in
+// (7.5, 15] and (15, 25], apart; the first bounds tell a preferred region's claim time (a cold start) apart.
 var (
 	secondsBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
 	chargeBuckets  = []float64{1, 5, 10, 25, 50, 100, 250, 500, 1000}
-	delayBuckets   = []float64{0.1, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300}
+	delayBuckets   = []float64{0.5, 0.75, 1.5, 3.5, 7.5, 15, 25, 45, 75, 150, 300}
 )
 
 // instruments are one Client's instruments, created once when the Client is made. Recording on the renewal
@@ -75,6 +78,10 @@ type instruments struct {
 	occurrenceRuns   metric.Int64Counter     // cosmoslease.occurrence.runs
 	occurrenceMissed metric.Int64Counter     // cosmoslease.occurrence.missed
 	failoverDelay    metric.Float64Histogram // cosmoslease.occurrence.failover.delay
+	// lastSuccess: when this process last finished an occurrence's work successfully, per key (Kubernetes
+	// CronJob's lastSuccessfulTime): the gauge to alert on when a job has not succeeded for too long.
+	lastSuccess metric.Float64ObservableGauge // cosmoslease.occurrence.last_success.timestamp
+	now         func() time.Time
 
 	base       []attribute.KeyValue // cosmoslease.owner, cloud.region
 	db         []attribute.KeyValue // db.system.name, db.namespace, db.collection.name
@@ -94,6 +101,9 @@ type keyMetrics struct {
 	observe []metric.ObserveOption
 	renewOK []metric.RecordOption // with cosmoslease.outcome ok
 	lease   *Lease                // the newest lease of this client on the key; guarded by instruments.mu
+	// lastSuccess is when this process last finished an occurrence of the key successfully; zero before.
+	// Guarded by instruments.mu.
+	lastSuccess time.Time
 }
 
 // requestOptions are the attribute sets of one request kind and outcome.
@@ -115,12 +125,16 @@ var requestOps = [...]struct{ name, operation, dbOperation string }{
 	{"run-query", "history", "query_items"},
 }
 
-// outcomes are Operation.Outcome's values: ok, then store.Kind's.
-var outcomes = [...]string{"ok", store.Unknown.String(), store.NotFound.String(), store.Conflict.String(),
-	store.Precondition.String(), store.Throttled.String(), store.Unavailable.String(), store.Unauthorized.String(),
-	store.Forbidden.String(), store.BadRequest.String(), store.Invalid.String()}
+// outcomes are Operation.Outcome's values, the values of cosmoslease.outcome on requests: ok, then store.Kind's
+// in snake_case (not_found, precondition_failed), as metric label values are written.
+var outcomes = [...]string{"ok", outcomeOf(store.Unknown), outcomeOf(store.NotFound), outcomeOf(store.Conflict),
+	outcomeOf(store.Precondition), outcomeOf(store.Throttled), outcomeOf(store.Unavailable), outcomeOf(store.Unauthorized),
+	outcomeOf(store.Forbidden), outcomeOf(store.BadRequest), outcomeOf(store.Invalid)}
 
-func newInstruments(o Options) *instruments {
+// outcomeOf is the outcome of a request that failed with kind k.
+func outcomeOf(k store.Kind) string { return strings.ReplaceAll(k.String(), " ", "_") }
+
+func newInstruments(o Options, now func() time.Time) *instruments {
 	mp := o.MeterProvider
 	if mp == nil {
 		mp = otel.GetMeterProvider()
@@ -132,7 +146,7 @@ func newInstruments(o Options) *instruments {
 			errs = append(errs, err)
 		}
 	}
-	ins := &instruments{keys: map[string]*keyMetrics{}}
+	ins := &instruments{keys: map[string]*keyMetrics{}, now: now}
 	var err error
 	ins.held, err = m.Int64ObservableGauge("cosmoslease.lease.held", metric.WithUnit("{lease}"),
 		metric.WithDescription("1 while this process holds the lease, 0 while it contends for it without holding it"))
@@ -177,7 +191,10 @@ func newInstruments(o Options) *instruments {
 	ins.db = []attribute.KeyValue{attrDBSystem.String("azure.cosmosdb"), attrDBNamespace.String(o.Database),
 		attrDBCollection.String(o.Container)}
 	ins.fenceCount = fenceMetrics{refusals: ins.refusals, attrs: ins.base}
-	reg, err := m.RegisterCallback(ins.observe, ins.held, ins.epoch)
+	ins.lastSuccess, err = m.Float64ObservableGauge("cosmoslease.occurrence.last_success.timestamp", metric.WithUnit("s"),
+		metric.WithDescription("When this process last finished an occurrence's work successfully (Unix time), as Kubernetes CronJob's lastSuccessfulTime; absent before"))
+	check(err)
+	reg, err := m.RegisterCallback(ins.observe, ins.held, ins.epoch, ins.lastSuccess)
 	check(err)
 	ins.callback = reg
 	if len(errs) > 0 {
@@ -194,6 +211,9 @@ func (ins *instruments) fillNil() {
 	}
 	if ins.epoch == nil {
 		ins.epoch, _ = n.Int64ObservableGauge("")
+	}
+	if ins.lastSuccess == nil {
+		ins.lastSuccess, _ = n.Float64ObservableGauge("")
 	}
 	for _, c := range []*metric.Int64Counter{&ins.acquisitions, &ins.losses, &ins.refusals, &ins.occurrenceRuns, &ins.occurrenceMissed} {
 		if *c == nil {
@@ -294,6 +314,11 @@ func (ins *instruments) request(name, outcome string, latency time.Duration, cha
 // skipped, failed, lost, abandoned).
 func (ins *instruments) occurrenceRan(ctx context.Context, m *keyMetrics, status string) {
 	ins.occurrenceRuns.Add(ctx, 1, metric.WithAttributes(append(slices.Clone(m.attrs), attrStatus.String(status))...))
+	if status == RunExecuted {
+		ins.mu.Lock()
+		m.lastSuccess = ins.now()
+		ins.mu.Unlock()
+	}
 }
 
 // occurrencesMissed counts n occurrences of m's key that the schedule made due and that ran in no region.
@@ -309,19 +334,24 @@ func (ins *instruments) failedOver(ctx context.Context, m *keyMetrics, delay tim
 }
 
 // observe reports the gauges: for every key this client contended for, whether it holds it now (judged by the
-// lease's deadline at this moment, not by the last renewal's outcome) and the epoch it holds.
+// lease's deadline at this moment, not by the last renewal's outcome), the epoch it holds, and when it last
+// finished an occurrence successfully.
 func (ins *instruments) observe(_ context.Context, o metric.Observer) error {
 	ins.mu.Lock()
 	type entry struct {
-		m *keyMetrics
-		l *Lease
+		m       *keyMetrics
+		l       *Lease
+		success time.Time
 	}
 	entries := make([]entry, 0, len(ins.keys))
 	for _, m := range ins.keys {
-		entries = append(entries, entry{m, m.lease})
+		entries = append(entries, entry{m, m.lease, m.lastSuccess})
 	}
 	ins.mu.Unlock()
 	for _, e := range entries {
+		if !e.success.IsZero() {
+			o.ObserveFloat64(ins.lastSuccess, float64(e.success.UnixNano())/1e9, e.m.observe...)
+		}
 		held := e.l != nil && e.l.Err() == nil
 		if !held {
 			o.ObserveInt64(ins.held, 0, e.m.observe...)

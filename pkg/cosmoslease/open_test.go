@@ -195,7 +195,7 @@ func TestServer_OperationsAreReported(t *testing.T) {
 			t.Errorf("operation without charge, latency or key: %+v", op)
 		}
 	}
-	if got := strings.Join(names, " "); got != "read:not found create:ok renew:ok release:ok" {
+	if got := strings.Join(names, " "); got != "read:not_found create:ok renew:ok release:ok" {
 		t.Fatalf("operations = %s", got)
 	}
 

@@ -117,7 +117,7 @@ type Options struct {
 type Operation struct {
 	Name    string // read, create, replace, list, check
 	Key     string
-	Outcome string // ok, not found, conflict, precondition failed, throttled, unavailable, unknown, …
+	Outcome string // ok, not_found, conflict, precondition_failed, throttled, unavailable, unknown, …
 	Status  int    // HTTP status, 0 when none arrived
 	Latency time.Duration
 	Charge  float64 // request units

@@ -22,6 +22,9 @@ import (
 // before, and within its lease + 5 s of its last write: expiresAt + 5 s. The sample's lease (10 s) is longer
 // than ours (3 s), so expiresAt − _ts decides how long the standby waits.
 func TestSampleServer_AbandonedLeaseIsTakenOver(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: a sample lease waited out on the real clock")
+	}
 	t.Parallel()
 	b := newServerBed(t, DefaultPartitionKeyPath)
 	sp := b.srv.StartSample(t, b.container, "dotnet-1", "--lease", "job", "--duration", "10000",
@@ -180,6 +183,9 @@ func TestMutualExclusionChecker(t *testing.T) {
 // through and work on until their expiresAt. No unit of work may start once a later holder has acquired,
 // whichever protocol either follows.
 func TestSampleServer_MixedFleetMutualExclusion(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: a 25 s mixed-fleet run")
+	}
 	t.Parallel()
 	const run = 25 * time.Second
 	b := newServerBed(t, DefaultPartitionKeyPath)

@@ -68,6 +68,10 @@ func (tb *telemetryBed) collect(t *testing.T, name string, match ...string) []po
 				for _, dp := range d.DataPoints {
 					out = append(out, point{attrs: dp.Attributes, value: float64(dp.Value)})
 				}
+			case metricdata.Gauge[float64]:
+				for _, dp := range d.DataPoints {
+					out = append(out, point{attrs: dp.Attributes, value: dp.Value})
+				}
 			case metricdata.Sum[int64]:
 				for _, dp := range d.DataPoints {
 					out = append(out, point{attrs: dp.Attributes, value: float64(dp.Value)})
@@ -183,7 +187,7 @@ func TestTelemetry_HeldAcquisitionsOperationsAndCharge(t *testing.T) {
 
 	// Every request was measured, by operation and outcome: a's read (of no document) and create (acquire), 3 renewals and the
 	// release (and Open's check); the standby's read. The server answers every request with a charge of 1 RU.
-	want := map[string]uint64{"check/ok": 1, "read/not found": 1, "acquire/ok": 1, "renew/ok": 3, "release/ok": 1}
+	want := map[string]uint64{"check/ok": 1, "read/not_found": 1, "acquire/ok": 1, "renew/ok": 3, "release/ok": 1}
 	for k, n := range want {
 		op, outcome, _ := strings.Cut(k, "/")
 		d := tb.one(t, "cosmoslease.operation.duration", "cosmoslease.owner=a", "cosmoslease.operation="+op, "cosmoslease.outcome="+outcome)
@@ -442,11 +446,14 @@ func TestTelemetry_OccurrenceInstruments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ins := newInstruments(opts)
+	now := time.Date(2026, 12, 7, 4, 25, 0, 500_000_000, time.UTC)
+	ins := newInstruments(opts, func() time.Time { return now })
 	defer ins.close()
 	m := ins.keyed("timer-singleton")
 	ctx := context.Background()
+	tb.absent(t, "cosmoslease.occurrence.last_success.timestamp") // no success yet: no value, not 0 (1970)
 	ins.occurrenceRan(ctx, m, "executed")
+	now = now.Add(time.Minute)
 	ins.occurrenceRan(ctx, m, "executed")
 	ins.occurrenceRan(ctx, m, "skipped")
 	ins.occurrencesMissed(ctx, m, 2)
@@ -464,6 +471,10 @@ func TestTelemetry_OccurrenceInstruments(t *testing.T) {
 	}
 	if d := tb.one(t, "cosmoslease.occurrence.failover.delay", "cosmoslease.lease.key=timer-singleton"); d.count != 1 || d.value != 10 {
 		t.Errorf("failover delay: %d recorded, sum %v s; want 1, 10 s", d.count, d.value)
+	}
+	// The last success, per key, in Unix seconds: the second run's end (a skip is no success).
+	if got := tb.value(t, "cosmoslease.occurrence.last_success.timestamp", "cosmoslease.lease.key=timer-singleton"); got != float64(now.UnixNano())/1e9 {
+		t.Errorf("last success = %v, want %v", got, float64(now.UnixNano())/1e9)
 	}
 	// The gauges report the key as contended and not held.
 	if got := tb.value(t, "cosmoslease.lease.held", "cosmoslease.lease.key=timer-singleton"); got != 0 {
@@ -526,5 +537,31 @@ func TestTelemetry_RunOnceRecordsTheOccurrenceInstruments(t *testing.T) {
 	}
 	if s := spans[len(spans)-1]; spanAttr(s, attrKey) != "job" || spanAttr(s, attrEpoch) == "" {
 		t.Errorf("the last RunOnce span: %v", s.Attributes())
+	}
+}
+
+// Issue 28, item 5: the failover-delay histogram's bounds sit between the delays people set, not on them. A
+// failover lands at rank × delay plus the time the claim takes; with bounds at 10 and 20 s, every default
+// failover (10 s) fell in (10, 20] with the second rank's. Each rank × delay, and up to a second after it, must
+// fall in one bucket, apart from the next rank's.
+func TestFailoverDelayBucketsSurroundTheDelaysPeopleSet(t *testing.T) {
+	bucket := func(v float64) int {
+		for i, b := range delayBuckets {
+			if v <= b {
+				return i
+			}
+		}
+		return len(delayBuckets)
+	}
+	for _, d := range []float64{1, 5, 10, 30, 60} { // seconds: the range LeaseTimerFailoverDelay's users pick from
+		for r := 1.0; r <= 2; r++ {
+			at, late := bucket(r*d), bucket(r*d+min(1, d/4))
+			if at != late {
+				t.Errorf("delay %gs, rank %g: %gs and %gs fall in different buckets (bounds %v)", d, r, r*d, r*d+min(1, d/4), delayBuckets)
+			}
+			if r == 2 && bucket(d) == at {
+				t.Errorf("delay %gs: ranks 1 and 2 (%gs, %gs) fall in one bucket (bounds %v)", d, d, 2*d, delayBuckets)
+			}
+		}
 	}
 }

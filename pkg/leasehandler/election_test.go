@@ -181,6 +181,9 @@ func TestElection_NextOccurrenceWaitsForTheRunningOne(t *testing.T) {
 // another region, marks it abandoned (it used to stay started for ever). With LeaseTimerRetryAbandoned the
 // occurrence runs once more there, at the next epoch, before the current one.
 func TestElection_AbandonedOccurrence(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: handler processes waiting out real leases")
+	}
 	for _, retry := range []string{"false", "true"} {
 		t.Run("retry="+retry, func(t *testing.T) {
 			var mu sync.Mutex

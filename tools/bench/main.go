@@ -47,6 +47,7 @@ type config struct {
 	contendFor      time.Duration
 	readsFor        time.Duration
 	occurrenceKills int
+	requestReps     int
 	only            string
 }
 
@@ -61,11 +62,16 @@ func main() {
 	flag.IntVar(&c.contenders, "contenders", 100, "contenders on one key")
 	flag.DurationVar(&c.contendFor, "contend-for", 20*time.Second, "how long they contend")
 	flag.DurationVar(&c.readsFor, "reads-for", time.Minute, "how long a holder and a standby run for the steady-state reads")
-	flag.IntVar(&c.occurrenceKills, "occurrence-kills", 3, "times the Functions handler's preferred region is killed right after it ran an occurrence of a 20 s schedule")
-	flag.StringVar(&c.only, "only", "", "run one measurement and rewrite only its section of benchmarks.md: \"reads\" or \"failover-occurrences\"")
+	flag.IntVar(&c.occurrenceKills, "occurrence-kills", 3, "times the Functions handler's preferred region is killed right after it ran an occurrence of a 30 s schedule")
+	flag.StringVar(&c.only, "only", "", "run one measurement and rewrite only its section of benchmarks.md: \"reads\", \"failover-occurrences\" or \"requests\"")
+	flag.IntVar(&c.requestReps, "request-reps", 5, "repetitions of each scenario of the request counts (occurrences take 30 s each)")
 	flag.Parse()
-	if c.only != "" && c.only != "reads" && c.only != "failover-occurrences" {
-		fmt.Fprintf(os.Stderr, "bench: -only %q: the sections that can be measured alone are \"reads\" and \"failover-occurrences\"\n", c.only)
+	if c.only != "" && c.only != "reads" && c.only != "failover-occurrences" && c.only != "requests" {
+		fmt.Fprintf(os.Stderr, "bench: -only %q: the sections that can be measured alone are \"reads\", \"failover-occurrences\" and \"requests\"\n", c.only)
+		os.Exit(2)
+	}
+	if c.requestReps < 1 {
+		fmt.Fprintf(os.Stderr, "bench: -request-reps %d: repeat each scenario at least once\n", c.requestReps)
 		os.Exit(2)
 	}
 	if c.occurrenceKills < 1 {
@@ -140,6 +146,14 @@ func run(ctx context.Context, c config) error {
 		return err
 	}
 	report := filepath.Join(c.out, "benchmarks.md")
+	if c.only == "requests" {
+		fmt.Println("bench: requests per scenario")
+		req, err := requestCounts(ctx, e, c.requestReps)
+		if err != nil {
+			return err
+		}
+		return replaceSection(report, requestsHeading, requestsSection(req), "## Failover\n")
+	}
 	if c.only == "failover-occurrences" {
 		fmt.Println("bench: failover of scheduled work (Functions handler)")
 		occ, err := occurrenceFailovers(ctx, e, c.occurrenceKills)
@@ -155,6 +169,11 @@ func run(ctx context.Context, c config) error {
 	}
 	if c.only == "reads" {
 		return replaceSection(report, readsHeading, readsSection(reads), "## Failover\n")
+	}
+	fmt.Println("bench: requests per scenario")
+	req, err := requestCounts(ctx, e, c.requestReps)
+	if err != nil {
+		return err
 	}
 	fmt.Println("bench: operations")
 	ops, bare, err := operations(ctx, e, c.iterations)
@@ -184,7 +203,7 @@ func run(ctx context.Context, c config) error {
 	fmt.Println("bench: go test -bench")
 	micro := benchLines("-bench", ".", "-benchmem", "./internal/leasedoc", "./pkg/cosmoslease")
 	history := benchLines(historyBench...)
-	return writeReport(c, ops, bare, reads, kill, handoff, occ, sc, ct, micro, history)
+	return writeReport(c, ops, bare, reads, req, kill, handoff, occ, sc, ct, micro, history)
 }
 
 func pct(d []time.Duration, p float64) time.Duration {
@@ -813,7 +832,7 @@ func versions() string {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
 
-func writeReport(c config, ops []result, bare map[string][]time.Duration, reads *readsResult, kill, handoff []time.Duration, occ *occurrencesResult, sc *scaleResult, ct *contendResult, micro, history string) error {
+func writeReport(c config, ops []result, bare map[string][]time.Duration, reads *readsResult, req *requestsResult, kill, handoff []time.Duration, occ *occurrencesResult, sc *scaleResult, ct *contendResult, micro, history string) error {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	w("# Benchmarks\n\nMade by `make bench` on %s, against the local Cosmos-protocol server on loopback.\n", time.Now().UTC().Format("2006-01-02"))
@@ -836,6 +855,7 @@ func writeReport(c config, ops []result, bare map[string][]time.Duration, reads 
 	w("The first look uses a new client each time, so its latency includes the SDK's work on a client's first request,\nwhich the reference (one long-lived client) does not pay; compare its request count, not its latency.\n\n")
 	w("![Latency CDF](bench-latency-cdf.svg)\n\n")
 	b.WriteString(readsSection(reads))
+	b.WriteString(requestsSection(req))
 	w("## Failover\n\nA holder (`cosmoslease run`, lease 3 s, renew every 1 s, retry period 250 ms) and a `--wait` standby, %d samples each.\n\n", len(kill))
 	w("| event | median | worst | bound |\n|---|---|---|---|\n")
 	w("| SIGKILL of the holder → standby acquired | %s | %s | lease + retry period = 3.25 s after the last renewal (up to 1 s before the kill) |\n", ms(pct(kill, 0.5)), ms(pct(kill, 1)))

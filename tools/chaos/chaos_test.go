@@ -59,6 +59,9 @@ func TestCheckerFindsViolations(t *testing.T) {
 
 // A short chaos run, part of the normal tests: processes, proxy, faults, checker. Zero violations.
 func TestShortChaosRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: a one-minute chaos run")
+	}
 	cosmostest.Get(t)
 	bin, cleanup, err := cosmostest.Build("../../cmd/cosmoslease")
 	if err != nil {

@@ -60,6 +60,9 @@ func TestCounterCheckerFindsViolations(t *testing.T) {
 // the fence (--unfenced-counter), its next increment is accepted and the checker reports it; through the fence,
 // Cosmos DB refuses it, the holder says so and exits 4, and the checker finds nothing.
 func TestPausedHolderAgainstTheCounterChecker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: a chaos run with paused holders")
+	}
 	srv := cosmostest.Get(t)
 	bin, cleanup, err := cosmostest.Build("../../cmd/cosmoslease")
 	if err != nil {

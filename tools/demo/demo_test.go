@@ -18,6 +18,9 @@ func TestMain(m *testing.M) { os.Exit(cosmostest.Main(m)) }
 // new process of it takes the work back, and inspect --runs shows every occurrence run once, none missed);
 // this runs it as `make demo` does, so the README's first command keeps working.
 func TestDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the whole demo (make demo runs it)")
+	}
 	cosmostest.Get(t) // skip loudly (fail under CI) when no server can be started
 	bin, cleanup, err := cosmostest.Build("../../cmd/cosmoslease")
 	if err != nil {
@@ -51,11 +54,11 @@ func TestDemo(t *testing.T) {
 func TestCheckRuns(t *testing.T) {
 	at := func(s string) time.Time { v, _ := time.Parse(time.RFC3339, "2026-12-06T04:25:"+s+"Z"); return v }
 	history := []ran{{at("21"), "eastus", "eastus-1"}, {at("24"), "westeurope", "westeurope-1"}, {at("27"), "eastus", "eastus-2"}}
-	table := `OCCURRENCE            LEASE            REGION      INSTANCE      EPOCH  STATUS     TOOK  PAST DUE
-2026-12-06 04:25:27Z  timer-singleton  eastus      eastus-2      3      completed  2ms   false
-2026-12-06 04:25:24Z  timer-singleton  westeurope  westeurope-1  2      completed  2ms   false
-2026-12-06 04:25:21Z  timer-singleton  eastus      eastus-1      1      completed  1ms   false
-
+	table := `Runs of lease timer-singleton, newest first (the 50 newest records; --limit N for more):
+OCCURRENCE            REGION      INSTANCE      EPOCH  STATUS     LATE   TOOK  EXIT  PAST DUE  ERROR OR REASON
+2026-12-06 04:25:27Z  eastus      eastus-2      3      completed  12ms   2ms   -     no        -
+2026-12-06 04:25:24Z  westeurope  westeurope-1  2      completed  1.0s   2ms   -     no        -
+2026-12-06 04:25:21Z  eastus      eastus-1      1      completed  10ms   1ms   -     no        -
 No occurrence of "*/3 * * * * *" missed from 2026-12-06 04:25:21Z to 2026-12-06 04:25:27Z.
 `
 	if err := checkRuns(table, history, at("27")); err != nil {
@@ -63,13 +66,14 @@ No occurrence of "*/3 * * * * *" missed from 2026-12-06 04:25:21Z to 2026-12-06 
 	}
 	for name, bad := range map[string]string{
 		"another region": strings.Replace(table, "westeurope  westeurope-1", "eastus      eastus-1    ", 1),
-		"a missed row": strings.Replace(table, "2026-12-06 04:25:24Z  timer-singleton  westeurope  westeurope-1  2      completed",
-			"2026-12-06 04:25:24Z  timer-singleton  -           -             -      missed   ", 1),
-		"a record missing": strings.Replace(table, "2026-12-06 04:25:24Z  timer-singleton  westeurope  westeurope-1  2      completed  2ms   false\n", "", 1),
-		"one run twice":    strings.Replace(table, "2026-12-06 04:25:21Z", "2026-12-06 04:25:27Z", 1),
-		"abandoned":        strings.Replace(table, "2      completed", "2      abandoned", 1),
-		"no window":        strings.Replace(table, "No occurrence", "Missed: 1 occurrence(s)", 1),
-		"short window":     strings.Replace(table, "to 2026-12-06 04:25:27Z", "to 2026-12-06 04:25:24Z", 1),
+		"a missed row": strings.Replace(table, "2026-12-06 04:25:24Z  westeurope  westeurope-1  2      completed",
+			"2026-12-06 04:25:24Z  -           -             -      missed   ", 1),
+		"a record missing":        strings.Replace(table, "2026-12-06 04:25:24Z  westeurope  westeurope-1  2      completed  1.0s   2ms   -     no        -\n", "", 1),
+		"one run twice":           strings.Replace(table, "2026-12-06 04:25:21Z", "2026-12-06 04:25:27Z", 1),
+		"abandoned":               strings.Replace(table, "2      completed", "2      abandoned", 1),
+		"no window":               strings.Replace(table, "No occurrence", "Missed: 1 occurrence(s)", 1),
+		"short window":            strings.Replace(table, "to 2026-12-06 04:25:27Z", "to 2026-12-06 04:25:24Z", 1),
+		"short window, explained": strings.Replace(table, "to 2026-12-06 04:25:27Z.", "to 2026-12-06 04:25:24Z; the 1 newer listed occurrence(s) are within their claim window (19s)", 1),
 	} {
 		if err := checkRuns(bad, history, at("27")); err == nil {
 			t.Errorf("%s: accepted", name)

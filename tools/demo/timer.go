@@ -230,9 +230,9 @@ func checkRuns(table string, history []ran, through time.Time) error {
 	rows := map[string][]string{}
 	for _, l := range strings.Split(table, "\n") {
 		f := strings.Fields(l)
-		if len(f) >= 7 {
+		if len(f) >= 6 {
 			if _, err := time.Parse(layout, f[0]+" "+f[1]); err == nil {
-				if f[6] == "missed" {
+				if f[5] == "missed" {
 					return fmt.Errorf("occurrence %s %s is listed as missed", f[0], f[1])
 				}
 				if rows[f[0]+" "+f[1]] != nil {
@@ -244,7 +244,7 @@ func checkRuns(table string, history []ran, through time.Time) error {
 	}
 	for _, h := range history {
 		f := rows[h.occ.Format(layout)]
-		if f == nil || f[3] != h.region || f[4] != h.instance || f[6] != cosmoslease.RunCompleted {
+		if f == nil || f[2] != h.region || f[3] != h.instance || f[5] != cosmoslease.RunCompleted {
 			return fmt.Errorf("occurrence %s: row %q, want completed by %s on %s", h.occ.Format(layout), f, h.region, h.instance)
 		}
 	}
@@ -259,8 +259,8 @@ func checkRuns(table string, history []ran, through time.Time) error {
 	rest := table[i+len(fmt.Sprintf("No occurrence of %q missed from ", timerSchedule)):]
 	if j := strings.Index(rest, " to "); j > 0 {
 		from = rest[:j]
-		if k := strings.Index(rest[j:], ".\n"); k > 0 {
-			to = rest[j+len(" to ") : j+k]
+		if k := strings.IndexAny(rest[j:], ";\n"); k > 0 {
+			to = strings.TrimSuffix(rest[j+len(" to "):j+k], ".")
 		}
 	}
 	f, err1 := time.Parse(layout, from)
