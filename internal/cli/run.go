@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -426,7 +425,7 @@ func (r *reporter) started() {
 		return
 	}
 	if r.command != nil {
-		r.printf("cosmoslease: %s%s contends for lease %s, to run %s\n", r.instance, regionSuffix(r.region), r.lease, strings.Join(r.command, " "))
+		r.printf("cosmoslease: %s%s contends for lease %s, to run %s\n", r.instance, regionSuffix(r.region), r.lease, commandLine(r.command))
 		return
 	}
 	r.printf("%s\nDISTRIBUTED LOCK DEMO - COSMOS DB\nInstance ID: %s\nRegion: %s\n%s\n\n", rule, r.instance, orDefault(r.region, "(none)"), rule)

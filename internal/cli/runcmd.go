@@ -267,3 +267,21 @@ func (r *reporter) restarting(s cosmoslease.State, after time.Duration) {
 	}
 	r.printf("cosmoslease: starting %s again in %s (--restart), still at epoch %d\n", r.command[0], after, s.Epoch)
 }
+
+// commandLine is argv for one line of run's report: quoted where it needs to be, and cut short.
+func commandLine(argv []string) string {
+	var b strings.Builder
+	for i, a := range argv {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		if a == "" || strings.ContainsAny(a, " \t\n'\"$\\") {
+			a = strconv.Quote(a)
+		}
+		b.WriteString(a)
+	}
+	if s := []rune(b.String()); len(s) > 72 {
+		return string(s[:71]) + "…"
+	}
+	return b.String()
+}

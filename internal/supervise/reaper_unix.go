@@ -123,7 +123,8 @@ loop:
 			// Anything of the group still alive (beyond the zombies just reaped) outlived the command.
 			reapZombies(pid)
 			if syscall.Kill(group, 0) == nil {
-				leftovers = true
+				// When the group is being stopped already, what remains is still on its way out.
+				leftovers = !termed
 				stopGroup()
 			}
 		case <-killAt:

@@ -199,7 +199,7 @@ func TestStopEndsTheWholeGroup(t *testing.T) {
 	}
 	p.Stop(nil)
 	st := p.Wait()
-	if st.Code != 143 || st.Signal != syscall.SIGTERM || st.StillRunning {
+	if st.Code != 143 || st.Signal != syscall.SIGTERM || st.StillRunning || st.Leftovers {
 		t.Fatalf("status %+v", st)
 	}
 	if alive(grandchild) || alive(p.Pid()) {
@@ -337,7 +337,7 @@ func TestOneSIGTERMPerStop(t *testing.T) {
 	}
 	execed(t, pidIn(t, dir+"/pid"), "sleep")
 	p.Stop(nil)
-	if st := p.Wait(); !st.Leftovers || st.Code != 0 {
+	if st := p.Wait(); st.Leftovers || st.Code != 0 {
 		t.Fatalf("status %+v", st)
 	}
 	if got := waitFile(t, dir+"/cleanup"); got != "trap\ndone" {
