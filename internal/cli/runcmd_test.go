@@ -16,6 +16,8 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 
+	"github.com/cosmoslease/cosmoslease/internal/cosmostest"
+	"github.com/cosmoslease/cosmoslease/internal/emulator"
 	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 )
 
@@ -83,10 +85,15 @@ func TestFitGrace(t *testing.T) {
 	if err := fitGrace(&o, time.Second); err != nil || o.RenewDeadline != 4*time.Second || o.RenewInterval != 2*time.Second {
 		t.Fatalf("%v %+v", err, o)
 	}
-	// The library accepts what it sets.
-	if _, err := cosmoslease.Open(context.Background(), cosmoslease.Options{ConnectionString: "AccountEndpoint=https://127.0.0.1:1/;AccountKey=a2V5",
-		OwnerID: "a", LeaseDuration: o.LeaseDuration, RenewInterval: o.RenewInterval, RenewDeadline: o.RenewDeadline}); errors.Is(err, cosmoslease.ErrInvalid) {
+	// The library accepts what it sets: Open checks the options before anything else.
+	srv := cosmostest.Get(t)
+	c, err := cosmoslease.Open(context.Background(), cosmoslease.Options{ConnectionString: emulator.ConnectionString(srv.Endpoint),
+		Database: srv.Database, Container: "fit-grace", OwnerID: "a", LeaseDuration: o.LeaseDuration, RenewInterval: o.RenewInterval, RenewDeadline: o.RenewDeadline})
+	if errors.Is(err, cosmoslease.ErrInvalid) {
 		t.Fatal(err)
+	}
+	if err == nil {
+		c.Close()
 	}
 }
 
