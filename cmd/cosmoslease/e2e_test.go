@@ -51,6 +51,8 @@ func start(t *testing.T, environ []string, args ...string) *proc {
 	p.cmd.Env = environ
 	p.cmd.Dir = t.TempDir()
 	p.cmd.Stderr = &p.stderr
+	// A command's process left running (what the cron tests look for) would hold the output pipes open.
+	p.cmd.WaitDelay = 5 * time.Second
 	out, err := p.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

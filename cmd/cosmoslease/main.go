@@ -16,7 +16,12 @@ import (
 var version = "dev"
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first SIGINT or SIGTERM cancels the context with the signal as its cause (run passes it on to its
+	// command); later ones are ignored while the command winds down.
+	ctx, cancel := context.WithCancelCause(context.Background())
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	go func() { cancel(cli.Signalled{Signal: <-signals}) }()
 	dir, _ := os.Getwd()
 	interactive := term.IsTerminal(int(os.Stdin.Fd())) && term.IsTerminal(int(os.Stderr.Fd()))
 	app := &cli.App{
@@ -25,6 +30,6 @@ func main() {
 		Prompter: cli.SurveyPrompter{In: os.Stdin, Out: os.Stderr, Err: os.Stderr},
 	}
 	code := app.Run(ctx, os.Args)
-	stop()
+	signal.Stop(signals)
 	os.Exit(code)
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/cosmoslease/cosmoslease/internal/az"
 	"github.com/cosmoslease/cosmoslease/internal/config"
 	"github.com/cosmoslease/cosmoslease/internal/funcpkg"
+	"github.com/cosmoslease/cosmoslease/internal/supervise"
 	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 )
 
@@ -92,6 +94,13 @@ func usagef(format string, args ...any) error {
 
 // errInterrupted is returned when the user pressed Ctrl-C or the process got SIGINT/SIGTERM.
 var errInterrupted = errors.New("interrupted")
+
+// Signalled is the cause main gives the context it cancels on SIGINT or SIGTERM, so that `run -- COMMAND` can
+// pass the same signal on to the command. It is a context.Canceled.
+type Signalled struct{ Signal os.Signal }
+
+func (s Signalled) Error() string { return "interrupted by " + supervise.SignalName(s.Signal) }
+func (s Signalled) Unwrap() error { return context.Canceled }
 
 // exitCode maps an error to the process exit code. It is the only place that does.
 func exitCode(err error) int {

@@ -25,7 +25,14 @@ import (
 	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 )
 
-func TestMain(m *testing.M) { os.Exit(cosmostest.Main(m)) }
+func TestMain(m *testing.M) {
+	// Commands run under a reaper that is a copy of this test binary; under the race detector each would sleep a
+	// second at exit (GORACE's atexit_sleep_ms).
+	if os.Getenv("GORACE") == "" {
+		os.Setenv("GORACE", "atexit_sleep_ms=0")
+	}
+	os.Exit(cosmostest.Main(m))
+}
 
 // syncBuffer is a bytes.Buffer safe for the renewal goroutine and the test to share.
 type syncBuffer struct {

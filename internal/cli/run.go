@@ -14,6 +14,7 @@ import (
 
 	"github.com/cosmoslease/cosmoslease/internal/config"
 	"github.com/cosmoslease/cosmoslease/internal/leasedoc"
+	"github.com/cosmoslease/cosmoslease/internal/supervise"
 	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 )
 
@@ -22,11 +23,24 @@ const DefaultLease = "critical-section-lock"
 
 func (a *App) runCommand() *ucli.Command {
 	return &ucli.Command{
-		Name:      "run",
-		Usage:     "contend for the lease; the winner works and renews, the others exit (or stand by with --wait)",
-		UsageText: "cosmoslease run --instance ID [--region R] [--lease KEY] [--wait] [--hold-for D] [--fence-counter ID] [--metrics-addr HOST:PORT] [--json]",
-		Description: "Exit codes: 0 work finished and lease released; 1 error; 2 bad input; 3 held by another instance;\n" +
-			"4 lease lost while working, or fenced off by a later holder; 130 interrupted (after releasing).\n" +
+		Name:  "run",
+		Usage: "run COMMAND while this instance holds the lease, others standing by; without a command, the built-in demo",
+		UsageText: "cosmoslease run --instance ID [--region R] [--lease KEY] [--grace D] [--restart no|on-failure|always] [--json] -- COMMAND [ARGS…]\n" +
+			"   cosmoslease run --instance ID [--region R] [--lease KEY] [--wait] [--hold-for D] [--fence-counter ID] [--metrics-addr HOST:PORT] [--json]",
+		Description: "With a COMMAND, the instance that holds the lease runs it, in a process group of its own, with COSMOSLEASE_EPOCH,\n" +
+			"COSMOSLEASE_LEASE, COSMOSLEASE_INSTANCE, COSMOSLEASE_REGION and COSMOSLEASE_METADATA_* (the lease's metadata) in its\n" +
+			"environment; the others stand by and take over when the lease is released or expires. If the lease is lost the\n" +
+			"group gets SIGTERM, then SIGKILL after --grace, and is gone before another instance may take the lease over: the\n" +
+			"lease is held only until --duration − --grace − max(1s, --duration/10) after its last renewal, which must be longer\n" +
+			"than --renew-interval (default: half of it). If run dies, the group dies with it. The command's output passes\n" +
+			"through; run's own lines and --json events go to stderr.\n" +
+			"Exit codes with a COMMAND: the command's own status when it exits (128+n when signal n ended it; 126 or 127 when\n" +
+			"it cannot be executed), after releasing the lease; 1 error; 2 bad input (or a COMMAND that cannot be executed);\n" +
+			"4 lease lost (the command was stopped); 130 interrupted (the signal is passed on to the command, which has\n" +
+			"--grace to exit; the lease is then released and a standby takes over at once).\n" +
+			"Without a COMMAND (the reference sample's demo): 0 work finished and lease released; 1 error; 2 bad input;\n" +
+			"3 held by another instance; 4 lease lost while working, or fenced off by a later holder; 130 interrupted (after\n" +
+			"releasing).\n" +
 			"Durations take Go form (60s, 1m30s) or .NET TimeSpan form (00:01:00).",
 		Flags: append(commonFlags(),
 			&ucli.StringFlag{Name: "instance", Usage: "this instance's `ID`, written as ownerId (required)", EnvVars: []string{"COSMOSLEASE_INSTANCE"}},
@@ -37,7 +51,10 @@ func (a *App) runCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "work-interval", Value: "3s", Usage: "one work item every `D`"},
 			&ucli.StringFlag{Name: "hold-for", Usage: "work for `D`, then release and exit 0 (default: until interrupted)"},
 			&ucli.BoolFlag{Name: "wait", Usage: "stand by while another instance holds the lease, and take over when it releases or expires"},
-			&ucli.BoolFlag{Name: "json", Usage: "print one JSON event per line on stdout instead of the text report"},
+			&ucli.BoolFlag{Name: "json", Usage: "print one JSON event per line instead of the text report (on stdout; on stderr with a COMMAND)"},
+			&ucli.StringFlag{Name: "grace", Value: "10s", Usage: "with a COMMAND: after SIGTERM, its process group has `D` to exit before SIGKILL"},
+			&ucli.StringFlag{Name: "restart", Value: "no", Usage: "with a COMMAND: `no`, on-failure or always: start it again (with backoff, 1s doubling to 30s) while the lease is held"},
+			&ucli.StringSliceFlag{Name: "metadata", Usage: "add `KEY=VALUE` to the lease document's metadata (repeatable); a COMMAND gets it as COSMOSLEASE_METADATA_KEY"},
 			metricsAddrFlag(),
 			&ucli.StringFlag{Name: "fence-counter", Usage: "increment the counter item `ID` (in the lease container) through the lease's fence on each work item: Cosmos DB refuses the write of a superseded holder"},
 			// The chaos run's stand-in for an application that calls Lease.Renew itself while automatic
@@ -67,9 +84,8 @@ func durationFlag(c *ucli.Context, name string) (time.Duration, error) {
 }
 
 func (a *App) run(c *ucli.Context) error {
-	if c.NArg() > 0 {
-		return usagef("run takes no arguments, got %q. Try: cosmoslease run --help", c.Args().First())
-	}
+	argv := c.Args().Slice()
+	supervised := len(argv) > 0
 	instance := c.String("instance")
 	if instance == "" {
 		return usagef("run needs --instance ID (or COSMOSLEASE_INSTANCE), such as --instance us-east-1")
@@ -82,8 +98,33 @@ func (a *App) run(c *ucli.Context) error {
 	if _, err := leasedoc.ID(key); err != nil {
 		return usagef("--lease: %v", err)
 	}
+	if supervised {
+		for _, name := range []string{"wait", "hold-for", "work-interval", "fence-counter", "renew-concurrently", "skip-lease-check", "unfenced-counter"} {
+			if c.IsSet(name) {
+				return usagef("--%s is for the built-in demo; with a command, run supervises the command (and always stands by). Try: cosmoslease run --help", name)
+			}
+		}
+		// Checked now, not when this instance wins the lease, which may be much later.
+		if _, err := supervise.Check(argv, a.Dir, nil); err != nil {
+			return usagef("%v", err)
+		}
+	} else {
+		for _, name := range []string{"grace", "restart"} {
+			if c.IsSet(name) {
+				return usagef("--%s needs a command to run after --, such as: cosmoslease run --instance us-east-1 -- ./job.sh", name)
+			}
+		}
+	}
+	restart := c.String("restart")
+	if restart != "no" && restart != "on-failure" && restart != "always" {
+		return usagef("--restart %q: use no, on-failure or always", restart)
+	}
+	metadata, err := parseMetadata(c.StringSlice("metadata"))
+	if err != nil {
+		return err
+	}
 	durs := map[string]time.Duration{}
-	for _, name := range []string{"duration", "renew-interval", "work-interval", "hold-for", "renew-concurrently"} {
+	for _, name := range []string{"duration", "renew-interval", "work-interval", "hold-for", "renew-concurrently", "grace"} {
 		d, err := durationFlag(c, name)
 		if err != nil {
 			return err
@@ -109,7 +150,7 @@ func (a *App) run(c *ucli.Context) error {
 	if err != nil {
 		return err
 	}
-	opts := cosmoslease.Options{OwnerID: instance, Region: region, Logger: log,
+	opts := cosmoslease.Options{OwnerID: instance, Region: region, Logger: log, Metadata: metadata,
 		LeaseDuration: s.leaseDuration, RenewInterval: s.renewInterval, ManualRenew: !s.autoRenew}
 	if d := durs["duration"]; d > 0 {
 		opts.LeaseDuration = d
@@ -120,14 +161,27 @@ func (a *App) run(c *ucli.Context) error {
 	if d := durs["renew-interval"]; d > 0 {
 		opts.RenewInterval = d
 	}
-	if err := checkTimings(opts, opts.RenewInterval != 0); err != nil {
+	if supervised {
+		if !s.autoRenew {
+			return usagef("AutoRenew is false in the settings: run -- COMMAND renews the lease for as long as the command runs; remove the setting or set it to true")
+		}
+		if err := fitGrace(&opts, durs["grace"]); err != nil {
+			return err
+		}
+	} else if err := checkTimings(opts, opts.RenewInterval != 0); err != nil {
 		return err
-	}
-	if !s.autoRenew {
+	} else if !s.autoRenew {
 		log.Warn("AutoRenew is false: the lease is not renewed and ends after its duration")
 	}
 
-	out := newReporter(a.Stdout, c.Bool("json"), a.color(), instance, region, key)
+	reportTo, color := a.Stdout, a.color()
+	if supervised {
+		reportTo, color = a.Stderr, false // stdout is the command's
+	}
+	out := newReporter(reportTo, c.Bool("json"), color, instance, region, key)
+	if supervised {
+		out.command = argv
+	}
 	var current atomic.Pointer[cosmoslease.Lease]
 	opts.OnOperation = func(op cosmoslease.Operation) {
 		if op.Name == "renew" && op.Outcome == "ok" {
@@ -155,8 +209,8 @@ func (a *App) run(c *ucli.Context) error {
 	lease, err := client.TryAcquire(ctx, key)
 	var held *cosmoslease.HeldError
 	if errors.As(err, &held) {
-		out.held(held.Holder, c.Bool("wait"))
-		if !c.Bool("wait") {
+		out.held(held.Holder, c.Bool("wait") || supervised)
+		if !c.Bool("wait") && !supervised {
 			// The text report's box has said who holds it; --json's held event is data, so stderr says it too.
 			return &exitError{code: ExitHeld, err: fmt.Errorf("%s", held.Error()), reported: !c.Bool("json")}
 		}
@@ -170,6 +224,9 @@ func (a *App) run(c *ucli.Context) error {
 		return err
 	}
 	current.Store(lease)
+	if supervised {
+		return a.superviseUnder(ctx, lease, out, argv, durs["grace"], restart)
+	}
 	if every := durs["renew-concurrently"]; every > 0 {
 		go renewConcurrently(lease, every)
 	}
@@ -298,6 +355,8 @@ type reporter struct {
 	json, color             bool
 	instance, region, lease string
 	metricsURL              string // where --metrics-addr serves, for the started event
+	// command, when run supervises one, is its argv: the text report is then plain lines (on stderr).
+	command []string
 }
 
 func newReporter(w interface{ Write([]byte) (int, error) }, json, color bool, instance, region, lease string) *reporter {
@@ -332,6 +391,13 @@ type event struct {
 	Counter *int64 `json:"counter,omitempty"`
 	// FencedBy is the later epoch whose write to the counter fenced this holder off.
 	FencedBy int64 `json:"fencedBy,omitempty"`
+	// Command is the supervised command (command-started).
+	Command []string `json:"command,omitempty"`
+	// ExitCode is the command's exit status as a shell reports it (command-exited); Signal the signal that ended it.
+	ExitCode *int   `json:"exitCode,omitempty"`
+	Signal   string `json:"signal,omitempty"`
+	// DelayMs is how long run waits before it starts the command again (restarting).
+	DelayMs int64 `json:"delayMs,omitempty"`
 }
 
 // TimeFormat is RFC 3339 with nanoseconds, fixed width so lines sort by time.
@@ -359,6 +425,10 @@ func (r *reporter) started() {
 	defer r.mu.Unlock()
 	if r.json {
 		r.emit(event{Event: "started", PID: os.Getpid(), MetricsURL: r.metricsURL})
+		return
+	}
+	if r.command != nil {
+		r.printf("cosmoslease: %s%s contends for lease %s, to run %s\n", r.instance, regionSuffix(r.region), r.lease, commandLine(r.command))
 		return
 	}
 	r.printf("%s\nDISTRIBUTED LOCK DEMO - COSMOS DB\nInstance ID: %s\nRegion: %s\n%s\n\n", rule, r.instance, orDefault(r.region, "(none)"), rule)
@@ -400,7 +470,15 @@ func (r *reporter) acquired(s cosmoslease.State, prev *cosmoslease.State) {
 		if prev.Released {
 			how = "it released the lease"
 		}
+		if r.command != nil {
+			r.printf("cosmoslease: took over lease %s from %s%s at epoch %d: %s\n", r.lease, prev.Owner, regionSuffix(prev.Region), s.Epoch, how)
+			return
+		}
 		r.printf("%s Took over from %s%s at epoch %d: %s.\n\n", time.Now().Format("15:04:05"), prev.Owner, regionSuffix(prev.Region), s.Epoch, how)
+	}
+	if r.command != nil {
+		r.printf("cosmoslease: %s holds lease %s at epoch %d\n", r.instance, r.lease, s.Epoch)
+		return
 	}
 	r.box("\x1b[32m", "✓ LOCK ACQUIRED SUCCESSFULLY", "This region is now the ACTIVE processor")
 	r.printf("Lock Details:\n  • Lease ID: %s\n  • Instance: %s\n  • Region: %s\n  • ETag: %s\n  • Epoch (fencing token): %d\n\n",
@@ -414,6 +492,9 @@ func (r *reporter) held(h cosmoslease.State, waiting bool) {
 	if r.json {
 		r.emit(event{Event: "held", Epoch: h.Epoch, LeaseID: h.LeaseID, Owner: h.Owner, OwnerRegion: h.Region, ExpiresInMs: h.ExpiresIn.Milliseconds()})
 		return
+	}
+	if r.command != nil {
+		return // standingBy says it
 	}
 	r.box("\x1b[31m", "LOCK ACQUISITION FAILED", "Another region is currently holding the lock")
 	if h.Sample {
@@ -433,6 +514,11 @@ func (r *reporter) standingBy(h cosmoslease.State, every time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.json {
+		return
+	}
+	if r.command != nil {
+		r.printf("cosmoslease: lease %s is held by %s%s at epoch %d; standing by to take over when it is released or expires (at most %s from now)\n",
+			r.lease, h.Owner, regionSuffix(h.Region), h.Epoch, h.ExpiresIn.Round(time.Second))
 		return
 	}
 	r.printf("Standing by: will take over when %s releases the lock or its lease expires (at most %s from now; checking every %s).\n\n",
@@ -482,6 +568,10 @@ func (r *reporter) lost(s cosmoslease.State, why error) {
 		r.emit(event{Event: "lost", Epoch: s.Epoch, LeaseID: s.LeaseID, Owner: s.Owner, Reason: why.Error()})
 		return
 	}
+	if r.command != nil {
+		r.printf("cosmoslease: lease %s lost at epoch %d (%v); stopping %s\n", r.lease, s.Epoch, why, r.command[0])
+		return
+	}
 	r.printf("\n")
 	r.box("\x1b[31m", "✗ LOCK LOST - work stopped", "Another instance may now be the ACTIVE processor")
 	r.printf("Reason: %v\n", why)
@@ -496,6 +586,14 @@ func (r *reporter) released(s cosmoslease.State, err error) {
 			e.Reason = "not confirmed: " + err.Error()
 		}
 		r.emit(e)
+		return
+	}
+	if r.command != nil {
+		if err != nil {
+			r.printf("cosmoslease: release of lease %s not confirmed (%v); it expires on its own\n", r.lease, err)
+		} else {
+			r.printf("cosmoslease: lease %s released at epoch %d\n", r.lease, s.Epoch)
+		}
 		return
 	}
 	if err != nil {

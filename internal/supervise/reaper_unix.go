@@ -93,8 +93,14 @@ func reap(args []string) int {
 		leftovers, stuck bool
 		killAt, giveUpAt <-chan time.Time
 		group            = -pid
-		stopGroup        = func() {
-			_ = syscall.Kill(group, syscall.SIGTERM)
+		// termed: the group has had its SIGTERM (from the supervisor, or from us). A second one could end a
+		// process in the middle of its own clean-up (a trap that runs a command of its own).
+		termed    bool
+		stopGroup = func() {
+			if !termed {
+				termed = true
+				_ = syscall.Kill(group, syscall.SIGTERM)
+			}
 			if killAt == nil && giveUpAt == nil {
 				killAt = time.After(grace)
 			}
@@ -104,6 +110,7 @@ loop:
 	for {
 		select {
 		case sig := <-signals:
+			termed = termed || sig == syscall.SIGTERM
 			_ = syscall.Kill(group, sig)
 			if sig == syscall.SIGKILL && giveUpAt == nil {
 				killAt, giveUpAt = nil, time.After(KillBound)
@@ -116,7 +123,8 @@ loop:
 			// Anything of the group still alive (beyond the zombies just reaped) outlived the command.
 			reapZombies(pid)
 			if syscall.Kill(group, 0) == nil {
-				leftovers = true
+				// When the group is being stopped already, what remains is still on its way out.
+				leftovers = !termed
 				stopGroup()
 			}
 		case <-killAt:

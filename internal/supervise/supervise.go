@@ -87,8 +87,8 @@ type Status struct {
 	Code int
 	// Signal is the signal that ended the command, or nil.
 	Signal os.Signal
-	// Leftovers is true when processes of the command's group were still running after the command exited, and
-	// were stopped (SIGTERM, then SIGKILL after the grace).
+	// Leftovers is true when processes of the command's group were still running after the command exited of
+	// its own accord (not stopped), and were stopped (SIGTERM, then SIGKILL after the grace).
 	Leftovers bool
 	// StillRunning is true when processes of the group were still there KillBound after SIGKILL (a process in
 	// uninterruptible sleep), or when the group's end could not be confirmed.

@@ -74,6 +74,23 @@ func waitGone(t *testing.T, pid int, limit time.Duration, what string) {
 	}
 }
 
+// execed waits until pid runs the program name: a shell's child forked but not yet executed would take a
+// signal meant for the program in the shell's stead (and drop it at the exec).
+func execed(t *testing.T, pid int, name string) {
+	t.Helper()
+	if !procMounted() {
+		return
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm"); strings.TrimSpace(string(b)) == name {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d does not run %s", pid, name)
+		}
+	}
+}
+
 func sh(script string) []string { return []string{"/bin/sh", "-c", script} }
 
 func TestExitStatusAndOutput(t *testing.T) {
@@ -182,7 +199,7 @@ func TestStopEndsTheWholeGroup(t *testing.T) {
 	}
 	p.Stop(nil)
 	st := p.Wait()
-	if st.Code != 143 || st.Signal != syscall.SIGTERM || st.StillRunning {
+	if st.Code != 143 || st.Signal != syscall.SIGTERM || st.StillRunning || st.Leftovers {
 		t.Fatalf("status %+v", st)
 	}
 	if alive(grandchild) || alive(p.Pid()) {
@@ -305,4 +322,25 @@ func TestReaperKilledAlone(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 	waitGone(t, grandchild, 10*time.Second, "the grandchild")
+}
+
+// The group gets one SIGTERM, however many reasons there are to send it (a stop, then the command exiting
+// before its child): a second one would cut short a child's own clean-up.
+func TestOneSIGTERMPerStop(t *testing.T) {
+	dir := t.TempDir()
+	// The command exits 0.1 s after its SIGTERM, leaving its child in the middle of a clean-up that takes 0.3 s.
+	p, err := Start(Cmd{Argv: sh(`trap 'sleep 0.1; exit 0' TERM; ` +
+		`(trap 'echo trap >> ` + dir + `/cleanup; sleep 0.3 && echo done >> ` + dir + `/cleanup; exit 0' TERM; sleep 300 & echo $! > ` + dir + `/pid; wait) & ` +
+		`wait`), Grace: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	execed(t, pidIn(t, dir+"/pid"), "sleep")
+	p.Stop(nil)
+	if st := p.Wait(); st.Leftovers || st.Code != 0 {
+		t.Fatalf("status %+v", st)
+	}
+	if got := waitFile(t, dir+"/cleanup"); got != "trap\ndone" {
+		t.Fatalf("the child's clean-up was cut short: %q", got)
+	}
 }

@@ -1,6 +1,7 @@
-// Command demo runs the reference sample's scenarios on this machine, with no Azure account, and two it cannot
+// Command demo runs the reference sample's scenarios on this machine, with no Azure account, and three it cannot
 // show (a paused holder refused by Cosmos DB through the fence; scheduled work in three regions through the
-// Functions custom handler, with failover and handback at the next occurrence): it starts the local Cosmos-protocol
+// Functions custom handler, with failover and handback at the next occurrence; a job of the user's own under
+// `run -- COMMAND` failing over only once the first job's process group is gone): it starts the local Cosmos-protocol
 // server, runs real cosmoslease processes against it, narrates what happens, checks that it happened, and stops
 // the server. `make demo` builds the CLI and runs it; the demo builds the handler.
 package main
@@ -229,6 +230,9 @@ func run(out io.Writer, bin, handler string, bold bool) error {
 		return err
 	}
 	if err := d.timerFailover(endpoint, handler); err != nil {
+		return err
+	}
+	if err := d.commandFailover(); err != nil {
 		return err
 	}
 	d.say("Done; stopping the local server.")
