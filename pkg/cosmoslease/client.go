@@ -325,8 +325,8 @@ func (c *Client) TryAcquire(ctx context.Context, key string) (*Lease, error) {
 //     observed ETag (412: another contender won, or the holder renewed).
 //  4. On losing the race, read once more: name the winner, or, if the lease is free again, try once more.
 //
-// extra, when not nil, adds metadata pairs to the document this attempt writes (RunOnce names the occurrence).
-func (c *Client) attempt(ctx context.Context, key, id string, extra map[string]string) (*Lease, error) {
+// spec, when not nil, shapes the document this attempt writes (RunOnce names its occurrence and the job's state).
+func (c *Client) attempt(ctx context.Context, key, id string, spec *claimSpec) (*Lease, error) {
 	obs, ok := c.cached(key)
 	if !ok || obs.invalid != nil || !c.free(obs, c.clock.Now()) {
 		var err error
@@ -335,23 +335,41 @@ func (c *Client) attempt(ctx context.Context, key, id string, extra map[string]s
 		}
 	}
 	for round := 0; ; round++ {
-		lease, fresh, err := c.claim(ctx, key, id, obs, extra)
+		lease, fresh, err := c.claim(ctx, key, id, obs, spec)
 		if err != nil || lease != nil {
 			return lease, err
 		}
 		// Lost the race. If the fresh view shows the lease free again (the winner already released, or the
 		// document was deleted), try once more on it; otherwise name the holder.
 		now := c.clock.Now()
-		if round > 0 || c.heldByOther(key, fresh, now, extra) {
+		if round > 0 || c.heldByOther(key, fresh, now, spec.metadata()) {
 			return nil, &HeldError{Holder: c.state(key, fresh, now), Race: true}
 		}
 		obs = fresh
 	}
 }
 
+// claimSpec shapes the document a claim writes.
+type claimSpec struct {
+	// extra adds metadata pairs; only a document that carries them is recognised as this claim's after an
+	// ambiguous answer.
+	extra map[string]string
+	// prepare, when set, completes the document that would make this client the holder, from the document it
+	// replaces (nil when there is none), just before it is sent; an error stops the claim and is returned.
+	prepare func(prev, next *leasedoc.Doc) error
+}
+
+func (s *claimSpec) metadata() map[string]string {
+	if s == nil {
+		return nil
+	}
+	return s.extra
+}
+
 // claim makes this client the holder if obs shows the lease free (steps 2–4 of attempt). On a lost race it
 // returns no lease, no error, and the fresh observation.
-func (c *Client) claim(ctx context.Context, key, id string, obs observation, extra map[string]string) (*Lease, observation, error) {
+func (c *Client) claim(ctx context.Context, key, id string, obs observation, spec *claimSpec) (*Lease, observation, error) {
+	extra := spec.metadata()
 	if obs.invalid != nil {
 		return nil, obs, obs.invalid
 	}
@@ -370,6 +388,11 @@ func (c *Client) claim(ctx context.Context, key, id string, obs observation, ext
 	}
 
 	next := c.newHolderDoc(key, id, obs.doc, extra)
+	if spec != nil && spec.prepare != nil {
+		if err := spec.prepare(obs.doc, next); err != nil {
+			return nil, obs, err
+		}
+	}
 	body, err := leasedoc.Encode(next, c.pkProp)
 	if err != nil {
 		return nil, obs, err

@@ -402,15 +402,17 @@ func TestReview4_MissedAreCountedEvenWhenTheNextHolderDiesMidWork(t *testing.T) 
 		ctx := context.Background()
 		start := time.Now()
 		var rs results
+		// One region, whose claim window is 15 s.
+		opts := func() RunOptions { o := bubbleRunOpts(0); o.MissedAfter = 15 * time.Second; return o }
 		a, _ := b.client(t, "a", nil)
 		o1 := start.Add(20 * time.Second)
 		sleepUntil(o1)
-		rs.add(must[RunResult](t)(a.RunOnce(ctx, "job", o1, bubbleRunOpts(0), func(context.Context, Run) error { return nil })))
+		rs.add(must[RunResult](t)(a.RunOnce(ctx, "job", o1, opts(), func(context.Context, Run) error { return nil })))
 		// Nobody contends for the next two occurrences. b runs the one after, and is cut off mid-work.
 		o4 := start.Add(80 * time.Second)
 		bb, hb := b.client(t, "b", nil)
 		sleepUntil(o4)
-		res, _ := bb.RunOnce(ctx, "job", o4, bubbleRunOpts(0), func(ctx context.Context, r Run) error {
+		res, _ := bb.RunOnce(ctx, "job", o4, opts(), func(ctx context.Context, r Run) error {
 			cutOff(hb)
 			<-ctx.Done()
 			return ctx.Err()
@@ -419,7 +421,7 @@ func TestReview4_MissedAreCountedEvenWhenTheNextHolderDiesMidWork(t *testing.T) 
 		c, _ := b.client(t, "c", nil)
 		o5 := start.Add(100 * time.Second)
 		sleepUntil(o5)
-		rs.add(must[RunResult](t)(c.RunOnce(ctx, "job", o5, bubbleRunOpts(0), func(context.Context, Run) error { return nil })))
+		rs.add(must[RunResult](t)(c.RunOnce(ctx, "job", o5, opts(), func(context.Context, Run) error { return nil })))
 		for _, o := range []time.Time{start.Add(40 * time.Second), start.Add(60 * time.Second)} {
 			if n := rs.missed(o); n != 1 {
 				t.Errorf("occurrence %s, run nowhere, counted missed %d times; want once", o.Format(time.RFC3339), n)
