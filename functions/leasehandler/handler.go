@@ -189,12 +189,14 @@ func (h *handler) timer(w http.ResponseWriter, r *http.Request) {
 // work still holds the lease when it would contend for the next one, or shortly before the invocation's
 // deadline.
 func (h *handler) runOptions(ctx context.Context, client *cosmoslease.Client, occ time.Time, rank, ranks int, pastDue bool) cosmoslease.RunOptions {
-	o := cosmoslease.RunOptions{Rank: rank, FailoverDelay: h.s.delay, RetryAbandoned: h.s.retryAbandoned,
+	o := cosmoslease.RunOptions{Rank: rank, Regions: cosmoslease.Order(h.s.preferred, client.AccountRegions()), FailoverDelay: h.s.delay, RetryAbandoned: h.s.retryAbandoned,
 		Retention: h.s.retention, Instance: h.s.instance, PastDue: pastDue, Schedule: h.s.sched.Expr(), Next: h.s.sched.Next,
 		MissedAfter: h.s.missedAfter(ranks), Grace: h.s.grace(), FinishWithin: h.s.budget.finish}
 	o.Until = h.s.sched.Next(occ).Add(time.Duration(rank) * h.s.delay)
 	if dl, ok := ctx.Deadline(); ok {
-		if last := dl.Add(-2 * client.Options().RequestTimeout); last.Before(o.Until) {
+		// Stop waiting for the lease in time to answer the host, unless the invocation is too short for that
+		// (then the deadline itself ends the wait, or the work).
+		if last := dl.Add(-2 * client.Options().RequestTimeout); last.Before(o.Until) && last.After(h.now()) {
 			o.Until = last
 		}
 	}
@@ -272,23 +274,26 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 		fail("cannot use the lease container: %v", cause(ctx, err))
 		return
 	}
-	s, err := client.Inspect(ctx, h.s.key)
-	if err != nil {
-		fail("read lease %q: %v", h.s.key, cause(ctx, err))
-		return
-	}
-	recent, err := client.Runs(ctx, h.s.key, cosmoslease.DefaultRunLimit)
-	if err != nil {
-		fail("%v", cause(ctx, err))
-		return
-	}
 	_, ranks := h.s.rank(client.AccountRegions())
-	missed := cosmoslease.MissedOccurrences(recent, h.s.sched.Next, h.now(), h.s.missedAfter(ranks), cosmoslease.DefaultRunLimit)
+	hist, err := client.History(ctx, h.s.key, cosmoslease.DefaultRunLimit, h.s.sched.Next, h.s.missedAfter(ranks))
+	if err != nil {
+		fail("read lease %q and its runs: %v", h.s.key, cause(ctx, err))
+		return
+	}
+	s := hist.Lease
+	missed := hist.Missed
 	body := statusBody{Lease: h.s.key, State: s.Status(), Owner: s.Owner, Region: s.Region, Instance: s.Hostname,
 		Epoch: s.Epoch, ExpiresInMs: s.ExpiresIn.Milliseconds(), Renewals: s.Renewals, Occurrence: s.Metadata["occurrence"],
-		RecentRuns: recent, MissedCount: missed.Count, Missed: missed.Times, MissedCapped: missed.Capped}
+		RecentRuns: hist.Runs, Running: hist.Running, MissedCount: missed.Count, Missed: missed.Times, MissedCapped: missed.Capped,
+		MissedTotal: hist.MissedTotal, Overdue: hist.Overdue, Absent: hist.Absent}
+	if !hist.Cursor.IsZero() {
+		body.Cursor = &hist.Cursor
+	}
 	if body.Missed == nil {
 		body.Missed = []time.Time{}
+	}
+	if body.RecentRuns == nil {
+		body.RecentRuns = []cosmoslease.RunRecord{}
 	}
 	if !missed.From.IsZero() {
 		body.MissedWindow = &window{From: missed.From, To: missed.To}
@@ -315,13 +320,24 @@ type statusBody struct {
 	Renewals    int64                   `json:"renewals"`
 	Occurrence  string                  `json:"occurrence,omitempty"`
 	RecentRuns  []cosmoslease.RunRecord `json:"recentRuns"`
-	// MissedCount is how many occurrences in MissedWindow (from the oldest run shown until the time the last
-	// region may take to claim) have no run record in any region; Missed lists the newest of them. This is the
-	// figure to alert on.
+	// Cursor is the newest occurrence decided; Running the run of it that has not finished, if any (its holder
+	// holds the lease, or stopped without releasing it).
+	Cursor  *time.Time             `json:"cursor,omitempty"`
+	Running *cosmoslease.RunRecord `json:"running,omitempty"`
+	// MissedCount is how many occurrences in MissedWindow (from the oldest run shown to the newest occurrence
+	// decided) ran in no region; Missed lists the newest of them. This is the figure to alert on. MissedTotal
+	// counts every occurrence ever decided missed.
 	MissedCount  int         `json:"missedCount"`
 	Missed       []time.Time `json:"missed"`
 	MissedCapped bool        `json:"missedCapped,omitempty"`
 	MissedWindow *window     `json:"missedWindow,omitempty"`
+	MissedTotal  int64       `json:"missedTotal"`
+	// Overdue are occurrences after the cursor whose claim window has passed with nobody claiming them (every
+	// region down right now, or the timer not firing): the next claim records them.
+	Overdue []time.Time `json:"overdue,omitempty"`
+	// Absent are the regions that let an occurrence pass and have not come back, with when: the regions after them
+	// do not wait for them.
+	Absent map[string]time.Time `json:"absent,omitempty"`
 }
 
 type window struct {

@@ -365,10 +365,10 @@ func (e *election) run(ctx context.Context) (RunResult, error) {
 		if err != nil {
 			return e.res, err
 		}
+		_, e.absent = job.Absent[NormalizeRegion(c.opts.Region)]
 		if job.decided(e.t) {
 			return e.decidedElsewhere(ctx, job)
 		}
-		_, e.absent = job.Absent[NormalizeRegion(c.opts.Region)]
 		now := c.clock.Now()
 		free := c.free(obs, now)
 		if !o.Until.IsZero() && !now.Before(o.Until) {
@@ -388,6 +388,14 @@ func (e *election) run(ctx context.Context) (RunResult, error) {
 				wait = left + 10*time.Millisecond
 			}
 			if err := c.sleep(ctx, e.bounded(wait)); err != nil {
+				return e.res, err
+			}
+			continue
+		}
+		if s, until := e.earlierWaiting(job, now); !s.IsZero() {
+			// An earlier occurrence nobody has claimed may still be claimed by its own contenders (it waited for the
+			// lease too): let it go first, so that occurrences start in order.
+			if err := c.sleep(ctx, e.bounded(min(o.PollInterval, until.Sub(now)))); err != nil {
 				return e.res, err
 			}
 			continue
@@ -417,6 +425,31 @@ func (e *election) run(ctx context.Context) (RunResult, error) {
 		// The holding re-ran an abandoned occurrence (or found it had finished): now contend for our own.
 		e.res.Abandoned, e.res.Retried = res.Abandoned, res.Retried
 	}
+}
+
+// earlierWaiting is the earliest occurrence after the cursor and before this one that its contenders may still
+// claim (their Until, the occurrence after it + the last rank's delay, has not come), and that Until; zero when
+// there is none. Without the schedule (RunOptions.Next) there is none.
+func (e *election) earlierWaiting(job jobState, now time.Time) (time.Time, time.Time) {
+	if e.o.Next == nil || job.Cursor.IsZero() {
+		return time.Time{}, time.Time{}
+	}
+	last := e.o.Rank
+	if len(e.o.Regions) > 0 {
+		_, ranks := Rank(e.c.opts.Region, e.o.Regions, nil)
+		last = ranks - 1
+	}
+	wait := time.Duration(last) * e.o.FailoverDelay
+	for s, n := e.o.Next(job.Cursor), 0; s.Before(e.t) && n < maxMissedScan; s, n = e.o.Next(s), n+1 {
+		after := e.o.Next(s)
+		if !after.After(s) {
+			break
+		}
+		if until := after.Add(wait); now.Before(until) {
+			return s, until
+		}
+	}
+	return time.Time{}, time.Time{}
 }
 
 // bounded shortens a wait so that it ends at Until.
@@ -489,12 +522,17 @@ func (e *election) timeRanOut(obs observation, free bool) RunResult {
 }
 
 // comeBackIfAbsent removes this region's absent mark after a call that found it and did not claim (a claim
-// removes it), while the lease is free, within a failover delay.
+// removes it): once the lease is free, before Until (or within a failover delay when there is none) and while
+// ctx lasts, so that the next occurrence waits for this region again.
 func (e *election) comeBackIfAbsent(ctx context.Context) {
-	if !e.absent || len(e.o.Regions) == 0 {
+	if !e.absent || len(e.o.Regions) == 0 || ctx.Err() != nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.o.FailoverDelay)
+	limit := e.c.clock.Now().Add(e.o.FailoverDelay)
+	if !e.o.Until.IsZero() {
+		limit = e.o.Until
+	}
+	ctx, cancel := context.WithTimeout(ctx, max(limit.Sub(e.c.clock.Now()), e.c.opts.RequestTimeout))
 	defer cancel()
 	if err := e.c.comeBack(ctx, e.key); err != nil {
 		e.c.log.Info("could not clear this region's absent mark yet; the next occurrence tries again", "lease", e.key, "error", err)

@@ -480,3 +480,210 @@ func (b *bubble) dump(t *testing.T, key string) {
 		t.Logf("record %s..%s %s epoch %d %q", r.Occurrence.Format(time.RFC3339), r.Through.Format(time.RFC3339), r.Status, r.Epoch, r.Reason)
 	}
 }
+
+// schedule20s is every20s as a Schedule.
+type everyN time.Duration
+
+func (e everyN) Next(t time.Time) time.Time {
+	d := time.Duration(e)
+	return t.Truncate(d).Add(d)
+}
+
+// ranLog records each run of the work: its occurrence, the region that ran it, and when it started and ended.
+type ranLog struct {
+	mu      sync.Mutex
+	runs    []ranEntry
+	running int
+	overlap bool
+}
+
+type ranEntry struct {
+	occ, start, end time.Time
+	region          string
+}
+
+func (l *ranLog) work(d time.Duration) RunFunc {
+	return func(ctx context.Context, r Run) error {
+		l.mu.Lock()
+		l.running++
+		if l.running > 1 {
+			l.overlap = true
+		}
+		i := len(l.runs)
+		l.runs = append(l.runs, ranEntry{occ: r.Occurrence, start: time.Now(), region: r.Region})
+		l.mu.Unlock()
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+		}
+		l.mu.Lock()
+		l.running--
+		l.runs[i].end = time.Now()
+		l.mu.Unlock()
+		return ctx.Err()
+	}
+}
+
+func (l *ranLog) snapshot() ([]ranEntry, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]ranEntry(nil), l.runs...), l.overlap
+}
+
+// Item 3. One machine runs the schedule, ranked after a region that never comes (its delay, 10 s, twice the
+// schedule's gap of 5 s). Before the fix cron's loop was serial: while it waited on occurrence t, t+5 s fired, and
+// the loop then jumped to the latest due occurrence, so every other occurrence ran nowhere. RunSchedule contends
+// for each occurrence from its own time: every one runs, in order, never two at once.
+func TestReview4_RunScheduleRunsEveryOccurrenceWhenTheDelayExceedsTheGap(t *testing.T) {
+	for _, withRegions := range []bool{false, true} {
+		t.Run(map[bool]string{false: "by rank", true: "by region"}[withRegions], func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := newBubble()
+				w, _ := b.client(t, "westeurope", nil)
+				o := RunOptions{Rank: 1, FailoverDelay: 10 * time.Second, PollInterval: time.Second, Grace: time.Second}
+				if withRegions {
+					o.Regions = []string{"eastus", "westeurope"}
+				}
+				var log ranLog
+				ctx, cancel := context.WithCancel(context.Background())
+				start := time.Now()
+				done := make(chan error)
+				var rs results
+				go func() {
+					done <- w.RunSchedule(ctx, "job", everyN(5*time.Second), o, log.work(time.Second), func(r RunResult, err error) { rs.add(r) })
+				}()
+				time.Sleep(2 * time.Minute)
+				cancel()
+				<-done
+				runs, overlap := log.snapshot()
+				if overlap {
+					t.Fatal("two occurrences' work overlapped")
+				}
+				if len(runs) == 0 {
+					for _, r := range rs.all[:min(3, len(rs.all))] {
+						t.Logf("%s %s %q", r.Occurrence.Format(time.RFC3339), r.Status, r.Reason)
+					}
+				}
+				// Every occurrence up to the last whose turn (10 s late) came a few seconds before the stop ran once, in order.
+				last := start.Add(2*time.Minute - 15*time.Second)
+				want := 0
+				for occ := everyN(5 * time.Second).Next(start); !occ.After(last); occ = occ.Add(5 * time.Second) {
+					want++
+				}
+				ran := map[time.Time]int{}
+				for i, r := range runs {
+					ran[r.occ.UTC()]++
+					if i > 0 && r.occ.Before(runs[i-1].occ) {
+						t.Fatalf("occurrence %s started after %s", r.occ.Format(time.RFC3339), runs[i-1].occ.Format(time.RFC3339))
+					}
+				}
+				n := 0
+				for occ := everyN(5 * time.Second).Next(start); !occ.After(last); occ = occ.Add(5 * time.Second) {
+					if ran[occ.UTC()] != 1 {
+						t.Errorf("occurrence %s ran %d times", occ.Format(time.RFC3339), ran[occ])
+					}
+					n++
+				}
+				if n != want || len(runs) < want {
+					t.Fatalf("%d runs for %d occurrences", len(runs), want)
+				}
+				if withRegions {
+					// The first occurrence runs 10 s late and marks eastus absent; the two that came due meanwhile run right
+					// after it, in order; from then on every occurrence runs on time.
+					for _, r := range runs[3:] {
+						if late := r.start.Sub(r.occ); late > 2*time.Second {
+							t.Errorf("occurrence %s started %s late; want on time once eastus is known absent", r.occ.Format(time.RFC3339), late)
+						}
+					}
+				}
+			})
+		})
+	}
+}
+
+// Item 10. Three regions run the schedule. After a crash of the preferred region only the first occurrence is
+// late (one failover delay); the next region runs the later ones on time, and hands them back within two
+// occurrences when the preferred region returns. A graceful stop makes no occurrence late. Before the fix every
+// occurrence after a crash, and the first after a graceful stop, waited the delay.
+func TestReview4_FailoverCostsTheDelayOnceAndAGracefulStopNone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble()
+		regions := []string{"eastus", "westeurope", "southeastasia"}
+		o := RunOptions{Regions: regions, FailoverDelay: 5 * time.Second, PollInterval: time.Second, Grace: time.Second}
+		var log ranLog
+		type proc struct {
+			cancel context.CancelFunc
+			done   chan error
+			hs     *hookStore
+		}
+		startRegion := func(r string) proc {
+			c, hs := b.client(t, r, nil)
+			ctx, cancel := context.WithCancel(context.Background())
+			p := proc{cancel: cancel, done: make(chan error, 1), hs: hs}
+			go func() { p.done <- c.RunSchedule(ctx, "job", everyN(20*time.Second), o, log.work(time.Second), nil) }()
+			return p
+		}
+		procs := map[string]proc{}
+		for _, r := range regions {
+			procs[r] = startRegion(r)
+		}
+		start := time.Now()
+		at := func(d time.Duration) { sleepUntil(start.Add(d)) }
+		byOcc := func() map[time.Time]ranEntry {
+			runs, overlap := log.snapshot()
+			if overlap {
+				t.Fatal("two occurrences' work overlapped")
+			}
+			m := map[time.Time]ranEntry{}
+			for _, r := range runs {
+				if _, dup := m[r.occ.UTC()]; dup {
+					t.Fatalf("occurrence %s ran twice", r.occ.Format(time.RFC3339))
+				}
+				m[r.occ.UTC()] = r
+			}
+			return m
+		}
+		occ := func(i int) time.Time { return everyN(20 * time.Second).Next(start).Add(time.Duration(i) * 20 * time.Second).UTC() }
+		check := func(i int, region string, maxLate time.Duration) {
+			t.Helper()
+			r, ok := byOcc()[occ(i)]
+			switch {
+			case !ok:
+				t.Errorf("occurrence %d (%s) did not run", i, occ(i).Format(time.RFC3339))
+			case region != "" && r.region != region:
+				t.Errorf("occurrence %d ran in %s, want %s", i, r.region, region)
+			case r.start.Sub(r.occ) > maxLate:
+				t.Errorf("occurrence %d ran in %s %s late, want at most %s", i, r.region, r.start.Sub(r.occ), maxLate)
+			}
+		}
+		// eastus runs occurrences 0 and 1, then crashes: cut off, and gone.
+		at(occ(1).Sub(start) + 3*time.Second)
+		cutOff(procs["eastus"].hs)
+		procs["eastus"].cancel()
+		<-procs["eastus"].done
+		at(occ(5).Sub(start) + 3*time.Second)
+		check(0, "eastus", time.Second)
+		check(1, "eastus", time.Second)
+		check(2, "westeurope", 6*time.Second)
+		for i := 3; i <= 5; i++ {
+			check(i, "westeurope", time.Second)
+		}
+		// eastus comes back: it runs the next occurrences again, from the second at the latest.
+		procs["eastus"] = startRegion("eastus")
+		at(occ(8).Sub(start) + 3*time.Second)
+		check(6, "", time.Second)
+		check(7, "eastus", time.Second)
+		check(8, "eastus", time.Second)
+		// A graceful stop of eastus: westeurope runs the next occurrence on time.
+		procs["eastus"].cancel()
+		<-procs["eastus"].done
+		at(occ(10).Sub(start) + 3*time.Second)
+		check(9, "westeurope", time.Second)
+		check(10, "westeurope", time.Second)
+		for _, r := range []string{"westeurope", "southeastasia"} {
+			procs[r].cancel()
+			<-procs[r].done
+		}
+		synctest.Wait()
+	})
+}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cosmoslease/cosmoslease/internal/leasedoc"
 	"github.com/cosmoslease/cosmoslease/internal/store"
 )
 
@@ -364,4 +365,115 @@ func MissedOccurrences(recs []RunRecord, next func(time.Time) time.Time, now tim
 		m.Times = append(m.Times, all[i])
 	}
 	return m
+}
+
+// History is a job's run history as a reader should see it: the newest run records together with what the lease
+// document says and the records do not show yet.
+type History struct {
+	// Lease is the lease as its document shows it (as Inspect reads it).
+	Lease State
+	// Runs are the newest run records, newest occurrence first, with the records the lease document holds still
+	// to be written in their place (a run's outcome whose record write failed, occurrences passed over).
+	Runs []RunRecord
+	// Cursor is the newest occurrence decided; zero before the first, or for a lease written by an earlier
+	// version of this library.
+	Cursor time.Time
+	// Running is the cursor occurrence's run while it has not finished: its holder holds the lease, or stopped
+	// without releasing it (the next holder marks it abandoned unless its record shows it finished).
+	Running *RunRecord
+	// Missed are the missed occurrences among the decided ones, in the window of Runs (MissedOccurrences).
+	Missed Missed
+	// MissedTotal is how many occurrences were ever decided missed, as the lease document counts them.
+	MissedTotal int64
+	// Overdue are occurrences after the cursor whose claim window has passed while nobody claimed them (the
+	// newest first, at most the limit given): the claim of a later occurrence will record them, as missed unless
+	// the lease was held by an earlier run when they came due. Nothing is overdue while the lease is held.
+	Overdue []time.Time
+	// Absent are the regions marked absent (RunOptions.Regions), and since when.
+	Absent map[string]time.Time
+}
+
+// History reads a job's lease document and its newest limit run records (two requests) and puts them together.
+// next (the schedule) and window (the claim window, as RunOptions.MissedAfter) are for the missed and overdue
+// occurrences; without next, none are listed. Occurrences after the cursor are never counted missed: they are
+// overdue at most, since a late claim may still decide them otherwise.
+func (c *Client) History(ctx context.Context, key string, limit int, next func(time.Time) time.Time, window time.Duration) (History, error) {
+	var h History
+	id, err := leasedoc.ID(key)
+	if err != nil {
+		return h, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	obs, err := c.observe(ctx, key, id, time.Time{})
+	if err != nil {
+		return h, err
+	}
+	if obs.invalid != nil {
+		return h, obs.invalid
+	}
+	job, err := decodeJob(obs.doc)
+	if err != nil {
+		return h, err
+	}
+	recs, err := c.Runs(ctx, key, limit)
+	if err != nil {
+		return h, err
+	}
+	h.Lease = c.state(key, obs, c.clock.Now())
+	h.Cursor, h.MissedTotal, h.Absent = job.Cursor, job.Missed, job.Absent
+	// The document's word is newer than a record's: its pending records and an unrecorded outcome replace
+	// (or join) the records of the same id.
+	byID := map[string]int{}
+	for i, r := range recs {
+		byID[r.ID] = i
+	}
+	overlay := slices.Clone(job.Pending)
+	if job.Run != nil && job.Run.Status != RunStarted && !job.Recorded {
+		overlay = append(overlay, *job.Run)
+	}
+	for _, r := range overlay {
+		if i, ok := byID[r.ID]; ok {
+			if recs[i].Decided <= r.Decided {
+				recs[i] = r
+			}
+			continue
+		}
+		byID[r.ID] = len(recs)
+		recs = append(recs, r)
+	}
+	if job.unfinished() {
+		r := *job.Run
+		h.Running = &r
+		if i, ok := byID[r.ID]; ok {
+			if recs[i].Decided < r.Decided {
+				recs[i] = r
+			}
+		} else {
+			recs = append(recs, r)
+		}
+	}
+	sort.SliceStable(recs, func(i, j int) bool { return recs[i].Occurrence.After(recs[j].Occurrence) })
+	if len(recs) > limit && limit > 0 {
+		recs = recs[:limit]
+	}
+	h.Runs = recs
+	if next == nil {
+		return h, nil
+	}
+	now := c.clock.Now()
+	grace := window
+	if !job.Cursor.IsZero() {
+		// Only decided occurrences can be missed.
+		grace = max(grace, now.Sub(job.Cursor))
+	}
+	h.Missed = MissedOccurrences(recs, next, now, grace, limit)
+	free := c.free(obs, now)
+	if !job.Cursor.IsZero() && free {
+		for t, n := next(job.Cursor), 0; !t.After(now.Add(-window)) && n < maxMissedScan; t, n = next(t), n+1 {
+			h.Overdue = append([]time.Time{t.UTC()}, h.Overdue...)
+			if len(h.Overdue) > max(limit, 1) {
+				h.Overdue = h.Overdue[:max(limit, 1)]
+			}
+		}
+	}
+	return h, nil
 }
