@@ -144,7 +144,7 @@ resource database 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases@2024-11-15
 
 // defaultTtl -1: time-to-live is on, but only items that carry their own ttl expire (run records). Lease documents
 // carry none, so they never expire and their epoch never resets. The indexing policy indexes only the paths the
-// queries filter or sort on (README, "The lease container"), so every renewal writes fewer index terms.
+// queries filter or sort on (docs/provisioning.md, "The lease container"), so every renewal writes fewer index terms.
 resource leases 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = {
   parent: database
   name: containerName

@@ -2,7 +2,7 @@
 // region's timer fires, and only the region holding the lease in Cosmos DB does the work, once per occurrence.
 //
 // The host starts it with FUNCTIONS_CUSTOMHANDLER_PORT set and calls one route per function folder
-// (/LeaseTimer, /LeaseStatus). Settings come from app settings: see settings.go and the README.
+// (/LeaseTimer, /LeaseStatus). Settings come from app settings: see settings.go and docs/scheduled-work.md.
 package main
 
 import (

@@ -129,7 +129,7 @@ func (a *App) chooseWitness(ctx context.Context, p *plan, flag string) error {
 	pair := p.allRegions()
 	if flag == "none" {
 		fmt.Fprintf(a.Stderr, "warning: no witness region (--witness-region none): with Strong consistency and two regions, Cosmos DB stops accepting writes while either region is down, "+
-			"so no region can renew or take the lease until it returns. A third region keeps writes available (README: Provisioning).\n")
+			"so no region can renew or take the lease until it returns. A third region keeps writes available (docs/provisioning.md).\n")
 		return nil
 	}
 	at, err := a.places(ctx, p)
@@ -198,7 +198,7 @@ func (a *App) chooseConsistency(ctx context.Context, p *plan) error {
 		p.consistency = "Strong"
 	case p.consistency == "Strong":
 		return usagef("Azure blocks Strong consistency across regions more than 8,000 km (5,000 miles) apart unless its support lifts the limit for the subscription: %s. "+
-			"Choose closer regions, or --consistency BoundedStaleness or Session (README: Provisioning)", strings.Join(far, ", "))
+			"Choose closer regions, or --consistency BoundedStaleness or Session (docs/provisioning.md)", strings.Join(far, ", "))
 	case p.witnessAsked:
 		return usagef("--witness-region: Azure blocks Strong consistency for %s, so the account would use Session, which needs no witness region: choose regions within 8,000 km of each other, or drop --witness-region",
 			strings.Join(far, ", "))

@@ -16,8 +16,8 @@ import (
 	"github.com/cosmoslease/cosmoslease/internal/store"
 )
 
-// The library's OpenTelemetry metrics. The instrument names and attributes below are a contract (README,
-// "Operating it"); the library only records through the API and never installs an SDK.
+// The library's OpenTelemetry metrics. The instrument names and attributes below are a contract (docs/operating.md,
+// "Metrics"); the library only records through the API and never installs an SDK.
 
 // scopeName is the instrumentation scope of the library's meter and tracer: the package's import path.
 const scopeName = "github.com/cosmoslease/cosmoslease/pkg/cosmoslease"

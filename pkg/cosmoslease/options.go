@@ -104,8 +104,8 @@ type Options struct {
 	// OnOperation, when set, is called after every request with its outcome, latency and request charge.
 	OnOperation func(Operation)
 
-	// MeterProvider and TracerProvider receive the library's OpenTelemetry metrics and spans (README, "Operating
-	// it"); nil uses the global ones (otel.GetMeterProvider, otel.GetTracerProvider). The library records
+	// MeterProvider and TracerProvider receive the library's OpenTelemetry metrics and spans (docs/operating.md,
+	// "Metrics"); nil uses the global ones (otel.GetMeterProvider, otel.GetTracerProvider). The library records
 	// through the API only: nothing is exported unless the program installs an SDK. The Cosmos DB SDK's own
 	// spans, children of the library's, are passed on when the TracerProvider records at Open: install the SDK
 	// before Open.
