@@ -3,6 +3,7 @@ package cosmoslease
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -687,3 +688,60 @@ func TestReview4_FailoverCostsTheDelayOnceAndAGracefulStopNone(t *testing.T) {
 		synctest.Wait()
 	})
 }
+
+// Item 9. Against a store that answers every request with a failure, RunOnce says so: a WARN once the failures
+// have lasted a retry period (not only when its time runs out), an ERROR naming the cause when the occurrence is
+// given up at its time limit, and an error from RunOnce. Before the fix a contender that could not read printed
+// nothing while it waited.
+func TestReview4_PersistentFailuresAreNeverSilent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble()
+		var logs strings.Builder
+		var mu sync.Mutex
+		c, hs := b.client(t, "eastus", func(o *Options) {
+			o.Logger = slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				return logs.Write(p)
+			}), nil))
+		})
+		hs.on("read", "", -1, func(ctx context.Context, do func(context.Context) (store.Item, error)) (store.Item, error) {
+			return store.Item{}, &store.Error{Op: "read", Status: 500, Kind: store.Unknown}
+		})
+		occ := time.Now().Add(time.Second)
+		sleepUntil(occ)
+		o := bubbleRunOpts(0)
+		o.Until = occ.Add(30 * time.Second)
+		var warnedAt time.Time
+		go func() {
+			for range 30 {
+				time.Sleep(time.Second)
+				mu.Lock()
+				w := strings.Contains(logs.String(), "level=WARN")
+				mu.Unlock()
+				if w {
+					warnedAt = time.Now()
+					return
+				}
+			}
+		}()
+		res, err := c.RunOnce(context.Background(), "job", occ, o, func(context.Context, Run) error { return nil })
+		synctest.Wait()
+		mu.Lock()
+		out := logs.String()
+		mu.Unlock()
+		if err == nil || !strings.Contains(err.Error(), "given up") || !strings.Contains(err.Error(), "HTTP 500") {
+			t.Fatalf("RunOnce: %s %q, %v; want an error saying the occurrence was given up and why", res.Status, res.Reason, err)
+		}
+		if warnedAt.IsZero() || warnedAt.Sub(occ) > 5*time.Second {
+			t.Fatalf("first WARN at %v after the occurrence; want within a few seconds:\n%s", warnedAt.Sub(occ), out)
+		}
+		if !strings.Contains(out, "level=ERROR") || !strings.Contains(out, "occurrence given up") {
+			t.Fatalf("no ERROR when the occurrence was given up:\n%s", out)
+		}
+	})
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
