@@ -644,7 +644,9 @@ func TestReview4_FailoverCostsTheDelayOnceAndAGracefulStopNone(t *testing.T) {
 			}
 			return m
 		}
-		occ := func(i int) time.Time { return everyN(20 * time.Second).Next(start).Add(time.Duration(i) * 20 * time.Second).UTC() }
+		occ := func(i int) time.Time {
+			return everyN(20 * time.Second).Next(start).Add(time.Duration(i) * 20 * time.Second).UTC()
+		}
 		check := func(i int, region string, maxLate time.Duration) {
 			t.Helper()
 			r, ok := byOcc()[occ(i)]
