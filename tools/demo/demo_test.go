@@ -35,7 +35,7 @@ func TestDemo(t *testing.T) {
 	}
 	for _, want := range []string{"exited gracefully (exit code 3)", "took over", "epoch 2", "released", "Froze us-east-1 with SIGSTOP",
 		"Cosmos DB refused us-east-1's write, and it stopped (exit code 4)", "no increment from the paused holder was applied",
-		"The very next occurrence", "ran in westeurope", "eastus-2 executed the next occurrence", "No occurrence of \"*/3 * * * * *\" missed",
+		"The very next occurrence", "ran in westeurope", "eastus-2 executed occurrence", "No occurrence of \"*/3 * * * * *\" missed",
 		"ran once: eastus until it was killed, westeurope from the very next occurrence, eastus\n  again from its return; none missed"} {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("narration lacks %q:\n%s", want, out.String())
