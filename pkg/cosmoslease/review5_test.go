@@ -1,0 +1,56 @@
+package cosmoslease
+
+import (
+	"context"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// The fifth review of the occurrence election (issue 23, after the redesign that keeps the job's state in the
+// lease document). Each test runs in a testing/synctest bubble (review4_test.go's newBubble, hookStore, cutOff)
+// and says what happens on the code it was written against.
+
+// The deferral to an earlier unclaimed occurrence (earlierWaiting) waits until the occurrence after it + the LAST
+// rank's delay, whatever this contender's own Until. With two regions, a 10 s failover delay and a 5 s schedule
+// (cron: "any delay works there"), the preferred region alone alive, one occurrence left undecided (here: cron
+// restarted after a stop, so the cursor is behind) makes every later contender of that region defer past its own
+// Until: each gives up, the cursor never moves, and no occurrence ever runs again while the region lives.
+func TestReview5_DeferringToAnEarlierOccurrenceNeverStarvesTheSchedule(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble()
+		e, _ := b.client(t, "eastus", nil)
+		// westeurope is listed but never runs (down, or not deployed yet).
+		o := RunOptions{Regions: []string{"eastus", "westeurope"}, FailoverDelay: 10 * time.Second, PollInterval: time.Second, Grace: time.Second}
+		var log ranLog
+		run := func(d time.Duration) {
+			ctx, cancel := context.WithTimeout(context.Background(), d)
+			defer cancel()
+			_ = e.RunSchedule(ctx, "job", everyN(5*time.Second), o, log.work(100*time.Millisecond), nil)
+		}
+		run(time.Minute)
+		before, _ := log.snapshot()
+		if len(before) < 10 {
+			t.Fatalf("setup: %d occurrences ran in the first minute; want about 12", len(before))
+		}
+		time.Sleep(time.Minute) // cron is stopped for a minute, then started again
+		restart := time.Now()
+		run(2 * time.Minute)
+		after, overlap := log.snapshot()
+		if overlap {
+			t.Fatal("two occurrences' work overlapped")
+		}
+		ran := after[len(before):]
+		// Every occurrence from 15 s after the restart to 15 s before the stop has its turn in eastus, the only live
+		// region: the first after the restart may be superseded while it waits, none after that.
+		want := 0
+		for occ := restart.Add(15 * time.Second); occ.Before(restart.Add(2*time.Minute - 15*time.Second)); occ = occ.Add(5 * time.Second) {
+			want++
+		}
+		if len(ran) < want {
+			h, _ := e.History(context.Background(), "job", 5, everyN(5*time.Second).Next, 30*time.Second)
+			t.Fatalf("after the restart %d occurrences ran in two minutes, want at least %d (cursor %s, %s after the restart)",
+				len(ran), want, h.Cursor.Format(time.RFC3339), h.Cursor.Sub(restart))
+		}
+	})
+}
