@@ -2,6 +2,7 @@ package cosmoslease
 
 import (
 	"context"
+	"github.com/cosmoslease/cosmoslease/internal/store"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -52,5 +53,67 @@ func TestReview5_DeferringToAnEarlierOccurrenceNeverStarvesTheSchedule(t *testin
 			t.Fatalf("after the restart %d occurrences ran in two minutes, want at least %d (cursor %s, %s after the restart)",
 				len(ran), want, h.Cursor.Format(time.RFC3339), h.Cursor.Sub(restart))
 		}
+	})
+}
+
+// A re-run of an abandoned occurrence (RetryAbandoned) that completes and records it, whose holder then dies
+// before its release. The document still lists the first run (claim of x) to be judged, beside the re-run (claim
+// of a), both of occurrence p. The next holder judges the first: p's record is not x's claim, so it writes
+// "abandoned" over the re-run's "completed" record (decided at an earlier epoch); then it judges the re-run, whose
+// record is now that abandoned one, and marks it abandoned too. The re-run completed and recorded it; the record
+// ends up saying it was abandoned.
+func TestReview5_ACompletedReRunIsNeverRecordedAbandoned(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble()
+		ctx := context.Background()
+		start := time.Now()
+		p, occ, later := start.Add(20*time.Second), start.Add(60*time.Second), start.Add(120*time.Second)
+		var w workLog
+
+		// x claims p and dies as its work starts.
+		x, hx := b.client(t, "x", nil)
+		sleepUntil(p)
+		go func() {
+			_, _ = x.RunOnce(ctx, "job", p, bubbleRunOpts(0), func(ctx context.Context, r Run) error {
+				w.add(r)
+				cutOff(hx)
+				<-ctx.Done()
+				return ctx.Err()
+			})
+		}()
+
+		// a re-runs p (RetryAbandoned) before occ; the re-run completes, its record is written, and a dies right then.
+		a, ha := b.client(t, "a", nil)
+		ha.on("replace", RunID("job", p), 1, func(ctx context.Context, do func(context.Context) (store.Item, error)) (store.Item, error) {
+			it, err := do(ctx)
+			cutOff(ha)
+			return it, err
+		})
+		sleepUntil(occ)
+		go func() {
+			o := bubbleRunOpts(0)
+			o.RetryAbandoned = true
+			o.Until = occ.Add(20 * time.Second)
+			_, _ = a.RunOnce(ctx, "job", occ, o, func(ctx context.Context, r Run) error { w.add(r); return nil })
+		}()
+
+		c, _ := b.client(t, "c", nil)
+		sleepUntil(later)
+		o := bubbleRunOpts(0)
+		o.RetryAbandoned = true
+		res, err := c.RunOnce(ctx, "job", later, o, func(ctx context.Context, r Run) error { w.add(r); return nil })
+		if err != nil || res.Status != RunExecuted {
+			t.Fatalf("c: %s %q, %v", res.Status, res.Reason, err)
+		}
+		b.dump(t, "job")
+		runs := w.of(p)
+		if len(runs) != 2 || !runs[1].Retry {
+			t.Fatalf("setup: p ran %d times (%+v); want x's run and a's re-run", len(runs), runs)
+		}
+		rec, ok := b.recordOf(t, "job", p)
+		if !ok || rec.Status != RunCompleted || !rec.Retried {
+			t.Fatalf("p's re-run completed and was recorded; its record now says %s (retried %v, epoch %d): %q", rec.Status, rec.Retried, rec.Epoch, rec.Reason)
+		}
+		synctest.Wait()
 	})
 }
