@@ -735,7 +735,7 @@ func (h *runHolding) hold(ctx context.Context, e *election) (RunResult, bool, er
 }
 
 // settle judges each run the document lists as never finished: abandoned (and marked so), unless its record shows
-// it finished. It returns the newest run it marked abandoned, and, by claim id, the records of those that had
+// it finished, or shows a later holding's decision (the record of a re-run). It returns the newest run it marked abandoned, and, by claim id, the records of those that had
 // finished. A run it cannot judge (its record cannot be read) stays listed for the next holder.
 func (h *runHolding) settle(ctx context.Context) (abandoned *RunRecord, finished map[string]*RunRecord) {
 	c := h.c
@@ -749,8 +749,10 @@ func (h *runHolding) settle(ctx context.Context) (abandoned *RunRecord, finished
 			left = append(left, s)
 			continue
 		}
-		if cur != nil && cur.ClaimID == s.ClaimID && cur.Status != RunStarted {
-			finished[s.ClaimID] = cur // its claimer recorded how it ended before its lease ran out
+		if cur != nil && (cur.ClaimID == s.ClaimID && cur.Status != RunStarted || cur.Decided > s.Decided) {
+			// Its claimer recorded how it ended before its lease ran out; or a later holding has decided the occurrence
+			// since (a re-run's record, RetryAbandoned): that record stands.
+			finished[s.ClaimID] = cur
 			continue
 		}
 		ab := s
@@ -758,8 +760,8 @@ func (h *runHolding) settle(ctx context.Context) (abandoned *RunRecord, finished
 		ab.Reason = fmt.Sprintf("its claimer (%s, instance %s, epoch %d) stopped before the run finished (or before it started); found by %s (instance %s) at epoch %d",
 			dashIfEmpty(s.Owner), dashIfEmpty(s.Instance), s.Epoch, c.opts.OwnerID, h.o.Instance, h.lease.Epoch())
 		stored, ours, err := h.put(ctx, &ab, func(cur *RunRecord) bool {
-			// The claimer's own final record, landed after our read: it stands.
-			return cur.ClaimID == s.ClaimID && cur.Status != RunStarted && cur.Decided <= s.Decided
+			// The claimer's own final record, landed after our read, or a later holding's (a re-run's): it stands.
+			return cur.ClaimID == s.ClaimID && cur.Status != RunStarted || cur.Decided > s.Decided
 		})
 		switch {
 		case err != nil:
