@@ -117,3 +117,47 @@ func TestReview5_ACompletedReRunIsNeverRecordedAbandoned(t *testing.T) {
 		synctest.Wait()
 	})
 }
+
+// A claim on a lease document without job state (a new version's first claim after an earlier version of the
+// library, or after a plain Acquire of the key) reads the occurrence's record first, in case the earlier version
+// claimed it. When that read fails (a spell of 503s for FinishWithin), RunOnce returns the error and releases the
+// lease with the cursor on the occurrence and no run: the occurrence is decided, so no later claim passes it over,
+// and nothing runs, records or counts it. The comment says "not run: the next claim passes it over"; it does not.
+func TestReview5_AFailedLegacyCheckNeverLosesTheOccurrence(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble()
+		ctx := context.Background()
+		start := time.Now()
+		occ, later := start.Add(20*time.Second), start.Add(40*time.Second)
+		// The key's lease document exists, written without job state (a plain holder, as an earlier version wrote it).
+		old, _ := b.client(t, "old", nil)
+		l, err := old.TryAcquire(ctx, "job")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var w workLog
+		var rs results
+		a, ha := b.client(t, "a", nil)
+		ha.on("read", RunID("job", occ), -1, refuse)
+		sleepUntil(occ)
+		res, err := a.RunOnce(ctx, "job", occ, bubbleRunOpts(0), func(ctx context.Context, r Run) error { w.add(r); return nil })
+		rs.add(res)
+		t.Logf("a: %s %q, %v", res.Status, res.Reason, err)
+		// Another region's contender of the same occurrence, and then the next occurrence's.
+		bb, _ := b.client(t, "b", nil)
+		resB, _ := bb.RunOnce(ctx, "job", occ, bubbleRunOpts(1), func(ctx context.Context, r Run) error { w.add(r); return nil })
+		rs.add(resB)
+		sleepUntil(later)
+		c, _ := b.client(t, "c", nil)
+		rs.add(must[RunResult](t)(c.RunOnce(ctx, "job", later, bubbleRunOpts(0), func(ctx context.Context, r Run) error { w.add(r); return nil })))
+		b.dump(t, "job")
+		_, recorded := b.recordOf(t, "job", occ)
+		if len(w.of(occ)) == 0 && !recorded && rs.missed(occ) == 0 {
+			t.Fatalf("occurrence %s never ran, has no record and was not counted missed (b: %s %q)", occ.Format(time.RFC3339), resB.Status, resB.Reason)
+		}
+		synctest.Wait()
+	})
+}
