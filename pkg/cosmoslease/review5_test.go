@@ -161,3 +161,40 @@ func TestReview5_AFailedLegacyCheckNeverLosesTheOccurrence(t *testing.T) {
 		synctest.Wait()
 	})
 }
+
+// RetryAbandoned re-runs the cursor's run when its claimer stopped before finishing, "unless its record shows it
+// finished". x completes p and records it, but its release never lands (x is cut off right after the record).
+// a, the next holder with RetryAbandoned, cannot read p's record (a spell of 503s on that read for FinishWithin):
+// settle leaves p unjudged for the next holder, and a re-runs p all the same. p completed once and runs again,
+// though nobody judged it abandoned; the at-least-once exception is for abandoned runs only.
+func TestReview5_ARunNotJudgedAbandonedIsNeverReRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble()
+		ctx := context.Background()
+		start := time.Now()
+		p, occ := start.Add(20*time.Second), start.Add(40*time.Second)
+		var w workLog
+		x, hx := b.client(t, "x", nil)
+		hx.on("create", RunID("job", p), 1, func(ctx context.Context, do func(context.Context) (store.Item, error)) (store.Item, error) {
+			it, err := do(ctx)
+			cutOff(hx) // the record lands; the release does not
+			return it, err
+		})
+		sleepUntil(p)
+		resX, _ := x.RunOnce(ctx, "job", p, bubbleRunOpts(0), func(ctx context.Context, r Run) error { w.add(r); return nil })
+		if rec, ok := b.recordOf(t, "job", p); !ok || rec.Status != RunCompleted {
+			t.Fatalf("setup: p's record %+v (found %v); x: %s %q", rec, ok, resX.Status, resX.Reason)
+		}
+		a, ha := b.client(t, "a", nil)
+		ha.on("read", RunID("job", p), -1, refuse)
+		sleepUntil(occ)
+		o := bubbleRunOpts(0)
+		o.RetryAbandoned = true
+		res, err := a.RunOnce(ctx, "job", occ, o, func(ctx context.Context, r Run) error { w.add(r); return nil })
+		t.Logf("a: %s %q, %v", res.Status, res.Reason, err)
+		if n := len(w.of(p)); n != 1 {
+			t.Fatalf("p completed and recorded it, was never judged abandoned, and ran %d times", n)
+		}
+		synctest.Wait()
+	})
+}
