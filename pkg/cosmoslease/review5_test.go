@@ -198,3 +198,65 @@ func TestReview5_ARunNotJudgedAbandonedIsNeverReRun(t *testing.T) {
 		synctest.Wait()
 	})
 }
+
+// An occurrence that comes due while a crashed holder's lease still runs, whose contender waits for the lease and
+// gives up at its Until, is "overlap" (the previous run was still going, from its start to its holder's last
+// renewal + lease): so it is without RetryAbandoned. With it, the next holder first re-runs the abandoned run, and
+// the claim after that classifies the occurrences passed over against the re-run alone (from its start): the
+// occurrence is counted missed ("every region was down …") although its contender was alive and waiting.
+func TestReview5_AnOccurrenceThatWaitedOnACrashedRunIsNotMissedAfterAReRun(t *testing.T) {
+	for _, retry := range []bool{false, true} {
+		t.Run(map[bool]string{false: "without re-run", true: "with re-run"}[retry], func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := newBubble()
+				ctx := context.Background()
+				start := time.Now()
+				every5s := everyN(5 * time.Second).Next
+				opts := func() RunOptions {
+					o := bubbleRunOpts(0)
+					o.Next, o.MissedAfter, o.Schedule = every5s, 3*time.Second, "*/5 * * * * *"
+					return o
+				}
+				p, q, occ := start.Add(20*time.Second), start.Add(25*time.Second), start.Add(30*time.Second)
+				var rs results
+				// x claims p and dies as its work starts: its lease runs out at 30 s, unreleased.
+				x, hx := b.client(t, "x", nil)
+				sleepUntil(p)
+				xDone := make(chan struct{})
+				go func() {
+					defer close(xDone)
+					_, _ = x.RunOnce(ctx, "job", p, opts(), func(ctx context.Context, r Run) error {
+						cutOff(hx)
+						<-ctx.Done()
+						return ctx.Err()
+					})
+				}()
+				// q's contender is alive; the lease is held by x's run until its Until (30 s).
+				sleepUntil(q)
+				bb, _ := b.client(t, "b", nil)
+				oq := opts()
+				oq.Until = occ
+				resQ, _ := bb.RunOnce(ctx, "job", q, oq, func(ctx context.Context, r Run) error { return nil })
+				rs.add(resQ)
+				// a claims occ (after re-running p when RetryAbandoned).
+				a, _ := b.client(t, "a", nil)
+				oa := opts()
+				oa.RetryAbandoned = retry
+				oa.Until = occ.Add(5 * time.Second)
+				res, err := a.RunOnce(ctx, "job", occ, oa, func(ctx context.Context, r Run) error { return nil })
+				rs.add(res)
+				<-xDone
+				b.dump(t, "job")
+				if err != nil || res.Status != RunExecuted {
+					t.Fatalf("a: %s %q, %v", res.Status, res.Reason, err)
+				}
+				rec, _ := b.recordOf(t, "job", q)
+				if n := rs.missed(q); n > 0 || rec.Status != RunSkipped {
+					t.Fatalf("q waited for the crashed run's lease (%s %q), yet it is recorded %s (%q) and counted missed %d times",
+						resQ.Status, resQ.Reason, rec.Status, rec.Reason, n)
+				}
+				synctest.Wait()
+			})
+		})
+	}
+}
