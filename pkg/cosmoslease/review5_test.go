@@ -2,7 +2,9 @@ package cosmoslease
 
 import (
 	"context"
+	"github.com/cosmoslease/cosmoslease/internal/leasedoc"
 	"github.com/cosmoslease/cosmoslease/internal/store"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -259,4 +261,98 @@ func TestReview5_AnOccurrenceThatWaitedOnACrashedRunIsNotMissedAfterAReRun(t *te
 			})
 		})
 	}
+}
+
+// Two RunOnce calls for the same occurrence in one Client (a duplicate tick in one process, or a library caller's
+// retry beside the first call). Call 1's claim (here: a re-run of the abandoned p, RetryAbandoned) is applied,
+// its answer slow; call 2's claim gets 412, and its read finds a document this client wrote for the same
+// occurrence, so it adopts call 1's claim as its own lease. But the claim's plan (a re-run, of which claim, a
+// check of an earlier version's record, the missed count) lives in call 1: call 2 holds a lease whose document
+// names p's re-run and runs it as if it were its own occurrence, not as a re-run (Run.Retry false, which tells
+// the work it is not a repeat).
+func TestReview5_ADuplicateCallInOneClientRunsTheReRunAsARetry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble()
+		ctx := context.Background()
+		start := time.Now()
+		p, occ := start.Add(20*time.Second), start.Add(40*time.Second)
+		var w workLog
+		x, hx := b.client(t, "x", nil)
+		sleepUntil(p)
+		xDone := make(chan struct{})
+		go func() {
+			defer close(xDone)
+			_, _ = x.RunOnce(ctx, "job", p, bubbleRunOpts(0), func(ctx context.Context, r Run) error {
+				w.add(r)
+				cutOff(hx)
+				<-ctx.Done()
+				return ctx.Err()
+			})
+		}()
+		a, ha := b.client(t, "a", nil)
+		land, second := make(chan struct{}), make(chan struct{})
+		var once sync.Once
+		// Both calls read the free lease before either claims.
+		var read sync.WaitGroup
+		read.Add(2)
+		ha.on("read", leasedoc.IDPrefix+"job", 2, func(ctx context.Context, do func(context.Context) (store.Item, error)) (store.Item, error) {
+			it, err := do(ctx)
+			read.Done()
+			read.Wait()
+			return it, err
+		})
+		// The first claim is applied; its answer comes once the other call has taken the lease (or a second later).
+		ha.on("replace", leasedoc.IDPrefix+"job", 1, func(ctx context.Context, do func(context.Context) (store.Item, error)) (store.Item, error) {
+			it, err := do(context.Background())
+			<-second
+			select {
+			case <-land:
+			case <-time.After(time.Second):
+			}
+			return it, err
+		})
+		ha.on("replace", leasedoc.IDPrefix+"job", 1, func(ctx context.Context, do func(context.Context) (store.Item, error)) (store.Item, error) {
+			close(second)
+			return do(ctx)
+		})
+		work := func(ctx context.Context, r Run) error {
+			w.add(r)
+			once.Do(func() { close(land) })
+			return nil
+		}
+		sleepUntil(occ)
+		o := bubbleRunOpts(0)
+		o.RetryAbandoned = true
+		o.Until = occ.Add(15 * time.Second)
+		var wg sync.WaitGroup
+		var rs results
+		for range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res, err := a.RunOnce(ctx, "job", occ, o, work)
+				t.Logf("call: %s %s %q, %v", res.Occurrence.Format(time.RFC3339), res.Status, res.Reason, err)
+				rs.add(res)
+			}()
+		}
+		wg.Wait()
+		<-xDone
+		for _, r := range w.runs {
+			t.Logf("ran %s epoch %d retry %v", r.Occurrence.Format(time.RFC3339), r.Epoch, r.Retry)
+		}
+		b.dump(t, "job")
+		runs := w.of(p)
+		if len(runs) != 2 || !runs[1].Retry {
+			t.Fatalf("p ran %d times (%+v); want x's run and one re-run with Run.Retry set", len(runs), runs)
+		}
+		if n := len(w.of(occ)); n != 1 {
+			t.Fatalf("occurrence %s ran %d times; want once", occ.Format(time.RFC3339), n)
+		}
+		for _, r := range rs.all {
+			if r.Status == RunExecuted && !r.Occurrence.Equal(occ) {
+				t.Fatalf("a call for %s answered executed for occurrence %s", occ.Format(time.RFC3339), r.Occurrence.Format(time.RFC3339))
+			}
+		}
+		synctest.Wait()
+	})
 }
