@@ -356,3 +356,35 @@ func TestReview5_ADuplicateCallInOneClientRunsTheReRunAsARetry(t *testing.T) {
 		synctest.Wait()
 	})
 }
+
+// A claim whose answer is lost (applied), and the one read after it that would recognise it fails (a passing
+// 503). The election goes round again: the document now shows a holder (its own claim, unknown to the loop, which
+// looks only at whether the lease is free), so it waits for that lease to run out, then finds its occurrence
+// decided, by itself, and returns skipped. The occurrence never runs, though its claimer lived and could reach
+// Cosmos DB all along; the next holder marks it abandoned. The documented limit is for a claimer that gave up.
+func TestReview5_AClaimWhoseAnswerIsLostIsAdoptedByItsLiveClaimer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble()
+		ctx := context.Background()
+		start := time.Now()
+		p, occ := start.Add(20*time.Second), start.Add(40*time.Second)
+		var w workLog
+		a, ha := b.client(t, "a", nil)
+		sleepUntil(p)
+		must[RunResult](t)(a.RunOnce(ctx, "job", p, bubbleRunOpts(0), func(ctx context.Context, r Run) error { w.add(r); return nil }))
+		ha.on("replace", leasedoc.IDPrefix+"job", 1, func(ctx context.Context, do func(context.Context) (store.Item, error)) (store.Item, error) {
+			_, _ = do(ctx)
+			ha.on("read", leasedoc.IDPrefix+"job", 1, refuse) // the read after it
+			return store.Item{}, &store.Error{Op: "replace", Kind: store.Unknown, Err: context.DeadlineExceeded}
+		})
+		sleepUntil(occ)
+		o := bubbleRunOpts(0)
+		o.Until = occ.Add(20 * time.Second)
+		res, err := a.RunOnce(ctx, "job", occ, o, func(ctx context.Context, r Run) error { w.add(r); return nil })
+		t.Logf("a: %s %q, %v", res.Status, res.Reason, err)
+		if n := len(w.of(occ)); n != 1 {
+			t.Fatalf("occurrence %s ran %d times; its claimer was alive and reached Cosmos DB after one failed read (%s %q)", occ.Format(time.RFC3339), n, res.Status, res.Reason)
+		}
+		synctest.Wait()
+	})
+}
