@@ -2,8 +2,13 @@ package cosmoslease
 
 import (
 	"context"
+	"fmt"
 	"github.com/cosmoslease/cosmoslease/internal/leasedoc"
 	"github.com/cosmoslease/cosmoslease/internal/store"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -387,4 +392,222 @@ func TestReview5_AClaimWhoseAnswerIsLostIsAdoptedByItsLiveClaimer(t *testing.T) 
 		}
 		synctest.Wait()
 	})
+}
+
+// Chaos in a bubble: three regions run the schedule (RunSchedule, RetryAbandoned), and at random moments one is
+// crashed (cut off from Cosmos DB, then stopped), stopped gracefully, or started again; some works outlast the
+// schedule's gap. Then all three run healthy for a while. The history must account for every occurrence once:
+// each occurrence from the first decided to the cursor is covered by exactly one record (or one the document
+// holds pending); nothing recorded skipped or missed ever ran; nothing ran twice except as a re-run; no two
+// works overlapped; the document's missed count is the number of occurrences recorded missed.
+func TestReview5_ChaosAccountsForEveryOccurrenceOnce(t *testing.T) {
+	for seed := int64(1); seed <= 40; seed++ {
+		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) { chaosRun(t, seed) })
+		})
+	}
+}
+
+func chaosRun(t *testing.T, seed int64) {
+	rng := rand.New(rand.NewPCG(uint64(seed), 5))
+	b := newBubble()
+	regions := []string{"eastus", "westeurope", "southeastasia"}
+	sched := everyN(10 * time.Second)
+	o := RunOptions{Regions: regions, FailoverDelay: 3 * time.Second, PollInterval: time.Second, Grace: time.Second, RetryAbandoned: true}
+	type entry struct {
+		occ        time.Time
+		retry      bool
+		region     string
+		start, end time.Time
+	}
+	var mu sync.Mutex
+	var ran []entry
+	running := 0
+	overlap := false
+	work := func(ctx context.Context, r Run) error {
+		d := 500 * time.Millisecond
+		if (r.Occurrence.Unix()/10+seed)%6 == 0 {
+			d = 13 * time.Second // outlasts the gap
+		}
+		mu.Lock()
+		running++
+		overlap = overlap || running > 1
+		i := len(ran)
+		ran = append(ran, entry{occ: r.Occurrence.UTC(), retry: r.Retry, region: r.Region, start: time.Now()})
+		mu.Unlock()
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+		}
+		mu.Lock()
+		running--
+		ran[i].end = time.Now()
+		mu.Unlock()
+		return ctx.Err()
+	}
+	type proc struct {
+		cancel context.CancelFunc
+		done   chan struct{}
+		hs     *hookStore
+	}
+	procs := map[string]*proc{}
+	type span struct{ from, to time.Time }
+	up := map[string][]span{} // when each region ran, healthy
+	var logMu sync.Mutex
+	var logs []string
+	startRegion := func(r string) {
+		up[r] = append(up[r], span{from: time.Now(), to: time.Now().Add(time.Hour)})
+		c, hs := b.client(t, r, func(o *Options) {
+			o.Logger = slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+				logMu.Lock()
+				defer logMu.Unlock()
+				logs = append(logs, time.Now().Format("15:04:05.000")+" "+r+" "+string(p))
+				return len(p), nil
+			}), &slog.HandlerOptions{Level: slog.LevelInfo}))
+		})
+		ctx, cancel := context.WithCancel(context.Background())
+		p := &proc{cancel: cancel, done: make(chan struct{}), hs: hs}
+		go func() {
+			defer close(p.done)
+			_ = c.RunSchedule(ctx, "job", sched, o, work, nil)
+		}()
+		procs[r] = p
+	}
+	stop := func(r string, crash bool) {
+		p := procs[r]
+		up[r][len(up[r])-1].to = time.Now()
+		if crash {
+			cutOff(p.hs)
+		}
+		p.cancel()
+		<-p.done
+		delete(procs, r)
+	}
+	for _, r := range regions {
+		startRegion(r)
+	}
+	var events []string
+	for step := 0; step < 40; step++ {
+		time.Sleep(time.Duration(2+rng.IntN(15)) * time.Second)
+		r := regions[rng.IntN(len(regions))]
+		switch _, up := procs[r]; {
+		case !up:
+			startRegion(r)
+			events = append(events, fmt.Sprintf("%s start %s", time.Now().Format("15:04:05"), r))
+		case rng.IntN(2) == 0:
+			stop(r, true)
+			events = append(events, fmt.Sprintf("%s crash %s", time.Now().Format("15:04:05"), r))
+		default:
+			stop(r, false)
+			events = append(events, fmt.Sprintf("%s stop %s", time.Now().Format("15:04:05"), r))
+		}
+	}
+	for _, r := range regions {
+		if _, up := procs[r]; !up {
+			startRegion(r)
+		}
+	}
+	time.Sleep(2 * time.Minute)
+	for _, r := range regions {
+		stop(r, false)
+	}
+	synctest.Wait()
+
+	fail := func(format string, args ...any) {
+		t.Helper()
+		for _, e := range events {
+			t.Log(e)
+		}
+		if os.Getenv("CHAOS_LOGS") != "" {
+			logMu.Lock()
+			for _, l := range logs {
+				t.Log(l)
+			}
+			logMu.Unlock()
+		}
+		for _, e := range ran {
+			t.Logf("ran %s in %s retry %v from %s to %s", e.occ.Format("15:04:05"), e.region, e.retry, e.start.Format("15:04:05.000"), e.end.Format("15:04:05.000"))
+		}
+		b.dump(t, "job")
+		t.Fatalf(format, args...)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if overlap {
+		fail("two works overlapped")
+	}
+	runs := map[time.Time][]entry{}
+	for _, e := range ran {
+		runs[e.occ] = append(runs[e.occ], e)
+	}
+	for occ, es := range runs {
+		first := 0
+		for _, e := range es {
+			if !e.retry {
+				first++
+			}
+		}
+		if first > 1 || len(es) > 2 {
+			fail("occurrence %s ran %d times (%d not as a re-run)", occ.Format(time.RFC3339), len(es), first)
+		}
+	}
+	// The records, with what the document still holds pending.
+	h, err := newClientFor(t, b).History(context.Background(), "job", 1000, sched.Next, ClaimWindow(3, o.FailoverDelay, 10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Running != nil {
+		fail("a run still started after every region stopped gracefully: %+v", *h.Running)
+	}
+	cover := map[time.Time]RunRecord{}
+	var missedRecorded int64
+	first := h.Cursor
+	for _, r := range h.Runs {
+		if r.Status == RunMissed {
+			missedRecorded += int64(r.Occurrences())
+		}
+		for s := r.Occurrence.UTC(); !s.After(r.Last()); s = sched.Next(s) {
+			if prev, dup := cover[s]; dup {
+				fail("occurrence %s is covered by two records: %s %q and %s %q", s.Format(time.RFC3339), prev.Status, prev.Reason, r.Status, r.Reason)
+			}
+			cover[s] = r
+			if s.Before(first) {
+				first = s
+			}
+		}
+	}
+	for s := first; !s.After(h.Cursor); s = sched.Next(s) {
+		r, ok := cover[s]
+		es := runs[s]
+		switch {
+		case !ok:
+			fail("occurrence %s (ran %d times) has no record, though the cursor is at %s", s.Format(time.RFC3339), len(es), h.Cursor.Format(time.RFC3339))
+		case (r.Status == RunSkipped || r.Status == RunMissed) && len(es) > 0:
+			fail("occurrence %s recorded %s (%q) ran %d times", s.Format(time.RFC3339), r.Status, r.Reason, len(es))
+		case r.Status == RunCompleted && len(es) == 0:
+			fail("occurrence %s recorded completed never ran", s.Format(time.RFC3339))
+		case r.Status == RunMissed:
+			// Missed: no region claimed it in its window. A region up and healthy from before it until its Until
+			// would have (or found the lease held, which is overlap).
+			for reg, spans := range up {
+				rank := slices.Index(regions, reg)
+				for _, sp := range spans {
+					if sp.from.Before(s) && sp.to.After(sched.Next(s).Add(time.Duration(rank)*o.FailoverDelay)) {
+						fail("occurrence %s recorded missed (%q) while %s was up from %s to %s", s.Format(time.RFC3339), r.Reason, reg,
+							sp.from.Format("15:04:05"), sp.to.Format("15:04:05"))
+					}
+				}
+			}
+		}
+	}
+	t.Logf("%d works, %d records, cursor %s, %d missed, %d events", len(ran), len(h.Runs), h.Cursor.Format(time.RFC3339), h.MissedTotal, len(events))
+	if h.MissedTotal != missedRecorded {
+		fail("the document counts %d missed; the records say %d", h.MissedTotal, missedRecorded)
+	}
+}
+
+// newClientFor is a reader of the bubble's container.
+func newClientFor(t *testing.T, b *bubble) *Client {
+	c, _ := b.client(t, "reader", nil)
+	return c
 }
