@@ -648,6 +648,11 @@ func (e *election) prepare(prev, next *leasedoc.Doc) (claimPlan, error) {
 	var ranFrom, ranTo time.Time
 	if pj.Run != nil && prev != nil {
 		ranFrom = pj.Run.StartedAt
+		if pj.Run.Retried {
+			// A re-run: the occurrence's run went on from the first claim, through its claimer's lease running out,
+			// to the re-run's end.
+			ranFrom = pj.Cursor
+		}
 		ranTo = prev.ReleasedAt
 		if !prev.Released || ranTo.IsZero() {
 			ranTo = prev.RenewedAt.Add(prev.Duration)
