@@ -2,6 +2,7 @@ package cosmoslease
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"github.com/cosmoslease/cosmoslease/internal/leasedoc"
 	"github.com/cosmoslease/cosmoslease/internal/store"
@@ -403,12 +404,22 @@ func TestReview5_AClaimWhoseAnswerIsLostIsAdoptedByItsLiveClaimer(t *testing.T) 
 func TestReview5_ChaosAccountsForEveryOccurrenceOnce(t *testing.T) {
 	for seed := int64(1); seed <= 40; seed++ {
 		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) { chaosRun(t, seed) })
+			synctest.Test(t, func(t *testing.T) { chaosRun(t, seed, false) })
 		})
 	}
 }
 
-func chaosRun(t *testing.T, seed int64) {
+// The same chaos, with passing faults besides: some requests are refused (503, not applied), some writes are
+// applied with their answer lost, and some reads come from a replica behind.
+func TestReview5_ChaosWithPassingFaultsAccountsForEveryOccurrenceOnce(t *testing.T) {
+	for seed := int64(1); seed <= 40; seed++ {
+		t.Run(fmt.Sprint("seed ", seed), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) { chaosRun(t, seed, true) })
+		})
+	}
+}
+
+func chaosRun(t *testing.T, seed int64, faults bool) {
 	rng := rand.New(rand.NewPCG(uint64(seed), 5))
 	b := newBubble()
 	regions := []string{"eastus", "westeurope", "southeastasia"}
@@ -467,6 +478,28 @@ func chaosRun(t *testing.T, seed int64) {
 		})
 		ctx, cancel := context.WithCancel(context.Background())
 		p := &proc{cancel: cancel, done: make(chan struct{}), hs: hs}
+		if faults {
+			var fmu sync.Mutex
+			frng := rand.New(rand.NewPCG(uint64(seed), uint64(len(up[r]))))
+			hs.on("", "", -1, func(ctx context.Context, do func(context.Context) (store.Item, error)) (store.Item, error) {
+				fmu.Lock()
+				n := frng.IntN(100)
+				fmu.Unlock()
+				switch {
+				case n < 3:
+					return refuse(ctx, do)
+				case n < 6:
+					it, err := do(ctx)
+					if err != nil {
+						return it, err
+					}
+					return store.Item{}, &store.Error{Op: "test", Kind: store.Unknown, Err: errors.New("answer lost")}
+				case n < 8:
+					b.st.LagReads(1, 1)
+				}
+				return do(ctx)
+			})
+		}
 		go func() {
 			defer close(p.done)
 			_ = c.RunSchedule(ctx, "job", sched, o, work, nil)
