@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cosmoslease/cosmoslease/internal/clock"
 	"github.com/cosmoslease/cosmoslease/internal/leasedoc"
 	"github.com/cosmoslease/cosmoslease/internal/store"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -643,4 +645,49 @@ func chaosRun(t *testing.T, seed int64, faults bool) {
 func newClientFor(t *testing.T, b *bubble) *Client {
 	c, _ := b.client(t, "reader", nil)
 	return c
+}
+
+// jumpClock is the bubble's clock, moved forward by hand as a machine's is when it wakes from a suspend.
+type jumpClock struct{ off atomic.Int64 }
+
+func (j *jumpClock) Now() time.Time { return time.Now().Add(time.Duration(j.off.Load())) }
+func (j *jumpClock) Stamp() clock.Stamp {
+	t := j.Now()
+	return clock.Stamp{Mono: t, Wall: t.Round(0)}
+}
+func (j *jumpClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// RunSchedule on a machine that wakes from an hour's suspend (or a process stopped for an hour): every occurrence
+// of that hour is past, and each one's Until too. RunSchedule starts one RunOnce call per past occurrence at
+// once, each of which reads the lease document only to find its time ran out: 720 calls and as many reads in a
+// burst for a 5-second schedule (a week's suspend with a per-second schedule: 604,800 goroutines and reads).
+// The claim of the next occurrence records them all anyway.
+func TestReview5_RunScheduleAfterASuspendStartsNoCallPerPastOccurrence(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble()
+		opts, err := bubbleOptions("eastus").withDefaults()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var jc jumpClock
+		c := newClient(&hookStore{Store: b.st}, opts, &jc)
+		var calls atomic.Int64
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() {
+			done <- c.RunSchedule(ctx, "job", everyN(5*time.Second), RunOptions{FailoverDelay: 10 * time.Second, Grace: time.Second},
+				func(context.Context, Run) error { return nil }, func(RunResult, error) { calls.Add(1) })
+		}()
+		time.Sleep(30 * time.Second)
+		before, reads := calls.Load(), b.st.Calls("read")
+		jc.off.Store(int64(time.Hour)) // the machine wakes an hour later
+		time.Sleep(30 * time.Second)
+		cancel()
+		<-done
+		n, r := calls.Load()-before, b.st.Calls("read")-reads
+		t.Logf("%d calls and %d reads in the 30 s after the suspend", n, r)
+		if n > 20 || r > 100 {
+			t.Fatalf("%d RunOnce calls and %d reads of the lease document in the 30 s after an hour's suspend; want those of the ~6 occurrences due since (one per past occurrence was started at once)", n, r)
+		}
+	})
 }
