@@ -691,3 +691,36 @@ func TestReview5_RunScheduleAfterASuspendStartsNoCallPerPastOccurrence(t *testin
 		}
 	})
 }
+
+// An outage of two days under a per-second schedule: the claim after it passes over 172,799 occurrences, all
+// missed. skipOver stops at 100,000 (maxMissedScan): it records and counts those, and adds "more occurrences
+// until … were not counted" to the last range's reason; the other 72,799 have no record and are not in the
+// document's missed count (History's MissedTotal, LeaseStatus's missedTotal), though the cursor has passed them.
+// "Every occurrence accounted for, once" does not hold past 100,000, and no doc says so.
+func TestReview5_AHugeGapIsCountedInFull(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble()
+		ctx := context.Background()
+		perSecond := everyN(time.Second).Next
+		o := bubbleRunOpts(0)
+		o.Next, o.Schedule, o.MissedAfter = perSecond, "* * * * * *", 30*time.Second
+		a, _ := b.client(t, "a", nil)
+		first := perSecond(time.Now())
+		sleepUntil(first)
+		must[RunResult](t)(a.RunOnce(ctx, "job", first, o, func(context.Context, Run) error { return nil }))
+		later := first.Add(48 * time.Hour)
+		sleepUntil(later)
+		res, err := a.RunOnce(ctx, "job", later, o, func(context.Context, Run) error { return nil })
+		if err != nil || res.Status != RunExecuted {
+			t.Fatalf("%s %q, %v", res.Status, res.Reason, err)
+		}
+		h, err := a.History(ctx, "job", 10, perSecond, o.MissedAfter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := int64(48*time.Hour/time.Second) - 1
+		if h.MissedTotal != want || int64(res.MissedCount) != want {
+			t.Fatalf("%d occurrences passed over, all missed; the document counts %d, the claim's result %d", want, h.MissedTotal, res.MissedCount)
+		}
+	})
+}
