@@ -179,7 +179,7 @@ func (c *Client) updateJob(ctx context.Context, key string, fn func(*jobState) b
 // it in the preference order contend for the next occurrences without waiting for it (RunOptions.Regions): call
 // it when a contender stops on purpose (RunSchedule does when its context ends). The mark goes when the region
 // claims an occurrence again, or when it next takes part in an election and finds the lease free. It waits while
-// another holder holds the lease, until ctx ends; it writes nothing when the job has no state yet.
+// another holder holds the lease, until ctx ends; it writes nothing when the lease document does not exist yet.
 func (c *Client) Depart(ctx context.Context, key string) error {
 	me := NormalizeRegion(c.opts.Region)
 	if me == "" {

@@ -336,7 +336,10 @@ type election struct {
 	res  RunResult
 
 	sawHeld bool // the lease was held by another while this call waited: nobody ahead can be judged absent
-	absent  bool // the job's state marks this client's region absent
+	// plans are what this call's claims decided, by leaseId: the one whose answer is heard, or seen applied, is the
+	// holding's (only this call adopts its claims: claimSpec.owner).
+	plans  map[string]claimPlan
+	absent bool // the job's state marks this client's region absent
 	// failing is when the requests started failing without a break, and lastErr the newest failure.
 	failing time.Time
 	lastErr error
@@ -345,7 +348,7 @@ type election struct {
 
 // run is steps 1 to 5, repeated after a re-run of an abandoned occurrence.
 func (e *election) run(ctx context.Context) (RunResult, error) {
-	c, o := e.c, e.o
+	c := e.c
 	for {
 		obs, err := c.observe(ctx, e.key, e.id, time.Time{})
 		if err != nil {
@@ -366,39 +369,16 @@ func (e *election) run(ctx context.Context) (RunResult, error) {
 			return e.res, err
 		}
 		_, e.absent = job.Absent[NormalizeRegion(c.opts.Region)]
-		if job.decided(e.t) {
-			return e.decidedElsewhere(ctx, job)
-		}
-		now := c.clock.Now()
-		free := c.free(obs, now)
-		if !o.Until.IsZero() && !now.Before(o.Until) {
-			return e.timeRanOut(obs, free), nil
-		}
-		contendAt := e.t.Add(time.Duration(job.effectiveRank(o.Regions, c.opts.Region, o.Rank)) * o.FailoverDelay)
-		if now.Before(contendAt) {
-			if err := c.sleep(ctx, e.bounded(min(o.PollInterval, contendAt.Sub(now)))); err != nil {
-				return e.res, err
+		// A claim this call sent whose answer never came, now seen applied: its lease is ours to take (claim adopts
+		// it), whatever the document says of the occurrence, since it is this call's own decision.
+		if _, mine := c.ours(e.key, obs.doc, &claimSpec{owner: e}); !mine {
+			now, done, res, err := e.turn(ctx, obs, job)
+			if done {
+				return res, err
 			}
-			continue
-		}
-		if !free {
-			e.sawHeld = true
-			wait := o.PollInterval
-			if left := c.remaining(obs, now); left > 0 && left < wait {
-				wait = left + 10*time.Millisecond
+			if !now {
+				continue
 			}
-			if err := c.sleep(ctx, e.bounded(wait)); err != nil {
-				return e.res, err
-			}
-			continue
-		}
-		if s, until := e.earlierWaiting(job, now); !s.IsZero() {
-			// An earlier occurrence nobody has claimed may still be claimed by its own contenders (it waited for the
-			// lease too): let it go first, so that occurrences start in order.
-			if err := c.sleep(ctx, e.bounded(min(o.PollInterval, until.Sub(now)))); err != nil {
-				return e.res, err
-			}
-			continue
 		}
 		h, err := e.claim(ctx)
 		switch {
@@ -425,6 +405,48 @@ func (e *election) run(ctx context.Context) (RunResult, error) {
 		// The holding re-ran an abandoned occurrence (or found it had finished): now contend for our own.
 		e.res.Abandoned, e.res.Retried = res.Abandoned, res.Retried
 	}
+}
+
+// turn decides, from what the watch read, whether it is this contender's turn to claim (now). When it is not, it
+// has waited for the next watch, or done says to return res and err.
+func (e *election) turn(ctx context.Context, obs observation, job jobState) (now, done bool, res RunResult, err error) {
+	c, o := e.c, e.o
+	if job.decided(e.t) {
+		r, err := e.decidedElsewhere(ctx, job)
+		return false, true, r, err
+	}
+	at := c.clock.Now()
+	free := c.free(obs, at)
+	if !o.Until.IsZero() && !at.Before(o.Until) {
+		return false, true, e.timeRanOut(obs, free), nil
+	}
+	contendAt := e.t.Add(time.Duration(job.effectiveRank(o.Regions, c.opts.Region, o.Rank)) * o.FailoverDelay)
+	if at.Before(contendAt) {
+		if err := c.sleep(ctx, e.bounded(min(o.PollInterval, contendAt.Sub(at)))); err != nil {
+			return false, true, e.res, err
+		}
+		return false, false, e.res, nil
+	}
+	if !free {
+		e.sawHeld = true
+		wait := o.PollInterval
+		if left := c.remaining(obs, at); left > 0 && left < wait {
+			wait = left + 10*time.Millisecond
+		}
+		if err := c.sleep(ctx, e.bounded(wait)); err != nil {
+			return false, true, e.res, err
+		}
+		return false, false, e.res, nil
+	}
+	if s, until := e.earlierWaiting(job, at); !s.IsZero() {
+		// An earlier occurrence nobody has claimed may still be claimed by its own contenders (it waited for the
+		// lease too): let it go first, so that occurrences start in order.
+		if err := c.sleep(ctx, e.bounded(min(o.PollInterval, until.Sub(at)))); err != nil {
+			return false, true, e.res, err
+		}
+		return false, false, e.res, nil
+	}
+	return true, false, e.res, nil
 }
 
 // earlierWaiting is the earliest occurrence after the cursor and before this one that its contenders may still
@@ -545,13 +567,15 @@ func (e *election) claim(ctx context.Context) (*runHolding, error) {
 	plan := &claimPlan{}
 	meta := map[string]string{metaOccurrence: e.t.Format(time.RFC3339Nano),
 		metaStopMs: strconv.FormatInt(max(0, o.Grace-(c.opts.LeaseDuration-c.opts.RenewDeadline)).Milliseconds(), 10)}
-	plans := map[string]claimPlan{}
-	spec := &claimSpec{extra: meta, prepare: func(prev, next *leasedoc.Doc) error {
+	if e.plans == nil {
+		e.plans = map[string]claimPlan{}
+	}
+	spec := &claimSpec{extra: meta, owner: e, prepare: func(prev, next *leasedoc.Doc) error {
 		p, err := e.prepare(prev, next)
 		if err != nil {
 			return err
 		}
-		plans[next.LeaseID] = p
+		e.plans[next.LeaseID] = p
 		return nil
 	}}
 	lease, err := c.attempt(ctx, e.key, e.id, spec)
@@ -559,7 +583,7 @@ func (e *election) claim(ctx context.Context) (*runHolding, error) {
 		return nil, err
 	}
 	doc := lease.document()
-	*plan = plans[doc.LeaseID]
+	*plan = e.plans[doc.LeaseID]
 	job, _ := decodeJob(doc)
 	e.absent = false // the claim cleared the mark
 	h := &runHolding{c: c, key: e.key, lease: lease, o: o, work: e.work, job: job, plan: *plan}
@@ -624,6 +648,11 @@ func (e *election) prepare(prev, next *leasedoc.Doc) (claimPlan, error) {
 	var ranFrom, ranTo time.Time
 	if pj.Run != nil && prev != nil {
 		ranFrom = pj.Run.StartedAt
+		if pj.Run.Retried {
+			// A re-run: the occurrence's run went on from the first claim, through its claimer's lease running out,
+			// to the re-run's end.
+			ranFrom = pj.Cursor
+		}
 		ranTo = prev.ReleasedAt
 		if !prev.Released || ranTo.IsZero() {
 			ranTo = prev.RenewedAt.Add(prev.Duration)
@@ -735,7 +764,7 @@ func (h *runHolding) hold(ctx context.Context, e *election) (RunResult, bool, er
 }
 
 // settle judges each run the document lists as never finished: abandoned (and marked so), unless its record shows
-// it finished. It returns the newest run it marked abandoned, and, by claim id, the records of those that had
+// it finished, or shows a later holding's decision (the record of a re-run). It returns the newest run it marked abandoned, and, by claim id, the records of those that had
 // finished. A run it cannot judge (its record cannot be read) stays listed for the next holder.
 func (h *runHolding) settle(ctx context.Context) (abandoned *RunRecord, finished map[string]*RunRecord) {
 	c := h.c
@@ -749,8 +778,10 @@ func (h *runHolding) settle(ctx context.Context) (abandoned *RunRecord, finished
 			left = append(left, s)
 			continue
 		}
-		if cur != nil && cur.ClaimID == s.ClaimID && cur.Status != RunStarted {
-			finished[s.ClaimID] = cur // its claimer recorded how it ended before its lease ran out
+		if cur != nil && (cur.ClaimID == s.ClaimID && cur.Status != RunStarted || cur.Decided > s.Decided) {
+			// Its claimer recorded how it ended before its lease ran out; or a later holding has decided the occurrence
+			// since (a re-run's record, RetryAbandoned): that record stands.
+			finished[s.ClaimID] = cur
 			continue
 		}
 		ab := s
@@ -758,8 +789,8 @@ func (h *runHolding) settle(ctx context.Context) (abandoned *RunRecord, finished
 		ab.Reason = fmt.Sprintf("its claimer (%s, instance %s, epoch %d) stopped before the run finished (or before it started); found by %s (instance %s) at epoch %d",
 			dashIfEmpty(s.Owner), dashIfEmpty(s.Instance), s.Epoch, c.opts.OwnerID, h.o.Instance, h.lease.Epoch())
 		stored, ours, err := h.put(ctx, &ab, func(cur *RunRecord) bool {
-			// The claimer's own final record, landed after our read: it stands.
-			return cur.ClaimID == s.ClaimID && cur.Status != RunStarted && cur.Decided <= s.Decided
+			// The claimer's own final record, landed after our read, or a later holding's (a re-run's): it stands.
+			return cur.ClaimID == s.ClaimID && cur.Status != RunStarted || cur.Decided > s.Decided
 		})
 		switch {
 		case err != nil:

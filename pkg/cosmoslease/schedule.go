@@ -20,7 +20,9 @@ type Schedule interface {
 // election decides them in order. Each call's options are o with Next set to the schedule, and Until to the next
 // occurrence + this contender's delay (its rank in o.Regions, or o.Rank, × FailoverDelay); o.PastDue is ignored.
 //
-// report, when not nil, is called with each call's result, one call at a time. When ctx ends, RunSchedule waits
+// report, when not nil, is called with each call's result, one call at a time. An occurrence whose Until has
+// already passed when RunSchedule comes to it (after a suspend or a pause) gets no call: the claim of a later
+// occurrence records it. When ctx ends, RunSchedule waits
 // for the calls in flight (their work is told to stop, and its run recorded), marks this region departed
 // (Depart) within FinishWithin so that the next region runs the following occurrences without waiting for it, and
 // returns ctx's cause. At start it clears a departed mark this region left.
@@ -71,6 +73,12 @@ func (c *Client) RunSchedule(ctx context.Context, key string, sched Schedule, o 
 		}
 		call := o
 		call.Until = after.Add(delay)
+		if !call.Until.After(c.clock.Now()) {
+			// Past, and so is its last moment to claim (the machine slept, the process was paused): a call would only
+			// read the lease document to find its time ran out. The claim of a later occurrence records it.
+			next = after
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -82,7 +90,7 @@ func (c *Client) RunSchedule(ctx context.Context, key string, sched Schedule, o 
 			}
 		}()
 		next = after
-		// An occurrence already past (the machine slept, the process was paused) is still contended for: its call
+		// An occurrence already past whose last moment to claim has not come is still contended for: its call
 		// returns skipped at once if another decided it, and the claim of a later one records it otherwise.
 	}
 }
