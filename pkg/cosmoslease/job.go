@@ -245,7 +245,7 @@ func skipOver(next func(time.Time) time.Time, after, before, ranFrom, ranTo, now
 	}
 	prev := after
 	for s, n := next(after), 0; s.Before(before); s, n = next(s), n+1 {
-		if !s.After(prev) || n >= maxMissedScan {
+		if !s.After(prev) || n >= maxClaimScan {
 			// A schedule that does not move forward, or one that fires too often to list: one last range, uncounted
 			// beyond this point.
 			if cur != nil {
@@ -292,6 +292,11 @@ func skipOver(next func(time.Time) time.Time, after, before, ranFrom, ranTo, now
 	flush()
 	return ranges, missed, nMissed
 }
+
+// maxClaimScan bounds how many occurrences one claim decides: ten million is 115 days of a schedule that fires
+// every second, walked in a few seconds. Beyond it the rest of the gap is not recorded, and its missed ones are
+// not counted (the last range's reason says so).
+const maxClaimScan = 10_000_000
 
 // maxListedMissed bounds RunResult.Missed.
 const maxListedMissed = 1000

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -336,6 +337,8 @@ type election struct {
 	res  RunResult
 
 	sawHeld bool // the lease was held by another while this call waited: nobody ahead can be judged absent
+	// scanCursor and scanFrom: where earlierWaiting's last scan stopped, for that cursor.
+	scanCursor, scanFrom time.Time
 	// plans are what this call's claims decided, by leaseId: the one whose answer is heard, or seen applied, is the
 	// holding's (only this call adopts its claims: claimSpec.owner).
 	plans  map[string]claimPlan
@@ -438,9 +441,10 @@ func (e *election) turn(ctx context.Context, obs observation, job jobState) (now
 		}
 		return false, false, e.res, nil
 	}
-	if s, until := e.earlierWaiting(job, at); !s.IsZero() {
+	if s, until := e.earlierWaiting(job, at); !s.IsZero() && (o.Until.IsZero() || until.Before(o.Until)) {
 		// An earlier occurrence nobody has claimed may still be claimed by its own contenders (it waited for the
-		// lease too): let it go first, so that occurrences start in order.
+		// lease too): let it go first, so that occurrences start in order. Not past this contender's own Until:
+		// then this occurrence is claimed, and the earlier one recorded as superseded.
 		if err := c.sleep(ctx, e.bounded(min(o.PollInterval, until.Sub(at)))); err != nil {
 			return false, true, e.res, err
 		}
@@ -462,7 +466,14 @@ func (e *election) earlierWaiting(job jobState, now time.Time) (time.Time, time.
 		last = ranks - 1
 	}
 	wait := time.Duration(last) * e.o.FailoverDelay
-	for s, n := e.o.Next(job.Cursor), 0; s.Before(e.t) && n < maxMissedScan; s, n = e.o.Next(s), n+1 {
+	// Earlier occurrences only leave their turn as time passes: the scan goes on from where the last one stopped,
+	// while the cursor stays, so a long gap is walked once.
+	s := e.o.Next(job.Cursor)
+	if e.scanCursor.Equal(job.Cursor) && e.scanFrom.After(s) {
+		s = e.scanFrom
+	}
+	defer func() { e.scanCursor, e.scanFrom = job.Cursor, s }()
+	for n := 0; s.Before(e.t) && n < maxMissedScan; n++ {
 		after := e.o.Next(s)
 		if !after.After(s) {
 			break
@@ -470,6 +481,7 @@ func (e *election) earlierWaiting(job jobState, now time.Time) (time.Time, time.
 		if until := after.Add(wait); now.Before(until) {
 			return s, until
 		}
+		s = after
 	}
 	return time.Time{}, time.Time{}
 }
@@ -602,6 +614,10 @@ type claimPlan struct {
 	prev    *leasedoc.Doc // the document the claim replaced
 	retry   bool          // the holding re-runs the previous (abandoned) run
 	retryOf string        // the claim id of that run
+	// prevRun and prevSettle are the replaced document's run and runs to judge, to put back when a re-run is
+	// given up.
+	prevRun    *RunRecord
+	prevSettle []RunRecord
 	legacy  bool          // the replaced document had no job state: the occurrence's record must be read first
 	missed  []time.Time
 	nMissed int
@@ -641,6 +657,8 @@ func (e *election) prepare(prev, next *leasedoc.Doc) (claimPlan, error) {
 		r.Reason, r.Error, r.ExitCode, r.ETag = "", "", nil, ""
 		nj.Run = &r
 		plan.retryOf = pj.Run.ClaimID
+		prevRun := *pj.Run
+		plan.prevRun, plan.prevSettle = &prevRun, slices.Clone(pj.Settle)
 		next.Job = nj.encode()
 		return plan, nil
 	}
@@ -727,6 +745,16 @@ func (h *runHolding) hold(ctx context.Context, e *election) (RunResult, bool, er
 			h.release(ctx)
 			return res, true, nil
 		}
+		if abandoned == nil || abandoned.ClaimID != h.plan.retryOf {
+			// Its record could not be read, so it is not known to be abandoned: never re-run a run that may have
+			// finished. The document goes back to naming it unfinished, for a later holder to judge.
+			h.job.Run, h.job.Settle = h.plan.prevRun, h.plan.prevSettle
+			h.release(ctx)
+			err := fmt.Errorf("occurrence %s not started: the run of occurrence %s, to be run again, could not be judged (its record could not be read)",
+				e.t.Format(time.RFC3339), h.plan.prevRun.Occurrence.Format(time.RFC3339))
+			res.Reason = err.Error()
+			return res, false, err
+		}
 		rec := *h.job.Run
 		r := h.run(ctx, &rec, true)
 		r.Abandoned = abandoned
@@ -747,9 +775,10 @@ func (h *runHolding) hold(ctx context.Context, e *election) (RunResult, bool, er
 		// library): the occurrence may have been claimed the old way, by its record.
 		rec, err := h.readRunRetrying(ctx, RunID(h.key, e.t))
 		if err != nil {
-			h.job.Run = nil // not run: the next claim passes it over
-			h.release(ctx)
-			return res, false, err
+			// Not known whether an earlier version ran it: leave the claim to the next holder, which judges it (a
+			// record of the earlier version stands; otherwise it is abandoned, and with RetryAbandoned run).
+			h.leave("the record of occurrence " + e.t.Format(time.RFC3339) + " could not be read to check for an earlier version's claim")
+			return res, false, fmt.Errorf("occurrence %s not started: its record could not be read to check for an earlier version's claim: %w", e.t.Format(time.RFC3339), err)
 		}
 		if rec != nil {
 			h.job.Run, h.job.Recorded = rec, true
@@ -778,7 +807,7 @@ func (h *runHolding) settle(ctx context.Context) (abandoned *RunRecord, finished
 			left = append(left, s)
 			continue
 		}
-		if cur != nil && (cur.ClaimID == s.ClaimID && cur.Status != RunStarted || cur.Decided > s.Decided) {
+		if cur != nil && stands(cur, s) {
 			// Its claimer recorded how it ended before its lease ran out; or a later holding has decided the occurrence
 			// since (a re-run's record, RetryAbandoned): that record stands.
 			finished[s.ClaimID] = cur
@@ -788,10 +817,7 @@ func (h *runHolding) settle(ctx context.Context) (abandoned *RunRecord, finished
 		ab.Status, ab.FinishedAt, ab.Decided, ab.ETag = RunAbandoned, c.clock.Now().UTC(), h.lease.Epoch(), ""
 		ab.Reason = fmt.Sprintf("its claimer (%s, instance %s, epoch %d) stopped before the run finished (or before it started); found by %s (instance %s) at epoch %d",
 			dashIfEmpty(s.Owner), dashIfEmpty(s.Instance), s.Epoch, c.opts.OwnerID, h.o.Instance, h.lease.Epoch())
-		stored, ours, err := h.put(ctx, &ab, func(cur *RunRecord) bool {
-			// The claimer's own final record, landed after our read, or a later holding's (a re-run's): it stands.
-			return cur.ClaimID == s.ClaimID && cur.Status != RunStarted || cur.Decided > s.Decided
-		})
+		stored, ours, err := h.put(ctx, &ab, func(cur *RunRecord) bool { return stands(cur, s) })
 		switch {
 		case err != nil:
 			left = append(left, s)
@@ -810,6 +836,13 @@ func (h *runHolding) settle(ctx context.Context) (abandoned *RunRecord, finished
 	}
 	h.job.Settle = left
 	return abandoned, finished
+}
+
+// stands reports whether the stored record of a run s to be judged says how the occurrence went: the claimer's
+// own final record (landed before or after the judge's read), a later holding's (a re-run's), or a final record
+// an earlier version of this library wrote (no decided epoch), which ran the occurrence the old way.
+func stands(cur *RunRecord, s RunRecord) bool {
+	return cur.Status != RunStarted && (cur.ClaimID == s.ClaimID || cur.Decided == 0) || cur.Decided > s.Decided
 }
 
 // writePending writes the records the document holds pending; those it cannot write stay for the next holder.
