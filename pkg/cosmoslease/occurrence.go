@@ -618,9 +618,9 @@ type claimPlan struct {
 	// given up.
 	prevRun    *RunRecord
 	prevSettle []RunRecord
-	legacy  bool          // the replaced document had no job state: the occurrence's record must be read first
-	missed  []time.Time
-	nMissed int
+	legacy     bool // the replaced document had no job state: the occurrence's record must be read first
+	missed     []time.Time
+	nMissed    int
 }
 
 // prepare builds the job state of the document that would claim the occurrence (or re-run the abandoned previous
