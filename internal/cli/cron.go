@@ -175,52 +175,29 @@ func (a *App) cron(c *ucli.Context) error {
 	if err := a.checkRegions(log, j.region, j.preferred, client.AccountRegions()); err != nil {
 		return err
 	}
+	order := cosmoslease.Order(j.preferred, client.AccountRegions())
 	rank, ranks := cosmoslease.Rank(j.region, j.preferred, client.AccountRegions())
 	out := &cronReporter{w: a.Stdout, json: c.Bool("json"), job: j, metricsURL: tel.metricsURL()}
-	next := j.sched.Next(time.Now())
-	out.started(rank, next)
-	missedAfter := cosmoslease.ClaimWindow(ranks, j.delay, d)
-	pastDue := false
-	for {
-		if err := sleepUntil(ctx, next); err != nil {
-			return errInterrupted
-		}
-		occ := next
-		o := cosmoslease.RunOptions{Rank: rank, FailoverDelay: j.delay, Until: j.sched.Next(occ).Add(time.Duration(rank) * j.delay),
-			RetryAbandoned: c.Bool("retry-abandoned"), Retention: j.retention, Instance: j.instance, PastDue: pastDue,
-			Schedule: j.sched.Expr(), Next: j.sched.Next, MissedAfter: missedAfter, Grace: j.grace + 5*time.Second}
-		res, err := client.RunOnce(ctx, j.key, occ, o, func(ctx context.Context, run cosmoslease.Run) error {
-			return a.execJob(ctx, j, run)
-		})
+	out.started(rank, j.sched.Next(time.Now()))
+	o := cosmoslease.RunOptions{Regions: order, FailoverDelay: j.delay, RetryAbandoned: c.Bool("retry-abandoned"), Retention: j.retention,
+		Instance: j.instance, Schedule: j.sched.Expr(), MissedAfter: cosmoslease.ClaimWindow(ranks, j.delay, d), Grace: j.grace + 5*time.Second}
+	// Each occurrence is contended for from its own time, beside earlier ones still waiting or running: the
+	// election runs them in order, one at a time, and records the ones it passes over.
+	err = client.RunSchedule(ctx, j.key, j.sched, o, func(ctx context.Context, run cosmoslease.Run) error {
+		return a.execJob(ctx, j, run)
+	}, func(res cosmoslease.RunResult, err error) {
 		if ctx.Err() != nil && res.WorkStarted.IsZero() && res.Status != cosmoslease.RunSkipped {
-			// Interrupted while it watched or waited: nothing ran here and nothing was recorded for it.
-			return errInterrupted
+			return // interrupted while it watched or waited: nothing ran here and nothing was recorded for it
 		}
 		out.occurrence(res, err)
-		if ctx.Err() != nil {
-			return errInterrupted
-		}
 		if res.StillRunning {
-			log.Warn("the command did not exit after SIGKILL; waiting for it before the next occurrence")
+			log.Warn("the command did not exit after SIGKILL; no other occurrence starts in this process until it does", "occurrence", res.Occurrence)
 		}
-		// The next occurrence; if the run took so long that it is already due, the latest due one, once (as the
-		// Functions timer does): the ones between went to other machines, or are recorded as skipped or missed.
-		next, pastDue = j.sched.Next(occ), false
-		if now := time.Now(); !next.After(now) {
-			next, pastDue = j.sched.Prev(now), true
-		}
+	})
+	if ctx.Err() != nil {
+		return errInterrupted
 	}
-}
-
-func sleepUntil(ctx context.Context, t time.Time) error {
-	timer := time.NewTimer(time.Until(t))
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timer.C:
-		return nil
-	}
+	return err
 }
 
 // execJob runs the job for one occurrence, in a process group of its own (internal/supervise). When ctx ends

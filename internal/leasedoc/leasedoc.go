@@ -142,6 +142,9 @@ type Doc struct {
 	// Epoch is 0, Duration is 0, and its holder believes it holds the lease until its own clock reads
 	// ExpiresAt. Encode never writes one: taking it over writes a full document at epoch 1.
 	Sample bool `json:"-"`
+	// Job is the state of the scheduled work elected through this lease (pkg/cosmoslease's occurrence
+	// election), kept as JSON this package does not read: absent for a lease that is only a lease.
+	Job json.RawMessage `json:"-"`
 
 	ETag string `json:"-"`
 	TS   int64  `json:"-"`
@@ -150,21 +153,22 @@ type Doc struct {
 // wire is Doc as JSON: times as RFC 3339 text, the duration in milliseconds, and the pass-through of the
 // partition key property when the container's path is not /leaseKey.
 type wire struct {
-	ID              string   `json:"id"`
-	LeaseKey        string   `json:"leaseKey"`
-	LeaseID         string   `json:"leaseId"`
-	OwnerID         string   `json:"ownerId"`
-	AcquiredAt      string   `json:"acquiredAt,omitempty"`
-	ExpiresAt       string   `json:"expiresAt,omitempty"`
-	RenewedAt       string   `json:"renewedAt,omitempty"`
-	ReleasedAt      string   `json:"releasedAt,omitempty"`
-	Metadata        Metadata `json:"metadata"`
-	Epoch           *int64   `json:"epoch"`
-	Renewals        int64    `json:"renewals"`
-	Released        bool     `json:"released"`
-	LeaseDurationMs int64    `json:"leaseDurationMs"`
-	ETag            string   `json:"_etag,omitempty"`
-	TS              int64    `json:"_ts,omitempty"`
+	ID              string          `json:"id"`
+	LeaseKey        string          `json:"leaseKey"`
+	LeaseID         string          `json:"leaseId"`
+	OwnerID         string          `json:"ownerId"`
+	AcquiredAt      string          `json:"acquiredAt,omitempty"`
+	ExpiresAt       string          `json:"expiresAt,omitempty"`
+	RenewedAt       string          `json:"renewedAt,omitempty"`
+	ReleasedAt      string          `json:"releasedAt,omitempty"`
+	Metadata        Metadata        `json:"metadata"`
+	Epoch           *int64          `json:"epoch"`
+	Renewals        int64           `json:"renewals"`
+	Released        bool            `json:"released"`
+	LeaseDurationMs int64           `json:"leaseDurationMs"`
+	Job             json.RawMessage `json:"job,omitempty"`
+	ETag            string          `json:"_etag,omitempty"`
+	TS              int64           `json:"_ts,omitempty"`
 }
 
 // OwnProperty reports whether name is a top-level property the lease document holds for itself: one of the
@@ -201,7 +205,7 @@ func Encode(d *Doc, pkProperty string) ([]byte, error) {
 		AcquiredAt: FormatTime(d.AcquiredAt), ExpiresAt: FormatTime(d.ExpiresAt),
 		RenewedAt: FormatTime(d.RenewedAt), ReleasedAt: FormatTime(d.ReleasedAt),
 		Metadata: d.Metadata, Epoch: &epoch, Renewals: d.Renewals, Released: d.Released,
-		LeaseDurationMs: d.Duration.Milliseconds(),
+		LeaseDurationMs: d.Duration.Milliseconds(), Job: d.Job,
 	}
 	b, err := json.Marshal(w)
 	if err != nil || pkProperty == "" || pkProperty == "leaseKey" || pkProperty == "id" {
@@ -275,6 +279,7 @@ func Decode(b []byte, wantID string) (*Doc, error) {
 		ID: w.ID, LeaseKey: w.LeaseKey, LeaseID: w.LeaseID, OwnerID: w.OwnerID, Metadata: w.Metadata,
 		Epoch: *w.Epoch, Renewals: w.Renewals, Released: w.Released,
 		Duration: time.Duration(w.LeaseDurationMs) * time.Millisecond, ETag: w.ETag, TS: w.TS, Sample: sample,
+		Job: w.Job,
 	}
 	for _, f := range []struct {
 		name string

@@ -46,6 +46,7 @@ type claim struct {
 	leaseID string
 	sent    clock.Stamp
 	prev    *State
+	owner   any // the claimSpec's owner: the call that sent it, when only that call may adopt it
 }
 
 // observation is what a contender knows about a lease document: the version it saw and since when.
@@ -325,8 +326,8 @@ func (c *Client) TryAcquire(ctx context.Context, key string) (*Lease, error) {
 //     observed ETag (412: another contender won, or the holder renewed).
 //  4. On losing the race, read once more: name the winner, or, if the lease is free again, try once more.
 //
-// extra, when not nil, adds metadata pairs to the document this attempt writes (RunOnce names the occurrence).
-func (c *Client) attempt(ctx context.Context, key, id string, extra map[string]string) (*Lease, error) {
+// spec, when not nil, shapes the document this attempt writes (RunOnce names its occurrence and the job's state).
+func (c *Client) attempt(ctx context.Context, key, id string, spec *claimSpec) (*Lease, error) {
 	obs, ok := c.cached(key)
 	if !ok || obs.invalid != nil || !c.free(obs, c.clock.Now()) {
 		var err error
@@ -335,29 +336,56 @@ func (c *Client) attempt(ctx context.Context, key, id string, extra map[string]s
 		}
 	}
 	for round := 0; ; round++ {
-		lease, fresh, err := c.claim(ctx, key, id, obs, extra)
+		lease, fresh, err := c.claim(ctx, key, id, obs, spec)
 		if err != nil || lease != nil {
 			return lease, err
 		}
 		// Lost the race. If the fresh view shows the lease free again (the winner already released, or the
 		// document was deleted), try once more on it; otherwise name the holder.
 		now := c.clock.Now()
-		if round > 0 || c.heldByOther(key, fresh, now, extra) {
+		if round > 0 || c.heldByOther(key, fresh, now, spec) {
 			return nil, &HeldError{Holder: c.state(key, fresh, now), Race: true}
 		}
 		obs = fresh
 	}
 }
 
+// claimSpec shapes the document a claim writes.
+type claimSpec struct {
+	// extra adds metadata pairs; only a document that carries them is recognised as this claim's after an
+	// ambiguous answer.
+	extra map[string]string
+	// prepare, when set, completes the document that would make this client the holder, from the document it
+	// replaces (nil when there is none), just before it is sent; an error stops the claim and is returned.
+	prepare func(prev, next *leasedoc.Doc) error
+	// owner, when set, is the call this claim is for (RunOnce's election, which alone knows what its claim
+	// decided): only a claim sent with the same owner is adopted after an unheard answer.
+	owner any
+}
+
+func (s *claimSpec) ownerOf() any {
+	if s == nil {
+		return nil
+	}
+	return s.owner
+}
+
+func (s *claimSpec) metadata() map[string]string {
+	if s == nil {
+		return nil
+	}
+	return s.extra
+}
+
 // claim makes this client the holder if obs shows the lease free (steps 2–4 of attempt). On a lost race it
 // returns no lease, no error, and the fresh observation.
-func (c *Client) claim(ctx context.Context, key, id string, obs observation, extra map[string]string) (*Lease, observation, error) {
+func (c *Client) claim(ctx context.Context, key, id string, obs observation, spec *claimSpec) (*Lease, observation, error) {
 	if obs.invalid != nil {
 		return nil, obs, obs.invalid
 	}
 	// A document that one of our unheard claims wrote is ours: hold it while it is recent enough, or else take
 	// it over at the next epoch (nobody renews it, and no Lease here holds it).
-	if u, ok := c.ours(key, obs.doc, extra); ok {
+	if u, ok := c.ours(key, obs.doc, spec); ok {
 		l, mine := c.adopt(ctx, key, id, obs, u)
 		if l != nil {
 			return l, obs, nil
@@ -369,7 +397,12 @@ func (c *Client) claim(ctx context.Context, key, id string, obs observation, ext
 		return nil, obs, &HeldError{Holder: c.state(key, obs, now)}
 	}
 
-	next := c.newHolderDoc(key, id, obs.doc, extra)
+	next := c.newHolderDoc(key, id, obs.doc, spec.metadata())
+	if spec != nil && spec.prepare != nil {
+		if err := spec.prepare(obs.doc, next); err != nil {
+			return nil, obs, err
+		}
+	}
 	body, err := leasedoc.Encode(next, c.pkProp)
 	if err != nil {
 		return nil, obs, err
@@ -380,7 +413,7 @@ func (c *Client) claim(ctx context.Context, key, id string, obs observation, ext
 		prev = &p
 	}
 	sent := c.clock.Stamp()
-	c.addClaim(key, claim{leaseID: next.LeaseID, sent: sent, prev: prev})
+	c.addClaim(key, claim{leaseID: next.LeaseID, sent: sent, prev: prev, owner: spec.ownerOf()})
 	rctx, cancel := c.requestContext(ctx, time.Time{})
 	var item store.Item
 	op := "create"
@@ -420,7 +453,7 @@ func (c *Client) claim(ctx context.Context, key, id string, obs observation, ext
 	// carries our leaseId, it is ours, dated from the send.
 	fresh, rerr := c.observe(ctx, key, id, time.Time{})
 	if rerr == nil && fresh.invalid == nil {
-		if u, ok := c.ours(key, fresh.doc, extra); ok {
+		if u, ok := c.ours(key, fresh.doc, spec); ok {
 			l, mine := c.adopt(ctx, key, id, fresh, u)
 			switch {
 			case l != nil:
@@ -444,8 +477,8 @@ func (c *Client) claim(ctx context.Context, key, id string, obs observation, ext
 
 // heldByOther reports whether o shows a holder that this client may not write over: not free, and not an
 // unheard claim of ours.
-func (c *Client) heldByOther(key string, o observation, now time.Time, extra map[string]string) bool {
-	if _, ok := c.ours(key, o.doc, extra); ok {
+func (c *Client) heldByOther(key string, o observation, now time.Time, spec *claimSpec) bool {
+	if _, ok := c.ours(key, o.doc, spec); ok {
 		return false
 	}
 	return !c.free(o, now)
@@ -498,14 +531,16 @@ func (c *Client) addClaim(key string, u claim) {
 }
 
 // ours returns the unheard claim of this client that wrote doc, if doc is exactly what that claim wrote. With
-// extra (RunOnce's metadata naming its occurrence), only a claim that wrote those pairs is ours: another call's
-// claim for another occurrence is that call's to adopt, and a holding whose document names the wrong occurrence
-// would have the next holder settle the wrong run record.
-func (c *Client) ours(key string, doc *leasedoc.Doc, extra map[string]string) (claim, bool) {
+// spec's extra pairs (RunOnce's metadata naming its occurrence), only a claim that wrote those pairs is ours:
+// another call's claim for another occurrence is that call's to adopt, and a holding whose document names the
+// wrong occurrence would have the next holder settle the wrong run record. With spec's owner, only a claim of that
+// owner is ours: another RunOnce call's claim, even for the same occurrence, carries a plan only that call knows.
+func (c *Client) ours(key string, doc *leasedoc.Doc, spec *claimSpec) (claim, bool) {
 	if doc == nil || doc.OwnerID != c.opts.OwnerID || doc.Renewals != 0 || doc.Released {
 		return claim{}, false
 	}
-	for k, v := range extra {
+	owner := spec.ownerOf()
+	for k, v := range spec.metadata() {
 		if doc.Metadata.Extra[k] != v {
 			return claim{}, false
 		}
@@ -513,7 +548,7 @@ func (c *Client) ours(key string, doc *leasedoc.Doc, extra map[string]string) (c
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, u := range c.claims[key] {
-		if u.leaseID == doc.LeaseID {
+		if u.leaseID == doc.LeaseID && (owner == nil || u.owner == owner) {
 			return u, true
 		}
 	}

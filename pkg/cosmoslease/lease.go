@@ -2,6 +2,7 @@ package cosmoslease
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -48,6 +49,23 @@ type Lease struct {
 	released bool
 	// superseded: we saw another holder's document, an invalid one, or none. A release has nothing to write.
 	superseded bool
+	// releaseJob, when set, is the job state the release writes (RunOnce: how the occurrence's run ended).
+	releaseJob json.RawMessage
+}
+
+// document is a copy of the newest version of the document this holder knows it wrote.
+func (l *Lease) document() *leasedoc.Doc {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	d := *l.doc
+	return &d
+}
+
+// setReleaseJob makes the release write job as the document's job state.
+func (l *Lease) setReleaseJob(job json.RawMessage) {
+	l.mu.Lock()
+	l.releaseJob = job
+	l.mu.Unlock()
 }
 
 func (c *Client) newLease(ctx context.Context, key, id string, doc *leasedoc.Doc, sent clock.Stamp, prev *State) *Lease {
@@ -203,6 +221,9 @@ func (l *Lease) write(ctx context.Context, release bool) error {
 		wall := now.Wall.UTC()
 		if release {
 			next.Released, next.ReleasedAt, next.ExpiresAt = true, wall, wall
+			if l.releaseJob != nil {
+				next.Job = l.releaseJob
+			}
 		} else {
 			next.Renewals++
 			next.RenewedAt, next.ExpiresAt = wall, wall.Add(l.c.opts.LeaseDuration)

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"strconv"
 	"time"
 
@@ -17,33 +17,36 @@ import (
 // Occurrence election: scheduled work that fires in every region and runs in one.
 //
 // Every contender (a region's timer, a cron process on each of several machines) calls RunOnce for the same
-// occurrence of the same schedule. Each occurrence is its own election:
+// occurrence of the same schedule. The lease document of the job's key is the job's state as well as its lease
+// (job.go): it names the newest occurrence decided (the cursor) and how that occurrence's run went. An
+// occurrence is decided by one conditional write of the document, so occurrences are decided one at a time, in
+// schedule order, each once:
 //
-//  1. A contender of rank r (0 is the most preferred) contends no earlier than occurrence + r × FailoverDelay.
-//     Until then it only watches the occurrence's run record, with one point read per PollInterval, and
-//     returns "skipped" as soon as the record exists.
-//  2. It takes the lease (TryAcquire, polled while another holds it), naming the occurrence in the lease
-//     document's metadata.
-//  3. Holding it, after a holder that never released it first waits for that holder's work to stop (the holding
-//     wrote how long that may take, workStopMs), then settles what it left: a record still
-//     "started" under an earlier epoch belongs to a claimer that died, and is marked abandoned (and, with
-//     RetryAbandoned, run again once, now, at this higher epoch). It looks at the occurrence the lease document
-//     names and, with one query, at every such record among the newest settleScan (a holder can die while it
-//     re-runs another occurrence, or fail to settle one). Passing errors are retried; a holding that still
-//     cannot settle is left unreleased, so the duty passes to the next holder.
-//  4. It claims the occurrence by creating its run record, carrying a claim id of its own; a 409, a lost answer
-//     or a timeout is resolved by reading the record: the claim id says whether the record is ours. A record
-//     another claim left "started" under an earlier epoch (a create that landed after its claimer's lease had
-//     ended) is abandoned, as in step 3.
-//  5. It runs the work under the lease, renewed meanwhile, and never starts it once the lease has ended; the
-//     work's context ends when the lease is lost or the caller's context ends. A holding that may leave a record
-//     "started" without having run its work is left unreleased, so that the next holder settles it (step 3); a
-//     claimer whose create landed after its lease had ended takes the lease again to settle its own record.
-//  6. It records how the run ended, on the record's ETag, and releases the lease.
+//  1. Watch. A contender reads the document once per PollInterval. It returns skipped as soon as the cursor has
+//     reached its occurrence (another contender decided it), and when its Until comes first. Its rank r counts
+//     only the regions ahead of it that the document does not mark absent; it contends from occurrence +
+//     r × FailoverDelay, once the lease is free.
+//  2. Claim. It takes the lease with a document whose cursor is its occurrence, conditional on the version it
+//     read; the write is refused if another decision came first, and it reads again. The same write decides the
+//     occurrences the cursor passes over (skipped for overlap, superseded, or missed and counted: here, once),
+//     hands on the runs still to be judged and the records still to be written, and marks absent the regions
+//     ahead of it that let their turn pass. With RetryAbandoned, when the previous run's claimer stopped
+//     without finishing, it first takes the lease to run that occurrence again (the cursor stays), and then
+//     contends for its own.
+//  3. Settle. Holding the lease, after a holder that never released it, it waits for that holder's work to stop
+//     (workStopMs), judges each run the document says was never finished (abandoned, unless its record shows it
+//     finished) and writes the records the document holds pending. What it cannot write stays in the document
+//     for the next holder.
+//  4. Run. The work runs under the lease, renewed meanwhile, and never starts once the lease has ended; its
+//     context ends when the lease is lost or the caller's context ends.
+//  5. Finish. It writes the run's record (never over a record a later holding wrote) and releases the lease with
+//     a document that carries the run's outcome, so the next holder knows it even when the record could not be
+//     written. A holding that cannot release leaves the run "started" in the document: the next holder judges it.
 //
-// So the lease is held only while an occurrence's work runs, and is short: a contender that dies mid-work
-// frees it within LeaseDuration. While the preferred contender lives it runs every occurrence; when it stops,
-// the next one runs the same occurrence r × FailoverDelay late; when it comes back it runs the next one.
+// So the lease is held only while an occurrence's work runs, and is short: a contender that dies mid-work frees it
+// within LeaseDuration. While the preferred contender lives it runs every occurrence; when it stops, the next one
+// runs the same occurrence r × FailoverDelay late and marks it absent, and runs the occurrences after that on
+// time until it comes back.
 
 // Defaults of RunOptions.
 const (
@@ -65,49 +68,53 @@ const metaStopMs = "workStopMs"
 // RunOptions tunes RunOnce. Zero values take the defaults.
 type RunOptions struct {
 	// Rank is this contender's place in the preference order: 0 is the most preferred. Contenders of one rank
-	// contend at the same time, and the lease decides between them.
+	// contend at the same time, and the lease decides between them. With Regions it is computed, and Rank is
+	// ignored.
 	Rank int
+	// Regions is the preference order (most preferred first; ParseRegions, or the account's regions), in which
+	// this client's Options.Region has its rank. With it, regions the job's state marks absent (they let an
+	// occurrence pass, or departed: Client.Depart) do not count, so that after a failover the next region runs the
+	// following occurrences without waiting for them, until they come back.
+	Regions []string
 	// FailoverDelay is how much later each rank contends: rank r contends no earlier than
 	// occurrence + r × FailoverDelay. Default 10 s. It must exceed the time the preferred contender needs to
 	// claim an occurrence after it fires (a cold start included), or another rank may run it first.
 	FailoverDelay time.Duration
-	// PollInterval is how often a waiting contender reads the run record (and, once its time has come, tries
-	// the lease); default 1 s.
+	// PollInterval is how often a waiting contender reads the lease document; default 1 s.
 	PollInterval time.Duration
-	// Until, when not zero, is the last moment this contender starts the occurrence. If the lease is still
-	// held by someone else then (the work of another occurrence still runs), the occurrence is recorded as
-	// skipped for overlap, so that it never runs beside that work; if the holder holds it for this same
-	// occurrence, this contender returns skipped and records nothing, leaving the occurrence to that holder. Set it to the time this contender would
-	// contend for the next occurrence: the next occurrence + Rank × FailoverDelay. Zero waits for as long as ctx
-	// allows.
+	// Until, when not zero, is the last moment this contender claims the occurrence: if it has not claimed it by
+	// then (the lease was held by the work of an earlier occurrence, or its own time came too late), it returns
+	// skipped, and the claim of a later occurrence records it (skipped for overlap, superseded or missed). Set it
+	// to when this contender would contend for the next occurrence: the next occurrence + Rank × FailoverDelay.
+	// Zero waits for as long as ctx allows.
 	Until time.Time
-	// RetryAbandoned runs an abandoned occurrence once more (at the new holder's epoch, before its own
-	// occurrence): at least once instead of at most once for occurrences whose claimer died mid-work.
+	// RetryAbandoned runs once more the occurrence whose claimer stopped before finishing (at the new holder's
+	// epoch, before its own occurrence): at least once instead of at most once for such occurrences.
 	RetryAbandoned bool
 	// Retention is how long run records are kept after their occurrence (their ttl is set so); default
-	// DefaultRunRetention, at least MinRunRetention. An occurrence older than the retention is skipped: its
-	// record could have expired, so claiming it could run it twice.
+	// DefaultRunRetention, at least MinRunRetention. An occurrence older than the retention is skipped.
 	Retention time.Duration
 	// Instance names this process in the record; default Options.Hostname.
 	Instance string
 	// PastDue marks a late run (a scheduler catching up); it is recorded.
 	PastDue bool
-	// Schedule and MissedAfter, when set, are written into the record so that readers can list missed
-	// occurrences (MissedOccurrences) without knowing the schedule.
-	Schedule    string
+	// Schedule is written into the records, so that readers can list missed occurrences without knowing it.
+	Schedule string
+	// MissedAfter is the occurrence's claim window: how long after it the last contender may still claim it (its
+	// rank × FailoverDelay, plus a crashed holder's lease running out; ClaimWindow). When a later occurrence is
+	// claimed first, an occurrence still inside its window is recorded as superseded, one past it as missed.
+	// Default ClaimWindow over the ranks of Regions (or Rank + 1).
 	MissedAfter time.Duration
 	// Grace is how long the work has to return after its context ends; default 10 s. Work that does not return
 	// by then is left running: RunOnce returns, keeps the lease (renewed) until the work returns so no other
 	// occurrence starts beside it, and starts no other work of this lease key in this Client meanwhile.
 	Grace time.Duration
 	// FinishWithin bounds recording how the run ended and releasing the lease, after the work returned (or its
-	// grace passed); default twice Options.RequestTimeout.
+	// grace passed), and the writes of a new holder's settling; default twice Options.RequestTimeout.
 	FinishWithin time.Duration
-	// Next, when set, is the schedule: the first occurrence after a time. With it, the contender that runs an
-	// occurrence counts the occurrences due since the one the lease last named that have no run record, as
-	// missed (RunResult.Missed, the cosmoslease.occurrence.missed counter): each is counted once, by the
-	// region that runs the next occurrence. That costs nothing while every occurrence is claimed (the lease
-	// names the previous one), and one query of the run history when some were not.
+	// Next, when set, is the schedule: the first occurrence after a time. With it, the claim of an occurrence
+	// decides the occurrences since the previous one decided (skipped for overlap, superseded or missed) and
+	// records them; the missed are counted there, once (RunResult.Missed, cosmoslease.occurrence.missed).
 	Next func(time.Time) time.Time
 }
 
@@ -141,6 +148,23 @@ func (o RunOptions) withDefaults(c *Client) (RunOptions, error) {
 	}
 	if o.Instance == "" {
 		o.Instance = c.opts.Hostname
+	}
+	if len(o.Regions) > 0 {
+		regions := make([]string, 0, len(o.Regions))
+		for _, r := range o.Regions {
+			if n := NormalizeRegion(r); n != "" {
+				regions = append(regions, n)
+			}
+		}
+		o.Regions = regions
+		o.Rank, _ = Rank(c.opts.Region, o.Regions, nil)
+	}
+	if o.MissedAfter == 0 {
+		ranks := o.Rank + 1
+		if len(o.Regions) > 0 {
+			_, ranks = Rank(c.opts.Region, o.Regions, nil)
+		}
+		o.MissedAfter = ClaimWindow(ranks, o.FailoverDelay, c.opts.LeaseDuration)
 	}
 	return o, nil
 }
@@ -183,7 +207,7 @@ type RunFunc func(ctx context.Context, run Run) error
 const (
 	RunExecuted = "executed" // the work ran here and returned nil
 	// RunSkipped (the record status) also names the outcome of a contender that did not run the occurrence:
-	// another claimed it, or it was skipped for overlap or for its age.
+	// another decided it, or its time ran out.
 )
 
 // RunResult is what RunOnce did.
@@ -204,11 +228,12 @@ type RunResult struct {
 	FailoverDelay time.Duration
 	// StillRunning is set when the work did not return within Grace after its context ended.
 	StillRunning bool
-	// Missed are the occurrences before this one that ran in no region, found by this call (RunOptions.Next).
-	Missed []time.Time
-	// Abandoned is the record of an earlier occurrence this call found abandoned and marked (the oldest, or this
-	// occurrence's own, when it marked several; each is logged); Retried is the result of running it again
-	// (RetryAbandoned).
+	// Missed are the occurrences this call's claim decided as missed (RunOptions.Next): due, and claimed by no
+	// region within their claim window. The newest 1,000 of them; MissedCount is how many.
+	Missed      []time.Time
+	MissedCount int
+	// Abandoned is the record of an earlier run this call found abandoned and marked (the newest, when it marked
+	// several; each is logged); Retried is the result of running it again (RetryAbandoned).
 	Abandoned *RunRecord
 	Retried   *RunResult
 }
@@ -217,16 +242,21 @@ type RunResult struct {
 // its deadline but not yet returned, still runs in this Client.
 var ErrStillRunning = errors.New("the work of an earlier occurrence still runs although its context ended; the work must return when its context ends")
 
+// errDecided stops a claim whose occurrence another decision has reached meanwhile.
+var errDecided = errors.New("the occurrence has been decided")
+
 // RunOnce runs work for one occurrence of a schedule at most once across every contender that calls it for the
 // same lease key and occurrence, preferring contenders by rank (see the comment at the top of occurrence.go,
-// and README's "Scheduled work"). It returns when the work has run here (Status executed, or failed, lost,
-// timed-out with a non-nil error), when another contender claimed the occurrence or it was skipped (skipped,
-// nil error), or when ctx ends while waiting (an error; nothing was recorded).
+// and docs/scheduled-work.md). It returns when the work has run here (Status executed, or failed, lost,
+// timed-out with a non-nil error), when the occurrence was decided elsewhere or its time ran out (skipped, nil
+// error), or when ctx ends or Cosmos DB stayed unreachable until Until (an error).
 //
-// Requests: a contender that is not preferred and sees the occurrence claimed makes one point read per
-// PollInterval until then. The one that runs it makes a point read of the record, the lease's read and write,
-// the record's create, its replace when the work ends, and the lease's release; after a holder that never
-// released, also one query of the newest run records and a point read of each record to settle.
+// Occurrences of one key are decided in order: an occurrence earlier than one already decided is skipped.
+//
+// Requests: a contender reads the lease document (a point read) once per PollInterval until its time, and
+// returns as soon as it sees the occurrence decided. The one that runs it makes that read, the claim (one
+// conditional write), the run record's create when the work ends, and the release; after a holder that never
+// released, also a point read of each run left unjudged; one create per record of occurrences passed over.
 // Options.TakeOverSameOwner must be off: it would let a duplicate tick take the lease from a running occurrence.
 func (c *Client) RunOnce(ctx context.Context, key string, occurrence time.Time, opts RunOptions, work RunFunc) (res RunResult, err error) {
 	m := c.m.keyed(key)
@@ -282,8 +312,7 @@ func (c *Client) runOnce(ctx context.Context, key string, occurrence time.Time, 
 	if err != nil {
 		return res, err
 	}
-	rid := RunID(key, t)
-	res.Record = RunRecord{ID: rid, LeaseKey: key, Occurrence: t}
+	res.Record = RunRecord{ID: RunID(key, t), LeaseKey: key, Occurrence: t}
 	if c.straggling(key) {
 		res.Reason = ErrStillRunning.Error()
 		return res, ErrStillRunning
@@ -292,197 +321,661 @@ func (c *Client) runOnce(ctx context.Context, key string, occurrence time.Time, 
 		return c.skipped(res, nil, fmt.Sprintf("occurrence %s is older than the run-record retention (%s): its record may have expired, so running it could run it twice",
 			t.Format(time.RFC3339), o.Retention)), nil
 	}
-
-	// 1. Watch until this rank's time.
-	contendAt := t.Add(time.Duration(o.Rank) * o.FailoverDelay)
-	for {
-		rec, err := c.readRun(ctx, key, rid)
-		switch {
-		case err != nil && !store.Retryable(err):
-			return res, err
-		case rec != nil:
-			return c.skipped(res, rec, ""), nil
-		}
-		now := c.clock.Now()
-		if err == nil && !now.Before(contendAt) {
-			break
-		}
-		wait := o.PollInterval
-		if err == nil {
-			wait = min(wait, contendAt.Sub(now))
-		}
-		if werr := c.sleep(ctx, wait); werr != nil {
-			return res, waitError(werr, err)
-		}
-	}
-
-	// 2. Take the lease, watching the record while another holds it.
-	meta := map[string]string{metaOccurrence: t.Format(time.RFC3339Nano),
-		metaStopMs: strconv.FormatInt(max(0, o.Grace-(c.opts.LeaseDuration-c.opts.RenewDeadline)).Milliseconds(), 10)}
-	var lease *Lease
-	for {
-		if lease, err = c.attempt(ctx, key, id, meta); err == nil {
-			break
-		}
-		var held *HeldError
-		if !errors.As(err, &held) && !store.Retryable(err) {
-			return res, err
-		}
-		if held != nil && !o.Until.IsZero() && !c.clock.Now().Before(o.Until) {
-			if held.Holder.Metadata[metaOccurrence] == meta[metaOccurrence] {
-				// The holder holds the lease for this very occurrence (it settles a predecessor first, or its claim
-				// is on its way): it is no overlap, and a skip record would stop the holder from running it.
-				return c.skipped(res, nil, fmt.Sprintf("this contender's time ran out (%s) while %s (region %s) held the lease for this same occurrence; it is that holder's to claim",
-					o.Until.UTC().Format(time.RFC3339), dashIfEmpty(held.Holder.Owner), dashIfEmpty(held.Holder.Region))), nil
-			}
-			return c.skipForOverlap(ctx, res, held.Holder, o)
-		}
-		wait := o.PollInterval
-		if held != nil && held.Holder.ExpiresIn > 0 && held.Holder.ExpiresIn < wait {
-			wait = held.Holder.ExpiresIn + 10*time.Millisecond
-		}
-		if werr := c.sleep(ctx, wait); werr != nil {
-			return res, waitError(werr, err)
-		}
-		rec, rerr := c.readRun(ctx, key, rid)
-		switch {
-		case rerr != nil && !store.Retryable(rerr):
-			return res, rerr
-		case rec != nil:
-			return c.skipped(res, rec, ""), nil
-		}
-	}
-	h := &runHolding{c: c, key: key, lease: lease, o: o, work: work}
-	defer h.release(ctx)
-	res.Epoch = lease.Epoch()
-
-	// 3. Settle what a holder that never released may have left started, once its work can no longer be running.
-	if p := lease.Previous(); p != nil && !p.Released {
-		if err := h.waitForStop(ctx, p); err != nil {
-			h.leave("the previous holder's work could still be stopping when this call's context ended")
-			return res, err
-		}
-		for _, prev := range h.unsettled(ctx, p, t) {
-			ab, retried, err := h.settle(ctx, prev, t)
-			if ab != nil && (res.Abandoned == nil || prev.Equal(t)) {
-				res.Abandoned, res.Retried = ab, retried
-			}
-			if err != nil {
-				h.leave("settling occurrence " + prev.Format(time.RFC3339) + " failed")
-				return res, err
-			}
-			if prev.Equal(t) && ab != nil {
-				return settledHere(res, ab, retried)
-			}
-		}
-	}
-
-	// 4. Claim the occurrence.
-	if c.tooOld(t, o) {
-		return c.skipped(res, nil, fmt.Sprintf("occurrence %s is older than the run-record retention (%s)", t.Format(time.RFC3339), o.Retention)), nil
-	}
-	rec := &RunRecord{ID: rid, LeaseKey: key, Type: store.TypeRun, Occurrence: t, Status: RunStarted, Region: c.opts.Region,
-		Owner: c.opts.OwnerID, Instance: o.Instance, Epoch: res.Epoch, PastDue: o.PastDue, Schedule: o.Schedule,
-		MissedAfterMs: o.MissedAfter.Milliseconds()}
-	existing, maybe, err := h.claim(ctx, rec)
-	if err != nil {
-		if maybe { // our record may exist, "started", with no work run: the next holder settles it
-			h.leave("the claim of occurrence " + t.Format(time.RFC3339) + " was not settled")
-		}
-		return res, err
-	}
-	if existing != nil && existing.Status == RunStarted && existing.Epoch < res.Epoch {
-		// A claim of a holding that has ended (its create landed after its claimer lost the lease, after our settle
-		// had looked): abandoned, as step 3 judges a record it finds started under an earlier epoch.
-		ab, retried, err := h.settle(ctx, t, t)
-		if err != nil {
-			h.leave("settling occurrence " + t.Format(time.RFC3339) + " failed")
-			res.Abandoned, res.Retried = ab, retried
-			return res, err
-		}
-		if ab != nil {
-			return settledHere(res, ab, retried)
-		}
-		if existing, err = c.readRun(ctx, key, rid); err != nil {
-			return res, err
-		}
-	}
-	if existing != nil {
-		return c.skipped(res, existing, ""), nil
-	}
-
-	// 5 and 6. Run it, record how it ended, count what ran nowhere before it, release.
-	r := h.run(ctx, rec, false)
-	r.Abandoned, r.Retried = res.Abandoned, res.Retried
-	if !r.WorkStarted.IsZero() {
-		r.Missed = h.missed(ctx, t)
-	}
-	if r.WorkStarted.IsZero() && r.Status == RunLost {
-		// Our claim landed, but our lease had ended before the work could start: settle our own record.
-		return c.settleOwnClaim(ctx, key, id, rec, o, work, r)
-	}
-	return r, retriedErr(&r)
+	e := &election{c: c, key: key, id: id, t: t, o: o, work: work, res: res}
+	defer e.comeBackIfAbsent(ctx)
+	return e.run(ctx)
 }
 
-// settleOwnClaim settles a claim of ours whose create landed after our lease had ended, so that its work never
-// started. The holder that took the lease over may have looked for records to settle before the claim landed,
-// or may be there for another occurrence, so nobody else may ever look at it. Take the lease again, as any
-// contender (within ctx and Until), and settle the record as any abandoned claim: marked abandoned, and with
-// RetryAbandoned run now, at the new epoch. If the lease cannot be had in time, mark it abandoned without it: the
-// write is conditional on our claim's version, so it changes nothing that another settler has written.
-func (c *Client) settleOwnClaim(ctx context.Context, key, id string, rec *RunRecord, o RunOptions, work RunFunc, lost RunResult) (RunResult, error) {
-	meta := map[string]string{metaOccurrence: rec.Occurrence.Format(time.RFC3339Nano),
-		metaStopMs: strconv.FormatInt(max(0, o.Grace-(c.opts.LeaseDuration-c.opts.RenewDeadline)).Milliseconds(), 10)}
+// election is one RunOnce call.
+type election struct {
+	c    *Client
+	key  string
+	id   string
+	t    time.Time
+	o    RunOptions
+	work RunFunc
+	res  RunResult
+
+	sawHeld bool // the lease was held by another while this call waited: nobody ahead can be judged absent
+	// scanCursor and scanFrom: where earlierWaiting's last scan stopped, for that cursor.
+	scanCursor, scanFrom time.Time
+	// plans are what this call's claims decided, by leaseId: the one whose answer is heard, or seen applied, is the
+	// holding's (only this call adopts its claims: claimSpec.owner).
+	plans  map[string]claimPlan
+	absent bool // the job's state marks this client's region absent
+	// failing is when the requests started failing without a break, and lastErr the newest failure.
+	failing time.Time
+	lastErr error
+	warned  time.Time
+}
+
+// run is steps 1 to 5, repeated after a re-run of an abandoned occurrence.
+func (e *election) run(ctx context.Context) (RunResult, error) {
+	c := e.c
 	for {
-		lease, err := c.attempt(ctx, key, id, meta)
-		if err == nil {
-			h := &runHolding{c: c, key: key, lease: lease, o: o, work: work}
-			defer h.release(ctx)
-			if p := lease.Previous(); p != nil && !p.Released {
-				if err := h.waitForStop(ctx, p); err != nil {
-					h.leave("the previous holder's work could still be stopping when this call's context ended")
-					return lost, err
+		obs, err := c.observe(ctx, e.key, e.id, time.Time{})
+		if err != nil {
+			if !store.Retryable(err) {
+				return e.res, err
+			}
+			if werr := e.failed(ctx, err); werr != nil {
+				return e.res, werr
+			}
+			continue
+		}
+		e.failing, e.lastErr = time.Time{}, nil
+		if obs.invalid != nil {
+			return e.res, obs.invalid
+		}
+		job, err := decodeJob(obs.doc)
+		if err != nil {
+			return e.res, err
+		}
+		_, e.absent = job.Absent[NormalizeRegion(c.opts.Region)]
+		// A claim this call sent whose answer never came, now seen applied: its lease is ours to take (claim adopts
+		// it), whatever the document says of the occurrence, since it is this call's own decision.
+		if _, mine := c.ours(e.key, obs.doc, &claimSpec{owner: e}); !mine {
+			now, done, res, err := e.turn(ctx, obs, job)
+			if done {
+				return res, err
+			}
+			if !now {
+				continue
+			}
+		}
+		h, err := e.claim(ctx)
+		switch {
+		case errors.Is(err, errDecided):
+			continue
+		case err != nil:
+			var held *HeldError
+			if errors.As(err, &held) {
+				e.sawHeld = true
+				continue
+			}
+			if !store.Retryable(err) {
+				return e.res, err
+			}
+			if werr := e.failed(ctx, err); werr != nil {
+				return e.res, werr
+			}
+			continue
+		}
+		res, again, err := h.hold(ctx, e)
+		if !again {
+			return res, err
+		}
+		// The holding re-ran an abandoned occurrence (or found it had finished): now contend for our own.
+		e.res.Abandoned, e.res.Retried = res.Abandoned, res.Retried
+	}
+}
+
+// turn decides, from what the watch read, whether it is this contender's turn to claim (now). When it is not, it
+// has waited for the next watch, or done says to return res and err.
+func (e *election) turn(ctx context.Context, obs observation, job jobState) (now, done bool, res RunResult, err error) {
+	c, o := e.c, e.o
+	if job.decided(e.t) {
+		r, err := e.decidedElsewhere(ctx, job)
+		return false, true, r, err
+	}
+	at := c.clock.Now()
+	free := c.free(obs, at)
+	if !o.Until.IsZero() && !at.Before(o.Until) {
+		return false, true, e.timeRanOut(obs, free), nil
+	}
+	contendAt := e.t.Add(time.Duration(job.effectiveRank(o.Regions, c.opts.Region, o.Rank)) * o.FailoverDelay)
+	if at.Before(contendAt) {
+		if err := c.sleep(ctx, e.bounded(min(o.PollInterval, contendAt.Sub(at)))); err != nil {
+			return false, true, e.res, err
+		}
+		return false, false, e.res, nil
+	}
+	if !free {
+		e.sawHeld = true
+		wait := o.PollInterval
+		if left := c.remaining(obs, at); left > 0 && left < wait {
+			wait = left + 10*time.Millisecond
+		}
+		if err := c.sleep(ctx, e.bounded(wait)); err != nil {
+			return false, true, e.res, err
+		}
+		return false, false, e.res, nil
+	}
+	if s, until := e.earlierWaiting(job, at); !s.IsZero() && (o.Until.IsZero() || until.Before(o.Until)) {
+		// An earlier occurrence nobody has claimed may still be claimed by its own contenders (it waited for the
+		// lease too): let it go first, so that occurrences start in order. Not past this contender's own Until:
+		// then this occurrence is claimed, and the earlier one recorded as superseded.
+		if err := c.sleep(ctx, e.bounded(min(o.PollInterval, until.Sub(at)))); err != nil {
+			return false, true, e.res, err
+		}
+		return false, false, e.res, nil
+	}
+	return true, false, e.res, nil
+}
+
+// earlierWaiting is the earliest occurrence after the cursor and before this one that its contenders may still
+// claim (their Until, the occurrence after it + the last rank's delay, has not come), and that Until; zero when
+// there is none. Without the schedule (RunOptions.Next) there is none.
+func (e *election) earlierWaiting(job jobState, now time.Time) (time.Time, time.Time) {
+	if e.o.Next == nil || job.Cursor.IsZero() {
+		return time.Time{}, time.Time{}
+	}
+	last := e.o.Rank
+	if len(e.o.Regions) > 0 {
+		_, ranks := Rank(e.c.opts.Region, e.o.Regions, nil)
+		last = ranks - 1
+	}
+	wait := time.Duration(last) * e.o.FailoverDelay
+	// Earlier occurrences only leave their turn as time passes: the scan goes on from where the last one stopped,
+	// while the cursor stays, so a long gap is walked once.
+	s := e.o.Next(job.Cursor)
+	if e.scanCursor.Equal(job.Cursor) && e.scanFrom.After(s) {
+		s = e.scanFrom
+	}
+	defer func() { e.scanCursor, e.scanFrom = job.Cursor, s }()
+	for n := 0; s.Before(e.t) && n < maxMissedScan; n++ {
+		after := e.o.Next(s)
+		if !after.After(s) {
+			break
+		}
+		if until := after.Add(wait); now.Before(until) {
+			return s, until
+		}
+		s = after
+	}
+	return time.Time{}, time.Time{}
+}
+
+// bounded shortens a wait so that it ends at Until.
+func (e *election) bounded(d time.Duration) time.Duration {
+	if !e.o.Until.IsZero() {
+		if left := e.o.Until.Sub(e.c.clock.Now()); left < d {
+			return max(left, 0)
+		}
+	}
+	return d
+}
+
+// failed notes a request that failed for a passing reason, waits before the next, and says so once the failures
+// have lasted a while: at WARN after RetryPeriod, again every minute. It returns an error when ctx ends.
+func (e *election) failed(ctx context.Context, err error) error {
+	c := e.c
+	now := c.clock.Now()
+	if e.failing.IsZero() {
+		e.failing = now
+	}
+	e.lastErr = err
+	if d := now.Sub(e.failing); d >= c.opts.RetryPeriod && now.Sub(e.warned) >= time.Minute {
+		e.warned = now
+		c.log.Warn("cannot reach the lease document; will keep trying until the occurrence's time runs out", "lease", e.key,
+			"occurrence", e.t, "failingFor", d.Round(time.Millisecond), "error", err)
+	}
+	wait := e.o.PollInterval
+	var se *store.Error
+	if errors.As(err, &se) && se.RetryAfter > wait {
+		wait = se.RetryAfter
+	}
+	if werr := c.sleep(ctx, e.bounded(wait)); werr != nil {
+		return waitError(werr, err)
+	}
+	if !e.o.Until.IsZero() && !c.clock.Now().Before(e.o.Until) {
+		msg := fmt.Sprintf("occurrence %s given up at its time limit (%s): Cosmos DB could not be reached for %s: %v", e.t.Format(time.RFC3339),
+			e.o.Until.UTC().Format(time.RFC3339), c.clock.Now().Sub(e.failing).Round(time.Millisecond), err)
+		c.log.Error("occurrence given up", "lease", e.key, "occurrence", e.t, "error", err)
+		e.res.Reason = msg
+		return errors.New(msg)
+	}
+	return nil
+}
+
+// decidedElsewhere is the result when the cursor has reached this occurrence.
+func (e *election) decidedElsewhere(ctx context.Context, job jobState) (RunResult, error) {
+	if rec := job.runOf(e.t); rec != nil {
+		return e.c.skipped(e.res, rec, ""), nil
+	}
+	rec, err := e.c.readRun(ctx, e.key, RunID(e.key, e.t))
+	if err == nil && rec != nil {
+		return e.c.skipped(e.res, rec, ""), nil
+	}
+	return e.c.skipped(e.res, nil, fmt.Sprintf("decided: occurrence %s was claimed before this one was, which passed it over (see the run history for why)",
+		job.Cursor.UTC().Format(time.RFC3339))), nil
+}
+
+// timeRanOut is the result at Until: the occurrence is left to the claim of a later one to record.
+func (e *election) timeRanOut(obs observation, free bool) RunResult {
+	until := e.o.Until.UTC().Format(time.RFC3339)
+	if !free && obs.doc != nil {
+		h := e.c.state(e.key, obs, e.c.clock.Now())
+		reason := fmt.Sprintf("overlap: the lease was still held by %s (region %s)", dashIfEmpty(h.Owner), dashIfEmpty(h.Region))
+		if j, _ := decodeJob(obs.doc); j.Run != nil {
+			reason += " for occurrence " + j.Run.Occurrence.UTC().Format(time.RFC3339)
+		}
+		return e.c.skipped(e.res, nil, reason+" when this occurrence's time ran out ("+until+"); the claim of a later occurrence records it")
+	}
+	return e.c.skipped(e.res, nil, "late: this contender's time ran out ("+until+") before it could claim the occurrence; the claim of a later occurrence records it")
+}
+
+// comeBackIfAbsent removes this region's absent mark after a call that found it and did not claim (a claim
+// removes it): once the lease is free, before Until (or within a failover delay when there is none) and while
+// ctx lasts, so that the next occurrence waits for this region again.
+func (e *election) comeBackIfAbsent(ctx context.Context) {
+	if !e.absent || len(e.o.Regions) == 0 || ctx.Err() != nil {
+		return
+	}
+	limit := e.c.clock.Now().Add(e.o.FailoverDelay)
+	if !e.o.Until.IsZero() {
+		limit = e.o.Until
+	}
+	ctx, cancel := context.WithTimeout(ctx, max(limit.Sub(e.c.clock.Now()), e.c.opts.RequestTimeout))
+	defer cancel()
+	if err := e.c.comeBack(ctx, e.key); err != nil {
+		e.c.log.Info("could not clear this region's absent mark yet; the next occurrence tries again", "lease", e.key, "error", err)
+	}
+}
+
+// claim takes the lease with the document that decides this occurrence, or re-runs the previous one.
+func (e *election) claim(ctx context.Context) (*runHolding, error) {
+	c, o := e.c, e.o
+	plan := &claimPlan{}
+	meta := map[string]string{metaOccurrence: e.t.Format(time.RFC3339Nano),
+		metaStopMs: strconv.FormatInt(max(0, o.Grace-(c.opts.LeaseDuration-c.opts.RenewDeadline)).Milliseconds(), 10)}
+	if e.plans == nil {
+		e.plans = map[string]claimPlan{}
+	}
+	spec := &claimSpec{extra: meta, owner: e, prepare: func(prev, next *leasedoc.Doc) error {
+		p, err := e.prepare(prev, next)
+		if err != nil {
+			return err
+		}
+		e.plans[next.LeaseID] = p
+		return nil
+	}}
+	lease, err := c.attempt(ctx, e.key, e.id, spec)
+	if err != nil {
+		return nil, err
+	}
+	doc := lease.document()
+	*plan = e.plans[doc.LeaseID]
+	job, _ := decodeJob(doc)
+	e.absent = false // the claim cleared the mark
+	h := &runHolding{c: c, key: e.key, lease: lease, o: o, work: e.work, job: job, plan: *plan}
+	e.res.Epoch = lease.Epoch()
+	if plan.nMissed > 0 {
+		e.res.Missed, e.res.MissedCount = plan.missed, plan.nMissed
+		c.m.occurrencesMissed(ctx, c.m.keyed(e.key), int64(plan.nMissed))
+		c.log.Warn("occurrences ran in no region", "lease", e.key, "missed", plan.nMissed, "first", plan.missed[0],
+			"last", plan.missed[len(plan.missed)-1])
+	}
+	return h, nil
+}
+
+// claimPlan is what a claim's document decided, beside the document itself.
+type claimPlan struct {
+	prev    *leasedoc.Doc // the document the claim replaced
+	retry   bool          // the holding re-runs the previous (abandoned) run
+	retryOf string        // the claim id of that run
+	// prevRun and prevSettle are the replaced document's run and runs to judge, to put back when a re-run is
+	// given up.
+	prevRun    *RunRecord
+	prevSettle []RunRecord
+	legacy     bool // the replaced document had no job state: the occurrence's record must be read first
+	missed     []time.Time
+	nMissed    int
+}
+
+// prepare builds the job state of the document that would claim the occurrence (or re-run the abandoned previous
+// one), from the document it replaces.
+func (e *election) prepare(prev, next *leasedoc.Doc) (claimPlan, error) {
+	c, o := e.c, e.o
+	pj, err := decodeJob(prev)
+	if err != nil {
+		return claimPlan{}, err
+	}
+	if pj.decided(e.t) {
+		return claimPlan{}, errDecided
+	}
+	now := c.clock.Now().UTC()
+	plan := claimPlan{prev: prev, legacy: prev != nil && pj.Cursor.IsZero()}
+	nj := pj.clone()
+	nj.Recorded = false
+	me := NormalizeRegion(c.opts.Region)
+	tmpl := RunRecord{LeaseKey: e.key, Type: store.TypeRun, Region: c.opts.Region, Owner: c.opts.OwnerID, Instance: o.Instance,
+		Epoch: next.Epoch, Decided: next.Epoch, StartedAt: now, FinishedAt: now, Schedule: o.Schedule, MissedAfterMs: o.MissedAfter.Milliseconds()}
+	// The previous run: judged by this holding if it never finished, written by it if its record is missing.
+	switch {
+	case pj.unfinished():
+		nj.Settle = append(nj.Settle, *pj.Run)
+	case pj.Run != nil && !pj.Recorded:
+		nj.Pending = append(nj.Pending, *pj.Run)
+	}
+	if pj.unfinished() && o.RetryAbandoned && !pj.Run.Retried && !c.tooOld(pj.Cursor, o) {
+		// Run the abandoned occurrence again first (unless its record shows it finished after all): the cursor stays.
+		plan.retry = true
+		r := *pj.Run
+		r.Status, r.Retried, r.Epoch, r.Decided, r.ClaimID = RunStarted, true, next.Epoch, next.Epoch, next.LeaseID
+		r.Region, r.Owner, r.Instance, r.StartedAt, r.FinishedAt = c.opts.Region, c.opts.OwnerID, o.Instance, now, time.Time{}
+		r.Reason, r.Error, r.ExitCode, r.ETag = "", "", nil, ""
+		nj.Run = &r
+		plan.retryOf = pj.Run.ClaimID
+		prevRun := *pj.Run
+		plan.prevRun, plan.prevSettle = &prevRun, slices.Clone(pj.Settle)
+		next.Job = nj.encode()
+		return plan, nil
+	}
+	// Decide the occurrences the cursor passes over.
+	var ranFrom, ranTo time.Time
+	if pj.Run != nil && prev != nil {
+		ranFrom = pj.Run.StartedAt
+		if pj.Run.Retried {
+			// A re-run: the occurrence's run went on from the first claim, through its claimer's lease running out,
+			// to the re-run's end.
+			ranFrom = pj.Cursor
+		}
+		ranTo = prev.ReleasedAt
+		if !prev.Released || ranTo.IsZero() {
+			ranTo = prev.RenewedAt.Add(prev.Duration)
+		}
+	}
+	ranges, missed, nMissed := skipOver(o.Next, pj.Cursor, e.t, ranFrom, ranTo, now, o.MissedAfter, tmpl)
+	nj.Pending = append(nj.Pending, ranges...)
+	nj.Missed += int64(nMissed)
+	plan.missed, plan.nMissed = missed, nMissed
+	// Regions ahead of this one that let their turn pass are absent from now on; this one is back.
+	if len(o.Regions) > 0 {
+		if nj.Absent == nil {
+			nj.Absent = map[string]time.Time{}
+		}
+		delete(nj.Absent, me)
+		if !e.sawHeld {
+			for _, r := range o.Regions {
+				if r == me {
+					break
+				}
+				if _, gone := nj.Absent[r]; !gone {
+					nj.Absent[r] = now
 				}
 			}
-			ab, retried, err := h.settle(ctx, rec.Occurrence, rec.Occurrence)
-			if err != nil {
-				h.leave("settling occurrence " + rec.Occurrence.Format(time.RFC3339) + " failed")
-				return lost, err
-			}
-			if ab != nil {
-				res := lost
-				res.Epoch = lease.Epoch()
-				return settledHere(res, ab, retried)
-			}
-			cur, err := c.readRun(ctx, key, rec.ID) // settled by another meanwhile
-			if err == nil && cur != nil {
-				lost.Record = *cur
-			}
-			return lost, retriedErr(&lost)
 		}
-		var held *HeldError
-		if !errors.As(err, &held) && !store.Retryable(err) || !o.Until.IsZero() && !c.clock.Now().Before(o.Until) {
-			break
+		if len(nj.Absent) == 0 {
+			nj.Absent = nil
 		}
-		wait := o.PollInterval
-		if held != nil && held.Holder.ExpiresIn > 0 && held.Holder.ExpiresIn < wait {
-			wait = held.Holder.ExpiresIn + 10*time.Millisecond
+	}
+	run := tmpl
+	run.ID, run.Occurrence, run.Status, run.ClaimID, run.PastDue, run.FinishedAt = RunID(e.key, e.t), e.t, RunStarted, next.LeaseID, o.PastDue, time.Time{}
+	nj.Cursor, nj.Run = e.t, &run
+	next.Job = nj.encode()
+	return plan, nil
+}
+
+// runHolding is one held lease of RunOnce.
+type runHolding struct {
+	c     *Client
+	key   string
+	lease *Lease
+	o     RunOptions
+	work  RunFunc
+	job   jobState // as this holding wrote it; edited as the holding settles and runs, and released with it
+	plan  claimPlan
+	// keep: the work outlived its grace; the lease stays held (renewed) until it returns.
+	keep bool
+}
+
+// hold is steps 3 to 5 for a holding. again says the holding re-ran (or settled) the previous occurrence, and
+// the caller contends for its own next.
+func (h *runHolding) hold(ctx context.Context, e *election) (RunResult, bool, error) {
+	c := h.c
+	res := e.res
+	p := h.lease.Previous()
+	if p != nil && !p.Released {
+		if err := h.waitForStop(ctx, p); err != nil {
+			h.leave("the previous holder's work could still be stopping when this call's context ended")
+			return res, false, err
+		}
+	}
+	// Judge the runs never finished, then write what the document holds pending.
+	abandoned, finished := h.settle(ctx)
+	if abandoned != nil {
+		res.Abandoned = abandoned
+	}
+	h.writePending(ctx)
+	if h.plan.retry {
+		if finished := finished[h.plan.retryOf]; finished != nil {
+			// The run we came to re-run had finished after all (its record says so): nothing to re-run.
+			h.job.Run, h.job.Recorded = finished, true
+			h.release(ctx)
+			return res, true, nil
+		}
+		if abandoned == nil || abandoned.ClaimID != h.plan.retryOf {
+			// Its record could not be read, so it is not known to be abandoned: never re-run a run that may have
+			// finished. The document goes back to naming it unfinished, for a later holder to judge.
+			h.job.Run, h.job.Settle = h.plan.prevRun, h.plan.prevSettle
+			h.release(ctx)
+			err := fmt.Errorf("occurrence %s not started: the run of occurrence %s, to be run again, could not be judged (its record could not be read)",
+				e.t.Format(time.RFC3339), h.plan.prevRun.Occurrence.Format(time.RFC3339))
+			res.Reason = err.Error()
+			return res, false, err
+		}
+		rec := *h.job.Run
+		r := h.run(ctx, &rec, true)
+		r.Abandoned = abandoned
+		res.Retried = &r
+		if r.StillRunning || h.lease.Err() != nil && !errors.Is(h.lease.Err(), ErrReleased) {
+			// No second work beside it, and no claim without the lease.
+			res.Status, res.Reason = r.Status, fmt.Sprintf("the re-run of abandoned occurrence %s ended %s; occurrence %s not started: %s",
+				rec.Occurrence.Format(time.RFC3339), r.Status, e.t.Format(time.RFC3339), r.Reason)
+			return res, false, errors.New(res.Reason)
+		}
+		if rec.Occurrence.Equal(e.t) {
+			return r, false, retriedErr(&r)
+		}
+		return res, true, nil
+	}
+	if h.plan.legacy {
+		// The document was written before it carried the job's state (a new lease, or an earlier version of this
+		// library): the occurrence may have been claimed the old way, by its record.
+		rec, err := h.readRunRetrying(ctx, RunID(h.key, e.t))
+		if err != nil {
+			// Not known whether an earlier version ran it: leave the claim to the next holder, which judges it (a
+			// record of the earlier version stands; otherwise it is abandoned, and with RetryAbandoned run).
+			h.leave("the record of occurrence " + e.t.Format(time.RFC3339) + " could not be read to check for an earlier version's claim")
+			return res, false, fmt.Errorf("occurrence %s not started: its record could not be read to check for an earlier version's claim: %w", e.t.Format(time.RFC3339), err)
+		}
+		if rec != nil {
+			h.job.Run, h.job.Recorded = rec, true
+			h.release(ctx)
+			return c.skipped(res, rec, ""), false, nil
+		}
+	}
+	rec := *h.job.Run
+	r := h.run(ctx, &rec, false)
+	r.Abandoned, r.Retried, r.Missed, r.MissedCount = res.Abandoned, res.Retried, res.Missed, res.MissedCount
+	return r, false, retriedErr(&r)
+}
+
+// settle judges each run the document lists as never finished: abandoned (and marked so), unless its record shows
+// it finished, or shows a later holding's decision (the record of a re-run). It returns the newest run it marked abandoned, and, by claim id, the records of those that had
+// finished. A run it cannot judge (its record cannot be read) stays listed for the next holder.
+func (h *runHolding) settle(ctx context.Context) (abandoned *RunRecord, finished map[string]*RunRecord) {
+	c := h.c
+	finished = map[string]*RunRecord{}
+	var left []RunRecord
+	for _, s := range h.job.Settle {
+		cur, err := h.readRunRetrying(ctx, s.ID)
+		if err != nil {
+			c.log.Warn("could not read the record of a run whose holder stopped; the next holder judges it", "lease", h.key,
+				"occurrence", s.Occurrence, "error", err)
+			left = append(left, s)
+			continue
+		}
+		if cur != nil && stands(cur, s) {
+			// Its claimer recorded how it ended before its lease ran out; or a later holding has decided the occurrence
+			// since (a re-run's record, RetryAbandoned): that record stands.
+			finished[s.ClaimID] = cur
+			continue
+		}
+		ab := s
+		ab.Status, ab.FinishedAt, ab.Decided, ab.ETag = RunAbandoned, c.clock.Now().UTC(), h.lease.Epoch(), ""
+		ab.Reason = fmt.Sprintf("its claimer (%s, instance %s, epoch %d) stopped before the run finished (or before it started); found by %s (instance %s) at epoch %d",
+			dashIfEmpty(s.Owner), dashIfEmpty(s.Instance), s.Epoch, c.opts.OwnerID, h.o.Instance, h.lease.Epoch())
+		stored, ours, err := h.put(ctx, &ab, func(cur *RunRecord) bool { return stands(cur, s) })
+		switch {
+		case err != nil:
+			left = append(left, s)
+		case !ours:
+			finished[s.ClaimID] = stored
+		default:
+			c.log.Warn("occurrence abandoned by its claimer", "lease", h.key, "occurrence", s.Occurrence, "claimer", s.Owner,
+				"instance", s.Instance, "epoch", s.Epoch)
+			c.m.occurrenceRan(ctx, h.m(), RunAbandoned)
+			a := ab
+			abandoned = &a
+			if h.plan.retry && s.ClaimID == h.plan.retryOf && h.job.Run != nil {
+				h.job.Run.Reason = "re-run at least once: " + ab.Reason
+			}
+		}
+	}
+	h.job.Settle = left
+	return abandoned, finished
+}
+
+// stands reports whether the stored record of a run s to be judged says how the occurrence went: the claimer's
+// own final record (landed before or after the judge's read), a later holding's (a re-run's), or a final record
+// an earlier version of this library wrote (no decided epoch), which ran the occurrence the old way.
+func stands(cur *RunRecord, s RunRecord) bool {
+	return cur.Status != RunStarted && (cur.ClaimID == s.ClaimID || cur.Decided == 0) || cur.Decided > s.Decided
+}
+
+// writePending writes the records the document holds pending; those it cannot write stay for the next holder.
+func (h *runHolding) writePending(ctx context.Context) {
+	var left []RunRecord
+	for _, p := range h.job.Pending {
+		r := p
+		if _, _, err := h.put(ctx, &r, nil); err != nil {
+			h.c.log.Warn("could not write a run record; the next holder writes it", "lease", h.key, "occurrence", p.Occurrence, "error", err)
+			left = append(left, p)
+		}
+	}
+	h.job.Pending = left
+}
+
+// put writes rec within FinishWithin (putRun).
+func (h *runHolding) put(ctx context.Context, rec *RunRecord, keep func(*RunRecord) bool) (*RunRecord, bool, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.o.FinishWithin)
+	defer cancel()
+	return h.c.putRun(ctx, rec, h.o.Retention, keep)
+}
+
+// readRunRetrying reads a run record through passing errors, within FinishWithin.
+func (h *runHolding) readRunRetrying(ctx context.Context, id string) (*RunRecord, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.o.FinishWithin)
+	defer cancel()
+	var rec *RunRecord
+	err := retrying(ctx, h.c, func(ctx context.Context) (err error) {
+		rec, err = h.c.readRun(ctx, h.key, id)
+		return err
+	})
+	return rec, err
+}
+
+// retrying calls fn until it succeeds, fails for good, or ctx ends, backing off between passing errors.
+func retrying(ctx context.Context, c *Client, fn func(context.Context) error) error {
+	for attempt := 0; ; attempt++ {
+		err := fn(ctx)
+		if err == nil || !store.Retryable(err) || attempt >= 8 {
+			return err
+		}
+		wait := 50 * time.Millisecond << min(attempt, 5)
+		var se *store.Error
+		if errors.As(err, &se) && se.RetryAfter > wait {
+			wait = se.RetryAfter
 		}
 		if c.sleep(ctx, wait) != nil {
-			break
+			return err
 		}
 	}
-	// No lease in time: mark it abandoned, on our claim's version.
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.FinishWithin)
-	defer cancel()
-	ab := *rec
-	ab.Status, ab.FinishedAt = RunAbandoned, c.clock.Now().UTC()
-	ab.Reason = "claimed after its claimer's lease had ended, so its work never started; the claimer could not take the lease again to settle it"
-	if err := c.writeRun(fctx, &ab, rec.ETag, o.Retention); err == nil {
-		lost.Record, lost.Abandoned = ab, &ab
-		c.m.occurrenceRan(ctx, c.m.keyed(key), RunAbandoned)
+}
+
+// putRun stores rec, a decision of the holding at epoch rec.Decided: it creates it, or writes it over a stored
+// version decided at an epoch no later than rec's, unless keep (when not nil) says the stored version stands. It
+// returns the record as stored and whether it is rec. It never writes over a record a later holding wrote.
+func (c *Client) putRun(ctx context.Context, rec *RunRecord, retention time.Duration, keep func(*RunRecord) bool) (*RunRecord, bool, error) {
+	rec.ETag = ""
+	same := func(cur *RunRecord) bool {
+		return cur.ClaimID == rec.ClaimID && cur.Status == rec.Status && cur.Decided == rec.Decided && cur.FinishedAt.Equal(rec.FinishedAt) &&
+			cur.Occurrence.Equal(rec.Occurrence) && cur.Count == rec.Count
 	}
-	return lost, retriedErr(&lost)
+	etag := ""
+	for attempt := 0; ; attempt++ {
+		err := c.writeRun(ctx, rec, etag, retention)
+		if err == nil {
+			return rec, true, nil
+		}
+		kind := store.KindOf(err)
+		if kind != store.Conflict && kind != store.Precondition && !store.Retryable(err) {
+			return nil, false, err
+		}
+		// 409, 412, or the outcome is unknown: read what is stored.
+		var cur *RunRecord
+		rerr := retrying(ctx, c, func(ctx context.Context) (err error) {
+			cur, err = c.readRun(ctx, rec.LeaseKey, rec.ID)
+			return err
+		})
+		switch {
+		case rerr != nil:
+			return nil, false, rerr
+		case cur == nil:
+			etag = "" // not stored (a refused create, or a replica behind): create
+		case same(cur):
+			rec.ETag = cur.ETag
+			return rec, true, nil
+		case cur.Decided > rec.Decided, keep != nil && keep(cur):
+			return cur, false, nil
+		default:
+			etag = cur.ETag
+		}
+		if attempt >= 8 || ctx.Err() != nil {
+			return nil, false, err
+		}
+		if c.sleep(ctx, 50*time.Millisecond<<min(attempt, 5)) != nil {
+			return nil, false, err
+		}
+	}
+}
+
+// leave ends the holding without releasing the lease: the renewals stop and the document stays as it is, naming
+// this holding's run "started", so that the next holder judges it (marks it abandoned, and with RetryAbandoned
+// runs it), as it does after a crash. The lease is free again LeaseDuration after its last renewal.
+func (h *runHolding) leave(reason string) {
+	if h.keep {
+		return // work left past its grace still runs: the lease stays held until it returns
+	}
+	l := h.lease
+	l.mu.Lock()
+	l.endLocked(fmt.Errorf("%w: left unreleased: %s", ErrLeaseLost, reason))
+	l.mu.Unlock()
+	h.c.log.Warn("lease left unreleased for the next holder to settle", "lease", h.key, "reason", reason)
+}
+
+// m is the lease key's metric series.
+func (h *runHolding) m() *keyMetrics { return h.c.m.keyed(h.key) }
+
+// release writes the job's state as this holding leaves it and releases the lease; if the release fails, the
+// lease runs out and the next holder judges this holding's run from its record.
+func (h *runHolding) release(ctx context.Context) {
+	if h.keep {
+		return
+	}
+	if h.job.Run != nil {
+		r := *h.job.Run
+		r.ETag = ""
+		h.job.Run = &r
+	}
+	h.lease.setReleaseJob(h.job.encode())
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.o.FinishWithin)
+	defer cancel()
+	if err := h.lease.Release(rctx); err != nil {
+		h.c.log.Warn("release after the run failed; the lease expires on its own, and the next holder reads how the run ended from its record", "lease", h.key, "error", err)
+	}
 }
 
 // waitForStop waits, after taking over a lease its holder never released, for as long as that holder's work may
@@ -506,23 +999,145 @@ func (h *runHolding) waitForStop(ctx context.Context, p *State) error {
 	return nil
 }
 
-// settledHere is RunOnce's result when the occurrence it was called for was found abandoned: its re-run, or a
-// skip naming the abandoned record.
-func settledHere(res RunResult, ab *RunRecord, retried *RunResult) (RunResult, error) {
-	if retried != nil { // this occurrence itself was run again
-		retried.Abandoned = ab
-		return *retried, retriedErr(retried)
+// leaseBound is ctx, ended also when the lease ends.
+func (h *runHolding) leaseBound(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(h.lease.Context(), func() { cancel(context.Cause(h.lease.Context())) })
+	return ctx, func() { stop(); cancel(nil) }
+}
+
+// run runs the work for rec under the lease, records how it ended, and releases the lease.
+func (h *runHolding) run(ctx context.Context, rec *RunRecord, retry bool) RunResult {
+	c, lease := h.c, h.lease
+	res := RunResult{Occurrence: rec.Occurrence, Epoch: lease.Epoch(), Record: *rec}
+	out := &runOutcome{}
+	run := Run{Key: h.key, Occurrence: rec.Occurrence, Epoch: lease.Epoch(), Region: c.opts.Region, Owner: c.opts.OwnerID,
+		Instance: h.o.Instance, PastDue: rec.PastDue, Retry: retry, out: out}
+	if lerr := lease.Err(); lerr != nil {
+		// The lease ended before the work could start (a process paused, renewals failing): never start it without
+		// the lease. The document names the run "started", so the next holder marks it abandoned (and with
+		// RetryAbandoned runs it).
+		h.leave("the lease ended before the work of occurrence " + rec.Occurrence.Format(time.RFC3339) + " could start")
+		res.Status = RunLost
+		res.Reason = fmt.Sprintf("the lease ended before the work could start, so it was not started (the next holder marks the occurrence abandoned): %v", lerr)
+		return res
 	}
-	res.Abandoned = ab
-	res.Status = RunSkipped
-	res.Record = *ab
-	res.Reason = fmt.Sprintf("its claimer (%s, instance %s, epoch %d) stopped mid-work; marked abandoned", ab.Owner, ab.Instance, ab.Epoch)
-	return res, nil
+	workCtx, cancel := h.leaseBound(ctx)
+	defer cancel()
+	var werr error
+	returned := true
+	var done chan error
+	if ctx.Err() != nil {
+		// The caller gave up after the claim: the work is not started, and the run is recorded as failed.
+		werr = fmt.Errorf("interrupted before its work started: %w", context.Cause(ctx))
+	} else {
+		res.WorkStarted = c.clock.Now()
+		res.FailoverDelay = max(0, res.WorkStarted.Sub(rec.Occurrence))
+		c.m.failedOver(ctx, h.m(), res.FailoverDelay)
+		c.log.Info("occurrence claimed; running", "lease", h.key, "occurrence", rec.Occurrence, "epoch", run.Epoch, "retry", retry)
+		done = make(chan error, 1)
+		go func() { done <- h.work(workCtx, run) }()
+		select {
+		case werr = <-done:
+		case <-workCtx.Done():
+			select {
+			case werr = <-done:
+			case <-c.clock.After(h.o.Grace):
+				returned = false
+			}
+		}
+	}
+	status := RunCompleted
+	switch {
+	case res.WorkStarted.IsZero():
+		status = RunFailed
+	case lease.Err() != nil && !errors.Is(lease.Err(), ErrReleased):
+		status, werr = RunLost, fmt.Errorf("the lease was lost while the work ran: %v", lease.Err())
+	case errors.Is(werr, ErrFenced):
+		status, werr = RunLost, fmt.Errorf("a later holder of the lease has written, so Cosmos DB refused the work's write: %w", werr)
+	case returned && werr == nil:
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		status, werr = RunTimedOut, context.Cause(ctx)
+	case ctx.Err() != nil:
+		status, werr = RunFailed, fmt.Errorf("interrupted: %w", context.Cause(ctx))
+	case werr != nil:
+		status = RunFailed
+	}
+	if !returned {
+		werr = fmt.Errorf("%w; the work did not return within %s after its context ended and may still be running", werr, h.o.Grace)
+		res.StillRunning = true
+	}
+	rec.Status, rec.FinishedAt, rec.ExitCode, rec.Decided = status, c.clock.Now().UTC(), out.exitCode, lease.Epoch()
+	if werr != nil {
+		rec.Error = werr.Error()
+	}
+	stored, ours, err := h.put(ctx, rec, nil)
+	switch {
+	case err != nil:
+		c.log.Warn("could not record how the run ended; it goes in the lease document for the next holder to write", "lease", h.key,
+			"occurrence", rec.Occurrence, "error", err)
+	case !ours:
+		// A later holder judged the run (our lease had ended): its record stands.
+		status, werr = RunLost, fmt.Errorf("a later holder recorded the run as %s (%s); the work's result was not recorded", stored.Status, stored.Reason)
+		rec = stored
+	}
+	h.job.Run, h.job.Recorded = rec, err == nil && ours
+	if !ours && err == nil {
+		h.job.Run = nil // the run is no longer this holding's to report
+	}
+	if !returned {
+		h.straggle(ctx, done)
+	} else {
+		h.release(ctx)
+	}
+	res.Record = *rec
+	res.Status = status
+	if status == RunCompleted {
+		res.Status = RunExecuted
+	}
+	switch res.Status {
+	case RunExecuted, RunLost:
+		c.m.occurrenceRan(ctx, h.m(), res.Status)
+	default:
+		c.m.occurrenceRan(ctx, h.m(), RunFailed)
+	}
+	if werr != nil {
+		res.Reason = werr.Error()
+	}
+	return res
+}
+
+// straggle keeps the lease, and this client's lease key busy, until work left past its grace returns; then
+// releases it with the job's state as the run left it.
+func (h *runHolding) straggle(ctx context.Context, done <-chan error) {
+	h.keep = true
+	c := h.c
+	c.mu.Lock()
+	if c.stragglers == nil {
+		c.stragglers = map[string]bool{}
+	}
+	c.stragglers[h.key] = true
+	c.mu.Unlock()
+	go func() {
+		err := <-done
+		c.log.Info("work left past its deadline has returned", "lease", h.key, "error", err)
+		c.mu.Lock()
+		delete(c.stragglers, h.key)
+		c.mu.Unlock()
+		h.keep = false
+		h.release(context.WithoutCancel(ctx))
+	}()
+}
+
+func (c *Client) straggling(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stragglers[key]
 }
 
 // retriedErr is the error RunOnce returns with a result of running the work.
 func retriedErr(r *RunResult) error {
-	if r.Status == RunExecuted {
+	if r.Status == RunExecuted || r.Status == RunSkipped {
 		return nil
 	}
 	if r.Reason != "" {
@@ -557,7 +1172,7 @@ func (c *Client) tooOld(t time.Time, o RunOptions) bool {
 }
 
 // skipped completes a result for an occurrence this contender does not run: rec (when not nil) is the record
-// that shows it claimed.
+// that shows it decided.
 func (c *Client) skipped(res RunResult, rec *RunRecord, reason string) RunResult {
 	res.Status = RunSkipped
 	if rec != nil {
@@ -566,8 +1181,8 @@ func (c *Client) skipped(res RunResult, rec *RunRecord, reason string) RunResult
 	if reason == "" && rec != nil {
 		reason = fmt.Sprintf("claimed by %s (region %s, instance %s) at epoch %d: %s", dashIfEmpty(rec.Owner), dashIfEmpty(rec.Region),
 			dashIfEmpty(rec.Instance), rec.Epoch, rec.Status)
-		if rec.Status == RunSkipped && rec.Reason != "" {
-			reason = "recorded as skipped: " + rec.Reason
+		if (rec.Status == RunSkipped || rec.Status == RunMissed) && rec.Reason != "" {
+			reason = "recorded as " + rec.Status + ": " + rec.Reason
 		}
 	}
 	res.Reason = reason
@@ -579,478 +1194,4 @@ func dashIfEmpty(s string) string {
 		return "-"
 	}
 	return s
-}
-
-// skipForOverlap records the occurrence as skipped because its time ran out while another holder kept the
-// lease: a run record that nobody can claim after it, so the occurrence never runs beside that work. If a
-// claim got there first, that claim stands.
-func (c *Client) skipForOverlap(ctx context.Context, res RunResult, holder State, o RunOptions) (RunResult, error) {
-	reason := fmt.Sprintf("overlap: the lease was still held by %s (region %s)", dashIfEmpty(holder.Owner), dashIfEmpty(holder.Region))
-	if occ := holder.Metadata[metaOccurrence]; occ != "" {
-		reason += " running occurrence " + occ
-	}
-	reason += fmt.Sprintf(" when this occurrence's time ran out (%s)", o.Until.UTC().Format(time.RFC3339))
-	now := c.clock.Now().UTC()
-	rec := &RunRecord{ID: res.Record.ID, LeaseKey: res.Record.LeaseKey, Type: store.TypeRun, Occurrence: res.Occurrence,
-		Status: RunSkipped, Reason: reason, Region: c.opts.Region, Owner: c.opts.OwnerID, Instance: o.Instance,
-		ClaimID: newLeaseID(), PastDue: o.PastDue, StartedAt: now, FinishedAt: now, Schedule: o.Schedule,
-		MissedAfterMs: o.MissedAfter.Milliseconds()}
-	existing, _, err := c.createClaim(ctx, rec, o.Retention)
-	if err != nil {
-		return res, err
-	}
-	if existing != nil {
-		return c.skipped(res, existing, ""), nil
-	}
-	c.log.Info("occurrence skipped for overlap", "lease", rec.LeaseKey, "occurrence", res.Occurrence, "reason", reason)
-	return c.skipped(res, rec, reason), nil
-}
-
-// createClaim creates rec, a record carrying a fresh claim id. It returns nil when rec is now stored (our
-// create was applied, even if its answer was lost or was a 409 to the SDK's own retry), or the record another
-// claim stored first. With an error, maybe says whether one of its creates may have been applied.
-func (c *Client) createClaim(ctx context.Context, rec *RunRecord, ttl time.Duration) (existing *RunRecord, maybe bool, err error) {
-	if rec.ClaimID == "" {
-		rec.ClaimID = newLeaseID()
-	}
-	for attempt := 0; ; attempt++ {
-		sent := ctx.Err() == nil // a request whose context had already ended was never sent
-		err := c.writeRun(ctx, rec, "", ttl)
-		if err == nil {
-			return nil, false, nil
-		}
-		kind := store.KindOf(err)
-		if kind != store.Conflict && !store.Retryable(err) {
-			return nil, maybe, err
-		}
-		// Refused (throttled, unavailable) is not applied; a 409 or an unknown outcome may be our create.
-		maybe = maybe || sent && (kind == store.Conflict || kind == store.Unknown)
-		// 409, or the outcome is unknown: the record may be ours. Read it; a replica behind our create may
-		// still answer that it is missing, so a 409 is believed over a missing record.
-		got, rerr := c.readRun(ctx, rec.LeaseKey, rec.ID)
-		switch {
-		case rerr != nil && !store.Retryable(rerr):
-			return nil, maybe, rerr
-		case got != nil && got.ClaimID == rec.ClaimID:
-			rec.ETag = got.ETag
-			c.log.Info("claim recognised after an ambiguous answer", "lease", rec.LeaseKey, "occurrence", rec.Occurrence)
-			return nil, false, nil
-		case got != nil:
-			return got, false, nil
-		}
-		if ctx.Err() != nil || attempt >= 20 {
-			return nil, maybe, fmt.Errorf("claim of occurrence %s not settled: %w", rec.Occurrence.Format(time.RFC3339), err)
-		}
-		wait := 50 * time.Millisecond << min(attempt, 5)
-		var se *store.Error
-		if errors.As(err, &se) && se.RetryAfter > wait {
-			wait = se.RetryAfter
-		}
-		if werr := c.sleep(ctx, wait); werr != nil {
-			return nil, maybe, werr
-		}
-	}
-}
-
-// runHolding is one held lease of RunOnce.
-type runHolding struct {
-	c     *Client
-	key   string
-	lease *Lease
-	o     RunOptions
-	work  RunFunc
-	// keep: the work outlived its grace; the lease stays held (renewed) until it returns.
-	keep bool
-	// unreleased: this holding may leave a record "started" whose work it did not finish (see leave).
-	unreleased bool
-	// pass, when set, says why this holding could not settle all that its predecessor left: it ends with leave
-	// instead of a release, so that the next holder tries.
-	pass string
-}
-
-// leave ends the holding without releasing the lease: the renewals stop and the document stays as it is, not
-// released, so that the next holder settles what this holding may have left "started" (marks it abandoned, and
-// with RetryAbandoned runs it), as it does after a crash. The lease is free again LeaseDuration after its last
-// renewal.
-func (h *runHolding) leave(reason string) {
-	if h.keep {
-		return // work left past its grace still runs: the lease stays held until it returns
-	}
-	h.unreleased = true
-	l := h.lease
-	l.mu.Lock()
-	l.endLocked(fmt.Errorf("%w: left unreleased: %s", ErrLeaseLost, reason))
-	l.mu.Unlock()
-	h.c.log.Warn("lease left unreleased for the next holder to settle", "lease", h.key, "reason", reason)
-}
-
-// m is the lease key's metric series.
-func (h *runHolding) m() *keyMetrics { return h.c.m.keyed(h.key) }
-
-// missed finds the occurrences of the schedule (o.Next) that came due after the one the replaced lease document
-// named, and before current, and that have no run record: nobody claimed them in any region. The lease names
-// every occurrence anyone took it for, so while none is missed this costs no request; otherwise one query of
-// the newest records. Each is counted once, by the holder of the next occurrence.
-func (h *runHolding) missed(ctx context.Context, current time.Time) []time.Time {
-	p := h.lease.Previous()
-	if h.o.Next == nil || p == nil {
-		return nil
-	}
-	last, err := time.Parse(time.RFC3339Nano, p.Metadata[metaOccurrence])
-	if err != nil || !last.Before(current) {
-		return nil
-	}
-	var gap []time.Time
-	for t, n := h.o.Next(last), 0; t.Before(current) && len(gap) < 1000 && n < maxMissedScan; t, n = h.o.Next(t), n+1 {
-		if !h.c.tooOld(t, h.o) {
-			gap = append(gap, t.UTC())
-		}
-	}
-	if len(gap) == 0 {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.o.FinishWithin)
-	defer cancel()
-	recs, err := h.c.Runs(ctx, h.key, min(len(gap)+10, 1000))
-	if err != nil {
-		h.c.log.Warn("could not read the run history to count missed occurrences", "lease", h.key, "error", err)
-		return nil
-	}
-	have := map[int64]bool{}
-	for _, r := range recs {
-		have[r.Occurrence.UTC().UnixMilli()] = true
-	}
-	var out []time.Time
-	for _, t := range gap {
-		if !have[t.UnixMilli()] {
-			out = append(out, t)
-		}
-	}
-	if len(out) > 0 {
-		h.c.m.occurrencesMissed(ctx, h.m(), int64(len(out)))
-		h.c.log.Warn("occurrences ran in no region", "lease", h.key, "missed", len(out), "first", out[0], "last", out[len(out)-1])
-	}
-	return out
-}
-
-func (h *runHolding) release(ctx context.Context) {
-	if h.pass != "" && !h.unreleased {
-		h.leave(h.pass)
-	}
-	if h.keep || h.unreleased {
-		return
-	}
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.o.FinishWithin)
-	defer cancel()
-	if err := h.lease.Release(rctx); err != nil {
-		h.c.log.Warn("release after the run failed; the lease expires on its own", "lease", h.key, "error", err)
-	}
-}
-
-// claim creates the occurrence's record under the lease. It returns the record of another claim, if one was
-// first.
-func (h *runHolding) claim(ctx context.Context, rec *RunRecord) (*RunRecord, bool, error) {
-	rec.StartedAt = h.c.clock.Now().UTC()
-	ctx, cancel := h.leaseBound(ctx)
-	defer cancel()
-	existing, maybe, err := h.c.createClaim(ctx, rec, h.o.Retention)
-	if err != nil && h.lease.Err() != nil {
-		return nil, maybe, fmt.Errorf("the lease was lost before the occurrence could be claimed: %w", h.lease.Err())
-	}
-	return existing, maybe, err
-}
-
-// settleScan is how many of the newest run records a holder that took over an unreleased lease looks through for
-// records that earlier holdings left "started".
-const settleScan = 100
-
-// unsettled lists the occurrences whose records a holding that never released may have left "started": the one
-// its lease document names, and every record among the newest settleScan still started under an earlier epoch
-// (a holder that died while it re-ran an abandoned occurrence, or whose settle failed, names another one).
-// Oldest first; current, when listed, last, so that it is settled after the others.
-func (h *runHolding) unsettled(ctx context.Context, p *State, current time.Time) []time.Time {
-	seen := map[int64]bool{}
-	var out []time.Time
-	add := func(t time.Time) {
-		t = t.UTC()
-		if !seen[t.UnixMilli()] {
-			seen[t.UnixMilli()] = true
-			out = append(out, t)
-		}
-	}
-	if prev, err := time.Parse(time.RFC3339Nano, p.Metadata[metaOccurrence]); err == nil {
-		add(prev)
-	}
-	var recs []RunRecord
-	err := h.retrying(ctx, func(ctx context.Context) (err error) {
-		recs, err = h.c.Runs(ctx, h.key, settleScan)
-		return err
-	})
-	if err != nil {
-		h.c.log.Warn("could not read the run history to settle a holder that never released; settling the occurrence its lease names", "lease", h.key, "error", err)
-		h.pass = "the run history could not be read to settle the previous holder: " + err.Error()
-	}
-	for _, r := range recs {
-		if r.Status == RunStarted && r.Epoch < h.lease.Epoch() {
-			add(r.Occurrence)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if ci, cj := out[i].Equal(current), out[j].Equal(current); ci != cj {
-			return cj
-		}
-		return out[i].Before(out[j])
-	})
-	return out
-}
-
-// retrying calls fn until it succeeds, fails for good, or the lease or ctx ends, backing off between passing
-// errors (a few seconds in all).
-func (h *runHolding) retrying(ctx context.Context, fn func(context.Context) error) error {
-	ctx, cancel := h.leaseBound(ctx)
-	defer cancel()
-	for attempt := 0; ; attempt++ {
-		err := fn(ctx)
-		if err == nil || !store.Retryable(err) || attempt >= 8 {
-			return err
-		}
-		wait := 50 * time.Millisecond << min(attempt, 5)
-		var se *store.Error
-		if errors.As(err, &se) && se.RetryAfter > wait {
-			wait = se.RetryAfter
-		}
-		if h.c.sleep(ctx, wait) != nil {
-			return err
-		}
-	}
-}
-
-// replaceRun replaces a run record on etag, through passing errors, and reports whether rec is now stored: our
-// write was applied (its answer lost or not: mine recognises what we wrote), or, false, another write came first.
-// fctx bounds it; the reads it makes to judge an answer are retried within that.
-func (c *Client) replaceRun(ctx context.Context, rec *RunRecord, etag string, ttl time.Duration, mine func(*RunRecord) bool) (bool, error) {
-	for attempt := 0; ; attempt++ {
-		err := c.writeRun(ctx, rec, etag, ttl)
-		if err == nil {
-			return true, nil
-		}
-		if store.KindOf(err) != store.Precondition && !store.Retryable(err) {
-			return false, err
-		}
-		// 412, or the outcome is unknown: read what is stored. A refusal (429, 503) was not applied: the read
-		// shows the version we wrote on, and we write again.
-		var cur *RunRecord
-		var rerr error
-		for r := 0; ; r++ {
-			if cur, rerr = c.readRun(ctx, rec.LeaseKey, rec.ID); rerr == nil || !store.Retryable(rerr) || r >= 8 || ctx.Err() != nil {
-				break
-			}
-			if c.sleep(ctx, 50*time.Millisecond<<min(r, 5)) != nil {
-				break
-			}
-		}
-		switch {
-		case rerr != nil:
-			return false, rerr
-		case cur == nil:
-			return false, nil
-		case mine(cur):
-			rec.ETag = cur.ETag
-			return true, nil
-		case cur.ETag != etag:
-			return false, nil
-		}
-		if attempt >= 8 || ctx.Err() != nil {
-			return false, err
-		}
-		if c.sleep(ctx, 50*time.Millisecond<<min(attempt, 5)) != nil {
-			return false, err
-		}
-	}
-}
-
-// leaseBound is ctx, ended also when the lease ends.
-func (h *runHolding) leaseBound(ctx context.Context) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	stop := context.AfterFunc(h.lease.Context(), func() { cancel(context.Cause(h.lease.Context())) })
-	return ctx, func() { stop(); cancel(nil) }
-}
-
-// settle looks at the run record of occurrence prev, which the previous holder of the lease was running when it
-// stopped without releasing. A record still "started" at an earlier epoch is abandoned: its claimer's holding
-// ended before ours began. Mark it so, and with RetryAbandoned run it again once. current is the occurrence
-// this call is for.
-func (h *runHolding) settle(ctx context.Context, prev, current time.Time) (*RunRecord, *RunResult, error) {
-	c := h.c
-	var rec *RunRecord
-	err := h.retrying(ctx, func(ctx context.Context) (err error) {
-		rec, err = c.readRun(ctx, h.key, RunID(h.key, prev))
-		return err
-	})
-	if err != nil || rec == nil || rec.Status != RunStarted || rec.Epoch >= h.lease.Epoch() {
-		return nil, nil, err
-	}
-	wctx, cancel := h.leaseBound(ctx)
-	defer cancel()
-	abandoned := *rec
-	now := c.clock.Now().UTC()
-	reason := fmt.Sprintf("its claimer (%s, instance %s, epoch %d) stopped while the work ran; found by %s (instance %s) at epoch %d",
-		dashIfEmpty(rec.Owner), dashIfEmpty(rec.Instance), rec.Epoch, c.opts.OwnerID, h.o.Instance, h.lease.Epoch())
-	rec.Status, rec.Reason, rec.FinishedAt = RunAbandoned, reason, now
-	applied, err := c.replaceRun(wctx, rec, rec.ETag, h.o.Retention, func(cur *RunRecord) bool {
-		return cur.Status == RunAbandoned && cur.Reason == reason
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	if !applied {
-		return nil, nil, nil // its claimer (a paused process) or another holder finished it first
-	}
-	c.log.Warn("occurrence abandoned by its claimer", "lease", h.key, "occurrence", prev, "claimer", abandoned.Owner,
-		"instance", abandoned.Instance, "epoch", abandoned.Epoch)
-	c.m.occurrenceRan(ctx, h.m(), RunAbandoned)
-	marked := *rec
-	if !h.o.RetryAbandoned || abandoned.Retried || c.tooOld(prev, h.o) {
-		return &marked, nil, nil
-	}
-	// Run it again, once: the record becomes this holder's claim, on the ETag of the marking.
-	rec.Status, rec.Retried, rec.Epoch, rec.ClaimID = RunStarted, true, h.lease.Epoch(), newLeaseID()
-	rec.Region, rec.Owner, rec.Instance, rec.StartedAt, rec.FinishedAt = c.opts.Region, c.opts.OwnerID, h.o.Instance, now, time.Time{}
-	rec.Reason = "re-run at least once: " + reason
-	rec.Error, rec.ExitCode = "", nil
-	claimID := rec.ClaimID
-	applied, err = c.replaceRun(wctx, rec, rec.ETag, h.o.Retention, func(cur *RunRecord) bool { return cur.ClaimID == claimID })
-	if err != nil {
-		return &marked, nil, err
-	}
-	if !applied {
-		return &marked, nil, nil
-	}
-	c.log.Info("running an abandoned occurrence again", "lease", h.key, "occurrence", prev, "epoch", rec.Epoch)
-	r := h.run(ctx, rec, true)
-	if r.StillRunning || h.lease.Err() != nil {
-		// No second work beside it, and no claim without the lease.
-		return &marked, &r, fmt.Errorf("the re-run of abandoned occurrence %s ended %s; occurrence %s not started: %s",
-			prev.Format(time.RFC3339), r.Status, current.Format(time.RFC3339), r.Reason)
-	}
-	return &marked, &r, nil
-}
-
-// run runs the work for rec under the lease and records how it ended.
-func (h *runHolding) run(ctx context.Context, rec *RunRecord, retry bool) RunResult {
-	c, lease := h.c, h.lease
-	res := RunResult{Occurrence: rec.Occurrence, Epoch: lease.Epoch(), Record: *rec}
-	out := &runOutcome{}
-	run := Run{Key: h.key, Occurrence: rec.Occurrence, Epoch: lease.Epoch(), Region: c.opts.Region, Owner: c.opts.OwnerID,
-		Instance: h.o.Instance, PastDue: rec.PastDue, Retry: retry, out: out}
-	if lerr := lease.Err(); lerr != nil {
-		// The lease ended before the work could start (the claim's answer came late, the process was paused): never
-		// start it without the lease. The record stays "started" and the lease unreleased, so the next holder marks
-		// the occurrence abandoned (and with RetryAbandoned runs it).
-		h.leave("the lease ended before the work of occurrence " + rec.Occurrence.Format(time.RFC3339) + " could start")
-		res.Status = RunLost
-		res.Reason = fmt.Sprintf("the lease ended before the work could start, so it was not started (the next holder marks the occurrence abandoned): %v", lerr)
-		return res
-	}
-	workCtx, cancel := h.leaseBound(ctx)
-	defer cancel()
-	res.WorkStarted = c.clock.Now()
-	res.FailoverDelay = max(0, res.WorkStarted.Sub(rec.Occurrence))
-	c.m.failedOver(ctx, h.m(), res.FailoverDelay)
-	c.log.Info("occurrence claimed; running", "lease", h.key, "occurrence", rec.Occurrence, "epoch", run.Epoch, "retry", retry)
-	done := make(chan error, 1)
-	go func() { done <- h.work(workCtx, run) }()
-	var werr error
-	returned := true
-	select {
-	case werr = <-done:
-	case <-workCtx.Done():
-		select {
-		case werr = <-done:
-		case <-c.clock.After(h.o.Grace):
-			returned = false
-		}
-	}
-	status := RunCompleted
-	switch {
-	case lease.Err() != nil && !errors.Is(lease.Err(), ErrReleased):
-		status, werr = RunLost, fmt.Errorf("the lease was lost while the work ran: %v", lease.Err())
-	case errors.Is(werr, ErrFenced):
-		status, werr = RunLost, fmt.Errorf("a later holder of the lease has written, so Cosmos DB refused the work's write: %w", werr)
-	case returned && werr == nil:
-	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		status, werr = RunTimedOut, context.Cause(ctx)
-	case ctx.Err() != nil:
-		status, werr = RunFailed, fmt.Errorf("interrupted: %w", context.Cause(ctx))
-	case werr != nil:
-		status = RunFailed
-	}
-	if !returned {
-		werr = fmt.Errorf("%w; the work did not return within %s after its context ended and may still be running", werr, h.o.Grace)
-		res.StillRunning = true
-		h.straggle(done)
-	}
-	rec.Status, rec.FinishedAt, rec.ExitCode = status, c.clock.Now().UTC(), out.exitCode
-	if werr != nil {
-		rec.Error = werr.Error()
-	}
-	fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), h.o.FinishWithin)
-	defer fcancel()
-	finished := rec.FinishedAt
-	applied, err := c.replaceRun(fctx, rec, rec.ETag, h.o.Retention, func(cur *RunRecord) bool {
-		return cur.ClaimID == rec.ClaimID && cur.Status == status && cur.FinishedAt.Equal(finished)
-	})
-	switch {
-	case err != nil:
-		c.log.Warn("could not record how the run ended", "lease", h.key, "occurrence", rec.Occurrence, "error", err)
-	case !applied:
-		// A later holder marked it abandoned: our lease had ended. Say so.
-		if cur, _ := c.readRun(fctx, h.key, rec.ID); cur != nil && cur.ClaimID != rec.ClaimID || cur != nil && cur.Status == RunAbandoned {
-			status, werr = RunLost, fmt.Errorf("a later holder marked the run abandoned (%s); the work's result was not recorded", cur.Reason)
-			rec = cur
-		}
-	}
-	res.Record = *rec
-	res.Status = status
-	if status == RunCompleted {
-		res.Status = RunExecuted
-	}
-	switch res.Status {
-	case RunExecuted, RunLost:
-		c.m.occurrenceRan(ctx, h.m(), res.Status)
-	default:
-		c.m.occurrenceRan(ctx, h.m(), RunFailed)
-	}
-	if werr != nil {
-		res.Reason = werr.Error()
-	}
-	return res
-}
-
-// straggle keeps the lease, and this client's lease key busy, until work left past its grace returns.
-func (h *runHolding) straggle(done <-chan error) {
-	h.keep = true
-	c := h.c
-	c.mu.Lock()
-	if c.stragglers == nil {
-		c.stragglers = map[string]bool{}
-	}
-	c.stragglers[h.key] = true
-	c.mu.Unlock()
-	go func() {
-		err := <-done
-		c.log.Info("work left past its deadline has returned", "lease", h.key, "error", err)
-		c.mu.Lock()
-		delete(c.stragglers, h.key)
-		c.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), h.o.FinishWithin)
-		defer cancel()
-		_ = h.lease.Release(ctx)
-	}()
-}
-
-func (c *Client) straggling(key string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.stragglers[key]
 }

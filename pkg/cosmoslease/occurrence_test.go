@@ -124,7 +124,7 @@ func TestRunOnce_ExactlyOnceAmongEqualRanks(t *testing.T) {
 	beds(t, func(t *testing.T, b bed) {
 		w := newCounter()
 		for round := range 3 {
-			occ := occurrenceNow().Add(-time.Duration(round) * time.Minute)
+			occ := occurrenceNow().Add(time.Duration(round-3) * time.Minute) // in order: occurrences are decided in order
 			var wg sync.WaitGroup
 			var executed atomic.Int32
 			for i := range 8 {
@@ -254,7 +254,7 @@ func TestRunOnce_NoOverlap(t *testing.T) {
 			t.Fatalf("t+1 started at %s, before t finished at %s", res1.WorkStarted, resT.Record.FinishedAt)
 		}
 
-		// t+2 runs 4 s; t+3's time runs out after 1 s: skipped for overlap, and recorded so.
+		// t+2 runs 4 s; t+3's time runs out after 1 s: skipped for overlap, and recorded so by the claim of t+4.
 		occ2 := occ.Add(2 * time.Second)
 		go func() {
 			res, _ := a.RunOnce(ctxTimeout(t, 30*time.Second), "job", occ2, runOpts(0), long(4*time.Second))
@@ -266,12 +266,26 @@ func TestRunOnce_NoOverlap(t *testing.T) {
 			t.Error("t+3 ran beside t+2")
 			return nil
 		})
-		if err != nil || res3.Status != RunSkipped || res3.Record.Status != RunSkipped || !strings.Contains(res3.Record.Reason, "overlap") ||
-			!strings.Contains(res3.Record.Reason, occ2.Format(time.RFC3339)) {
-			t.Fatalf("t+3: %+v, %v; want skipped for overlap with t+2, recorded", res3, err)
+		if err != nil || res3.Status != RunSkipped || !strings.Contains(res3.Reason, "overlap") || !strings.Contains(res3.Reason, occ2.Format(time.RFC3339)) {
+			t.Fatalf("t+3: %+v, %v; want skipped for overlap with t+2", res3, err)
 		}
 		if r := <-doneT; r.Status != RunExecuted {
 			t.Fatalf("t+2: %+v", r)
+		}
+		o4 := runOpts(0)
+		o4.Next = func(x time.Time) time.Time { return x.Truncate(time.Second).Add(time.Second) }
+		if res4, err := other.RunOnce(ctxTimeout(t, 30*time.Second), "job", occ2.Add(2*time.Second), o4, long(0)); err != nil || res4.Status != RunExecuted {
+			t.Fatalf("t+4: %+v, %v", res4, err)
+		}
+		recs := must[[]RunRecord](t)(other.Runs(context.Background(), "job", 10))
+		var rec3 *RunRecord
+		for i := range recs {
+			if recs[i].Covers(occ2.Add(time.Second)) {
+				rec3 = &recs[i]
+			}
+		}
+		if rec3 == nil || rec3.Status != RunSkipped || rec3.Cause != "overlap" || !strings.Contains(rec3.Reason, occ2.Format(time.RFC3339)) {
+			t.Fatalf("t+3's record: %+v; want skipped for overlap with t+2", rec3)
 		}
 		if overlapped.Load() {
 			t.Fatal("two occurrences' work overlapped")
@@ -292,6 +306,7 @@ func TestRunOnce_AbandonedOccurrence(t *testing.T) {
 				// renewals, the record's end, the release), as for a process killed mid-work.
 				res, err := dying.RunOnce(ctxTimeout(t, 20*time.Second), "job", occ, runOpts(0), func(ctx context.Context, r Run) error {
 					f.inject("replace", faultUnavailable, 1000)
+					f.inject("create", faultUnavailable, 1000)
 					<-ctx.Done() // the lease runs out
 					return ctx.Err()
 				})
@@ -303,8 +318,13 @@ func TestRunOnce_AbandonedOccurrence(t *testing.T) {
 				o.RetryAbandoned = retry
 				occ2 := occ.Add(time.Second)
 				res2, err := next.RunOnce(ctxTimeout(t, 20*time.Second), "job", occ2, o, w.work)
-				if err != nil || res2.Status != RunExecuted || res2.Epoch != 2 {
-					t.Fatalf("next occurrence: %+v, %v; want executed at epoch 2", res2, err)
+				// With RetryAbandoned the re-run of occ is a holding of its own (epoch 2), before occ2's (epoch 3).
+				wantEpoch := int64(2)
+				if retry {
+					wantEpoch = 3
+				}
+				if err != nil || res2.Status != RunExecuted || res2.Epoch != wantEpoch {
+					t.Fatalf("next occurrence: %+v, %v; want executed at epoch %d", res2, err, wantEpoch)
 				}
 				if res2.Abandoned == nil || res2.Abandoned.Status != RunAbandoned || !res2.Abandoned.Occurrence.Equal(occ) || res2.Abandoned.Epoch != 1 {
 					t.Fatalf("abandoned: %+v; want occurrence %s marked abandoned", res2.Abandoned, occ)

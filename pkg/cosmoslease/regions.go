@@ -32,16 +32,24 @@ func ParseRegions(list string) ([]string, error) {
 // regions by failover priority). A region not listed ranks after every listed one. ranks is the number of ranks
 // in use, so the last contender contends (ranks − 1) × the failover delay after an occurrence.
 func Rank(region string, preferred, account []string) (rank, ranks int) {
-	order := preferred
-	if len(order) == 0 {
-		for _, r := range account {
-			order = append(order, NormalizeRegion(r))
-		}
-	}
+	order := Order(preferred, account)
 	if i := slices.Index(order, NormalizeRegion(region)); i >= 0 {
 		return i, len(order)
 	}
 	return len(order), len(order) + 1
+}
+
+// Order is the preference order Rank uses, for RunOptions.Regions: preferred, or when it is empty the account's
+// regions (write region first), normalised.
+func Order(preferred, account []string) []string {
+	if len(preferred) > 0 {
+		return preferred
+	}
+	order := make([]string, 0, len(account))
+	for _, r := range account {
+		order = append(order, NormalizeRegion(r))
+	}
+	return order
 }
 
 // ClaimWindow is how long after an occurrence its run record may still be missing without the occurrence being

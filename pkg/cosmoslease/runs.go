@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cosmoslease/cosmoslease/internal/leasedoc"
 	"github.com/cosmoslease/cosmoslease/internal/store"
 )
 
@@ -48,9 +49,13 @@ const (
 	// RunAbandoned: its claimer stopped (crashed, killed) while the work ran; a later holder of the lease saw
 	// the record still started and marked it.
 	RunAbandoned = "abandoned"
-	// RunSkipped: nobody ran the occurrence, for the reason the record gives (its time ran out while another
-	// occurrence's work held the lease).
+	// RunSkipped: nobody ran the occurrence, for the reason the record gives: Cause overlap (it came due while
+	// the previous occurrence's run was still going), superseded (a later occurrence was claimed first).
 	RunSkipped = "skipped"
+	// RunMissed: no region claimed the occurrence within its claim window (every region down, Cosmos DB
+	// unreachable from all of them, or the timer not firing). Decided, and counted, by the claim of a later
+	// occurrence.
+	RunMissed = "missed"
 )
 
 // RunRecord is the record of one occurrence of a lease's scheduled work.
@@ -81,8 +86,31 @@ type RunRecord struct {
 	// Schedule and MissedAfterMs, when the claimer knew them, let a reader list missed occurrences (Missed).
 	Schedule      string `json:"schedule,omitempty"`
 	MissedAfterMs int64  `json:"missedAfterMs,omitempty"`
-	ETag          string `json:"_etag,omitempty"`
+	// Through and Count make one record of several occurrences passed over at once (skipped or missed): from
+	// Occurrence to Through, Count of them (the id is the first's). Zero for a record of one occurrence.
+	Through time.Time `json:"through,omitzero"`
+	Count   int       `json:"count,omitempty"`
+	// Cause says in one word why an occurrence was not run: overlap, superseded, missed.
+	Cause string `json:"cause,omitempty"`
+	// Decided is the epoch of the holding that wrote this version of the record. A record is never overwritten by
+	// a write from an earlier holding: a claimer that outlived its lease cannot undo what the next holder decided.
+	Decided int64  `json:"decided,omitempty"`
+	ETag    string `json:"_etag,omitempty"`
 }
+
+// Last is the newest occurrence the record covers: Through for a range, else Occurrence.
+func (r RunRecord) Last() time.Time {
+	if r.Through.After(r.Occurrence) {
+		return r.Through
+	}
+	return r.Occurrence
+}
+
+// Occurrences is how many occurrences the record covers.
+func (r RunRecord) Occurrences() int { return max(r.Count, 1) }
+
+// Covers reports whether the record is about occurrence t.
+func (r RunRecord) Covers(t time.Time) bool { return !t.Before(r.Occurrence) && !t.After(r.Last()) }
 
 // RunID is the id of the run record of one occurrence of a lease's work.
 func RunID(key string, occurrence time.Time) string {
@@ -96,7 +124,7 @@ const occurrenceLayout = "2006-01-02T15:04:05.000Z"
 // which Cosmos DB counts from the write: retention less the occurrence's age, so the record expires retention
 // after its occurrence (and at least a minute after this write).
 func (c *Client) encodeRun(r *RunRecord, retention time.Duration) ([]byte, error) {
-	ttl := max(retention-c.clock.Now().Sub(r.Occurrence), time.Minute)
+	ttl := max(retention-c.clock.Now().Sub(r.Last()), time.Minute)
 	etag := r.ETag
 	r.ETag = ""
 	b, err := json.Marshal(r)
@@ -110,6 +138,9 @@ func (c *Client) encodeRun(r *RunRecord, retention time.Duration) ([]byte, error
 	}
 	m[c.pkProp] = r.LeaseKey
 	m["occurrence"] = r.Occurrence.UTC().Format(occurrenceLayout)
+	if !r.Through.IsZero() {
+		m["through"] = r.Through.UTC().Format(occurrenceLayout)
+	}
 	m["ttl"] = int64(ttl / time.Second)
 	return json.Marshal(m)
 }
@@ -246,39 +277,37 @@ func runIDPrefix(key string) (string, error) {
 	return RunPrefix + key + "-", nil
 }
 
-// Missed are the occurrences a schedule says were due, in a window, that have no run record.
+// Missed are the occurrences a schedule says were due, in a window, that ran in no region.
 type Missed struct {
 	// From and To bound the window: From is the occurrence of the oldest record given that was written under the
 	// current schedule, To is now less the time an occurrence may take to be claimed (so one still being failed
 	// over is not counted). Zero when the window is empty.
 	From, To time.Time
-	// Count is how many occurrences in the window have no record; Times lists the newest of them (at most the
-	// limit given), newest first. Capped is set when the window held too many occurrences to count them all:
-	// Count is then a lower bound.
+	// Count is how many occurrences in the window are missed; Times lists the newest of them (at most the limit
+	// given), newest first. Capped is set when the window held too many occurrences to count them all: Count is
+	// then a lower bound.
 	Count  int
 	Times  []time.Time
 	Capped bool
 }
 
-// maxMissedScan bounds how many occurrences MissedOccurrences looks at.
+// maxMissedScan bounds how many occurrences MissedOccurrences and a claim look at.
 const maxMissedScan = 100_000
 
-// MissedOccurrences finds the occurrences that are missing from recs, the newest run records of a lease (as
-// Runs returns them): those at which next (the schedule: the first occurrence after a time) says the work was
-// due, after the oldest record given and at least grace before now, and of which no record exists. An
-// occurrence is missed when no contender claimed it in any region: every region was down, Cosmos DB was
-// unreachable from all of them, or the platform did not fire the timer. Records that name a schedule other than
-// the newest record's (written before a schedule change) and all older ones are left out of the window. grace
-// must cover the time the last contender in the preference order may take to claim (its rank × the failover
-// delay, plus a crashed holder's lease running out). It lists at most limit of them, newest first.
+// MissedOccurrences finds the missed occurrences among recs, the newest run records of a lease (as Runs returns
+// them): the occurrences at which next (the schedule: the first occurrence after a time) says the work was due,
+// from the oldest record given to grace before now, that a record marks missed (RunMissed: decided when a later
+// occurrence was claimed) or that no record covers at all (a history written before run records marked them, or
+// a decision whose records are still to be written). An occurrence is missed when no contender claimed it in any
+// region: every region was down, Cosmos DB was unreachable from all of them, or the platform did not fire the
+// timer. Records that name a schedule other than the newest record's (written before a schedule change) and all
+// older ones are left out of the window. grace must cover the time the last contender in the preference order
+// may take to claim (its rank × the failover delay, plus a crashed holder's lease running out). It lists at most
+// limit of them, newest first. History gives the exact picture, with the lease document's state.
 func MissedOccurrences(recs []RunRecord, next func(time.Time) time.Time, now time.Time, grace time.Duration, limit int) Missed {
 	var m Missed
 	if len(recs) == 0 || next == nil {
 		return m
-	}
-	have := make(map[int64]bool, len(recs))
-	for _, r := range recs {
-		have[r.Occurrence.UTC().UnixMilli()] = true
 	}
 	// The window opens at the oldest record written under the schedule of the newest record that names one: a
 	// record of another schedule is from before a schedule change, whose period the current schedule says
@@ -300,17 +329,31 @@ func MissedOccurrences(recs []RunRecord, next func(time.Time) time.Time, now tim
 		from = r.Occurrence
 	}
 	to := now.Add(-grace)
-	if !to.After(from) {
+	if to.Before(from) {
 		return m
 	}
 	m.From, m.To = from.UTC(), to.UTC()
+	// Oldest first, for one pass.
+	slices.Reverse(byTime)
+	i := 0
+	cover := func(t time.Time) *RunRecord {
+		for i < len(byTime) && byTime[i].Last().Before(t) {
+			i++
+		}
+		for j := i; j < len(byTime) && !byTime[j].Occurrence.After(t); j++ {
+			if byTime[j].Covers(t) {
+				return &byTime[j]
+			}
+		}
+		return nil
+	}
 	var all []time.Time
-	for t, n := next(from), 0; !t.After(to); t, n = next(t), n+1 {
+	for t, n := from, 0; !t.After(to); t, n = next(t), n+1 {
 		if n >= maxMissedScan {
 			m.Capped = true
 			break
 		}
-		if !have[t.UTC().UnixMilli()] {
+		if r := cover(t); r == nil || r.Status == RunMissed {
 			m.Count++
 			all = append(all, t.UTC())
 			if len(all) > limit {
@@ -322,4 +365,115 @@ func MissedOccurrences(recs []RunRecord, next func(time.Time) time.Time, now tim
 		m.Times = append(m.Times, all[i])
 	}
 	return m
+}
+
+// History is a job's run history as a reader should see it: the newest run records together with what the lease
+// document says and the records do not show yet.
+type History struct {
+	// Lease is the lease as its document shows it (as Inspect reads it).
+	Lease State
+	// Runs are the newest run records, newest occurrence first, with the records the lease document holds still
+	// to be written in their place (a run's outcome whose record write failed, occurrences passed over).
+	Runs []RunRecord
+	// Cursor is the newest occurrence decided; zero before the first, or for a lease written by an earlier
+	// version of this library.
+	Cursor time.Time
+	// Running is the cursor occurrence's run while it has not finished: its holder holds the lease, or stopped
+	// without releasing it (the next holder marks it abandoned unless its record shows it finished).
+	Running *RunRecord
+	// Missed are the missed occurrences among the decided ones, in the window of Runs (MissedOccurrences).
+	Missed Missed
+	// MissedTotal is how many occurrences were ever decided missed, as the lease document counts them.
+	MissedTotal int64
+	// Overdue are occurrences after the cursor whose claim window has passed while nobody claimed them (the
+	// newest first, at most the limit given): the claim of a later occurrence will record them, as missed unless
+	// the lease was held by an earlier run when they came due. Nothing is overdue while the lease is held.
+	Overdue []time.Time
+	// Absent are the regions marked absent (RunOptions.Regions), and since when.
+	Absent map[string]time.Time
+}
+
+// History reads a job's lease document and its newest limit run records (two requests) and puts them together.
+// next (the schedule) and window (the claim window, as RunOptions.MissedAfter) are for the missed and overdue
+// occurrences; without next, none are listed. Occurrences after the cursor are never counted missed: they are
+// overdue at most, since a late claim may still decide them otherwise.
+func (c *Client) History(ctx context.Context, key string, limit int, next func(time.Time) time.Time, window time.Duration) (History, error) {
+	var h History
+	id, err := leasedoc.ID(key)
+	if err != nil {
+		return h, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	obs, err := c.observe(ctx, key, id, time.Time{})
+	if err != nil {
+		return h, err
+	}
+	if obs.invalid != nil {
+		return h, obs.invalid
+	}
+	job, err := decodeJob(obs.doc)
+	if err != nil {
+		return h, err
+	}
+	recs, err := c.Runs(ctx, key, limit)
+	if err != nil {
+		return h, err
+	}
+	h.Lease = c.state(key, obs, c.clock.Now())
+	h.Cursor, h.MissedTotal, h.Absent = job.Cursor, job.Missed, job.Absent
+	// The document's word is newer than a record's: its pending records and an unrecorded outcome replace
+	// (or join) the records of the same id.
+	byID := map[string]int{}
+	for i, r := range recs {
+		byID[r.ID] = i
+	}
+	overlay := slices.Clone(job.Pending)
+	if job.Run != nil && job.Run.Status != RunStarted && !job.Recorded {
+		overlay = append(overlay, *job.Run)
+	}
+	for _, r := range overlay {
+		if i, ok := byID[r.ID]; ok {
+			if recs[i].Decided <= r.Decided {
+				recs[i] = r
+			}
+			continue
+		}
+		byID[r.ID] = len(recs)
+		recs = append(recs, r)
+	}
+	if job.unfinished() {
+		r := *job.Run
+		h.Running = &r
+		if i, ok := byID[r.ID]; ok {
+			if recs[i].Decided < r.Decided {
+				recs[i] = r
+			}
+		} else {
+			recs = append(recs, r)
+		}
+	}
+	sort.SliceStable(recs, func(i, j int) bool { return recs[i].Occurrence.After(recs[j].Occurrence) })
+	if len(recs) > limit && limit > 0 {
+		recs = recs[:limit]
+	}
+	h.Runs = recs
+	if next == nil {
+		return h, nil
+	}
+	now := c.clock.Now()
+	grace := window
+	if !job.Cursor.IsZero() {
+		// Only decided occurrences can be missed.
+		grace = max(grace, now.Sub(job.Cursor))
+	}
+	h.Missed = MissedOccurrences(recs, next, now, grace, limit)
+	free := c.free(obs, now)
+	if !job.Cursor.IsZero() && free {
+		for t, n := next(job.Cursor), 0; !t.After(now.Add(-window)) && n < maxMissedScan; t, n = next(t), n+1 {
+			h.Overdue = append([]time.Time{t.UTC()}, h.Overdue...)
+			if len(h.Overdue) > max(limit, 1) {
+				h.Overdue = h.Overdue[:max(limit, 1)]
+			}
+		}
+	}
+	return h, nil
 }

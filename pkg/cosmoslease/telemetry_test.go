@@ -505,6 +505,7 @@ func TestTelemetry_RunOnceRecordsTheOccurrenceInstruments(t *testing.T) {
 	// east runs base+1 s and "dies" mid-work: none of its writes get through from then on.
 	res, _ := east.RunOnce(ctx, "job", base.Add(time.Second), o, func(ctx context.Context, r Run) error {
 		fe.inject("replace", faultUnavailable, 10_000)
+		fe.inject("create", faultUnavailable, 10_000)
 		<-ctx.Done()
 		return ctx.Err()
 	})

@@ -252,17 +252,19 @@ func (h *handler) timer(j *job) http.HandlerFunc {
 	}
 }
 
-// runOptions are the election's options for one occurrence of a job. A region of rank r contends r × the
-// failover delay after the occurrence, and gives the occurrence up (recorded as skipped for overlap) if another
-// occurrence's work still holds the lease when it would contend for the next one, or shortly before the
-// invocation's deadline.
+// runOptions are the election's options for one occurrence of a job. A region of rank r (regions the lease
+// document marks absent not counted) contends r × the failover delay after the occurrence, and gives the
+// occurrence up (the claim of a later one records it) if it has not claimed it by the time it would contend for
+// the next one, or shortly before the invocation's deadline.
 func (h *handler) runOptions(ctx context.Context, client *cosmoslease.Client, s *settings, occ time.Time, rank, ranks int, pastDue bool) cosmoslease.RunOptions {
-	o := cosmoslease.RunOptions{Rank: rank, FailoverDelay: s.delay, RetryAbandoned: s.retryAbandoned,
+	o := cosmoslease.RunOptions{Rank: rank, Regions: cosmoslease.Order(s.preferred, client.AccountRegions()), FailoverDelay: s.delay, RetryAbandoned: s.retryAbandoned,
 		Retention: s.retention, Instance: s.instance, PastDue: pastDue, Schedule: s.sched.Expr(), Next: s.sched.Next,
 		MissedAfter: s.missedAfter(ranks), Grace: s.grace(), FinishWithin: s.budget.finish}
 	o.Until = s.sched.Next(occ).Add(time.Duration(rank) * s.delay)
 	if dl, ok := ctx.Deadline(); ok {
-		if last := dl.Add(-2 * client.Options().RequestTimeout); last.Before(o.Until) {
+		// Stop waiting for the lease in time to answer the host, unless the invocation is too short for that
+		// (then the deadline itself ends the wait, or the work).
+		if last := dl.Add(-2 * client.Options().RequestTimeout); last.Before(o.Until) && last.After(h.now()) {
 			o.Until = last
 		}
 	}

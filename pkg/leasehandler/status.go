@@ -52,6 +52,7 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 			body.Lease, body.State, body.Owner, body.Region, body.Instance = js.Lease, js.State, js.Owner, js.Region, js.Instance
 			body.Epoch, body.ExpiresInMs, body.Renewals, body.Occurrence = js.Epoch, js.ExpiresInMs, js.Renewals, js.Occurrence
 			body.RecentRuns, body.MissedCount, body.Missed, body.MissedCapped, body.MissedWindow = recent, js.MissedCount, js.Missed, js.MissedCapped, js.MissedWindow
+			body.Cursor, body.Running, body.MissedTotal, body.Overdue, body.Absent = js.Cursor, js.Running, js.MissedTotal, js.Overdue, js.Absent
 		}
 		body.Jobs = append(body.Jobs, js)
 	}
@@ -59,26 +60,27 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 	iv.answer(w, map[string]any{"res": httpOutput{StatusCode: http.StatusOK, Headers: map[string]string{"Content-Type": "application/json"}, Body: string(b)}}, nil)
 }
 
-// readJob reads one job's lease and newest runs into js (one point read and one single-partition query), and
-// returns the runs.
+// readJob reads one job's lease document and newest runs into js (one point read and one single-partition query,
+// through History), and returns the runs.
 func (h *handler) readJob(ctx context.Context, client *cosmoslease.Client, j *job, js *jobStatus) ([]cosmoslease.RunRecord, error) {
 	s := j.s
-	st, err := client.Inspect(ctx, s.key)
+	_, ranks := s.rank(client.AccountRegions())
+	hist, err := client.History(ctx, s.key, cosmoslease.DefaultRunLimit, s.sched.Next, s.missedAfter(ranks))
 	if err != nil {
 		return nil, err
 	}
-	recent, err := client.Runs(ctx, s.key, cosmoslease.DefaultRunLimit)
-	if err != nil {
-		return nil, err
-	}
+	recent := hist.Runs
 	if recent == nil {
 		recent = []cosmoslease.RunRecord{}
 	}
-	_, ranks := s.rank(client.AccountRegions())
-	missed := cosmoslease.MissedOccurrences(recent, s.sched.Next, h.now(), s.missedAfter(ranks), cosmoslease.DefaultRunLimit)
+	st, missed := hist.Lease, hist.Missed
 	*js = jobStatus{Name: j.name, Schedule: s.sched.Expr(), Lease: s.key, State: st.Status(), Owner: st.Owner, Region: st.Region,
 		Instance: st.Hostname, Epoch: st.Epoch, ExpiresInMs: st.ExpiresIn.Milliseconds(), Renewals: st.Renewals,
-		Occurrence: st.Metadata["occurrence"], MissedCount: missed.Count, Missed: missed.Times, MissedCapped: missed.Capped}
+		Occurrence: st.Metadata["occurrence"], MissedCount: missed.Count, Missed: missed.Times, MissedCapped: missed.Capped,
+		Running: hist.Running, MissedTotal: hist.MissedTotal, Overdue: hist.Overdue, Absent: hist.Absent}
+	if !hist.Cursor.IsZero() {
+		js.Cursor = &hist.Cursor
+	}
 	if js.Missed == nil {
 		js.Missed = []time.Time{}
 	}
@@ -110,13 +112,24 @@ type statusBody struct {
 	Renewals    int64                   `json:"renewals"`
 	Occurrence  string                  `json:"occurrence,omitempty"`
 	RecentRuns  []cosmoslease.RunRecord `json:"recentRuns"`
-	// MissedCount is how many occurrences in MissedWindow (from the oldest run shown until the time the last
-	// region may take to claim) have no run record in any region; Missed lists the newest of them. Alert on it,
-	// and on each job's.
+	// Cursor is the newest occurrence decided; Running the run of it that has not finished, if any (its holder
+	// holds the lease, or stopped without releasing it).
+	Cursor  *time.Time             `json:"cursor,omitempty"`
+	Running *cosmoslease.RunRecord `json:"running,omitempty"`
+	// MissedCount is how many occurrences in MissedWindow (from the oldest run shown to the newest occurrence
+	// decided) ran in no region; Missed lists the newest of them. Alert on it, and on each job's. MissedTotal counts
+	// every occurrence ever decided missed.
 	MissedCount  int         `json:"missedCount"`
 	Missed       []time.Time `json:"missed"`
 	MissedCapped bool        `json:"missedCapped,omitempty"`
 	MissedWindow *window     `json:"missedWindow,omitempty"`
+	MissedTotal  int64       `json:"missedTotal"`
+	// Overdue are occurrences after the cursor whose claim window has passed with nobody claiming them (every
+	// region down right now, or the timer not firing): the next claim records them.
+	Overdue []time.Time `json:"overdue,omitempty"`
+	// Absent are the regions that let an occurrence pass and have not come back, with when: the regions after them
+	// do not wait for them.
+	Absent map[string]time.Time `json:"absent,omitempty"`
 	// Jobs are every job the handler serves, in the order it lists them (Go jobs as registered, then command
 	// jobs by name).
 	Jobs []jobStatus `json:"jobs"`
@@ -141,6 +154,11 @@ type jobStatus struct {
 	Missed       []time.Time            `json:"missed"`
 	MissedCapped bool                   `json:"missedCapped,omitempty"`
 	MissedWindow *window                `json:"missedWindow,omitempty"`
+	Cursor       *time.Time             `json:"cursor,omitempty"`
+	Running      *cosmoslease.RunRecord `json:"running,omitempty"`
+	MissedTotal  int64                  `json:"missedTotal"`
+	Overdue      []time.Time            `json:"overdue,omitempty"`
+	Absent       map[string]time.Time   `json:"absent,omitempty"`
 	// Error is why the job cannot run (its settings): each of its invocations fails with it.
 	Error string `json:"error,omitempty"`
 }

@@ -204,29 +204,36 @@ func TestStatusAnswersDuringWork(t *testing.T) {
 }
 
 // A monitored schedule's missed occurrence, replayed by the host after a restart (IsPastDue, Next the missed
-// occurrence), is skipped when it already ran; one that never ran executes, late; one older than the run-record
-// retention is skipped, saying why, since its record could have expired and it could run twice.
+// occurrence), is skipped when it already ran. One that never ran executes, late, while its time lasts (until the
+// occurrence after it); past that it is skipped as late, and the next claim records it missed. One older than the
+// run-record retention is skipped, saying why, since its record could have expired and it could run twice.
 func TestPastDueReplay(t *testing.T) {
 	var ran atomic.Int32
-	ts, _, _ := inProcess(t, func(ctx context.Context, run Run) error { ran.Add(1); return nil }, map[string]string{"LeaseTimerSchedule": "0 */1 * * * *"})
-	m := time.Now().UTC().Truncate(time.Minute).Add(-2 * time.Minute)
-	if r := post(t, ts, monitoredTick(time.Time{}, m, fired(m), false)); r.Status != "executed" {
-		t.Fatalf("first tick: %+v", r)
+	ts, _, _ := inProcess(t, func(ctx context.Context, run Run) error { ran.Add(1); return nil }, map[string]string{"LeaseTimerSchedule": "*/20 * * * * *"})
+	m := time.Now().UTC().Truncate(20 * time.Second)
+	if time.Until(m.Add(20*time.Second)) < 5*time.Second {
+		time.Sleep(time.Until(m.Add(20 * time.Second)))
+		m = m.Add(20 * time.Second)
 	}
-	// The host was killed before it recorded the run of m; on restart it replays m.
-	r := post(t, ts, monitoredTick(m.Add(-time.Minute), m, m.Add(80*time.Second), true))
+	// m was missed: the host replays it a moment late, and it runs, as past due.
+	if r := post(t, ts, monitoredTick(m.Add(-20*time.Second), m, time.Now().UTC(), true)); r.Status != "executed" || !r.Occurrence.Equal(m) {
+		t.Fatalf("replay of %s: %+v", m, r)
+	}
+	// The host was killed before it recorded the run of m; on restart it replays m again.
+	r := post(t, ts, monitoredTick(m.Add(-20*time.Second), m, time.Now().UTC(), true))
 	if r.Status != "skipped" || !r.Occurrence.Equal(m) || !strings.Contains(r.Reason, "claimed by cosmoslease-func@eastus") {
 		t.Fatalf("replay of %s: %+v", m, r)
 	}
-	// m+1 was missed too and never ran: it runs now, as past due.
-	r = post(t, ts, monitoredTick(m, m.Add(time.Minute), m.Add(80*time.Second+100*time.Millisecond), true))
-	if r.Status != "executed" || !r.Occurrence.Equal(m.Add(time.Minute)) || ran.Load() != 2 {
-		t.Fatalf("replay of %s: %+v, work ran %d times", m.Add(time.Minute), r, ran.Load())
+	// m − 40 s was missed long ago (its time ended when m − 20 s came): skipped as late, not run.
+	old := m.Add(-40 * time.Second)
+	r = post(t, ts, monitoredTick(old.Add(-20*time.Second), old, time.Now().UTC(), true))
+	if r.Status != "skipped" || !r.Occurrence.Equal(old) || ran.Load() != 1 {
+		t.Fatalf("replay of %s: %+v, work ran %d times", old, r, ran.Load())
 	}
 	// An occurrence 31 days old (the retention is 30): skipped, with the reason, without running.
-	old := m.Add(-31 * 24 * time.Hour)
+	old = m.Add(-31 * 24 * time.Hour)
 	r = post(t, ts, monitoredTick(old.Add(-time.Minute), old, time.Now().UTC(), true))
-	if r.Status != "skipped" || !r.Occurrence.Equal(old) || !strings.Contains(r.Reason, "older than the run-record retention") || ran.Load() != 2 {
+	if r.Status != "skipped" || !r.Occurrence.Equal(old) || !strings.Contains(r.Reason, "older than the run-record retention") || ran.Load() != 1 {
 		t.Fatalf("replay of a 31-day-old occurrence: %+v, work ran %d times", r, ran.Load())
 	}
 }

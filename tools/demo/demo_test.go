@@ -39,7 +39,7 @@ func TestDemo(t *testing.T) {
 	}
 	for _, want := range []string{"exited gracefully (exit code 3)", "took over", "epoch 2", "released", "Froze us-east-1 with SIGSTOP",
 		"Cosmos DB refused us-east-1's write, and it stopped (exit code 4)", "no increment from the paused holder was applied",
-		"The very next occurrence", "ran in westeurope", "eastus-2 executed the next occurrence", "No occurrence of \"*/3 * * * * *\" missed",
+		"The very next occurrence", "ran in westeurope", "eastus-2 executed occurrence", "No occurrence of \"*/3 * * * * *\" missed",
 		"ran once: eastus until it was killed, westeurope from the very next occurrence, eastus\n  again from its return; none missed",
 		"us-east-1's job (pid", "at epoch 2, and found no process of the first job alive", "and run exited 130"} {
 		if !strings.Contains(out.String(), want) {
