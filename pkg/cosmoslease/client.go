@@ -29,6 +29,8 @@ type Client struct {
 	close  func()
 	m      *instruments // metrics.go
 	tr     tracer       // tracing.go
+	// rand, when set, is the source of the jitter (the simulator's seeded one); nil uses math/rand/v2.
+	rand func() float64
 
 	mu       sync.Mutex
 	seen     map[string]*observation // lease key → what this client last saw
@@ -616,7 +618,7 @@ func (c *Client) acquire(ctx context.Context, key, id string) (*Lease, error) {
 			return nil, context.Cause(ctx)
 		}
 		var held *HeldError
-		wait := jitter(c.opts.RetryPeriod)
+		wait := c.jitter(c.opts.RetryPeriod)
 		switch {
 		case errors.As(err, &held):
 			if left := held.Holder.ExpiresIn; left > 0 && left < wait {
@@ -718,8 +720,13 @@ func (c *Client) exists(ctx context.Context, op string) error {
 	return err
 }
 
-func jitter(d time.Duration) time.Duration {
-	return time.Duration(float64(d) * (0.9 + 0.2*mrand.Float64()))
+// jitter is d ± 10 %.
+func (c *Client) jitter(d time.Duration) time.Duration {
+	r := mrand.Float64
+	if c.rand != nil {
+		r = c.rand
+	}
+	return time.Duration(float64(d) * (0.9 + 0.2*r()))
 }
 
 // newLeaseID returns a random UUID (version 4) as text.

@@ -1,0 +1,280 @@
+package sim
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+)
+
+// Config is everything one simulation does, expanded from its seed (expand): the population, the lease options,
+// the clocks, and the fault plan. Printed with a failure, so a reader knows what the seed meant.
+type Config struct {
+	Seed     uint64
+	Duration time.Duration // virtual time simulated
+
+	Regions []string
+	Procs   []ProcConfig
+	// Keys are the continuously held lease keys (as `cosmoslease run --wait` holds them); each has a fenced item.
+	Keys []string
+	// Lease options of every process (a fleet is configured alike).
+	LeaseDuration time.Duration
+	// ClockMode: "exact" (no offset or drift), "within" (offsets, and drift inside the documented bound) or
+	// "beyond" (drift beyond it: only mutual exclusion may break, as docs/reliability.md says).
+	ClockMode string
+
+	Latency LatencyConfig
+	Storms  []Storm
+
+	// Jobs are scheduled occurrences (RunOnce as cron and the handler drive it).
+	Jobs []JobConfig
+}
+
+// ProcConfig is one contender process (a machine).
+type ProcConfig struct {
+	Name   string
+	Region string
+	Offset time.Duration
+	Drift  float64
+	Keys   []string // continuous lease keys it contends for
+	// RenewByHand: it also calls Lease.Renew every so often, beside the automatic renewal.
+	RenewByHand bool
+	// Patch: its fenced writes are patches (Fence.PatchItem) when the item exists; otherwise read–check–replace.
+	Patch bool
+}
+
+// LatencyConfig is the request latency distribution: most requests take about Median (log-normal), a fraction
+// Tail take up to TailMax.
+type LatencyConfig struct {
+	Median  time.Duration
+	Tail    float64
+	TailMax time.Duration
+}
+
+// Storm is a span of virtual time in which faults happen; between storms the only fault is ordinary latency, so
+// the liveness checks measure from the end of a storm.
+type Storm struct {
+	Start, End time.Duration // since the start of the run
+	// Per-request probabilities while it lasts.
+	LostBefore  float64 // the request never reaches Cosmos DB: the caller times out or gets a reset
+	LostAnswer  float64 // applied, the answer lost: the caller times out or gets a reset
+	SlowAnswer  float64 // applied, the answer held back past the caller's deadline (it lands after the caller gave up)
+	LaggedReads float64 // a read answered by a replica 1–3 writes behind (never behind the read's session token)
+	Spells      []Spell
+	Cuts        []Cut
+	Pauses      []Pause
+	Crashes     []Crash
+}
+
+// Spell: for a while, requests of some kind are answered with Status. 429 and 503 are refused (not applied;
+// 429 with Retry-After); 404 is the read answer of a replica that has not caught up with the read's session
+// (substatus 1002: says nothing about the item); 409 and 412 are the answers to the SDK's own retry of a write
+// whose first answer was lost: the write was applied.
+type Spell struct {
+	Start, End time.Duration
+	Status     int
+	Region     string // "" for every region
+	Prob       float64
+}
+
+// Cut: the region cannot reach Cosmos DB: requests get no answer (a connection timeout), in flight or not.
+type Cut struct {
+	Start, End time.Duration
+	Region     string
+}
+
+// Pause: the process is stopped (SIGSTOP) and resumed; its clocks run on meanwhile.
+type Pause struct {
+	Proc       int
+	Start, End time.Duration
+}
+
+// Crash: the process dies (its memory lost; requests already sent may still be applied) and starts again.
+type Crash struct {
+	Proc          int
+	At, RestartAt time.Duration
+}
+
+// JobConfig is one scheduled job (lease key) and the processes that run it.
+type JobConfig struct {
+	Key string
+	// Every is the schedule's period (occurrences at multiples of it since the start of the bubble's day).
+	Every time.Duration
+	// Driver is "cron" (cosmoslease cron's loop) or "handler" (the Functions host's ticks and deadline).
+	Driver        string
+	FailoverDelay time.Duration
+	LeaseDuration time.Duration
+	Grace         time.Duration
+	// Work is how long the work takes, uniformly in [WorkMin, WorkMax].
+	WorkMin, WorkMax time.Duration
+	RetryAbandoned   bool
+	// FunctionTimeout is the host's functionTimeout (handler only).
+	FunctionTimeout time.Duration
+	// Procs run it, by rank: Procs[0] is the preferred one.
+	Procs []int
+}
+
+func (c Config) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "seed %d: %s virtual, %d processes in %d regions %v, clocks %s, lease %s, latency median %s (%.1f%% up to %s)\n",
+		c.Seed, c.Duration, len(c.Procs), len(c.Regions), c.Regions, c.ClockMode, c.LeaseDuration, c.Latency.Median,
+		100*c.Latency.Tail, c.Latency.TailMax)
+	for _, p := range c.Procs {
+		fmt.Fprintf(&b, "  %s in %s: offset %s, drift %+.4f, keys %v, renew by hand %v, patch %v\n", p.Name, p.Region, p.Offset,
+			p.Drift, p.Keys, p.RenewByHand, p.Patch)
+	}
+	for _, j := range c.Jobs {
+		fmt.Fprintf(&b, "  job %s: every %s by %s, delay %s, lease %s, grace %s, work %s–%s, retry abandoned %v, timeout %s, ranks %v\n",
+			j.Key, j.Every, j.Driver, j.FailoverDelay, j.LeaseDuration, j.Grace, j.WorkMin, j.WorkMax, j.RetryAbandoned,
+			j.FunctionTimeout, j.Procs)
+	}
+	for i, s := range c.Storms {
+		fmt.Fprintf(&b, "  storm %d: %s–%s lostBefore %.3f lostAnswer %.3f slowAnswer %.3f laggedReads %.2f", i, s.Start, s.End,
+			s.LostBefore, s.LostAnswer, s.SlowAnswer, s.LaggedReads)
+		for _, sp := range s.Spells {
+			fmt.Fprintf(&b, "; %d spell %s–%s %s p=%.2f", sp.Status, sp.Start, sp.End, orAll(sp.Region), sp.Prob)
+		}
+		for _, cu := range s.Cuts {
+			fmt.Fprintf(&b, "; cut %s %s–%s", cu.Region, cu.Start, cu.End)
+		}
+		for _, p := range s.Pauses {
+			fmt.Fprintf(&b, "; pause p%d %s–%s", p.Proc, p.Start, p.End)
+		}
+		for _, cr := range s.Crashes {
+			fmt.Fprintf(&b, "; crash p%d at %s, restart %s", cr.Proc, cr.At, cr.RestartAt)
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+func orAll(r string) string {
+	if r == "" {
+		return "all regions"
+	}
+	return r
+}
+
+var regionNames = []string{"eastus", "westeurope", "southeastasia", "brazilsouth"}
+
+// expand draws a configuration from seed. Everything random about a run is here or drawn later from the same
+// seed (request faults and latencies, the actors' choices), never from the host.
+func expand(seed uint64, duration time.Duration) Config {
+	r := rand.New(rand.NewPCG(seed, 0x5eed))
+	c := Config{Seed: seed, Duration: duration}
+	c.Regions = regionNames[:2+r.IntN(3)]
+	// Mostly the default lease; sometimes the short ones that make every margin tight.
+	c.LeaseDuration = []time.Duration{10 * time.Second, 30 * time.Second, 30 * time.Second, 60 * time.Second, 60 * time.Second,
+		60 * time.Second, 60 * time.Second, 60 * time.Second}[r.IntN(8)]
+	switch x := r.IntN(8); {
+	case x < 3:
+		c.ClockMode = "exact"
+	case x < 7:
+		c.ClockMode = "within"
+	default:
+		c.ClockMode = "beyond"
+	}
+	nkeys := 2 + r.IntN(3)
+	for i := range nkeys {
+		c.Keys = append(c.Keys, fmt.Sprintf("k%d", i))
+	}
+	nprocs := 3 + r.IntN(5)
+	for i := range nprocs {
+		p := ProcConfig{Name: fmt.Sprintf("p%d", i), Region: c.Regions[i%len(c.Regions)], RenewByHand: r.IntN(3) == 0, Patch: r.IntN(2) == 0}
+		// Every key has at least two contenders; each process contends for a random subset.
+		for k, key := range c.Keys {
+			if k%nprocs == i || (k+1)%nprocs == i || r.IntN(2) == 0 {
+				p.Keys = append(p.Keys, key)
+			}
+		}
+		switch c.ClockMode {
+		case "within":
+			p.Offset = time.Duration(r.NormFloat64() * float64(10*time.Minute))
+			p.Drift = (2*r.Float64() - 1) * maxDrift(c.LeaseDuration) / 2
+		case "beyond":
+			p.Offset = time.Duration(r.NormFloat64() * float64(10*time.Minute))
+			p.Drift = (2*r.Float64() - 1) * maxDrift(c.LeaseDuration) * 4
+		}
+		c.Procs = append(c.Procs, p)
+	}
+	c.Latency = LatencyConfig{Median: time.Duration(1+r.IntN(40)) * time.Millisecond, Tail: 0.002 + 0.02*r.Float64(),
+		TailMax: time.Duration(1+r.IntN(8)) * time.Second}
+	c.Storms = storms(r, c)
+	return c
+}
+
+// renewDeadline is the default RenewDeadline for a lease (options.go): halfway between the renewal interval
+// (two thirds of the lease, or 40 s) and the lease.
+func renewDeadline(lease time.Duration) time.Duration {
+	ri := 40 * time.Second
+	if ri >= lease {
+		ri = lease * 2 / 3
+	}
+	return ri + (lease-ri)/2
+}
+
+// maxDrift is the documented bound on clock rate error for the default options: RenewDeadline·(1+ρ)/(1−ρ) ≤
+// LeaseDuration (σ is 0 here: one server clock stamps Date and _ts).
+func maxDrift(lease time.Duration) float64 {
+	rd := float64(renewDeadline(lease))
+	l := float64(lease)
+	return (l - rd) / (l + rd)
+}
+
+// storms lays out the run: calm, storm, calm, … Calm spans are long enough for the liveness checks.
+func storms(r *rand.Rand, c Config) []Storm {
+	var out []Storm
+	l := c.LeaseDuration
+	at := 2*l + time.Duration(r.Int64N(int64(4*l)))
+	for at < c.Duration-6*l {
+		length := 2*l + time.Duration(r.Int64N(int64(8*l)))
+		s := Storm{Start: at, End: min(at+length, c.Duration-4*l)}
+		if s.End <= s.Start {
+			break
+		}
+		span := func() (time.Duration, time.Duration) {
+			a := s.Start + time.Duration(r.Int64N(int64(s.End-s.Start)))
+			b := a + time.Duration(r.Int64N(int64(s.End-a)+1))
+			return a, b
+		}
+		if r.IntN(2) == 0 {
+			s.LostBefore = 0.05 * r.Float64()
+		}
+		if r.IntN(2) == 0 {
+			s.LostAnswer = 0.05 * r.Float64()
+		}
+		if r.IntN(3) == 0 {
+			s.SlowAnswer = 0.03 * r.Float64()
+		}
+		if r.IntN(2) == 0 {
+			s.LaggedReads = 0.5 * r.Float64()
+		}
+		for range r.IntN(3) {
+			a, b := span()
+			sp := Spell{Start: a, End: b, Status: []int{404, 409, 412, 429, 503}[r.IntN(5)], Prob: 0.2 + 0.8*r.Float64()}
+			if r.IntN(2) == 0 {
+				sp.Region = c.Regions[r.IntN(len(c.Regions))]
+			}
+			s.Spells = append(s.Spells, sp)
+		}
+		if r.IntN(3) == 0 {
+			a, b := span()
+			s.Cuts = append(s.Cuts, Cut{Start: a, End: b, Region: c.Regions[r.IntN(len(c.Regions))]})
+		}
+		if r.IntN(2) == 0 {
+			p := r.IntN(len(c.Procs))
+			a := s.Start + time.Duration(r.Int64N(int64(s.End-s.Start)))
+			// Longer than the lease, as a stopped VM or a long GC pause would be.
+			d := l + time.Duration(r.Int64N(int64(2*l)))
+			s.Pauses = append(s.Pauses, Pause{Proc: p, Start: a, End: min(a+d, s.End)})
+		}
+		if r.IntN(2) == 0 {
+			p := r.IntN(len(c.Procs))
+			a, b := span()
+			s.Crashes = append(s.Crashes, Crash{Proc: p, At: a, RestartAt: b})
+		}
+		out = append(out, s)
+		at = s.End + 3*l + time.Duration(r.Int64N(int64(6*l)))
+	}
+	return out
+}
