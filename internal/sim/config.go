@@ -41,6 +41,10 @@ type ProcConfig struct {
 	RenewByHand bool
 	// Patch: its fenced writes are patches (Fence.PatchItem) when the item exists; otherwise read–check–replace.
 	Patch bool
+	// Careless: it works without checking its lease first and does not notice its loss, as the chaos run's
+	// --skip-lease-check does (a stand-in for a process paused between its check and its write at the worst
+	// moment): only the fence can stop it. Its beliefs are not checked for mutual exclusion.
+	Careless bool
 }
 
 // LatencyConfig is the request latency distribution: most requests take about Median (log-normal), a fraction
@@ -78,9 +82,12 @@ type Spell struct {
 }
 
 // Cut: the region cannot reach Cosmos DB: requests get no answer (a connection timeout), in flight or not.
+// For Degrade before it, the region's network is failing: answers take up to SlowTo.
 type Cut struct {
 	Start, End time.Duration
 	Region     string
+	Degrade    time.Duration
+	SlowTo     time.Duration
 }
 
 // Pause: the process is stopped (SIGSTOP) and resumed; its clocks run on meanwhile.
@@ -120,8 +127,8 @@ func (c Config) String() string {
 		c.Seed, c.Duration, len(c.Procs), len(c.Regions), c.Regions, c.ClockMode, c.LeaseDuration, c.Latency.Median,
 		100*c.Latency.Tail, c.Latency.TailMax)
 	for _, p := range c.Procs {
-		fmt.Fprintf(&b, "  %s in %s: offset %s, drift %+.4f, keys %v, renew by hand %v, patch %v\n", p.Name, p.Region, p.Offset,
-			p.Drift, p.Keys, p.RenewByHand, p.Patch)
+		fmt.Fprintf(&b, "  %s in %s: offset %s, drift %+.4f, keys %v, renew by hand %v, patch %v, careless %v\n", p.Name, p.Region, p.Offset,
+			p.Drift, p.Keys, p.RenewByHand, p.Patch, p.Careless)
 	}
 	for _, j := range c.Jobs {
 		fmt.Fprintf(&b, "  job %s: every %s by %s, delay %s, lease %s, grace %s, work %s–%s, retry abandoned %v, timeout %s, ranks %v\n",
@@ -135,7 +142,7 @@ func (c Config) String() string {
 			fmt.Fprintf(&b, "; %d spell %s–%s %s p=%.2f", sp.Status, sp.Start, sp.End, orAll(sp.Region), sp.Prob)
 		}
 		for _, cu := range s.Cuts {
-			fmt.Fprintf(&b, "; cut %s %s–%s", cu.Region, cu.Start, cu.End)
+			fmt.Fprintf(&b, "; cut %s %s–%s (answers up to %s for %s before)", cu.Region, cu.Start, cu.End, cu.SlowTo, cu.Degrade)
 		}
 		for _, p := range s.Pauses {
 			fmt.Fprintf(&b, "; pause p%d %s–%s", p.Proc, p.Start, p.End)
@@ -180,7 +187,8 @@ func expand(seed uint64, duration time.Duration) Config {
 	}
 	nprocs := 3 + r.IntN(5)
 	for i := range nprocs {
-		p := ProcConfig{Name: fmt.Sprintf("p%d", i), Region: c.Regions[i%len(c.Regions)], RenewByHand: r.IntN(3) == 0, Patch: r.IntN(2) == 0}
+		p := ProcConfig{Name: fmt.Sprintf("p%d", i), Region: c.Regions[i%len(c.Regions)], RenewByHand: r.IntN(3) == 0, Patch: r.IntN(2) == 0,
+			Careless: r.IntN(4) == 0}
 		// Every key has at least two contenders; each process contends for a random subset.
 		for k, key := range c.Keys {
 			if k%nprocs == i || (k+1)%nprocs == i || r.IntN(2) == 0 {
@@ -259,7 +267,15 @@ func storms(r *rand.Rand, c Config) []Storm {
 		}
 		if r.IntN(3) == 0 {
 			a, b := span()
-			s.Cuts = append(s.Cuts, Cut{Start: a, End: b, Region: c.Regions[r.IntN(len(c.Regions))]})
+			cut := Cut{Start: a, End: b, Region: c.Regions[r.IntN(len(c.Regions))]}
+			if r.IntN(2) == 0 {
+				// The network degrades before it fails: slow answers (still within the callers' patience, which
+				// is up to RequestTimeout) for a while before the cut.
+				cut.Degrade = min(a-s.Start, time.Duration(r.Int64N(int64(l))))
+				rt := min(10*time.Second, renewDeadline(l)/2)
+				cut.SlowTo = rt/2 + time.Duration(r.Int64N(int64(rt/2)))
+			}
+			s.Cuts = append(s.Cuts, cut)
 		}
 		if r.IntN(2) == 0 {
 			p := r.IntN(len(c.Procs))
@@ -268,9 +284,13 @@ func storms(r *rand.Rand, c Config) []Storm {
 			d := l + time.Duration(r.Int64N(int64(2*l)))
 			s.Pauses = append(s.Pauses, Pause{Proc: p, Start: a, End: min(a+d, s.End)})
 		}
-		if r.IntN(2) == 0 {
+		for range r.IntN(3) {
 			p := r.IntN(len(c.Procs))
 			a, b := span()
+			if r.IntN(3) == 0 {
+				// The storm's last fault: a crash just before it ends, restarted at its end.
+				a, b = s.End-time.Duration(r.Int64N(int64(l/4)+1)), s.End
+			}
 			s.Crashes = append(s.Crashes, Crash{Proc: p, At: a, RestartAt: b})
 		}
 		out = append(out, s)

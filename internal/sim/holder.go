@@ -46,7 +46,7 @@ func (w *world) holdLoop(ctx context.Context, p *proc, inc int, c *cosmoslease.C
 		err = lease.Release(rctx)
 		cancel()
 		w.logf(p, inc, key, "epoch %d: released (%v)", h.epoch, errText(err))
-		if !sleep(ctx, p, p.between(0, l/4)) {
+		if !sleep(ctx, p, between(w.rng(p, inc, "break "+key), 0, l/4)) {
 			return
 		}
 	}
@@ -55,27 +55,30 @@ func (w *world) holdLoop(ctx context.Context, p *proc, inc int, c *cosmoslease.C
 // work is what run does while it holds the lease: a unit of work every so often, for a while.
 func (w *world) work(ctx context.Context, p *proc, inc int, h *holding, cont *azcosmos.ContainerClient) {
 	l := w.cfg.LeaseDuration
+	r := w.rng(p, inc, "work "+h.key)
 	var hold time.Duration
-	switch x := p.intn(10); {
+	switch x := r.IntN(10); {
 	case x < 7:
-		hold = p.between(l/2, 3*l)
+		hold = between(r, l/2, 3*l)
 	case x < 9:
-		hold = p.between(3*l, 20*l)
+		hold = between(r, 3*l, 20*l)
 	default:
 		hold = w.cfg.Duration // until the process dies
 	}
-	every := p.between(l/5, l/2)
+	every := between(r, l/5, l/2)
 	until := w.since() + hold
 	fence := h.lease.Fence(cont)
 	for step := 0; ; step++ {
 		if !sleep(ctx, p, every) || p.gate(h.inc) != nil {
 			return
 		}
-		if err := h.lease.Err(); err != nil {
-			w.logf(p, inc, h.key, "epoch %d: stopped work: %v", h.epoch, err)
-			return
+		if !p.cfg.Careless {
+			if err := h.lease.Err(); err != nil {
+				w.logf(p, inc, h.key, "epoch %d: stopped work: %v", h.epoch, err)
+				return
+			}
+			w.believes(h, "checked before a unit of work")
 		}
-		w.believes(h, "checked before a unit of work")
 		if p.cfg.RenewByHand && step%3 == 1 {
 			err := h.lease.Renew(ctx)
 			w.logf(p, inc, h.key, "epoch %d: Renew by hand: %s", h.epoch, errText(err))
@@ -84,7 +87,7 @@ func (w *world) work(ctx context.Context, p *proc, inc int, h *holding, cont *az
 			}
 		}
 		// A moment between the check and the write, in which the process may be paused.
-		if !sleep(ctx, p, p.between(0, every/4)) || p.gate(h.inc) != nil {
+		if !sleep(ctx, p, between(r, 0, every/4)) || p.gate(h.inc) != nil {
 			return
 		}
 		err := w.fencedWrite(ctx, p, h, fence, step)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"sort"
 	"sync"
 	"testing"
@@ -68,12 +67,11 @@ func Run(t *testing.T, cfg Config) Result {
 
 func newWorld(cfg Config) *world {
 	w := &world{cfg: cfg, start: time.Now(), endpoint: fmt.Sprintf("https://sim-%d.documents.azure.com:443/", cfg.Seed),
-		calls: map[string]int{}}
+		calls: map[string]int{}, draws: map[drawKey]uint32{}}
 	w.mem = memstore.New(trueClock{})
 	w.rec.init()
 	for i, pc := range cfg.Procs {
-		p := &proc{w: w, id: i, cfg: pc, clk: newProcClock(w.start, pc.Offset, pc.Drift),
-			rng: rand.New(rand.NewPCG(cfg.Seed, uint64(i)+1))}
+		p := &proc{w: w, id: i, cfg: pc, clk: newProcClock(w.start, pc.Offset, pc.Drift)}
 		w.procs = append(w.procs, p)
 	}
 	return w
@@ -97,7 +95,7 @@ func (w *world) run() {
 	}
 	var evs []ev
 	for _, p := range w.procs {
-		evs = append(evs, ev{at: time.Duration(p.intn(int(w.cfg.LeaseDuration/time.Millisecond))) * time.Millisecond, p: p, what: "start"})
+		evs = append(evs, ev{at: between(w.rng(p, 0, "start"), 0, w.cfg.LeaseDuration), p: p, what: "start"})
 	}
 	for _, s := range w.cfg.Storms {
 		for _, pa := range s.Pauses {
@@ -192,7 +190,7 @@ func (w *world) startProc(p *proc, wg *sync.WaitGroup) {
 	opts := cosmoslease.Options{OwnerID: p.cfg.Name, Region: p.cfg.Region, Hostname: p.cfg.Name, LeaseDuration: w.cfg.LeaseDuration,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if len(p.cfg.Keys) > 0 {
-		c, err := newClient(st, p, opts)
+		c, err := newClient(st, p, inc, opts)
 		if err != nil {
 			panic(err)
 		}
@@ -207,8 +205,9 @@ func (w *world) startProc(p *proc, wg *sync.WaitGroup) {
 	w.startJobs(ctx, p, inc, st, wg)
 }
 
-func newClient(st *procStore, p *proc, opts cosmoslease.Options) (*cosmoslease.Client, error) {
-	c, err := libhook.NewClient(libhook.Parts{Store: st, Clock: p.clk, Rand: p.float}, opts)
+func newClient(st *procStore, p *proc, inc int, opts cosmoslease.Options) (*cosmoslease.Client, error) {
+	jitter := func() float64 { return st.w.rng(p, inc, "jitter").Float64() }
+	c, err := libhook.NewClient(libhook.Parts{Store: st, Clock: p.clk, Rand: jitter}, opts)
 	if err != nil {
 		return nil, err
 	}

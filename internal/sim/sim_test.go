@@ -19,6 +19,7 @@ import (
 //	-duration D  virtual time per seed
 //	-known       turn the known findings back on: their violations fail the run too
 //	-progress    print a line per seed
+//	-stop        skip the seeds not yet started once one has failed (make sim-mutants)
 var (
 	flagSeed     = flag.Uint64("seed", 0, "run only this seed (replay)")
 	flagSeeds    = flag.Int("seeds", 0, "how many seeds to run (default: the short budget)")
@@ -26,6 +27,7 @@ var (
 	flagDuration = flag.Duration("duration", 0, "virtual time per seed (default: the short budget's)")
 	flagKnown    = flag.Bool("known", false, "fail on known findings too")
 	flagProgress = flag.Bool("progress", false, "print a line per seed")
+	flagStop     = flag.Bool("stop", false, "skip the seeds not yet started once one has failed")
 )
 
 // The short budget: seeds × virtual time per seed, sized to stay well inside go test's time on a 2-core
@@ -51,6 +53,7 @@ func TestSim(t *testing.T) {
 		mu        sync.Mutex
 		hours     float64
 		done      atomic.Int64
+		stopped   atomic.Bool
 		failed    []string
 		found     []string
 		wallStart = time.Now()
@@ -60,6 +63,9 @@ func TestSim(t *testing.T) {
 			seed := first + uint64(i)
 			t.Run(fmt.Sprint(seed), func(t *testing.T) {
 				t.Parallel()
+				if stopped.Load() {
+					t.Skip("an earlier seed failed (-stop)")
+				}
 				cfg := expand(seed, d)
 				r := Run(t, cfg)
 				mu.Lock()
@@ -81,6 +87,7 @@ func TestSim(t *testing.T) {
 					mu.Lock()
 					failed = append(failed, fmt.Sprint(seed))
 					mu.Unlock()
+					stopped.Store(*flagStop)
 					t.Error(report(r, bad, d))
 				}
 			})

@@ -274,7 +274,11 @@ func (s *procStore) container() (*azcosmos.ContainerClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := &azcosmos.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: &transport{s: s}}}
+	// The SDK's retry policy stays (it retries what it retries against Cosmos DB: transport errors, 408, 429,
+	// 500, 502, 503, 504), but without its backoff, whose jitter comes from math/rand's global source and would
+	// make no two runs of a seed alike: it retries at once, or after the answer's Retry-After.
+	opts := &azcosmos.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: &transport{s: s},
+		Retry: policy.RetryOptions{RetryDelay: -1}}}
 	c, err := azcosmos.NewClientWithKey(s.w.endpoint, cred, opts)
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -38,6 +39,10 @@ type world struct {
 	calls map[string]int
 	// unknownLinear counts documents whose history porcupine could not decide in time.
 	unknownLinear int
+
+	dmu    sync.Mutex // guards the draw counts (rng)
+	drawAt time.Duration
+	draws  map[drawKey]uint32
 }
 
 // since is virtual time since the start of the run.
@@ -52,7 +57,6 @@ type proc struct {
 	clk *procClock
 
 	mu     sync.Mutex
-	rng    *rand.Rand
 	inc    int           // current incarnation
 	dead   bool          // crashed, not yet restarted
 	resume chan struct{} // not nil while paused: closed when the pause (or the process) ends
@@ -60,26 +64,45 @@ type proc struct {
 	cancel context.CancelFunc
 }
 
-func (p *proc) float() float64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.rng.Float64()
+// rng is a source of randomness for one decision of incarnation inc of p, about what, at the present virtual
+// instant. It is drawn from the seed, the process, the decision and the instant (and how many times the same
+// decision was drawn at the same instant), not from a stream that goroutines share: so the draws do not depend
+// on the order in which the goroutines woken at one instant happen to run, and a seed replays.
+func (w *world) rng(p *proc, inc int, what string) *rand.Rand {
+	at := w.since()
+	k := drawKey{proc: p.id, inc: inc, what: what}
+	w.dmu.Lock()
+	if at != w.drawAt {
+		clear(w.draws)
+		w.drawAt = at
+	}
+	n := w.draws[k]
+	w.draws[k] = n + 1
+	w.dmu.Unlock()
+	h := fnv.New64a()
+	h.Write([]byte(what))
+	return rand.New(rand.NewPCG(mix(w.cfg.Seed^uint64(p.id)<<40^uint64(inc)<<20), mix(uint64(at)^h.Sum64()^uint64(n)<<56)))
 }
 
-func (p *proc) intn(n int) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.rng.IntN(n)
+type drawKey struct {
+	proc, inc int
+	what      string
+}
+
+// mix is splitmix64's finaliser.
+func mix(z uint64) uint64 {
+	z += 0x9e3779b97f4a7c15
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
 }
 
 // between draws a duration uniformly in [a, b].
-func (p *proc) between(a, b time.Duration) time.Duration {
+func between(r *rand.Rand, a, b time.Duration) time.Duration {
 	if b <= a {
 		return a
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return a + time.Duration(p.rng.Int64N(int64(b-a)+1))
+	return a + time.Duration(r.Int64N(int64(b-a)+1))
 }
 
 var errDead = errors.New("the process is dead")
@@ -188,11 +211,9 @@ type fault struct {
 }
 
 // draw decides the fate of a request of p issued now.
-func (w *world) draw(p *proc, kind opKind) fault {
+func (w *world) draw(p *proc, inc int, kind opKind, doc string) fault {
 	now := w.since()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	r := p.rng
+	r := w.rng(p, inc, opNames[kind]+" "+doc)
 	var f fault
 	lat := func() time.Duration {
 		l := w.cfg.Latency
@@ -229,6 +250,9 @@ func (w *world) draw(p *proc, kind opKind) fault {
 		for _, c := range s.Cuts {
 			if now >= c.Start && now < c.End && c.Region == p.cfg.Region {
 				f.cut = true
+			}
+			if now >= c.Start-c.Degrade && now < c.Start && c.Region == p.cfg.Region {
+				f.toClient = c.SlowTo/2 + time.Duration(r.Int64N(int64(c.SlowTo/2)+1))
 			}
 		}
 	}
@@ -293,7 +317,7 @@ func (w *world) call(ctx context.Context, p *proc, inc int, req request) answer 
 	}
 	o := op{doc: req.doc, proc: int16(p.id), inc: int16(inc), kind: req.kind, call: w.since(), cond: req.cond, fence: req.fence,
 		limit: req.limit}
-	f := w.draw(p, req.kind)
+	f := w.draw(p, inc, req.kind, req.doc)
 	finish := func(a answer) answer {
 		o.ret = w.since()
 		o.status = a.status
@@ -320,7 +344,7 @@ func (w *world) call(ctx context.Context, p *proc, inc int, req request) answer 
 		a := answer{status: f.spell}
 		switch f.spell {
 		case 429:
-			a.retryAfter = time.Duration(1+p.intn(2000)) * time.Millisecond
+			a.retryAfter = time.Duration(1+w.rng(p, inc, "retry-after").IntN(2000)) * time.Millisecond
 			o.note = fmt.Sprintf("throttled, retry after %s", a.retryAfter)
 		case 503:
 			o.note = "unavailable"
