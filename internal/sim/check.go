@@ -58,6 +58,8 @@ type recorder struct {
 	deaths   map[[2]int]time.Duration // (process, incarnation) → when it died
 	// writes are the versions the container applied, per document, in order (linear.go).
 	writes map[string][]applied
+	// work is every start of scheduled work, per job key (jobs.go).
+	work map[string][]*workRun
 }
 
 type applied struct {
@@ -69,6 +71,7 @@ func (r *recorder) init() {
 	r.fenceMax, r.fenceBy = map[string]int64{}, map[string]string{}
 	r.holdings, r.deaths = map[string][]*holding{}, map[[2]int]time.Duration{}
 	r.writes = map[string][]applied{}
+	r.work = map[string][]*workRun{}
 }
 
 func (w *world) violate(v Violation) {
@@ -115,6 +118,12 @@ func (w *world) acquired(h *holding) {
 	if last != nil && h.epoch <= last.epoch {
 		w.violate(Violation{At: h.from, Check: checkEpochs, Key: h.key, Text: fmt.Sprintf("%s#%d acquired epoch %d after %s#%d had acquired epoch %d (at %s)",
 			h.p.cfg.Name, h.inc, h.epoch, last.p.cfg.Name, last.inc, last.epoch, fmtAt(last.from))})
+	}
+	if err := h.lease.Err(); err != nil {
+		// Acquire stands by until it holds the lease: a Lease lost before it was handed out is no holding.
+		w.violate(Violation{At: h.from, Check: checkEpochs, Key: h.key, Text: fmt.Sprintf("%s#%d got from Acquire a Lease at epoch %d that was already lost: %v",
+			h.p.cfg.Name, h.inc, h.epoch, err)})
+		return
 	}
 	w.believes(h, "acquired")
 }
@@ -201,6 +210,13 @@ func (w *world) checkLiveness(end time.Duration) {
 			for _, s := range w.cfg.Storms {
 				if s.Start < gapTo && s.End > start {
 					start = s.End
+				}
+				// A machine that comes back after a long outage is a fault healing too (its keys' other
+				// contenders may all have been down).
+				for _, c := range s.Crashes {
+					if c.RestartAt < gapTo && c.RestartAt > start {
+						start = c.RestartAt
+					}
 				}
 			}
 			if gapTo > start && gapTo-start > bound {

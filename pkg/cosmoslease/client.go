@@ -406,6 +406,13 @@ func (c *Client) claim(ctx context.Context, key, id string, obs observation, ext
 		}
 		next.ETag = item.ETag
 		c.remember(key, next, sent.Mono, item.Session)
+		if clock.Elapsed(sent, c.clock.Stamp()) >= c.opts.RenewDeadline {
+			// Applied, but answered after the claim's deadline (the process was paused, the answer delayed): no
+			// Lease of it could be valid, and another contender may hold the lease by now. Like a claim adopted too
+			// late (adopt), it is no holding; the document, ours and renewed by nobody, is taken over once free.
+			c.log.Warn("lease claim applied but answered after its deadline; not holding it", "lease", key, "epoch", next.Epoch)
+			return nil, obs, &HeldError{Holder: c.state(key, observation{doc: next, etag: item.ETag, firstSeen: sent.Mono, serverAge: -1}, c.clock.Now()), Race: true}
+		}
 		c.log.Info("lease acquired", "lease", key, "epoch", next.Epoch, "leaseId", next.LeaseID)
 		return c.newLease(ctx, key, id, next, sent, prev), obs, nil
 	case kind == store.NotFound && op == "create":
