@@ -195,20 +195,59 @@ func expand(seed uint64, duration time.Duration) Config {
 				p.Keys = append(p.Keys, key)
 			}
 		}
+		// Offsets: NTP keeps most machines within a fraction of a second; one in five is minutes off (offsets
+		// never matter to the lease; to scheduled work they matter as docs/reliability.md says).
+		offset := time.Duration(r.NormFloat64() * float64(200*time.Millisecond))
+		if r.IntN(5) == 0 {
+			offset = time.Duration(r.NormFloat64() * float64(10*time.Minute))
+		}
 		switch c.ClockMode {
 		case "within":
-			p.Offset = time.Duration(r.NormFloat64() * float64(10*time.Minute))
+			p.Offset = offset
 			p.Drift = (2*r.Float64() - 1) * maxDrift(c.LeaseDuration) / 2
 		case "beyond":
-			p.Offset = time.Duration(r.NormFloat64() * float64(10*time.Minute))
+			p.Offset = offset
 			p.Drift = (2*r.Float64() - 1) * maxDrift(c.LeaseDuration) * 4
 		}
 		c.Procs = append(c.Procs, p)
 	}
 	c.Latency = LatencyConfig{Median: time.Duration(1+r.IntN(40)) * time.Millisecond, Tail: 0.002 + 0.02*r.Float64(),
 		TailMax: time.Duration(1+r.IntN(8)) * time.Second}
+	for i := range r.IntN(3) {
+		c.Jobs = append(c.Jobs, job(r, c, i))
+	}
 	c.Storms = storms(r, c)
 	return c
+}
+
+// job draws a scheduled job: its driver, schedule (shorter and longer than rank × delay), lease, work and
+// participants (in different regions where there are enough, ranked in a random preference order).
+func job(r *rand.Rand, c Config, i int) JobConfig {
+	j := JobConfig{Key: fmt.Sprintf("job%d", i), Driver: []string{"cron", "handler"}[r.IntN(2)],
+		Every:          []time.Duration{10 * time.Second, 20 * time.Second, time.Minute, 5 * time.Minute}[r.IntN(4)],
+		FailoverDelay:  []time.Duration{2 * time.Second, 5 * time.Second, 10 * time.Second}[r.IntN(3)],
+		LeaseDuration:  30 * time.Second,
+		RetryAbandoned: r.IntN(2) == 0}
+	if r.IntN(3) == 0 {
+		j.LeaseDuration = []time.Duration{10 * time.Second, 60 * time.Second}[r.IntN(2)]
+	}
+	// Work mostly within the gap, sometimes longer than it.
+	j.WorkMin, j.WorkMax = j.Every/20, j.Every/2
+	if r.IntN(4) == 0 {
+		j.WorkMax = 2 * j.Every
+	}
+	switch j.Driver {
+	case "cron":
+		j.Grace = 10*time.Second + 5*time.Second // cron passes --grace (10 s) + 5 s
+	default:
+		j.FunctionTimeout = []time.Duration{time.Minute, 5 * time.Minute}[r.IntN(2)]
+		j.Grace = min(min(max(j.FunctionTimeout/10, time.Second), time.Minute)/2, 10*time.Second)
+	}
+	n := 2 + r.IntN(min(3, len(c.Procs)-1))
+	for _, id := range r.Perm(len(c.Procs))[:n] {
+		j.Procs = append(j.Procs, id)
+	}
+	return j
 }
 
 // renewDeadline is the default RenewDeadline for a lease (options.go): halfway between the renewal interval
@@ -287,9 +326,14 @@ func storms(r *rand.Rand, c Config) []Storm {
 		for range r.IntN(3) {
 			p := r.IntN(len(c.Procs))
 			a, b := span()
-			if r.IntN(3) == 0 {
+			switch r.IntN(6) {
+			case 0, 1:
 				// The storm's last fault: a crash just before it ends, restarted at its end.
 				a, b = s.End-time.Duration(r.Int64N(int64(l/4)+1)), s.End
+			case 2:
+				// A long outage: the machine stays down well after the storm (its region's other machines
+				// carry on).
+				b = min(s.End+time.Duration(r.Int64N(int64(30*time.Minute))), c.Duration-time.Minute)
 			}
 			s.Crashes = append(s.Crashes, Crash{Proc: p, At: a, RestartAt: b})
 		}

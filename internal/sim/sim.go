@@ -55,6 +55,7 @@ func Run(t *testing.T, cfg Config) Result {
 		w.run()
 	})
 	w.checkLiveness(cfg.Duration)
+	w.checkJobs()
 	w.checkLinearizable(10 * time.Second)
 	sort.SliceStable(w.viol, func(i, j int) bool { return w.viol[i].At < w.viol[j].At })
 	r := Result{Config: cfg, Violations: w.viol, w: w, Requests: len(w.ops), ByOutcome: w.calls, UnknownLinear: w.unknownLinear,
@@ -67,7 +68,7 @@ func Run(t *testing.T, cfg Config) Result {
 
 func newWorld(cfg Config) *world {
 	w := &world{cfg: cfg, start: time.Now(), endpoint: fmt.Sprintf("https://sim-%d.documents.azure.com:443/", cfg.Seed),
-		calls: map[string]int{}, draws: map[drawKey]uint32{}}
+		calls: map[string]int{}, draws: map[drawKey]uint32{}, wake: make(chan struct{}, 1)}
 	w.mem = memstore.New(trueClock{})
 	w.rec.init()
 	for i, pc := range cfg.Procs {
@@ -107,10 +108,26 @@ func (w *world) run() {
 	}
 	evs = append(evs, ev{at: w.cfg.Duration, what: "end"})
 	sort.SliceStable(evs, func(i, j int) bool { return evs[i].at < evs[j].at })
-	for _, e := range evs {
+	for len(evs) > 0 {
+		e := evs[0]
 		if d := e.at - w.since(); d > 0 {
-			time.Sleep(d)
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-w.wake:
+				// A process to restart later (a handler the host killed): into the plan.
+				t.Stop()
+				w.mu.Lock()
+				for _, r := range w.restarts {
+					evs = append(evs, ev{at: r.at, p: r.p, what: "start"})
+				}
+				w.restarts = nil
+				w.mu.Unlock()
+				sort.SliceStable(evs, func(i, j int) bool { return evs[i].at < evs[j].at })
+				continue
+			}
 		}
+		evs = evs[1:]
 		switch e.what {
 		case "start":
 			w.startProc(e.p, &wg)
@@ -126,9 +143,7 @@ func (w *world) run() {
 			for _, p := range w.procs {
 				w.crash(p)
 			}
-		}
-		if e.what == "end" {
-			break
+			evs = nil
 		}
 	}
 	wg.Wait()
@@ -142,6 +157,7 @@ func (p *proc) pause() {
 	defer p.mu.Unlock()
 	if p.resume == nil && !p.dead {
 		p.resume = make(chan struct{})
+		p.pauses++
 	}
 }
 

@@ -28,6 +28,7 @@ var (
 	flagKnown    = flag.Bool("known", false, "fail on known findings too")
 	flagProgress = flag.Bool("progress", false, "print a line per seed")
 	flagStop     = flag.Bool("stop", false, "skip the seeds not yet started once one has failed")
+	flagWhat     = flag.String("what", "", "debug: the violation to show")
 )
 
 // The short budget: seeds × virtual time per seed, sized to stay well inside go test's time on a 2-core

@@ -40,6 +40,11 @@ type world struct {
 	// unknownLinear counts documents whose history porcupine could not decide in time.
 	unknownLinear int
 
+	// restarts are processes to start again (a killed handler), picked up by the root goroutine, which wake
+	// wakes.
+	restarts []restartReq
+	wake     chan struct{}
+
 	dmu    sync.Mutex // guards the draw counts (rng)
 	drawAt time.Duration
 	draws  map[drawKey]uint32
@@ -60,6 +65,7 @@ type proc struct {
 	inc    int           // current incarnation
 	dead   bool          // crashed, not yet restarted
 	resume chan struct{} // not nil while paused: closed when the pause (or the process) ends
+	pauses int           // how many times it was paused
 	ctx    context.Context
 	cancel context.CancelFunc
 }
