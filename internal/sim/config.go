@@ -225,7 +225,7 @@ func expand(seed uint64, duration time.Duration) Config {
 func job(r *rand.Rand, c Config, i int) JobConfig {
 	j := JobConfig{Key: fmt.Sprintf("job%d", i), Driver: []string{"cron", "handler"}[r.IntN(2)],
 		Every:          []time.Duration{10 * time.Second, 20 * time.Second, time.Minute, 5 * time.Minute}[r.IntN(4)],
-		FailoverDelay:  []time.Duration{2 * time.Second, 5 * time.Second, 10 * time.Second}[r.IntN(3)],
+		FailoverDelay:  []time.Duration{2 * time.Second, 5 * time.Second, 10 * time.Second, 15 * time.Second}[r.IntN(4)],
 		LeaseDuration:  30 * time.Second,
 		RetryAbandoned: r.IntN(2) == 0}
 	if r.IntN(3) == 0 {

@@ -34,12 +34,18 @@ var (
 // The short budget: seeds × virtual time per seed, sized to stay well inside go test's time on a 2-core
 // machine (docs/benchmarks.md has the measured rate).
 const (
-	shortSeeds    = 24
-	shortDuration = 6 * time.Hour
+	shortSeeds    = 12
+	shortDuration = 4 * time.Hour
+	// Under the race detector.
+	raceSeeds    = 2
+	raceDuration = time.Hour
 )
 
 func TestSim(t *testing.T) {
 	seeds, first, d := shortSeeds, *flagFirst, shortDuration
+	if raceEnabled {
+		seeds, d = raceSeeds, raceDuration
+	}
 	if *flagSeeds > 0 {
 		seeds = *flagSeeds
 	}
