@@ -75,7 +75,7 @@ func (r *recorder) init() {
 }
 
 func (w *world) violate(v Violation) {
-	if v.Check == checkExclusion && w.cfg.ClockMode == "beyond" {
+	if (v.Check == checkExclusion || v.Check == checkOverlap) && w.cfg.ClockMode == "beyond" {
 		v.Allowed = "clock drift beyond the documented bound breaks mutual exclusion (docs/reliability.md, Assumptions)"
 	}
 	w.mu.Lock()

@@ -60,14 +60,17 @@ type LatencyConfig struct {
 type Storm struct {
 	Start, End time.Duration // since the start of the run
 	// Per-request probabilities while it lasts.
-	LostBefore  float64 // the request never reaches Cosmos DB: the caller times out or gets a reset
-	LostAnswer  float64 // applied, the answer lost: the caller times out or gets a reset
-	SlowAnswer  float64 // applied, the answer held back past the caller's deadline (it lands after the caller gave up)
-	LaggedReads float64 // a read answered by a replica 1–3 writes behind (never behind the read's session token)
-	Spells      []Spell
-	Cuts        []Cut
-	Pauses      []Pause
-	Crashes     []Crash
+	LostBefore float64 // the request never reaches Cosmos DB: the caller times out or gets a reset
+	LostAnswer float64 // applied, the answer lost: the caller times out or gets a reset
+	SlowAnswer float64 // applied, the answer held back past the caller's deadline (it lands after the caller gave up)
+	// SlowRequests: the request is held in the network for up to LeaseDuration before it arrives (and is applied,
+	// whether or not its caller still waits).
+	SlowRequests float64
+	LaggedReads  float64 // a read answered by a replica 1–3 writes behind (never behind the read's session token)
+	Spells       []Spell
+	Cuts         []Cut
+	Pauses       []Pause
+	Crashes      []Crash
 }
 
 // Spell: for a while, requests of some kind are answered with Status. 429 and 503 are refused (not applied;
@@ -136,8 +139,8 @@ func (c Config) String() string {
 			j.FunctionTimeout, j.Procs)
 	}
 	for i, s := range c.Storms {
-		fmt.Fprintf(&b, "  storm %d: %s–%s lostBefore %.3f lostAnswer %.3f slowAnswer %.3f laggedReads %.2f", i, s.Start, s.End,
-			s.LostBefore, s.LostAnswer, s.SlowAnswer, s.LaggedReads)
+		fmt.Fprintf(&b, "  storm %d: %s–%s lostBefore %.3f lostAnswer %.3f slowAnswer %.3f slowRequests %.3f laggedReads %.2f", i, s.Start, s.End,
+			s.LostBefore, s.LostAnswer, s.SlowAnswer, s.SlowRequests, s.LaggedReads)
 		for _, sp := range s.Spells {
 			fmt.Fprintf(&b, "; %d spell %s–%s %s p=%.2f", sp.Status, sp.Start, sp.End, orAll(sp.Region), sp.Prob)
 		}
@@ -293,6 +296,9 @@ func storms(r *rand.Rand, c Config) []Storm {
 		if r.IntN(3) == 0 {
 			s.SlowAnswer = 0.03 * r.Float64()
 		}
+		if r.IntN(3) == 0 {
+			s.SlowRequests = 0.03 * r.Float64()
+		}
 		if r.IntN(2) == 0 {
 			s.LaggedReads = 0.5 * r.Float64()
 		}
@@ -304,15 +310,18 @@ func storms(r *rand.Rand, c Config) []Storm {
 			}
 			s.Spells = append(s.Spells, sp)
 		}
-		if r.IntN(3) == 0 {
+		if r.IntN(2) == 0 {
 			a, b := span()
 			cut := Cut{Start: a, End: b, Region: c.Regions[r.IntN(len(c.Regions))]}
-			if r.IntN(2) == 0 {
+			if r.IntN(4) != 0 {
 				// The network degrades before it fails: slow answers (still within the callers' patience, which
 				// is up to RequestTimeout) for a while before the cut.
 				cut.Degrade = min(a-s.Start, time.Duration(r.Int64N(int64(l))))
+				// Up to one and a half RequestTimeouts: the claims' answers then land after the claimer gave
+				// up, a renewal made right after another (Renew by hand, up to half of RenewDeadline) still gets
+				// its answer.
 				rt := min(10*time.Second, renewDeadline(l)/2)
-				cut.SlowTo = rt/2 + time.Duration(r.Int64N(int64(rt/2)))
+				cut.SlowTo = rt/2 + time.Duration(r.Int64N(int64(rt)))
 			}
 			s.Cuts = append(s.Cuts, cut)
 		}

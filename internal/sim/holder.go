@@ -35,10 +35,15 @@ func (w *world) holdLoop(ctx context.Context, p *proc, inc int, c *cosmoslease.C
 		w.acquired(h)
 		go func() {
 			<-lease.Context().Done()
-			w.ended(h)
+			if !p.cfg.Careless {
+				w.ended(h)
+			}
 			w.logf(p, inc, key, "epoch %d: the lease's context ended: %v", h.epoch, context.Cause(lease.Context()))
 		}()
 		w.work(ctx, p, inc, h, cont)
+		// A careless process works on as if it held the key: for the liveness check the key is in use until it
+		// stops (it does not contend meanwhile, and with every other contender down nobody would).
+		w.ended(h)
 		if !p.alive(inc) {
 			return
 		}

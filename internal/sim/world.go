@@ -237,6 +237,10 @@ func (w *world) draw(p *proc, inc int, kind opKind, doc string) fault {
 		}
 		calm = false
 		f.lostBefore = r.Float64() < s.LostBefore
+		if r.Float64() < s.SlowRequests {
+			// Held in the network well past its caller's patience, then delivered.
+			f.toServer = time.Duration(r.Int64N(int64(w.cfg.LeaseDuration)))
+		}
 		f.lostAnswer = r.Float64() < s.LostAnswer
 		f.slow = r.Float64() < s.SlowAnswer
 		if kind == opRead && r.Float64() < s.LaggedReads {
@@ -343,8 +347,24 @@ func (w *world) call(ctx context.Context, p *proc, inc int, req request) answer 
 		return finish(noAnswer(ctx, f, "request lost"))
 	}
 	if !wait(ctx, f.toServer) {
-		o.note = "the caller gave up before it arrived"
-		return finish(answer{err: context.Cause(ctx)})
+		// The caller gave up, but the request is on its way all the same: it arrives, and is applied, when it
+		// was going to (a server does not know its client has stopped waiting).
+		arrive := o.call + f.toServer
+		go func() {
+			time.Sleep(arrive - w.since())
+			w.mu.Lock()
+			status, etag := req.apply(f.lagDepth)
+			late := o
+			late.applied = status == 200 || status == 201
+			late.etag, late.note = etag, fmt.Sprintf("arrived after its caller gave up; applied: %v", late.applied)
+			if late.applied && req.kind != opRead && req.kind != opQuery {
+				w.rec.applied(w, late)
+			}
+			w.mu.Unlock()
+			late.ret = w.since()
+			w.record(late)
+		}()
+		return answer{err: context.Cause(ctx)}
 	}
 	if f.spell == 429 || f.spell == 503 || f.spell == 404 {
 		a := answer{status: f.spell}
