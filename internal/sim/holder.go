@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"strings"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 
 	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
@@ -122,9 +124,11 @@ func (w *world) fencedWrite(ctx context.Context, p *proc, h *holding, f *cosmosl
 		var ops azcosmos.PatchOperations
 		ops.AppendSet("/last", who)
 		_, err := f.PatchItem(ctx, pk, id, ops, nil)
-		if err == nil || !strings.Contains(err.Error(), "404") {
+		var re *azcore.ResponseError
+		if !errors.As(err, &re) || re.StatusCode != http.StatusNotFound {
 			return err
 		}
+		// No item yet: create it through the read–check–replace path.
 	}
 	_, err := f.UpdateItem(ctx, pk, id, func(cur []byte) ([]byte, error) {
 		m := map[string]any{}
