@@ -1,0 +1,444 @@
+package sim
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
+)
+
+// Scheduled work: RunOnce driven as `cosmoslease cron` (internal/cli/cron.go) and the Functions handler
+// (functions/leasehandler: handler.go's timer and runOptions, timeout.go's budget) drive it today. Both are
+// package main or CLI code with real clocks and processes, so their loops are restated here, line for line in
+// what they pass to RunOnce; phase 2 (issue 24) replaces them with the library's schedule loop (issue 23).
+//
+// The checks use only what the work functions observed (which occurrence started where and when, and when it
+// stopped), never the run records or RunResult, so they hold for any implementation of the election.
+
+// schedule is "every Every, at multiples of it since the bubble's start" (virtual midnight, 2000-01-01).
+type schedule struct {
+	every time.Duration
+	zero  time.Time
+}
+
+func (s schedule) Next(t time.Time) time.Time {
+	n := t.Sub(s.zero) / s.every
+	next := s.zero.Add((n + 1) * s.every)
+	for !next.After(t) {
+		next = next.Add(s.every)
+	}
+	return next
+}
+
+func (s schedule) Prev(t time.Time) time.Time {
+	n := t.Sub(s.zero) / s.every
+	p := s.zero.Add(n * s.every)
+	for p.After(t) {
+		p = p.Add(-s.every)
+	}
+	return p
+}
+
+func (s schedule) Contains(t time.Time) bool { return t.Sub(s.zero)%s.every == 0 }
+
+// workRun is one start of an occurrence's work, as the work function saw it.
+type workRun struct {
+	key        string
+	occurrence time.Time
+	p          *proc
+	inc        int
+	epoch      int64
+	retry      bool
+	from, to   time.Duration // to: when the work function returned (-1 while running)
+	pauses     int           // the process's pause count when it started
+}
+
+// pausedSince reports whether r's process has been paused since r started: docs/reliability.md says a process
+// paused past its lease can still act after its successor started (what the epoch fences), so its work is not
+// held to the overlap rule.
+func (r *workRun) pausedSince() bool {
+	r.p.mu.Lock()
+	defer r.p.mu.Unlock()
+	return r.p.pauses != r.pauses
+}
+
+// startJobs starts, in a new incarnation of p, the drivers of every job p takes part in.
+func (w *world) startJobs(ctx context.Context, p *proc, inc int, st *procStore, wg *sync.WaitGroup) {
+	for ji, j := range w.cfg.Jobs {
+		rank := -1
+		for r, id := range j.Procs {
+			if id == p.id {
+				rank = r
+			}
+		}
+		if rank < 0 {
+			continue
+		}
+		opts := cosmoslease.Options{OwnerID: p.cfg.Name + "-" + j.Driver, Region: p.cfg.Region, Hostname: p.cfg.Name,
+			LeaseDuration: j.LeaseDuration, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		c, err := newClient(st, p, inc, opts)
+		if err != nil {
+			panic(err)
+		}
+		jd := &jobDriver{w: w, p: p, inc: inc, c: c, j: j, idx: ji, rank: rank,
+			sched: schedule{every: j.Every, zero: p.clk.local(w.start).Truncate(24 * time.Hour)}}
+		switch j.Driver {
+		case "cron":
+			wg.Go(func() { jd.cron(ctx) })
+		default:
+			wg.Go(func() { jd.host(ctx, wg) })
+		}
+	}
+}
+
+type jobDriver struct {
+	w     *world
+	p     *proc
+	inc   int
+	c     *cosmoslease.Client
+	j     JobConfig
+	idx   int
+	rank  int
+	sched schedule
+}
+
+// cron is cron.go's loop: sleep until the next occurrence, RunOnce it, then the next one, or, if that is
+// already due, the latest due one, past due.
+func (d *jobDriver) cron(ctx context.Context) {
+	j, p := d.j, d.p
+	ranks := len(j.Procs)
+	next := d.sched.Next(p.clk.Now())
+	missedAfter := cosmoslease.ClaimWindow(ranks, j.FailoverDelay, j.LeaseDuration)
+	pastDue := false
+	for {
+		if !p.clk.sleepUntil(ctx.Done(), next) || p.gate(d.inc) != nil {
+			return
+		}
+		occ := next
+		o := cosmoslease.RunOptions{Rank: d.rank, FailoverDelay: j.FailoverDelay, Until: d.sched.Next(occ).Add(time.Duration(d.rank) * j.FailoverDelay),
+			RetryAbandoned: j.RetryAbandoned, Retention: cosmoslease.DefaultRunRetention, Instance: p.cfg.Name, PastDue: pastDue,
+			Schedule: fmt.Sprintf("every %s", j.Every), Next: d.sched.Next, MissedAfter: missedAfter, Grace: j.Grace}
+		res, err := d.c.RunOnce(ctx, j.Key, occ, o, d.work)
+		if ctx.Err() != nil {
+			return
+		}
+		d.w.logf(p, d.inc, j.Key, "cron: occurrence %s: %s %s %s", d.w.occName(occ), res.Status, res.Reason, errText(err))
+		next, pastDue = d.sched.Next(occ), false
+		if now := p.clk.Now(); !next.After(now) {
+			next, pastDue = d.sched.Prev(now), true
+		}
+	}
+}
+
+// host plays the Functions host for one instance: a tick at each occurrence (sometimes late, sometimes twice),
+// one invocation at a time (a tick due while one runs fires, past due, when it ends), each within the handler's
+// budget; an invocation still running at functionTimeout is killed with the whole process.
+func (d *jobDriver) host(ctx context.Context, wg *sync.WaitGroup) {
+	j, p := d.j, d.p
+	next := d.sched.Next(p.clk.Now())
+	for {
+		if !p.clk.sleepUntil(ctx.Done(), next) || p.gate(d.inc) != nil {
+			return
+		}
+		occ, pastDue := next, false
+		// The host's own faults come with the storms: a tick late (a cold start, a busy host), or twice (an
+		// admin's run, an instance overlapping a recycle).
+		r := d.w.rng(p, d.inc, "tick "+j.Key)
+		stormy := d.w.stormy(d.w.since(), d.w.since())
+		if stormy && r.IntN(4) == 0 {
+			late := between(r, 0, j.Every)
+			d.w.logf(p, d.inc, j.Key, "host: the tick for %s comes %s late", d.w.occName(occ), late)
+			if !sleep(ctx, p, late) {
+				return
+			}
+			pastDue = !d.sched.Next(occ).After(p.clk.Now())
+		}
+		if stormy && r.IntN(4) == 0 {
+			d.w.logf(p, d.inc, j.Key, "host: the tick for %s comes twice", d.w.occName(occ))
+			wg.Go(func() { d.invoke(ctx, occ, pastDue) })
+		}
+		d.invoke(ctx, occ, pastDue)
+		if ctx.Err() != nil {
+			return
+		}
+		next = d.sched.Next(occ)
+		if now := p.clk.Now(); !next.After(now) {
+			// The host fires once for what it missed, past due; the handler then names the latest due
+			// occurrence (handler.go's occurrence, from ScheduleStatus.Next or the schedule).
+			next = d.sched.Prev(now)
+			if !sleep(ctx, p, 0) {
+				return
+			}
+			d.invoke(ctx, next, true)
+			if ctx.Err() != nil {
+				return
+			}
+			next = d.sched.Next(next)
+		}
+	}
+}
+
+// invoke is one invocation of the timer function: handler.go's timer, with timeout.go's budget.
+func (d *jobDriver) invoke(ctx context.Context, occ time.Time, pastDue bool) {
+	j, p, c := d.j, d.p, d.c
+	start := p.clk.Now()
+	margin := min(max(j.FunctionTimeout/10, time.Second), time.Minute)
+	budgetWork, budgetGrace, budgetFinish := j.FunctionTimeout-margin, margin/2, margin/4
+	ictx, cancel := context.WithTimeout(ctx, p.clk.trueDuration(budgetWork))
+	defer cancel()
+	// The host kills the process if the invocation outlives functionTimeout.
+	done := make(chan struct{})
+	defer close(done)
+	inc := d.inc
+	go func() {
+		select {
+		case <-done:
+		case <-ctx.Done():
+		case <-p.clk.After(j.FunctionTimeout):
+			d.w.logf(p, inc, j.Key, "host: the invocation for %s outlived functionTimeout (%s): the handler is killed", d.w.occName(occ), j.FunctionTimeout)
+			d.w.crash(p)
+			d.w.restartLater(p, time.Second)
+		}
+	}()
+	ranks := len(j.Procs)
+	o := cosmoslease.RunOptions{Rank: d.rank, FailoverDelay: j.FailoverDelay, RetryAbandoned: j.RetryAbandoned,
+		Retention: cosmoslease.DefaultRunRetention, Instance: p.cfg.Name, PastDue: pastDue, Schedule: fmt.Sprintf("every %s", j.Every),
+		Next: d.sched.Next, MissedAfter: cosmoslease.ClaimWindow(ranks, j.FailoverDelay, j.LeaseDuration),
+		Grace: min(budgetGrace, cosmoslease.DefaultRunGrace), FinishWithin: budgetFinish}
+	o.Until = d.sched.Next(occ).Add(time.Duration(d.rank) * j.FailoverDelay)
+	if last := start.Add(budgetWork - 2*c.Options().RequestTimeout); last.Before(o.Until) {
+		o.Until = last
+	}
+	res, err := c.RunOnce(ictx, j.Key, occ, o, d.work)
+	if p.alive(inc) {
+		d.w.logf(p, inc, j.Key, "handler: occurrence %s: %s %s %s", d.w.occName(occ), res.Status, res.Reason, errText(err))
+	}
+}
+
+// work is the job: it runs for a while, and when its context ends it stops within a moment (as a well-behaved
+// command does after SIGTERM).
+func (d *jobDriver) work(ctx context.Context, run cosmoslease.Run) error {
+	w, p := d.w, d.p
+	r := w.rng(p, d.inc, "job "+d.j.Key)
+	p.mu.Lock()
+	pauses := p.pauses
+	p.mu.Unlock()
+	wr := &workRun{key: d.j.Key, occurrence: run.Occurrence, p: p, inc: d.inc, epoch: run.Epoch, retry: run.Retry, from: w.since(), to: -1,
+		pauses: pauses}
+	w.workStarted(wr)
+	length := between(r, d.j.WorkMin, d.j.WorkMax)
+	stop := between(r, 0, d.j.Grace*8/10)
+	if d.j.Driver == "handler" && r.IntN(10) == 0 {
+		stop = length // work that ignores its context: the handler leaves it running, and the host may kill it
+	}
+	end := p.clk.After(length)
+	select {
+	case <-end:
+	case <-ctx.Done():
+		select {
+		case <-end:
+		case <-p.clk.After(stop):
+		}
+	}
+	_ = p.gate(d.inc) // a paused process's work does not return until it resumes
+	w.workEnded(wr)
+	return nil
+}
+
+// restartLater starts p again after d (the host restarts a killed handler), unless the run has ended.
+func (w *world) restartLater(p *proc, d time.Duration) {
+	w.mu.Lock()
+	w.restarts = append(w.restarts, restartReq{p: p, at: w.since() + d})
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+type restartReq struct {
+	p  *proc
+	at time.Duration
+}
+
+func (w *world) occName(t time.Time) string {
+	return fmtAt(t.Sub(w.start.Truncate(24 * time.Hour)))
+}
+
+// workStarted records a start, and checks at once that nothing else of the key runs in a live process.
+func (w *world) workStarted(r *workRun) {
+	if r.p.gate(r.inc) != nil {
+		return
+	}
+	w.mu.Lock()
+	runs := w.rec.work[r.key]
+	w.rec.work[r.key] = append(runs, r)
+	var overlap []*workRun
+	for _, o := range runs {
+		if o.to < 0 {
+			overlap = append(overlap, o)
+		}
+	}
+	w.mu.Unlock()
+	what := "work"
+	if r.retry {
+		what = "work (re-run of an abandoned occurrence)"
+	}
+	w.logf(r.p, r.inc, r.key, "%s of occurrence %s starts at epoch %d", what, w.occName(r.occurrence), r.epoch)
+	for _, o := range overlap {
+		if o.p.alive(o.inc) && !o.pausedSince() {
+			w.violate(Violation{At: r.from, Check: checkOverlap, Key: r.key,
+				Text: fmt.Sprintf("%s#%d started occurrence %s (epoch %d) while %s#%d still ran occurrence %s (epoch %d, since %s)",
+					r.p.cfg.Name, r.inc, w.occName(r.occurrence), r.epoch, o.p.cfg.Name, o.inc, w.occName(o.occurrence), o.epoch, fmtAt(o.from))})
+		}
+	}
+}
+
+func (w *world) workEnded(r *workRun) {
+	w.mu.Lock()
+	r.to = w.since()
+	w.mu.Unlock()
+	w.logf(r.p, r.inc, r.key, "work of occurrence %s returned", w.occName(r.occurrence))
+}
+
+// Checks of scheduled work.
+const (
+	checkOnce       = "at-most-once"   // each occurrence's work starts at most once (RetryAbandoned: twice, never in parallel)
+	checkOverlap    = "no-overlap"     // no two occurrences' work at once in live processes
+	checkOrder      = "schedule-order" // occurrences start in schedule order
+	checkPreferred  = "preferred"      // the preferred contender, alive and reachable, executes every occurrence
+	checkRecovering = "job-liveness"   // after the weather clears, the next occurrence runs within rank × delay + LeaseDuration
+)
+
+// checkJobs judges the starts of every job's work after the run.
+func (w *world) checkJobs() {
+	for _, j := range w.cfg.Jobs {
+		runs := w.rec.work[j.Key]
+		sort.SliceStable(runs, func(a, b int) bool { return runs[a].from < runs[b].from })
+		byOcc := map[int64][]*workRun{}
+		var latest *workRun // the start of the latest occurrence so far
+		for _, r := range runs {
+			prev := byOcc[r.occurrence.UnixNano()]
+			byOcc[r.occurrence.UnixNano()] = append(prev, r)
+			switch {
+			case len(prev) >= 2, len(prev) == 1 && !(r.retry && j.RetryAbandoned):
+				w.violate(Violation{At: r.from, Check: checkOnce, Key: j.Key,
+					Text: fmt.Sprintf("occurrence %s started again by %s#%d at epoch %d (retry %v); it had started by %s#%d at epoch %d at %s",
+						w.occName(r.occurrence), r.p.cfg.Name, r.inc, r.epoch, r.retry, prev[0].p.cfg.Name, prev[0].inc, prev[0].epoch, fmtAt(prev[0].from))})
+			}
+			if latest != nil && r.occurrence.Before(latest.occurrence) && w.clockSensitiveOK(j) {
+				w.violate(Violation{At: r.from, Check: checkOrder, Key: j.Key,
+					Text: fmt.Sprintf("occurrence %s started (by %s#%d, retry %v) after occurrence %s had started (by %s#%d at %s)",
+						w.occName(r.occurrence), r.p.cfg.Name, r.inc, r.retry, w.occName(latest.occurrence), latest.p.cfg.Name, latest.inc, fmtAt(latest.from))})
+			}
+			if latest == nil || r.occurrence.After(latest.occurrence) {
+				latest = r
+			}
+		}
+		if !w.clockSensitiveOK(j) {
+			continue
+		}
+		w.checkPreference(j, runs, byOcc)
+	}
+}
+
+// clockSensitiveOK: the order, preference and recovery checks assume the participants' clocks agree to within
+// a quarter of the failover delay; docs/reliability.md says a clock ahead by more than the delay can make a
+// standby run what the preferred region would have run.
+func (w *world) clockSensitiveOK(j JobConfig) bool {
+	for _, id := range j.Procs {
+		pc := w.cfg.Procs[id]
+		if d := abs(pc.Offset) + time.Duration(math.Abs(pc.Drift)*float64(driftPeriod)); d > j.FailoverDelay/4 {
+			return false
+		}
+	}
+	return w.cfg.ClockMode != "beyond"
+}
+
+// checkPreference judges each occurrence fired in calm weather with nothing of the job still running at its
+// time: the preferred participant, if alive then, must run it; and after the weather clears, the first such
+// occurrence must start within (ranks − 1) × delay + LeaseDuration (plus a poll and a few requests).
+func (w *world) checkPreference(j JobConfig, runs []*workRun, byOcc map[int64][]*workRun) {
+	zero := w.start.Truncate(24 * time.Hour)
+	pref := w.procs[j.Procs[0]]
+	slack := cosmoslease.DefaultPollInterval + 2*time.Second
+	horizon := time.Duration(len(j.Procs)-1)*j.FailoverDelay + j.LeaseDuration + slack
+	for t := zero.Add(j.Every); t.Sub(w.start) < w.cfg.Duration-horizon-j.WorkMax; t = t.Add(j.Every) {
+		at := t.Sub(w.start)
+		if at < w.cfg.LeaseDuration+2*j.LeaseDuration {
+			continue // the processes are still starting
+		}
+		if w.stormy(at-j.LeaseDuration-horizon, at+horizon) || w.busy(runs, at-j.Every, at+horizon) {
+			continue
+		}
+		started := byOcc[t.UnixNano()]
+		if len(started) == 0 {
+			w.violate(Violation{At: at + horizon, Check: checkRecovering, Key: j.Key,
+				Text: fmt.Sprintf("occurrence %s, due in calm weather with nothing of the job running, did not start within %s", w.occName(t), horizon)})
+			continue
+		}
+		if w.procDown(pref, at-j.LeaseDuration, at+horizon) {
+			continue
+		}
+		if s := started[0]; s.p != pref {
+			w.violate(Violation{At: s.from, Check: checkPreferred, Key: j.Key,
+				Text: fmt.Sprintf("occurrence %s was run by %s (rank %d), not by the preferred %s, alive and reachable", w.occName(t), s.p.cfg.Name,
+					rankOf(j, s.p.id), pref.cfg.Name)})
+		}
+	}
+}
+
+func abs(d time.Duration) time.Duration { return max(d, -d) }
+
+func rankOf(j JobConfig, id int) int {
+	for r, p := range j.Procs {
+		if p == id {
+			return r
+		}
+	}
+	return -1
+}
+
+// stormy reports whether any storm overlaps [from, to].
+func (w *world) stormy(from, to time.Duration) bool {
+	for _, s := range w.cfg.Storms {
+		if s.Start <= to && s.End >= from {
+			return true
+		}
+	}
+	return false
+}
+
+// busy reports whether some work of the job other than occurrence-less ran during [from, to]: then the
+// occurrence may rightly have been skipped for overlap (or run late), as documented.
+func (w *world) busy(runs []*workRun, from, to time.Duration) bool {
+	for _, r := range runs {
+		if r.from <= to && (r.to < 0 || r.to >= from) {
+			return true
+		}
+	}
+	return false
+}
+
+// procDown reports whether p was dead at some time in [from, to] (or not yet started).
+func (w *world) procDown(p *proc, from, to time.Duration) bool {
+	for _, s := range w.cfg.Storms {
+		for _, c := range s.Crashes {
+			if c.Proc == p.id && c.At <= to && c.RestartAt >= from {
+				return true
+			}
+		}
+	}
+	for k, at := range w.rec.deaths {
+		if k[0] == p.id && at >= from-time.Minute && at <= to {
+			return true
+		}
+	}
+	return from < w.cfg.LeaseDuration*2
+}

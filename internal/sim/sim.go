@@ -1,0 +1,231 @@
+package sim
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/cosmoslease/cosmoslease/internal/libhook"
+	"github.com/cosmoslease/cosmoslease/internal/store/memstore"
+	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
+)
+
+// Result is what one simulation did and found.
+type Result struct {
+	Config     Config
+	Violations []Violation
+	// History renders the run around a violation (history.go).
+	w *world
+	// Stats.
+	Requests      int
+	ByOutcome     map[string]int
+	Holdings      int
+	UnknownLinear int
+	Wall          time.Duration // real time the run took
+}
+
+// Failed reports the violations that are not allowed by the run's conditions nor known findings that are off.
+func (r Result) Failed(known Known) []Violation {
+	var out []Violation
+	for _, v := range r.Violations {
+		if v.Allowed == "" && !known.Skips(r.Config.Seed, v.Check) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// ContenderHours is the process time simulated.
+func (r Result) ContenderHours() float64 {
+	return float64(len(r.Config.Procs)) * r.Config.Duration.Hours()
+}
+
+// Run simulates cfg in a synctest bubble and checks what happened.
+func Run(t *testing.T, cfg Config) Result {
+	started := time.Now()
+	var w *world
+	synctest.Test(t, func(t *testing.T) {
+		w = newWorld(cfg)
+		w.run()
+	})
+	w.checkLiveness(cfg.Duration)
+	w.checkJobs()
+	w.checkLinearizable(10 * time.Second)
+	sort.SliceStable(w.viol, func(i, j int) bool { return w.viol[i].At < w.viol[j].At })
+	r := Result{Config: cfg, Violations: w.viol, w: w, Requests: len(w.ops), ByOutcome: w.calls, UnknownLinear: w.unknownLinear,
+		Wall: time.Since(started)}
+	for _, hs := range w.rec.holdings {
+		r.Holdings += len(hs)
+	}
+	return r
+}
+
+func newWorld(cfg Config) *world {
+	w := &world{cfg: cfg, start: time.Now(), endpoint: fmt.Sprintf("https://sim-%d.documents.azure.com:443/", cfg.Seed),
+		calls: map[string]int{}, draws: map[drawKey]uint32{}, wake: make(chan struct{}, 1)}
+	w.mem = memstore.New(trueClock{})
+	w.rec.init()
+	for i, pc := range cfg.Procs {
+		p := &proc{w: w, id: i, cfg: pc, clk: newProcClock(w.start, pc.Offset, pc.Drift)}
+		w.procs = append(w.procs, p)
+	}
+	return w
+}
+
+// run is the bubble's root: it starts every process, plays the fault plan's process events (pauses, crashes,
+// restarts), and at the end kills every process and waits until all their goroutines have returned.
+func (w *world) run() {
+	var wg sync.WaitGroup
+	for _, p := range w.procs {
+		p.mu.Lock()
+		p.inc = 0
+		p.dead = true // not started yet
+		p.mu.Unlock()
+	}
+	type ev struct {
+		at   time.Duration
+		p    *proc
+		what string
+		end  time.Duration
+	}
+	var evs []ev
+	for _, p := range w.procs {
+		evs = append(evs, ev{at: between(w.rng(p, 0, "start"), 0, w.cfg.LeaseDuration), p: p, what: "start"})
+	}
+	for _, s := range w.cfg.Storms {
+		for _, pa := range s.Pauses {
+			evs = append(evs, ev{at: pa.Start, p: w.procs[pa.Proc], what: "pause"}, ev{at: pa.End, p: w.procs[pa.Proc], what: "resume"})
+		}
+		for _, c := range s.Crashes {
+			evs = append(evs, ev{at: c.At, p: w.procs[c.Proc], what: "crash"}, ev{at: c.RestartAt, p: w.procs[c.Proc], what: "start"})
+		}
+	}
+	evs = append(evs, ev{at: w.cfg.Duration, what: "end"})
+	sort.SliceStable(evs, func(i, j int) bool { return evs[i].at < evs[j].at })
+	for len(evs) > 0 {
+		e := evs[0]
+		if d := e.at - w.since(); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-w.wake:
+				// A process to restart later (a handler the host killed): into the plan.
+				t.Stop()
+				w.mu.Lock()
+				for _, r := range w.restarts {
+					evs = append(evs, ev{at: r.at, p: r.p, what: "start"})
+				}
+				w.restarts = nil
+				w.mu.Unlock()
+				sort.SliceStable(evs, func(i, j int) bool { return evs[i].at < evs[j].at })
+				continue
+			}
+		}
+		evs = evs[1:]
+		switch e.what {
+		case "start":
+			w.startProc(e.p, &wg)
+		case "pause":
+			e.p.pause()
+			w.logf(e.p, e.p.inc, "", "paused (SIGSTOP)")
+		case "resume":
+			e.p.unpause()
+			w.logf(e.p, e.p.inc, "", "resumed (SIGCONT)")
+		case "crash":
+			w.crash(e.p)
+		case "end":
+			for _, p := range w.procs {
+				w.crash(p)
+			}
+			evs = nil
+		}
+	}
+	wg.Wait()
+	// The library's own goroutines (lease keepers, an abandoned release) end within a few lease durations once
+	// their process is dead; time must keep running until they have (it stops when this goroutine returns).
+	time.Sleep(4*w.cfg.LeaseDuration + time.Minute)
+}
+
+func (p *proc) pause() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.resume == nil && !p.dead {
+		p.resume = make(chan struct{})
+		p.pauses++
+	}
+}
+
+func (p *proc) unpause() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.resume != nil {
+		close(p.resume)
+		p.resume = nil
+	}
+}
+
+// crash kills p's incarnation: it stops at its next request or check, and nothing it knew survives.
+func (w *world) crash(p *proc) {
+	p.mu.Lock()
+	if p.dead {
+		p.mu.Unlock()
+		return
+	}
+	p.dead = true
+	if p.resume != nil {
+		close(p.resume)
+		p.resume = nil
+	}
+	inc := p.inc
+	p.cancel()
+	p.mu.Unlock()
+	w.died(p, inc)
+	w.logf(p, inc, "", "crashed (SIGKILL): its memory is lost")
+}
+
+// startProc starts a new incarnation of p: a new Client (nothing remembered), its programs.
+func (w *world) startProc(p *proc, wg *sync.WaitGroup) {
+	p.mu.Lock()
+	if !p.dead {
+		p.mu.Unlock()
+		return
+	}
+	p.inc++
+	p.dead = false
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	inc, ctx := p.inc, p.ctx
+	p.mu.Unlock()
+	w.logf(p, inc, "", "started (incarnation %d)", inc)
+	st := &procStore{w: w, p: p, inc: inc}
+	opts := cosmoslease.Options{OwnerID: p.cfg.Name, Region: p.cfg.Region, Hostname: p.cfg.Name, LeaseDuration: w.cfg.LeaseDuration,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if len(p.cfg.Keys) > 0 {
+		c, err := newClient(st, p, inc, opts)
+		if err != nil {
+			panic(err)
+		}
+		cont, err := st.container()
+		if err != nil {
+			panic(err)
+		}
+		for _, key := range p.cfg.Keys {
+			wg.Go(func() { w.holdLoop(ctx, p, inc, c, cont, key) })
+		}
+	}
+	w.startJobs(ctx, p, inc, st, wg)
+}
+
+func newClient(st *procStore, p *proc, inc int, opts cosmoslease.Options) (*cosmoslease.Client, error) {
+	jitter := func() float64 { return st.w.rng(p, inc, "jitter").Float64() }
+	c, err := libhook.NewClient(libhook.Parts{Store: st, Clock: p.clk, Rand: jitter}, opts)
+	if err != nil {
+		return nil, err
+	}
+	return c.(*cosmoslease.Client), nil
+}

@@ -1,0 +1,125 @@
+package sim
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// The short run is part of `go test ./...`; `make sim` runs longer. Flags (after -args):
+//
+//	-seed N      run only seed N (replay a failure)
+//	-seeds N     how many seeds, from -first (default: the short budget)
+//	-first N     the first seed of a run of seeds
+//	-duration D  virtual time per seed
+//	-known       turn the known findings back on: their violations fail the run too
+//	-progress    print a line per seed
+//	-stop        skip the seeds not yet started once one has failed (make sim-mutants)
+var (
+	flagSeed     = flag.Uint64("seed", 0, "run only this seed (replay)")
+	flagSeeds    = flag.Int("seeds", 0, "how many seeds to run (default: the short budget)")
+	flagFirst    = flag.Uint64("first", 1, "the first seed of a run of seeds")
+	flagDuration = flag.Duration("duration", 0, "virtual time per seed (default: the short budget's)")
+	flagKnown    = flag.Bool("known", false, "fail on known findings too")
+	flagProgress = flag.Bool("progress", false, "print a line per seed")
+	flagStop     = flag.Bool("stop", false, "skip the seeds not yet started once one has failed")
+	flagWhat     = flag.String("what", "", "debug: the violation to show")
+)
+
+// The short budget: seeds × virtual time per seed, sized to stay well inside go test's time on a 2-core
+// machine (docs/benchmarks.md has the measured rate).
+const (
+	shortSeeds    = 12
+	shortDuration = 4 * time.Hour
+	// Under the race detector.
+	raceSeeds    = 2
+	raceDuration = time.Hour
+)
+
+func TestSim(t *testing.T) {
+	seeds, first, d := shortSeeds, *flagFirst, shortDuration
+	if raceEnabled {
+		seeds, d = raceSeeds, raceDuration
+	}
+	if *flagSeeds > 0 {
+		seeds = *flagSeeds
+	}
+	if *flagDuration > 0 {
+		d = *flagDuration
+	}
+	if *flagSeed != 0 {
+		seeds, first = 1, *flagSeed
+	}
+	known := Known{All: *flagKnown}
+	var (
+		mu        sync.Mutex
+		hours     float64
+		done      atomic.Int64
+		stopped   atomic.Bool
+		failed    []string
+		found     []string
+		wallStart = time.Now()
+	)
+	t.Run("seeds", func(t *testing.T) {
+		for i := range seeds {
+			seed := first + uint64(i)
+			t.Run(fmt.Sprint(seed), func(t *testing.T) {
+				t.Parallel()
+				if stopped.Load() {
+					t.Skip("an earlier seed failed (-stop)")
+				}
+				cfg := expand(seed, d)
+				r := Run(t, cfg)
+				mu.Lock()
+				hours += r.ContenderHours()
+				mu.Unlock()
+				n := done.Add(1)
+				if *flagProgress || testing.Verbose() {
+					fmt.Fprintf(os.Stderr, "sim: seed %d done (%d/%d): %.0f contender-hours in %s, %d requests, %d holdings, %d violations\n",
+						seed, n, seeds, r.ContenderHours(), r.Wall.Round(time.Millisecond), r.Requests, r.Holdings, len(r.Violations))
+				}
+				for _, v := range r.Violations {
+					if v.Allowed != "" || known.Skips(seed, v.Check) {
+						mu.Lock()
+						found = append(found, fmt.Sprintf("seed %d: %s", seed, v))
+						mu.Unlock()
+					}
+				}
+				if bad := r.Failed(known); len(bad) > 0 {
+					mu.Lock()
+					failed = append(failed, fmt.Sprint(seed))
+					mu.Unlock()
+					stopped.Store(*flagStop)
+					t.Error(report(r, bad, d))
+				}
+			})
+		}
+	})
+	wall := time.Since(wallStart)
+	t.Logf("simulated %.0f contender-hours in %s: %.0f contender-hours per minute", hours, wall.Round(time.Millisecond), hours/wall.Minutes())
+	for _, f := range found {
+		t.Logf("known or allowed: %s", f)
+	}
+	if len(failed) > 0 {
+		t.Logf("failing seeds: %s", strings.Join(failed, " "))
+	}
+}
+
+// report is what a failure prints: the seed, what it expanded to, the command that replays it, and the history
+// around the first violation.
+func report(r Result, bad []Violation, d time.Duration) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nseed %d failed %d check(s):\n", r.Config.Seed, len(bad))
+	for _, v := range bad {
+		fmt.Fprintf(&b, "  %s\n", v)
+	}
+	fmt.Fprintf(&b, "\nreplay: go test ./internal/sim -run 'TestSim$' -count=1 -args -seed %d -duration %s\n\n", r.Config.Seed, d)
+	b.WriteString(r.Config.String())
+	fmt.Fprintf(&b, "\nwhat happened before the first violation (newest last):\n%s", r.History(bad[0], 120))
+	return b.String()
+}
