@@ -56,10 +56,21 @@ type recorder struct {
 	fenceBy  map[string]string
 	holdings map[string][]*holding
 	deaths   map[[2]int]time.Duration // (process, incarnation) → when it died
+	stops    map[[2]int]time.Duration // (process, incarnation) → when it was stopped gracefully
+	starts   []procEvent              // every start of a process
 	// writes are the versions the container applied, per document, in order (linear.go).
 	writes map[string][]applied
 	// work is every start of scheduled work, per job key (jobs.go).
 	work map[string][]*workRun
+	// jobWrites are the writes of jobs' lease documents, in the order applied, with the missed count each wrote.
+	jobWrites []jobWrite
+	// jobs is what the accounting checks need of each job (jobs.go).
+	jobs map[string]*jobRecord
+}
+
+type procEvent struct {
+	p  int
+	at time.Duration
 }
 
 type applied struct {
@@ -69,7 +80,8 @@ type applied struct {
 
 func (r *recorder) init() {
 	r.fenceMax, r.fenceBy = map[string]int64{}, map[string]string{}
-	r.holdings, r.deaths = map[string][]*holding{}, map[[2]int]time.Duration{}
+	r.holdings, r.deaths, r.stops = map[string][]*holding{}, map[[2]int]time.Duration{}, map[[2]int]time.Duration{}
+	r.jobs = map[string]*jobRecord{}
 	r.writes = map[string][]applied{}
 	r.work = map[string][]*workRun{}
 }
@@ -93,6 +105,9 @@ func (r *recorder) applied(w *world, o op) {
 		}
 	}
 	r.writes[o.doc] = append(r.writes[o.doc], applied{at: w.since(), state: st})
+	if o.jobMissed >= 0 {
+		r.jobWrites = append(r.jobWrites, jobWrite{doc: o.doc, seq: o.seq, missed: o.jobMissed})
+	}
 	if !isItem(o.doc) || o.fence < 0 {
 		return
 	}

@@ -3,6 +3,7 @@ package sim
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 )
@@ -100,9 +101,12 @@ type Pause struct {
 }
 
 // Crash: the process dies (its memory lost; requests already sent may still be applied) and starts again.
+// Graceful: it is stopped (SIGTERM, the host's shutdown) instead: its context ends, it finishes what it does (cron
+// records its run, releases the lease and departs), and it is killed stopWindow later if it has not ended.
 type Crash struct {
 	Proc          int
 	At, RestartAt time.Duration
+	Graceful      bool
 }
 
 // JobConfig is one scheduled job (lease key) and the processes that run it.
@@ -120,8 +124,11 @@ type JobConfig struct {
 	RetryAbandoned   bool
 	// FunctionTimeout is the host's functionTimeout (handler only).
 	FunctionTimeout time.Duration
-	// Procs run it, by rank: Procs[0] is the preferred one.
-	Procs []int
+	// Procs run it: Procs[0] is in the preferred region. Regions is the preference order (the regions of Procs in
+	// order of first appearance: cron's --preferred-regions, the handler's preferred regions); a process's rank is
+	// its region's place in it, so processes of one region contend at the same time.
+	Procs   []int
+	Regions []string
 }
 
 func (c Config) String() string {
@@ -134,9 +141,9 @@ func (c Config) String() string {
 			p.Drift, p.Keys, p.RenewByHand, p.Patch, p.Careless)
 	}
 	for _, j := range c.Jobs {
-		fmt.Fprintf(&b, "  job %s: every %s by %s, delay %s, lease %s, grace %s, work %s–%s, retry abandoned %v, timeout %s, ranks %v\n",
+		fmt.Fprintf(&b, "  job %s: every %s by %s, delay %s, lease %s, grace %s, work %s–%s, retry abandoned %v, timeout %s, processes %v, regions %v\n",
 			j.Key, j.Every, j.Driver, j.FailoverDelay, j.LeaseDuration, j.Grace, j.WorkMin, j.WorkMax, j.RetryAbandoned,
-			j.FunctionTimeout, j.Procs)
+			j.FunctionTimeout, j.Procs, j.Regions)
 	}
 	for i, s := range c.Storms {
 		fmt.Fprintf(&b, "  storm %d: %s–%s lostBefore %.3f lostAnswer %.3f slowAnswer %.3f slowRequests %.3f laggedReads %.2f", i, s.Start, s.End,
@@ -151,7 +158,11 @@ func (c Config) String() string {
 			fmt.Fprintf(&b, "; pause p%d %s–%s", p.Proc, p.Start, p.End)
 		}
 		for _, cr := range s.Crashes {
-			fmt.Fprintf(&b, "; crash p%d at %s, restart %s", cr.Proc, cr.At, cr.RestartAt)
+			what := "crash"
+			if cr.Graceful {
+				what = "stop"
+			}
+			fmt.Fprintf(&b, "; %s p%d at %s, restart %s", what, cr.Proc, cr.At, cr.RestartAt)
 		}
 		b.WriteByte('\n')
 	}
@@ -250,6 +261,21 @@ func job(r *rand.Rand, c Config, i int) JobConfig {
 	for _, id := range r.Perm(len(c.Procs))[:n] {
 		j.Procs = append(j.Procs, id)
 	}
+	for _, id := range j.Procs {
+		if reg := c.Procs[id].Region; !slices.Contains(j.Regions, reg) {
+			j.Regions = append(j.Regions, reg)
+		}
+	}
+	if j.Driver == "handler" {
+		// The handler's settings as it accepts them: (regions − 1) × delay below the schedule's gap (the host cannot
+		// fire the next tick while an invocation waits: docs/scheduled-work.md), and regions × delay below half
+		// of the invocation's working time (settings.go).
+		margin := min(max(j.FunctionTimeout/10, time.Second), time.Minute)
+		for j.FailoverDelay > time.Second && (time.Duration(len(j.Regions)-1)*j.FailoverDelay >= j.Every ||
+			time.Duration(len(j.Regions))*j.FailoverDelay >= (j.FunctionTimeout-margin)/2) {
+			j.FailoverDelay -= time.Second
+		}
+	}
 	return j
 }
 
@@ -344,7 +370,7 @@ func storms(r *rand.Rand, c Config) []Storm {
 				// carry on).
 				b = min(s.End+time.Duration(r.Int64N(int64(30*time.Minute))), c.Duration-time.Minute)
 			}
-			s.Crashes = append(s.Crashes, Crash{Proc: p, At: a, RestartAt: b})
+			s.Crashes = append(s.Crashes, Crash{Proc: p, At: a, RestartAt: b, Graceful: r.IntN(3) == 0})
 		}
 		out = append(out, s)
 		at = s.End + 3*l + time.Duration(r.Int64N(int64(6*l)))

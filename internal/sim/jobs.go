@@ -6,20 +6,25 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"slices"
 	"sort"
 	"sync"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
 	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 )
 
-// Scheduled work: RunOnce driven as `cosmoslease cron` (internal/cli/cron.go) and the Functions handler
-// (functions/leasehandler: handler.go's timer and runOptions, timeout.go's budget) drive it today. Both are
-// package main or CLI code with real clocks and processes, so their loops are restated here, line for line in
-// what they pass to RunOnce; phase 2 (issue 24) replaces them with the library's schedule loop (issue 23).
+// Scheduled work, driven as `cosmoslease cron` (internal/cli/cron.go: the library's RunSchedule, with the
+// options cron builds) and as the Functions host drives the handler (functions/leasehandler: the host's ticks,
+// handler.go's timer and runOptions, timeout.go's budget, restated here because the handler is package main with
+// real clocks; what it passes to RunOnce is built as handler.go builds it).
 //
-// The checks use only what the work functions observed (which occurrence started where and when, and when it
-// stopped), never the run records or RunResult, so they hold for any implementation of the election.
+// The checks of order, overlap, preference and liveness use only what the work functions observed (which
+// occurrence started where and when, and when it stopped). The accounting checks (accounting.go) compare that with
+// what the container holds at the end: the run records, the job's state in its lease document, History, and the
+// missed counter of every process.
 
 // schedule is "every Every, at multiples of it since the bubble's start" (virtual midnight, 2000-01-01).
 type schedule struct {
@@ -71,22 +76,23 @@ func (r *workRun) pausedSince() bool {
 // startJobs starts, in a new incarnation of p, the drivers of every job p takes part in.
 func (w *world) startJobs(ctx context.Context, p *proc, inc int, st *procStore, wg *sync.WaitGroup) {
 	for ji, j := range w.cfg.Jobs {
-		rank := -1
-		for r, id := range j.Procs {
-			if id == p.id {
-				rank = r
-			}
-		}
-		if rank < 0 {
+		if !slices.Contains(j.Procs, p.id) {
 			continue
 		}
+		// Each process counts its own metrics, read after the run: the missed counter summed over every process.
+		reader := sdkmetric.NewManualReader()
 		opts := cosmoslease.Options{OwnerID: p.cfg.Name + "-" + j.Driver, Region: p.cfg.Region, Hostname: p.cfg.Name,
-			LeaseDuration: j.LeaseDuration, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			LeaseDuration: j.LeaseDuration, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))}
 		c, err := newClient(st, p, inc, opts)
 		if err != nil {
 			panic(err)
 		}
-		jd := &jobDriver{w: w, p: p, inc: inc, c: c, j: j, idx: ji, rank: rank,
+		w.mu.Lock()
+		jr := w.rec.job(j.Key)
+		jr.readers = append(jr.readers, reader)
+		w.mu.Unlock()
+		jd := &jobDriver{w: w, p: p, inc: inc, c: c, j: j, idx: ji,
 			sched: schedule{every: j.Every, zero: p.clk.local(w.start).Truncate(24 * time.Hour)}}
 		switch j.Driver {
 		case "cron":
@@ -104,35 +110,24 @@ type jobDriver struct {
 	c     *cosmoslease.Client
 	j     JobConfig
 	idx   int
-	rank  int
 	sched schedule
 }
 
-// cron is cron.go's loop: sleep until the next occurrence, RunOnce it, then the next one, or, if that is
-// already due, the latest due one, past due.
+// cron is `cosmoslease cron` (internal/cli/cron.go): the library's RunSchedule with the options cron builds.
 func (d *jobDriver) cron(ctx context.Context) {
 	j, p := d.j, d.p
-	ranks := len(j.Procs)
-	next := d.sched.Next(p.clk.Now())
-	missedAfter := cosmoslease.ClaimWindow(ranks, j.FailoverDelay, j.LeaseDuration)
-	pastDue := false
-	for {
-		if !p.clk.sleepUntil(ctx.Done(), next) || p.gate(d.inc) != nil {
-			return
+	order := cosmoslease.Order(j.Regions, nil)
+	_, ranks := cosmoslease.Rank(p.cfg.Region, order, nil)
+	o := cosmoslease.RunOptions{Regions: order, FailoverDelay: j.FailoverDelay, RetryAbandoned: j.RetryAbandoned,
+		Retention: cosmoslease.DefaultRunRetention, Instance: p.cfg.Name, Schedule: fmt.Sprintf("every %s", j.Every),
+		MissedAfter: cosmoslease.ClaimWindow(ranks, j.FailoverDelay, j.LeaseDuration), Grace: j.Grace}
+	err := d.c.RunSchedule(ctx, j.Key, d.sched, o, d.work, func(res cosmoslease.RunResult, err error) {
+		if p.alive(d.inc) {
+			d.w.logf(p, d.inc, j.Key, "cron: occurrence %s: %s %s %s", d.w.occName(res.Occurrence), res.Status, res.Reason, errText(err))
 		}
-		occ := next
-		o := cosmoslease.RunOptions{Rank: d.rank, FailoverDelay: j.FailoverDelay, Until: d.sched.Next(occ).Add(time.Duration(d.rank) * j.FailoverDelay),
-			RetryAbandoned: j.RetryAbandoned, Retention: cosmoslease.DefaultRunRetention, Instance: p.cfg.Name, PastDue: pastDue,
-			Schedule: fmt.Sprintf("every %s", j.Every), Next: d.sched.Next, MissedAfter: missedAfter, Grace: j.Grace}
-		res, err := d.c.RunOnce(ctx, j.Key, occ, o, d.work)
-		if ctx.Err() != nil {
-			return
-		}
-		d.w.logf(p, d.inc, j.Key, "cron: occurrence %s: %s %s %s", d.w.occName(occ), res.Status, res.Reason, errText(err))
-		next, pastDue = d.sched.Next(occ), false
-		if now := p.clk.Now(); !next.After(now) {
-			next, pastDue = d.sched.Prev(now), true
-		}
+	})
+	if p.alive(d.inc) {
+		d.w.logf(p, d.inc, j.Key, "cron: RunSchedule returned: %s", errText(err))
 	}
 }
 
@@ -184,14 +179,16 @@ func (d *jobDriver) host(ctx context.Context, wg *sync.WaitGroup) {
 	}
 }
 
-// invoke is one invocation of the timer function: handler.go's timer, with timeout.go's budget.
+// invoke is one invocation of the timer function: handler.go's timer and runOptions, with timeout.go's budget.
 func (d *jobDriver) invoke(ctx context.Context, occ time.Time, pastDue bool) {
 	j, p, c := d.j, d.p, d.c
 	start := p.clk.Now()
+	// timeout.go's newBudget.
 	margin := min(max(j.FunctionTimeout/10, time.Second), time.Minute)
 	budgetWork, budgetGrace, budgetFinish := j.FunctionTimeout-margin, margin/2, margin/4
 	ictx, cancel := context.WithTimeout(ctx, p.clk.trueDuration(budgetWork))
 	defer cancel()
+	deadline := start.Add(budgetWork) // the invocation's deadline on this machine's clock
 	// The host kills the process if the invocation outlives functionTimeout.
 	done := make(chan struct{})
 	defer close(done)
@@ -206,13 +203,19 @@ func (d *jobDriver) invoke(ctx context.Context, occ time.Time, pastDue bool) {
 			d.w.restartLater(p, time.Second)
 		}
 	}()
-	ranks := len(j.Procs)
-	o := cosmoslease.RunOptions{Rank: d.rank, FailoverDelay: j.FailoverDelay, RetryAbandoned: j.RetryAbandoned,
-		Retention: cosmoslease.DefaultRunRetention, Instance: p.cfg.Name, PastDue: pastDue, Schedule: fmt.Sprintf("every %s", j.Every),
-		Next: d.sched.Next, MissedAfter: cosmoslease.ClaimWindow(ranks, j.FailoverDelay, j.LeaseDuration),
-		Grace: min(budgetGrace, cosmoslease.DefaultRunGrace), FinishWithin: budgetFinish}
-	o.Until = d.sched.Next(occ).Add(time.Duration(d.rank) * j.FailoverDelay)
-	if last := start.Add(budgetWork - 2*c.Options().RequestTimeout); last.Before(o.Until) {
+	// handler.go: rank, ranks := h.s.rank(client.AccountRegions()); runOptions.
+	preferred := j.Regions
+	rank, ranks := cosmoslease.Rank(p.cfg.Region, preferred, c.AccountRegions())
+	grace := cosmoslease.DefaultRunGrace
+	if budgetGrace > 0 {
+		grace = min(budgetGrace, cosmoslease.DefaultRunGrace)
+	}
+	o := cosmoslease.RunOptions{Rank: rank, Regions: cosmoslease.Order(preferred, c.AccountRegions()), FailoverDelay: j.FailoverDelay,
+		RetryAbandoned: j.RetryAbandoned, Retention: cosmoslease.DefaultRunRetention, Instance: p.cfg.Name, PastDue: pastDue,
+		Schedule: fmt.Sprintf("every %s", j.Every), Next: d.sched.Next,
+		MissedAfter: cosmoslease.ClaimWindow(ranks, j.FailoverDelay, c.Options().LeaseDuration), Grace: grace, FinishWithin: budgetFinish}
+	o.Until = d.sched.Next(occ).Add(time.Duration(rank) * j.FailoverDelay)
+	if last := deadline.Add(-2 * c.Options().RequestTimeout); last.Before(o.Until) && last.After(p.clk.Now()) {
 		o.Until = last
 	}
 	res, err := c.RunOnce(ictx, j.Key, occ, o, d.work)
@@ -312,8 +315,9 @@ const (
 	checkOnce       = "at-most-once"   // each occurrence's work starts at most once (RetryAbandoned: twice, never in parallel)
 	checkOverlap    = "no-overlap"     // no two occurrences' work at once in live processes
 	checkOrder      = "schedule-order" // occurrences start in schedule order
-	checkPreferred  = "preferred"      // the preferred contender, alive and reachable, executes every occurrence
+	checkPreferred  = "preferred"      // the preferred region, alive and reachable, executes every occurrence
 	checkRecovering = "job-liveness"   // after the weather clears, the next occurrence runs within rank × delay + LeaseDuration
+	checkOnTime     = "failover-once"  // a standby that took over runs the next occurrences on time
 )
 
 // checkJobs judges the starts of every job's work after the run.
@@ -341,6 +345,7 @@ func (w *world) checkJobs() {
 				latest = r
 			}
 		}
+		w.checkAccounting(j, byOcc)
 		if !w.clockSensitiveOK(j) {
 			continue
 		}
@@ -352,58 +357,89 @@ func (w *world) checkJobs() {
 // a quarter of the failover delay; docs/reliability.md says a clock ahead by more than the delay can make a
 // standby run what the preferred region would have run.
 func (w *world) clockSensitiveOK(j JobConfig) bool {
-	for _, id := range j.Procs {
-		pc := w.cfg.Procs[id]
-		if d := abs(pc.Offset) + time.Duration(math.Abs(pc.Drift)*float64(driftPeriod)); d > j.FailoverDelay/4 {
-			return false
-		}
-	}
-	return w.cfg.ClockMode != "beyond"
+	return w.cfg.ClockMode != "beyond" && w.clockSpread(j) <= j.FailoverDelay/4
 }
 
-// checkPreference judges each occurrence fired in calm weather with nothing of the job still running at its
-// time: the preferred participant, if alive then, must run it; and after the weather clears, the first such
-// occurrence must start within (ranks − 1) × delay + LeaseDuration (plus a poll and a few requests).
+// clockSpread bounds how far a participant's clock is from the true time.
+func (w *world) clockSpread(j JobConfig) time.Duration {
+	var worst time.Duration
+	for _, id := range j.Procs {
+		pc := w.cfg.Procs[id]
+		worst = max(worst, abs(pc.Offset)+time.Duration(math.Abs(pc.Drift)*float64(driftPeriod)))
+	}
+	return worst
+}
+
+// horizon is how long after its time an occurrence must have started in calm weather, nothing of the job
+// running: the last rank's delay, a crashed holder's lease running out, a poll and 2 s of requests.
+func horizon(j JobConfig) time.Duration {
+	return time.Duration(len(j.Regions)-1)*j.FailoverDelay + j.LeaseDuration + cosmoslease.DefaultPollInterval + 2*time.Second
+}
+
+// checkPreference judges each occurrence due in quiet weather (no storm, and no participant dying, stopping or
+// starting, for long enough before it) with no other occurrence's work running from its time until its horizon:
+//   - job-liveness: it starts within horizon;
+//   - preferred: while a process of the preferred region has been up for two occurrences and more, one of them
+//     runs it (the preferred region takes the work back within two occurrences of its return);
+//   - failover-once: while every process of the regions ahead of the best region alive has been down for two
+//     occurrences and more, it starts on time (within a poll and 2 s): the failover cost its delay once.
 func (w *world) checkPreference(j JobConfig, runs []*workRun, byOcc map[int64][]*workRun) {
 	zero := w.start.Truncate(24 * time.Hour)
-	pref := w.procs[j.Procs[0]]
-	slack := cosmoslease.DefaultPollInterval + 2*time.Second
-	horizon := time.Duration(len(j.Procs)-1)*j.FailoverDelay + j.LeaseDuration + slack
-	for t := zero.Add(j.Every); t.Sub(w.start) < w.cfg.Duration-horizon-j.WorkMax; t = t.Add(j.Every) {
+	hz := horizon(j)
+	onTime := cosmoslease.DefaultPollInterval + 2*time.Second + 2*w.clockSpread(j)
+	back := 2*j.Every + j.LeaseDuration + hz // how long before an occurrence the world must have been quiet
+	for t := zero.Add(j.Every); t.Sub(w.start) < w.cfg.Duration-hz-j.WorkMax; t = t.Add(j.Every) {
 		at := t.Sub(w.start)
-		if at < w.cfg.LeaseDuration+2*j.LeaseDuration {
+		if at < w.cfg.LeaseDuration+2*j.LeaseDuration+back {
 			continue // the processes are still starting
 		}
-		if w.stormy(at-j.LeaseDuration-horizon, at+horizon) || w.busy(runs, at-j.Every, at+horizon) {
+		if !w.quiet(j, at-j.LeaseDuration-hz, at+hz) || w.busy(runs, t, at-onTime, at+hz) {
 			continue
 		}
+		w.judged[checkRecovering]++
 		started := byOcc[t.UnixNano()]
 		if len(started) == 0 {
-			w.violate(Violation{At: at + horizon, Check: checkRecovering, Key: j.Key,
-				Text: fmt.Sprintf("occurrence %s, due in calm weather with nothing of the job running, did not start within %s", w.occName(t), horizon)})
+			w.violate(Violation{At: at + hz, Check: checkRecovering, Key: j.Key,
+				Text: fmt.Sprintf("occurrence %s, due in calm weather with nothing else of the job running, did not start within %s", w.occName(t), hz)})
 			continue
 		}
-		if w.procDown(pref, at-j.LeaseDuration, at+horizon) {
+		if !w.quiet(j, at-back, at+hz) {
 			continue
 		}
-		if s := started[0]; s.p != pref {
-			w.violate(Violation{At: s.from, Check: checkPreferred, Key: j.Key,
-				Text: fmt.Sprintf("occurrence %s was run by %s (rank %d), not by the preferred %s, alive and reachable", w.occName(t), s.p.cfg.Name,
-					rankOf(j, s.p.id), pref.cfg.Name)})
+		first := started[0]
+		best := -1 // the rank of the best region with a process up throughout
+		for r, reg := range j.Regions {
+			for _, id := range j.Procs {
+				if w.cfg.Procs[id].Region == reg && !w.procDown(w.procs[id], at-back, at+hz) {
+					best = r
+					break
+				}
+			}
+			if best >= 0 {
+				break
+			}
+		}
+		switch best {
+		case 0:
+			w.judged[checkPreferred]++
+		case -1:
+		default:
+			w.judged[checkOnTime]++
+		}
+		switch {
+		case best == 0 && first.p.cfg.Region != j.Regions[0]:
+			w.violate(Violation{At: first.from, Check: checkPreferred, Key: j.Key,
+				Text: fmt.Sprintf("occurrence %s was run by %s in %s (rank %d), not in the preferred region %s, up and reachable", w.occName(t),
+					first.p.cfg.Name, first.p.cfg.Region, slices.Index(j.Regions, first.p.cfg.Region), j.Regions[0])})
+		case best > 0 && first.from-at > onTime:
+			w.violate(Violation{At: first.from, Check: checkOnTime, Key: j.Key,
+				Text: fmt.Sprintf("occurrence %s started %s late (by %s in %s), although every region ahead of %s had been down for two occurrences and more",
+					w.occName(t), first.from-at, first.p.cfg.Name, first.p.cfg.Region, j.Regions[best])})
 		}
 	}
 }
 
 func abs(d time.Duration) time.Duration { return max(d, -d) }
-
-func rankOf(j JobConfig, id int) int {
-	for r, p := range j.Procs {
-		if p == id {
-			return r
-		}
-	}
-	return -1
-}
 
 // stormy reports whether any storm overlaps [from, to].
 func (w *world) stormy(from, to time.Duration) bool {
@@ -415,18 +451,41 @@ func (w *world) stormy(from, to time.Duration) bool {
 	return false
 }
 
-// busy reports whether some work of the job other than occurrence-less ran during [from, to]: then the
-// occurrence may rightly have been skipped for overlap (or run late), as documented.
-func (w *world) busy(runs []*workRun, from, to time.Duration) bool {
+// quiet reports whether [from, to] had no storm, and no participant of j died, was stopped or started in it.
+func (w *world) quiet(j JobConfig, from, to time.Duration) bool {
+	if w.stormy(from, to) {
+		return false
+	}
+	for k, at := range w.rec.deaths {
+		if slices.Contains(j.Procs, k[0]) && at >= from && at <= to {
+			return false
+		}
+	}
+	for k, at := range w.rec.stops {
+		if slices.Contains(j.Procs, k[0]) && at >= from && at <= to {
+			return false
+		}
+	}
+	for _, s := range w.rec.starts {
+		if slices.Contains(j.Procs, s.p) && s.at >= from && s.at <= to {
+			return false
+		}
+	}
+	return true
+}
+
+// busy reports whether work of an occurrence other than t ran at some time in [from, to] in a live process: then
+// t may rightly have been skipped for overlap (or run late), as documented.
+func (w *world) busy(runs []*workRun, t time.Time, from, to time.Duration) bool {
 	for _, r := range runs {
-		if r.from <= to && (r.to < 0 || r.to >= from) {
+		if !r.occurrence.Equal(t) && r.from <= to && (r.to < 0 || r.to >= from) {
 			return true
 		}
 	}
 	return false
 }
 
-// procDown reports whether p was dead at some time in [from, to] (or not yet started).
+// procDown reports whether p was dead (or stopping) at some time in [from, to], or not yet started.
 func (w *world) procDown(p *proc, from, to time.Duration) bool {
 	for _, s := range w.cfg.Storms {
 		for _, c := range s.Crashes {
@@ -436,6 +495,11 @@ func (w *world) procDown(p *proc, from, to time.Duration) bool {
 		}
 	}
 	for k, at := range w.rec.deaths {
+		if k[0] == p.id && at >= from-time.Minute && at <= to {
+			return true
+		}
+	}
+	for k, at := range w.rec.stops {
 		if k[0] == p.id && at >= from-time.Minute && at <= to {
 			return true
 		}

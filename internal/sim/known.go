@@ -4,12 +4,7 @@ package sim
 // checks still run; a violation of one is reported as known and does not fail the run, unless the test is run
 // with -known (then every check counts). When the fix lands, delete the entry: from then on the check fails the
 // run again. This is the one place where such findings are listed.
-var knownFindings = map[string]string{
-	// Issue 23, items 5 and 6: an occurrence re-run through RetryAbandoned after later occurrences have started
-	// (a record left "started" is found by a later takeover and run again, out of order), and an occurrence run
-	// after a later one whose contender won the lease first.
-	checkOrder: "issue 23 (items 5, 6)",
-}
+var knownFindings = map[string]string{}
 
 // Known says which checks are off (their violations reported, not failed).
 type Known struct {

@@ -27,6 +27,7 @@ type Result struct {
 	ByOutcome     map[string]int
 	Holdings      int
 	UnknownLinear int
+	Judged        map[string]int // what the job checks judged
 	Wall          time.Duration // real time the run took
 }
 
@@ -59,7 +60,7 @@ func Run(t *testing.T, cfg Config) Result {
 	w.checkLinearizable(10 * time.Second)
 	sort.SliceStable(w.viol, func(i, j int) bool { return w.viol[i].At < w.viol[j].At })
 	r := Result{Config: cfg, Violations: w.viol, w: w, Requests: len(w.ops), ByOutcome: w.calls, UnknownLinear: w.unknownLinear,
-		Wall: time.Since(started)}
+		Wall: time.Since(started), Judged: w.judged}
 	for _, hs := range w.rec.holdings {
 		r.Holdings += len(hs)
 	}
@@ -68,7 +69,7 @@ func Run(t *testing.T, cfg Config) Result {
 
 func newWorld(cfg Config) *world {
 	w := &world{cfg: cfg, start: time.Now(), endpoint: fmt.Sprintf("https://sim-%d.documents.azure.com:443/", cfg.Seed),
-		calls: map[string]int{}, draws: map[drawKey]uint32{}, wake: make(chan struct{}, 1)}
+		calls: map[string]int{}, judged: map[string]int{}, draws: map[drawKey]uint32{}, wake: make(chan struct{}, 1)}
 	w.mem = memstore.New(trueClock{})
 	w.rec.init()
 	for i, pc := range cfg.Procs {
@@ -103,7 +104,14 @@ func (w *world) run() {
 			evs = append(evs, ev{at: pa.Start, p: w.procs[pa.Proc], what: "pause"}, ev{at: pa.End, p: w.procs[pa.Proc], what: "resume"})
 		}
 		for _, c := range s.Crashes {
-			evs = append(evs, ev{at: c.At, p: w.procs[c.Proc], what: "crash"}, ev{at: c.RestartAt, p: w.procs[c.Proc], what: "start"})
+			if c.Graceful {
+				// Stopped: its context ends at once; killed when its stop window ends (before its restart).
+				kill := min(c.At+stopWindow, c.RestartAt-time.Millisecond)
+				evs = append(evs, ev{at: c.At, p: w.procs[c.Proc], what: "stop"}, ev{at: max(kill, c.At), p: w.procs[c.Proc], what: "crash"})
+			} else {
+				evs = append(evs, ev{at: c.At, p: w.procs[c.Proc], what: "crash"})
+			}
+			evs = append(evs, ev{at: c.RestartAt, p: w.procs[c.Proc], what: "start"})
 		}
 	}
 	evs = append(evs, ev{at: w.cfg.Duration, what: "end"})
@@ -139,6 +147,8 @@ func (w *world) run() {
 			w.logf(e.p, e.p.inc, "", "resumed (SIGCONT)")
 		case "crash":
 			w.crash(e.p)
+		case "stop":
+			w.stop(e.p)
 		case "end":
 			for _, p := range w.procs {
 				w.crash(p)
@@ -150,6 +160,29 @@ func (w *world) run() {
 	// The library's own goroutines (lease keepers, an abandoned release) end within a few lease durations once
 	// their process is dead; time must keep running until they have (it stops when this goroutine returns).
 	time.Sleep(4*w.cfg.LeaseDuration + time.Minute)
+	// What the container holds at the end, read inside the bubble (jobs.go).
+	w.readJobs()
+}
+
+// stopWindow is how long a stopped process has to end on its own before it is killed: the work's grace (15 s for
+// cron), recording and releasing (FinishWithin, 20 s by default), and departing (FinishWithin).
+const stopWindow = 60 * time.Second
+
+// stop ends p's context, as SIGTERM or the host's shutdown does: the process is still alive, and finishes what it
+// does (cron's RunSchedule waits for its calls, then departs).
+func (w *world) stop(p *proc) {
+	p.mu.Lock()
+	if p.dead || p.ctx == nil || p.ctx.Err() != nil {
+		p.mu.Unlock()
+		return
+	}
+	inc := p.inc
+	p.cancel()
+	p.mu.Unlock()
+	w.mu.Lock()
+	w.rec.stops[[2]int{p.id, inc}] = w.since()
+	w.mu.Unlock()
+	w.logf(p, inc, "", "stopped (SIGTERM): it finishes what it does, and is killed after %s", stopWindow)
 }
 
 func (p *proc) pause() {
@@ -201,6 +234,9 @@ func (w *world) startProc(p *proc, wg *sync.WaitGroup) {
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	inc, ctx := p.inc, p.ctx
 	p.mu.Unlock()
+	w.mu.Lock()
+	w.rec.starts = append(w.rec.starts, procEvent{p: p.id, at: w.since()})
+	w.mu.Unlock()
 	w.logf(p, inc, "", "started (incarnation %d)", inc)
 	st := &procStore{w: w, p: p, inc: inc}
 	opts := cosmoslease.Options{OwnerID: p.cfg.Name, Region: p.cfg.Region, Hostname: p.cfg.Name, LeaseDuration: w.cfg.LeaseDuration,
@@ -228,4 +264,14 @@ func newClient(st *procStore, p *proc, inc int, opts cosmoslease.Options) (*cosm
 		return nil, err
 	}
 	return c.(*cosmoslease.Client), nil
+}
+
+// jobSummary says what the job checks judged.
+func (r Result) jobSummary() string {
+	if len(r.Config.Jobs) == 0 {
+		return ""
+	}
+	j := r.Judged
+	return fmt.Sprintf("; jobs: %d occurrences accounted, %d started, %d missed (%d judged for cause); calm occurrences judged: %d liveness, %d preferred, %d failover-once",
+		j["occurrences"], j["starts"], j["missed"], j[checkCause], j[checkRecovering], j[checkPreferred], j[checkOnTime])
 }

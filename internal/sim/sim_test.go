@@ -80,8 +80,8 @@ func TestSim(t *testing.T) {
 				mu.Unlock()
 				n := done.Add(1)
 				if *flagProgress || testing.Verbose() {
-					fmt.Fprintf(os.Stderr, "sim: seed %d done (%d/%d): %.0f contender-hours in %s, %d requests, %d holdings, %d violations\n",
-						seed, n, seeds, r.ContenderHours(), r.Wall.Round(time.Millisecond), r.Requests, r.Holdings, len(r.Violations))
+					fmt.Fprintf(os.Stderr, "sim: seed %d done (%d/%d): %.0f contender-hours in %s, %d requests, %d holdings, %d violations%s\n",
+						seed, n, seeds, r.ContenderHours(), r.Wall.Round(time.Millisecond), r.Requests, r.Holdings, len(r.Violations), r.jobSummary())
 				}
 				for _, v := range r.Violations {
 					if v.Allowed != "" || known.Skips(seed, v.Check) {

@@ -39,6 +39,9 @@ type world struct {
 	calls map[string]int
 	// unknownLinear counts documents whose history porcupine could not decide in time.
 	unknownLinear int
+	seq           int // applied writes so far
+	// judged counts what the job checks judged (occurrences, by check), for the summary.
+	judged map[string]int
 
 	// restarts are processes to start again (a killed handler), picked up by the root goroutine, which wake
 	// wakes.
@@ -165,6 +168,10 @@ type op struct {
 	lagged    bool          // a read answered by a replica behind
 	etag      string        // the version read or written
 	note      string
+	// jobMissed is, for a write of a job's lease document, the missed count of the job state it writes (-1
+	// otherwise); seq numbers the applied writes in the order the container applied them.
+	jobMissed int64
+	seq       int
 }
 
 // event is something a process did or saw, for the readable history.
@@ -192,6 +199,8 @@ type request struct {
 	fence   int64 // the fence value a write stores (-1: none)
 	limit   int64 // a patch's condition: the stored epoch at most this (-1: none)
 	session string
+	// jobMissed: a write of a job's lease document, the missed count it writes (-1: not one).
+	jobMissed int64
 	// apply runs under the world's lock and returns the answer's status (200, 201, 404, 409, 412, or 400 for a
 	// request the container refuses) and the version it produced or read.
 	apply func(lagDepth int) (status int, etag string)
@@ -326,7 +335,10 @@ func (w *world) call(ctx context.Context, p *proc, inc int, req request) answer 
 		return answer{err: err}
 	}
 	o := op{doc: req.doc, proc: int16(p.id), inc: int16(inc), kind: req.kind, call: w.since(), cond: req.cond, fence: req.fence,
-		limit: req.limit}
+		limit: req.limit, jobMissed: req.jobMissed}
+	if req.kind == opRead || req.kind == opQuery || req.kind == opPatch {
+		o.jobMissed = -1
+	}
 	f := w.draw(p, inc, req.kind, req.doc)
 	finish := func(a answer) answer {
 		o.ret = w.since()
@@ -358,6 +370,8 @@ func (w *world) call(ctx context.Context, p *proc, inc int, req request) answer 
 			late.applied = status == 200 || status == 201
 			late.etag, late.note = etag, fmt.Sprintf("arrived after its caller gave up; applied: %v", late.applied)
 			if late.applied && req.kind != opRead && req.kind != opQuery {
+				w.seq++
+				late.seq = w.seq
 				w.rec.applied(w, late)
 			}
 			w.mu.Unlock()
@@ -390,6 +404,8 @@ func (w *world) call(ctx context.Context, p *proc, inc int, req request) answer 
 	o.applied = status == 200 || status == 201
 	o.etag, o.lagged = etag, f.lagDepth > 0 && req.kind == opRead
 	if o.applied && req.kind != opRead && req.kind != opQuery {
+		w.seq++
+		o.seq = w.seq
 		w.rec.applied(w, o)
 	}
 	w.mu.Unlock()
@@ -457,6 +473,23 @@ func fenceOf(body []byte) int64 {
 	return int64(*d.Fence)
 }
 
+// jobMissed reads the missed count of the job state a write of a job's lease document carries: -1 for any other
+// document.
+func jobMissedOf(id string, body []byte) int64 {
+	if !strings.HasPrefix(id, "lease-job") {
+		return -1
+	}
+	var d struct {
+		Job *struct {
+			Missed int64 `json:"missed"`
+		} `json:"job"`
+	}
+	if json.Unmarshal(body, &d) != nil || d.Job == nil {
+		return 0
+	}
+	return d.Job.Missed
+}
+
 // isItem tells the shared fenced items from lease documents and run records.
 func isItem(id string) bool { return strings.HasPrefix(id, itemPrefix) }
 
@@ -514,7 +547,7 @@ func (s *procStore) Create(ctx context.Context, pk string, body []byte) (store.I
 	if isItem(id.ID) {
 		fence = fenceOf(body)
 	}
-	a := s.w.call(ctx, s.p, s.inc, request{kind: opCreate, doc: id.ID, fence: fence, apply: func(int) (int, string) {
+	a := s.w.call(ctx, s.p, s.inc, request{kind: opCreate, doc: id.ID, fence: fence, jobMissed: jobMissedOf(id.ID, body), apply: func(int) (int, string) {
 		var err error
 		it, err = s.w.mem.Create(bg, pk, body)
 		if err != nil {
@@ -536,7 +569,7 @@ func (s *procStore) Replace(ctx context.Context, pk, id string, body []byte, eta
 	if isItem(id) {
 		fence = fenceOf(body)
 	}
-	a := s.w.call(ctx, s.p, s.inc, request{kind: opReplace, doc: id, cond: etag, fence: fence, apply: func(int) (int, string) {
+	a := s.w.call(ctx, s.p, s.inc, request{kind: opReplace, doc: id, cond: etag, fence: fence, jobMissed: jobMissedOf(id, body), apply: func(int) (int, string) {
 		var err error
 		it, err = s.w.replace(pk, id, body, etag)
 		if err != nil {
