@@ -33,7 +33,7 @@ const (
 type jobRecord struct {
 	readers []*sdkmetric.ManualReader // one per incarnation of each participant
 	// At the end, read inside the bubble:
-	state   jobDoc                // the job's state in its lease document
+	state   jobDoc // the job's state in its lease document
 	records []cosmoslease.RunRecord
 	history cosmoslease.History
 	hErr    error

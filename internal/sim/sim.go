@@ -28,7 +28,7 @@ type Result struct {
 	Holdings      int
 	UnknownLinear int
 	Judged        map[string]int // what the job checks judged
-	Wall          time.Duration // real time the run took
+	Wall          time.Duration  // real time the run took
 }
 
 // Failed reports the violations that are not allowed by the run's conditions nor known findings that are off.
