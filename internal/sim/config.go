@@ -25,7 +25,10 @@ type Config struct {
 	ClockMode string
 
 	Latency LatencyConfig
-	Storms  []Storm
+	// Calm: storms are rare (calm spans of 10 to 40 lease durations instead of 3 to 9), so that the checks that
+	// judge calm weather (preference, failover, liveness of scheduled work) have occurrences to judge.
+	Calm   bool
+	Storms []Storm
 
 	// Jobs are scheduled occurrences (RunOnce as cron and the handler drive it).
 	Jobs []JobConfig
@@ -133,9 +136,13 @@ type JobConfig struct {
 
 func (c Config) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "seed %d: %s virtual, %d processes in %d regions %v, clocks %s, lease %s, latency median %s (%.1f%% up to %s)\n",
+	weather := "stormy"
+	if c.Calm {
+		weather = "calm"
+	}
+	fmt.Fprintf(&b, "seed %d: %s virtual, %d processes in %d regions %v, clocks %s, lease %s, latency median %s (%.1f%% up to %s), %s\n",
 		c.Seed, c.Duration, len(c.Procs), len(c.Regions), c.Regions, c.ClockMode, c.LeaseDuration, c.Latency.Median,
-		100*c.Latency.Tail, c.Latency.TailMax)
+		100*c.Latency.Tail, c.Latency.TailMax, weather)
 	for _, p := range c.Procs {
 		fmt.Fprintf(&b, "  %s in %s: offset %s, drift %+.4f, keys %v, renew by hand %v, patch %v, careless %v\n", p.Name, p.Region, p.Offset,
 			p.Drift, p.Keys, p.RenewByHand, p.Patch, p.Careless)
@@ -227,9 +234,10 @@ func expand(seed uint64, duration time.Duration) Config {
 	}
 	c.Latency = LatencyConfig{Median: time.Duration(1+r.IntN(40)) * time.Millisecond, Tail: 0.002 + 0.02*r.Float64(),
 		TailMax: time.Duration(1+r.IntN(8)) * time.Second}
-	for i := range r.IntN(3) {
+	for i := range 1 + r.IntN(2) {
 		c.Jobs = append(c.Jobs, job(r, c, i))
 	}
+	c.Calm = r.IntN(3) == 0
 	c.Storms = storms(r, c)
 	return c
 }
@@ -373,7 +381,21 @@ func storms(r *rand.Rand, c Config) []Storm {
 			s.Crashes = append(s.Crashes, Crash{Proc: p, At: a, RestartAt: b, Graceful: r.IntN(3) == 0})
 		}
 		out = append(out, s)
-		at = s.End + 3*l + time.Duration(r.Int64N(int64(6*l)))
+		if c.Calm {
+			// Long enough for the scheduled work's checks too: two occurrences and a failover, twice.
+			calm := 10 * l
+			for _, j := range c.Jobs {
+				calm = max(calm, 2*(2*j.Every+j.LeaseDuration+2*horizon(j)))
+			}
+			at = s.End + calm + time.Duration(r.Int64N(int64(3*calm)))
+		} else {
+			// At least long enough for one calm occurrence of each job to be judged.
+			calm := 3 * l
+			for _, j := range c.Jobs {
+				calm = max(calm, 2*j.Every+j.LeaseDuration+2*horizon(j))
+			}
+			at = s.End + calm + time.Duration(r.Int64N(int64(2*calm)))
+		}
 	}
 	return out
 }

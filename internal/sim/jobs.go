@@ -353,9 +353,9 @@ func (w *world) checkJobs() {
 	}
 }
 
-// clockSensitiveOK: the order, preference and recovery checks assume the participants' clocks agree to within
-// a quarter of the failover delay; docs/reliability.md says a clock ahead by more than the delay can make a
-// standby run what the preferred region would have run.
+// clockSensitiveOK: the order, preference and recovery checks assume the participants' clocks are within a
+// quarter of the failover delay of the true time (so within half of it of each other); docs/reliability.md says a
+// clock ahead by more than the delay can make a standby run what the preferred region would have run.
 func (w *world) clockSensitiveOK(j JobConfig) bool {
 	return w.cfg.ClockMode != "beyond" && w.clockSpread(j) <= j.FailoverDelay/4
 }
@@ -474,11 +474,12 @@ func (w *world) quiet(j JobConfig, from, to time.Duration) bool {
 	return true
 }
 
-// busy reports whether work of an occurrence other than t ran at some time in [from, to] in a live process: then
-// t may rightly have been skipped for overlap (or run late), as documented.
+// busy reports whether work of an occurrence before t ran at some time in [from, to]: then t may rightly have been
+// skipped for overlap (or run late), as documented. (A later occurrence's work is no excuse: t had to start
+// first.)
 func (w *world) busy(runs []*workRun, t time.Time, from, to time.Duration) bool {
 	for _, r := range runs {
-		if !r.occurrence.Equal(t) && r.from <= to && (r.to < 0 || r.to >= from) {
+		if r.occurrence.Before(t) && r.from <= to && (r.to < 0 || r.to >= from) {
 			return true
 		}
 	}
