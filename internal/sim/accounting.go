@@ -193,6 +193,9 @@ func (w *world) checkAccounting(j JobConfig, byOcc map[int64][]*workRun) {
 				if r.Status == cosmoslease.RunMissed {
 					w.checkMissedCause(j, t, r)
 				}
+				if r.Cause != "overlap" {
+					w.checkPassedOver(j, t, r)
+				}
 			case r.Status == cosmoslease.RunStarted:
 				if !(t.Equal(st.Cursor) && st.Run != nil && st.Run.Status == cosmoslease.RunStarted && st.Run.ClaimID == r.ClaimID) &&
 					!settling[r.ID+"/"+r.ClaimID] {
@@ -269,6 +272,35 @@ func (w *world) checkMissedCause(j JobConfig, t time.Time, r *cosmoslease.RunRec
 	}
 }
 
+// checkPassedOver: in quiet weather (since two occurrences and a failover before it, until its claim window
+// ends), with a participant up throughout and no earlier occurrence's work going at its time, an occurrence is run:
+// every live contender contends for every occurrence until its Until (issue 23, item 3), so nothing passes it over
+// as superseded or missed.
+func (w *world) checkPassedOver(j JobConfig, t time.Time, r *cosmoslease.RunRecord) {
+	at := t.Sub(w.start)
+	back := 2*j.Every + j.LeaseDuration + horizon(j)
+	if !w.clockSensitiveOK(j) || at < back+2*w.cfg.LeaseDuration || !w.quiet(j, at-back, at+window(j)) {
+		return
+	}
+	up := false
+	for _, id := range j.Procs {
+		up = up || !w.procDown(w.procs[id], at-back, at+window(j))
+	}
+	if !up {
+		return
+	}
+	m := w.clockSpread(j) + 2*time.Second
+	for _, run := range w.rec.work[j.Key] {
+		if run.occurrence.Before(t) && run.from < at+m && (run.to < 0 || run.to > at-m) {
+			return
+		}
+	}
+	w.judged["passed-over"]++
+	w.violate(Violation{At: at, Check: checkRecovering, Key: j.Key,
+		Text: fmt.Sprintf("occurrence %s was passed over (%s: %s) in calm weather, with a contender up and no earlier run going at its time", w.occName(t),
+			r.Status, r.Reason)})
+}
+
 // unheardMissed is how much the writes of key's lease document whose caller got no answer added to the missed
 // count (each against the version applied before it).
 func (w *world) unheardMissed(key string) int64 {
@@ -283,18 +315,20 @@ func (w *world) unheardMissed(key string) int64 {
 		if jw.doc != "lease-"+key {
 			continue
 		}
-		if lost[jw.seq] && jw.missed > prev {
-			sum += jw.missed - prev
+		if lost[jw.seq] && jw.info.missed > prev {
+			sum += jw.info.missed - prev
 		}
-		prev = jw.missed
+		prev = jw.info.missed
 	}
 	return sum
 }
 
 type jobWrite struct {
-	doc    string
-	seq    int
-	missed int64
+	doc       string
+	seq       int
+	at        time.Duration
+	proc, inc int
+	info      jobWriteInfo
 }
 
 // sumCounter sums an Int64 counter over every reader.

@@ -105,8 +105,8 @@ func (r *recorder) applied(w *world, o op) {
 		}
 	}
 	r.writes[o.doc] = append(r.writes[o.doc], applied{at: w.since(), state: st})
-	if o.jobMissed >= 0 {
-		r.jobWrites = append(r.jobWrites, jobWrite{doc: o.doc, seq: o.seq, missed: o.jobMissed})
+	if o.job != nil {
+		r.jobWrites = append(r.jobWrites, jobWrite{doc: o.doc, seq: o.seq, at: w.since(), proc: int(o.proc), inc: int(o.inc), info: *o.job})
 	}
 	if !isItem(o.doc) || o.fence < 0 {
 		return

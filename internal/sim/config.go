@@ -86,6 +86,8 @@ type Spell struct {
 	Status     int
 	Region     string // "" for every region
 	Prob       float64
+	// Docs, when set, limits the spell to writes (creates, replaces, patches) of documents whose id starts with it.
+	Docs string
 }
 
 // Cut: the region cannot reach Cosmos DB: requests get no answer (a connection timeout), in flight or not.
@@ -122,8 +124,10 @@ type JobConfig struct {
 	FailoverDelay time.Duration
 	LeaseDuration time.Duration
 	Grace         time.Duration
-	// Work is how long the work takes, uniformly in [WorkMin, WorkMax].
+	// Work is how long the work takes, uniformly in [WorkMin, WorkMax]. When its context ends it stops within
+	// [StopMin, Grace × 0.8] (StopMin 0 unless a scenario sets it).
 	WorkMin, WorkMax time.Duration
+	StopMin          time.Duration
 	RetryAbandoned   bool
 	// FunctionTimeout is the host's functionTimeout (handler only).
 	FunctionTimeout time.Duration
@@ -256,7 +260,8 @@ func job(r *rand.Rand, c Config, i int) JobConfig {
 	// Work mostly within the gap, sometimes longer than it.
 	j.WorkMin, j.WorkMax = j.Every/20, j.Every/2
 	if r.IntN(4) == 0 {
-		j.WorkMax = 2 * j.Every
+		// Longer than the gap: sometimes longer than two (occurrences passed over for overlap).
+		j.WorkMax = []time.Duration{2 * j.Every, 3 * j.Every}[r.IntN(2)]
 	}
 	switch j.Driver {
 	case "cron":

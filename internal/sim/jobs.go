@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -236,7 +237,7 @@ func (d *jobDriver) work(ctx context.Context, run cosmoslease.Run) error {
 		pauses: pauses}
 	w.workStarted(wr)
 	length := between(r, d.j.WorkMin, d.j.WorkMax)
-	stop := between(r, 0, d.j.Grace*8/10)
+	stop := between(r, d.j.StopMin, d.j.Grace*8/10)
 	if d.j.Driver == "handler" && r.IntN(10) == 0 {
 		stop = length // work that ignores its context: the handler leaves it running, and the host may kill it
 	}
@@ -336,6 +337,9 @@ func (w *world) checkJobs() {
 					Text: fmt.Sprintf("occurrence %s started again by %s#%d at epoch %d (retry %v); it had started by %s#%d at epoch %d at %s",
 						w.occName(r.occurrence), r.p.cfg.Name, r.inc, r.epoch, r.retry, prev[0].p.cfg.Name, prev[0].inc, prev[0].epoch, fmtAt(prev[0].from))})
 			}
+			if len(prev) == 1 && r.retry {
+				w.checkRetry(j, prev[0], r)
+			}
 			if latest != nil && r.occurrence.Before(latest.occurrence) && w.clockSensitiveOK(j) {
 				w.violate(Violation{At: r.from, Check: checkOrder, Key: j.Key,
 					Text: fmt.Sprintf("occurrence %s started (by %s#%d, retry %v) after occurrence %s had started (by %s#%d at %s)",
@@ -346,10 +350,67 @@ func (w *world) checkJobs() {
 			}
 		}
 		w.checkAccounting(j, byOcc)
+		w.checkRecordHistory(j)
 		if !w.clockSensitiveOK(j) {
 			continue
 		}
 		w.checkPreference(j, runs, byOcc)
+	}
+}
+
+// checkRetry: a run is judged by what its holder said (docs/reliability.md): the re-run of an occurrence
+// (RetryAbandoned) is allowed only for a run judged abandoned, never for one whose holder released the lease with
+// the run's outcome, nor for one whose final record (completed, failed, lost, timed-out) was written before.
+func (w *world) checkRetry(j JobConfig, first, again *workRun) {
+	recID := cosmoslease.RunID(j.Key, first.occurrence)
+	for _, jw := range w.rec.jobWrites {
+		if jw.at > again.from {
+			break
+		}
+		i := jw.info
+		switch {
+		case jw.doc == "lease-"+j.Key && jw.proc == first.p.id && jw.inc == first.inc && i.released && i.epoch == first.epoch &&
+			i.runOcc.Equal(first.occurrence) && first.to >= 0 && jw.at >= first.to:
+			// The release after the work returned carries the run's outcome: the run is not to be judged again.
+			w.violate(Violation{At: again.from, Check: checkOnce, Key: j.Key,
+				Text: fmt.Sprintf("occurrence %s run again (by %s#%d) although its first run's holder %s#%d released the lease at %s, after the work returned (the document says %s)",
+					w.occName(first.occurrence), again.p.cfg.Name, again.inc, first.p.cfg.Name, first.inc, fmtAt(jw.at), i.runStatus)})
+			return
+		case jw.doc == recID && i.record && i.epoch == first.epoch && finalStatus(i.runStatus):
+			w.violate(Violation{At: again.from, Check: checkOnce, Key: j.Key,
+				Text: fmt.Sprintf("occurrence %s run again (by %s#%d) although the final record of its first run (epoch %d, %s) was written at %s",
+					w.occName(first.occurrence), again.p.cfg.Name, again.inc, first.epoch, i.runStatus, fmtAt(jw.at))})
+			return
+		}
+	}
+}
+
+// finalStatus: a run record's status that says how the run ended (as its holder recorded it).
+func finalStatus(s string) bool {
+	switch s {
+	case cosmoslease.RunCompleted, cosmoslease.RunFailed, cosmoslease.RunLost, cosmoslease.RunTimedOut:
+		return true
+	}
+	return false
+}
+
+// checkRecordHistory: a run's final record, once written, is never overwritten as abandoned (a record a run wrote
+// stands: docs/reliability.md, "A run is judged by what its holder said").
+func (w *world) checkRecordHistory(j JobConfig) {
+	final := map[string]jobWrite{}
+	for _, jw := range w.rec.jobWrites {
+		if !jw.info.record || !strings.HasPrefix(jw.doc, cosmoslease.RunPrefix+j.Key+"-") {
+			continue
+		}
+		key := fmt.Sprintf("%s/%d", jw.doc, jw.info.epoch)
+		if f, ok := final[key]; ok && jw.info.runStatus == cosmoslease.RunAbandoned {
+			w.violate(Violation{At: jw.at, Check: checkAccounted, Key: j.Key,
+				Text: fmt.Sprintf("record %s of the run at epoch %d, final (%s) since %s, was overwritten as abandoned by %s#%d", jw.doc, jw.info.epoch,
+					f.info.runStatus, fmtAt(f.at), w.procs[jw.proc].cfg.Name, jw.inc)})
+		}
+		if finalStatus(jw.info.runStatus) {
+			final[key] = jw
+		}
 	}
 }
 

@@ -168,10 +168,10 @@ type op struct {
 	lagged    bool          // a read answered by a replica behind
 	etag      string        // the version read or written
 	note      string
-	// jobMissed is, for a write of a job's lease document, the missed count of the job state it writes (-1
-	// otherwise); seq numbers the applied writes in the order the container applied them.
-	jobMissed int64
-	seq       int
+	// job is, for a write of a job's lease document, what the job state it writes says (nil otherwise); seq numbers
+	// the applied writes in the order the container applied them.
+	job *jobWriteInfo
+	seq int
 }
 
 // event is something a process did or saw, for the readable history.
@@ -199,8 +199,8 @@ type request struct {
 	fence   int64 // the fence value a write stores (-1: none)
 	limit   int64 // a patch's condition: the stored epoch at most this (-1: none)
 	session string
-	// jobMissed: a write of a job's lease document, the missed count it writes (-1: not one).
-	jobMissed int64
+	// job: a write of a job's lease document, what it writes (nil: not one).
+	job *jobWriteInfo
 	// apply runs under the world's lock and returns the answer's status (200, 201, 404, 409, 412, or 400 for a
 	// request the container refuses) and the version it produced or read.
 	apply func(lagDepth int) (status int, etag string)
@@ -256,6 +256,9 @@ func (w *world) draw(p *proc, inc int, kind opKind, doc string) fault {
 			f.lagDepth = 1 + r.IntN(3)
 		}
 		for _, sp := range s.Spells {
+			if sp.Docs != "" && (kind == opRead || kind == opQuery || !strings.HasPrefix(doc, sp.Docs)) {
+				continue
+			}
 			if now >= sp.Start && now < sp.End && (sp.Region == "" || sp.Region == p.cfg.Region) && r.Float64() < sp.Prob {
 				switch {
 				case sp.Status == 404 && kind == opRead,
@@ -335,10 +338,7 @@ func (w *world) call(ctx context.Context, p *proc, inc int, req request) answer 
 		return answer{err: err}
 	}
 	o := op{doc: req.doc, proc: int16(p.id), inc: int16(inc), kind: req.kind, call: w.since(), cond: req.cond, fence: req.fence,
-		limit: req.limit, jobMissed: req.jobMissed}
-	if req.kind == opRead || req.kind == opQuery || req.kind == opPatch {
-		o.jobMissed = -1
-	}
+		limit: req.limit, job: req.job}
 	f := w.draw(p, inc, req.kind, req.doc)
 	finish := func(a answer) answer {
 		o.ret = w.since()
@@ -473,21 +473,54 @@ func fenceOf(body []byte) int64 {
 	return int64(*d.Fence)
 }
 
-// jobMissed reads the missed count of the job state a write of a job's lease document carries: -1 for any other
-// document.
-func jobMissedOf(id string, body []byte) int64 {
+// jobWriteInfo is what a write of a job's lease document says: its missed count, whether it releases the lease,
+// and the cursor's run.
+type jobWriteInfo struct {
+	record    bool  // a run record (runStatus, epoch), not the lease document
+	epoch     int64 // a run record's epoch, or the lease document's
+	missed    int64
+	released  bool
+	runOcc    time.Time
+	runStatus string
+	runClaim  string
+}
+
+// jobWriteOf reads what a write of a job's lease document or run record says; nil for any other document.
+func jobWriteOf(id string, body []byte) *jobWriteInfo {
+	if strings.HasPrefix(id, "run-job") {
+		var r struct {
+			Status string `json:"status"`
+			Epoch  int64  `json:"epoch"`
+		}
+		_ = json.Unmarshal(body, &r)
+		return &jobWriteInfo{record: true, runStatus: r.Status, epoch: r.Epoch}
+	}
 	if !strings.HasPrefix(id, "lease-job") {
-		return -1
+		return nil
 	}
 	var d struct {
-		Job *struct {
+		Released bool  `json:"released"`
+		Epoch    int64 `json:"epoch"`
+		Job      *struct {
 			Missed int64 `json:"missed"`
+			Run    *struct {
+				Occurrence time.Time `json:"occurrence"`
+				Status     string    `json:"status"`
+				ClaimID    string    `json:"claimId"`
+			} `json:"run"`
 		} `json:"job"`
 	}
-	if json.Unmarshal(body, &d) != nil || d.Job == nil {
-		return 0
+	if json.Unmarshal(body, &d) != nil {
+		return &jobWriteInfo{}
 	}
-	return d.Job.Missed
+	info := &jobWriteInfo{released: d.Released, epoch: d.Epoch}
+	if d.Job != nil {
+		info.missed = d.Job.Missed
+		if r := d.Job.Run; r != nil {
+			info.runOcc, info.runStatus, info.runClaim = r.Occurrence, r.Status, r.ClaimID
+		}
+	}
+	return info
 }
 
 // isItem tells the shared fenced items from lease documents and run records.
@@ -547,7 +580,7 @@ func (s *procStore) Create(ctx context.Context, pk string, body []byte) (store.I
 	if isItem(id.ID) {
 		fence = fenceOf(body)
 	}
-	a := s.w.call(ctx, s.p, s.inc, request{kind: opCreate, doc: id.ID, fence: fence, jobMissed: jobMissedOf(id.ID, body), apply: func(int) (int, string) {
+	a := s.w.call(ctx, s.p, s.inc, request{kind: opCreate, doc: id.ID, fence: fence, job: jobWriteOf(id.ID, body), apply: func(int) (int, string) {
 		var err error
 		it, err = s.w.mem.Create(bg, pk, body)
 		if err != nil {
@@ -569,7 +602,7 @@ func (s *procStore) Replace(ctx context.Context, pk, id string, body []byte, eta
 	if isItem(id) {
 		fence = fenceOf(body)
 	}
-	a := s.w.call(ctx, s.p, s.inc, request{kind: opReplace, doc: id, cond: etag, fence: fence, jobMissed: jobMissedOf(id, body), apply: func(int) (int, string) {
+	a := s.w.call(ctx, s.p, s.inc, request{kind: opReplace, doc: id, cond: etag, fence: fence, job: jobWriteOf(id, body), apply: func(int) (int, string) {
 		var err error
 		it, err = s.w.replace(pk, id, body, etag)
 		if err != nil {

@@ -33,9 +33,6 @@ type mutant struct {
 	// reader sees which checker each mutant proves).
 	Expect []string
 	Edits  []edit
-	// Phase2: the election's mutants, which come with the redesigned occurrence election (issue 23). Listed, not
-	// run.
-	Phase2 bool
 }
 
 var mutants = []mutant{
@@ -82,12 +79,68 @@ var mutants = []mutant{
 			Old: `if v := s.docs[id]; etag == "" || v[len(v)-1].etag != etag {`,
 			New: `if v := s.docs[id]; etag == "" || len(v) == 0 {`}}},
 
-	// The occurrence election (phase 2 of issue 24, with the redesign of issue 23): their checks are in
-	// internal/sim/jobs.go; the edits go here once the new election's code is settled.
-	{Name: "ignore-claim-id", What: "a claimer takes any record of its occurrence for its own", Phase2: true},
-	{Name: "skip-workstopms-wait", What: "a successor does not wait for a dead holder's work to stop", Phase2: true},
-	{Name: "waiting-counted-missed", What: "an occurrence still waiting behind a long run is counted missed", Phase2: true},
-	{Name: "cron-serial-loop", What: "cron waits on one occurrence while the next comes due, then jumps to the latest", Phase2: true},
+	// The occurrence election (issue 23's redesign): caught by the scheduled-work checks (internal/sim/jobs.go,
+	// accounting.go).
+	{Name: "ignore-claim-id", What: "a RunOnce claim answered 409/412 is taken for ours without checking the leaseId the document carries",
+		Expect: []string{"at-most-once", "no-overlap", "accounting"},
+		Edits: []edit{{File: "pkg/cosmoslease/client.go",
+			Old: `		if u, ok := c.ours(key, fresh.doc, spec); ok {`,
+			New: `		u, ok := c.ours(key, fresh.doc, spec)
+		if !ok && spec.ownerOf() != nil && (kind == store.Conflict || kind == store.Precondition) {
+			u, ok = claim{leaseID: next.LeaseID, sent: sent, prev: prev, owner: spec.ownerOf()}, true // (mutant: no leaseId check)
+		}
+		if ok {`}}},
+	{Name: "skip-workstopms-wait", What: "a holder that takes over an unreleased lease starts at once, without waiting workStopMs for the previous work to stop",
+		Expect: []string{"no-overlap"},
+		Edits: []edit{{File: "pkg/cosmoslease/occurrence.go",
+			Old: `	if p != nil && !p.Released {`,
+			New: `	if false && p != nil && !p.Released {`}}},
+	{Name: "waiting-counted-missed", What: "an occurrence that came due while the previous run was going (waiting behind it) is counted missed, not skipped for overlap",
+		Expect: []string{"missed-cause"},
+		Edits: []edit{{File: "pkg/cosmoslease/job.go",
+			Old: `			cause = causeOverlap`,
+			New: `			cause = causeMissed // (mutant)`}}},
+	{Name: "cron-serial-loop", What: "RunSchedule runs occurrences one after another, and when the next is already due jumps to the latest due one (the old cron loop)",
+		Expect: []string{"job-liveness", "failover-once", "accounting"},
+		Edits: []edit{{File: "pkg/cosmoslease/schedule.go",
+			Old: `		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := c.RunOnce(ctx, key, occ, call, work)
+			if report != nil {
+				mu.Lock()
+				report(res, err)
+				mu.Unlock()
+			}
+		}()
+		next = after`,
+			New: `		_ = &mu
+		res, err := c.RunOnce(ctx, key, occ, call, work)
+		if report != nil {
+			report(res, err)
+		}
+		// (mutant: the old serial loop) the next occurrence, or the latest due one when it is already due.
+		next = after
+		for now := c.clock.Now(); !sched.Next(next).After(now); {
+			next = sched.Next(next)
+		}`}}},
+	{Name: "claim-without-cursor-check", What: "a claim does not check, on the version it replaces, that the cursor has not reached its occurrence",
+		Expect: []string{"at-most-once", "schedule-order"},
+		Edits: []edit{{File: "pkg/cosmoslease/occurrence.go",
+			Old: `	if pj.decided(e.t) {
+		return claimPlan{}, errDecided
+	}`,
+			New: `	// (mutant: no cursor check)`}}},
+	{Name: "skip-without-record", What: "a claim passes over occurrences without putting their records (skipped, missed) in the document",
+		Expect: []string{"accounting", "missed-count"},
+		Edits: []edit{{File: "pkg/cosmoslease/occurrence.go",
+			Old: `	nj.Pending = append(nj.Pending, ranges...)`,
+			New: `	_ = ranges // (mutant: no records)`}}},
+	{Name: "release-without-outcome", What: "the release leaves the run \"started\" in the document instead of its outcome",
+		Expect: []string{"at-most-once", "accounting"},
+		Edits: []edit{{File: "pkg/cosmoslease/occurrence.go",
+			Old: `	h.job.Run, h.job.Recorded = rec, err == nil && ours`,
+			New: `	h.job.Run, h.job.Recorded = h.job.Run, false // (mutant: the run's outcome not released)`}}},
 }
 
 func main() {
@@ -110,10 +163,6 @@ func main() {
 	var rows []string
 	for _, m := range mutants {
 		if *only != "" && m.Name != *only {
-			continue
-		}
-		if m.Phase2 {
-			rows = append(rows, fmt.Sprintf("%-32s %-8s %s", m.Name, "phase 2", m.What))
 			continue
 		}
 		overlay, err := write(root, tmp, m)
