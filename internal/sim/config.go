@@ -32,6 +32,10 @@ type Config struct {
 
 	// Jobs are scheduled occurrences (RunOnce as cron and the handler drive it).
 	Jobs []JobConfig
+
+	// scenario, for a scripted world (scenarios.go): its name, and its own checks beside every run's.
+	scenario string
+	extra    func(w *world)
 }
 
 // ProcConfig is one contender process (a machine).

@@ -57,6 +57,9 @@ func Run(t *testing.T, cfg Config) Result {
 	})
 	w.checkLiveness(cfg.Duration)
 	w.checkJobs()
+	if cfg.extra != nil {
+		cfg.extra(w)
+	}
 	w.checkLinearizable(10 * time.Second)
 	sort.SliceStable(w.viol, func(i, j int) bool { return w.viol[i].At < w.viol[j].At })
 	r := Result{Config: cfg, Violations: w.viol, w: w, Requests: len(w.ops), ByOutcome: w.calls, UnknownLinear: w.unknownLinear,
@@ -96,8 +99,16 @@ func (w *world) run() {
 		end  time.Duration
 	}
 	var evs []ev
+	late := map[int]bool{} // a crash at 0: the process starts at its restart (scenarios)
+	for _, s := range w.cfg.Storms {
+		for _, c := range s.Crashes {
+			late[c.Proc] = late[c.Proc] || c.At == 0
+		}
+	}
 	for _, p := range w.procs {
-		evs = append(evs, ev{at: between(w.rng(p, 0, "start"), 0, w.cfg.LeaseDuration), p: p, what: "start"})
+		if !late[p.id] {
+			evs = append(evs, ev{at: between(w.rng(p, 0, "start"), 0, w.cfg.LeaseDuration), p: p, what: "start"})
+		}
 	}
 	for _, s := range w.cfg.Storms {
 		for _, pa := range s.Pauses {

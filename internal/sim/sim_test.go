@@ -123,3 +123,33 @@ func report(r Result, bad []Violation, d time.Duration) string {
 	fmt.Fprintf(&b, "\nwhat happened before the first violation (newest last):\n%s", r.History(bad[0], 120))
 	return b.String()
 }
+
+// TestScenarios runs the regressions (scenarios.go): scripted worlds in which a review's finding would show.
+func TestScenarios(t *testing.T) {
+	for _, sc := range Scenarios {
+		t.Run(sc.Name, func(t *testing.T) {
+			t.Parallel()
+			cfg := sc.Config()
+			r := Run(t, cfg)
+			if *flagProgress || testing.Verbose() {
+				fmt.Fprintf(os.Stderr, "sim: scenario %s done: %.0f contender-hours in %s, %d requests, %d violations%s\n", sc.Name,
+					r.ContenderHours(), r.Wall.Round(time.Millisecond), r.Requests, len(r.Violations), r.jobSummary())
+			}
+			if bad := r.Failed(Known{All: *flagKnown}); len(bad) > 0 {
+				t.Error(scenarioReport(sc, r, bad))
+			}
+		})
+	}
+}
+
+func scenarioReport(sc Scenario, r Result, bad []Violation) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nscenario %s failed %d check(s) (seed %d):\n", sc.Name, len(bad), r.Config.Seed)
+	for _, v := range bad {
+		fmt.Fprintf(&b, "  %s\n", v)
+	}
+	fmt.Fprintf(&b, "\nthe regression of: %s\nreplay: go test ./internal/sim -run 'TestScenarios/%s$' -count=1\n\n", sc.Finding, sc.Name)
+	b.WriteString(r.Config.String())
+	fmt.Fprintf(&b, "\nwhat happened before the first violation (newest last):\n%s", r.History(bad[0], 120))
+	return b.String()
+}

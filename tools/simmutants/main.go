@@ -136,6 +136,30 @@ var mutants = []mutant{
 		Edits: []edit{{File: "pkg/cosmoslease/occurrence.go",
 			Old: `	nj.Pending = append(nj.Pending, ranges...)`,
 			New: `	_ = ranges // (mutant: no records)`}}},
+	{Name: "no-depart", What: "RunSchedule does not mark its region departed when it stops (a graceful stop costs the next region the delay)",
+		Expect: []string{"failover-once"},
+		Edits: []edit{{File: "pkg/cosmoslease/schedule.go",
+			Old: `			if err := c.Depart(dctx, key); err != nil {`,
+			New: `			if err := error(nil); err != nil { // (mutant: no Depart)`}}},
+	{Name: "no-absent-mark", What: "ranks count every region, marked absent or not (failover costs the delay at every occurrence)",
+		Expect: []string{"failover-once"},
+		Edits: []edit{{File: "pkg/cosmoslease/job.go",
+			Old: `		if _, gone := j.Absent[reg]; !gone {`,
+			New: `		if true { // (mutant: absent regions count)`}}},
+	{Name: "count-missed-after-work", What: "the missed occurrences a claim decides are counted when its run ends, not at the claim",
+		Expect: []string{"missed-count"},
+		Edits: []edit{{File: "pkg/cosmoslease/occurrence.go",
+			Old: `		c.m.occurrencesMissed(ctx, c.m.keyed(e.key), int64(plan.nMissed))`,
+			New: `		// (mutant: counted after the work)`},
+			{File: "pkg/cosmoslease/occurrence.go",
+				Old: `	r.Abandoned, r.Retried, r.Missed, r.MissedCount = res.Abandoned, res.Retried, res.Missed, res.MissedCount`,
+				New: `	r.Abandoned, r.Retried, r.Missed, r.MissedCount = res.Abandoned, res.Retried, res.Missed, res.MissedCount
+	c.m.occurrencesMissed(ctx, c.m.keyed(e.key), int64(res.MissedCount)) // (mutant)`}}},
+	{Name: "earlier-waiting-unbounded", What: "a contender defers to an earlier unclaimed occurrence even past its own Until",
+		Expect: []string{"job-liveness"},
+		Edits: []edit{{File: "pkg/cosmoslease/occurrence.go",
+			Old: `	if s, until := e.earlierWaiting(job, at); !s.IsZero() && (o.Until.IsZero() || until.Before(o.Until)) {`,
+			New: `	if s, until := e.earlierWaiting(job, at); !s.IsZero() { // (mutant)`}}},
 	{Name: "release-without-outcome", What: "the release leaves the run \"started\" in the document instead of its outcome",
 		Expect: []string{"at-most-once", "accounting"},
 		Edits: []edit{{File: "pkg/cosmoslease/occurrence.go",
@@ -171,7 +195,7 @@ func main() {
 		}
 		start := time.Now()
 		fmt.Fprintf(os.Stderr, "mutant %s: %s …\n", m.Name, m.What)
-		cmdArgs := []string{"test", "-overlay", overlay, "-count=1", "-run", "TestSim$", "./internal/sim", "-args", "-stop"}
+		cmdArgs := []string{"test", "-overlay", overlay, "-count=1", "-run", "TestSim$|TestScenarios", "./internal/sim", "-args", "-stop"}
 		if *args != "" {
 			cmdArgs = append(cmdArgs, strings.Fields(*args)...)
 		}
@@ -184,7 +208,7 @@ func main() {
 			fmt.Fprintf(os.Stderr, "%s\n", tail(out, 30))
 			continue
 		}
-		rows = append(rows, fmt.Sprintf("%-32s %-8s seed %s, by %s (%s): %s", m.Name, "caught", seed, strings.Join(checks, ", "), took, m.What))
+		rows = append(rows, fmt.Sprintf("%-32s %-8s %s, by %s (%s): %s", m.Name, "caught", seed, strings.Join(checks, ", "), took, m.What))
 	}
 	fmt.Println("mutant                           result")
 	for _, r := range rows {
@@ -231,24 +255,30 @@ func write(root, tmp string, m mutant) (string, error) {
 }
 
 var (
-	failingSeeds = regexp.MustCompile(`failing seeds: (\d+)`)
-	seedFailed   = regexp.MustCompile(`seed (\d+) failed \d+ check`)
+	failingSeeds   = regexp.MustCompile(`failing seeds: (\d+)`)
+	seedFailed     = regexp.MustCompile(`seed (\d+) failed \d+ check`)
+	scenarioFailed = regexp.MustCompile(`(scenario [a-z-]+) failed \d+ check`)
 	violation    = regexp.MustCompile(`\[(epochs|exclusion|linearizable|fence|liveness|[a-z-]+)\] `)
 )
 
 // caught reads the simulator's output: the first failing seed and the checks that failed in it.
 func caught(out []byte) (string, []string) {
-	seed := ""
+	seed, header := "", ""
 	if m := seedFailed.FindSubmatch(out); m != nil {
-		seed = string(m[1])
+		seed, header = "seed "+string(m[1]), "seed "+string(m[1])+" failed"
 	} else if m := failingSeeds.FindSubmatch(out); m != nil {
-		seed = string(m[1])
+		seed, header = "seed "+string(m[1]), "seed "+string(m[1])+" failed"
+	} else if m := scenarioFailed.FindSubmatch(out); m != nil {
+		seed, header = string(m[1]), string(m[1])+" failed"
 	}
 	if seed == "" {
 		return "", nil
 	}
 	// The checks listed under the first failure's header, before its replay line.
-	i := bytes.Index(out, []byte("seed "+seed+" failed"))
+	i := bytes.Index(out, []byte(header))
+	if i < 0 {
+		return seed, nil
+	}
 	j := bytes.Index(out[i:], []byte("replay:"))
 	block := out[i:]
 	if j > 0 {
