@@ -258,7 +258,7 @@ var (
 	failingSeeds   = regexp.MustCompile(`failing seeds: (\d+)`)
 	seedFailed     = regexp.MustCompile(`seed (\d+) failed \d+ check`)
 	scenarioFailed = regexp.MustCompile(`(scenario [a-z-]+) failed \d+ check`)
-	violation    = regexp.MustCompile(`\[(epochs|exclusion|linearizable|fence|liveness|[a-z-]+)\] `)
+	violation      = regexp.MustCompile(`\[(epochs|exclusion|linearizable|fence|liveness|[a-z-]+)\] `)
 )
 
 // caught reads the simulator's output: the first failing seed and the checks that failed in it.
