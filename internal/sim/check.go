@@ -2,6 +2,8 @@ package sim
 
 import (
 	"fmt"
+
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"sort"
 	"time"
 
@@ -180,7 +182,21 @@ func (w *world) ended(h *holding) {
 func (w *world) died(p *proc, inc int) {
 	w.mu.Lock()
 	w.rec.deaths[[2]int{p.id, inc}] = w.since()
+	var rs []*procReader
+	for _, jr := range w.rec.jobs {
+		for _, r := range jr.readers {
+			if r.proc == p.id && r.inc == inc && !r.dead {
+				r.dead = true
+				rs = append(rs, r)
+			}
+		}
+	}
 	w.mu.Unlock()
+	// A killed process exports nothing more: its counters are what they were when it died (its goroutines may
+	// still run a moment in the simulation; whatever they count then is not counted).
+	for _, r := range rs {
+		r.missed, r.err = sumCounter([]*sdkmetric.ManualReader{r.reader}, "cosmoslease.occurrence.missed")
+	}
 }
 
 // livenessBound is how long after the last fault heals (or after a holder lets go in calm weather) a continuous

@@ -91,7 +91,7 @@ func (w *world) startJobs(ctx context.Context, p *proc, inc int, st *procStore, 
 		}
 		w.mu.Lock()
 		jr := w.rec.job(j.Key)
-		jr.readers = append(jr.readers, reader)
+		jr.readers = append(jr.readers, &procReader{proc: p.id, inc: inc, reader: reader})
 		w.mu.Unlock()
 		jd := &jobDriver{w: w, p: p, inc: inc, c: c, j: j, idx: ji,
 			sched: schedule{every: j.Every, zero: p.clk.local(w.start).Truncate(24 * time.Hour)}}

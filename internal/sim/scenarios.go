@@ -88,6 +88,16 @@ func onTime(w *world, j JobConfig, from, to time.Duration, why string) {
 
 var two = []string{"eastus", "westeurope"}
 
+// leaseWorld is a scripted world of two processes that hold one continuous key in turn, as `run --wait` does.
+func leaseWorld(name string, seed uint64, d time.Duration) Config {
+	c := scripted(name, seed, d, two)
+	c.Keys = []string{"k0"}
+	for i := range c.Procs {
+		c.Procs[i].Keys = []string{"k0"}
+	}
+	return c
+}
+
 // Scenarios are the regressions, run by TestScenarios.
 var Scenarios = []Scenario{
 	{Name: "delay-exceeds-gap",
@@ -101,19 +111,20 @@ var Scenarios = []Scenario{
 			return c
 		}},
 	{Name: "starved-behind-an-earlier-occurrence",
-		Finding: "fifth review: a contender deferring to an earlier unclaimed occurrence past its own Until starved the schedule (TestReview5_DeferringToAnEarlierOccurrenceNeverStarvesTheSchedule)",
+		Finding: "fifth review: a contender deferring to an earlier unclaimed occurrence past its own Until starved the schedule after cron restarted behind the cursor (TestReview5_DeferringToAnEarlierOccurrenceNeverStarvesTheSchedule)",
 		Mutants: []string{"earlier-waiting-unbounded"},
 		Config: func() Config {
-			c := scripted("starved-behind-an-earlier-occurrence", 102, 15*time.Minute, two, cronJob(5*time.Second, 10*time.Second, 250*time.Millisecond, 6*time.Second))
-			c.Storms = []Storm{{Start: time.Minute - time.Second, End: time.Minute + time.Second,
-				Crashes: []Crash{{Proc: 0, At: time.Minute, RestartAt: time.Hour}}}}
+			c := scripted("starved-behind-an-earlier-occurrence", 102, 12*time.Minute, two, cronJob(5*time.Second, 10*time.Second, 100*time.Millisecond, 100*time.Millisecond))
+			// westeurope is listed but never runs; eastus's cron is stopped at 3m for a minute.
+			c.Storms = []Storm{{Start: 3*time.Minute - time.Second, End: 3*time.Minute + time.Second,
+				Crashes: []Crash{{Proc: 1, At: 0, RestartAt: time.Hour}, {Proc: 0, At: 3 * time.Minute, RestartAt: 4 * time.Minute, Graceful: true}}}}
 			return c
 		}},
 	{Name: "work-stopping-within-its-grace",
 		Finding: "third review (adversary_runonce_test.go): the work of a holder whose renewals failed, stopping within its grace, ran beside the next holder's (TestAdversary_RunOnce_WorkStoppingWithinItsGraceOverlapsTheNextHolder)",
 		Mutants: []string{"skip-workstopms-wait"},
 		Config: func() Config {
-			j := cronJob(20*time.Second, 5*time.Second, 90*time.Second, 90*time.Second)
+			j := cronJob(20*time.Second, 5*time.Second, 200*time.Second, 200*time.Second)
 			j.Grace, j.StopMin = 30*time.Second, 20*time.Second // cron --grace 25s; the command takes 20–24 s to exit
 			c := scripted("work-stopping-within-its-grace", 103, 12*time.Minute, two, j)
 			// westeurope's machine starts late, so eastus holds the lease when its region is cut off.
@@ -158,15 +169,31 @@ var Scenarios = []Scenario{
 		Config: func() Config {
 			j := cronJob(10*time.Second, 5*time.Second, 8*time.Second, 8*time.Second)
 			c := scripted("missed-counted-when-the-holder-dies-mid-work", 106, 10*time.Minute, two, j)
-			// Both regions cut off for two minutes; eastus claims the first occurrence after (counting the missed)
-			// and dies in its work.
+			// Both regions cut off for two minutes; whichever claims the first occurrence after (counting the
+			// missed) dies in its work (both machines die then).
 			c.Storms = []Storm{{Start: 3 * time.Minute, End: 5*time.Minute + 5*time.Second,
-				Cuts:    []Cut{{Start: 3 * time.Minute, End: 5 * time.Minute, Region: "eastus"}, {Start: 3 * time.Minute, End: 5 * time.Minute, Region: "westeurope"}},
-				Crashes: []Crash{{Proc: 0, At: 5*time.Minute + 4*time.Second, RestartAt: 6 * time.Minute}}}}
+				Cuts: []Cut{{Start: 3 * time.Minute, End: 5 * time.Minute, Region: "eastus"}, {Start: 3 * time.Minute, End: 5 * time.Minute, Region: "westeurope"}},
+				Crashes: []Crash{{Proc: 0, At: 5*time.Minute + 4*time.Second, RestartAt: 6 * time.Minute},
+					{Proc: 1, At: 5*time.Minute + 4*time.Second, RestartAt: 6 * time.Minute}}}}
 			c.extra = func(w *world) {
 				if st := w.rec.jobs["job0"].state; st.Missed == 0 {
 					w.violate(Violation{At: w.cfg.Duration, Check: checkMissed, Key: "job0", Text: "nothing counted missed after two minutes of both regions cut off"})
 				}
+			}
+			return c
+		}},
+	{Name: "claim-answered-late",
+		Finding: "the lease's validity runs from the send of the write that confirmed it, not from its answer: a claim answered late, then a region cut off (second review: Renew returning nil for a lease that ended while its answer was on the way, adversary_test.go; the simulator's first finding, TestSimFinding_ClaimAnsweredAfterItsDeadlineIsNoLease)",
+		Mutants: []string{"expiry-from-receive"},
+		Config: func() Config {
+			c := leaseWorld("claim-answered-late", 101, 40*time.Minute)
+			// A 10 s lease; one request in ten answered after up to 4 s; each region cut off in turn for 15 s
+			// every 30 s: a claim answered late, then no renewal (the mechanism of seed 5 in phase 1).
+			c.LeaseDuration = 10 * time.Second
+			c.Latency = LatencyConfig{Median: 20 * time.Millisecond, Tail: 0.1, TailMax: 4 * time.Second}
+			for i := range 79 {
+				reg, at := two[i%2], time.Duration(60+30*i)*time.Second
+				c.Storms = append(c.Storms, Storm{Start: at, End: at + 15*time.Second, Cuts: []Cut{{Start: at, End: at + 15*time.Second, Region: reg}}})
 			}
 			return c
 		}},

@@ -283,6 +283,6 @@ func (r Result) jobSummary() string {
 		return ""
 	}
 	j := r.Judged
-	return fmt.Sprintf("; jobs: %d occurrences accounted, %d started, %d missed (%d judged for cause); calm occurrences judged: %d liveness, %d preferred, %d failover-once",
-		j["occurrences"], j["starts"], j["missed"], j[checkCause], j[checkRecovering], j[checkPreferred], j[checkOnTime])
+	return fmt.Sprintf("; jobs: %d occurrences accounted, %d started, %d missed (counter %d; %d judged for cause); calm occurrences judged: %d liveness, %d preferred, %d failover-once",
+		j["occurrences"], j["starts"], j["missed"], j["counted"], j[checkCause], j[checkRecovering], j[checkPreferred], j[checkOnTime])
 }

@@ -140,7 +140,8 @@ var mutants = []mutant{
 		Expect: []string{"failover-once"},
 		Edits: []edit{{File: "pkg/cosmoslease/schedule.go",
 			Old: `			if err := c.Depart(dctx, key); err != nil {`,
-			New: `			if err := error(nil); err != nil { // (mutant: no Depart)`}}},
+			New: `			_ = dctx // (mutant: no Depart)
+			if err := error(nil); err != nil {`}}},
 	{Name: "no-absent-mark", What: "ranks count every region, marked absent or not (failover costs the delay at every occurrence)",
 		Expect: []string{"failover-once"},
 		Edits: []edit{{File: "pkg/cosmoslease/job.go",
@@ -170,6 +171,8 @@ var mutants = []mutant{
 func main() {
 	only := flag.String("only", "", "run only the mutant of this name")
 	args := flag.String("args", "", "extra arguments for the simulator (after -args), e.g. \"-seeds 8\"")
+	keep := flag.Bool("keep", false, "keep the overlays (their directory is printed), to run a mutant by hand")
+	run := flag.String("run", "TestSim$|TestScenarios", "the tests to run against each mutant (go test -run)")
 	flag.Parse()
 	root, err := os.Getwd()
 	if err != nil {
@@ -182,7 +185,11 @@ func main() {
 	if err != nil {
 		fatal(err)
 	}
-	defer os.RemoveAll(tmp)
+	if *keep {
+		fmt.Fprintf(os.Stderr, "overlays kept in %s\n", tmp)
+	} else {
+		defer os.RemoveAll(tmp)
+	}
 	failed := 0
 	var rows []string
 	for _, m := range mutants {
@@ -195,13 +202,19 @@ func main() {
 		}
 		start := time.Now()
 		fmt.Fprintf(os.Stderr, "mutant %s: %s …\n", m.Name, m.What)
-		cmdArgs := []string{"test", "-overlay", overlay, "-count=1", "-run", "TestSim$|TestScenarios", "./internal/sim", "-args", "-stop"}
+		cmdArgs := []string{"test", "-overlay", overlay, "-count=1", "-run", *run, "./internal/sim", "-args", "-stop"}
 		if *args != "" {
 			cmdArgs = append(cmdArgs, strings.Fields(*args)...)
 		}
 		out, _ := exec.Command("go", cmdArgs...).CombinedOutput()
 		seed, checks := caught(out)
 		took := time.Since(start).Round(time.Second)
+		if bytes.Contains(out, []byte("[build failed]")) || bytes.Contains(out, []byte("[setup failed]")) {
+			failed++
+			rows = append(rows, fmt.Sprintf("%-32s %-8s %s", m.Name, "BROKEN", "the mutant does not build: fix its edit"))
+			fmt.Fprintf(os.Stderr, "%s\n", tail(out, 30))
+			continue
+		}
 		if seed == "" {
 			failed++
 			rows = append(rows, fmt.Sprintf("%-32s %-8s %s (%s; expected: %s)", m.Name, "MISSED", m.What, took, strings.Join(m.Expect, ", ")))
