@@ -149,6 +149,7 @@ func (d *jobDriver) host(ctx context.Context, wg *sync.WaitGroup) {
 		stormy := d.w.stormy(d.w.since(), d.w.since())
 		if stormy && r.IntN(4) == 0 {
 			late := between(r, 0, j.Every)
+			d.w.fault("tick late")
 			d.w.logf(p, d.inc, j.Key, "host: the tick for %s comes %s late", d.w.occName(occ), late)
 			if !sleep(ctx, p, late) {
 				return
@@ -156,6 +157,7 @@ func (d *jobDriver) host(ctx context.Context, wg *sync.WaitGroup) {
 			pastDue = !d.sched.Next(occ).After(p.clk.Now())
 		}
 		if stormy && r.IntN(4) == 0 {
+			d.w.fault("tick twice")
 			d.w.logf(p, d.inc, j.Key, "host: the tick for %s comes twice", d.w.occName(occ))
 			wg.Go(func() { d.invoke(ctx, occ, pastDue) })
 		}
@@ -199,6 +201,7 @@ func (d *jobDriver) invoke(ctx context.Context, occ time.Time, pastDue bool) {
 		case <-done:
 		case <-ctx.Done():
 		case <-p.clk.After(j.FunctionTimeout):
+			d.w.fault("handler killed by the host at functionTimeout")
 			d.w.logf(p, inc, j.Key, "host: the invocation for %s outlived functionTimeout (%s): the handler is killed", d.w.occName(occ), j.FunctionTimeout)
 			d.w.crash(p)
 			d.w.restartLater(p, time.Second)

@@ -28,6 +28,7 @@ type Result struct {
 	Holdings      int
 	UnknownLinear int
 	Judged        map[string]int // what the job checks judged
+	Faults        map[string]int // the faults that happened, by kind
 	Wall          time.Duration  // real time the run took
 }
 
@@ -63,7 +64,7 @@ func Run(t *testing.T, cfg Config) Result {
 	w.checkLinearizable(10 * time.Second)
 	sort.SliceStable(w.viol, func(i, j int) bool { return w.viol[i].At < w.viol[j].At })
 	r := Result{Config: cfg, Violations: w.viol, w: w, Requests: len(w.ops), ByOutcome: w.calls, UnknownLinear: w.unknownLinear,
-		Wall: time.Since(started), Judged: w.judged}
+		Wall: time.Since(started), Judged: w.judged, Faults: w.faults}
 	for _, hs := range w.rec.holdings {
 		r.Holdings += len(hs)
 	}
@@ -72,7 +73,7 @@ func Run(t *testing.T, cfg Config) Result {
 
 func newWorld(cfg Config) *world {
 	w := &world{cfg: cfg, start: time.Now(), endpoint: fmt.Sprintf("https://sim-%d.documents.azure.com:443/", cfg.Seed),
-		calls: map[string]int{}, judged: map[string]int{}, draws: map[drawKey]uint32{}, wake: make(chan struct{}, 1)}
+		calls: map[string]int{}, judged: map[string]int{}, faults: map[string]int{}, draws: map[drawKey]uint32{}, wake: make(chan struct{}, 1)}
 	w.mem = memstore.New(trueClock{})
 	w.rec.init()
 	for i, pc := range cfg.Procs {
@@ -151,14 +152,19 @@ func (w *world) run() {
 		case "start":
 			w.startProc(e.p, &wg)
 		case "pause":
+			w.fault("process paused past its lease")
 			e.p.pause()
 			w.logf(e.p, e.p.inc, "", "paused (SIGSTOP)")
 		case "resume":
 			e.p.unpause()
 			w.logf(e.p, e.p.inc, "", "resumed (SIGCONT)")
 		case "crash":
+			if e.p.alive(e.p.inc) {
+				w.fault("process killed (memory lost)")
+			}
 			w.crash(e.p)
 		case "stop":
+			w.fault("process stopped gracefully")
 			w.stop(e.p)
 		case "end":
 			for _, p := range w.procs {

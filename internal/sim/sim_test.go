@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -70,6 +71,10 @@ func TestSim(t *testing.T) {
 		failed    []string
 		found     []string
 		wallStart = time.Now()
+		faults    = map[string]int{}
+		requests  int
+		clocks    = map[string]int{}
+		nviol     int
 	)
 	t.Run("seeds", func(t *testing.T) {
 		for i := range seeds {
@@ -83,6 +88,12 @@ func TestSim(t *testing.T) {
 				r := Run(t, cfg)
 				mu.Lock()
 				hours += r.ContenderHours()
+				requests += r.Requests
+				nviol += len(r.Violations)
+				clocks[cfg.ClockMode]++
+				for k, n := range r.Faults {
+					faults[k] += n
+				}
 				mu.Unlock()
 				n := done.Add(1)
 				if *flagProgress || testing.Verbose() {
@@ -108,6 +119,19 @@ func TestSim(t *testing.T) {
 	})
 	wall := time.Since(wallStart)
 	t.Logf("simulated %.0f contender-hours in %s: %.0f contender-hours per minute", hours, wall.Round(time.Millisecond), hours/wall.Minutes())
+	if *flagProgress || testing.Verbose() {
+		kinds := make([]string, 0, len(faults))
+		for k := range faults {
+			kinds = append(kinds, k)
+		}
+		sort.Strings(kinds)
+		var b strings.Builder
+		fmt.Fprintf(&b, "%d seeds, %d requests, %d violations (allowed or known included); clocks: %v; faults:\n", seeds, requests, nviol, clocks)
+		for _, k := range kinds {
+			fmt.Fprintf(&b, "  %-55s %d\n", k, faults[k])
+		}
+		t.Logf("%s", b.String())
+	}
 	for _, f := range found {
 		t.Logf("known or allowed: %s", f)
 	}

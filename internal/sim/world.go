@@ -42,6 +42,8 @@ type world struct {
 	seq           int // applied writes so far
 	// judged counts what the job checks judged (occurrences, by check), for the summary.
 	judged map[string]int
+	// faults counts the faults that happened, by kind.
+	faults map[string]int
 
 	// restarts are processes to start again (a killed handler), picked up by the root goroutine, which wake
 	// wakes.
@@ -222,6 +224,7 @@ type fault struct {
 	spell                        int  // a synthetic status, 0 for none
 	lagDepth                     int
 	cut                          bool
+	held                         bool // held in the network (SlowRequests)
 	toServer, toClient           time.Duration
 }
 
@@ -248,7 +251,7 @@ func (w *world) draw(p *proc, inc int, kind opKind, doc string) fault {
 		f.lostBefore = r.Float64() < s.LostBefore
 		if r.Float64() < s.SlowRequests {
 			// Held in the network well past its caller's patience, then delivered.
-			f.toServer = time.Duration(r.Int64N(int64(w.cfg.LeaseDuration)))
+			f.toServer, f.held = time.Duration(r.Int64N(int64(w.cfg.LeaseDuration))), true
 		}
 		f.lostAnswer = r.Float64() < s.LostAnswer
 		f.slow = r.Float64() < s.SlowAnswer
@@ -340,6 +343,7 @@ func (w *world) call(ctx context.Context, p *proc, inc int, req request) answer 
 	o := op{doc: req.doc, proc: int16(p.id), inc: int16(inc), kind: req.kind, call: w.since(), cond: req.cond, fence: req.fence,
 		limit: req.limit, job: req.job}
 	f := w.draw(p, inc, req.kind, req.doc)
+	w.countFaults(f, req.kind)
 	finish := func(a answer) answer {
 		o.ret = w.since()
 		o.status = a.status
@@ -446,6 +450,53 @@ func (w *world) call(ctx context.Context, p *proc, inc int, req request) answer 
 		return finish(answer{err: err})
 	}
 	return finish(a)
+}
+
+// countFaults counts the faults drawn for a request, by kind, for the run's figures.
+func (w *world) countFaults(f fault, kind opKind) {
+	var kinds []string
+	switch {
+	case f.cut:
+		kinds = append(kinds, "request cut off (region)")
+	case f.lostBefore:
+		kinds = append(kinds, "request lost before it arrived")
+	default:
+		if f.held {
+			kinds = append(kinds, "request held in the network")
+		}
+		switch f.spell {
+		case 0:
+		case 409, 412:
+			kinds = append(kinds, fmt.Sprintf("write applied, answer lost, SDK retry answered %d", f.spell))
+		default:
+			kinds = append(kinds, fmt.Sprintf("answered %d", f.spell))
+		}
+		if f.spell != 429 && f.spell != 503 && f.spell != 404 {
+			if f.lostAnswer {
+				kinds = append(kinds, "answer lost")
+			} else if f.slow {
+				kinds = append(kinds, "answer held back past the caller's patience")
+			}
+		}
+		if f.lagDepth > 0 && kind == opRead {
+			kinds = append(kinds, "read from a replica behind")
+		}
+	}
+	if len(kinds) == 0 {
+		return
+	}
+	w.mu.Lock()
+	for _, k := range kinds {
+		w.faults[k]++
+	}
+	w.mu.Unlock()
+}
+
+// fault counts a process-level fault, for the run's figures.
+func (w *world) fault(kind string) {
+	w.mu.Lock()
+	w.faults[kind]++
+	w.mu.Unlock()
 }
 
 func (w *world) record(o op) {
