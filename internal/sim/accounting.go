@@ -267,7 +267,7 @@ func (w *world) checkMissedCause(j JobConfig, t time.Time, r *cosmoslease.RunRec
 	m := w.clockSpread(j) + 2*time.Second
 	w.judged[checkCause]++
 	for _, run := range w.rec.work[j.Key] {
-		if run.from < at-m && (run.to < 0 || run.to > at+m) && run.p.alive(run.inc) {
+		if d, dead := w.rec.deaths[[2]int{run.p.id, run.inc}]; run.from < at-m && (run.to < 0 || run.to > at+m) && (!dead || d > at+m) {
 			w.violate(Violation{At: at, Check: checkCause, Key: j.Key,
 				Text: fmt.Sprintf("occurrence %s is recorded missed (%s), but it came due while %s#%d ran occurrence %s (from %s to %s): it waited behind a run",
 					w.occName(t), r.Reason, run.p.cfg.Name, run.inc, w.occName(run.occurrence), fmtAt(run.from), fmtAt(run.to))})
