@@ -3,6 +3,7 @@ package cosmoslease
 import (
 	"context"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -42,4 +43,64 @@ func TestSimFinding_ClaimAnsweredAfterItsDeadlineIsNoLease(t *testing.T) {
 			t.Fatalf("TryAcquire returned a lease (epoch %d) that was already lost when it got it: %v", r.l.Epoch(), lerr)
 		}
 	}
+}
+
+// Seed 1002 of the simulator (4 h, a cron job every 5 min): the holder of occurrence p died in its work; the next
+// holder claimed q, which put p's run in the job state's runs to settle, and died (or could not read p's record)
+// before settling it. Until a later holder settles p, its run has no record (a run's record is written when it
+// ends) and is not the cursor's run, so History did not show it at all: MissedOccurrences over History.Runs counted
+// p, which was claimed and ran, as missed (LeaseStatus and inspect --runs show History), while the job state's
+// missed count, rightly, did not. A run waiting to be judged is in History, as started.
+func TestSimFinding_ARunWaitingToBeJudgedIsNotMissedInHistory(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble()
+		ctx := context.Background()
+		start := time.Now()
+		o := every20s(start)
+		p, q := o.Add(20*time.Second), o.Add(40*time.Second)
+
+		// a runs o, then claims p and dies in its work.
+		a, ha := b.client(t, "a", nil)
+		sleepUntil(o)
+		if res, err := a.RunOnce(ctx, "job", o, bubbleRunOpts(0), func(ctx context.Context, r Run) error { return nil }); err != nil || res.Status != RunExecuted {
+			t.Fatalf("setup: o: %s %v", res.Status, err)
+		}
+		sleepUntil(p)
+		go func() {
+			_, _ = a.RunOnce(ctx, "job", p, bubbleRunOpts(0), func(ctx context.Context, r Run) error {
+				cutOff(ha)
+				<-ctx.Done()
+				return ctx.Err()
+			})
+		}()
+		// b claims q once a's lease has run out, and cannot read p's record to judge it: p stays to be settled.
+		c, hc := b.client(t, "b", nil)
+		hc.on("read", RunID("job", p), -1, refuse)
+		sleepUntil(q)
+		res, err := c.RunOnce(ctx, "job", q, bubbleRunOpts(0), func(ctx context.Context, r Run) error { return nil })
+		if err != nil || res.Status != RunExecuted {
+			t.Fatalf("setup: q: %s %v", res.Status, err)
+		}
+		time.Sleep(time.Minute) // a reader comes later (LeaseStatus, inspect --runs); nobody has contended since
+		reader, _ := b.client(t, "reader", nil)
+		h, err := reader.History(ctx, "job", 10, every20s, 40*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.MissedTotal != 0 {
+			t.Fatalf("setup: the job state counts %d missed", h.MissedTotal)
+		}
+		if h.Missed.Count != 0 {
+			t.Errorf("History counts %d missed (%v): occurrence %s was claimed and ran (its run waits to be judged); the job state counts 0",
+				h.Missed.Count, h.Missed.Times, p.UTC().Format(time.RFC3339))
+		}
+		found := false
+		for _, r := range h.Runs {
+			found = found || r.Occurrence.Equal(p.UTC())
+		}
+		if !found {
+			t.Errorf("History's runs do not show occurrence %s, whose run waits to be judged", p.UTC().Format(time.RFC3339))
+		}
+		time.Sleep(time.Minute) // let the leases' goroutines end
+	})
 }
