@@ -100,8 +100,8 @@ func window(j JobConfig) time.Duration {
 }
 
 // decisions puts together the records and the job's state as History does: the document's word (records still
-// pending, a run's outcome not yet recorded, the unfinished run) replaces a stored record of the same id decided no
-// later.
+// pending, a run's outcome not yet recorded, the unfinished runs: the cursor's and those to settle) replaces a
+// stored record of the same id decided no later (strictly earlier, for the unfinished).
 func (jr *jobRecord) decisions() []cosmoslease.RunRecord {
 	recs := append([]cosmoslease.RunRecord(nil), jr.records...)
 	byID := map[string]int{}
@@ -127,6 +127,9 @@ func (jr *jobRecord) decisions() []cosmoslease.RunRecord {
 	}
 	if st.Run != nil && st.Run.Status == cosmoslease.RunStarted {
 		put(*st.Run, true)
+	}
+	for _, r := range st.Settle {
+		put(r, true)
 	}
 	sort.SliceStable(recs, func(i, j int) bool { return recs[i].Occurrence.Before(recs[j].Occurrence) })
 	return recs
