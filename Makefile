@@ -23,12 +23,12 @@ chaos: test-deps build
 
 ## sim: the deterministic simulator (internal/sim) for longer than go test runs it: SEEDS seeds from FIRST, DURATION
 ## of virtual time each, with progress; a failure prints its seed and the command that replays it (see
-## docs/reliability.md). SEED=N replays one seed.
+## docs/reliability.md). SEED=N replays one seed, on one processor (GOMAXPROCS=1), which replays best.
 SEEDS    ?= 200
 FIRST    ?= 1
 DURATION ?= 6h
 sim:
-	$(GO) test ./internal/sim -run 'TestSim$$' -count=1 -timeout 0 -v -args -progress -seeds $(SEEDS) -first $(FIRST) -duration $(DURATION) $(if $(SEED),-seed $(SEED))
+	$(if $(SEED),GOMAXPROCS=1) $(GO) test ./internal/sim -run 'TestSim$$' -count=1 -timeout 0 -v -args -progress -seeds $(SEEDS) -first $(FIRST) -duration $(DURATION) $(if $(SEED),-seed $(SEED))
 
 ## sim-mutants: apply known-wrong changes to the lease, the fence and the store one at a time (go test -overlay;
 ## the tree is never edited) and show that the simulator's default seed budget catches each, with the seed.

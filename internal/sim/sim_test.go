@@ -148,7 +148,8 @@ func report(r Result, bad []Violation, d time.Duration) string {
 	for _, v := range bad {
 		fmt.Fprintf(&b, "  %s\n", v)
 	}
-	fmt.Fprintf(&b, "\nreplay: go test ./internal/sim -run 'TestSim$' -count=1 -args -seed %d -duration %s\n\n", r.Config.Seed, d)
+	fmt.Fprintf(&b, "\nreplay: GOMAXPROCS=1 go test ./internal/sim -run 'TestSim$' -count=1 -args -seed %d -duration %s   (or: make sim SEED=%d DURATION=%s)\n", r.Config.Seed, d, r.Config.Seed, d)
+	b.WriteString("  one processor replays best; a replay reproduces the first violation of most seeds, and may diverge after it (docs/reliability.md, Replay)\n\n")
 	b.WriteString(r.Config.String())
 	fmt.Fprintf(&b, "\nwhat happened before the first violation (newest last):\n%s", r.History(bad[0], 120))
 	return b.String()
@@ -181,7 +182,7 @@ func scenarioReport(sc Scenario, r Result, bad []Violation) string {
 	for _, v := range bad {
 		fmt.Fprintf(&b, "  %s\n", v)
 	}
-	fmt.Fprintf(&b, "\nthe regression of: %s\nreplay: go test ./internal/sim -run 'TestScenarios/all/%s$' -count=1\n\n", sc.Finding, sc.Name)
+	fmt.Fprintf(&b, "\nthe regression of: %s\nreplay: GOMAXPROCS=1 go test ./internal/sim -run 'TestScenarios/all/%s$' -count=1\n\n", sc.Finding, sc.Name)
 	b.WriteString(r.Config.String())
 	fmt.Fprintf(&b, "\nwhat happened before the first violation (newest last):\n%s", r.History(bad[0], 120))
 	return b.String()
