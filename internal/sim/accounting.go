@@ -27,6 +27,9 @@ const (
 	checkAccounted = "accounting"   // every occurrence up to the cursor has one record, and the records agree with what ran
 	checkMissed    = "missed-count" // the missed occurrences, counted by the records, History and the counter, agree
 	checkCause     = "missed-cause" // an occurrence that came due while a run was going is not counted missed
+	// missed-cause-earlier: the same, when the run going at its time was not the one the deciding claim replaced
+	// (a known finding: known.go).
+	checkCauseEarlier = "missed-cause-earlier"
 )
 
 // jobRecord is what the accounting checks collect of one job.
@@ -269,11 +272,22 @@ func (w *world) checkMissedCause(j JobConfig, t time.Time, r *cosmoslease.RunRec
 	}
 	m := w.clockSpread(j) + 2*time.Second
 	w.judged[checkCause]++
+	// The run the deciding claim replaced: the latest one started under an earlier epoch.
+	var prev *workRun
+	for _, run := range w.rec.work[j.Key] {
+		if run.epoch < r.Decided && (prev == nil || run.epoch > prev.epoch) {
+			prev = run
+		}
+	}
 	for _, run := range w.rec.work[j.Key] {
 		if d, dead := w.rec.deaths[[2]int{run.p.id, run.inc}]; run.from < at-m && (run.to < 0 || run.to > at+m) && (!dead || d > at+m) {
-			w.violate(Violation{At: at, Check: checkCause, Key: j.Key,
-				Text: fmt.Sprintf("occurrence %s is recorded missed (%s), but it came due while %s#%d ran occurrence %s (from %s to %s): it waited behind a run",
-					w.occName(t), r.Reason, run.p.cfg.Name, run.inc, w.occName(run.occurrence), fmtAt(run.from), fmtAt(run.to))})
+			check, how := checkCause, "the run the deciding claim replaced"
+			if run != prev {
+				check, how = checkCauseEarlier, "an earlier run than the one the deciding claim replaced"
+			}
+			w.violate(Violation{At: at, Check: check, Key: j.Key,
+				Text: fmt.Sprintf("occurrence %s is recorded missed (%s), but it came due while %s#%d ran occurrence %s (from %s to %s; %s): it waited behind a run",
+					w.occName(t), r.Reason, run.p.cfg.Name, run.inc, w.occName(run.occurrence), fmtAt(run.from), fmtAt(run.to), how)})
 			return
 		}
 	}

@@ -66,6 +66,8 @@ type recorder struct {
 	work map[string][]*workRun
 	// jobWrites are the writes of jobs' lease documents, in the order applied, with the missed count each wrote.
 	jobWrites []jobWrite
+	// overlaps are starts made while another occurrence's work ran (judged after the run: jobs.go).
+	overlaps [][2]*workRun
 	// jobs is what the accounting checks need of each job (jobs.go).
 	jobs map[string]*jobRecord
 }

@@ -62,6 +62,7 @@ type workRun struct {
 	epoch      int64
 	retry      bool
 	from, to   time.Duration // to: when the work function returned (-1 while running)
+	ctxEnd     time.Duration // when its context ended (-1: never)
 	pauses     int           // the process's pause count when it started
 }
 
@@ -237,7 +238,7 @@ func (d *jobDriver) work(ctx context.Context, run cosmoslease.Run) error {
 	pauses := p.pauses
 	p.mu.Unlock()
 	wr := &workRun{key: d.j.Key, occurrence: run.Occurrence, p: p, inc: d.inc, epoch: run.Epoch, retry: run.Retry, from: w.since(), to: -1,
-		pauses: pauses}
+		pauses: pauses, ctxEnd: -1}
 	w.workStarted(wr)
 	length := between(r, d.j.WorkMin, d.j.WorkMax)
 	stop := between(r, d.j.StopMin, d.j.Grace*8/10)
@@ -248,6 +249,9 @@ func (d *jobDriver) work(ctx context.Context, run cosmoslease.Run) error {
 	select {
 	case <-end:
 	case <-ctx.Done():
+		w.mu.Lock()
+		wr.ctxEnd = w.since()
+		w.mu.Unlock()
 		select {
 		case <-end:
 		case <-p.clk.After(stop):
@@ -300,11 +304,38 @@ func (w *world) workStarted(r *workRun) {
 	w.logf(r.p, r.inc, r.key, "%s of occurrence %s starts at epoch %d", what, w.occName(r.occurrence), r.epoch)
 	for _, o := range overlap {
 		if o.p.alive(o.inc) && !o.pausedSince() {
-			w.violate(Violation{At: r.from, Check: checkOverlap, Key: r.key,
-				Text: fmt.Sprintf("%s#%d started occurrence %s (epoch %d) while %s#%d still ran occurrence %s (epoch %d, since %s)",
-					r.p.cfg.Name, r.inc, w.occName(r.occurrence), r.epoch, o.p.cfg.Name, o.inc, w.occName(o.occurrence), o.epoch, fmtAt(o.from))})
+			// Judged after the run: work that ignored its context past its grace is allowed to run on.
+			w.mu.Lock()
+			w.rec.overlaps = append(w.rec.overlaps, [2]*workRun{o, r})
+			w.mu.Unlock()
 		}
 	}
+}
+
+// checkOverlaps judges the starts made while another occurrence's work still ran in a live, unpaused process:
+// allowed only when that work ignored its context past its grace (docs/reliability.md: such work runs on without
+// the lease, and its writes are what the epoch fences).
+func (w *world) checkOverlaps() {
+	for _, pair := range w.rec.overlaps {
+		o, r := pair[0], pair[1]
+		j := w.job(r.key)
+		if o.ctxEnd >= 0 && o.ctxEnd <= r.from && (o.to < 0 || o.to-o.ctxEnd > j.Grace) {
+			w.judged["overlap allowed (work ignoring its context)"]++
+			continue
+		}
+		w.violate(Violation{At: r.from, Check: checkOverlap, Key: r.key,
+			Text: fmt.Sprintf("%s#%d started occurrence %s (epoch %d) while %s#%d still ran occurrence %s (epoch %d, since %s)",
+				r.p.cfg.Name, r.inc, w.occName(r.occurrence), r.epoch, o.p.cfg.Name, o.inc, w.occName(o.occurrence), o.epoch, fmtAt(o.from))})
+	}
+}
+
+func (w *world) job(key string) JobConfig {
+	for _, j := range w.cfg.Jobs {
+		if j.Key == key {
+			return j
+		}
+	}
+	return JobConfig{}
 }
 
 func (w *world) workEnded(r *workRun) {
@@ -326,6 +357,7 @@ const (
 
 // checkJobs judges the starts of every job's work after the run.
 func (w *world) checkJobs() {
+	w.checkOverlaps()
 	for _, j := range w.cfg.Jobs {
 		runs := w.rec.work[j.Key]
 		sort.SliceStable(runs, func(a, b int) bool { return runs[a].from < runs[b].from })

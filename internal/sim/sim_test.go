@@ -22,6 +22,7 @@ import (
 //	-known       turn the known findings back on: their violations fail the run too
 //	-progress    print a line per seed
 //	-stop        skip the seeds not yet started once one has failed (make sim-mutants)
+//	-what C     show the history around the first violation of check C
 var (
 	flagSeed     = flag.Uint64("seed", 0, "run only this seed (replay)")
 	flagSeeds    = flag.Int("seeds", 0, "how many seeds to run (default: the short budget)")
@@ -30,7 +31,7 @@ var (
 	flagKnown    = flag.Bool("known", false, "fail on known findings too")
 	flagProgress = flag.Bool("progress", false, "print a line per seed")
 	flagStop     = flag.Bool("stop", false, "skip the seeds not yet started once one has failed")
-	flagWhat     = flag.String("what", "", "debug: the violation to show")
+	flagWhat     = flag.String("what", "", "show the history around the first violation of this check (default: the first violation)")
 )
 
 // The short budget: seeds × virtual time per seed, sized to stay well inside go test's time on a 2-core
@@ -151,7 +152,14 @@ func report(r Result, bad []Violation, d time.Duration) string {
 	fmt.Fprintf(&b, "\nreplay: GOMAXPROCS=1 go test ./internal/sim -run 'TestSim$' -count=1 -args -seed %d -duration %s   (or: make sim SEED=%d DURATION=%s)\n", r.Config.Seed, d, r.Config.Seed, d)
 	b.WriteString("  one processor replays best; a replay reproduces the first violation of most seeds, and may diverge after it (docs/reliability.md, Replay)\n\n")
 	b.WriteString(r.Config.String())
-	fmt.Fprintf(&b, "\nwhat happened before the first violation (newest last):\n%s", r.History(bad[0], 120))
+	v := bad[0]
+	for _, x := range bad {
+		if x.Check == *flagWhat {
+			v = x
+			break
+		}
+	}
+	fmt.Fprintf(&b, "\nwhat happened before the violation at %s [%s] (newest last; -what CHECK picks another):\n%s", fmtAt(v.At), v.Check, r.History(v, 120))
 	return b.String()
 }
 
@@ -184,6 +192,13 @@ func scenarioReport(sc Scenario, r Result, bad []Violation) string {
 	}
 	fmt.Fprintf(&b, "\nthe regression of: %s\nreplay: GOMAXPROCS=1 go test ./internal/sim -run 'TestScenarios/all/%s$' -count=1\n\n", sc.Finding, sc.Name)
 	b.WriteString(r.Config.String())
-	fmt.Fprintf(&b, "\nwhat happened before the first violation (newest last):\n%s", r.History(bad[0], 120))
+	v := bad[0]
+	for _, x := range bad {
+		if x.Check == *flagWhat {
+			v = x
+			break
+		}
+	}
+	fmt.Fprintf(&b, "\nwhat happened before the violation at %s [%s] (newest last; -what CHECK picks another):\n%s", fmtAt(v.At), v.Check, r.History(v, 120))
 	return b.String()
 }
