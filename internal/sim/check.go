@@ -66,6 +66,8 @@ type recorder struct {
 	work map[string][]*workRun
 	// jobWrites are the writes of jobs' lease documents, in the order applied, with the missed count each wrote.
 	jobWrites []jobWrite
+	// invocations are the handler's invocations, per job key.
+	invocations map[string][]invocation
 	// overlaps are starts made while another occurrence's work ran (judged after the run: jobs.go).
 	overlaps [][2]*workRun
 	// jobs is what the accounting checks need of each job (jobs.go).
@@ -86,6 +88,7 @@ func (r *recorder) init() {
 	r.fenceMax, r.fenceBy = map[string]int64{}, map[string]string{}
 	r.holdings, r.deaths, r.stops = map[string][]*holding{}, map[[2]int]time.Duration{}, map[[2]int]time.Duration{}
 	r.jobs = map[string]*jobRecord{}
+	r.invocations = map[string][]invocation{}
 	r.writes = map[string][]applied{}
 	r.work = map[string][]*workRun{}
 }

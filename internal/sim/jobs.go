@@ -223,7 +223,11 @@ func (d *jobDriver) invoke(ctx context.Context, occ time.Time, pastDue bool) {
 	if last := deadline.Add(-2 * c.Options().RequestTimeout); last.Before(o.Until) && last.After(p.clk.Now()) {
 		o.Until = last
 	}
+	from := d.w.since()
 	res, err := c.RunOnce(ictx, j.Key, occ, o, d.work)
+	d.w.mu.Lock()
+	d.w.rec.invocations[j.Key] = append(d.w.rec.invocations[j.Key], invocation{p: p.id, from: from, to: d.w.since()})
+	d.w.mu.Unlock()
 	if p.alive(inc) {
 		d.w.logf(p, inc, j.Key, "handler: occurrence %s: %s %s %s", d.w.occName(occ), res.Status, res.Reason, errText(err))
 	}
@@ -523,6 +527,9 @@ func (w *world) checkPreference(j JobConfig, runs []*workRun, byOcc map[int64][]
 			w.judged[checkOnTime]++
 		}
 		switch {
+		case best == 0 && first.p.cfg.Region != j.Regions[0] && w.hostBusy(j, j.Regions[0], at):
+			// The Functions host fires one invocation at a time: the preferred region's tick for this occurrence
+			// waited for its previous invocation (docs/scheduled-work.md).
 		case best == 0 && first.p.cfg.Region != j.Regions[0] && w.slowRequests(j, j.Regions[0], at-cosmoslease.DefaultPollInterval, at+j.FailoverDelay):
 			// docs/scheduled-work.md: the delay must exceed the time the preferred region takes to claim after its
 			// timer fires, or a standby may run the occurrence first. A calm-weather latency tail did that here.
@@ -539,6 +546,23 @@ func (w *world) checkPreference(j JobConfig, runs []*workRun, byOcc map[int64][]
 }
 
 func abs(d time.Duration) time.Duration { return max(d, -d) }
+
+// invocation is one invocation of the handler's timer function (host driver).
+type invocation struct {
+	p        int
+	from, to time.Duration
+}
+
+// hostBusy reports whether a handler process of j in region was in an invocation at at (so the host could not
+// fire its tick for the occurrence then).
+func (w *world) hostBusy(j JobConfig, region string, at time.Duration) bool {
+	for _, iv := range w.rec.invocations[j.Key] {
+		if w.cfg.Procs[iv.p].Region == region && iv.from < at && iv.to > at {
+			return true
+		}
+	}
+	return false
+}
 
 // slowRequests reports whether a request of a participant of j in region, about j's lease document and sent in
 // [from, to], took more than a quarter of the failover delay to answer.
