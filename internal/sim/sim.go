@@ -177,8 +177,30 @@ func (w *world) run() {
 	// The library's own goroutines (lease keepers, an abandoned release) end within a few lease durations once
 	// their process is dead; time must keep running until they have (it stops when this goroutine returns).
 	time.Sleep(4*w.cfg.LeaseDuration + time.Minute)
+	// Work that ignores its context runs on in its dead process until its own length is up (at most three gaps of
+	// its schedule): the bubble must not end before it has returned.
+	for range 60 {
+		if !w.workRunning() {
+			break
+		}
+		time.Sleep(time.Minute)
+	}
 	// What the container holds at the end, read inside the bubble (jobs.go).
 	w.readJobs()
+}
+
+// workRunning reports whether some work function has not returned yet.
+func (w *world) workRunning() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, runs := range w.rec.work {
+		for _, r := range runs {
+			if r.to < 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // stopWindow is how long a stopped process has to end on its own before it is killed: the work's grace (15 s for

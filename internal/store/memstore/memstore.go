@@ -96,12 +96,16 @@ func (s *Store) put(id string, body []byte) string {
 	s.lsn++
 	etag := `"` + strconv.FormatInt(s.lsn, 10) + `"`
 	var m map[string]json.RawMessage
+	stored := ""
 	if json.Unmarshal(body, &m) == nil {
 		m["_etag"], _ = json.Marshal(etag)
 		m["_ts"], _ = json.Marshal(s.clock.Now().Unix())
 		body, _ = json.Marshal(m)
+		stored = etag // what store.ETagOf(body) would read back, without parsing the body again
+	} else {
+		stored = store.ETagOf(body)
 	}
-	s.docs[id] = append(s.docs[id], version{body: body, lsn: s.lsn, etag: store.ETagOf(body)})
+	s.docs[id] = append(s.docs[id], version{body: body, lsn: s.lsn, etag: stored})
 	return etag
 }
 
