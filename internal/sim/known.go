@@ -4,13 +4,7 @@ package sim
 // checks still run; a violation of one is reported as known and does not fail the run, unless the test is run
 // with -known (then every check counts). When the fix lands, delete the entry: from then on the check fails the
 // run again. This is the one place where such findings are listed.
-var knownFindings = map[string]string{
-	// An occurrence that came due while one run was going, and then waited behind the next run (claimed after
-	// its time), is recorded and counted missed: the claim that passes it over judges overlap against the run it
-	// replaces only (job.go, skipOver). Open for the lead: TestSimFinding_AnOccurrenceThatWaitedBehindTwoRunsIsNotMissed
-	// (pkg/cosmoslease) fails on today's code.
-	checkCauseEarlier: "TestSimFinding_AnOccurrenceThatWaitedBehindTwoRunsIsNotMissed",
-}
+var knownFindings = map[string]string{}
 
 // Known says which checks are off (their violations reported, not failed).
 type Known struct {

@@ -49,8 +49,9 @@ const (
 	// RunAbandoned: its claimer stopped (crashed, killed) while the work ran; a later holder of the lease saw
 	// the record still started and marked it.
 	RunAbandoned = "abandoned"
-	// RunSkipped: nobody ran the occurrence, for the reason the record gives: Cause overlap (it came due while
-	// the previous occurrence's run was still going), superseded (a later occurrence was claimed first).
+	// RunSkipped: nobody ran the occurrence, for the reason the record gives: Cause overlap (it waited behind the
+	// previous occurrence's run: it came due before that run ended, and its claim window was still open when
+	// that run started), superseded (a later occurrence was claimed first).
 	RunSkipped = "skipped"
 	// RunMissed: no region claimed the occurrence within its claim window (every region down, Cosmos DB
 	// unreachable from all of them, or the timer not firing). Decided, and counted, by the claim of a later
