@@ -5,7 +5,7 @@ SERVERMOD := $(SERVERDIR)/node_modules/.package-lock.json
 SAMPLEDIR := testdata/cosmos-sample
 SAMPLEMOD := $(SAMPLEDIR)/node_modules/.package-lock.json
 
-.PHONY: test test-short test-deps fmt vet cross demo server build package chaos bench clean
+.PHONY: test test-short test-deps fmt vet cross demo server build package chaos bench sim sim-mutants clean
 
 ## demo: the reference sample's scenarios on this machine, no Azure account needed, then three it cannot show (a paused
 ## holder fenced off; the Functions handler in three regions: failover and handback of scheduled work; a job of your
@@ -28,6 +28,20 @@ package:
 chaos: test-deps build
 	mkdir -p dist
 	$(GO) run ./tools/chaos -bin bin/cosmoslease -duration 25m -keys 12 -contenders 3 -events dist/chaos-events.jsonl -min-acquisitions 10000
+
+## sim: the deterministic simulator (internal/sim) for longer than go test runs it: SEEDS seeds from FIRST, DURATION
+## of virtual time each, with progress; a failure prints its seed and the command that replays it (see
+## docs/reliability.md). SEED=N replays one seed, on one processor (GOMAXPROCS=1), which replays best.
+SEEDS    ?= 200
+FIRST    ?= 1
+DURATION ?= 6h
+sim:
+	$(if $(SEED),GOMAXPROCS=1) $(GO) test ./internal/sim -run 'TestSim$$' -count=1 -timeout 0 -v -args -progress -seeds $(SEEDS) -first $(FIRST) -duration $(DURATION) $(if $(SEED),-seed $(SEED))
+
+## sim-mutants: apply known-wrong changes to the lease, the fence and the store one at a time (go test -overlay;
+## the tree is never edited) and show that the simulator's default seed budget catches each, with the seed.
+sim-mutants:
+	$(GO) run ./tools/simmutants
 
 ## bench: benchmarks against the local server; writes docs/benchmarks.md and the plots beside it.
 bench: test-deps build

@@ -29,6 +29,8 @@ type Client struct {
 	close  func()
 	m      *instruments // metrics.go
 	tr     tracer       // tracing.go
+	// rand, when set, is the source of the jitter (the simulator's seeded one); nil uses math/rand/v2.
+	rand func() float64
 
 	mu       sync.Mutex
 	seen     map[string]*observation // lease key → what this client last saw
@@ -437,6 +439,13 @@ func (c *Client) claim(ctx context.Context, key, id string, obs observation, spe
 		}
 		next.ETag = item.ETag
 		c.remember(key, next, sent.Mono, item.Session)
+		if clock.Elapsed(sent, c.clock.Stamp()) >= c.opts.RenewDeadline {
+			// Applied, but answered after the claim's deadline (the process was paused, the answer delayed): no
+			// Lease of it could be valid, and another contender may hold the lease by now. Like a claim adopted too
+			// late (adopt), it is no holding; the document, ours and renewed by nobody, is taken over once free.
+			c.log.Warn("lease claim applied but answered after its deadline; not holding it", "lease", key, "epoch", next.Epoch)
+			return nil, obs, &HeldError{Holder: c.state(key, observation{doc: next, etag: item.ETag, firstSeen: sent.Mono, serverAge: -1}, c.clock.Now()), Race: true}
+		}
 		c.log.Info("lease acquired", "lease", key, "epoch", next.Epoch, "leaseId", next.LeaseID)
 		return c.newLease(ctx, key, id, next, sent, prev), obs, nil
 	case kind == store.NotFound && op == "create":
@@ -651,7 +660,7 @@ func (c *Client) acquire(ctx context.Context, key, id string) (*Lease, error) {
 			return nil, context.Cause(ctx)
 		}
 		var held *HeldError
-		wait := jitter(c.opts.RetryPeriod)
+		wait := c.jitter(c.opts.RetryPeriod)
 		switch {
 		case errors.As(err, &held):
 			if left := held.Holder.ExpiresIn; left > 0 && left < wait {
@@ -753,8 +762,13 @@ func (c *Client) exists(ctx context.Context, op string) error {
 	return err
 }
 
-func jitter(d time.Duration) time.Duration {
-	return time.Duration(float64(d) * (0.9 + 0.2*mrand.Float64()))
+// jitter is d ± 10 %.
+func (c *Client) jitter(d time.Duration) time.Duration {
+	r := mrand.Float64
+	if c.rand != nil {
+		r = c.rand
+	}
+	return time.Duration(float64(d) * (0.9 + 0.2*r()))
 }
 
 // newLeaseID returns a random UUID (version 4) as text.

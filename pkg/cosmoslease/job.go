@@ -225,10 +225,13 @@ func (c *Client) whenFree(ctx context.Context, key string, fn func(*jobState) bo
 }
 
 // skipOver decides the occurrences of the schedule strictly between after (the old cursor) and before (the
-// occurrence being claimed): those that came due while the previous run ran (from ranFrom to ranTo) are skipped
-// for overlap, those whose claim window (window after them) is still open are superseded by the claim, and the
-// others are missed. It returns one range record per run of occurrences with the same cause, in order (fields
-// from tmpl), and the missed occurrences (the newest maxListedMissed of them) and their number.
+// occurrence being claimed): those that waited behind the previous run (from ranFrom to ranTo) are skipped for
+// overlap, those whose claim window (window after them) is still open are superseded by the claim, and the others
+// are missed. An occurrence waited behind the run when it came due before the run ended and its claim window was
+// still open when the run started: it came due while the run was going, or it came due first and the run (of an
+// earlier occurrence, claimed in order) took the lease before anyone could claim it. It returns one range record
+// per run of occurrences with the same cause, in order (fields from tmpl), and the missed occurrences (the newest
+// maxListedMissed of them) and their number.
 func skipOver(next func(time.Time) time.Time, after, before, ranFrom, ranTo, now time.Time, window time.Duration, tmpl RunRecord) (ranges []RunRecord, missed []time.Time, nMissed int) {
 	if next == nil || after.IsZero() {
 		return nil, nil, 0
@@ -257,7 +260,7 @@ func skipOver(next func(time.Time) time.Time, after, before, ranFrom, ranTo, now
 		s = s.UTC()
 		cause := causeMissed
 		switch {
-		case !ranFrom.IsZero() && !s.Before(ranFrom) && s.Before(ranTo):
+		case !ranFrom.IsZero() && s.Before(ranTo) && s.Add(window).After(ranFrom):
 			cause = causeOverlap
 		case now.Before(s.Add(window)):
 			cause = causeSuperseded
@@ -282,7 +285,7 @@ func skipOver(next func(time.Time) time.Time, after, before, ranFrom, ranTo, now
 			r.Status = RunMissed
 			r.Reason = fmt.Sprintf("no region claimed it within its claim window (%s): every region was down, Cosmos DB was unreachable from them, or the timer did not fire", window)
 		case causeOverlap:
-			r.Reason = fmt.Sprintf("overlap: the run of occurrence %s was still going when it came due", after.UTC().Format(time.RFC3339))
+			r.Reason = fmt.Sprintf("overlap: it waited behind the run of occurrence %s, which was going when it came due or took the lease within its claim window", after.UTC().Format(time.RFC3339))
 		case causeSuperseded:
 			r.Reason = fmt.Sprintf("superseded: occurrence %s was claimed (by %s, region %s) before anyone claimed this one", before.UTC().Format(time.RFC3339),
 				dashIfEmpty(tmpl.Owner), dashIfEmpty(tmpl.Region))
@@ -303,7 +306,7 @@ const maxListedMissed = 1000
 
 // Causes of a skipped occurrence (RunRecord.Cause).
 const (
-	causeOverlap    = "overlap"    // the previous occurrence's run was still going when it came due
+	causeOverlap    = "overlap"    // it waited behind the previous occurrence's run (see skipOver)
 	causeSuperseded = "superseded" // a later occurrence was claimed before anyone claimed it
 	causeMissed     = "missed"     // nobody claimed it in its claim window
 	causeLate       = "late"       // its contender's time (Until) ran out before it could claim

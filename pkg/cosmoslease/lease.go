@@ -33,8 +33,11 @@ type Lease struct {
 	done   chan struct{} // closed when the keeper goroutine has returned
 
 	// wmu admits one write at a time — Renew, the keeper, Release — held across the write and the read that
-	// may follow it, so the lease's view of its document only ever moves forward.
-	wmu sync.Mutex
+	// may follow it, so the lease's view of its document only ever moves forward. It is a channel of one slot, not
+	// a sync.Mutex: it is held while a request waits on timers, and inside a testing/synctest bubble (the
+	// simulator, internal/sim) a goroutine waiting for a mutex is not durably blocked, so virtual time would stop
+	// for good; one waiting to send on a channel is.
+	wmu chan struct{}
 
 	mu  sync.Mutex
 	doc *leasedoc.Doc // the newest version we know we wrote; doc.ETag is the version our next write expects
@@ -72,7 +75,7 @@ func (c *Client) newLease(ctx context.Context, key, id string, doc *leasedoc.Doc
 	ctx, acquiredBy := callerContext(ctx)
 	lctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	l := &Lease{c: c, key: key, id: id, previous: prev, ctx: lctx, cancel: cancel, doc: doc, confirmed: sent,
-		poke: make(chan struct{}, 1), done: make(chan struct{}), m: c.m.keyed(key), acquired: acquiredBy}
+		poke: make(chan struct{}, 1), done: make(chan struct{}), wmu: make(chan struct{}, 1), m: c.m.keyed(key), acquired: acquiredBy}
 	c.m.acquired(ctx, l)
 	go l.keep()
 	return l
@@ -192,8 +195,8 @@ func (l *Lease) Renew(ctx context.Context) error {
 // back (a timeout, a reset, the SDK's own retry), so read the document (with our session token, so the answer is
 // not older than our last confirmed write) and let reconcile judge it.
 func (l *Lease) write(ctx context.Context, release bool) error {
-	l.wmu.Lock()
-	defer l.wmu.Unlock()
+	l.wmu <- struct{}{}
+	defer func() { <-l.wmu }()
 	op := "renew"
 	if release {
 		op = "release"

@@ -49,8 +49,9 @@ const (
 	// RunAbandoned: its claimer stopped (crashed, killed) while the work ran; a later holder of the lease saw
 	// the record still started and marked it.
 	RunAbandoned = "abandoned"
-	// RunSkipped: nobody ran the occurrence, for the reason the record gives: Cause overlap (it came due while
-	// the previous occurrence's run was still going), superseded (a later occurrence was claimed first).
+	// RunSkipped: nobody ran the occurrence, for the reason the record gives: Cause overlap (it waited behind the
+	// previous occurrence's run: it came due before that run ended, and its claim window was still open when
+	// that run started), superseded (a later occurrence was claimed first).
 	RunSkipped = "skipped"
 	// RunMissed: no region claimed the occurrence within its claim window (every region down, Cosmos DB
 	// unreachable from all of them, or the timer not firing). Decided, and counted, by the claim of a later
@@ -373,7 +374,9 @@ type History struct {
 	// Lease is the lease as its document shows it (as Inspect reads it).
 	Lease State
 	// Runs are the newest run records, newest occurrence first, with the records the lease document holds still
-	// to be written in their place (a run's outcome whose record write failed, occurrences passed over).
+	// to be written in their place (a run's outcome whose record write failed, occurrences passed over), and the
+	// runs it lists as claimed and not yet judged (Running, and those whose holder stopped without releasing),
+	// as started.
 	Runs []RunRecord
 	// Cursor is the newest occurrence decided; zero before the first, or for a lease written by an earlier
 	// version of this library.
@@ -440,14 +443,22 @@ func (c *Client) History(ctx context.Context, key string, limit int, next func(t
 		byID[r.ID] = len(recs)
 		recs = append(recs, r)
 	}
+	// Runs that were claimed and never finished as far as the document knows: the cursor's (Running), and those
+	// whose holding ended without a release and that wait for the next holder to judge them (they have no record
+	// yet when their claimer died before writing one). They are shown as started, never as missed.
+	unfinished := slices.Clone(job.Settle)
 	if job.unfinished() {
 		r := *job.Run
 		h.Running = &r
+		unfinished = append(unfinished, r)
+	}
+	for _, r := range unfinished {
 		if i, ok := byID[r.ID]; ok {
 			if recs[i].Decided < r.Decided {
 				recs[i] = r
 			}
 		} else {
+			byID[r.ID] = len(recs)
 			recs = append(recs, r)
 		}
 	}

@@ -44,6 +44,7 @@ type Store struct {
 type version struct {
 	body []byte // with _etag and _ts; nil for a deletion
 	lsn  int64
+	etag string // the _etag in body, kept so that reads need not decode it
 }
 
 var _ store.Store = (*Store)(nil)
@@ -95,12 +96,16 @@ func (s *Store) put(id string, body []byte) string {
 	s.lsn++
 	etag := `"` + strconv.FormatInt(s.lsn, 10) + `"`
 	var m map[string]json.RawMessage
+	stored := ""
 	if json.Unmarshal(body, &m) == nil {
 		m["_etag"], _ = json.Marshal(etag)
 		m["_ts"], _ = json.Marshal(s.clock.Now().Unix())
 		body, _ = json.Marshal(m)
+		stored = etag // what store.ETagOf(body) would read back, without parsing the body again
+	} else {
+		stored = store.ETagOf(body)
 	}
-	s.docs[id] = append(s.docs[id], version{body: body, lsn: s.lsn})
+	s.docs[id] = append(s.docs[id], version{body: body, lsn: s.lsn, etag: stored})
 	return etag
 }
 
@@ -170,7 +175,7 @@ func (s *Store) Read(ctx context.Context, pk, id, session string) (store.Item, e
 		return store.Item{}, &store.Error{Op: "read", Status: 404, Kind: store.NotFound}
 	}
 	body := versions[n-1].body
-	it := s.item(body, store.ETagOf(body))
+	it := s.item(body, versions[n-1].etag)
 	it.Session = token(versions[n-1].lsn)
 	return it, nil
 }
@@ -209,7 +214,7 @@ func (s *Store) Replace(ctx context.Context, pk, id string, body []byte, etag st
 	if cur == nil {
 		return store.Item{}, &store.Error{Op: "replace", Status: 404, Kind: store.NotFound}
 	}
-	if etag == "" || store.ETagOf(cur) != etag {
+	if v := s.docs[id]; etag == "" || v[len(v)-1].etag != etag {
 		return store.Item{}, &store.Error{Op: "replace", Status: 412, Kind: store.Precondition}
 	}
 	return s.item(nil, s.put(id, body)), nil
