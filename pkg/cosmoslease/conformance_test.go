@@ -448,6 +448,13 @@ func TestConformance_ConcurrentRenewKeepsTheLease(t *testing.T) {
 					defer wg.Done()
 					for time.Now().Before(stop) {
 						if err := l.Renew(context.Background()); err != nil {
+							if errors.Is(err, context.DeadlineExceeded) && l.Err() == nil {
+								// A request that outlived its timeout on a loaded machine (outcome unknown):
+								// not the regression, which lost the lease; the check of l.Err() below
+								// still judges the lease.
+								t.Logf("%s: a renewal timed out, lease kept: %v", l.Key(), err)
+								continue
+							}
 							mu.Lock()
 							failures = append(failures, fmt.Errorf("%s: %w", l.Key(), err))
 							mu.Unlock()

@@ -107,7 +107,7 @@ exit "$(cat status 2>/dev/null || echo 0)"
 `})
 	env := merge(base, map[string]string{"LeaseJobs__Export__Schedule": "*/2 * * * * *", "LeaseJobs__Export__Command": "jobs/export.sh 'all items'"})
 	ts, h, container := serveJobs(t, env)
-	occ := time.Now().UTC().Truncate(2 * time.Second)
+	occ := dueNow()
 	code, r, logs := invoke(t, ts, "Export", occ)
 	want := fmt.Sprintf("export all items of %s in eastus at epoch 1, lease Export, instance eastus-pod-1", occ.Format(time.RFC3339))
 	wd, _ := os.Getwd()
@@ -163,7 +163,7 @@ func TestCommandGroupStopsWhenTheLeaseIsLost(t *testing.T) {
 				body := `{"id":"lease-Hang","leaseKey":"Hang","leaseId":"other","ownerId":"westeurope-1","epoch":9,"leaseDurationMs":6000,"metadata":{}}`
 				_, _ = srv.Container(t, container).UpsertItem(context.Background(), azcosmos.NewPartitionKeyString("Hang"), []byte(body), nil)
 			}()
-			code, r, _ := invoke(t, ts, "Hang", time.Now().UTC().Truncate(2*time.Second))
+			code, r, _ := invoke(t, ts, "Hang", dueNow())
 			if code != 500 || !strings.Contains(r.Reason, "lost") || r.ExitCode == nil || *r.ExitCode != tc.status {
 				t.Fatalf("answer %d %+v; want 500, lost, exit status %d", code, r, tc.status)
 			}
@@ -190,7 +190,7 @@ func TestCommandGroupStopsAtTheDeadline(t *testing.T) {
 		"AzureFunctionsJobHost__functionTimeout": "00:00:04", "LeaseTimerPreferredRegions": "eastus"})
 	ts, h, container := serveJobs(t, env)
 	start := time.Now()
-	code, r, _ := invoke(t, ts, "Hang", time.Now().UTC().Truncate(2*time.Second))
+	code, r, _ := invoke(t, ts, "Hang", dueNow())
 	if took := time.Since(start); code != 500 || !strings.Contains(r.Reason, "reached its deadline") || took > 4*time.Second {
 		t.Fatalf("answer %d %+v after %s; want 500 within functionTimeout, saying the deadline came", code, r, took)
 	}
@@ -210,7 +210,7 @@ func TestCommandLeftoversDieWithTheRun(t *testing.T) {
 	dir := appWithScripts(t, map[string]string{"daemon.sh": "sleep 60 >/dev/null 2>&1 &\necho $! > child.pid\n"})
 	env := merge(base, map[string]string{"LeaseJobs__Daemon__Schedule": "*/2 * * * * *", "LeaseJobs__Daemon__Command": "./daemon.sh"})
 	ts, _, _ := serveJobs(t, env)
-	if code, r, _ := invoke(t, ts, "Daemon", time.Now().UTC().Truncate(2*time.Second)); code != 200 || r.Status != "executed" {
+	if code, r, _ := invoke(t, ts, "Daemon", dueNow()); code != 200 || r.Status != "executed" {
 		t.Fatalf("answer %d %+v", code, r)
 	}
 	if pid := pidIn(t, filepath.Join(dir, "child.pid")); !gone(pid) {
@@ -240,7 +240,7 @@ func TestOneBadJobLeavesTheOthersRunning(t *testing.T) {
 	if p := h.problems(); len(p) != 1 || !strings.HasPrefix(p[0], "job Broken cannot run, so its invocations fail until this is fixed: LeaseJobs__Broken__Command: cannot run ./missing.sh: not found: it is not in the app's files") {
 		t.Fatalf("problems at start: %q", p)
 	}
-	occ := time.Now().UTC().Truncate(2 * time.Second)
+	occ := dueNow()
 	code, r, _ := invoke(t, ts, "Broken", occ)
 	if code != 500 || !strings.HasPrefix(r.Reason, "LeaseJobs__Broken__Command: cannot run ./missing.sh: not found") {
 		t.Fatalf("the broken job: %d %+v", code, r)
@@ -249,7 +249,7 @@ func TestOneBadJobLeavesTheOthersRunning(t *testing.T) {
 		t.Fatalf("stderr: %q", lines)
 	}
 	for _, fn := range []string{"Good", "LeaseTimer"} {
-		if code, r, _ := invoke(t, ts, fn, occ); code != 200 || r.Status != "executed" {
+		if code, r, _ := invoke(t, ts, fn, dueNow()); code != 200 || r.Status != "executed" {
 			t.Fatalf("%s beside the broken job: %d %+v", fn, code, r)
 		}
 	}

@@ -92,7 +92,7 @@ func TestElection_AmbiguousClaimIsOurs(t *testing.T) {
 	ts, h, container := inProcess(t, func(ctx context.Context, run Run) error { ran.Add(1); return nil })
 	tr := &transport{retryRunCreate: true}
 	h.app.opts.Transport = tr
-	occ := time.Now().UTC().Truncate(2 * time.Second)
+	occ := dueNow()
 	r := postTimer(t, ts, occ)
 	if r.Status != "executed" || ran.Load() != 1 {
 		t.Fatalf("tick: %+v, work ran %d times; want executed once", r, ran.Load())
@@ -123,7 +123,7 @@ func TestElection_DuplicateTickNeverDisturbsTheRunningOccurrence(t *testing.T) {
 	}
 	first, _, container := inProcess(t, work)
 	dup, _, _ := inProcess(t, work, map[string]string{"CosmosLeasing__ContainerName": container, "WEBSITE_POD_NAME": "eastus-pod-2"})
-	occ := time.Now().UTC().Truncate(2 * time.Second)
+	occ := dueNow()
 	done := make(chan tickResult, 1)
 	go func() { done <- postTimer(t, first, occ) }()
 	<-started
@@ -160,7 +160,7 @@ func TestElection_NextOccurrenceWaitsForTheRunningOne(t *testing.T) {
 	}
 	east, _, container := inProcess(t, work(2*time.Second))
 	west, _, _ := inProcess(t, work(0), map[string]string{"CosmosLeasing__ContainerName": container, "REGION_NAME": "westeurope", "WEBSITE_POD_NAME": "westeurope-pod-1"})
-	occ := time.Now().UTC().Truncate(2 * time.Second)
+	occ := dueNow()
 	done := make(chan tickResult, 1)
 	go func() { done <- postTimer(t, east, occ) }()
 	time.Sleep(500 * time.Millisecond)
@@ -208,7 +208,7 @@ func TestElection_AbandonedOccurrence(t *testing.T) {
 			h.app.opts.Transport = tr
 			west, _, _ := inProcess(t, work("westeurope"), env, map[string]string{"CosmosLeasing__ContainerName": container,
 				"REGION_NAME": "westeurope", "WEBSITE_POD_NAME": "westeurope-pod-1"})
-			occ := time.Now().UTC().Truncate(2 * time.Second)
+			occ := dueNow()
 			if r := postTimer(t, east, occ); r.Status != "failed" {
 				t.Fatalf("the dying region's tick: %+v", r)
 			}
@@ -245,7 +245,7 @@ func TestElection_AbandonedOccurrence(t *testing.T) {
 func TestElection_AccountOrderWithoutTheSetting(t *testing.T) {
 	for region, rank := range map[string]int{"South Central US": 0, "eastus": 1} {
 		ts, _, _ := inProcess(t, func(ctx context.Context, run Run) error { return nil }, map[string]string{"LeaseTimerPreferredRegions": "", "REGION_NAME": region})
-		occ := time.Now().UTC().Truncate(2 * time.Second)
+		occ := dueNow()
 		if r := postTimer(t, ts, occ); r.Status != "executed" || r.Rank != rank {
 			t.Fatalf("%s: %+v; want executed at rank %d", region, r, rank)
 		}

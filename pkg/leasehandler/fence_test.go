@@ -46,7 +46,7 @@ func TestWorkWritesThroughTheFence(t *testing.T) {
 		return item["runs"].(float64), item[cosmoslease.DefaultFenceField].(float64)
 	}
 
-	occ := time.Now().UTC().Truncate(2 * time.Second)
+	occ := dueNow()
 	if r := postTimer(t, ts, occ); r.Status != "executed" || r.Epoch != 1 {
 		t.Fatalf("first tick: %+v", r)
 	}
