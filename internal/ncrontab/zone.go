@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	// The zone database goes into every binary that reads schedules (the CLI, every handler): Flex Consumption's
+	// images, and distroless ones, need not have /usr/share/zoneinfo.
+	_ "time/tzdata"
 )
 
 // A schedule read in a time zone matches the zone's wall clock, and names each occurrence by its instant in UTC,
