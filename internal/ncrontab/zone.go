@@ -67,6 +67,17 @@ func (s *Schedule) Location() *time.Location {
 	return s.loc
 }
 
+// WholeMinutes reports whether every occurrence is at second 0 (five fields, or a second field of 0): a timer
+// that fires every minute then meets every one, in any zone (zones change their offset on whole minutes).
+func (s *Schedule) WholeMinutes() bool {
+	for _, t := range s.times {
+		if t%60 != 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // recordPrefix starts the schedule written into run records when it is read in a zone, as cronie writes a
 // crontab line's zone (CRON_TZ=).
 const recordPrefix = "CRON_TZ="
