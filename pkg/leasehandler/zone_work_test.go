@@ -4,6 +4,10 @@ package leasehandler
 
 import (
 	"context"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -39,5 +43,32 @@ func TestTimeZoneJobTicks(t *testing.T) {
 	res = post(t, ts, monitoredTick(minute.Add(-time.Minute), minute, fired(minute), false))
 	if res.Status != "idle" || !res.Occurrence.Equal(minute) || runs.Load() != 1 || h.client != nil {
 		t.Fatalf("the tick of a minute that is no occurrence: %+v, %d runs, connected %v", res, runs.Load(), h.client != nil)
+	}
+}
+
+// Over the host's protocol, a zone that cannot work fails each tick (HTTP 500, the host counts a failed execution)
+// with one line naming the setting: WEBSITE_TIME_ZONE, pointing to the settings to use; an unknown job zone.
+func TestTimeZoneRefusedTicks(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"WEBSITE_TIME_ZONE": "Europe/Berlin"}, "remove WEBSITE_TIME_ZONE, and to run jobs on a time zone's clock set LeaseTimerTimeZone (every job) or LeaseJobs__NAME__TimeZone"},
+		{map[string]string{"LeaseJobs__LeaseTimer__TimeZone": "Mars/Olympus"}, `LeaseJobs__LeaseTimer__TimeZone "Mars/Olympus" is not a time zone this knows`},
+	} {
+		e := environment(merge(testEnv(t), tc.env))
+		app, err := loadApp(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		specs, _ := listJobs([]Job{LeaseTimer(noWork)}, e)
+		h := newHandler(app, nil, specs, e, slog.New(slog.DiscardHandler))
+		h.out = &output{stdout: io.Discard, stderr: io.Discard}
+		ts := httptest.NewServer(h.mux())
+		res := postTimer(t, ts, time.Now().UTC().Truncate(2*time.Second))
+		ts.Close()
+		if res.Status != "failed" || !strings.Contains(res.Reason, tc.want) || strings.Contains(res.Reason, "\n") {
+			t.Errorf("%v: %+v; want failed, saying %q", tc.env, res, tc.want)
+		}
 	}
 }
