@@ -44,6 +44,13 @@ func LoadZone(name string) (*time.Location, error) {
 		}
 		return nil, fmt.Errorf("%q is not a time zone this knows: name an IANA time zone, such as Europe/Berlin or America/New_York%s", name, hint)
 	}
+	// UTC by another name (Etc/UTC, GMT, Zulu): one offset of 0 for all time.
+	at := time.Unix(0, 0).In(loc)
+	if start, end := at.ZoneBounds(); start.IsZero() && end.IsZero() {
+		if _, off := at.Zone(); off == 0 {
+			return time.UTC, nil
+		}
+	}
 	return loc, nil
 }
 

@@ -210,6 +210,11 @@ func TestZoneNames(t *testing.T) {
 	if err != nil || back.Location().String() != "Europe/Berlin" || back.Expr() != "0 30 2 * * *" {
 		t.Errorf("ParseRecord(%q) = %v, %v", s.String(), back, err)
 	}
+	for _, name := range []string{"UTC", "Etc/UTC", "GMT", "Zulu"} {
+		if mustZone(t, name) != time.UTC {
+			t.Errorf("%s is not UTC", name)
+		}
+	}
 	u, err := ParseIn("0 30 2 * * *", mustZone(t, "UTC"))
 	if err != nil || u.String() != "0 30 2 * * *" || u.Location() != time.UTC {
 		t.Errorf("in UTC: %v %v", u, err)
