@@ -143,8 +143,6 @@ type appSettings struct {
 	retention time.Duration
 	// timeZone is the WEBSITE_TIME_ZONE problem, if any: every timer job fails with it.
 	timeZone error
-	// zone is LeaseTimerTimeZone (nil: UTC).
-	zone *time.Location
 }
 
 // settings are one job's: the app's settings with the job's own.
@@ -245,8 +243,8 @@ func loadApp(e environment) (*appSettings, error) {
 	a.instance = instanceID(e.get)
 	a.opts.Hostname = a.instance
 	a.timeZone = checkTimeZone(e.get(settingTimeZone))
-	if v := e.get(settingJobTimeZone); strings.TrimSpace(v) != "" {
-		if a.zone, err = ncrontab.LoadZone(v); err != nil {
+	if v := e.get(settingJobTimeZone); strings.TrimSpace(v) != "" { // each job reads it (jobZone); a bad one fails all
+		if _, err := ncrontab.LoadZone(v); err != nil {
 			return nil, fmt.Errorf("%s %v", settingJobTimeZone, err)
 		}
 	}
