@@ -25,9 +25,10 @@ type Job struct {
 	// settings cannot carry one) and without a double underscore (which separates the parts of a setting's
 	// name). The host ignores case, so two jobs may not differ only by it; LeaseStatus is taken.
 	Name string
-	// Schedule is the job's NCRONTAB expression, in UTC ("0 */5 * * * *", or five fields without seconds); or
-	// "%Setting%", the app setting that holds it. Empty means the app setting LeaseJobs__NAME__Schedule. A
-	// schedule in an app setting can change without a new build; the host reads it when the app starts.
+	// Schedule is the job's NCRONTAB expression, in UTC unless the job has a time zone ("0 */5 * * * *", or five
+	// fields without seconds); or "%Setting%", the app setting that holds it. Empty means the app setting
+	// LeaseJobs__NAME__Schedule. A schedule in an app setting can change without a new build; the host reads it
+	// when the app starts.
 	Schedule string
 	// Work is the job: it runs once per occurrence, under the lease.
 	Work WorkFunc
