@@ -37,9 +37,11 @@ func (a *App) cronCommand() *ucli.Command {
 			"output goes to stderr, and its exit status into the run record. If the lease is lost it gets SIGTERM, then\n" +
 			"SIGKILL after --grace. cron runs until interrupted (exit 130), releasing the lease of a run in progress.\n" +
 			"Schedules are NCRONTAB, as the Functions timer reads them: {second} {minute} {hour} {day} {month} {day-of-week}\n" +
-			"(or five fields without seconds), UTC.",
+			"(or five fields without seconds), UTC unless --time-zone names an IANA zone: then they are that zone's wall-clock\n" +
+			"times, named in UTC, with Vixie cron's daylight-saving rules (docs/scheduled-work.md).",
 		Flags: append(commonFlags(),
 			&ucli.StringFlag{Name: "schedule", Usage: "NCRONTAB `EXPR`, such as '0 */5 * * * *' (required)", EnvVars: []string{"COSMOSLEASE_SCHEDULE"}},
+			&ucli.StringFlag{Name: "time-zone", Usage: "read the schedule in IANA time zone `ZONE`, such as Europe/Berlin (default UTC); every machine must give the same", EnvVars: []string{"COSMOSLEASE_TIME_ZONE"}},
 			&ucli.StringFlag{Name: "region", Usage: "this machine's `REGION`, such as eastus (default: $REGION_NAME; required)", EnvVars: []string{"COSMOSLEASE_REGION"}},
 			&ucli.StringFlag{Name: "instance", Usage: "this machine's `ID` in run records (default: the hostname)", EnvVars: []string{"COSMOSLEASE_INSTANCE"}},
 			&ucli.StringFlag{Name: "lease", Value: "cron", Usage: "lease `KEY`: every machine running the same job uses the same one", EnvVars: []string{"COSMOSLEASE_LEASE"}},
@@ -82,8 +84,16 @@ func (a *App) cronArgs(c *ucli.Context) (*cronJob, error) {
 	if strings.TrimSpace(expr) == "" {
 		return nil, usagef("cron needs --schedule EXPR (or COSMOSLEASE_SCHEDULE), an NCRONTAB expression such as '0 */5 * * * *'")
 	}
+	loc := time.UTC
+	if z := c.String("time-zone"); c.IsSet("time-zone") {
+		l, err := ncrontab.LoadZone(z)
+		if err != nil {
+			return nil, usagef("--time-zone %v", err)
+		}
+		loc = l
+	}
 	var err error
-	if j.sched, err = ncrontab.Parse(expr); err != nil {
+	if j.sched, err = ncrontab.ParseIn(expr, loc); err != nil {
 		return nil, usagef("--schedule %v", err)
 	}
 	j.region = strings.TrimSpace(c.String("region"))
@@ -180,7 +190,7 @@ func (a *App) cron(c *ucli.Context) error {
 	out := &cronReporter{w: a.Stdout, json: c.Bool("json"), job: j, metricsURL: tel.metricsURL()}
 	out.started(rank, j.sched.Next(time.Now()))
 	o := cosmoslease.RunOptions{Regions: order, FailoverDelay: j.delay, RetryAbandoned: c.Bool("retry-abandoned"), Retention: j.retention,
-		Instance: j.instance, Schedule: j.sched.Expr(), MissedAfter: cosmoslease.ClaimWindow(ranks, j.delay, d), Grace: j.grace + 5*time.Second}
+		Instance: j.instance, Schedule: j.sched.String(), MissedAfter: cosmoslease.ClaimWindow(ranks, j.delay, d), Grace: j.grace + 5*time.Second}
 	// Each occurrence is contended for from its own time, beside earlier ones still waiting or running: the
 	// election runs them in order, one at a time, and records the ones it passes over.
 	err = client.RunSchedule(ctx, j.key, j.sched, o, func(ctx context.Context, run cosmoslease.Run) error {
@@ -245,13 +255,20 @@ func (r *cronReporter) started(rank int, next time.Time) {
 	if r.json {
 		ev := map[string]any{"event": "started", "time": time.Now().UTC(), "lease": r.job.key, "schedule": r.job.sched.Expr(),
 			"region": r.job.region, "instance": r.job.instance, "rank": rank, "next": next.UTC()}
+		if loc := r.job.sched.Location(); loc != time.UTC {
+			ev["timeZone"] = loc.String()
+		}
 		if r.metricsURL != "" {
 			ev["metricsUrl"] = r.metricsURL
 		}
 		writeJSONLine(r.w, ev)
 		return
 	}
-	fmt.Fprintf(r.w, "cron %q for lease %s in %s (rank %d, %s later per rank); next occurrence %s\n", r.job.sched.Expr(), r.job.key,
+	zone := ""
+	if loc := r.job.sched.Location(); loc != time.UTC {
+		zone = " (" + loc.String() + " time; occurrences named in UTC)"
+	}
+	fmt.Fprintf(r.w, "cron %q%s for lease %s in %s (rank %d, %s later per rank); next occurrence %s\n", r.job.sched.Expr(), zone, r.job.key,
 		r.job.region, rank, r.job.delay, next.UTC().Format(time.RFC3339))
 }
 

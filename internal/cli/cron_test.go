@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -29,6 +30,12 @@ func TestCronBadInput(t *testing.T) {
 		{append(ok[:4:4], "--retention", "2h", "--", "true"), "keep run records at least a day"},
 		{[]string{"--schedule", "0 0 9 13 * Fri", "--region", "eastus", "--retention", "30d", "--", "true"}, "use at least 854.00:00:00 (854d)"},
 		{append(ok[:4:4], "--lease", "a/b", "--", "true"), "--lease:"},
+		// Time zones: IANA names only, the same in every region; the retention counts the 25-hour day.
+		{append(ok[:4:4], "--time-zone", "Europe/Berln", "--", "true"), `--time-zone "Europe/Berln" is not a time zone this knows: name an IANA time zone, such as Europe/Berlin`},
+		{append(ok[:4:4], "--time-zone", "W. Europe Standard Time", "--", "true"), "looks like a Windows time zone name"},
+		{append(ok[:4:4], "--time-zone", "Local", "--", "true"), `--time-zone "Local" is not a time zone name`},
+		{append(ok[:4:4], "--time-zone", "", "--", "true"), `--time-zone "" is not a time zone name`},
+		{[]string{"--schedule", "0 30 2 * * *", "--time-zone", "Europe/Berlin", "--region", "eastus", "--retention", "1d", "--", "true"}, "two of the schedule's longest gaps (1.01:00:00), so no late occurrence can run twice: use at least 2.02:00:00 (3d)"},
 		// The command is checked at start, not at the first occurrence.
 		{append(ok[:4:4], "--", "./reconcile.sh"), "cosmoslease: cannot run ./reconcile.sh: not found"},
 		{append(ok[:4:4], "--", "no-such-command-anywhere"), "cannot run no-such-command-anywhere: not found in PATH"},
@@ -54,5 +61,33 @@ func TestCronRefusesRegionTypos(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second) // were it accepted, cron would run on
 		h.runCtx(ctx, append(args, "--", "true")...).expect(t, ExitUsage, tc.want)
 		cancel()
+	}
+}
+
+// cron --time-zone: the started line names the next occurrence in the zone, in UTC, and the run records carry the
+// zone, so that inspect --runs reads the schedule back and checks the occurrences for missed ones in it.
+func TestCronTimeZone(t *testing.T) {
+	h := newHarness(t).withServer()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, done := h.runWatched(ctx, "cron", "--emulator", "--json", "--schedule", "* * * * * *", "--time-zone", "Europe/Berlin",
+		"--region", "eastus", "--lease", "tz", "--", "true")
+	for !strings.Contains(out.String(), `"event":"occurrence"`) {
+		select {
+		case r := <-done:
+			t.Fatalf("cron ended: %d\n%s\n%s", r.code, r.stdout, r.stderr)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	cancel()
+	r := <-done
+	if !strings.Contains(r.stdout, `"timeZone":"Europe/Berlin"`) {
+		t.Errorf("the started event names no time zone:\n%s", r.stdout)
+	}
+	runs := h.run("inspect", "--emulator", "--runs", "--lease", "tz")
+	runs.expect(t, 0)
+	// A schedule inspect could not read back would be "not checked (the records name no schedule)".
+	if !strings.Contains(runs.stdout, "Missed occurrences: ") || strings.Contains(runs.stdout, "not checked") {
+		t.Errorf("inspect --runs does not check the zoned schedule:\n%s", runs.stdout)
 	}
 }

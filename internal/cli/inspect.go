@@ -499,7 +499,7 @@ func (a *App) missed(recs []cosmoslease.RunRecord, limit int) (cosmoslease.Misse
 		if r.Schedule == "" {
 			continue
 		}
-		sched, err := ncrontab.Parse(r.Schedule)
+		sched, err := ncrontab.ParseRecord(r.Schedule) // CRON_TZ=ZONE first for a schedule read in a time zone
 		if err != nil {
 			return cosmoslease.Missed{}, "", 0
 		}

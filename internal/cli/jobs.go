@@ -38,7 +38,8 @@ func packageFlags() []ucli.Flag {
 	return []ucli.Flag{
 		&ucli.StringFlag{Name: "handler", Value: funcpkg.DefaultHandler, Usage: "the handler's Go main package `PKG` (an import path, or ./cmd/jobs in this module): one that calls leasehandler.Serve", EnvVars: []string{"COSMOSLEASE_HANDLER"}},
 		&ucli.GenericFlag{Name: "job", Value: &listFlag{}, Usage: "a command job `NAME=SCHEDULE` running the command given after -- (repeatable): its app settings LeaseJobs__NAME__Schedule and __Command are set in every region"},
-		&ucli.StringFlag{Name: "jobs", Usage: "command jobs from a JSON `FILE`: {\"jobs\": [{\"name\", \"schedule\", \"command\", and optional \"leaseKey\", \"preferredRegions\", \"failoverDelay\", \"retryAbandoned\", \"runRetention\"}], \"include\": [folders]}"},
+		&ucli.StringFlag{Name: "jobs", Usage: "command jobs from a JSON `FILE`: {\"jobs\": [{\"name\", \"schedule\", \"command\", and optional \"leaseKey\", \"preferredRegions\", \"failoverDelay\", \"retryAbandoned\", \"runRetention\", \"timeZone\"}], \"include\": [folders]}"},
+		&ucli.StringFlag{Name: "time-zone", Usage: "the IANA time zone `ZONE` of the --job jobs' schedules, such as Europe/Berlin (their app setting LeaseJobs__NAME__TimeZone; default UTC)"},
 		&ucli.GenericFlag{Name: "include", Value: &listFlag{}, Usage: "a folder `DIR` of the app's files (the commands' scripts) to put in the package under its path (repeatable)"},
 	}
 }
@@ -53,12 +54,13 @@ type commandJob struct {
 	FailoverDelay    string `json:"failoverDelay,omitempty"`
 	RetryAbandoned   *bool  `json:"retryAbandoned,omitempty"`
 	RunRetention     string `json:"runRetention,omitempty"`
+	TimeZone         string `json:"timeZone,omitempty"`
 }
 
 // settings are the job's app settings.
 func (j commandJob) settings() map[string]string {
 	s := map[string]string{jobSetting(j.Name, "Schedule"): j.Schedule, jobSetting(j.Name, "Command"): j.Command}
-	for field, v := range map[string]string{"LeaseKey": j.LeaseKey, "PreferredRegions": j.PreferredRegions, "FailoverDelay": j.FailoverDelay, "RunRetention": j.RunRetention} {
+	for field, v := range map[string]string{"LeaseKey": j.LeaseKey, "PreferredRegions": j.PreferredRegions, "FailoverDelay": j.FailoverDelay, "RunRetention": j.RunRetention, "TimeZone": j.TimeZone} {
 		if v != "" {
 			s[jobSetting(j.Name, field)] = v
 		}
@@ -105,7 +107,7 @@ func (a *App) readPackageSpec(c *ucli.Context) (*packageSpec, error) {
 		if len(argv) == 0 {
 			return nil, usagef("--job %s needs the command to run after --, such as: --job '%s' --include jobs -- jobs/export.sh --full", spec, spec)
 		}
-		p.jobs = append(p.jobs, commandJob{Name: strings.TrimSpace(name), Schedule: strings.TrimSpace(sched), Command: quoteCommand(argv)})
+		p.jobs = append(p.jobs, commandJob{Name: strings.TrimSpace(name), Schedule: strings.TrimSpace(sched), Command: quoteCommand(argv), TimeZone: c.String("time-zone")})
 	}
 	if path := c.String("jobs"); path != "" {
 		file, err := readJobsFile(filepath.Join(a.Dir, path), path)
@@ -127,6 +129,11 @@ func (a *App) readPackageSpec(c *ucli.Context) (*packageSpec, error) {
 		seen[strings.ToLower(j.Name)] = j.Name
 		if _, err := ncrontab.Parse(j.Schedule); err != nil {
 			return nil, usagef("job %s: schedule %v", j.Name, err)
+		}
+		if j.TimeZone != "" {
+			if _, err := ncrontab.LoadZone(j.TimeZone); err != nil {
+				return nil, usagef("job %s: time zone %v", j.Name, err)
+			}
 		}
 		if _, err := leasehandler.SplitCommand(j.Command); err != nil {
 			return nil, usagef("job %s: command %q: %v", j.Name, j.Command, err)

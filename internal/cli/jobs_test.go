@@ -129,7 +129,7 @@ func TestDeployCommandJobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	file := `{"jobs": [{"name": "Export", "schedule": "0 0 2 * * *", "command": "scripts/a.sh --full", "retryAbandoned": true},
-	  {"name": "Report", "schedule": "0 30 6 * * *", "command": "python3 scripts/report.py", "failoverDelay": "00:00:05", "leaseKey": "reports"}],
+	  {"name": "Report", "schedule": "0 30 6 * * *", "command": "python3 scripts/report.py", "failoverDelay": "00:00:05", "leaseKey": "reports", "timeZone": "Europe/Berlin"}],
 	 "include": ["scripts"]}`
 	if err := os.WriteFile(filepath.Join(h.dir, "jobs.json"), []byte(file), 0o644); err != nil {
 		t.Fatal(err)
@@ -138,9 +138,16 @@ func TestDeployCommandJobs(t *testing.T) {
 	r.expect(t, ExitOK, "the functions Export, LeaseStatus, LeaseTimer, Report.")
 	for _, l := range []string{filepath.Join(h.dir, "dist", "functionapp-linux-amd64.zip"), "'LeaseJobs__Export__Command=scripts/a.sh --full'",
 		"LeaseJobs__Export__RetryAbandoned=true", "LeaseJobs__Report__FailoverDelay=00:00:05", "LeaseJobs__Report__LeaseKey=reports",
-		"'LeaseJobs__Report__Schedule=0 30 6 * * *'"} {
+		"'LeaseJobs__Report__Schedule=0 30 6 * * *'", "LeaseJobs__Report__TimeZone=Europe/Berlin"} {
 		if !strings.Contains(r.stdout, l) {
 			t.Fatalf("stdout lacks %q:\n%s", l, r.stdout)
+		}
+	}
+	// A job with a time zone is fired every minute: the handler picks the minutes that are occurrences.
+	for fn, want := range map[string]string{"Report": `"schedule": "0 * * * * *"`, "Export": `"schedule": "%LeaseJobs:Export:Schedule%"`} {
+		b, err := os.ReadFile(filepath.Join(h.dir, "dist", "functionapp-linux-amd64", fn, "function.json"))
+		if err != nil || !strings.Contains(string(b), want) {
+			t.Fatalf("%s/function.json: %s %v; want %s", fn, b, err, want)
 		}
 	}
 	if _, err := os.Stat(filepath.Join(h.dir, "dist", "functionapp-linux-amd64", "scripts", "a.sh")); err != nil {
@@ -172,6 +179,7 @@ func TestPackageJobsBadInput(t *testing.T) {
 		{[]string{"package", "--job", "my-job=0 0 2 * * *", "--", "x"}, "job name \"my-job\" is not a function name"},
 		{[]string{"package", "--job", "Export=0 61 * * * *", "--", "x"}, "job Export: schedule"},
 		{[]string{"package", "--job", "Export=0 0 2 * * *", "--job", "export=0 0 3 * * *", "--", "x"}, "jobs Export and export have the same name"},
+		{[]string{"package", "--job", "Export=0 0 2 * * *", "--time-zone", "Europe/Berln", "--", "x"}, `job Export: time zone "Europe/Berln" is not a time zone this knows`},
 		{[]string{"package", "--jobs", "missing.json"}, "--jobs missing.json: no such file or directory"},
 		{[]string{"package", "--jobs", "bad.json"}, "--jobs bad.json is not a jobs file (json: unknown field \"comand\")"},
 	} {

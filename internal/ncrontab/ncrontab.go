@@ -25,10 +25,15 @@ import (
 //   - A time matches when every field matches: when both day of month and day of week are restricted, a day
 //     must satisfy both (0 0 9 13 * Fri is Friday the 13th only), unlike Unix cron's either.
 //
-// Times are UTC, as on Flex Consumption (the host uses the local time zone, which WEBSITE_TIME_ZONE or TZ can
-// change on some other plans).
+// Times are UTC, as on Flex Consumption, unless the schedule is read in a time zone (ParseIn): see ParseIn for
+// how its occurrences are computed, and named in UTC, across daylight-saving changes.
 type Schedule struct {
 	expr string
+	// loc is the time zone the fields are read in; nil for UTC.
+	loc *time.Location
+	// interval is true when the second, minute or hour field holds *, - or /: such a schedule runs through a
+	// repeated (fall-back) hour at each real instant, where a fixed time runs at its first instance only.
+	interval bool
 	// day-level fields, indexed by value.
 	day     [32]bool
 	month   [13]bool
@@ -87,6 +92,11 @@ func Parse(expr string) (*Schedule, error) {
 		sets[i] = set
 	}
 	s := &Schedule{expr: expr}
+	for _, tok := range tokens[:3] {
+		if strings.ContainsAny(tok, "*-/") {
+			s.interval = true
+		}
+	}
 	copy(s.day[:], sets[3])
 	copy(s.month[:], sets[4])
 	copy(s.weekday[:], sets[5])
@@ -241,6 +251,14 @@ func (s *Schedule) firesOn(day time.Time) bool {
 
 // Next is the first occurrence after t, as NCrontab's GetNextOccurrence: later than t's whole second.
 func (s *Schedule) Next(t time.Time) time.Time {
+	if s.loc != nil {
+		return s.nextIn(t)
+	}
+	return s.nextUTC(t)
+}
+
+// nextUTC is Next with the fields read in UTC; in a zone, it works on wall-clock times written as UTC.
+func (s *Schedule) nextUTC(t time.Time) time.Time {
 	t = t.UTC().Truncate(time.Second).Add(time.Second)
 	day := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
 	from := int32(t.Sub(day) / time.Second)
@@ -257,6 +275,13 @@ func (s *Schedule) Next(t time.Time) time.Time {
 
 // Prev is the latest occurrence at or before t.
 func (s *Schedule) Prev(t time.Time) time.Time {
+	if s.loc != nil {
+		return s.prevIn(t)
+	}
+	return s.prevUTC(t)
+}
+
+func (s *Schedule) prevUTC(t time.Time) time.Time {
 	t = t.UTC()
 	day := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
 	upto := int32(t.Sub(day) / time.Second)

@@ -26,9 +26,15 @@
 // deadline comes; its output goes to the invocation's logs and its exit status into the run record.
 //
 // A job's settings come from, in this order: its app settings LeaseJobs__NAME__Schedule (when its code fixes no
-// schedule), __LeaseKey, __PreferredRegions, __FailoverDelay, __RetryAbandoned and __RunRetention; its Job
-// fields; the app settings every job shares, LeaseTimerPreferredRegions, LeaseTimerFailoverDelay and
-// LeaseTimerRunRetention; the defaults (the Cosmos DB account's region order, 10 s, 30 days). The lease key
+// schedule), __LeaseKey, __PreferredRegions, __FailoverDelay, __RetryAbandoned, __RunRetention and __TimeZone;
+// its Job fields; the app settings every job shares, LeaseTimerPreferredRegions, LeaseTimerFailoverDelay,
+// LeaseTimerRunRetention and LeaseTimerTimeZone; the defaults (the Cosmos DB account's region order, 10 s, 30
+// days, UTC).
+//
+// A job with a time zone (an IANA name such as Europe/Berlin) has its schedule read on that zone's wall clock,
+// across daylight-saving changes by Vixie cron's rules, and its occurrences named in UTC, the same in every
+// region. Its function.json then fires every minute (the host reads schedules in UTC), and the handler answers
+// the minutes that are no occurrence at once, without reading Cosmos DB. The lease key
 // defaults to the job's name. The account is CosmosLeasing__AccountEndpoint (the app's managed identity) or
 // CosmosLeasing__ConnectionString, as for the CLI. LeaseTimer is the job of the handler before it served several,
 // with the settings it had then.
@@ -45,7 +51,8 @@
 // it (the host logs it as an error and counts a failed execution); the other jobs run on. Among the settings
 // refused: a failover delay under which the last region would still wait when the next occurrence is due
 // ((regions − 1) × delay at least the schedule's shortest gap: the host fires no tick while an invocation
-// waits), and WEBSITE_TIME_ZONE (the host would fire in local time while occurrences are named in UTC).
+// waits), and WEBSITE_TIME_ZONE (the host would fire in local time while occurrences are named in UTC: use
+// LeaseTimerTimeZone or LeaseJobs__NAME__TimeZone instead).
 //
 // LeaseStatus (HTTP GET, function key) answers with every job's lease, newest run and missed occurrences, and
 // the reason any job cannot run.

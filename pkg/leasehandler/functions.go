@@ -85,7 +85,11 @@ func functionFiles(specs []jobSpec, problems []string) (map[string][]byte, error
 				return nil, fmt.Errorf("job %s's Schedule %v", spec.Name, err)
 			}
 		}
-		files[spec.Name] = timerFunction(binding(spec.Job))
+		schedule := binding(spec.Job)
+		if spec.ticked {
+			schedule = tickSchedule // a job with a time zone: the handler picks the ticks that are occurrences
+		}
+		files[spec.Name] = timerFunction(schedule)
 	}
 	return files, nil
 }

@@ -102,7 +102,7 @@ func (h *handler) mux() *http.ServeMux {
 
 // tickResult is a timer function's return value.
 type tickResult struct {
-	Status     string    `json:"status"` // executed, skipped, failed
+	Status     string    `json:"status"` // executed, skipped, failed; idle for a minute tick that is no occurrence
 	Occurrence time.Time `json:"occurrence,omitzero"`
 	Region     string    `json:"region,omitempty"`
 	Owner      string    `json:"owner,omitempty"`
@@ -199,7 +199,18 @@ func (h *handler) timer(j *job) http.HandlerFunc {
 		ctx, cancel := s.budget.deadline(r.Context(), start)
 		defer cancel()
 		res.Region, res.Owner, res.Instance = s.opts.Region, s.opts.OwnerID, s.instance
-		res.Occurrence = occurrenceOf(s.sched, info, sys, h.now)
+		if s.ticked {
+			// A job with a time zone is fired every minute: a minute that is not an occurrence is answered at once.
+			tick, ok := tickOccurrence(s.sched, info, sys, h.now)
+			if !ok {
+				res.Status, res.Occurrence = "idle", tick
+				iv.answer(w, nil, res)
+				return
+			}
+			res.Occurrence = tick
+		} else {
+			res.Occurrence = occurrenceOf(s.sched, info, sys, h.now)
+		}
 		occ := res.Occurrence.Format(time.RFC3339)
 
 		client, err := h.connect(ctx)
@@ -258,7 +269,7 @@ func (h *handler) timer(j *job) http.HandlerFunc {
 // the next one, or shortly before the invocation's deadline.
 func (h *handler) runOptions(ctx context.Context, client *cosmoslease.Client, s *settings, occ time.Time, rank, ranks int, pastDue bool) cosmoslease.RunOptions {
 	o := cosmoslease.RunOptions{Rank: rank, Regions: cosmoslease.Order(s.preferred, client.AccountRegions()), FailoverDelay: s.delay, RetryAbandoned: s.retryAbandoned,
-		Retention: s.retention, Instance: s.instance, PastDue: pastDue, Schedule: s.sched.Expr(), Next: s.sched.Next,
+		Retention: s.retention, Instance: s.instance, PastDue: pastDue, Schedule: s.sched.String(), Next: s.sched.Next,
 		MissedAfter: s.missedAfter(ranks), Grace: s.grace(), FinishWithin: s.budget.finish}
 	o.Until = s.sched.Next(occ).Add(time.Duration(rank) * s.delay)
 	if dl, ok := ctx.Deadline(); ok {

@@ -17,17 +17,18 @@ import (
 // Job is one scheduled job of the Function App: a timer function of its own (its folder NAME/function.json and
 // its route /NAME), whose every occurrence runs once, in the most preferred region alive, under a lease of its
 // own. Fields left zero take the app's settings (see the package documentation), and the app settings
-// LeaseJobs__NAME__LeaseKey, __PreferredRegions, __FailoverDelay, __RetryAbandoned and __RunRetention override
-// the fields.
+// LeaseJobs__NAME__LeaseKey, __PreferredRegions, __FailoverDelay, __RetryAbandoned, __RunRetention and
+// __TimeZone override the fields.
 type Job struct {
 	// Name is the function's name: its folder, its route, and the NAME of its settings. A letter, then up to 127
 	// letters, digits and single underscores: the host's rule for function names without the hyphen (Linux app
 	// settings cannot carry one) and without a double underscore (which separates the parts of a setting's
 	// name). The host ignores case, so two jobs may not differ only by it; LeaseStatus is taken.
 	Name string
-	// Schedule is the job's NCRONTAB expression, in UTC ("0 */5 * * * *", or five fields without seconds); or
-	// "%Setting%", the app setting that holds it. Empty means the app setting LeaseJobs__NAME__Schedule. A
-	// schedule in an app setting can change without a new build; the host reads it when the app starts.
+	// Schedule is the job's NCRONTAB expression, in UTC unless the job has a time zone ("0 */5 * * * *", or five
+	// fields without seconds); or "%Setting%", the app setting that holds it. Empty means the app setting
+	// LeaseJobs__NAME__Schedule. A schedule in an app setting can change without a new build; the host reads it
+	// when the app starts.
 	Schedule string
 	// Work is the job: it runs once per occurrence, under the lease.
 	Work WorkFunc
@@ -42,6 +43,10 @@ type Job struct {
 	// Retention is how long run records are kept after their occurrence; default LeaseTimerRunRetention, else 30
 	// days; at least a day and two of the schedule's longest gaps.
 	Retention time.Duration
+	// TimeZone is the IANA time zone the schedule is read in (Europe/Berlin); default LeaseTimerTimeZone, else
+	// UTC; the app setting LeaseJobs__NAME__TimeZone overrides it. Occurrences are named in UTC. The host then
+	// fires the job every minute and the handler runs the minutes that are occurrences (docs/scheduled-work.md).
+	TimeZone string
 	// RetryAbandoned runs an occurrence whose region died while its work ran once more, in the region that
 	// notices (at least once); by default it is only marked abandoned (at most once).
 	RetryAbandoned bool
@@ -123,6 +128,8 @@ type jobSpec struct {
 	// command is a command job's command line and the setting that holds it.
 	command, commandSetting string
 	env                     *jobEnv
+	// ticked: the job has a time zone, so the host fires it every minute (tickSchedule).
+	ticked bool
 	// err is a problem found in the registration: the job's invocations fail with it.
 	err error
 }
@@ -161,6 +168,7 @@ func listJobs(goJobs []Job, e environment) (specs []jobSpec, problems []string) 
 			problems = append(problems, fmt.Sprintf("the app setting %s names a command for %s, which is a Go job of this handler: the command is not run; remove the setting, or give the command job another name", name, j.Name))
 		}
 		spec.err = je.unknownFields()
+		spec.zone(e)
 		specs = append(specs, spec)
 	}
 	names := make([]string, 0, len(envs))
@@ -183,6 +191,7 @@ func listJobs(goJobs []Job, e environment) (specs []jobSpec, problems []string) 
 		default:
 			spec.err = je.unknownFields()
 		}
+		spec.zone(e)
 		specs = append(specs, spec)
 	}
 	return specs, problems
@@ -210,4 +219,13 @@ func (j *jobEnv) unknownFields() error {
 	sort.Strings(unknown)
 	return fmt.Errorf("unknown app setting %s: a job's settings are %s__%s__ followed by one of %s",
 		strings.Join(unknown, ", "), jobPrefix, j.name, strings.Join(jobFields, ", "))
+}
+
+// zone reads the job's time zone (see jobZone): a bad one is a problem of the job.
+func (spec *jobSpec) zone(e environment) {
+	loc, _, err := jobZone(e, spec.env, spec.Job)
+	if err != nil && spec.err == nil {
+		spec.err = err
+	}
+	spec.ticked = loc != nil
 }

@@ -130,7 +130,7 @@ func TestBadJobSettings(t *testing.T) {
 		{"unclosed quote", map[string]string{"LeaseJobs__Export__Schedule": "0 0 2 * * *", "LeaseJobs__Export__Command": "/bin/echo 'a b"}, nil, "Export",
 			"a single quote is not closed"},
 		{"time zone", map[string]string{"WEBSITE_TIME_ZONE": "W. Europe Standard Time"}, []Job{{Name: "Report", Schedule: "0 0 2 * * *", Work: noWork}}, "Report",
-			"the app setting WEBSITE_TIME_ZONE is \"W. Europe Standard Time\": the host then fires timers on that time zone's clock, but the handler names each occurrence in UTC"},
+			"the app setting WEBSITE_TIME_ZONE is \"W. Europe Standard Time\": the host then fires timers on that time zone's clock (and Flex Consumption does not support it), but the handler names each occurrence in UTC"},
 		// Issue 23, item 3: the host fires no tick while an invocation waits. Three regions 10 s apart cannot run
 		// a schedule of 5 s gaps: the last would wait 20 s.
 		{"delay past the gap", map[string]string{"LeaseTimerPreferredRegions": "eastus,westeurope,southeastasia"}, []Job{{Name: "Often", Schedule: "*/5 * * * * *", Work: noWork}}, "Often",

@@ -26,7 +26,15 @@ const (
 	settingFailoverDelay = "LeaseTimerFailoverDelay"
 	// settingTimeZone makes the host fire timers in local time; the handler names occurrences in UTC.
 	settingTimeZone = "WEBSITE_TIME_ZONE"
+	// settingJobTimeZone is the IANA time zone every job's schedule is read in, unless LeaseJobs__NAME__TimeZone
+	// says otherwise (default UTC). Occurrences are named in UTC; see tickSchedule for how the host fires.
+	settingJobTimeZone = "LeaseTimerTimeZone"
 )
+
+// tickSchedule is what the host fires a job with a time zone on: every minute, in UTC (the host reads schedules
+// in UTC on Flex Consumption, and WEBSITE_TIME_ZONE is refused). The handler runs the ticks that are occurrences
+// of the job's schedule in its zone and answers the others at once, without reading Cosmos DB.
+const tickSchedule = "0 * * * * *"
 
 // The settings of the job LeaseTimer (the job of the handler before it served several; see LeaseTimer).
 const (
@@ -40,7 +48,7 @@ const (
 const jobPrefix = "LeaseJobs"
 
 // The fields of LeaseJobs__NAME__FIELD, compared without case.
-var jobFields = []string{"Schedule", "Command", "LeaseKey", "PreferredRegions", "FailoverDelay", "RetryAbandoned", "RunRetention"}
+var jobFields = []string{"Schedule", "Command", "LeaseKey", "PreferredRegions", "FailoverDelay", "RetryAbandoned", "RunRetention", "TimeZone"}
 
 // jobSetting names a job's setting.
 func jobSetting(name, field string) string { return jobPrefix + "__" + name + "__" + field }
@@ -143,6 +151,9 @@ type settings struct {
 	opts  cosmoslease.Options
 	key   string
 	sched *ncrontab.Schedule
+	// ticked is true when the host fires the job every minute (tickSchedule) and the handler picks the ticks that
+	// are occurrences: a job with a time zone.
+	ticked bool
 	// retention is how long run records are kept after their occurrence (their ttl is set so).
 	retention time.Duration
 	instance  string
@@ -232,6 +243,11 @@ func loadApp(e environment) (*appSettings, error) {
 	a.instance = instanceID(e.get)
 	a.opts.Hostname = a.instance
 	a.timeZone = checkTimeZone(e.get(settingTimeZone))
+	if v := e.get(settingJobTimeZone); strings.TrimSpace(v) != "" { // each job reads it (jobZone); a bad one fails all
+		if _, err := ncrontab.LoadZone(v); err != nil {
+			return nil, fmt.Errorf("%s %v", settingJobTimeZone, err)
+		}
+	}
 	return a, nil
 }
 
@@ -243,8 +259,8 @@ func checkTimeZone(tz string) error {
 	case "", "utc", "etc/utc", "coordinated universal time":
 		return nil
 	}
-	return fmt.Errorf("the app setting %s is %q: the host then fires timers on that time zone's clock, but the handler names each occurrence in UTC, the same in every region, so this job's ticks and its run records would disagree; remove %s and write the schedule in UTC (time zones are not supported yet)",
-		settingTimeZone, tz, settingTimeZone)
+	return fmt.Errorf("the app setting %s is %q: the host then fires timers on that time zone's clock (and Flex Consumption does not support it), but the handler names each occurrence in UTC, the same in every region, so this job's ticks and its run records would disagree; remove %s, and to run jobs on a time zone's clock set %s (every job) or LeaseJobs__NAME__TimeZone to an IANA name such as Europe/Berlin",
+		settingTimeZone, tz, settingTimeZone, settingJobTimeZone)
 }
 
 func parseDelay(source, v string) (time.Duration, error) {
@@ -315,7 +331,11 @@ func (a *appSettings) job(j Job, e environment, je *jobEnv) (*settings, error) {
 				setting, j.Name, bindingName(setting))
 		}
 	}
-	if s.sched, err = ncrontab.Parse(expr); err != nil {
+	zone, zoneSource, err := jobZone(e, je, j)
+	if err != nil {
+		return nil, err
+	}
+	if s.sched, err = ncrontab.ParseIn(expr, zone); err != nil {
 		if setting == "" {
 			setting = "job " + j.Name + "'s Schedule"
 		}
@@ -323,6 +343,13 @@ func (a *appSettings) job(j Job, e environment, je *jobEnv) (*settings, error) {
 	}
 	if a.timeZone != nil {
 		return nil, a.timeZone
+	}
+	if s.ticked = s.sched.Location() != time.UTC; s.ticked && !s.sched.WholeMinutes() {
+		return nil, fmt.Errorf("job %s's schedule %q fires at seconds other than 0, but a job with a time zone (%s %s) is fired by the host once a minute: use whole minutes (five fields, or 0 for the second), or UTC",
+			j.Name, s.sched.Expr(), zoneSource, s.sched.Location())
+	}
+	if err := checkTicks(j.Name, s.ticked, zoneSource, zone); err != nil {
+		return nil, err
 	}
 
 	// The lease key: the job's name unless something says otherwise.

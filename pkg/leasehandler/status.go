@@ -74,7 +74,7 @@ func (h *handler) readJob(ctx context.Context, client *cosmoslease.Client, j *jo
 		recent = []cosmoslease.RunRecord{}
 	}
 	st, missed := hist.Lease, hist.Missed
-	*js = jobStatus{Name: j.name, Schedule: s.sched.Expr(), Lease: s.key, State: st.Status(), Owner: st.Owner, Region: st.Region,
+	*js = jobStatus{Name: j.name, Schedule: s.sched.String(), Lease: s.key, State: st.Status(), Owner: st.Owner, Region: st.Region,
 		Instance: st.Hostname, Epoch: st.Epoch, ExpiresInMs: st.ExpiresIn.Milliseconds(), Renewals: st.Renewals,
 		Occurrence: st.Metadata["occurrence"], MissedCount: missed.Count, Missed: missed.Times, MissedCapped: missed.Capped,
 		Running: hist.Running, MissedTotal: hist.MissedTotal, Overdue: hist.Overdue, Absent: hist.Absent}
