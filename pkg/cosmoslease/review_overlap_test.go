@@ -1,0 +1,89 @@
+package cosmoslease
+
+import (
+	"context"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// Review of the overlap rule of skipOver (job.go) as commit 4ec40b4 widened it: an occurrence s passed over is
+// skipped for overlap when it came due before the replaced run ended and its claim window was open when that run
+// started. docs/scheduled-work.md: overlap means "its contenders' time ran out before the lease was free"; missed
+// means "nobody claimed it within its claim window": every region down, Cosmos DB unreachable, or the timer did not
+// fire. Each test below is an outage (nobody alive while the lease was free in the occurrence's window) that must
+// be counted missed, so that it reaches the missed count and the alert.
+
+// recordCovering returns the record of h that covers t, or nil.
+func recordCovering(h History, t time.Time) *RunRecord {
+	for i := range h.Runs {
+		if h.Runs[i].Covers(t.UTC()) {
+			return &h.Runs[i]
+		}
+	}
+	return nil
+}
+
+// A standby (rank 1, failover delay 25 s on a 20 s schedule, as cron allows) claims o2 after o3 came due, runs it
+// for a second and releases, and then every region is down until o20. o3's claim window (70 s) was open for 64 s
+// after the lease was free, with nobody alive to claim it: o3 is missed. Since 4ec40b4 it is recorded skipped for
+// overlap ("it waited behind the run of occurrence o2"), the missed count is one short, and so is the missed
+// counter the alert watches. (Before 4ec40b4 o3 was missed: it came due before o2's run started.)
+func TestReviewOverlap_AnOccurrenceNobodyWaitedForBeforeAShortLateRunIsMissed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble()
+		ctx := context.Background()
+		const delay = 25 * time.Second
+		window := ClaimWindow(2, delay, 10*time.Second) // 70 s
+		o1 := every20s(time.Now())
+		occ := func(k int) time.Time { return o1.Add(time.Duration(k-1) * 20 * time.Second) }
+		opts := func(rank int, t time.Time) RunOptions {
+			o := bubbleRunOpts(rank)
+			o.FailoverDelay, o.MissedAfter = delay, window
+			o.Until = every20s(t).Add(time.Duration(rank) * delay)
+			return o
+		}
+		quick := func(ctx context.Context, r Run) error { time.Sleep(time.Second); return nil }
+		a, _ := b.client(t, "a", nil) // rank 0
+		c, _ := b.client(t, "b", nil) // rank 1
+
+		sleepUntil(occ(1))
+		if res, err := a.RunOnce(ctx, "job", occ(1), opts(0, occ(1)), quick); err != nil || res.Status != RunExecuted {
+			t.Fatalf("setup: o1: %s %v", res.Status, err)
+		}
+		// a is down from here on. b claims o2 in its turn (o2 + 25 s), after o3 came due.
+		sleepUntil(occ(2))
+		res, err := c.RunOnce(ctx, "job", occ(2), opts(1, occ(2)), quick)
+		if err != nil || res.Status != RunExecuted || !res.WorkStarted.After(occ(3)) {
+			t.Fatalf("setup: o2: %s %v, work started %s (want after o3 %s)", res.Status, err, res.WorkStarted, occ(3))
+		}
+		// b is down from here on too. Nobody runs anything until a comes back for o20.
+		sleepUntil(occ(20))
+		res, err = a.RunOnce(ctx, "job", occ(20), opts(0, occ(20)), quick)
+		if err != nil || res.Status != RunExecuted {
+			t.Fatalf("setup: o20: %s %v", res.Status, err)
+		}
+		reader, _ := b.client(t, "reader", nil)
+		h, err := reader.History(ctx, "job", 50, every20s, window)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range h.Runs {
+			t.Logf("%s..%s %s %s %s", r.Occurrence.Format("15:04:05"), r.Last().Format("15:04:05"), r.Status, r.Cause, r.Reason)
+		}
+		// o3 .. o16: their claim windows closed before o20's claim, with the lease free and nobody alive; o17 ..
+		// o19 are superseded (their windows were open at the claim).
+		const want = 14
+		rec := recordCovering(h, occ(3))
+		switch {
+		case rec == nil:
+			t.Fatal("o3 has no record")
+		case rec.Status != RunMissed:
+			t.Errorf("o3 is recorded %s (%s): b's run of o2 ended at o3 + 6 s and o3's claim window stayed open until o3 + 70 s with every region down; it is missed", rec.Status, rec.Reason)
+		}
+		if res.MissedCount != want || h.MissedTotal != want {
+			t.Errorf("missed counted %d by the claim, %d by the job state; want %d (o3 .. o16)", res.MissedCount, h.MissedTotal, want)
+		}
+		time.Sleep(time.Minute)
+	})
+}
