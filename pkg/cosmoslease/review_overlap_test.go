@@ -151,3 +151,57 @@ func TestReviewOverlap_AnOutageBeforeTheReRunOfAnAbandonedRunIsMissed(t *testing
 		time.Sleep(time.Minute)
 	})
 }
+
+// The same outage behind a run that o2 came due during: a runs o1 for 25 s (until o2 + 5 s) and releases, and
+// then every region is down until o20. o2's contenders had until o3 (rank 0) and o3 + 10 s (rank 1) to claim it,
+// and the lease was free from o2 + 5 s: had any contender been alive, it would have run o2. Nobody claimed it
+// within its claim window, with every region down: missed. It is recorded skipped for overlap, which
+// docs/scheduled-work.md defines as "its contenders' time ran out before the lease was free" — not so here. (So
+// before 4ec40b4 too: o2 came due while o1's run was going.)
+func TestReviewOverlap_AnOccurrenceDueDuringARunThatEndedInItsTurnIsMissedWhenNobodyClaimedIt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble()
+		ctx := context.Background()
+		o1 := every20s(time.Now())
+		occ := func(k int) time.Time { return o1.Add(time.Duration(k-1) * 20 * time.Second) }
+		a, _ := b.client(t, "a", nil)
+		sleepUntil(occ(1))
+		res, err := a.RunOnce(ctx, "job", occ(1), bubbleRunOpts(0), func(ctx context.Context, r Run) error {
+			time.Sleep(25 * time.Second)
+			return nil
+		})
+		if err != nil || res.Status != RunExecuted {
+			t.Fatalf("setup: o1: %s %v", res.Status, err)
+		}
+		if now := time.Now(); !now.After(occ(2)) || !now.Before(occ(3)) {
+			t.Fatalf("setup: o1's run ended at %s, want between o2 and o3", now)
+		}
+		sleepUntil(occ(20))
+		o := bubbleRunOpts(0)
+		res, err = a.RunOnce(ctx, "job", occ(20), o, func(ctx context.Context, r Run) error { return nil })
+		if err != nil || res.Status != RunExecuted {
+			t.Fatalf("setup: o20: %s %v", res.Status, err)
+		}
+		reader, _ := b.client(t, "reader", nil)
+		h, err := reader.History(ctx, "job", 50, every20s, o.MissedAfter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range h.Runs {
+			t.Logf("%s..%s %s %s %s", r.Occurrence.Format("15:04:05"), r.Last().Format("15:04:05"), r.Status, r.Cause, r.Reason)
+		}
+		rec := recordCovering(h, occ(2))
+		switch {
+		case rec == nil:
+			t.Fatal("o2 has no record")
+		case rec.Status != RunMissed:
+			t.Errorf("o2, due 5 s before o1's run ended, never claimed with the lease free for the rest of its turn and its claim window, is recorded %s (%s); it is missed",
+				rec.Status, rec.Reason)
+		}
+		// o2 .. o18: o18's window (40 s) closes at o20, when a claims.
+		if res.MissedCount != 17 || h.MissedTotal != 17 {
+			t.Errorf("missed counted %d by the claim, %d by the job state; want 17 (o2 .. o18)", res.MissedCount, h.MissedTotal)
+		}
+		time.Sleep(time.Minute)
+	})
+}
