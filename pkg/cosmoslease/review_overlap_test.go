@@ -2,6 +2,7 @@ package cosmoslease
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -201,6 +202,67 @@ func TestReviewOverlap_AnOccurrenceDueDuringARunThatEndedInItsTurnIsMissedWhenNo
 		// o2 .. o18: o18's window (40 s) closes at o20, when a claims.
 		if res.MissedCount != 17 || h.MissedTotal != 17 {
 			t.Errorf("missed counted %d by the claim, %d by the job state; want 17 (o2 .. o18)", res.MissedCount, h.MissedTotal)
+		}
+		time.Sleep(time.Minute)
+	})
+}
+
+// Found while trying a stricter overlap rule (TestReview5_ChaosWithPassingFaultsAccountsForEveryOccurrenceOnce,
+// seed 39, where only the overlap rule kept the occurrence from being counted missed): RunSchedule first clears
+// this region's mark (comeBack), which waits while the lease document is not released — held, or left unreleased
+// by a holder that crashed — for up to FinishWithin (2 × RequestTimeout: 20 s by default), and only then takes
+// the first occurrence after the clock. An occurrence that comes due while it waits is never contended for by a
+// process that was up before it: here b crashed holding o1, a starts 2 s before o2 with the lease free (expired)
+// but unreleased, and o2 never runs although a was up from before o2 until after o3.
+func TestReviewOverlap_RunScheduleContendsForAnOccurrenceDueWhileItClearsItsMark(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble()
+		o1 := every20s(time.Now())
+		o2, o3 := o1.Add(20*time.Second), o1.Add(40*time.Second)
+		opts := func() RunOptions {
+			o := bubbleRunOpts(0)
+			o.Regions = []string{"a", "b"}
+			return o
+		}
+		x, hx := b.client(t, "b", nil)
+		sleepUntil(o1)
+		xDone := make(chan struct{})
+		go func() {
+			defer close(xDone)
+			_, _ = x.RunOnce(context.Background(), "job", o1, opts(), func(ctx context.Context, r Run) error {
+				cutOff(hx) // b crashes in its work: the lease is never released
+				<-ctx.Done()
+				return ctx.Err()
+			})
+		}()
+		<-xDone
+		sleepUntil(o2.Add(-2 * time.Second)) // b's lease ran out at o1 + 10 s
+		a, _ := b.client(t, "a", nil)
+		var mu sync.Mutex
+		ran := map[time.Time]bool{}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = a.RunSchedule(ctx, "job", everyN(20*time.Second), opts(), func(ctx context.Context, r Run) error {
+				mu.Lock()
+				ran[r.Occurrence.UTC()] = true
+				mu.Unlock()
+				return nil
+			}, func(r RunResult, err error) {
+				t.Logf("a: %s %s %q %v", r.Occurrence.Format("15:04:05"), r.Status, r.Reason, err)
+			})
+		}()
+		sleepUntil(o3.Add(30 * time.Second))
+		cancel()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		if !ran[o3.UTC()] {
+			t.Fatalf("setup: a did not run o3 (ran %v)", ran)
+		}
+		if !ran[o2.UTC()] {
+			t.Errorf("a, up from 2 s before o2, never ran o2 (the lease was free: b's had run out at o1 + 10 s); it ran %v", ran)
 		}
 		time.Sleep(time.Minute)
 	})
