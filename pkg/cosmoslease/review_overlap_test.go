@@ -235,7 +235,6 @@ func TestReviewOverlap_RunScheduleContendsForAnOccurrenceDueWhileItClearsItsMark
 				return ctx.Err()
 			})
 		}()
-		<-xDone
 		sleepUntil(o2.Add(-2 * time.Second)) // b's lease ran out at o1 + 10 s
 		a, _ := b.client(t, "a", nil)
 		var mu sync.Mutex
@@ -256,6 +255,7 @@ func TestReviewOverlap_RunScheduleContendsForAnOccurrenceDueWhileItClearsItsMark
 		sleepUntil(o3.Add(30 * time.Second))
 		cancel()
 		<-done
+		<-xDone
 		mu.Lock()
 		defer mu.Unlock()
 		if !ran[o3.UTC()] {
