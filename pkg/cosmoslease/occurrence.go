@@ -676,7 +676,7 @@ func (e *election) prepare(prev, next *leasedoc.Doc) (claimPlan, error) {
 			ranTo = prev.RenewedAt.Add(prev.Duration)
 		}
 	}
-	ranges, missed, nMissed := skipOver(o.Next, pj.Cursor, e.t, ranFrom, ranTo, now, o.MissedAfter, tmpl)
+	ranges, missed, nMissed := skipOver(o.Next, pj.Cursor, e.t, ranFrom, ranTo, now, o.MissedAfter, o.PollInterval+c.opts.RequestTimeout, tmpl)
 	nj.Pending = append(nj.Pending, ranges...)
 	nj.Missed += int64(nMissed)
 	plan.missed, plan.nMissed = missed, nMissed
