@@ -267,3 +267,64 @@ func TestReviewOverlap_RunScheduleContendsForAnOccurrenceDueWhileItClearsItsMark
 		time.Sleep(time.Minute)
 	})
 }
+
+// A very long claim window (a 2 min failover delay on a 20 s schedule, as cron allows: window 4 min 20 s). a runs
+// o1 and is down from then on; b, rank 1, claims o2 in its turn (o2 + 2 min = o8), runs it for 25 s and releases,
+// and is down from then on too, until a comes back at o40. o3 .. o7 came due while the lease was free and nobody
+// but b (waiting out its delay for o2) was up; b's own turns for them (s + 2 min, after o2's run) came after it
+// stopped. Nobody claimed them within their windows: missed. Since 4ec40b4 they are overlap whenever b's run
+// outlasted the occurrence after them (o8 + 25 s, after every o(k+1) up to o9): the longer the delay, the longer
+// the outage the rule hides. Even with the fix in this branch (the run must outlast the occurrence's turn), o3 ..
+// o7 stay hidden: the document does not know that the lease was free before o2's claim. (o8 and o9, which came
+// due during o2's short run, are overlap by the rule before 4ec40b4 too; this test leaves them out.)
+func TestReviewOverlap_ALongFailoverDelayDoesNotHideAnOutageAsOverlap(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble()
+		ctx := context.Background()
+		const delay = 2 * time.Minute
+		window := ClaimWindow(2, delay, 10*time.Second)
+		o1 := every20s(time.Now())
+		occ := func(k int) time.Time { return o1.Add(time.Duration(k-1) * 20 * time.Second) }
+		opts := func(rank int, t time.Time) RunOptions {
+			o := bubbleRunOpts(rank)
+			o.FailoverDelay, o.MissedAfter = delay, window
+			o.Until = every20s(t).Add(time.Duration(rank) * delay)
+			return o
+		}
+		a, _ := b.client(t, "a", nil)
+		c, _ := b.client(t, "b", nil)
+		sleepUntil(occ(1))
+		if res, err := a.RunOnce(ctx, "job", occ(1), opts(0, occ(1)), func(ctx context.Context, r Run) error { return nil }); err != nil || res.Status != RunExecuted {
+			t.Fatalf("setup: o1: %s %v", res.Status, err)
+		}
+		sleepUntil(occ(2))
+		res, err := c.RunOnce(ctx, "job", occ(2), opts(1, occ(2)), func(ctx context.Context, r Run) error { time.Sleep(25 * time.Second); return nil })
+		if err != nil || res.Status != RunExecuted || res.WorkStarted.Before(occ(8)) {
+			t.Fatalf("setup: o2: %s %v, started %s (want at o8 %s)", res.Status, err, res.WorkStarted, occ(8))
+		}
+		sleepUntil(occ(40))
+		res, err = a.RunOnce(ctx, "job", occ(40), opts(0, occ(40)), func(ctx context.Context, r Run) error { return nil })
+		if err != nil || res.Status != RunExecuted {
+			t.Fatalf("setup: o40: %s %v", res.Status, err)
+		}
+		reader, _ := b.client(t, "reader", nil)
+		h, err := reader.History(ctx, "job", 50, every20s, window)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range h.Runs {
+			t.Logf("%s..%s %s %s %s", r.Occurrence.Format("15:04:05"), r.Last().Format("15:04:05"), r.Status, r.Cause, r.Reason)
+		}
+		for k := 3; k <= 7; k++ {
+			if rec := recordCovering(h, occ(k)); rec == nil || rec.Status != RunMissed {
+				status, reason := "nothing", ""
+				if rec != nil {
+					status, reason = rec.Status, rec.Reason
+				}
+				t.Errorf("o%d, due while the lease was free and never claimed in its window (every region down but b, waiting out its delay for o2), is recorded %s (%s); it is missed",
+					k, status, reason)
+			}
+		}
+		time.Sleep(time.Minute)
+	})
+}
