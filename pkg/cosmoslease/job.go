@@ -40,6 +40,11 @@ type jobState struct {
 	Absent map[string]time.Time `json:"absent,omitempty"`
 	// Missed counts every occurrence ever decided as missed.
 	Missed int64 `json:"missed,omitempty"`
+	// Busy is when the lease went held without a break before Run's claim: that claim followed the end of the run
+	// before it (within a poll and a request), so Busy is that run's start (or its own Busy). Zero when the lease
+	// was free before Run's claim, or Run is nil. An occurrence that came due before Run started waited behind it
+	// only if it came due after Busy (skipOver).
+	Busy time.Time `json:"busy,omitzero"`
 }
 
 // decodeJob reads the job state of a lease document; zero when it has none.
@@ -228,15 +233,16 @@ func (c *Client) whenFree(ctx context.Context, key string, fn func(*jobState) bo
 // occurrence being claimed): those that waited behind the previous run (from ranFrom to ranTo) are skipped for
 // overlap, those whose claim window (window after them) is still open are superseded by the claim, and the others
 // are missed. An occurrence waited behind the run when it came due while the run was going, or when it came due
-// first and the run (of an earlier occurrence, claimed in order) took the lease before anyone could claim it: its
-// claim window was still open when the run started, and the run outlasted its turn, ending after the next
-// occurrence (when the first contender's time, Until, runs out) less slack (how long before its time a live
-// contender polling the lease may miss its release: a poll and a request). An occurrence that came due before
-// the run started, which ended sooner, had the lease free while every contender could still claim it: nobody
-// alive waited for it (every region down), and it is missed. It returns one range record
+// while an earlier run was going (after busy: the run's claim followed that run's end, so the lease was held
+// without a break) and the run (of an earlier occurrence, claimed in order) took the lease before anyone could
+// claim it: its claim window was still open when the run started, and the run outlasted its turn, ending after the
+// next occurrence (when the first contender's time, Until, runs out) less slack (how long before its time a live
+// contender polling the lease may miss its release: a poll and a request). An occurrence that came due before the
+// run started while the lease was free (before busy, or busy zero), or whose run ended sooner, could have been
+// claimed by any contender alive: nobody was (every region down), and it is missed. It returns one range record
 // per run of occurrences with the same cause, in order (fields from tmpl), and the missed occurrences (the newest
 // maxListedMissed of them) and their number.
-func skipOver(next func(time.Time) time.Time, after, before, ranFrom, ranTo, now time.Time, window, slack time.Duration, tmpl RunRecord) (ranges []RunRecord, missed []time.Time, nMissed int) {
+func skipOver(next func(time.Time) time.Time, after, before, busy, ranFrom, ranTo, now time.Time, window, slack time.Duration, tmpl RunRecord) (ranges []RunRecord, missed []time.Time, nMissed int) {
 	if next == nil || after.IsZero() {
 		return nil, nil, 0
 	}
@@ -265,7 +271,8 @@ func skipOver(next func(time.Time) time.Time, after, before, ranFrom, ranTo, now
 		s = s.UTC()
 		cause := causeMissed
 		switch {
-		case !ranFrom.IsZero() && s.Before(ranTo) && (!s.Before(ranFrom) || s.Add(window).After(ranFrom) && ranTo.Add(slack).After(next(at))):
+		case !ranFrom.IsZero() && s.Before(ranTo) && (!s.Before(ranFrom) ||
+			!busy.IsZero() && !s.Before(busy) && s.Add(window).After(ranFrom) && ranTo.Add(slack).After(next(at))):
 			cause = causeOverlap
 		case now.Before(s.Add(window)):
 			cause = causeSuperseded
@@ -290,7 +297,7 @@ func skipOver(next func(time.Time) time.Time, after, before, ranFrom, ranTo, now
 			r.Status = RunMissed
 			r.Reason = fmt.Sprintf("no region claimed it within its claim window (%s): every region was down, Cosmos DB was unreachable from them, or the timer did not fire", window)
 		case causeOverlap:
-			r.Reason = fmt.Sprintf("overlap: it waited behind the run of occurrence %s, which was going when it came due, or took the lease within its claim window and outlasted its turn", after.UTC().Format(time.RFC3339))
+			r.Reason = fmt.Sprintf("overlap: it waited behind the run of occurrence %s, which was going when it came due, or took the lease from an earlier run going then, within its claim window, and outlasted its turn", after.UTC().Format(time.RFC3339))
 		case causeSuperseded:
 			r.Reason = fmt.Sprintf("superseded: occurrence %s was claimed (by %s, region %s) before anyone claimed this one", before.UTC().Format(time.RFC3339),
 				dashIfEmpty(tmpl.Owner), dashIfEmpty(tmpl.Region))

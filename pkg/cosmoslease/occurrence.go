@@ -676,7 +676,17 @@ func (e *election) prepare(prev, next *leasedoc.Doc) (claimPlan, error) {
 			ranTo = prev.RenewedAt.Add(prev.Duration)
 		}
 	}
-	ranges, missed, nMissed := skipOver(o.Next, pj.Cursor, e.t, ranFrom, ranTo, now, o.MissedAfter, o.PollInterval+c.opts.RequestTimeout, tmpl)
+	slack := o.PollInterval + c.opts.RequestTimeout
+	ranges, missed, nMissed := skipOver(o.Next, pj.Cursor, e.t, pj.Busy, ranFrom, ranTo, now, o.MissedAfter, slack, tmpl)
+	// The lease stays busy without a break when this claim follows the previous run's end (a contender waiting
+	// for the lease claims within a poll and a request of its release).
+	nj.Busy = time.Time{}
+	if !ranFrom.IsZero() && !now.After(ranTo.Add(slack)) {
+		nj.Busy = ranFrom
+		if !pj.Busy.IsZero() && pj.Busy.Before(ranFrom) {
+			nj.Busy = pj.Busy
+		}
+	}
 	nj.Pending = append(nj.Pending, ranges...)
 	nj.Missed += int64(nMissed)
 	plan.missed, plan.nMissed = missed, nMissed

@@ -50,8 +50,9 @@ const (
 	// the record still started and marked it.
 	RunAbandoned = "abandoned"
 	// RunSkipped: nobody ran the occurrence, for the reason the record gives: Cause overlap (it waited behind the
-	// previous occurrence's run: it came due while that run was going, or just before that run took the lease
-	// within its claim window and then outlasted its turn), superseded (a later occurrence was claimed first).
+	// previous occurrence's run: it came due while that run was going, or while an earlier run was going and the
+	// lease stayed held until that run took it within its claim window and then outlasted its turn), superseded
+	// (a later occurrence was claimed first).
 	RunSkipped = "skipped"
 	// RunMissed: no region claimed the occurrence within its claim window (every region down, Cosmos DB
 	// unreachable from all of them, or the timer not firing). Decided, and counted, by the claim of a later
