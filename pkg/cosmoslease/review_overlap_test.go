@@ -274,9 +274,9 @@ func TestReviewOverlap_RunScheduleContendsForAnOccurrenceDueWhileItClearsItsMark
 // but b (waiting out its delay for o2) was up; b's own turns for them (s + 2 min, after o2's run) came after it
 // stopped. Nobody claimed them within their windows: missed. Since 4ec40b4 they are overlap whenever b's run
 // outlasted the occurrence after them (o8 + 25 s, after every o(k+1) up to o9): the longer the delay, the longer
-// the outage the rule hides. Even with the fix in this branch (the run must outlast the occurrence's turn), o3 ..
-// o7 stay hidden: the document does not know that the lease was free before o2's claim. (o8 and o9, which came
-// due during o2's short run, are overlap by the rule before 4ec40b4 too; this test leaves them out.)
+// the outage the rule hides. Requiring the run to outlast the occurrence's turn does not help here; the document
+// must know that the lease was free before o2's claim (its busy). (o8 and o9, which came due during o2's short
+// run, are overlap by the rule before 4ec40b4 too; this test leaves them out.)
 func TestReviewOverlap_ALongFailoverDelayDoesNotHideAnOutageAsOverlap(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := newBubble()
