@@ -45,6 +45,24 @@ type jobState struct {
 	// was free before Run's claim, or Run is nil. An occurrence that came due before Run started waited behind it
 	// only if it came due after Busy (skipOver).
 	Busy time.Time `json:"busy,omitzero"`
+	// First is, while Run is a re-run (Retried), the abandoned first run's span: from its start to its holder's
+	// last renewal + lease. What came due in it waited behind that run; what came due between it and the re-run's
+	// start did not (skipOver).
+	First *runSpan `json:"first,omitempty"`
+}
+
+// runSpan is a stretch of time a run went on.
+type runSpan struct {
+	From time.Time `json:"from"`
+	To   time.Time `json:"to"`
+	// For, on First, is the occurrence whose contender claimed the re-run: it waited behind the re-run from its
+	// time on, even when the claim came after it (skipOver's ranFrom is then no later than For).
+	For time.Time `json:"for,omitzero"`
+}
+
+// holds reports whether t is in the span (nil holds nothing).
+func (p *runSpan) holds(t time.Time) bool {
+	return p != nil && !t.Before(p.From) && t.Before(p.To)
 }
 
 // decodeJob reads the job state of a lease document; zero when it has none.
@@ -242,7 +260,10 @@ func (c *Client) whenFree(ctx context.Context, key string, fn func(*jobState) bo
 // claimed by any contender alive: nobody was (every region down), and it is missed. It returns one range record
 // per run of occurrences with the same cause, in order (fields from tmpl), and the missed occurrences (the newest
 // maxListedMissed of them) and their number.
-func skipOver(next func(time.Time) time.Time, after, before, busy, ranFrom, ranTo, now time.Time, window, slack time.Duration, tmpl RunRecord) (ranges []RunRecord, missed []time.Time, nMissed int) {
+//
+// first, when the previous run was a re-run of an abandoned one, is the first run's span (ranFrom is then the
+// re-run's start): what came due in it waited behind that run too.
+func skipOver(next func(time.Time) time.Time, after, before, busy, ranFrom, ranTo, now time.Time, first *runSpan, window, slack time.Duration, tmpl RunRecord) (ranges []RunRecord, missed []time.Time, nMissed int) {
 	if next == nil || after.IsZero() {
 		return nil, nil, 0
 	}
@@ -271,6 +292,8 @@ func skipOver(next func(time.Time) time.Time, after, before, busy, ranFrom, ranT
 		s = s.UTC()
 		cause := causeMissed
 		switch {
+		case first.holds(s):
+			cause = causeOverlap
 		case !ranFrom.IsZero() && s.Before(ranTo) && (!s.Before(ranFrom) ||
 			!busy.IsZero() && !s.Before(busy) && s.Add(window).After(ranFrom) && ranTo.Add(slack).After(next(at))):
 			cause = causeOverlap
