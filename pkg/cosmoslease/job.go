@@ -40,6 +40,29 @@ type jobState struct {
 	Absent map[string]time.Time `json:"absent,omitempty"`
 	// Missed counts every occurrence ever decided as missed.
 	Missed int64 `json:"missed,omitempty"`
+	// Busy is when the lease went held without a break before Run's claim: that claim followed the end of the run
+	// before it (within a poll and a request), so Busy is that run's start (or its own Busy). Zero when the lease
+	// was free before Run's claim, or Run is nil. An occurrence that came due before Run started waited behind it
+	// only if it came due after Busy (skipOver).
+	Busy time.Time `json:"busy,omitzero"`
+	// First is, while Run is a re-run (Retried), the abandoned first run's span: from its start to its holder's
+	// last renewal + lease. What came due in it waited behind that run; what came due between it and the re-run's
+	// start did not (skipOver).
+	First *runSpan `json:"first,omitempty"`
+}
+
+// runSpan is a stretch of time a run went on.
+type runSpan struct {
+	From time.Time `json:"from"`
+	To   time.Time `json:"to"`
+	// For, on First, is the occurrence whose contender claimed the re-run: it waited behind the re-run from its
+	// time on, even when the claim came after it (skipOver's ranFrom is then no later than For).
+	For time.Time `json:"for,omitzero"`
+}
+
+// holds reports whether t is in the span (nil holds nothing).
+func (p *runSpan) holds(t time.Time) bool {
+	return p != nil && !t.Before(p.From) && t.Before(p.To)
 }
 
 // decodeJob reads the job state of a lease document; zero when it has none.
@@ -227,12 +250,20 @@ func (c *Client) whenFree(ctx context.Context, key string, fn func(*jobState) bo
 // skipOver decides the occurrences of the schedule strictly between after (the old cursor) and before (the
 // occurrence being claimed): those that waited behind the previous run (from ranFrom to ranTo) are skipped for
 // overlap, those whose claim window (window after them) is still open are superseded by the claim, and the others
-// are missed. An occurrence waited behind the run when it came due before the run ended and its claim window was
-// still open when the run started: it came due while the run was going, or it came due first and the run (of an
-// earlier occurrence, claimed in order) took the lease before anyone could claim it. It returns one range record
+// are missed. An occurrence waited behind the run when it came due while the run was going, or when it came due
+// while an earlier run was going (after busy: the run's claim followed that run's end, so the lease was held
+// without a break) and the run (of an earlier occurrence, claimed in order) took the lease before anyone could
+// claim it: its claim window was still open when the run started, and the run outlasted its turn, ending after the
+// next occurrence (when the first contender's time, Until, runs out) less slack (how long before its time a live
+// contender polling the lease may miss its release: a poll and a request). An occurrence that came due before the
+// run started while the lease was free (before busy, or busy zero), or whose run ended sooner, could have been
+// claimed by any contender alive: nobody was (every region down), and it is missed. It returns one range record
 // per run of occurrences with the same cause, in order (fields from tmpl), and the missed occurrences (the newest
 // maxListedMissed of them) and their number.
-func skipOver(next func(time.Time) time.Time, after, before, ranFrom, ranTo, now time.Time, window time.Duration, tmpl RunRecord) (ranges []RunRecord, missed []time.Time, nMissed int) {
+//
+// first, when the previous run was a re-run of an abandoned one, is the first run's span (ranFrom is then the
+// re-run's start): what came due in it waited behind that run too.
+func skipOver(next func(time.Time) time.Time, after, before, busy, ranFrom, ranTo, now time.Time, first *runSpan, window, slack time.Duration, tmpl RunRecord) (ranges []RunRecord, missed []time.Time, nMissed int) {
 	if next == nil || after.IsZero() {
 		return nil, nil, 0
 	}
@@ -257,10 +288,14 @@ func skipOver(next func(time.Time) time.Time, after, before, ranFrom, ranTo, now
 			break
 		}
 		prev = s
+		at := s
 		s = s.UTC()
 		cause := causeMissed
 		switch {
-		case !ranFrom.IsZero() && s.Before(ranTo) && s.Add(window).After(ranFrom):
+		case first.holds(s):
+			cause = causeOverlap
+		case !ranFrom.IsZero() && s.Before(ranTo) && (!s.Before(ranFrom) ||
+			!busy.IsZero() && !s.Before(busy) && s.Add(window).After(ranFrom) && ranTo.Add(slack).After(next(at))):
 			cause = causeOverlap
 		case now.Before(s.Add(window)):
 			cause = causeSuperseded
@@ -285,7 +320,7 @@ func skipOver(next func(time.Time) time.Time, after, before, ranFrom, ranTo, now
 			r.Status = RunMissed
 			r.Reason = fmt.Sprintf("no region claimed it within its claim window (%s): every region was down, Cosmos DB was unreachable from them, or the timer did not fire", window)
 		case causeOverlap:
-			r.Reason = fmt.Sprintf("overlap: it waited behind the run of occurrence %s, which was going when it came due or took the lease within its claim window", after.UTC().Format(time.RFC3339))
+			r.Reason = fmt.Sprintf("overlap: it waited behind the run of occurrence %s, which was going when it came due, or took the lease from an earlier run going then, within its claim window, and outlasted its turn", after.UTC().Format(time.RFC3339))
 		case causeSuperseded:
 			r.Reason = fmt.Sprintf("superseded: occurrence %s was claimed (by %s, region %s) before anyone claimed this one", before.UTC().Format(time.RFC3339),
 				dashIfEmpty(tmpl.Owner), dashIfEmpty(tmpl.Region))

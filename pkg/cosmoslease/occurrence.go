@@ -618,7 +618,8 @@ type claimPlan struct {
 	// given up.
 	prevRun    *RunRecord
 	prevSettle []RunRecord
-	legacy     bool // the replaced document had no job state: the occurrence's record must be read first
+	prevBusy   time.Time // the replaced document's Busy, restored with prevRun
+	legacy     bool      // the replaced document had no job state: the occurrence's record must be read first
 	missed     []time.Time
 	nMissed    int
 }
@@ -657,26 +658,46 @@ func (e *election) prepare(prev, next *leasedoc.Doc) (claimPlan, error) {
 		r.Reason, r.Error, r.ExitCode, r.ETag = "", "", nil, ""
 		nj.Run = &r
 		plan.retryOf = pj.Run.ClaimID
+		// The first run went on from its start to its holder's last renewal + lease (it never released). The
+		// lease was held without a break when this claim follows that promptly.
+		nj.First = &runSpan{From: pj.Run.StartedAt, To: prev.RenewedAt.Add(prev.Duration), For: e.t}
+		nj.Busy = time.Time{}
+		if slack := o.PollInterval + c.opts.RequestTimeout; !now.After(nj.First.To.Add(slack)) {
+			nj.Busy = nj.First.From
+			if !pj.Busy.IsZero() && pj.Busy.Before(nj.Busy) {
+				nj.Busy = pj.Busy
+			}
+		}
 		prevRun := *pj.Run
-		plan.prevRun, plan.prevSettle = &prevRun, slices.Clone(pj.Settle)
+		plan.prevRun, plan.prevSettle, plan.prevBusy = &prevRun, slices.Clone(pj.Settle), pj.Busy
 		next.Job = nj.encode()
 		return plan, nil
 	}
 	// Decide the occurrences the cursor passes over.
 	var ranFrom, ranTo time.Time
 	if pj.Run != nil && prev != nil {
+		// For a re-run, this is the re-run's span; the first run's is pj.First (what came due between the two,
+		// while the lease was free, did not wait behind either).
 		ranFrom = pj.Run.StartedAt
-		if pj.Run.Retried {
-			// A re-run: the occurrence's run went on from the first claim, through its claimer's lease running out,
-			// to the re-run's end.
-			ranFrom = pj.Cursor
+		if pj.First != nil && pj.Run.Retried && pj.First.For.Before(ranFrom) {
+			ranFrom = pj.First.For
 		}
 		ranTo = prev.ReleasedAt
 		if !prev.Released || ranTo.IsZero() {
 			ranTo = prev.RenewedAt.Add(prev.Duration)
 		}
 	}
-	ranges, missed, nMissed := skipOver(o.Next, pj.Cursor, e.t, ranFrom, ranTo, now, o.MissedAfter, tmpl)
+	slack := o.PollInterval + c.opts.RequestTimeout
+	ranges, missed, nMissed := skipOver(o.Next, pj.Cursor, e.t, pj.Busy, ranFrom, ranTo, now, pj.First, o.MissedAfter, slack, tmpl)
+	// The lease stays busy without a break when this claim follows the previous run's end (a contender waiting
+	// for the lease claims within a poll and a request of its release).
+	nj.Busy = time.Time{}
+	if !ranFrom.IsZero() && !now.After(ranTo.Add(slack)) {
+		nj.Busy = ranFrom
+		if !pj.Busy.IsZero() && pj.Busy.Before(ranFrom) {
+			nj.Busy = pj.Busy
+		}
+	}
 	nj.Pending = append(nj.Pending, ranges...)
 	nj.Missed += int64(nMissed)
 	plan.missed, plan.nMissed = missed, nMissed
@@ -702,7 +723,7 @@ func (e *election) prepare(prev, next *leasedoc.Doc) (claimPlan, error) {
 	}
 	run := tmpl
 	run.ID, run.Occurrence, run.Status, run.ClaimID, run.PastDue, run.FinishedAt = RunID(e.key, e.t), e.t, RunStarted, next.LeaseID, o.PastDue, time.Time{}
-	nj.Cursor, nj.Run = e.t, &run
+	nj.Cursor, nj.Run, nj.First = e.t, &run, nil
 	next.Job = nj.encode()
 	return plan, nil
 }
@@ -741,14 +762,14 @@ func (h *runHolding) hold(ctx context.Context, e *election) (RunResult, bool, er
 	if h.plan.retry {
 		if finished := finished[h.plan.retryOf]; finished != nil {
 			// The run we came to re-run had finished after all (its record says so): nothing to re-run.
-			h.job.Run, h.job.Recorded = finished, true
+			h.job.Run, h.job.Recorded, h.job.Busy, h.job.First = finished, true, h.plan.prevBusy, nil
 			h.release(ctx)
 			return res, true, nil
 		}
 		if abandoned == nil || abandoned.ClaimID != h.plan.retryOf {
 			// Its record could not be read, so it is not known to be abandoned: never re-run a run that may have
 			// finished. The document goes back to naming it unfinished, for a later holder to judge.
-			h.job.Run, h.job.Settle = h.plan.prevRun, h.plan.prevSettle
+			h.job.Run, h.job.Settle, h.job.Busy, h.job.First = h.plan.prevRun, h.plan.prevSettle, h.plan.prevBusy, nil
 			h.release(ctx)
 			err := fmt.Errorf("occurrence %s not started: the run of occurrence %s, to be run again, could not be judged (its record could not be read)",
 				e.t.Format(time.RFC3339), h.plan.prevRun.Occurrence.Format(time.RFC3339))

@@ -50,8 +50,9 @@ const (
 	// the record still started and marked it.
 	RunAbandoned = "abandoned"
 	// RunSkipped: nobody ran the occurrence, for the reason the record gives: Cause overlap (it waited behind the
-	// previous occurrence's run: it came due before that run ended, and its claim window was still open when
-	// that run started), superseded (a later occurrence was claimed first).
+	// previous occurrence's run: it came due while that run was going, or while an earlier run was going and the
+	// lease stayed held until that run took it within its claim window and then outlasted its turn), superseded
+	// (a later occurrence was claimed first).
 	RunSkipped = "skipped"
 	// RunMissed: no region claimed the occurrence within its claim window (every region down, Cosmos DB
 	// unreachable from all of them, or the timer not firing). Decided, and counted, by the claim of a later
@@ -390,7 +391,8 @@ type History struct {
 	MissedTotal int64
 	// Overdue are occurrences after the cursor whose claim window has passed while nobody claimed them (the
 	// newest first, at most the limit given): the claim of a later occurrence will record them, as missed unless
-	// the lease was held by an earlier run when they came due. Nothing is overdue while the lease is held.
+	// they waited behind the cursor occurrence's run (overlap: RunSkipped). Nothing is overdue while the lease is
+	// held.
 	Overdue []time.Time
 	// Absent are the regions marked absent (RunOptions.Regions), and since when.
 	Absent map[string]time.Time

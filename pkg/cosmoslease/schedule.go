@@ -39,6 +39,10 @@ func (c *Client) RunSchedule(ctx context.Context, key string, sched Schedule, o 
 	}
 	o.Next, o.PastDue = sched.Next, false
 	delay := time.Duration(full.Rank) * full.FailoverDelay
+	// The first occurrence is the first after the call, not after clearing the mark below: that waits while the
+	// lease document is not released (up to FinishWithin), and an occurrence that came due meanwhile is still
+	// this process's to contend for (within its Until, as below).
+	next := sched.Next(c.clock.Now())
 	if len(full.Regions) > 0 {
 		ctx, cancel := context.WithTimeout(ctx, full.FinishWithin)
 		if err := c.comeBack(ctx, key); err != nil && ctx.Err() == nil {
@@ -58,7 +62,6 @@ func (c *Client) RunSchedule(ctx context.Context, key string, sched Schedule, o 
 			}
 		}
 	}()
-	next := sched.Next(c.clock.Now())
 	for {
 		if err := c.sleep(ctx, next.Sub(c.clock.Now())); err != nil {
 			return err
