@@ -2,10 +2,16 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/cosmoslease/cosmoslease/internal/ncrontab"
+	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 )
 
 // Each wrong cron line is refused before anything is contacted, in one line that says what to do, exit 2.
@@ -54,5 +60,80 @@ func TestCronRefusesRegionTypos(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second) // were it accepted, cron would run on
 		h.runCtx(ctx, append(args, "--", "true")...).expect(t, ExitUsage, tc.want)
 		cancel()
+	}
+}
+
+// --catch-up-window: after every region was down, cron runs the newest missed occurrence once at start, marked
+// caught up (the run line, the record, inspect --runs); the earlier ones stay missed. Bad windows: exit 2.
+func TestCronCatchesUpTheNewestMissedOccurrence(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for a 30 s schedule's occurrence to be past its claim window (up to 30 s)")
+	}
+	h := newHarness(t).withServer()
+	for _, tc := range []struct{ flag, want string }{
+		{"-1s", `--catch-up-window: "-1s" is negative`},
+		{"40d", "--catch-up-window 40d: use a duration from 0 (off) to the retention (30.00:00:00)"},
+		{"soon", "--catch-up-window:"},
+	} {
+		h.run("cron", "--schedule", "0 */5 * * * *", "--region", "eastus", "--catch-up-window", tc.flag, "--", "true").expect(t, ExitUsage, tc.want)
+	}
+	sched, err := ncrontab.Parse("*/30 * * * * *")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The newest occurrence m must be past its claim window (1 region × 1 s + the 6 s lease + 10 s = 17 s) and the
+	// next one not due for a while: now between m + 19 s and m + 26 s.
+	now := time.Now().UTC()
+	m := sched.Prev(now)
+	if d := now.Sub(m); d < 19*time.Second || d >= 26*time.Second {
+		m = sched.Next(now)
+		time.Sleep(time.Until(m.Add(19 * time.Second)))
+	}
+	// Every region was down since the occurrence five before m, which ran.
+	lib := h.lib("setup")
+	cursor := m.Add(-150 * time.Second)
+	if res, err := lib.RunOnce(context.Background(), "nightly", cursor, cosmoslease.RunOptions{Next: sched.Next},
+		func(context.Context, cosmoslease.Run) error { return nil }); err != nil || res.Status != cosmoslease.RunExecuted {
+		t.Fatalf("setting the cursor: %+v, %v", res, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, done := h.runWatched(ctx, "cron", "--emulator", "--json", "--schedule", "*/30 * * * * *", "--region", "eastus", "--lease", "nightly",
+		"--failover-delay", "1s", "--duration", "6s", "--catch-up-window", "10m", "--", "true")
+	want := fmt.Sprintf(`"occurrence":"%s"`, m.Format(time.RFC3339))
+	for !strings.Contains(out.String(), want) && ctx.Err() == nil {
+		time.Sleep(100 * time.Millisecond)
+	}
+	cancel()
+	r := <-done
+	var ev map[string]any
+	for _, line := range strings.Split(r.stdout, "\n") {
+		if strings.Contains(line, want) {
+			if err := json.Unmarshal([]byte(line), &ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if ev["status"] != "executed" || ev["caughtUp"] != true {
+		t.Fatalf("cron's event for %s: %v; want executed, caughtUp\nstdout:\n%s\nstderr:\n%s", m, ev, r.stdout, r.stderr)
+	}
+	recs, err := lib.Runs(context.Background(), "nightly", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	missed := 0
+	for _, rec := range recs {
+		switch {
+		case rec.Status == cosmoslease.RunMissed:
+			missed += rec.Occurrences()
+		case rec.Occurrence.Equal(m) && (!rec.CaughtUp || rec.Status != cosmoslease.RunCompleted):
+			t.Fatalf("%s's record: %+v", m, rec)
+		}
+	}
+	if missed != 4 {
+		t.Fatalf("%d recorded missed, want the 4 between %s and %s: %+v", missed, cursor, m, recs)
+	}
+	if r := h.run("inspect", "--emulator", "--runs", "--lease", "nightly"); !strings.Contains(r.stdout, "caught up") {
+		t.Fatalf("inspect --runs does not show the catch-up:\n%s", r.stdout)
 	}
 }

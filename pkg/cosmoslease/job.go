@@ -258,13 +258,7 @@ func skipOver(next func(time.Time) time.Time, after, before, ranFrom, ranTo, now
 		}
 		prev = s
 		s = s.UTC()
-		cause := causeMissed
-		switch {
-		case !ranFrom.IsZero() && s.Before(ranTo) && s.Add(window).After(ranFrom):
-			cause = causeOverlap
-		case now.Before(s.Add(window)):
-			cause = causeSuperseded
-		}
+		cause := occurrenceCause(s, ranFrom, ranTo, now, window)
 		if cause == causeMissed {
 			nMissed++
 			missed = append(missed, s)
@@ -294,6 +288,37 @@ func skipOver(next func(time.Time) time.Time, after, before, ranFrom, ranTo, now
 	}
 	flush()
 	return ranges, missed, nMissed
+}
+
+// occurrenceCause is why a claim at now passes over occurrence s, after the previous run (from ranFrom to ranTo; zero
+// when there was none): overlap, superseded or missed (see skipOver).
+func occurrenceCause(s, ranFrom, ranTo, now time.Time, window time.Duration) string {
+	switch {
+	case !ranFrom.IsZero() && s.Before(ranTo) && s.Add(window).After(ranFrom):
+		return causeOverlap
+	case now.Before(s.Add(window)):
+		return causeSuperseded
+	}
+	return causeMissed
+}
+
+// runSpan is when the cursor occurrence's run went on, as the document prev (whose job state is pj) shows it: from
+// its start to its release, or to its holder's last renewal + lease when it never released; for a re-run of an
+// abandoned run, from the occurrence itself (through its claimer's lease running out, to the re-run's end). Zero
+// when the cursor was passed over without a run.
+func runSpan(pj jobState, prev *leasedoc.Doc) (from, to time.Time) {
+	if pj.Run == nil || prev == nil {
+		return time.Time{}, time.Time{}
+	}
+	from = pj.Run.StartedAt
+	if pj.Run.Retried {
+		from = pj.Cursor
+	}
+	to = prev.ReleasedAt
+	if !prev.Released || to.IsZero() {
+		to = prev.RenewedAt.Add(prev.Duration)
+	}
+	return from, to
 }
 
 // maxClaimScan bounds how many occurrences one claim decides: ten million is 115 days of a schedule that fires

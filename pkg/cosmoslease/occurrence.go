@@ -116,6 +116,14 @@ type RunOptions struct {
 	// decides the occurrences since the previous one decided (skipped for overlap, superseded or missed) and
 	// records them; the missed are counted there, once (RunResult.Missed, cosmoslease.occurrence.missed).
 	Next func(time.Time) time.Time
+	// CatchUpWindow, when not zero, lets this call catch up its occurrence after an outage: when the occurrence's
+	// claim window (MissedAfter) has passed with nobody claiming it, the claim of a later one would record it
+	// missed, it is the newest such occurrence (the next one's window is still open), and it is no older than
+	// CatchUpWindow, the call claims it at once, whatever its Until and rank, and runs it marked CaughtUp and
+	// PastDue. The same claim decides the earlier occurrences since the cursor (missed, counted). It never claims
+	// an occurrence the cursor has reached, and gives the occurrence up once it is older than the window. Needs
+	// Next. Zero (the default): no catch-up.
+	CatchUpWindow time.Duration
 }
 
 func (o RunOptions) withDefaults(c *Client) (RunOptions, error) {
@@ -123,10 +131,14 @@ func (o RunOptions) withDefaults(c *Client) (RunOptions, error) {
 		return o, invalid("Rank %d is negative: 0 is the most preferred contender", o.Rank)
 	}
 	for name, d := range map[string]time.Duration{"FailoverDelay": o.FailoverDelay, "PollInterval": o.PollInterval,
-		"Retention": o.Retention, "Grace": o.Grace, "FinishWithin": o.FinishWithin, "MissedAfter": o.MissedAfter} {
+		"Retention": o.Retention, "Grace": o.Grace, "FinishWithin": o.FinishWithin, "MissedAfter": o.MissedAfter,
+		"CatchUpWindow": o.CatchUpWindow} {
 		if d < 0 {
 			return o, invalid("%s is negative (%s)", name, d)
 		}
+	}
+	if o.CatchUpWindow > 0 && o.Next == nil {
+		return o, invalid("CatchUpWindow needs Next (the schedule): only the newest missed occurrence is caught up")
 	}
 	if o.FailoverDelay == 0 {
 		o.FailoverDelay = DefaultFailoverDelay
@@ -179,6 +191,8 @@ type Run struct {
 	Epoch                   int64
 	Region, Owner, Instance string
 	PastDue                 bool
+	// CaughtUp is set when this runs a missed occurrence late, caught up after an outage (RunOptions.CatchUpWindow).
+	CaughtUp bool
 	// Retry is set when this runs an abandoned occurrence again (RunOptions.RetryAbandoned).
 	Retry bool
 
@@ -337,6 +351,8 @@ type election struct {
 	res  RunResult
 
 	sawHeld bool // the lease was held by another while this call waited: nobody ahead can be judged absent
+	// catchingUp: at the last watch, the occurrence was one to catch up (RunOptions.CatchUpWindow).
+	catchingUp bool
 	// scanCursor and scanFrom: where earlierWaiting's last scan stopped, for that cursor.
 	scanCursor, scanFrom time.Time
 	// plans are what this call's claims decided, by leaseId: the one whose answer is heard, or seen applied, is the
@@ -385,7 +401,7 @@ func (e *election) run(ctx context.Context) (RunResult, error) {
 		}
 		h, err := e.claim(ctx)
 		switch {
-		case errors.Is(err, errDecided):
+		case errors.Is(err, errDecided), errors.Is(err, errCatchUpClosed):
 			continue
 		case err != nil:
 			var held *HeldError
@@ -420,10 +436,18 @@ func (e *election) turn(ctx context.Context, obs observation, job jobState) (now
 	}
 	at := c.clock.Now()
 	free := c.free(obs, at)
-	if !o.Until.IsZero() && !at.Before(o.Until) {
+	var why string
+	e.catchingUp, why = e.catchUp(job, obs.doc, at)
+	if !e.catchingUp && !o.Until.IsZero() && !at.Before(o.Until) {
+		if why != "" {
+			return false, true, e.c.skipped(e.res, nil, why), nil
+		}
 		return false, true, e.timeRanOut(obs, free), nil
 	}
 	contendAt := e.t.Add(time.Duration(job.effectiveRank(o.Regions, c.opts.Region, o.Rank)) * o.FailoverDelay)
+	if e.catchingUp {
+		contendAt = at // every contender back claims at once: the claim decides between them
+	}
 	if at.Before(contendAt) {
 		if err := c.sleep(ctx, e.bounded(min(o.PollInterval, contendAt.Sub(at)))); err != nil {
 			return false, true, e.res, err
@@ -441,7 +465,7 @@ func (e *election) turn(ctx context.Context, obs observation, job jobState) (now
 		}
 		return false, false, e.res, nil
 	}
-	if s, until := e.earlierWaiting(job, at); !s.IsZero() && (o.Until.IsZero() || until.Before(o.Until)) {
+	if s, until := e.earlierWaiting(job, at); !e.catchingUp && !s.IsZero() && (o.Until.IsZero() || until.Before(o.Until)) {
 		// An earlier occurrence nobody has claimed may still be claimed by its own contenders (it waited for the
 		// lease too): let it go first, so that occurrences start in order. Not past this contender's own Until:
 		// then this occurrence is claimed, and the earlier one recorded as superseded.
@@ -486,14 +510,47 @@ func (e *election) earlierWaiting(job jobState, now time.Time) (time.Time, time.
 	return time.Time{}, time.Time{}
 }
 
-// bounded shortens a wait so that it ends at Until.
+// limit is the last moment to claim: Until, or the end of the catch-up window while catching up.
+func (e *election) limit() time.Time {
+	if e.catchingUp {
+		return e.t.Add(e.o.CatchUpWindow)
+	}
+	return e.o.Until
+}
+
+// bounded shortens a wait so that it ends at the limit.
 func (e *election) bounded(d time.Duration) time.Duration {
-	if !e.o.Until.IsZero() {
-		if left := e.o.Until.Sub(e.c.clock.Now()); left < d {
+	if until := e.limit(); !until.IsZero() {
+		if left := until.Sub(e.c.clock.Now()); left < d {
 			return max(left, 0)
 		}
 	}
 	return d
+}
+
+// errCatchUpClosed stops a catch-up claim whose occurrence is no longer one to catch up (the document changed, or
+// the window closed, between the watch and the claim).
+var errCatchUpClosed = errors.New("the occurrence is no longer one to catch up")
+
+// catchUp reports whether this call's occurrence is to be caught up now (RunOptions.CatchUpWindow), from the job
+// state and lease document doc, at now: not decided; its claim window passed, so that a claim now would decide it
+// missed (not overlap: it did not wait behind a run); no older than the window; and the newest such occurrence
+// (the next one's claim window is still open). When it is not only because a newer occurrence is to be caught
+// up instead, why says so.
+func (e *election) catchUp(job jobState, doc *leasedoc.Doc, now time.Time) (ok bool, why string) {
+	o, t := e.o, e.t
+	if o.CatchUpWindow <= 0 || o.Next == nil || job.decided(t) || now.Before(t.Add(o.MissedAfter)) || now.Sub(t) > o.CatchUpWindow {
+		return false, ""
+	}
+	from, to := runSpan(job, doc)
+	if occurrenceCause(t, from, to, now, o.MissedAfter) != causeMissed {
+		return false, ""
+	}
+	if n := o.Next(t); n.After(t) && !now.Before(n.Add(o.MissedAfter)) {
+		return false, fmt.Sprintf("not caught up: the newer occurrence %s was missed too, and only the newest missed occurrence is caught up; the claim of a later occurrence records this one missed",
+			n.UTC().Format(time.RFC3339))
+	}
+	return true, ""
 }
 
 // failed notes a request that failed for a passing reason, waits before the next, and says so once the failures
@@ -518,9 +575,9 @@ func (e *election) failed(ctx context.Context, err error) error {
 	if werr := c.sleep(ctx, e.bounded(wait)); werr != nil {
 		return waitError(werr, err)
 	}
-	if !e.o.Until.IsZero() && !c.clock.Now().Before(e.o.Until) {
+	if until := e.limit(); !until.IsZero() && !c.clock.Now().Before(until) {
 		msg := fmt.Sprintf("occurrence %s given up at its time limit (%s): Cosmos DB could not be reached for %s: %v", e.t.Format(time.RFC3339),
-			e.o.Until.UTC().Format(time.RFC3339), c.clock.Now().Sub(e.failing).Round(time.Millisecond), err)
+			until.UTC().Format(time.RFC3339), c.clock.Now().Sub(e.failing).Round(time.Millisecond), err)
 		c.log.Error("occurrence given up", "lease", e.key, "occurrence", e.t, "error", err)
 		e.res.Reason = msg
 		return errors.New(msg)
@@ -662,20 +719,14 @@ func (e *election) prepare(prev, next *leasedoc.Doc) (claimPlan, error) {
 		next.Job = nj.encode()
 		return plan, nil
 	}
-	// Decide the occurrences the cursor passes over.
-	var ranFrom, ranTo time.Time
-	if pj.Run != nil && prev != nil {
-		ranFrom = pj.Run.StartedAt
-		if pj.Run.Retried {
-			// A re-run: the occurrence's run went on from the first claim, through its claimer's lease running out,
-			// to the re-run's end.
-			ranFrom = pj.Cursor
-		}
-		ranTo = prev.ReleasedAt
-		if !prev.Released || ranTo.IsZero() {
-			ranTo = prev.RenewedAt.Add(prev.Duration)
+	catchingUp := e.catchingUp
+	if catchingUp {
+		if ok, _ := e.catchUp(pj, prev, now); !ok {
+			return claimPlan{}, errCatchUpClosed
 		}
 	}
+	// Decide the occurrences the cursor passes over.
+	ranFrom, ranTo := runSpan(pj, prev)
 	ranges, missed, nMissed := skipOver(o.Next, pj.Cursor, e.t, ranFrom, ranTo, now, o.MissedAfter, tmpl)
 	nj.Pending = append(nj.Pending, ranges...)
 	nj.Missed += int64(nMissed)
@@ -686,7 +737,7 @@ func (e *election) prepare(prev, next *leasedoc.Doc) (claimPlan, error) {
 			nj.Absent = map[string]time.Time{}
 		}
 		delete(nj.Absent, me)
-		if !e.sawHeld {
+		if !e.sawHeld && !catchingUp { // a catch-up comes after every region's turn: nobody let it pass here
 			for _, r := range o.Regions {
 				if r == me {
 					break
@@ -702,6 +753,10 @@ func (e *election) prepare(prev, next *leasedoc.Doc) (claimPlan, error) {
 	}
 	run := tmpl
 	run.ID, run.Occurrence, run.Status, run.ClaimID, run.PastDue, run.FinishedAt = RunID(e.key, e.t), e.t, RunStarted, next.LeaseID, o.PastDue, time.Time{}
+	if catchingUp {
+		run.PastDue, run.CaughtUp = true, true
+		run.Reason = fmt.Sprintf("caught up: every region let its claim window (%s) pass; run late by the first contender back (catch-up window %s)", o.MissedAfter, o.CatchUpWindow)
+	}
 	nj.Cursor, nj.Run = e.t, &run
 	next.Job = nj.encode()
 	return plan, nil
@@ -1012,7 +1067,7 @@ func (h *runHolding) run(ctx context.Context, rec *RunRecord, retry bool) RunRes
 	res := RunResult{Occurrence: rec.Occurrence, Epoch: lease.Epoch(), Record: *rec}
 	out := &runOutcome{}
 	run := Run{Key: h.key, Occurrence: rec.Occurrence, Epoch: lease.Epoch(), Region: c.opts.Region, Owner: c.opts.OwnerID,
-		Instance: h.o.Instance, PastDue: rec.PastDue, Retry: retry, out: out}
+		Instance: h.o.Instance, PastDue: rec.PastDue, CaughtUp: rec.CaughtUp, Retry: retry, out: out}
 	if lerr := lease.Err(); lerr != nil {
 		// The lease ended before the work could start (a process paused, renewals failing): never start it without
 		// the lease. The document names the run "started", so the next holder marks it abandoned (and with

@@ -26,6 +26,9 @@ const (
 	settingFailoverDelay = "LeaseTimerFailoverDelay"
 	// settingTimeZone makes the host fire timers in local time; the handler names occurrences in UTC.
 	settingTimeZone = "WEBSITE_TIME_ZONE"
+	// settingCatchUp is every job's catch-up window (TimeSpan or Go duration; default 0, off): after an outage of
+	// every region, the host's past-due tick runs the newest missed occurrence once, if no older than this.
+	settingCatchUp = "LeaseTimerCatchUpWindow"
 )
 
 // The settings of the job LeaseTimer (the job of the handler before it served several; see LeaseTimer).
@@ -40,7 +43,7 @@ const (
 const jobPrefix = "LeaseJobs"
 
 // The fields of LeaseJobs__NAME__FIELD, compared without case.
-var jobFields = []string{"Schedule", "Command", "LeaseKey", "PreferredRegions", "FailoverDelay", "RetryAbandoned", "RunRetention"}
+var jobFields = []string{"Schedule", "Command", "LeaseKey", "PreferredRegions", "FailoverDelay", "RetryAbandoned", "RunRetention", "CatchUpWindow"}
 
 // jobSetting names a job's setting.
 func jobSetting(name, field string) string { return jobPrefix + "__" + name + "__" + field }
@@ -133,6 +136,7 @@ type appSettings struct {
 	preferred []string
 	delay     time.Duration
 	retention time.Duration
+	catchUp   time.Duration
 	// timeZone is the WEBSITE_TIME_ZONE problem, if any: every timer job fails with it.
 	timeZone error
 }
@@ -153,6 +157,8 @@ type settings struct {
 	delay          time.Duration
 	delaySource    string // where the delay came from, for messages
 	retryAbandoned bool
+	// catchUp is the catch-up window (cosmoslease.RunOptions.CatchUpWindow); 0 is off.
+	catchUp time.Duration
 }
 
 // loadApp reads the settings every job shares. Durations use TimeSpan text (00:00:30) or Go's (30s), as in the
@@ -216,6 +222,11 @@ func loadApp(e environment) (*appSettings, error) {
 			return nil, err
 		}
 	}
+	if v := e.get(settingCatchUp); v != "" {
+		if a.catchUp, err = parseCatchUp(settingCatchUp, v); err != nil {
+			return nil, err
+		}
+	}
 	if a.preferred, err = parsePreferred(settingPreferred, e.get(settingPreferred)); err != nil {
 		return nil, err
 	}
@@ -251,6 +262,14 @@ func parseDelay(source, v string) (time.Duration, error) {
 	d, err := config.ParseDuration(v)
 	if err != nil || d < time.Second || d > time.Hour {
 		return 0, fmt.Errorf("%s %q is not a duration from 00:00:01 to 01:00:00, such as 00:00:10 (the default)", source, v)
+	}
+	return d, nil
+}
+
+func parseCatchUp(source, v string) (time.Duration, error) {
+	d, err := config.ParseDuration(v)
+	if err != nil || d < 0 || d > cosmoslease.MaxRunRetention {
+		return 0, fmt.Errorf("%s %q is not a duration such as 01:00:00 (an hour) or 1.00:00:00 (a day); 00:00:00, the default, turns catch-up off", source, v)
 	}
 	return d, nil
 }
@@ -390,6 +409,25 @@ func (a *appSettings) job(j Job, e environment, je *jobEnv) (*settings, error) {
 			retentionSource, config.FormatTimeSpan(retention), config.FormatTimeSpan(s.sched.Longest()), config.FormatTimeSpan(least))
 	default:
 		s.retention = retention
+	}
+	// Catch-up: the job's setting, its code, the app's; within the retention (older occurrences are never run).
+	catchUpSource := settingCatchUp
+	s.catchUp = a.catchUp
+	if j.CatchUpWindow != 0 {
+		s.catchUp, catchUpSource = j.CatchUpWindow, "job "+j.Name+"'s CatchUpWindow"
+		if j.CatchUpWindow < 0 {
+			return nil, fmt.Errorf("%s (%s) is negative: use 0 (off) or a window such as an hour", catchUpSource, j.CatchUpWindow)
+		}
+	}
+	if v, name, ok := je.get("CatchUpWindow"); ok && strings.TrimSpace(v) != "" {
+		if s.catchUp, err = parseCatchUp(name, v); err != nil {
+			return nil, err
+		}
+		catchUpSource = name
+	}
+	if s.catchUp > s.retention {
+		return nil, fmt.Errorf("%s (%s) is longer than the run-record retention (%s): an occurrence older than the retention is never run (its record may have expired); use at most %s",
+			catchUpSource, config.FormatTimeSpan(s.catchUp), config.FormatTimeSpan(s.retention), config.FormatTimeSpan(s.retention))
 	}
 	s.retryAbandoned = j.RetryAbandoned
 	if j.legacy {
