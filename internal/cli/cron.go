@@ -50,6 +50,7 @@ func (a *App) cronCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "retention", Value: "30d", Usage: "keep run records for `D` (at least a day and two of the schedule's longest gaps; 30d, 720h or 30.00:00:00)"},
 			&ucli.BoolFlag{Name: "retry-abandoned", Usage: "run an occurrence whose machine died mid-run once more, at least once instead of at most once"},
 			&ucli.StringFlag{Name: "catch-up-window", Usage: "after an outage of every region, run the newest missed occurrence once, late (marked caught up), if it is no older than `D` (default 0: off)"},
+			&ucli.StringFlag{Name: "overlap", Value: cosmoslease.OverlapWait, Usage: "an occurrence due while the previous one runs: `wait` for it to end (while its time lasts) or skip it"},
 			&ucli.BoolFlag{Name: "json", Usage: "print one JSON event per line on stdout"},
 			metricsAddrFlag(),
 		),
@@ -68,6 +69,7 @@ type cronJob struct {
 	grace     time.Duration
 	retention time.Duration
 	catchUp   time.Duration
+	overlap   string
 	argv      []string
 }
 
@@ -129,6 +131,9 @@ func (a *App) cronArgs(c *ucli.Context) (*cronJob, error) {
 		if j.catchUp, err = config.ParseDuration(days(w)); err != nil {
 			return nil, usagef("--catch-up-window: %v", err)
 		}
+	}
+	if j.overlap, err = cosmoslease.ParseOverlap(c.String("overlap")); err != nil {
+		return nil, usagef("--overlap %q: use skip (an occurrence due while the previous one runs is skipped, and recorded so) or wait (it runs when the previous one ends, while its time lasts; the default)", c.String("overlap"))
 	}
 	if j.catchUp < 0 || j.catchUp > j.retention {
 		return nil, usagef("--catch-up-window %s: use a duration from 0 (off) to the retention (%s): an occurrence older than its record's retention is never run", c.String("catch-up-window"), config.FormatTimeSpan(j.retention))
@@ -194,6 +199,7 @@ func (a *App) cron(c *ucli.Context) error {
 	o := cosmoslease.RunOptions{Regions: order, FailoverDelay: j.delay, RetryAbandoned: c.Bool("retry-abandoned"), Retention: j.retention,
 		Instance: j.instance, Schedule: j.sched.Expr(), MissedAfter: cosmoslease.ClaimWindow(ranks, j.delay, d), Grace: j.grace + 5*time.Second}
 	o.CatchUpWindow = j.catchUp
+	o.Overlap = j.overlap
 	// Each occurrence is contended for from its own time, beside earlier ones still waiting or running: the
 	// election runs them in order, one at a time, and records the ones it passes over.
 	err = client.RunSchedule(ctx, j.key, j.sched, o, func(ctx context.Context, run cosmoslease.Run) error {

@@ -35,6 +35,7 @@ func TestCronBadInput(t *testing.T) {
 		{append(ok[:4:4], "--retention", "2h", "--", "true"), "keep run records at least a day"},
 		{[]string{"--schedule", "0 0 9 13 * Fri", "--region", "eastus", "--retention", "30d", "--", "true"}, "use at least 854.00:00:00 (854d)"},
 		{append(ok[:4:4], "--lease", "a/b", "--", "true"), "--lease:"},
+		{append(ok[:4:4], "--overlap", "queue", "--", "true"), `--overlap "queue": use skip (an occurrence due while the previous one runs is skipped, and recorded so) or wait`},
 		// The command is checked at start, not at the first occurrence.
 		{append(ok[:4:4], "--", "./reconcile.sh"), "cosmoslease: cannot run ./reconcile.sh: not found"},
 		{append(ok[:4:4], "--", "no-such-command-anywhere"), "cannot run no-such-command-anywhere: not found in PATH"},
@@ -135,5 +136,75 @@ func TestCronCatchesUpTheNewestMissedOccurrence(t *testing.T) {
 	}
 	if r := h.run("inspect", "--emulator", "--runs", "--lease", "nightly"); !strings.Contains(r.stdout, "caught up") {
 		t.Fatalf("inspect --runs does not show the catch-up:\n%s", r.stdout)
+	}
+}
+
+// --overlap skip: an occurrence that comes due while the previous one's command runs is skipped at once (its
+// event says why), and the claim of a later occurrence records it skipped for overlap; no two commands overlap.
+func TestCronOverlapSkip(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a 2 s schedule with 3 s commands for several occurrences")
+	}
+	h := newHarness(t).withServer()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, done := h.runWatched(ctx, "cron", "--emulator", "--json", "--schedule", "*/2 * * * * *", "--region", "eastus", "--lease", "busy",
+		"--failover-delay", "1s", "--duration", "6s", "--overlap", "skip", "--", "sleep", "3")
+	events := func() (executed, skipped []map[string]any) {
+		for _, line := range strings.Split(out.String(), "\n") {
+			var ev map[string]any
+			if json.Unmarshal([]byte(line), &ev) != nil || ev["event"] != "occurrence" {
+				continue
+			}
+			switch ev["status"] {
+			case "executed":
+				executed = append(executed, ev)
+			case "skipped":
+				skipped = append(skipped, ev)
+			}
+		}
+		return
+	}
+	for ctx.Err() == nil {
+		if e, s := events(); len(e) >= 3 && len(s) >= 1 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	cancel()
+	r := <-done
+	executed, skipped := events()
+	if len(executed) < 3 || len(skipped) < 1 {
+		t.Fatalf("executed %d, skipped %d; want 3 and 1\nstdout:\n%s\nstderr:\n%s", len(executed), len(skipped), r.stdout, r.stderr)
+	}
+	for _, ev := range skipped {
+		if reason, _ := ev["reason"].(string); !strings.Contains(reason, "overlap policy is skip") {
+			t.Fatalf("skipped event %v; want the overlap policy as its reason", ev)
+		}
+	}
+	// The records: every occurrence skipped for overlap, none missed, and no command started before the previous ended.
+	recs, err := h.lib("reader").Runs(context.Background(), "busy", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ran []cosmoslease.RunRecord
+	overlap := 0
+	for _, rec := range recs {
+		switch {
+		case rec.Status == cosmoslease.RunMissed:
+			t.Fatalf("missed: %+v", rec)
+		case rec.Status == cosmoslease.RunSkipped && rec.Cause == "overlap":
+			overlap += rec.Occurrences()
+		case rec.Status == cosmoslease.RunCompleted:
+			ran = append(ran, rec)
+		}
+	}
+	if overlap == 0 {
+		t.Fatalf("no record of an occurrence skipped for overlap: %+v", recs)
+	}
+	for i := 1; i < len(ran); i++ { // newest first
+		if ran[i-1].StartedAt.Before(ran[i].FinishedAt) {
+			t.Fatalf("%s started before %s ended", ran[i-1].Occurrence, ran[i].Occurrence)
+		}
 	}
 }

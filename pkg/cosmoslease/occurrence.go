@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
@@ -124,9 +125,36 @@ type RunOptions struct {
 	// an occurrence the cursor has reached, and gives the occurrence up once it is older than the window. Needs
 	// Next. Zero (the default): no catch-up.
 	CatchUpWindow time.Duration
+	// Overlap is what an occurrence that comes due while the previous occurrence's run is going does (see
+	// OverlapWait, the default, and OverlapSkip; ParseOverlap reads them).
+	Overlap string
 }
 
-func (o RunOptions) withDefaults(c *Client) (RunOptions, error) {
+// Overlap policies (RunOptions.Overlap). Two occurrences' work never runs side by side under either.
+const (
+	// OverlapWait (the default, also ""): the occurrence waits for the lease while the previous run goes on, and
+	// runs when that run ends if its contender's time (Until) has not run out; once it has, the call returns
+	// skipped, and the claim of a later occurrence records it skipped for overlap.
+	OverlapWait = "wait"
+	// OverlapSkip: an occurrence that came due while the previous run was going (the same rule as the cause
+	// overlap: before that run ended, and its claim window open when it started) is not run: its contenders return
+	// skipped as soon as they see it, the later occurrences do not wait for it, and the claim of a later occurrence
+	// records it skipped for overlap.
+	OverlapSkip = "skip"
+)
+
+// ParseOverlap reads an overlap policy: skip or wait (case and spaces ignored); "" is wait.
+func ParseOverlap(s string) (string, error) {
+	switch p := strings.ToLower(strings.TrimSpace(s)); p {
+	case "", OverlapWait:
+		return OverlapWait, nil
+	case OverlapSkip:
+		return OverlapSkip, nil
+	}
+	return "", invalid("overlap policy %q: use skip (an occurrence due while the previous one runs is skipped) or wait (it runs when the previous one ends, while its time lasts; the default)", s)
+}
+
+func (o RunOptions) withDefaults(c *Client) (_ RunOptions, err error) {
 	if o.Rank < 0 {
 		return o, invalid("Rank %d is negative: 0 is the most preferred contender", o.Rank)
 	}
@@ -136,6 +164,9 @@ func (o RunOptions) withDefaults(c *Client) (RunOptions, error) {
 		if d < 0 {
 			return o, invalid("%s is negative (%s)", name, d)
 		}
+	}
+	if o.Overlap, err = ParseOverlap(o.Overlap); err != nil {
+		return o, err
 	}
 	if o.CatchUpWindow > 0 && o.Next == nil {
 		return o, invalid("CatchUpWindow needs Next (the schedule): only the newest missed occurrence is caught up")
@@ -436,6 +467,10 @@ func (e *election) turn(ctx context.Context, obs observation, job jobState) (now
 	}
 	at := c.clock.Now()
 	free := c.free(obs, at)
+	if o.Overlap == OverlapSkip && !at.Before(e.t) && e.overlaps(job, obs.doc, at, e.t) {
+		return false, true, c.skipped(e.res, nil, fmt.Sprintf("overlap: it came due while the run of occurrence %s was going, and the overlap policy is skip; the claim of a later occurrence records it",
+			job.Cursor.UTC().Format(time.RFC3339))), nil
+	}
 	var why string
 	e.catchingUp, why = e.catchUp(job, obs.doc, at)
 	if !e.catchingUp && !o.Until.IsZero() && !at.Before(o.Until) {
@@ -465,7 +500,7 @@ func (e *election) turn(ctx context.Context, obs observation, job jobState) (now
 		}
 		return false, false, e.res, nil
 	}
-	if s, until := e.earlierWaiting(job, at); !e.catchingUp && !s.IsZero() && (o.Until.IsZero() || until.Before(o.Until)) {
+	if s, until := e.earlierWaiting(job, obs.doc, at); !e.catchingUp && !s.IsZero() && (o.Until.IsZero() || until.Before(o.Until)) {
 		// An earlier occurrence nobody has claimed may still be claimed by its own contenders (it waited for the
 		// lease too): let it go first, so that occurrences start in order. Not past this contender's own Until:
 		// then this occurrence is claimed, and the earlier one recorded as superseded.
@@ -480,7 +515,7 @@ func (e *election) turn(ctx context.Context, obs observation, job jobState) (now
 // earlierWaiting is the earliest occurrence after the cursor and before this one that its contenders may still
 // claim (their Until, the occurrence after it + the last rank's delay, has not come), and that Until; zero when
 // there is none. Without the schedule (RunOptions.Next) there is none.
-func (e *election) earlierWaiting(job jobState, now time.Time) (time.Time, time.Time) {
+func (e *election) earlierWaiting(job jobState, doc *leasedoc.Doc, now time.Time) (time.Time, time.Time) {
 	if e.o.Next == nil || job.Cursor.IsZero() {
 		return time.Time{}, time.Time{}
 	}
@@ -502,7 +537,9 @@ func (e *election) earlierWaiting(job jobState, now time.Time) (time.Time, time.
 		if !after.After(s) {
 			break
 		}
-		if until := after.Add(wait); now.Before(until) {
+		if until := after.Add(wait); now.Before(until) && !(e.o.Overlap == OverlapSkip && e.overlaps(job, doc, now, s)) {
+			// (With the policy skip, an occurrence that came due during the previous run is skipped by its contenders:
+			// nobody will claim it.)
 			return s, until
 		}
 		s = after
@@ -526,6 +563,13 @@ func (e *election) bounded(d time.Duration) time.Duration {
 		}
 	}
 	return d
+}
+
+// overlaps reports whether occurrence s came due while the cursor's run was going, as a claim at now would judge it
+// (the cause overlap), from the job state and lease document doc.
+func (e *election) overlaps(job jobState, doc *leasedoc.Doc, now, s time.Time) bool {
+	from, to := runSpan(job, doc)
+	return !from.IsZero() && !job.decided(s) && occurrenceCause(s, from, to, now, e.o.MissedAfter) == causeOverlap
 }
 
 // errCatchUpClosed stops a catch-up claim whose occurrence is no longer one to catch up (the document changed, or

@@ -265,7 +265,7 @@ func (h *handler) timer(j *job) http.HandlerFunc {
 // the next one, or shortly before the invocation's deadline.
 func (h *handler) runOptions(ctx context.Context, client *cosmoslease.Client, s *settings, occ time.Time, rank, ranks int, pastDue bool) cosmoslease.RunOptions {
 	o := cosmoslease.RunOptions{Rank: rank, Regions: cosmoslease.Order(s.preferred, client.AccountRegions()), FailoverDelay: s.delay, RetryAbandoned: s.retryAbandoned,
-		Retention: s.retention, Instance: s.instance, PastDue: pastDue, Schedule: s.sched.Expr(), Next: s.sched.Next, CatchUpWindow: s.catchUp,
+		Retention: s.retention, Instance: s.instance, PastDue: pastDue, Schedule: s.sched.Expr(), Next: s.sched.Next, CatchUpWindow: s.catchUp, Overlap: s.overlap,
 		MissedAfter: s.missedAfter(ranks), Grace: s.grace(), FinishWithin: s.budget.finish}
 	o.Until = s.sched.Next(occ).Add(time.Duration(rank) * s.delay)
 	if dl, ok := ctx.Deadline(); ok {

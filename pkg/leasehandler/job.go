@@ -17,7 +17,7 @@ import (
 // Job is one scheduled job of the Function App: a timer function of its own (its folder NAME/function.json and
 // its route /NAME), whose every occurrence runs once, in the most preferred region alive, under a lease of its
 // own. Fields left zero take the app's settings (see the package documentation), and the app settings
-// LeaseJobs__NAME__LeaseKey, __PreferredRegions, __FailoverDelay, __RetryAbandoned, __RunRetention and __CatchUpWindow override
+// LeaseJobs__NAME__LeaseKey, __PreferredRegions, __FailoverDelay, __RetryAbandoned, __RunRetention, __CatchUpWindow and __Overlap override
 // the fields.
 type Job struct {
 	// Name is the function's name: its folder, its route, and the NAME of its settings. A letter, then up to 127
@@ -49,6 +49,10 @@ type Job struct {
 	// and marked caught up, if it is no older than this (the host's past-due tick after a restart does it); the
 	// other missed occurrences stay missed. Default LeaseTimerCatchUpWindow, else 0: off.
 	CatchUpWindow time.Duration
+	// Overlap is what an occurrence due while the previous one still runs does: "wait" (the default) for it to
+	// end, and run while its time lasts (until the next occurrence's turn); or "skip" it (recorded skipped for
+	// overlap). Default LeaseTimerOverlap, else wait.
+	Overlap string
 
 	legacy bool // LeaseTimer: the settings of the single-job handler
 }

@@ -29,6 +29,8 @@ const (
 	// settingCatchUp is every job's catch-up window (TimeSpan or Go duration; default 0, off): after an outage of
 	// every region, the host's past-due tick runs the newest missed occurrence once, if no older than this.
 	settingCatchUp = "LeaseTimerCatchUpWindow"
+	// settingOverlap is every job's overlap policy: wait (the default) or skip.
+	settingOverlap = "LeaseTimerOverlap"
 )
 
 // The settings of the job LeaseTimer (the job of the handler before it served several; see LeaseTimer).
@@ -43,7 +45,7 @@ const (
 const jobPrefix = "LeaseJobs"
 
 // The fields of LeaseJobs__NAME__FIELD, compared without case.
-var jobFields = []string{"Schedule", "Command", "LeaseKey", "PreferredRegions", "FailoverDelay", "RetryAbandoned", "RunRetention", "CatchUpWindow"}
+var jobFields = []string{"Schedule", "Command", "LeaseKey", "PreferredRegions", "FailoverDelay", "RetryAbandoned", "RunRetention", "CatchUpWindow", "Overlap"}
 
 // jobSetting names a job's setting.
 func jobSetting(name, field string) string { return jobPrefix + "__" + name + "__" + field }
@@ -137,6 +139,7 @@ type appSettings struct {
 	delay     time.Duration
 	retention time.Duration
 	catchUp   time.Duration
+	overlap   string
 	// timeZone is the WEBSITE_TIME_ZONE problem, if any: every timer job fails with it.
 	timeZone error
 }
@@ -159,6 +162,8 @@ type settings struct {
 	retryAbandoned bool
 	// catchUp is the catch-up window (cosmoslease.RunOptions.CatchUpWindow); 0 is off.
 	catchUp time.Duration
+	// overlap is the overlap policy (cosmoslease.RunOptions.Overlap).
+	overlap string
 }
 
 // loadApp reads the settings every job shares. Durations use TimeSpan text (00:00:30) or Go's (30s), as in the
@@ -222,6 +227,9 @@ func loadApp(e environment) (*appSettings, error) {
 			return nil, err
 		}
 	}
+	if a.overlap, err = parseOverlap(settingOverlap, e.get(settingOverlap)); err != nil {
+		return nil, err
+	}
 	if v := e.get(settingCatchUp); v != "" {
 		if a.catchUp, err = parseCatchUp(settingCatchUp, v); err != nil {
 			return nil, err
@@ -264,6 +272,14 @@ func parseDelay(source, v string) (time.Duration, error) {
 		return 0, fmt.Errorf("%s %q is not a duration from 00:00:01 to 01:00:00, such as 00:00:10 (the default)", source, v)
 	}
 	return d, nil
+}
+
+func parseOverlap(source, v string) (string, error) {
+	p, err := cosmoslease.ParseOverlap(v)
+	if err != nil {
+		return "", fmt.Errorf("%s %q is not an overlap policy: use skip (an occurrence due while the previous one runs is skipped, and recorded so) or wait (it runs when the previous one ends, while its time lasts; the default)", source, v)
+	}
+	return p, nil
 }
 
 func parseCatchUp(source, v string) (time.Duration, error) {
@@ -428,6 +444,18 @@ func (a *appSettings) job(j Job, e environment, je *jobEnv) (*settings, error) {
 	if s.catchUp > s.retention {
 		return nil, fmt.Errorf("%s (%s) is longer than the run-record retention (%s): an occurrence older than the retention is never run (its record may have expired); use at most %s",
 			catchUpSource, config.FormatTimeSpan(s.catchUp), config.FormatTimeSpan(s.retention), config.FormatTimeSpan(s.retention))
+	}
+	// The overlap policy: the job's setting, its code, the app's.
+	s.overlap = a.overlap
+	if j.Overlap != "" {
+		if s.overlap, err = parseOverlap("job "+j.Name+"'s Overlap", j.Overlap); err != nil {
+			return nil, err
+		}
+	}
+	if v, name, ok := je.get("Overlap"); ok && strings.TrimSpace(v) != "" {
+		if s.overlap, err = parseOverlap(name, v); err != nil {
+			return nil, err
+		}
 	}
 	s.retryAbandoned = j.RetryAbandoned
 	if j.legacy {

@@ -305,6 +305,49 @@ func TestPastDueTickCatchesUpTheNewestMissedOccurrence(t *testing.T) {
 	}
 }
 
+// LeaseTimerOverlap=skip: a tick for an occurrence that came due while the previous one's work runs answers
+// skipped at once (the host's next ticks are not held back), and the next occurrence's claim records it skipped
+// for overlap.
+func TestOverlapSkipAnswersAtOnce(t *testing.T) {
+	started, finish := make(chan struct{}, 1), make(chan struct{})
+	var ran atomic.Int32
+	ts, _, container := inProcess(t, func(ctx context.Context, run Run) error {
+		if ran.Add(1) == 1 {
+			started <- struct{}{}
+			<-finish
+		}
+		return nil
+	}, map[string]string{"LeaseTimerOverlap": "skip"})
+	occ := time.Now().UTC().Truncate(2 * time.Second).Add(2 * time.Second)
+	time.Sleep(time.Until(occ))
+	done := make(chan tickResult, 1)
+	go func() { done <- postTimer(t, ts, occ) }()
+	<-started
+	time.Sleep(time.Until(occ.Add(2 * time.Second)))
+	r := postTimer(t, ts, occ.Add(2*time.Second))
+	close(finish)
+	if r.Status != "skipped" || !strings.Contains(r.Reason, "overlap policy is skip") {
+		t.Fatalf("the tick during the run: %+v; want skipped for overlap", r)
+	}
+	if r := <-done; r.Status != "executed" {
+		t.Fatalf("the first tick: %+v", r)
+	}
+	next := time.Now().UTC().Truncate(2 * time.Second).Add(2 * time.Second)
+	time.Sleep(time.Until(next))
+	if r := postTimer(t, ts, next); r.Status != "executed" {
+		t.Fatalf("the next tick: %+v", r)
+	}
+	found := false
+	for _, rec := range runRecords(t, container, config.TimerLeaseKey) {
+		if rec.Covers(occ.Add(2*time.Second)) && rec.Status == cosmoslease.RunSkipped && rec.Cause == "overlap" {
+			found = true
+		}
+	}
+	if !found || ran.Load() != 2 {
+		t.Fatalf("record of the overlapped occurrence found: %v; work ran %d times, want 2", found, ran.Load())
+	}
+}
+
 // The invocation's own deadline, below functionTimeout: the work's context ends, the run is recorded as timed
 // out, the host gets its answer in time, and the lease is released, so the next occurrence runs at once.
 // (The handler used to wait for the work however long it took, until the host killed it.)
