@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -269,5 +270,108 @@ func TestCatchUp_RunScheduleCatchesUpAtStart(t *testing.T) {
 		if w.count(m) != 1 {
 			t.Fatalf("%s ran %d times", m, w.count(m))
 		}
+	})
+}
+
+// An occurrence that waited behind a long run is overlap, not missed: never caught up, even once its claim
+// window has passed (in a bubble: virtual time).
+func TestCatchUp_AnOccurrenceThatWaitedBehindARunIsNotCaughtUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble()
+		ctx := context.Background()
+		start := time.Now()
+		o0 := start.Add(20 * time.Second)
+		a, _ := b.client(t, "a", nil)
+		sleepUntil(o0)
+		// o0's run lasts 70 s: o0+20, o0+40 and o0+60 come due while it goes on.
+		if r, err := a.RunOnce(ctx, "job", o0, bubbleRunOpts(0), func(context.Context, Run) error {
+			time.Sleep(70 * time.Second)
+			return nil
+		}); err != nil || r.Status != RunExecuted {
+			t.Fatalf("o0: %+v, %v", r, err)
+		}
+		// Past o0+60's claim window (40 s) and before o0+80's: o0+60 would be the one to catch up, were it missed.
+		sleepUntil(o0.Add(105 * time.Second))
+		m := o0.Add(60 * time.Second)
+		o := bubbleRunOpts(0)
+		o.CatchUpWindow, o.Until = time.Hour, m.Add(20*time.Second)
+		r, err := a.RunOnce(ctx, "job", m, o, func(context.Context, Run) error {
+			t.Error("an occurrence that waited behind a run was caught up")
+			return nil
+		})
+		if err != nil || r.Status != RunSkipped {
+			t.Fatalf("%+v, %v; want skipped", r, err)
+		}
+		// The next claim records the three as overlap (o0+80, due after the run ended, is missed: nobody called for it).
+		o = bubbleRunOpts(0)
+		next := o0.Add(120 * time.Second)
+		sleepUntil(next)
+		if r, err := a.RunOnce(ctx, "job", next, o, func(context.Context, Run) error { return nil }); err != nil || r.Status != RunExecuted ||
+			r.MissedCount != 1 || !r.Missed[0].Equal(o0.Add(80*time.Second)) {
+			t.Fatalf("next: %+v, %v; want executed, o0+80 missed", r, err)
+		}
+		recs := must[[]RunRecord](t)(a.Runs(ctx, "job", 10))
+		overlap := 0
+		for _, rec := range recs {
+			if rec.Status == RunSkipped && rec.Cause == causeOverlap {
+				overlap += rec.Occurrences()
+				if !rec.Covers(m) && !rec.Last().Before(m) {
+					t.Fatalf("overlap record %+v", rec)
+				}
+			}
+		}
+		if overlap != 3 {
+			t.Fatalf("%d recorded overlap, want 3 (o0+20 to o0+60): %+v", overlap, recs)
+		}
+		synctest.Wait()
+	})
+}
+
+// Two regions back at once, in a bubble, many times over: exactly one runs the caught-up occurrence, and the
+// cursor never goes back.
+func TestCatchUp_TwoRegionsBackAtOnceRunItOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble()
+		ctx := context.Background()
+		start := time.Now()
+		o0 := start.Add(20 * time.Second)
+		x, _ := b.client(t, "x", nil)
+		sleepUntil(o0)
+		if r, err := x.RunOnce(ctx, "job", o0, bubbleRunOpts(0), func(context.Context, Run) error { return nil }); err != nil || r.Status != RunExecuted {
+			t.Fatalf("o0: %+v, %v", r, err)
+		}
+		var mu sync.Mutex
+		runs := map[int64]int{}
+		work := func(_ context.Context, r Run) error {
+			mu.Lock()
+			runs[r.Occurrence.Unix()]++
+			mu.Unlock()
+			return nil
+		}
+		// Each round: an outage of 5 occurrences, then both regions back, each told of the newest occurrence.
+		for round := range 10 {
+			m := o0.Add(time.Duration(round*6+5) * 20 * time.Second)
+			sleepUntil(m.Add(41 * time.Second))
+			m = m.Add(40 * time.Second) // the newest whose 40 s window has passed: 2 more occurrences of outage
+			sleepUntil(m.Add(41 * time.Second))
+			var wg sync.WaitGroup
+			for _, name := range []string{"a", "b"} {
+				c, _ := b.client(t, name, nil)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					o := bubbleRunOpts(0)
+					o.CatchUpWindow, o.Until = time.Hour, m.Add(20*time.Second)
+					if r, err := c.RunOnce(ctx, "job", m, o, work); err != nil || r.Status != RunExecuted && r.Status != RunSkipped {
+						t.Errorf("%s: %+v, %v", name, r, err)
+					}
+				}()
+			}
+			wg.Wait()
+			if runs[m.Unix()] != 1 || len(runs) != round+1 {
+				t.Fatalf("round %d: %s ran %d times; runs %v", round, m, runs[m.Unix()], runs)
+			}
+		}
+		synctest.Wait()
 	})
 }
