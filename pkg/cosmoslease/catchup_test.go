@@ -375,3 +375,23 @@ func TestCatchUp_TwoRegionsBackAtOnceRunItOnce(t *testing.T) {
 		synctest.Wait()
 	})
 }
+
+// A job that never ran has no outage to catch up: its first contender does not run an occurrence already past.
+func TestCatchUp_NotForAJobThatNeverRan(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble()
+		a, _ := b.client(t, "a", nil)
+		m := time.Now().Add(20 * time.Second)
+		sleepUntil(m.Add(45 * time.Second)) // m's 40 s window has passed; m+20's has not
+		o := bubbleRunOpts(0)
+		o.CatchUpWindow, o.Until = time.Hour, m.Add(20*time.Second)
+		r, err := a.RunOnce(context.Background(), "job", m, o, func(context.Context, Run) error {
+			t.Error("the first occurrence ever was caught up")
+			return nil
+		})
+		if err != nil || r.Status != RunSkipped {
+			t.Fatalf("%+v, %v; want skipped", r, err)
+		}
+		synctest.Wait()
+	})
+}

@@ -122,8 +122,8 @@ type RunOptions struct {
 	// missed, it is the newest such occurrence (the next one's window is still open), and it is no older than
 	// CatchUpWindow, the call claims it at once, whatever its Until and rank, and runs it marked CaughtUp and
 	// PastDue. The same claim decides the earlier occurrences since the cursor (missed, counted). It never claims
-	// an occurrence the cursor has reached, and gives the occurrence up once it is older than the window. Needs
-	// Next. Zero (the default): no catch-up.
+	// an occurrence the cursor has reached, nothing for a job that never ran (no cursor), and gives the occurrence
+	// up once it is older than the window. Needs Next. Zero (the default): no catch-up.
 	CatchUpWindow time.Duration
 	// Overlap is what an occurrence that comes due while the previous occurrence's run is going does (see
 	// OverlapWait, the default, and OverlapSkip; ParseOverlap reads them).
@@ -577,13 +577,14 @@ func (e *election) overlaps(job jobState, doc *leasedoc.Doc, now, s time.Time) b
 var errCatchUpClosed = errors.New("the occurrence is no longer one to catch up")
 
 // catchUp reports whether this call's occurrence is to be caught up now (RunOptions.CatchUpWindow), from the job
-// state and lease document doc, at now: not decided; its claim window passed, so that a claim now would decide it
+// state and lease document doc, at now: the job has run before (a cursor: a job that never ran has no outage to
+// catch up) and the occurrence is not decided; its claim window passed, so that a claim now would decide it
 // missed (not overlap: it did not wait behind a run); no older than the window; and the newest such occurrence
 // (the next one's claim window is still open). When it is not only because a newer occurrence is to be caught
 // up instead, why says so.
 func (e *election) catchUp(job jobState, doc *leasedoc.Doc, now time.Time) (ok bool, why string) {
 	o, t := e.o, e.t
-	if o.CatchUpWindow <= 0 || o.Next == nil || job.decided(t) || now.Before(t.Add(o.MissedAfter)) || now.Sub(t) > o.CatchUpWindow {
+	if o.CatchUpWindow <= 0 || o.Next == nil || job.Cursor.IsZero() || job.decided(t) || now.Before(t.Add(o.MissedAfter)) || now.Sub(t) > o.CatchUpWindow {
 		return false, ""
 	}
 	from, to := runSpan(job, doc)
