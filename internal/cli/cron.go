@@ -51,6 +51,8 @@ func (a *App) cronCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "grace", Value: "10s", Usage: "after SIGTERM, the command has `D` to exit before SIGKILL"},
 			&ucli.StringFlag{Name: "retention", Value: "30d", Usage: "keep run records for `D` (at least a day and two of the schedule's longest gaps; 30d, 720h or 30.00:00:00)"},
 			&ucli.BoolFlag{Name: "retry-abandoned", Usage: "run an occurrence whose machine died mid-run once more, at least once instead of at most once"},
+			&ucli.StringFlag{Name: "catch-up-window", Usage: "after an outage of every region, run the newest missed occurrence once, late (marked caught up), if it is no older than `D` (default 0: off)"},
+			&ucli.StringFlag{Name: "overlap", Value: cosmoslease.OverlapWait, Usage: "an occurrence due while the previous one runs: `wait` for it to end (while its time lasts) or skip it"},
 			&ucli.BoolFlag{Name: "json", Usage: "print one JSON event per line on stdout"},
 			metricsAddrFlag(),
 		),
@@ -68,6 +70,8 @@ type cronJob struct {
 	delay     time.Duration
 	grace     time.Duration
 	retention time.Duration
+	catchUp   time.Duration
+	overlap   string
 	argv      []string
 }
 
@@ -126,20 +130,33 @@ func (a *App) cronArgs(c *ucli.Context) (*cronJob, error) {
 		}
 		*into = d
 	}
-	r := c.String("retention")
-	if strings.HasSuffix(r, "d") {
-		if days, err := strconv.Atoi(strings.TrimSuffix(r, "d")); err == nil {
-			r = strconv.Itoa(days*24) + "h"
-		}
-	}
-	if j.retention, err = config.ParseDuration(r); err != nil {
+	if j.retention, err = config.ParseDuration(days(c.String("retention"))); err != nil {
 		return nil, usagef("--retention %q: %v", c.String("retention"), err)
 	}
 	if least := max(cosmoslease.MinRunRetention, 2*j.sched.Longest()); j.retention < least || j.retention > cosmoslease.MaxRunRetention {
 		return nil, usagef("--retention %s: keep run records at least a day and two of the schedule's longest gaps (%s), so no late occurrence can run twice: use at least %s (%dd)",
 			c.String("retention"), config.FormatTimeSpan(j.sched.Longest()), config.FormatTimeSpan(least), (least+24*time.Hour-1)/(24*time.Hour))
 	}
+	if w := c.String("catch-up-window"); w != "" {
+		if j.catchUp, err = config.ParseDuration(days(w)); err != nil {
+			return nil, usagef("--catch-up-window: %v", err)
+		}
+	}
+	if j.overlap, err = cosmoslease.ParseOverlap(c.String("overlap")); err != nil {
+		return nil, usagef("--overlap %q: use skip (an occurrence due while the previous one runs is skipped, and recorded so) or wait (it runs when the previous one ends, while its time lasts; the default)", c.String("overlap"))
+	}
+	if j.catchUp < 0 || j.catchUp > j.retention {
+		return nil, usagef("--catch-up-window %s: use a duration from 0 (off) to the retention (%s): an occurrence older than its record's retention is never run", c.String("catch-up-window"), config.FormatTimeSpan(j.retention))
+	}
 	return j, nil
+}
+
+// days reads a number of days, "30d", as hours, which config.ParseDuration reads.
+func days(s string) string {
+	if n, err := strconv.Atoi(strings.TrimSuffix(s, "d")); err == nil && strings.HasSuffix(s, "d") {
+		return strconv.Itoa(n*24) + "h"
+	}
+	return s
 }
 
 func (a *App) cron(c *ucli.Context) error {
@@ -191,6 +208,8 @@ func (a *App) cron(c *ucli.Context) error {
 	out.started(rank, j.sched.Next(time.Now()))
 	o := cosmoslease.RunOptions{Regions: order, FailoverDelay: j.delay, RetryAbandoned: c.Bool("retry-abandoned"), Retention: j.retention,
 		Instance: j.instance, Schedule: j.sched.String(), MissedAfter: cosmoslease.ClaimWindow(ranks, j.delay, d), Grace: j.grace + 5*time.Second}
+	o.CatchUpWindow = j.catchUp
+	o.Overlap = j.overlap
 	// Each occurrence is contended for from its own time, beside earlier ones still waiting or running: the
 	// election runs them in order, one at a time, and records the ones it passes over.
 	err = client.RunSchedule(ctx, j.key, j.sched, o, func(ctx context.Context, run cosmoslease.Run) error {
@@ -295,10 +314,16 @@ func (r *cronReporter) occurrence(res cosmoslease.RunResult, err error) {
 		if status == cosmoslease.RunSkipped && res.Record.Owner != "" {
 			ev["claimedBy"] = res.Record.Owner
 		}
+		if res.Record.CaughtUp && status != cosmoslease.RunSkipped {
+			ev["caughtUp"] = true
+		}
 		writeJSONLine(r.w, ev)
 		return
 	}
 	line := res.Occurrence.UTC().Format(time.RFC3339) + "  " + status
+	if res.Record.CaughtUp && status != cosmoslease.RunSkipped {
+		line += " (caught up)"
+	}
 	if res.Epoch > 0 && status != cosmoslease.RunSkipped {
 		line += fmt.Sprintf("  epoch %d", res.Epoch)
 	}

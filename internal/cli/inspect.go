@@ -420,6 +420,9 @@ func (v runsView) print(w io.Writer, limit int) error {
 		if p, ok := r.pastDue(); ok {
 			pastDue = map[bool]string{true: "yes", false: "no"}[p]
 		}
+		if r.rec.CaughtUp {
+			pastDue = "caught up" // the newest missed occurrence, run late after an outage (--catch-up-window)
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.rec.Occurrence.UTC().Format(tableTime), dash(r.rec.Region),
 			dash(r.rec.Instance), epoch, r.rec.Status, late, took, exit, pastDue, dash(clip(r.note(), 80)))
 	}

@@ -38,7 +38,7 @@ func packageFlags() []ucli.Flag {
 	return []ucli.Flag{
 		&ucli.StringFlag{Name: "handler", Value: funcpkg.DefaultHandler, Usage: "the handler's Go main package `PKG` (an import path, or ./cmd/jobs in this module): one that calls leasehandler.Serve", EnvVars: []string{"COSMOSLEASE_HANDLER"}},
 		&ucli.GenericFlag{Name: "job", Value: &listFlag{}, Usage: "a command job `NAME=SCHEDULE` running the command given after -- (repeatable): its app settings LeaseJobs__NAME__Schedule and __Command are set in every region"},
-		&ucli.StringFlag{Name: "jobs", Usage: "command jobs from a JSON `FILE`: {\"jobs\": [{\"name\", \"schedule\", \"command\", and optional \"leaseKey\", \"preferredRegions\", \"failoverDelay\", \"retryAbandoned\", \"runRetention\", \"timeZone\"}], \"include\": [folders]}"},
+		&ucli.StringFlag{Name: "jobs", Usage: "command jobs from a JSON `FILE`: {\"jobs\": [{\"name\", \"schedule\", \"command\", and optional \"leaseKey\", \"preferredRegions\", \"failoverDelay\", \"retryAbandoned\", \"runRetention\", \"timeZone\", \"catchUpWindow\", \"overlap\"}], \"include\": [folders]}"},
 		&ucli.StringFlag{Name: "time-zone", Usage: "the IANA time zone `ZONE` of the --job jobs' schedules, such as Europe/Berlin (their app setting LeaseJobs__NAME__TimeZone; default UTC)"},
 		&ucli.GenericFlag{Name: "include", Value: &listFlag{}, Usage: "a folder `DIR` of the app's files (the commands' scripts) to put in the package under its path (repeatable)"},
 	}
@@ -55,12 +55,15 @@ type commandJob struct {
 	RetryAbandoned   *bool  `json:"retryAbandoned,omitempty"`
 	RunRetention     string `json:"runRetention,omitempty"`
 	TimeZone         string `json:"timeZone,omitempty"`
+	CatchUpWindow    string `json:"catchUpWindow,omitempty"`
+	Overlap          string `json:"overlap,omitempty"`
 }
 
 // settings are the job's app settings.
 func (j commandJob) settings() map[string]string {
 	s := map[string]string{jobSetting(j.Name, "Schedule"): j.Schedule, jobSetting(j.Name, "Command"): j.Command}
-	for field, v := range map[string]string{"LeaseKey": j.LeaseKey, "PreferredRegions": j.PreferredRegions, "FailoverDelay": j.FailoverDelay, "RunRetention": j.RunRetention, "TimeZone": j.TimeZone} {
+	for field, v := range map[string]string{"LeaseKey": j.LeaseKey, "PreferredRegions": j.PreferredRegions, "FailoverDelay": j.FailoverDelay, "RunRetention": j.RunRetention,
+		"TimeZone": j.TimeZone, "CatchUpWindow": j.CatchUpWindow, "Overlap": j.Overlap} {
 		if v != "" {
 			s[jobSetting(j.Name, field)] = v
 		}

@@ -212,6 +212,12 @@ func (w *world) checkAccounting(j JobConfig, byOcc map[int64][]*workRun) {
 				if len(ran) == 0 {
 					bad(checkAccounted, "occurrence %s is recorded %s but its work never started", w.occName(t), r.Status)
 				}
+				if r.CaughtUp {
+					w.judged["caught up"]++
+					if j.CatchUpWindow <= 0 {
+						bad(checkAccounted, "occurrence %s is recorded caught up, but the job has no catch-up window", w.occName(t))
+					}
+				}
 			}
 		}
 	}

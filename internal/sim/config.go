@@ -140,6 +140,10 @@ type JobConfig struct {
 	// its region's place in it, so processes of one region contend at the same time.
 	Procs   []int
 	Regions []string
+	// CatchUpWindow and Overlap are the job's catch-up window (0: off) and overlap policy ("" is wait): cron's
+	// --catch-up-window and --overlap, the handler's LeaseJobs__NAME__CatchUpWindow and __Overlap.
+	CatchUpWindow time.Duration
+	Overlap       string
 }
 
 func (c Config) String() string {
@@ -156,9 +160,9 @@ func (c Config) String() string {
 			p.Drift, p.Keys, p.RenewByHand, p.Patch, p.Careless)
 	}
 	for _, j := range c.Jobs {
-		fmt.Fprintf(&b, "  job %s: every %s by %s, delay %s, lease %s, grace %s, work %s–%s, retry abandoned %v, timeout %s, processes %v, regions %v\n",
+		fmt.Fprintf(&b, "  job %s: every %s by %s, delay %s, lease %s, grace %s, work %s–%s, retry abandoned %v, timeout %s, processes %v, regions %v, catch-up %s, overlap %s\n",
 			j.Key, j.Every, j.Driver, j.FailoverDelay, j.LeaseDuration, j.Grace, j.WorkMin, j.WorkMax, j.RetryAbandoned,
-			j.FunctionTimeout, j.Procs, j.Regions)
+			j.FunctionTimeout, j.Procs, j.Regions, j.CatchUpWindow, orDefault(j.Overlap, "wait"))
 	}
 	for i, s := range c.Storms {
 		fmt.Fprintf(&b, "  storm %d: %s–%s lostBefore %.3f lostAnswer %.3f slowAnswer %.3f slowRequests %.3f laggedReads %.2f", i, s.Start, s.End,
@@ -247,7 +251,21 @@ func expand(seed uint64, duration time.Duration) Config {
 	}
 	c.Calm = r.IntN(3) == 0
 	c.Storms = storms(r, c)
+	// The catch-up window and the overlap policy (issue 26) come from a stream of their own, so that every other
+	// draw of a seed is what it was before they existed.
+	r2 := rand.New(rand.NewPCG(seed, 0xca7c40))
+	for i := range c.Jobs {
+		c.Jobs[i].CatchUpWindow = []time.Duration{0, 0, 10 * time.Minute, time.Hour}[r2.IntN(4)]
+		c.Jobs[i].Overlap = []string{"", "skip"}[r2.IntN(2)]
+	}
 	return c
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 // job draws a scheduled job: its driver, schedule (shorter and longer than rank × delay), lease, work and

@@ -123,7 +123,8 @@ func (d *jobDriver) cron(ctx context.Context) {
 	_, ranks := cosmoslease.Rank(p.cfg.Region, order, nil)
 	o := cosmoslease.RunOptions{Regions: order, FailoverDelay: j.FailoverDelay, RetryAbandoned: j.RetryAbandoned,
 		Retention: cosmoslease.DefaultRunRetention, Instance: p.cfg.Name, Schedule: fmt.Sprintf("every %s", j.Every),
-		MissedAfter: cosmoslease.ClaimWindow(ranks, j.FailoverDelay, j.LeaseDuration), Grace: j.Grace}
+		MissedAfter: cosmoslease.ClaimWindow(ranks, j.FailoverDelay, j.LeaseDuration), Grace: j.Grace,
+		CatchUpWindow: j.CatchUpWindow, Overlap: j.Overlap}
 	err := d.c.RunSchedule(ctx, j.Key, d.sched, o, d.work, func(res cosmoslease.RunResult, err error) {
 		if p.alive(d.inc) {
 			d.w.logf(p, d.inc, j.Key, "cron: occurrence %s: %s %s %s", d.w.occName(res.Occurrence), res.Status, res.Reason, errText(err))
@@ -188,6 +189,10 @@ func (d *jobDriver) host(ctx context.Context, wg *sync.WaitGroup) {
 func (d *jobDriver) invoke(ctx context.Context, occ time.Time, pastDue bool) {
 	j, p, c := d.j, d.p, d.c
 	start := p.clk.Now()
+	if pastDue && j.CatchUpWindow > 0 {
+		// handler.go: with a catch-up window, a past-due tick is for the newest occurrence due.
+		occ = d.sched.Prev(start.Add(time.Second))
+	}
 	// timeout.go's newBudget.
 	margin := min(max(j.FunctionTimeout/10, time.Second), time.Minute)
 	budgetWork, budgetGrace, budgetFinish := j.FunctionTimeout-margin, margin/2, margin/4
@@ -219,7 +224,8 @@ func (d *jobDriver) invoke(ctx context.Context, occ time.Time, pastDue bool) {
 	o := cosmoslease.RunOptions{Rank: rank, Regions: cosmoslease.Order(preferred, c.AccountRegions()), FailoverDelay: j.FailoverDelay,
 		RetryAbandoned: j.RetryAbandoned, Retention: cosmoslease.DefaultRunRetention, Instance: p.cfg.Name, PastDue: pastDue,
 		Schedule: fmt.Sprintf("every %s", j.Every), Next: d.sched.Next,
-		MissedAfter: cosmoslease.ClaimWindow(ranks, j.FailoverDelay, c.Options().LeaseDuration), Grace: grace, FinishWithin: budgetFinish}
+		MissedAfter: cosmoslease.ClaimWindow(ranks, j.FailoverDelay, c.Options().LeaseDuration), Grace: grace, FinishWithin: budgetFinish,
+		CatchUpWindow: j.CatchUpWindow, Overlap: j.Overlap}
 	o.Until = d.sched.Next(occ).Add(time.Duration(rank) * j.FailoverDelay)
 	if last := deadline.Add(-2 * c.Options().RequestTimeout); last.Before(o.Until) && last.After(p.clk.Now()) {
 		o.Until = last
@@ -355,6 +361,7 @@ const (
 	checkOnce       = "at-most-once"   // each occurrence's work starts at most once (RetryAbandoned: twice, never in parallel)
 	checkOverlap    = "no-overlap"     // no two occurrences' work at once in live processes
 	checkOrder      = "schedule-order" // occurrences start in schedule order
+	checkSkip       = "overlap-skip"   // with the overlap policy skip, an occurrence due while another ran does not run
 	checkPreferred  = "preferred"      // the preferred region, alive and reachable, executes every occurrence
 	checkRecovering = "job-liveness"   // after the weather clears, the next occurrence runs within rank × delay + LeaseDuration
 	checkOnTime     = "failover-once"  // a standby that took over runs the next occurrences on time
@@ -390,11 +397,38 @@ func (w *world) checkJobs() {
 			}
 		}
 		w.checkAccounting(j, byOcc)
+		w.checkOverlapSkip(j, runs)
 		w.checkRecordHistory(j)
 		if !w.clockSensitiveOK(j) {
 			continue
 		}
 		w.checkPreference(j, runs, byOcc)
+	}
+}
+
+// checkOverlapSkip: with the overlap policy skip, no occurrence runs that came due while an earlier occurrence's
+// work was going in a live process that held the lease (its context had not ended), with clocks that agree.
+func (w *world) checkOverlapSkip(j JobConfig, runs []*workRun) {
+	if j.Overlap != cosmoslease.OverlapSkip || !w.clockSensitiveOK(j) {
+		return
+	}
+	m := w.clockSpread(j) + 2*time.Second
+	for _, r := range runs {
+		if r.retry {
+			continue
+		}
+		at := r.occurrence.Sub(w.start)
+		w.judged[checkSkip]++
+		for _, o := range runs {
+			d, dead := w.rec.deaths[[2]int{o.p.id, o.inc}]
+			if o.occurrence.Before(r.occurrence) && o.from < at-m && (o.to < 0 || o.to > at+m) && (o.ctxEnd < 0 || o.ctxEnd > at+m) &&
+				(!dead || d > at+m) && !o.pausedSince() {
+				w.violate(Violation{At: r.from, Check: checkSkip, Key: j.Key,
+					Text: fmt.Sprintf("overlap policy skip: occurrence %s ran (%s#%d at %s) although it came due while %s#%d ran occurrence %s (from %s to %s)",
+						w.occName(r.occurrence), r.p.cfg.Name, r.inc, fmtAt(r.from), o.p.cfg.Name, o.inc, w.occName(o.occurrence), fmtAt(o.from), fmtAt(o.to))})
+				break
+			}
+		}
 	}
 }
 

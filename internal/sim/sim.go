@@ -311,6 +311,6 @@ func (r Result) jobSummary() string {
 		return ""
 	}
 	j := r.Judged
-	return fmt.Sprintf("; jobs: %d occurrences accounted, %d started, %d missed (counter %d; %d judged for cause); calm occurrences judged: %d liveness, %d preferred, %d failover-once",
-		j["occurrences"], j["starts"], j["missed"], j["counted"], j[checkCause], j[checkRecovering], j[checkPreferred], j[checkOnTime])
+	return fmt.Sprintf("; jobs: %d occurrences accounted, %d started, %d missed (counter %d; %d judged for cause), %d caught up, %d starts judged for overlap skip; calm occurrences judged: %d liveness, %d preferred, %d failover-once",
+		j["occurrences"], j["starts"], j["missed"], j["counted"], j[checkCause], j["caught up"], j[checkSkip], j[checkRecovering], j[checkPreferred], j[checkOnTime])
 }

@@ -248,22 +248,11 @@ func (c *Client) whenFree(ctx context.Context, key string, fn func(*jobState) bo
 }
 
 // skipOver decides the occurrences of the schedule strictly between after (the old cursor) and before (the
-// occurrence being claimed): those that waited behind the previous run (from ranFrom to ranTo) are skipped for
-// overlap, those whose claim window (window after them) is still open are superseded by the claim, and the others
-// are missed. An occurrence waited behind the run when it came due while the run was going, or when it came due
-// while an earlier run was going (after busy: the run's claim followed that run's end, so the lease was held
-// without a break) and the run (of an earlier occurrence, claimed in order) took the lease before anyone could
-// claim it: its claim window was still open when the run started, and the run outlasted its turn, ending after the
-// next occurrence (when the first contender's time, Until, runs out) less slack (how long before its time a live
-// contender polling the lease may miss its release: a poll and a request). An occurrence that came due before the
-// run started while the lease was free (before busy, or busy zero), or whose run ended sooner, could have been
-// claimed by any contender alive: nobody was (every region down), and it is missed. It returns one range record
-// per run of occurrences with the same cause, in order (fields from tmpl), and the missed occurrences (the newest
+// occurrence being claimed), as the claim p judges them (passOver.cause): it returns one range record per run of
+// occurrences with the same cause, in order (fields from tmpl), and the missed occurrences (the newest
 // maxListedMissed of them) and their number.
-//
-// first, when the previous run was a re-run of an abandoned one, is the first run's span (ranFrom is then the
-// re-run's start): what came due in it waited behind that run too.
-func skipOver(next func(time.Time) time.Time, after, before, busy, ranFrom, ranTo, now time.Time, first *runSpan, window, slack time.Duration, tmpl RunRecord) (ranges []RunRecord, missed []time.Time, nMissed int) {
+func skipOver(after, before time.Time, p passOver, tmpl RunRecord) (ranges []RunRecord, missed []time.Time, nMissed int) {
+	next, window := p.next, p.window
 	if next == nil || after.IsZero() {
 		return nil, nil, 0
 	}
@@ -288,18 +277,8 @@ func skipOver(next func(time.Time) time.Time, after, before, busy, ranFrom, ranT
 			break
 		}
 		prev = s
-		at := s
 		s = s.UTC()
-		cause := causeMissed
-		switch {
-		case first.holds(s):
-			cause = causeOverlap
-		case !ranFrom.IsZero() && s.Before(ranTo) && (!s.Before(ranFrom) ||
-			!busy.IsZero() && !s.Before(busy) && s.Add(window).After(ranFrom) && ranTo.Add(slack).After(next(at))):
-			cause = causeOverlap
-		case now.Before(s.Add(window)):
-			cause = causeSuperseded
-		}
+		cause := p.cause(s)
 		if cause == causeMissed {
 			nMissed++
 			missed = append(missed, s)
@@ -329,6 +308,58 @@ func skipOver(next func(time.Time) time.Time, after, before, busy, ranFrom, ranT
 	}
 	flush()
 	return ranges, missed, nMissed
+}
+
+// passOver is what a claim at now judges the occurrences it passes over by: the previous run's span (ranFrom to
+// ranTo; zero when the cursor was passed over without a run), the first run's span when the previous run was a
+// re-run of an abandoned one (first), since when the lease was held without a break (busy), the claim window, and
+// slack (how long before its time a live contender polling the lease may miss its release: a poll and a request).
+type passOver struct {
+	next                      func(time.Time) time.Time
+	busy, ranFrom, ranTo, now time.Time
+	first                     *runSpan
+	window, slack             time.Duration
+}
+
+// passOverAt is the passOver of a claim at now replacing the document prev, whose job state is pj. The previous
+// run goes from its start to its release, or to its holder's last renewal + lease when it never released; a
+// re-run from its claim, or from the occurrence whose contender claimed it when that came due earlier (it waited
+// behind the re-run from its time on).
+func (c *Client) passOverAt(pj jobState, prev *leasedoc.Doc, o RunOptions, now time.Time) passOver {
+	p := passOver{next: o.Next, busy: pj.Busy, first: pj.First, now: now, window: o.MissedAfter, slack: o.PollInterval + c.opts.RequestTimeout}
+	if pj.Run != nil && prev != nil {
+		p.ranFrom = pj.Run.StartedAt
+		if pj.First != nil && pj.Run.Retried && pj.First.For.Before(p.ranFrom) {
+			p.ranFrom = pj.First.For
+		}
+		p.ranTo = prev.ReleasedAt
+		if !prev.Released || p.ranTo.IsZero() {
+			p.ranTo = prev.RenewedAt.Add(prev.Duration)
+		}
+	}
+	return p
+}
+
+// cause is why the claim passes over occurrence s: overlap, superseded or missed. It waited behind the previous run
+// (overlap) when it came due while that run was going (or, for a re-run, while the first run was going), or when
+// it came due while an earlier run was going (after busy: each claim since followed the previous run's end, so
+// the lease was held without a break) and the previous run (of an earlier occurrence, claimed in order) took the
+// lease before anyone could claim it: its claim window was still open when that run started, and the run outlasted
+// its turn, ending after the next occurrence (when the first contender's time, Until, runs out) less slack. One
+// that came due while the lease was free (before busy, or busy zero), or before a run that ended sooner, could have
+// been claimed by any contender alive: when its claim window is still open it is superseded by this claim,
+// otherwise nobody was alive (every region down) and it is missed.
+func (p passOver) cause(s time.Time) string {
+	switch {
+	case p.first.holds(s):
+		return causeOverlap
+	case !p.ranFrom.IsZero() && s.Before(p.ranTo) && (!s.Before(p.ranFrom) ||
+		!p.busy.IsZero() && !s.Before(p.busy) && s.Add(p.window).After(p.ranFrom) && p.next != nil && p.ranTo.Add(p.slack).After(p.next(s))):
+		return causeOverlap
+	case p.now.Before(s.Add(p.window)):
+		return causeSuperseded
+	}
+	return causeMissed
 }
 
 // maxClaimScan bounds how many occurrences one claim decides: ten million is 115 days of a schedule that fires

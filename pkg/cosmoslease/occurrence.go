@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
@@ -116,17 +117,59 @@ type RunOptions struct {
 	// decides the occurrences since the previous one decided (skipped for overlap, superseded or missed) and
 	// records them; the missed are counted there, once (RunResult.Missed, cosmoslease.occurrence.missed).
 	Next func(time.Time) time.Time
+	// CatchUpWindow, when not zero, lets this call catch up its occurrence after an outage: when the occurrence's
+	// claim window (MissedAfter) has passed with nobody claiming it, the claim of a later one would record it
+	// missed, it is the newest such occurrence (the next one's window is still open), and it is no older than
+	// CatchUpWindow, the call claims it at once, whatever its Until and rank, and runs it marked CaughtUp and
+	// PastDue. The same claim decides the earlier occurrences since the cursor (missed, counted). It never claims
+	// an occurrence the cursor has reached, nothing for a job that never ran (no cursor), and gives the occurrence
+	// up once it is older than the window. Needs Next. Zero (the default): no catch-up.
+	CatchUpWindow time.Duration
+	// Overlap is what an occurrence that comes due while the previous occurrence's run is going does (see
+	// OverlapWait, the default, and OverlapSkip; ParseOverlap reads them).
+	Overlap string
 }
 
-func (o RunOptions) withDefaults(c *Client) (RunOptions, error) {
+// Overlap policies (RunOptions.Overlap). Two occurrences' work never runs side by side under either.
+const (
+	// OverlapWait (the default, also ""): the occurrence waits for the lease while the previous run goes on, and
+	// runs when that run ends if its contender's time (Until) has not run out; once it has, the call returns
+	// skipped, and the claim of a later occurrence records it skipped for overlap.
+	OverlapWait = "wait"
+	// OverlapSkip: an occurrence that came due while the previous run was going (the same rule as the cause
+	// overlap: before that run ended, and its claim window open when it started) is not run: its contenders return
+	// skipped as soon as they see it, the later occurrences do not wait for it, and the claim of a later occurrence
+	// records it skipped for overlap.
+	OverlapSkip = "skip"
+)
+
+// ParseOverlap reads an overlap policy: skip or wait (case and spaces ignored); "" is wait.
+func ParseOverlap(s string) (string, error) {
+	switch p := strings.ToLower(strings.TrimSpace(s)); p {
+	case "", OverlapWait:
+		return OverlapWait, nil
+	case OverlapSkip:
+		return OverlapSkip, nil
+	}
+	return "", invalid("overlap policy %q: use skip (an occurrence due while the previous one runs is skipped) or wait (it runs when the previous one ends, while its time lasts; the default)", s)
+}
+
+func (o RunOptions) withDefaults(c *Client) (_ RunOptions, err error) {
 	if o.Rank < 0 {
 		return o, invalid("Rank %d is negative: 0 is the most preferred contender", o.Rank)
 	}
 	for name, d := range map[string]time.Duration{"FailoverDelay": o.FailoverDelay, "PollInterval": o.PollInterval,
-		"Retention": o.Retention, "Grace": o.Grace, "FinishWithin": o.FinishWithin, "MissedAfter": o.MissedAfter} {
+		"Retention": o.Retention, "Grace": o.Grace, "FinishWithin": o.FinishWithin, "MissedAfter": o.MissedAfter,
+		"CatchUpWindow": o.CatchUpWindow} {
 		if d < 0 {
 			return o, invalid("%s is negative (%s)", name, d)
 		}
+	}
+	if o.Overlap, err = ParseOverlap(o.Overlap); err != nil {
+		return o, err
+	}
+	if o.CatchUpWindow > 0 && o.Next == nil {
+		return o, invalid("CatchUpWindow needs Next (the schedule): only the newest missed occurrence is caught up")
 	}
 	if o.FailoverDelay == 0 {
 		o.FailoverDelay = DefaultFailoverDelay
@@ -179,6 +222,8 @@ type Run struct {
 	Epoch                   int64
 	Region, Owner, Instance string
 	PastDue                 bool
+	// CaughtUp is set when this runs a missed occurrence late, caught up after an outage (RunOptions.CatchUpWindow).
+	CaughtUp bool
 	// Retry is set when this runs an abandoned occurrence again (RunOptions.RetryAbandoned).
 	Retry bool
 
@@ -337,6 +382,8 @@ type election struct {
 	res  RunResult
 
 	sawHeld bool // the lease was held by another while this call waited: nobody ahead can be judged absent
+	// catchingUp: at the last watch, the occurrence was one to catch up (RunOptions.CatchUpWindow).
+	catchingUp bool
 	// scanCursor and scanFrom: where earlierWaiting's last scan stopped, for that cursor.
 	scanCursor, scanFrom time.Time
 	// plans are what this call's claims decided, by leaseId: the one whose answer is heard, or seen applied, is the
@@ -385,7 +432,7 @@ func (e *election) run(ctx context.Context) (RunResult, error) {
 		}
 		h, err := e.claim(ctx)
 		switch {
-		case errors.Is(err, errDecided):
+		case errors.Is(err, errDecided), errors.Is(err, errCatchUpClosed):
 			continue
 		case err != nil:
 			var held *HeldError
@@ -420,10 +467,22 @@ func (e *election) turn(ctx context.Context, obs observation, job jobState) (now
 	}
 	at := c.clock.Now()
 	free := c.free(obs, at)
-	if !o.Until.IsZero() && !at.Before(o.Until) {
+	if o.Overlap == OverlapSkip && !at.Before(e.t) && e.overlaps(job, obs.doc, at, e.t) {
+		return false, true, c.skipped(e.res, nil, fmt.Sprintf("overlap: it came due while the run of occurrence %s was going, and the overlap policy is skip; the claim of a later occurrence records it",
+			job.Cursor.UTC().Format(time.RFC3339))), nil
+	}
+	var why string
+	e.catchingUp, why = e.catchUp(job, obs.doc, at)
+	if !e.catchingUp && !o.Until.IsZero() && !at.Before(o.Until) {
+		if why != "" {
+			return false, true, e.c.skipped(e.res, nil, why), nil
+		}
 		return false, true, e.timeRanOut(obs, free), nil
 	}
 	contendAt := e.t.Add(time.Duration(job.effectiveRank(o.Regions, c.opts.Region, o.Rank)) * o.FailoverDelay)
+	if e.catchingUp {
+		contendAt = at // every contender back claims at once: the claim decides between them
+	}
 	if at.Before(contendAt) {
 		if err := c.sleep(ctx, e.bounded(min(o.PollInterval, contendAt.Sub(at)))); err != nil {
 			return false, true, e.res, err
@@ -441,7 +500,7 @@ func (e *election) turn(ctx context.Context, obs observation, job jobState) (now
 		}
 		return false, false, e.res, nil
 	}
-	if s, until := e.earlierWaiting(job, at); !s.IsZero() && (o.Until.IsZero() || until.Before(o.Until)) {
+	if s, until := e.earlierWaiting(job, obs.doc, at); !e.catchingUp && !s.IsZero() && (o.Until.IsZero() || until.Before(o.Until)) {
 		// An earlier occurrence nobody has claimed may still be claimed by its own contenders (it waited for the
 		// lease too): let it go first, so that occurrences start in order. Not past this contender's own Until:
 		// then this occurrence is claimed, and the earlier one recorded as superseded.
@@ -456,7 +515,7 @@ func (e *election) turn(ctx context.Context, obs observation, job jobState) (now
 // earlierWaiting is the earliest occurrence after the cursor and before this one that its contenders may still
 // claim (their Until, the occurrence after it + the last rank's delay, has not come), and that Until; zero when
 // there is none. Without the schedule (RunOptions.Next) there is none.
-func (e *election) earlierWaiting(job jobState, now time.Time) (time.Time, time.Time) {
+func (e *election) earlierWaiting(job jobState, doc *leasedoc.Doc, now time.Time) (time.Time, time.Time) {
 	if e.o.Next == nil || job.Cursor.IsZero() {
 		return time.Time{}, time.Time{}
 	}
@@ -478,7 +537,9 @@ func (e *election) earlierWaiting(job jobState, now time.Time) (time.Time, time.
 		if !after.After(s) {
 			break
 		}
-		if until := after.Add(wait); now.Before(until) {
+		if until := after.Add(wait); now.Before(until) && !(e.o.Overlap == OverlapSkip && e.overlaps(job, doc, now, s)) {
+			// (With the policy skip, an occurrence that came due during the previous run is skipped by its contenders:
+			// nobody will claim it.)
 			return s, until
 		}
 		s = after
@@ -486,14 +547,54 @@ func (e *election) earlierWaiting(job jobState, now time.Time) (time.Time, time.
 	return time.Time{}, time.Time{}
 }
 
-// bounded shortens a wait so that it ends at Until.
+// limit is the last moment to claim: Until, or the end of the catch-up window while catching up.
+func (e *election) limit() time.Time {
+	if e.catchingUp {
+		return e.t.Add(e.o.CatchUpWindow)
+	}
+	return e.o.Until
+}
+
+// bounded shortens a wait so that it ends at the limit.
 func (e *election) bounded(d time.Duration) time.Duration {
-	if !e.o.Until.IsZero() {
-		if left := e.o.Until.Sub(e.c.clock.Now()); left < d {
+	if until := e.limit(); !until.IsZero() {
+		if left := until.Sub(e.c.clock.Now()); left < d {
 			return max(left, 0)
 		}
 	}
 	return d
+}
+
+// overlaps reports whether occurrence s came due while the cursor's run was going, as a claim at now would judge it
+// (the cause overlap), from the job state and lease document doc.
+func (e *election) overlaps(job jobState, doc *leasedoc.Doc, now, s time.Time) bool {
+	p := e.c.passOverAt(job, doc, e.o, now)
+	return !p.ranFrom.IsZero() && !job.decided(s) && p.cause(s) == causeOverlap
+}
+
+// errCatchUpClosed stops a catch-up claim whose occurrence is no longer one to catch up (the document changed, or
+// the window closed, between the watch and the claim).
+var errCatchUpClosed = errors.New("the occurrence is no longer one to catch up")
+
+// catchUp reports whether this call's occurrence is to be caught up now (RunOptions.CatchUpWindow), from the job
+// state and lease document doc, at now: the job has run before (a cursor: a job that never ran has no outage to
+// catch up) and the occurrence is not decided; its claim window passed, so that a claim now would decide it
+// missed (not overlap: it did not wait behind a run); no older than the window; and the newest such occurrence
+// (the next one's claim window is still open). When it is not only because a newer occurrence is to be caught
+// up instead, why says so.
+func (e *election) catchUp(job jobState, doc *leasedoc.Doc, now time.Time) (ok bool, why string) {
+	o, t := e.o, e.t
+	if o.CatchUpWindow <= 0 || o.Next == nil || job.Cursor.IsZero() || job.decided(t) || now.Before(t.Add(o.MissedAfter)) || now.Sub(t) > o.CatchUpWindow {
+		return false, ""
+	}
+	if e.c.passOverAt(job, doc, o, now).cause(t) != causeMissed {
+		return false, ""
+	}
+	if n := o.Next(t); n.After(t) && !now.Before(n.Add(o.MissedAfter)) {
+		return false, fmt.Sprintf("not caught up: the newer occurrence %s was missed too, and only the newest missed occurrence is caught up; the claim of a later occurrence records this one missed",
+			n.UTC().Format(time.RFC3339))
+	}
+	return true, ""
 }
 
 // failed notes a request that failed for a passing reason, waits before the next, and says so once the failures
@@ -518,9 +619,9 @@ func (e *election) failed(ctx context.Context, err error) error {
 	if werr := c.sleep(ctx, e.bounded(wait)); werr != nil {
 		return waitError(werr, err)
 	}
-	if !e.o.Until.IsZero() && !c.clock.Now().Before(e.o.Until) {
+	if until := e.limit(); !until.IsZero() && !c.clock.Now().Before(until) {
 		msg := fmt.Sprintf("occurrence %s given up at its time limit (%s): Cosmos DB could not be reached for %s: %v", e.t.Format(time.RFC3339),
-			e.o.Until.UTC().Format(time.RFC3339), c.clock.Now().Sub(e.failing).Round(time.Millisecond), err)
+			until.UTC().Format(time.RFC3339), c.clock.Now().Sub(e.failing).Round(time.Millisecond), err)
 		c.log.Error("occurrence given up", "lease", e.key, "occurrence", e.t, "error", err)
 		e.res.Reason = msg
 		return errors.New(msg)
@@ -673,28 +774,21 @@ func (e *election) prepare(prev, next *leasedoc.Doc) (claimPlan, error) {
 		next.Job = nj.encode()
 		return plan, nil
 	}
-	// Decide the occurrences the cursor passes over.
-	var ranFrom, ranTo time.Time
-	if pj.Run != nil && prev != nil {
-		// For a re-run, this is the re-run's span; the first run's is pj.First (what came due between the two,
-		// while the lease was free, did not wait behind either).
-		ranFrom = pj.Run.StartedAt
-		if pj.First != nil && pj.Run.Retried && pj.First.For.Before(ranFrom) {
-			ranFrom = pj.First.For
-		}
-		ranTo = prev.ReleasedAt
-		if !prev.Released || ranTo.IsZero() {
-			ranTo = prev.RenewedAt.Add(prev.Duration)
+	catchingUp := e.catchingUp
+	if catchingUp {
+		if ok, _ := e.catchUp(pj, prev, now); !ok {
+			return claimPlan{}, errCatchUpClosed
 		}
 	}
-	slack := o.PollInterval + c.opts.RequestTimeout
-	ranges, missed, nMissed := skipOver(o.Next, pj.Cursor, e.t, pj.Busy, ranFrom, ranTo, now, pj.First, o.MissedAfter, slack, tmpl)
+	// Decide the occurrences the cursor passes over.
+	p := c.passOverAt(pj, prev, o, now)
+	ranges, missed, nMissed := skipOver(pj.Cursor, e.t, p, tmpl)
 	// The lease stays busy without a break when this claim follows the previous run's end (a contender waiting
 	// for the lease claims within a poll and a request of its release).
 	nj.Busy = time.Time{}
-	if !ranFrom.IsZero() && !now.After(ranTo.Add(slack)) {
-		nj.Busy = ranFrom
-		if !pj.Busy.IsZero() && pj.Busy.Before(ranFrom) {
+	if !p.ranFrom.IsZero() && !now.After(p.ranTo.Add(p.slack)) {
+		nj.Busy = p.ranFrom
+		if !pj.Busy.IsZero() && pj.Busy.Before(p.ranFrom) {
 			nj.Busy = pj.Busy
 		}
 	}
@@ -707,7 +801,7 @@ func (e *election) prepare(prev, next *leasedoc.Doc) (claimPlan, error) {
 			nj.Absent = map[string]time.Time{}
 		}
 		delete(nj.Absent, me)
-		if !e.sawHeld {
+		if !e.sawHeld && !catchingUp { // a catch-up comes after every region's turn: nobody let it pass here
 			for _, r := range o.Regions {
 				if r == me {
 					break
@@ -723,6 +817,10 @@ func (e *election) prepare(prev, next *leasedoc.Doc) (claimPlan, error) {
 	}
 	run := tmpl
 	run.ID, run.Occurrence, run.Status, run.ClaimID, run.PastDue, run.FinishedAt = RunID(e.key, e.t), e.t, RunStarted, next.LeaseID, o.PastDue, time.Time{}
+	if catchingUp {
+		run.PastDue, run.CaughtUp = true, true
+		run.Reason = fmt.Sprintf("caught up: every region let its claim window (%s) pass; run late by the first contender back (catch-up window %s)", o.MissedAfter, o.CatchUpWindow)
+	}
 	nj.Cursor, nj.Run, nj.First = e.t, &run, nil
 	next.Job = nj.encode()
 	return plan, nil
@@ -1033,7 +1131,7 @@ func (h *runHolding) run(ctx context.Context, rec *RunRecord, retry bool) RunRes
 	res := RunResult{Occurrence: rec.Occurrence, Epoch: lease.Epoch(), Record: *rec}
 	out := &runOutcome{}
 	run := Run{Key: h.key, Occurrence: rec.Occurrence, Epoch: lease.Epoch(), Region: c.opts.Region, Owner: c.opts.OwnerID,
-		Instance: h.o.Instance, PastDue: rec.PastDue, Retry: retry, out: out}
+		Instance: h.o.Instance, PastDue: rec.PastDue, CaughtUp: rec.CaughtUp, Retry: retry, out: out}
 	if lerr := lease.Err(); lerr != nil {
 		// The lease ended before the work could start (a process paused, renewals failing): never start it without
 		// the lease. The document names the run "started", so the next holder marks it abandoned (and with

@@ -78,6 +78,9 @@ type RunRecord struct {
 	// ClaimID is unique to one claim: a claimer recognises its own record by it after an ambiguous create.
 	ClaimID string `json:"claimId,omitempty"`
 	PastDue bool   `json:"pastDue"`
+	// CaughtUp marks the run of a missed occurrence caught up after an outage (RunOptions.CatchUpWindow): every
+	// region let its claim window pass, and the first contender back ran it late, once. PastDue is set with it.
+	CaughtUp bool `json:"caughtUp,omitempty"`
 	// Retried is set on a re-run of an abandoned occurrence (RunOptions.RetryAbandoned).
 	Retried    bool      `json:"retried,omitempty"`
 	StartedAt  time.Time `json:"startedAt"`

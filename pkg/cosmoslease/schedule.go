@@ -22,7 +22,9 @@ type Schedule interface {
 //
 // report, when not nil, is called with each call's result, one call at a time. An occurrence whose Until has
 // already passed when RunSchedule comes to it (after a suspend or a pause) gets no call: the claim of a later
-// occurrence records it. When ctx ends, RunSchedule waits
+// occurrence records it. With o.CatchUpWindow, the newest occurrence already due when it starts, no older than the
+// window, gets a call too (see RunOptions.CatchUpWindow: it is caught up if every region let it pass). When ctx
+// ends, RunSchedule waits
 // for the calls in flight (their work is told to stop, and its run recorded), marks this region departed
 // (Depart) within FinishWithin so that the next region runs the following occurrences without waiting for it, and
 // returns ctx's cause. At start it clears a departed mark this region left.
@@ -33,16 +35,17 @@ func (c *Client) RunSchedule(ctx context.Context, key string, sched Schedule, o 
 	if work == nil {
 		return invalid("RunSchedule needs a work function")
 	}
+	o.Next, o.PastDue = sched.Next, false
 	full, err := o.withDefaults(c)
 	if err != nil {
 		return err
 	}
-	o.Next, o.PastDue = sched.Next, false
 	delay := time.Duration(full.Rank) * full.FailoverDelay
 	// The first occurrence is the first after the call, not after clearing the mark below: that waits while the
 	// lease document is not released (up to FinishWithin), and an occurrence that came due meanwhile is still
 	// this process's to contend for (within its Until, as below).
-	next := sched.Next(c.clock.Now())
+	start := c.clock.Now()
+	next := sched.Next(start)
 	if len(full.Regions) > 0 {
 		ctx, cancel := context.WithTimeout(ctx, full.FinishWithin)
 		if err := c.comeBack(ctx, key); err != nil && ctx.Err() == nil {
@@ -62,6 +65,26 @@ func (c *Client) RunSchedule(ctx context.Context, key string, sched Schedule, o 
 			}
 		}
 	}()
+	if full.CatchUpWindow > 0 {
+		// Catch-up after an outage: the newest occurrence already due when RunSchedule was called (before next),
+		// within the window, gets a call of its own, beside the loop. It runs the occurrence, marked caught up, when every region let its claim window pass
+		// (RunOptions.CatchUpWindow); it contends as any call does while its time has not run out; otherwise it
+		// finds it decided, or gives it up.
+		if m := latestDue(sched, start, full.CatchUpWindow); !m.IsZero() {
+			call := o
+			call.Until = sched.Next(m).Add(delay)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res, err := c.RunOnce(ctx, key, m, call, work)
+				if report != nil {
+					mu.Lock()
+					report(res, err)
+					mu.Unlock()
+				}
+			}()
+		}
+	}
 	for {
 		if err := c.sleep(ctx, next.Sub(c.clock.Now())); err != nil {
 			return err
@@ -96,4 +119,25 @@ func (c *Client) RunSchedule(ctx context.Context, key string, sched Schedule, o 
 		// An occurrence already past whose last moment to claim has not come is still contended for: its call
 		// returns skipped at once if another decided it, and the claim of a later one records it otherwise.
 	}
+}
+
+// latestDue is the newest occurrence of sched at or before now and no older than window; zero when there is none.
+// A schedule that can say it (Prev, as internal/ncrontab's does) answers at once; otherwise the window is walked,
+// up to maxClaimScan occurrences.
+func latestDue(sched Schedule, now time.Time, window time.Duration) time.Time {
+	from := now.Add(-window)
+	if p, ok := sched.(interface{ Prev(time.Time) time.Time }); ok {
+		if m := p.Prev(now); !m.Before(from) && !m.After(now) {
+			return m
+		}
+		return time.Time{}
+	}
+	var m time.Time
+	for s, n := sched.Next(from.Add(-time.Nanosecond)), 0; !s.After(now) && n < maxClaimScan; s, n = sched.Next(s), n+1 {
+		if !s.After(m) && !m.IsZero() {
+			break
+		}
+		m = s
+	}
+	return m
 }

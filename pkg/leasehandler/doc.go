@@ -26,10 +26,10 @@
 // deadline comes; its output goes to the invocation's logs and its exit status into the run record.
 //
 // A job's settings come from, in this order: its app settings LeaseJobs__NAME__Schedule (when its code fixes no
-// schedule), __LeaseKey, __PreferredRegions, __FailoverDelay, __RetryAbandoned, __RunRetention and __TimeZone;
-// its Job fields; the app settings every job shares, LeaseTimerPreferredRegions, LeaseTimerFailoverDelay,
-// LeaseTimerRunRetention and LeaseTimerTimeZone; the defaults (the Cosmos DB account's region order, 10 s, 30
-// days, UTC).
+// schedule), __LeaseKey, __PreferredRegions, __FailoverDelay, __RetryAbandoned, __RunRetention, __TimeZone,
+// __CatchUpWindow and __Overlap; its Job fields; the app settings every job shares, LeaseTimerPreferredRegions,
+// LeaseTimerFailoverDelay, LeaseTimerRunRetention, LeaseTimerTimeZone, LeaseTimerCatchUpWindow and
+// LeaseTimerOverlap; the defaults (the Cosmos DB account's region order, 10 s, 30 days, UTC, no catch-up, wait).
 //
 // A job with a time zone (an IANA name such as Europe/Berlin) has its schedule read on that zone's wall clock,
 // across daylight-saving changes by Vixie cron's rules, and its occurrences named in UTC, the same in every
@@ -46,6 +46,11 @@
 // RetryAbandoned that holder runs it once more, so work may then run twice (at least once): make it
 // idempotent, and pass the run's epoch to whatever it writes (Run.Fence for Cosmos DB items), which refuses the
 // writes of a superseded region.
+//
+// An occurrence that no region claimed in time (every region down) is recorded missed; with CatchUpWindow the
+// host's past-due tick after such an outage runs the newest one once, late (Run.CaughtUp). An occurrence due
+// while the previous one still runs waits for it (Overlap "wait", the default) while its time lasts, or is
+// skipped at once ("skip"); either way it is recorded.
 //
 // A job whose settings are wrong fails each of its invocations with one line saying what is wrong and how to fix
 // it (the host logs it as an error and counts a failed execution); the other jobs run on. Among the settings

@@ -116,6 +116,8 @@ type tickResult struct {
 	Reason string `json:"reason,omitempty"`
 	// FailoverDelayMs is how late after the occurrence the work started here.
 	FailoverDelayMs int64 `json:"failoverDelayMs,omitempty"`
+	// CaughtUp: the run was the newest missed occurrence, caught up after an outage (CatchUpWindow).
+	CaughtUp bool `json:"caughtUp,omitempty"`
 }
 
 func readInvocation(r *http.Request) (invokeRequest, error) {
@@ -200,16 +202,25 @@ func (h *handler) timer(j *job) http.HandlerFunc {
 		defer cancel()
 		res.Region, res.Owner, res.Instance = s.opts.Region, s.opts.OwnerID, s.instance
 		if s.ticked {
-			// A job with a time zone is fired every minute: a minute that is not an occurrence is answered at once.
+			// A job with a time zone is fired every minute: a minute that is not an occurrence is answered at once,
+			// unless it is the host's past-due tick and the job catches up (the newest occurrence due).
 			tick, ok := tickOccurrence(s.sched, info, sys, h.now)
-			if !ok {
+			switch {
+			case info.IsPastDue && s.catchUp > 0:
+				res.Occurrence = latestDue(s.sched, sys, h.now)
+			case !ok:
 				res.Status, res.Occurrence = "idle", tick
 				iv.answer(w, nil, res)
 				return
+			default:
+				res.Occurrence = tick
 			}
-			res.Occurrence = tick
 		} else {
 			res.Occurrence = occurrenceOf(s.sched, info, sys, h.now)
+			if info.IsPastDue && s.catchUp > 0 {
+				// The host replays the first occurrence it missed (its ScheduleStatus.Next); catch-up is for the newest.
+				res.Occurrence = latestDue(s.sched, sys, h.now)
+			}
 		}
 		occ := res.Occurrence.Format(time.RFC3339)
 
@@ -232,7 +243,7 @@ func (h *handler) timer(j *job) http.HandlerFunc {
 			}
 			iv.logf("occurrence %s: %s in %s on instance %s at epoch %d", run.Occurrence.Format(time.RFC3339), what, run.Region, run.Instance, run.Epoch)
 			return j.work(ctx, Run{Job: j.name, Key: run.Key, Occurrence: run.Occurrence, Region: run.Region, Instance: run.Instance, Epoch: run.Epoch,
-				PastDue: run.PastDue, Retry: run.Retry, Logf: iv.logf, run: run})
+				PastDue: run.PastDue, CaughtUp: run.CaughtUp, Retry: run.Retry, Logf: iv.logf, run: run})
 		})
 		if ab := out.Abandoned; ab != nil {
 			iv.logf("occurrence %s was abandoned: %s", ab.Occurrence.UTC().Format(time.RFC3339), ab.Reason)
@@ -241,6 +252,7 @@ func (h *handler) timer(j *job) http.HandlerFunc {
 			iv.logf("occurrence %s (abandoned) ran again: %s %s", rt.Occurrence.Format(time.RFC3339), rt.Status, rt.Reason)
 		}
 		res.Epoch, res.FailoverDelayMs = out.Epoch, out.FailoverDelay.Milliseconds()
+		res.CaughtUp = out.Record.CaughtUp && !out.WorkStarted.IsZero()
 		if !out.WorkStarted.IsZero() {
 			res.ExitCode = out.Record.ExitCode
 		}
@@ -269,7 +281,7 @@ func (h *handler) timer(j *job) http.HandlerFunc {
 // the next one, or shortly before the invocation's deadline.
 func (h *handler) runOptions(ctx context.Context, client *cosmoslease.Client, s *settings, occ time.Time, rank, ranks int, pastDue bool) cosmoslease.RunOptions {
 	o := cosmoslease.RunOptions{Rank: rank, Regions: cosmoslease.Order(s.preferred, client.AccountRegions()), FailoverDelay: s.delay, RetryAbandoned: s.retryAbandoned,
-		Retention: s.retention, Instance: s.instance, PastDue: pastDue, Schedule: s.sched.String(), Next: s.sched.Next,
+		Retention: s.retention, Instance: s.instance, PastDue: pastDue, Schedule: s.sched.String(), Next: s.sched.Next, CatchUpWindow: s.catchUp, Overlap: s.overlap,
 		MissedAfter: s.missedAfter(ranks), Grace: s.grace(), FinishWithin: s.budget.finish}
 	o.Until = s.sched.Next(occ).Add(time.Duration(rank) * s.delay)
 	if dl, ok := ctx.Deadline(); ok {
@@ -332,6 +344,15 @@ func occurrenceOf(sched *ncrontab.Schedule, info timerInfo, sys sysMetadata, now
 		return st.Next.UTC()
 	}
 	return sched.Prev(limit)
+}
+
+// latestDue is the newest occurrence at or before the host's UtcNow (+ 1 s, as occurrenceOf).
+func latestDue(sched *ncrontab.Schedule, sys sysMetadata, now func() time.Time) time.Time {
+	t := sys.UtcNow.Time
+	if t.IsZero() {
+		t = now().UTC()
+	}
+	return sched.Prev(t.Add(time.Second))
 }
 
 // release closes the client when the process is asked to stop (SIGINT or SIGTERM: a person running it, or func

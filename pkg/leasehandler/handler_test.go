@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cosmoslease/cosmoslease/internal/ncrontab"
+	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
 )
 
 // host.json carries what the host needs; the function folders are generated from the jobs: LeaseTimer's binds
@@ -275,6 +276,28 @@ func TestSettings(t *testing.T) {
 	if r, n := s.rank(nil); r != 3 || n != 4 {
 		t.Fatalf("unlisted region: rank %d of %d, want 3 of 4", r, n)
 	}
+	// The catch-up window: off by default; the app's, then the job's own.
+	if s.catchUp != 0 {
+		t.Fatalf("catch-up window by default: %v, want 0 (off)", s.catchUp)
+	}
+	for env, want := range map[string]time.Duration{"LeaseTimerCatchUpWindow": 2 * time.Hour, "LeaseJobs__LeaseTimer__CatchUpWindow": 2 * time.Hour} {
+		if s, err := loadSettings(get(map[string]string{env: "02:00:00"})); err != nil || s.catchUp != want {
+			t.Fatalf("%s: %v, %v", env, s, err)
+		}
+	}
+	if s, err := loadSettings(get(map[string]string{"LeaseTimerCatchUpWindow": "02:00:00", "LeaseJobs__LeaseTimer__CatchUpWindow": "00:10:00"})); err != nil || s.catchUp != 10*time.Minute {
+		t.Fatalf("the job's own window over the app's: %v, %v", s, err)
+	}
+	// The overlap policy: wait by default; the app's, then the job's own.
+	if s.overlap != cosmoslease.OverlapWait {
+		t.Fatalf("overlap by default: %q, want wait", s.overlap)
+	}
+	if s, err := loadSettings(get(map[string]string{"LeaseTimerOverlap": "Skip"})); err != nil || s.overlap != cosmoslease.OverlapSkip {
+		t.Fatalf("LeaseTimerOverlap: %v, %v", s, err)
+	}
+	if s, err := loadSettings(get(map[string]string{"LeaseTimerOverlap": "skip", "LeaseJobs__LeaseTimer__Overlap": "wait"})); err != nil || s.overlap != cosmoslease.OverlapWait {
+		t.Fatalf("the job's own policy over the app's: %v, %v", s, err)
+	}
 	s, _ = loadSettings(get(nil))
 	if r, n := s.rank([]string{"West Europe", "East US"}); r != 1 || n != 2 {
 		t.Fatalf("account order: rank %d of %d, want 1 of 2", r, n)
@@ -304,6 +327,12 @@ func TestSettings(t *testing.T) {
 		{map[string]string{"LeaseTimerRunRetention": "00:00:00"}, "too short"},
 		{map[string]string{"CosmosLeasing__PartitionKeyPath": "/id"}, "partitioned on /id"},
 		{map[string]string{"REGION_NAME": ""}, "set the app setting LeaseTimerRegion"},
+		{map[string]string{"LeaseTimerCatchUpWindow": "soon"}, `LeaseTimerCatchUpWindow "soon" is not a duration`},
+		{map[string]string{"LeaseTimerCatchUpWindow": "-01:00:00"}, `LeaseTimerCatchUpWindow "-01:00:00" is not a duration`},
+		{map[string]string{"LeaseTimerCatchUpWindow": "40.00:00:00"}, "LeaseTimerCatchUpWindow (40.00:00:00) is longer than the run-record retention (30.00:00:00)"},
+		{map[string]string{"LeaseJobs__LeaseTimer__CatchUpWindow": "2h?"}, `LeaseJobs__LeaseTimer__CatchUpWindow "2h?" is not a duration`},
+		{map[string]string{"LeaseTimerOverlap": "queue"}, `LeaseTimerOverlap "queue" is not an overlap policy: use skip`},
+		{map[string]string{"LeaseJobs__LeaseTimer__Overlap": "never"}, `LeaseJobs__LeaseTimer__Overlap "never" is not an overlap policy`},
 	} {
 		if _, err := loadSettings(get(tc.extra)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("settings %v: %v, want %q", tc.extra, err, tc.want)

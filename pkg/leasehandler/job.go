@@ -17,8 +17,8 @@ import (
 // Job is one scheduled job of the Function App: a timer function of its own (its folder NAME/function.json and
 // its route /NAME), whose every occurrence runs once, in the most preferred region alive, under a lease of its
 // own. Fields left zero take the app's settings (see the package documentation), and the app settings
-// LeaseJobs__NAME__LeaseKey, __PreferredRegions, __FailoverDelay, __RetryAbandoned, __RunRetention and
-// __TimeZone override the fields.
+// LeaseJobs__NAME__LeaseKey, __PreferredRegions, __FailoverDelay, __RetryAbandoned, __RunRetention, __TimeZone,
+// __CatchUpWindow and __Overlap override the fields.
 type Job struct {
 	// Name is the function's name: its folder, its route, and the NAME of its settings. A letter, then up to 127
 	// letters, digits and single underscores: the host's rule for function names without the hyphen (Linux app
@@ -50,6 +50,14 @@ type Job struct {
 	// RetryAbandoned runs an occurrence whose region died while its work ran once more, in the region that
 	// notices (at least once); by default it is only marked abandoned (at most once).
 	RetryAbandoned bool
+	// CatchUpWindow, when not zero, runs the newest missed occurrence once after an outage of every region, late
+	// and marked caught up, if it is no older than this (the host's past-due tick after a restart does it); the
+	// other missed occurrences stay missed. Default LeaseTimerCatchUpWindow, else 0: off.
+	CatchUpWindow time.Duration
+	// Overlap is what an occurrence due while the previous one still runs does: "wait" (the default) for it to
+	// end, and run while its time lasts (until the next occurrence's turn); or "skip" it (recorded skipped for
+	// overlap). Default LeaseTimerOverlap, else wait.
+	Overlap string
 
 	legacy bool // LeaseTimer: the settings of the single-job handler
 }
@@ -79,6 +87,9 @@ type Run struct {
 	Epoch int64
 	// PastDue is true when the host is catching up on a missed occurrence.
 	PastDue bool
+	// CaughtUp is true when this runs the newest missed occurrence late, after an outage of every region
+	// (CatchUpWindow); PastDue is true with it.
+	CaughtUp bool
 	// Retry is true when this runs an occurrence again whose first run was abandoned (its region died
 	// mid-work), for a job with RetryAbandoned. Make such work idempotent.
 	Retry bool

@@ -29,6 +29,11 @@ const (
 	// settingJobTimeZone is the IANA time zone every job's schedule is read in, unless LeaseJobs__NAME__TimeZone
 	// says otherwise (default UTC). Occurrences are named in UTC; see tickSchedule for how the host fires.
 	settingJobTimeZone = "LeaseTimerTimeZone"
+	// settingCatchUp is every job's catch-up window (TimeSpan or Go duration; default 0, off): after an outage of
+	// every region, the host's past-due tick runs the newest missed occurrence once, if no older than this.
+	settingCatchUp = "LeaseTimerCatchUpWindow"
+	// settingOverlap is every job's overlap policy: wait (the default) or skip.
+	settingOverlap = "LeaseTimerOverlap"
 )
 
 // tickSchedule is what the host fires a job with a time zone on: every minute, in UTC (the host reads schedules
@@ -48,7 +53,7 @@ const (
 const jobPrefix = "LeaseJobs"
 
 // The fields of LeaseJobs__NAME__FIELD, compared without case.
-var jobFields = []string{"Schedule", "Command", "LeaseKey", "PreferredRegions", "FailoverDelay", "RetryAbandoned", "RunRetention", "TimeZone"}
+var jobFields = []string{"Schedule", "Command", "LeaseKey", "PreferredRegions", "FailoverDelay", "RetryAbandoned", "RunRetention", "TimeZone", "CatchUpWindow", "Overlap"}
 
 // jobSetting names a job's setting.
 func jobSetting(name, field string) string { return jobPrefix + "__" + name + "__" + field }
@@ -141,6 +146,8 @@ type appSettings struct {
 	preferred []string
 	delay     time.Duration
 	retention time.Duration
+	catchUp   time.Duration
+	overlap   string
 	// timeZone is the WEBSITE_TIME_ZONE problem, if any: every timer job fails with it.
 	timeZone error
 }
@@ -164,6 +171,10 @@ type settings struct {
 	delay          time.Duration
 	delaySource    string // where the delay came from, for messages
 	retryAbandoned bool
+	// catchUp is the catch-up window (cosmoslease.RunOptions.CatchUpWindow); 0 is off.
+	catchUp time.Duration
+	// overlap is the overlap policy (cosmoslease.RunOptions.Overlap).
+	overlap string
 }
 
 // loadApp reads the settings every job shares. Durations use TimeSpan text (00:00:30) or Go's (30s), as in the
@@ -227,6 +238,14 @@ func loadApp(e environment) (*appSettings, error) {
 			return nil, err
 		}
 	}
+	if a.overlap, err = parseOverlap(settingOverlap, e.get(settingOverlap)); err != nil {
+		return nil, err
+	}
+	if v := e.get(settingCatchUp); v != "" {
+		if a.catchUp, err = parseCatchUp(settingCatchUp, v); err != nil {
+			return nil, err
+		}
+	}
 	if a.preferred, err = parsePreferred(settingPreferred, e.get(settingPreferred)); err != nil {
 		return nil, err
 	}
@@ -267,6 +286,22 @@ func parseDelay(source, v string) (time.Duration, error) {
 	d, err := config.ParseDuration(v)
 	if err != nil || d < time.Second || d > time.Hour {
 		return 0, fmt.Errorf("%s %q is not a duration from 00:00:01 to 01:00:00, such as 00:00:10 (the default)", source, v)
+	}
+	return d, nil
+}
+
+func parseOverlap(source, v string) (string, error) {
+	p, err := cosmoslease.ParseOverlap(v)
+	if err != nil {
+		return "", fmt.Errorf("%s %q is not an overlap policy: use skip (an occurrence due while the previous one runs is skipped, and recorded so) or wait (it runs when the previous one ends, while its time lasts; the default)", source, v)
+	}
+	return p, nil
+}
+
+func parseCatchUp(source, v string) (time.Duration, error) {
+	d, err := config.ParseDuration(v)
+	if err != nil || d < 0 || d > cosmoslease.MaxRunRetention {
+		return 0, fmt.Errorf("%s %q is not a duration such as 01:00:00 (an hour) or 1.00:00:00 (a day); 00:00:00, the default, turns catch-up off", source, v)
 	}
 	return d, nil
 }
@@ -417,6 +452,37 @@ func (a *appSettings) job(j Job, e environment, je *jobEnv) (*settings, error) {
 			retentionSource, config.FormatTimeSpan(retention), config.FormatTimeSpan(s.sched.Longest()), config.FormatTimeSpan(least))
 	default:
 		s.retention = retention
+	}
+	// Catch-up: the job's setting, its code, the app's; within the retention (older occurrences are never run).
+	catchUpSource := settingCatchUp
+	s.catchUp = a.catchUp
+	if j.CatchUpWindow != 0 {
+		s.catchUp, catchUpSource = j.CatchUpWindow, "job "+j.Name+"'s CatchUpWindow"
+		if j.CatchUpWindow < 0 {
+			return nil, fmt.Errorf("%s (%s) is negative: use 0 (off) or a window such as an hour", catchUpSource, j.CatchUpWindow)
+		}
+	}
+	if v, name, ok := je.get("CatchUpWindow"); ok && strings.TrimSpace(v) != "" {
+		if s.catchUp, err = parseCatchUp(name, v); err != nil {
+			return nil, err
+		}
+		catchUpSource = name
+	}
+	if s.catchUp > s.retention {
+		return nil, fmt.Errorf("%s (%s) is longer than the run-record retention (%s): an occurrence older than the retention is never run (its record may have expired); use at most %s",
+			catchUpSource, config.FormatTimeSpan(s.catchUp), config.FormatTimeSpan(s.retention), config.FormatTimeSpan(s.retention))
+	}
+	// The overlap policy: the job's setting, its code, the app's.
+	s.overlap = a.overlap
+	if j.Overlap != "" {
+		if s.overlap, err = parseOverlap("job "+j.Name+"'s Overlap", j.Overlap); err != nil {
+			return nil, err
+		}
+	}
+	if v, name, ok := je.get("Overlap"); ok && strings.TrimSpace(v) != "" {
+		if s.overlap, err = parseOverlap(name, v); err != nil {
+			return nil, err
+		}
 	}
 	s.retryAbandoned = j.RetryAbandoned
 	if j.legacy {

@@ -14,12 +14,14 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/data/azcosmos"
 
+	"github.com/cosmoslease/cosmoslease/internal/config"
 	"github.com/cosmoslease/cosmoslease/internal/cosmostest"
 	"github.com/cosmoslease/cosmoslease/internal/emulator"
 	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
@@ -248,6 +250,114 @@ func TestPastDueReplay(t *testing.T) {
 	r = post(t, ts, monitoredTick(old.Add(-time.Minute), old, time.Now().UTC(), true))
 	if r.Status != "skipped" || !r.Occurrence.Equal(old) || !strings.Contains(r.Reason, "older than the run-record retention") || ran.Load() != 1 {
 		t.Fatalf("replay of a 31-day-old occurrence: %+v, work ran %d times", r, ran.Load())
+	}
+}
+
+// With LeaseTimerCatchUpWindow, the host's past-due tick after an outage of every region (IsPastDue, Next the
+// first occurrence it missed) runs the newest missed occurrence once, marked caught up; the earlier ones are
+// recorded missed by the same claim; a second past-due tick, from another region or after another restart, skips.
+func TestPastDueTickCatchesUpTheNewestMissedOccurrence(t *testing.T) {
+	var mu sync.Mutex
+	var runs []Run
+	ts, _, container := inProcess(t, func(ctx context.Context, run Run) error {
+		mu.Lock()
+		runs = append(runs, run)
+		mu.Unlock()
+		return nil
+	}, map[string]string{"LeaseTimerSchedule": "*/30 * * * * *", "LeaseTimerCatchUpWindow": "00:10:00"})
+	// The claim window is 2 regions × 1 s + the 6 s lease + 10 s = 18 s: m must be past it, and the next
+	// occurrence not yet due.
+	now := time.Now().UTC()
+	m := now.Truncate(30 * time.Second)
+	if d := now.Sub(m); d < 20*time.Second || d >= 26*time.Second {
+		m = now.Truncate(30 * time.Second).Add(30 * time.Second)
+		time.Sleep(time.Until(m.Add(20 * time.Second)))
+	}
+	// The occurrence five before m ran; then every region was down.
+	srv := cosmostest.Get(t)
+	c, err := cosmoslease.Open(context.Background(), cosmoslease.Options{ConnectionString: emulator.ConnectionString(srv.Endpoint),
+		Database: srv.Database, Container: container, OwnerID: "before-the-outage"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cursor := m.Add(-150 * time.Second)
+	every30s := func(x time.Time) time.Time { return x.Truncate(30 * time.Second).Add(30 * time.Second) }
+	if r, err := c.RunOnce(context.Background(), config.TimerLeaseKey, cursor, cosmoslease.RunOptions{Next: every30s}, func(context.Context, cosmoslease.Run) error { return nil }); err != nil || r.Status != cosmoslease.RunExecuted {
+		t.Fatalf("before the outage: %+v, %v", r, err)
+	}
+	first := cursor.Add(30 * time.Second)
+	r := post(t, ts, monitoredTick(cursor, first, time.Now().UTC(), true))
+	if r.Status != "executed" || !r.Occurrence.Equal(m) || !r.CaughtUp {
+		t.Fatalf("past-due tick: %+v; want %s executed, caught up", r, m)
+	}
+	mu.Lock()
+	if len(runs) != 1 || !runs[0].CaughtUp || !runs[0].PastDue {
+		t.Fatalf("runs %+v", runs)
+	}
+	mu.Unlock()
+	if r := post(t, ts, monitoredTick(cursor, first, time.Now().UTC(), true)); r.Status != "skipped" || !r.Occurrence.Equal(m) {
+		t.Fatalf("second past-due tick: %+v", r)
+	}
+	missed := 0
+	for _, rec := range runRecords(t, container, config.TimerLeaseKey) {
+		switch {
+		case rec.Status == cosmoslease.RunMissed:
+			missed += rec.Occurrences()
+		case rec.Occurrence.Equal(m) && !rec.CaughtUp:
+			t.Fatalf("%s's record %+v", m, rec)
+		}
+	}
+	if missed != 4 || len(runs) != 1 {
+		t.Fatalf("%d missed, %d runs; want 4 and 1", missed, len(runs))
+	}
+	var jobs []jobStatus
+	if err := json.Unmarshal(leaseStatus(t, ts)["jobs"], &jobs); err != nil || len(jobs) != 1 || jobs[0].LastRun == nil || !jobs[0].LastRun.CaughtUp ||
+		jobs[0].MissedTotal != 4 {
+		t.Fatalf("LeaseStatus jobs: %v %+v; want the last run caught up, 4 missed", err, jobs)
+	}
+}
+
+// LeaseTimerOverlap=skip: a tick for an occurrence that came due while the previous one's work runs answers
+// skipped at once (the host's next ticks are not held back), and the next occurrence's claim records it skipped
+// for overlap.
+func TestOverlapSkipAnswersAtOnce(t *testing.T) {
+	started, finish := make(chan struct{}, 1), make(chan struct{})
+	var ran atomic.Int32
+	ts, _, container := inProcess(t, func(ctx context.Context, run Run) error {
+		if ran.Add(1) == 1 {
+			started <- struct{}{}
+			<-finish
+		}
+		return nil
+	}, map[string]string{"LeaseTimerOverlap": "skip"})
+	occ := time.Now().UTC().Truncate(2 * time.Second).Add(2 * time.Second)
+	time.Sleep(time.Until(occ))
+	done := make(chan tickResult, 1)
+	go func() { done <- postTimer(t, ts, occ) }()
+	<-started
+	time.Sleep(time.Until(occ.Add(2 * time.Second)))
+	r := postTimer(t, ts, occ.Add(2*time.Second))
+	close(finish)
+	if r.Status != "skipped" || !strings.Contains(r.Reason, "overlap policy is skip") {
+		t.Fatalf("the tick during the run: %+v; want skipped for overlap", r)
+	}
+	if r := <-done; r.Status != "executed" {
+		t.Fatalf("the first tick: %+v", r)
+	}
+	next := time.Now().UTC().Truncate(2 * time.Second).Add(2 * time.Second)
+	time.Sleep(time.Until(next))
+	if r := postTimer(t, ts, next); r.Status != "executed" {
+		t.Fatalf("the next tick: %+v", r)
+	}
+	found := false
+	for _, rec := range runRecords(t, container, config.TimerLeaseKey) {
+		if rec.Covers(occ.Add(2*time.Second)) && rec.Status == cosmoslease.RunSkipped && rec.Cause == "overlap" {
+			found = true
+		}
+	}
+	if !found || ran.Load() != 2 {
+		t.Fatalf("record of the overlapped occurrence found: %v; work ran %d times, want 2", found, ran.Load())
 	}
 }
 
