@@ -50,6 +50,7 @@ func (a *App) cronCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "retention", Value: "30d", Usage: "keep run records for `D` (at least a day and two of the schedule's longest gaps; 30d, 720h or 30.00:00:00)"},
 			&ucli.BoolFlag{Name: "retry-abandoned", Usage: "run an occurrence whose machine died mid-run once more, at least once instead of at most once"},
 			&ucli.BoolFlag{Name: "json", Usage: "print one JSON event per line on stdout"},
+			&ucli.StringFlag{Name: "trigger-poll", Value: "5s", Usage: "read the lease document every `D` between occurrences for a manual run (cosmoslease trigger); one point read each, about 1 RU per KB; 0 never looks"},
 			metricsAddrFlag(),
 		),
 		Action: a.cron,
@@ -65,6 +66,7 @@ type cronJob struct {
 	preferred []string
 	delay     time.Duration
 	grace     time.Duration
+	poll      time.Duration // --trigger-poll
 	retention time.Duration
 	argv      []string
 }
@@ -115,6 +117,12 @@ func (a *App) cronArgs(c *ucli.Context) (*cronJob, error) {
 			return nil, usagef("--%s %s: use a duration from 1s to 1h", name, c.String(name))
 		}
 		*into = d
+	}
+	if j.poll, err = durationFlag(c, "trigger-poll"); err != nil {
+		return nil, err
+	}
+	if j.poll < 0 || j.poll > 0 && (j.poll < 100*time.Millisecond || j.poll > time.Hour) {
+		return nil, usagef("--trigger-poll %s: use a duration from 100ms to 1h, or 0 to never look for manual runs", c.String("trigger-poll"))
 	}
 	r := c.String("retention")
 	if strings.HasSuffix(r, "d") {
@@ -180,7 +188,8 @@ func (a *App) cron(c *ucli.Context) error {
 	out := &cronReporter{w: a.Stdout, json: c.Bool("json"), job: j, metricsURL: tel.metricsURL()}
 	out.started(rank, j.sched.Next(time.Now()))
 	o := cosmoslease.RunOptions{Regions: order, FailoverDelay: j.delay, RetryAbandoned: c.Bool("retry-abandoned"), Retention: j.retention,
-		Instance: j.instance, Schedule: j.sched.Expr(), MissedAfter: cosmoslease.ClaimWindow(ranks, j.delay, d), Grace: j.grace + 5*time.Second}
+		Instance: j.instance, Schedule: j.sched.Expr(), MissedAfter: cosmoslease.ClaimWindow(ranks, j.delay, d), Grace: j.grace + 5*time.Second,
+		TriggerPoll: j.poll}
 	// Each occurrence is contended for from its own time, beside earlier ones still waiting or running: the
 	// election runs them in order, one at a time, and records the ones it passes over.
 	err = client.RunSchedule(ctx, j.key, j.sched, o, func(ctx context.Context, run cosmoslease.Run) error {
@@ -205,13 +214,17 @@ func (a *App) cron(c *ucli.Context) error {
 // itself dies, the group dies with it. It returns only once the group is gone, so the run is recorded and the
 // lease released only when nothing the command started still runs.
 func (a *App) execJob(ctx context.Context, j *cronJob, run cosmoslease.Run) error {
-	st := supervise.Run(ctx, supervise.Cmd{Argv: j.argv, Dir: a.Dir, Grace: j.grace, Stdout: a.Stderr, Stderr: a.Stderr,
-		Env: append(os.Environ(),
-			"COSMOSLEASE_OCCURRENCE="+run.Occurrence.UTC().Format(time.RFC3339),
-			"COSMOSLEASE_EPOCH="+strconv.FormatInt(run.Epoch, 10),
-			"COSMOSLEASE_REGION="+run.Region,
-			"COSMOSLEASE_LEASE="+run.Key,
-			"COSMOSLEASE_INSTANCE="+run.Instance)})
+	env := append(os.Environ(),
+		"COSMOSLEASE_OCCURRENCE="+run.Occurrence.UTC().Format(time.RFC3339),
+		"COSMOSLEASE_EPOCH="+strconv.FormatInt(run.Epoch, 10),
+		"COSMOSLEASE_REGION="+run.Region,
+		"COSMOSLEASE_LEASE="+run.Key,
+		"COSMOSLEASE_INSTANCE="+run.Instance)
+	if run.Manual {
+		// A manual run (cosmoslease trigger): COSMOSLEASE_OCCURRENCE is when it was asked for.
+		env = append(env, "COSMOSLEASE_MANUAL=1", "COSMOSLEASE_TRIGGERED_BY="+run.TriggeredBy)
+	}
+	st := supervise.Run(ctx, supervise.Cmd{Argv: j.argv, Dir: a.Dir, Grace: j.grace, Stdout: a.Stderr, Stderr: a.Stderr, Env: env})
 	if st.Code >= 0 {
 		run.SetExitCode(st.Code)
 	}
@@ -278,10 +291,19 @@ func (r *cronReporter) occurrence(res cosmoslease.RunResult, err error) {
 		if status == cosmoslease.RunSkipped && res.Record.Owner != "" {
 			ev["claimedBy"] = res.Record.Owner
 		}
+		if res.Record.Manual {
+			ev["manual"], ev["triggeredBy"], ev["record"] = true, res.Record.TriggeredBy, res.Record.ID
+		}
+		if res.Record.Cause != "" {
+			ev["cause"] = res.Record.Cause
+		}
 		writeJSONLine(r.w, ev)
 		return
 	}
 	line := res.Occurrence.UTC().Format(time.RFC3339) + "  " + status
+	if res.Record.Manual {
+		line = res.Occurrence.UTC().Format(time.RFC3339) + "  manual (triggered by " + res.Record.TriggeredBy + ")  " + status
+	}
 	if res.Epoch > 0 && status != cosmoslease.RunSkipped {
 		line += fmt.Sprintf("  epoch %d", res.Epoch)
 	}
