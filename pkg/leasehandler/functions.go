@@ -70,7 +70,7 @@ func functionFiles(specs []jobSpec, problems []string) (map[string][]byte, error
 	if len(problems) > 0 {
 		return nil, errors.New(strings.Join(problems, "; "))
 	}
-	files := map[string][]byte{statusFunction: statusFunctionJSON()}
+	files := map[string][]byte{statusFunction: statusFunctionJSON(), triggerFunction: timerFunction(triggerSchedule)}
 	for _, spec := range specs {
 		if spec.err != nil {
 			return nil, fmt.Errorf("job %s: %v", spec.Name, spec.err)

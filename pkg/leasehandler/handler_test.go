@@ -50,7 +50,7 @@ func TestFunctionFolders(t *testing.T) {
 	if err := writeFunctions(dir, specs, problems, &listed); err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Fields(listed.String()); strings.Join(got, ",") != "Cleanup,LeaseStatus,LeaseTimer,Nightly_Export,Report,Rollup" {
+	if got := strings.Fields(listed.String()); strings.Join(got, ",") != "Cleanup,LeaseStatus,LeaseTimer,LeaseTrigger,Nightly_Export,Report,Rollup" {
 		t.Fatalf("folders written: %v", got)
 	}
 	h := newHandler(nil, errors.New("no app settings in this test"), specs, e, nil)
@@ -59,7 +59,7 @@ func TestFunctionFolders(t *testing.T) {
 		routes = append(routes, name)
 	}
 	sort.Strings(routes)
-	if strings.Join(routes, ",") != "Cleanup,LeaseStatus,LeaseTimer,Nightly_Export,Report,Rollup" {
+	if strings.Join(routes, ",") != "Cleanup,LeaseStatus,LeaseTimer,LeaseTrigger,Nightly_Export,Report,Rollup" {
 		t.Fatalf("routes %v", routes)
 	}
 
