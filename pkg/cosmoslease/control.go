@@ -176,7 +176,7 @@ type PauseResult struct {
 // Pause pauses the job of key: from the next decision on, each occurrence is recorded skipped with cause "paused"
 // (and the reason) instead of running, and not counted missed. A run in progress finishes unless opts.Stop. The
 // lease document must exist (the job has contended at least once): ErrNoSuchJob otherwise; ErrAlreadyPaused when
-// it is paused (unless opts.Stop). Requests: a point read and one conditional replace (more after a 412).
+// it is paused (unless opts.Stop), and for a lease that is no scheduled job's. Requests: a point read and one conditional replace (more after a 412).
 func (c *Client) Pause(ctx context.Context, key string, opts PauseOptions) (PauseResult, error) {
 	var res PauseResult
 	by := opts.By
@@ -186,6 +186,9 @@ func (c *Client) Pause(ctx context.Context, key string, opts PauseOptions) (Paus
 	p := Pause{By: by, At: c.clock.Now().UTC().Truncate(time.Millisecond), Reason: opts.Reason, ID: controlID(c.clock.Now())}
 	err := c.control(ctx, key, func(doc *leasedoc.Doc, ctl *Control, job jobState) (bool, error) {
 		res = PauseResult{Pause: p}
+		if job.Cursor.IsZero() && job.Run == nil {
+			return false, notAJob(key)
+		}
 		if job.unfinished() && !doc.Released {
 			r := *job.Run
 			res.Running = &r
@@ -253,7 +256,7 @@ func (c *Client) Trigger(ctx context.Context, key, by string) (Trigger, error) {
 				ErrTriggerPending, key, ctl.Trigger.By, ctl.Trigger.At.Format(time.RFC3339), key)
 		}
 		if job.Cursor.IsZero() && job.Run == nil {
-			return false, fmt.Errorf("%w: lease %q has never decided an occurrence, so it is no scheduled job's lease (cron and the Functions handler write one at the first occurrence); check the key with cosmoslease inspect --runs", ErrNoSuchJob, key)
+			return false, notAJob(key)
 		}
 		ctl.Trigger = &t
 		return true, nil
@@ -346,6 +349,11 @@ func (c *Client) control(ctx context.Context, key string, fn func(doc *leasedoc.
 			return serr
 		}
 	}
+}
+
+// notAJob is the error for a lease document that holds no job state.
+func notAJob(key string) error {
+	return fmt.Errorf("%w: lease %q has never decided an occurrence, so it is no scheduled job's lease (cron and the Functions handler write the job's state at its first occurrence); check the key with cosmoslease inspect --runs", ErrNoSuchJob, key)
 }
 
 // controlID is a new id for a pause or a trigger: its time, readable, and a random part.

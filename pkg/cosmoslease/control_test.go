@@ -37,6 +37,11 @@ func TestPause_OccurrencesAreRecordedSkippedNotMissed_AndResumeRunsAgain(t *test
 		if _, err := a.Pause(context.Background(), "nosuchjob", PauseOptions{}); !errors.Is(err, ErrNoSuchJob) {
 			t.Fatalf("pause of an unknown key: %v; want ErrNoSuchJob", err)
 		}
+		plain := must[*Lease](t)(a.TryAcquire(context.Background(), "plain"))
+		_ = plain.Release(context.Background())
+		if _, err := a.Pause(context.Background(), "plain", PauseOptions{}); !errors.Is(err, ErrNoSuchJob) || !strings.Contains(err.Error(), "no scheduled job's lease") {
+			t.Fatalf("pause of a lease that is no job's: %v; want ErrNoSuchJob", err)
+		}
 		p, err := a.Pause(context.Background(), "job", PauseOptions{By: "alice", Reason: "database maintenance"})
 		if err != nil || p.Pause.By != "alice" || p.Running != nil || p.Stopped != nil {
 			t.Fatalf("pause: %+v, %v", p, err)
