@@ -177,3 +177,47 @@ func TestLeaseTriggerRunsTheManualRunOnceInThePreferredRegion(t *testing.T) {
 		t.Fatalf("runs %+v; want the second manual run in westeurope", runs)
 	}
 }
+
+// pause --stop through the host's protocol: the running tick's holder loses its lease at its next renewal, its work's
+// context ends, and the tick fails (500) with the run recorded lost, stopped by the operator; the next tick skips
+// for the pause.
+func TestPauseStopEndsTheRunningTick(t *testing.T) {
+	started := make(chan struct{})
+	var first sync.Once
+	ts, h, container := inProcess(t, func(ctx context.Context, run Run) error {
+		long := false
+		first.Do(func() { long = true; close(started) })
+		if !long {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(40 * time.Second):
+			return nil
+		}
+	})
+	key := h.jobs[0].s.key
+	occ := time.Now().UTC().Truncate(2 * time.Second)
+	done := make(chan tickResult, 1)
+	go func() { done <- postTimer(t, ts, occ) }()
+	<-started
+	op := operator(t, container)
+	p, err := op.Pause(context.Background(), key, cosmoslease.PauseOptions{By: "alice", Stop: true})
+	if err != nil || p.Running == nil || p.Stopped == nil {
+		t.Fatalf("pause --stop: %+v, %v", p, err)
+	}
+	r := <-done
+	if r.Status != "failed" || !strings.Contains(r.Reason, "lost") || !strings.Contains(r.Reason, "stopped by alice") {
+		t.Fatalf("the stopped tick: %+v; want failed, lost, stopped by alice", r)
+	}
+	recs := runRecords(t, container, key)
+	if len(recs) == 0 || recs[0].Status != cosmoslease.RunLost || !strings.Contains(recs[0].Error, "pause --stop") {
+		t.Fatalf("run records %+v; want the run lost (pause --stop)", recs)
+	}
+	next := time.Now().UTC().Truncate(2 * time.Second).Add(2 * time.Second)
+	time.Sleep(time.Until(next))
+	if r := postTimer(t, ts, next); r.Status != "skipped" || !strings.Contains(r.Reason, "paused by alice") {
+		t.Fatalf("the tick after the stop: %+v; want skipped for the pause", r)
+	}
+}
