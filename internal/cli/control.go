@@ -64,16 +64,17 @@ func (a *App) triggerCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:      "trigger",
 		Usage:     "run a scheduled job once, now, in the most preferred live region, through the same election as an occurrence",
-		UsageText: "cosmoslease trigger --lease KEY [--wait [--timeout D]]",
+		UsageText: "cosmoslease trigger --lease KEY [--wait [--timeout D]]\n   cosmoslease trigger --lease KEY --cancel",
 		Description: "Writes a trigger into the job's lease document. The contenders that watch it (cron every --trigger-poll, 5 s\n" +
 			"by default; the Functions handler at its LeaseTrigger tick, every minute) elect one to run it, most preferred\n" +
 			"live region first: once, never beside another run, at a new epoch. The run record (id run-KEY-manual-ID) is\n" +
 			"marked manual with who asked and when. It runs while the job is paused too.\n" +
 			"With --wait it returns when the run ends and prints its status: exit 0 when it completed, 5 when it ended\n" +
 			"otherwise (failed, lost, timed-out, abandoned), 124 when --timeout passed first (the trigger stays: the run\n" +
-			"may still come).",
+			"may still come). --cancel withdraws a manual run no contender has claimed yet.",
 		Flags: controlFlags(
 			&ucli.BoolFlag{Name: "wait", Usage: "wait for the run to end and exit with its status"},
+			&ucli.BoolFlag{Name: "cancel", Usage: "withdraw the manual run waiting to be claimed instead"},
 			&ucli.StringFlag{Name: "timeout", Value: "10m", Usage: "with --wait, give up after `D`"},
 		),
 		Action: a.trigger,
@@ -127,7 +128,7 @@ func controlError(c *ucli.Context, err error) error {
 	case c.Context.Err() != nil:
 		return errInterrupted
 	case errors.Is(err, cosmoslease.ErrNoSuchJob), errors.Is(err, cosmoslease.ErrAlreadyPaused), errors.Is(err, cosmoslease.ErrNotPaused),
-		errors.Is(err, cosmoslease.ErrTriggerPending):
+		errors.Is(err, cosmoslease.ErrTriggerPending), errors.Is(err, cosmoslease.ErrNoTrigger):
 		return withCode(ExitUsage, err)
 	}
 	return err
@@ -189,6 +190,9 @@ func (a *App) trigger(c *ucli.Context) error {
 	if c.IsSet("timeout") && !c.Bool("wait") {
 		return usagef("--timeout applies to --wait only")
 	}
+	if c.Bool("cancel") && c.Bool("wait") {
+		return usagef("--cancel and --wait do not go together: --cancel withdraws the manual run waiting to be claimed")
+	}
 	if timeout <= 0 {
 		return usagef("--timeout %s: use a duration above zero, such as 10m", c.String("timeout"))
 	}
@@ -197,6 +201,18 @@ func (a *App) trigger(c *ucli.Context) error {
 		return err
 	}
 	defer client.Close()
+	if c.Bool("cancel") {
+		gone, err := client.CancelTrigger(c.Context, key)
+		if err != nil {
+			return controlError(c, err)
+		}
+		if c.Bool("json") {
+			writeJSONLine(a.Stdout, map[string]any{"lease": key, "cancelled": gone})
+			return nil
+		}
+		fmt.Fprintf(a.Stdout, "Withdrew the manual run of lease %s asked for by %s at %s; no contender had claimed it.\n", key, gone.By, gone.At.Format(time.RFC3339))
+		return nil
+	}
 	t, err := client.Trigger(c.Context, key, by)
 	if err != nil {
 		return controlError(c, err)

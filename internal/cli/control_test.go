@@ -151,4 +151,9 @@ func TestControlsWithCron(t *testing.T) {
 		t.Fatalf("trigger --wait without a contender: exit %d\n%s", r.code, r.stderr)
 	}
 	h.run("trigger", "--emulator", "--lease", "job").expect(t, ExitUsage, "already waiting to be claimed")
+	h.run("trigger", "--emulator", "--lease", "job", "--cancel", "--wait").expect(t, ExitUsage, "--cancel and --wait do not go together")
+	if r := h.run("trigger", "--emulator", "--lease", "job", "--cancel"); r.code != ExitOK || !strings.Contains(r.stdout, "Withdrew the manual run of lease job") {
+		t.Fatalf("trigger --cancel: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	h.run("trigger", "--emulator", "--lease", "job", "--cancel").expect(t, ExitUsage, "no manual run is waiting to be claimed")
 }

@@ -68,6 +68,7 @@ var (
 	ErrAlreadyPaused  = errors.New("the job is already paused")
 	ErrNotPaused      = errors.New("the job is not paused")
 	ErrTriggerPending = errors.New("a manual run is already waiting to be claimed")
+	ErrNoTrigger      = errors.New("no manual run is waiting to be claimed")
 )
 
 // causePaused is the cause of an occurrence decided while the job was paused.
@@ -262,6 +263,24 @@ func (c *Client) Trigger(ctx context.Context, key, by string) (Trigger, error) {
 		return true, nil
 	})
 	return t, err
+}
+
+// CancelTrigger withdraws the manual run waiting to be claimed for the job of key, and returns it. ErrNoTrigger when
+// none waits (none was asked for, or a contender has claimed it: then it runs, and pause --stop stops it).
+func (c *Client) CancelTrigger(ctx context.Context, key string) (Trigger, error) {
+	var gone Trigger
+	err := c.control(ctx, key, func(doc *leasedoc.Doc, ctl *Control, job jobState) (bool, error) {
+		if ctl.Trigger == nil {
+			if gone.ID != "" {
+				return false, nil // our own withdrawal, whose answer was lost
+			}
+			return false, fmt.Errorf("%w for lease %q: none was asked for, or a contender has claimed it (cosmoslease inspect --runs --lease %s shows it; pause --stop stops it)", ErrNoTrigger, key, key)
+		}
+		gone = *ctl.Trigger
+		ctl.Trigger = nil
+		return true, nil
+	})
+	return gone, err
 }
 
 // WaitRun waits until the run record id of the job of key says how the run ended (any status but started), reading

@@ -209,6 +209,14 @@ func TestTrigger_RunsOnceWithTwoContendersEvenWhilePaused(t *testing.T) {
 		if _, err := op.Trigger(context.Background(), "job", "bob"); !errors.Is(err, ErrTriggerPending) {
 			t.Fatalf("second trigger: %v; want ErrTriggerPending", err)
 		}
+		// Withdrawn, then asked for again.
+		if gone, err := op.CancelTrigger(context.Background(), "job"); err != nil || gone.ID != trig.ID {
+			t.Fatalf("cancel: %+v, %v", gone, err)
+		}
+		if _, err := op.CancelTrigger(context.Background(), "job"); !errors.Is(err, ErrNoTrigger) {
+			t.Fatalf("second cancel: %v; want ErrNoTrigger", err)
+		}
+		trig = must[Trigger](t)(op.Trigger(context.Background(), "job", "alice"))
 		st := must[State](t)(op.Inspect(context.Background(), "job"))
 		if st.Control.Trigger == nil || st.Control.Trigger.ID != trig.ID {
 			t.Fatalf("control %+v; want the trigger", st.Control)
