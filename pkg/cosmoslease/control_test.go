@@ -334,3 +334,60 @@ func TestTrigger_RunScheduleServesTriggers(t *testing.T) {
 		}
 	})
 }
+
+// cosmoslease.job.paused: absent before the process read the job's document, then 1 while paused, 0 after resume;
+// a stop is counted as a loss with reason stopped.
+func TestTelemetry_PausedGaugeAndStoppedLoss(t *testing.T) {
+	tb := newTelemetryBed(t)
+	b := newServerBed(t, DefaultPartitionKeyPath)
+	a, _ := b.client(t, "app@eastus", tb.options)
+	op, _ := b.client(t, "operator", nil)
+	tb.absent(t, "cosmoslease.job.paused", "cosmoslease.lease.key=job")
+	occ := firstRun(t, a, "job")
+	if v := tb.value(t, "cosmoslease.job.paused", "cosmoslease.lease.key=job"); v != 0 {
+		t.Fatalf("paused = %v before the pause, want 0", v)
+	}
+	must[PauseResult](t)(op.Pause(context.Background(), "job", PauseOptions{By: "alice"}))
+	o := occ.Add(time.Second)
+	time.Sleep(time.Until(o))
+	if res, err := a.RunOnce(ctxTimeout(t, 20*time.Second), "job", o, everySecondOpts(), func(context.Context, Run) error { return nil }); err != nil || res.Status != RunSkipped {
+		t.Fatalf("%+v, %v", res, err)
+	}
+	if v := tb.value(t, "cosmoslease.job.paused", "cosmoslease.lease.key=job"); v != 1 {
+		t.Fatalf("paused = %v while paused, want 1", v)
+	}
+	if v := tb.value(t, "cosmoslease.occurrence.runs", "cosmoslease.lease.key=job", "cosmoslease.occurrence.status=skipped"); v != 1 {
+		t.Fatalf("skipped runs = %v, want 1", v)
+	}
+	// A manual run while paused, stopped by pause --stop: a loss with reason stopped.
+	trig := must[Trigger](t)(op.Trigger(context.Background(), "job", "alice"))
+	started := make(chan struct{})
+	done := make(chan RunResult, 1)
+	go func() {
+		res, _ := a.RunTrigger(ctxTimeout(t, 30*time.Second), "job", trig, runOpts(0), func(ctx context.Context, r Run) error {
+			close(started)
+			<-ctx.Done()
+			return context.Cause(ctx)
+		})
+		done <- res
+	}()
+	<-started
+	if p, err := op.Pause(context.Background(), "job", PauseOptions{By: "alice", Stop: true}); err != nil || p.Stopped == nil || !p.Running.Manual {
+		t.Fatalf("pause --stop of the manual run: %+v, %v", p, err)
+	}
+	if res := <-done; res.Status != RunLost || !res.Record.Manual {
+		t.Fatalf("the stopped manual run: %+v", res)
+	}
+	if v := tb.value(t, "cosmoslease.lease.losses", "cosmoslease.lease.key=job", "cosmoslease.loss.reason=stopped"); v != 1 {
+		t.Fatalf("losses (stopped) = %v, want 1", v)
+	}
+	must[Pause](t)(op.Resume(context.Background(), "job"))
+	o = occurrenceNow().Add(time.Second)
+	time.Sleep(time.Until(o))
+	if res, err := a.RunOnce(ctxTimeout(t, 20*time.Second), "job", o, everySecondOpts(), func(context.Context, Run) error { return nil }); err != nil || res.Status != RunExecuted {
+		t.Fatalf("after resume: %+v, %v", res, err)
+	}
+	if v := tb.value(t, "cosmoslease.job.paused", "cosmoslease.lease.key=job"); v != 0 {
+		t.Fatalf("paused = %v after resume, want 0", v)
+	}
+}
