@@ -68,6 +68,11 @@ func TestFunctionFolders(t *testing.T) {
 		RunOnStartup, UseMonitor                   *bool
 		Methods                                    []string
 	}
+	var trigger struct{ Bindings []binding }
+	readJSON(t, filepath.Join(dir, "LeaseTrigger", "function.json"), &trigger)
+	if b := trigger.Bindings; len(b) != 1 || b[0].Type != "timerTrigger" || b[0].Schedule != "0 */1 * * * *" || b[0].UseMonitor == nil || *b[0].UseMonitor {
+		t.Fatalf("LeaseTrigger's bindings: %+v; want an unmonitored timer every minute", b)
+	}
 	for name, want := range map[string]string{"LeaseTimer": "%LeaseTimerSchedule%", "Report": "0 30 6 * * Mon-Fri",
 		"Cleanup": "%CleanupSchedule%", "Rollup": "%LeaseJobs:Rollup:Schedule%", "Nightly_Export": "%LeaseJobs:Nightly_Export:Schedule%"} {
 		var timer struct{ Bindings []binding }
