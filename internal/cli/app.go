@@ -140,7 +140,7 @@ func (a *App) Run(ctx context.Context, args []string) int {
 		CommandNotFound: func(c *ucli.Context, name string) {
 			notFound = name
 		},
-		Commands: []*ucli.Command{a.runCommand(), a.cronCommand(), a.inspectCommand(), a.configureCommand(), a.setupCommand(), a.packageCommand(), a.deployCommand(), a.teardownCommand()},
+		Commands: []*ucli.Command{a.runCommand(), a.cronCommand(), a.inspectCommand(), a.pauseCommand(), a.resumeCommand(), a.triggerCommand(), a.configureCommand(), a.setupCommand(), a.packageCommand(), a.deployCommand(), a.teardownCommand()},
 	}
 	for _, cmd := range app.Commands {
 		cmd.OnUsageError = onUsageError

@@ -253,10 +253,12 @@ func estimateCost(p *plan) (estimate, error) {
 	}
 	n := float64(len(p.allRegions()))
 	delay := cosmoslease.DefaultFailoverDelay.Seconds()
-	executions := e.occurrencesPerMonth * n
+	// The handler's own timer LeaseTrigger (manual runs, cosmoslease trigger) ticks every minute in every region.
+	triggerTicks := hoursPerMonth * 60.0
+	executions := (e.occurrencesPerMonth + triggerTicks) * n
 	healthyGBs := executions * billedSecondsPerInvocation * instanceGB
 	// With the preferred region down, the next region claims after one delay and the others watch until it has.
-	failedGBs := e.occurrencesPerMonth * instanceGB * (n - 1) * (delay + billedSecondsPerInvocation)
+	failedGBs := e.occurrencesPerMonth*instanceGB*(n-1)*(delay+billedSecondsPerInvocation) + triggerTicks*(n-1)*billedSecondsPerInvocation*instanceGB
 	execCost := func(gbs, execs float64) float64 {
 		if p.alwaysReady > 0 {
 			// Executions on always-ready instances: no free grant.
@@ -269,8 +271,8 @@ func estimateCost(p *plan) (estimate, error) {
 		grant = " at the always-ready rate (no free grant)"
 		e.unverified = true
 	}
-	e.lines = append(e.lines, costLine{"Function Apps", fmt.Sprintf("%s occurrences of %q × %d regions: %s executions, about %s GB-s with every region healthy (the election only; your work's own time comes on top)%s",
-		thousands(int(e.occurrencesPerMonth)), p.schedule, int(n), thousands(int(executions)), thousands(int(healthyGBs)), grant), execCost(healthyGBs, executions)})
+	e.lines = append(e.lines, costLine{"Function Apps", fmt.Sprintf("%s occurrences of %q and %s LeaseTrigger ticks × %d regions: %s executions, about %s GB-s with every region healthy (the election only; your work's own time comes on top)%s",
+		thousands(int(e.occurrencesPerMonth)), p.schedule, thousands(int(triggerTicks)), int(n), thousands(int(executions)), thousands(int(healthyGBs)), grant), execCost(healthyGBs, executions)})
 	e.failedOverUSD = execCost(failedGBs, executions)
 	e.failedOverDetail = fmt.Sprintf("about %s GB-s: the next region starts %s late and the others watch until it has claimed", thousands(int(failedGBs)), cosmoslease.DefaultFailoverDelay)
 	if p.alwaysReady > 0 {

@@ -54,6 +54,7 @@ func (a *App) cronCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "catch-up-window", Usage: "after an outage of every region, run the newest missed occurrence once, late (marked caught up), if it is no older than `D` (default 0: off)"},
 			&ucli.StringFlag{Name: "overlap", Value: cosmoslease.OverlapWait, Usage: "an occurrence due while the previous one runs: `wait` for it to end (while its time lasts) or skip it"},
 			&ucli.BoolFlag{Name: "json", Usage: "print one JSON event per line on stdout"},
+			&ucli.StringFlag{Name: "trigger-poll", Value: "5s", Usage: "read the lease document every `D` between occurrences for a manual run (cosmoslease trigger); one point read each, about 1 RU per KB; 0 never looks"},
 			metricsAddrFlag(),
 		),
 		Action: a.cron,
@@ -69,6 +70,7 @@ type cronJob struct {
 	preferred []string
 	delay     time.Duration
 	grace     time.Duration
+	poll      time.Duration // --trigger-poll
 	retention time.Duration
 	catchUp   time.Duration
 	overlap   string
@@ -129,6 +131,12 @@ func (a *App) cronArgs(c *ucli.Context) (*cronJob, error) {
 			return nil, usagef("--%s %s: use a duration from 1s to 1h", name, c.String(name))
 		}
 		*into = d
+	}
+	if j.poll, err = durationFlag(c, "trigger-poll"); err != nil {
+		return nil, err
+	}
+	if j.poll < 0 || j.poll > 0 && (j.poll < 100*time.Millisecond || j.poll > time.Hour) {
+		return nil, usagef("--trigger-poll %s: use a duration from 100ms to 1h, or 0 to never look for manual runs", c.String("trigger-poll"))
 	}
 	if j.retention, err = config.ParseDuration(days(c.String("retention"))); err != nil {
 		return nil, usagef("--retention %q: %v", c.String("retention"), err)
@@ -207,7 +215,8 @@ func (a *App) cron(c *ucli.Context) error {
 	out := &cronReporter{w: a.Stdout, json: c.Bool("json"), job: j, metricsURL: tel.metricsURL()}
 	out.started(rank, j.sched.Next(time.Now()))
 	o := cosmoslease.RunOptions{Regions: order, FailoverDelay: j.delay, RetryAbandoned: c.Bool("retry-abandoned"), Retention: j.retention,
-		Instance: j.instance, Schedule: j.sched.String(), MissedAfter: cosmoslease.ClaimWindow(ranks, j.delay, d), Grace: j.grace + 5*time.Second}
+		Instance: j.instance, Schedule: j.sched.String(), MissedAfter: cosmoslease.ClaimWindow(ranks, j.delay, d), Grace: j.grace + 5*time.Second,
+		TriggerPoll: j.poll}
 	o.CatchUpWindow = j.catchUp
 	o.Overlap = j.overlap
 	// Each occurrence is contended for from its own time, beside earlier ones still waiting or running: the
@@ -234,13 +243,17 @@ func (a *App) cron(c *ucli.Context) error {
 // itself dies, the group dies with it. It returns only once the group is gone, so the run is recorded and the
 // lease released only when nothing the command started still runs.
 func (a *App) execJob(ctx context.Context, j *cronJob, run cosmoslease.Run) error {
-	st := supervise.Run(ctx, supervise.Cmd{Argv: j.argv, Dir: a.Dir, Grace: j.grace, Stdout: a.Stderr, Stderr: a.Stderr,
-		Env: append(os.Environ(),
-			"COSMOSLEASE_OCCURRENCE="+run.Occurrence.UTC().Format(time.RFC3339),
-			"COSMOSLEASE_EPOCH="+strconv.FormatInt(run.Epoch, 10),
-			"COSMOSLEASE_REGION="+run.Region,
-			"COSMOSLEASE_LEASE="+run.Key,
-			"COSMOSLEASE_INSTANCE="+run.Instance)})
+	env := append(os.Environ(),
+		"COSMOSLEASE_OCCURRENCE="+run.Occurrence.UTC().Format(time.RFC3339),
+		"COSMOSLEASE_EPOCH="+strconv.FormatInt(run.Epoch, 10),
+		"COSMOSLEASE_REGION="+run.Region,
+		"COSMOSLEASE_LEASE="+run.Key,
+		"COSMOSLEASE_INSTANCE="+run.Instance)
+	if run.Manual {
+		// A manual run (cosmoslease trigger): COSMOSLEASE_OCCURRENCE is when it was asked for.
+		env = append(env, "COSMOSLEASE_MANUAL=1", "COSMOSLEASE_TRIGGERED_BY="+run.TriggeredBy)
+	}
+	st := supervise.Run(ctx, supervise.Cmd{Argv: j.argv, Dir: a.Dir, Grace: j.grace, Stdout: a.Stderr, Stderr: a.Stderr, Env: env})
 	if st.Code >= 0 {
 		run.SetExitCode(st.Code)
 	}
@@ -317,10 +330,19 @@ func (r *cronReporter) occurrence(res cosmoslease.RunResult, err error) {
 		if res.Record.CaughtUp && status != cosmoslease.RunSkipped {
 			ev["caughtUp"] = true
 		}
+		if res.Record.Manual {
+			ev["manual"], ev["triggeredBy"], ev["record"] = true, res.Record.TriggeredBy, res.Record.ID
+		}
+		if res.Record.Cause != "" {
+			ev["cause"] = res.Record.Cause
+		}
 		writeJSONLine(r.w, ev)
 		return
 	}
 	line := res.Occurrence.UTC().Format(time.RFC3339) + "  " + status
+	if res.Record.Manual {
+		line = res.Occurrence.UTC().Format(time.RFC3339) + "  manual (triggered by " + res.Record.TriggeredBy + ")  " + status
+	}
 	if res.Record.CaughtUp && status != cosmoslease.RunSkipped {
 		line += " (caught up)"
 	}

@@ -101,7 +101,7 @@ func checkDeployedZip(t *testing.T, logPath, app, marker string) {
 		}
 	}
 	sort.Strings(names)
-	if strings.Join(names, ",") != "LeaseStatus/function.json,LeaseTimer/function.json,host.json,leasehandler" {
+	if strings.Join(names, ",") != "LeaseStatus/function.json,LeaseTimer/function.json,LeaseTrigger/function.json,host.json,leasehandler" {
 		t.Fatalf("%s got a zip holding %v", app, names)
 	}
 }

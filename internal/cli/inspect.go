@@ -56,6 +56,8 @@ type leaseJSON struct {
 	Metadata    map[string]string `json:"metadata,omitempty"`
 	Problem     string            `json:"problem,omitempty"`
 	Sample      bool              `json:"sample,omitempty"`
+	// Control is the operator's word on a job (pause, stop, a manual run waiting); absent when there is none.
+	Control *cosmoslease.Control `json:"control,omitempty"`
 }
 
 func toJSON(s cosmoslease.State) leaseJSON {
@@ -67,7 +69,33 @@ func toJSON(s cosmoslease.State) leaseJSON {
 		Epoch: s.Epoch, LeaseID: s.LeaseID, Renewals: s.Renewals, AcquiredAt: leasedoc.FormatTime(s.AcquiredAt),
 		RenewedAt: leasedoc.FormatTime(s.RenewedAt), ExpiresAt: leasedoc.FormatTime(s.ExpiresAt),
 		ReleasedAt: leasedoc.FormatTime(s.ReleasedAt), ExpiresInMs: s.ExpiresIn.Milliseconds(),
-		DurationMs: s.Duration.Milliseconds(), ETag: s.ETag, Metadata: s.Metadata, Problem: s.Problem, Sample: s.Sample}
+		DurationMs: s.Duration.Milliseconds(), ETag: s.ETag, Metadata: s.Metadata, Problem: s.Problem, Sample: s.Sample, Control: controlOf(s)}
+}
+
+// controlOf is a lease's control for the JSON, nil when there is none.
+func controlOf(s cosmoslease.State) *cosmoslease.Control {
+	if c := s.Control; c.Paused != nil || c.Stop != nil || c.Trigger != nil {
+		return &c
+	}
+	return nil
+}
+
+// controlLines says what the operator's controls of a job are: paused, a stop order, a manual run waiting.
+func controlLines(s cosmoslease.State) []string {
+	var out []string
+	c := s.Control
+	if p := c.Paused; p != nil {
+		out = append(out, fmt.Sprintf("%s: PAUSED by %s at %s%s: its occurrences are recorded skipped (paused); cosmoslease resume --lease %s ends it",
+			s.Key, dash(p.By), p.At.UTC().Format(tableTime), reasonText(p.Reason), s.Key))
+	}
+	if st := c.Stop; st != nil {
+		out = append(out, fmt.Sprintf("%s: the holding at epoch %d was told to stop by %s at %s (pause --stop)", s.Key, st.Epoch, dash(st.By), st.At.UTC().Format(tableTime)))
+	}
+	if t := c.Trigger; t != nil {
+		out = append(out, fmt.Sprintf("%s: a manual run asked for by %s at %s waits to be claimed (record %s)", s.Key, dash(t.By), t.At.UTC().Format(tableTime),
+			cosmoslease.ManualRunID(s.Key, t.ID)))
+	}
+	return out
 }
 
 func (a *App) inspect(c *ucli.Context) error {
@@ -276,6 +304,7 @@ type runsView struct {
 	schedule string
 	window   time.Duration // the claim window the newest record gives (MissedAfterMs)
 	filtered bool
+	state    cosmoslease.State // the lease, for its controls (paused, a manual run waiting)
 }
 
 // readRuns reads a lease's newest records (one single-partition query) and works out its rows.
@@ -286,6 +315,9 @@ func (a *App) readRuns(c *ucli.Context, client *cosmoslease.Client, key string) 
 		return runsView{}, err
 	}
 	v := runsView{key: key, records: recs}
+	if v.state, err = client.Inspect(c.Context, key); err != nil {
+		return runsView{}, err
+	}
 	v.missed, v.schedule, v.window = a.missed(recs, limit)
 	for _, r := range recs {
 		v.rows = append(v.rows, recordRow(r))
@@ -348,10 +380,22 @@ func (r runRow) took() (time.Duration, bool) {
 // when the record carries no window.
 func (r runRow) pastDue() (bool, bool) {
 	late, ok := r.late()
-	if !ok || r.rec.MissedAfterMs <= 0 {
+	if !ok || r.rec.MissedAfterMs <= 0 || r.rec.Manual {
 		return false, false
 	}
 	return late > time.Duration(r.rec.MissedAfterMs)*time.Millisecond, true
+}
+
+// status is the record's status, marked for a manual run and for an occurrence skipped because the job was
+// paused, so that both stand out from the schedule's own runs.
+func (r runRow) status() string {
+	switch {
+	case r.rec.Manual:
+		return r.rec.Status + " (manual)"
+	case r.rec.Cause == "paused":
+		return r.rec.Status + " (paused)"
+	}
+	return r.rec.Status
 }
 
 // note is the first line of the error, or the reason a record gives.
@@ -361,6 +405,9 @@ func (r runRow) note() string {
 		s = r.rec.Reason
 	}
 	first, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
+	if r.rec.Manual && r.rec.Error != "" {
+		first = "manual run by " + dash(r.rec.TriggeredBy) + ": " + first
+	}
 	return first
 }
 
@@ -395,6 +442,9 @@ const tableTime = "2006-01-02 15:04:05Z"
 
 // print writes the lease's runs table, then what the missed-occurrence check covered.
 func (v runsView) print(w io.Writer, limit int) error {
+	for _, l := range controlLines(v.state) {
+		fmt.Fprintln(w, l+".")
+	}
 	fmt.Fprintf(w, "Runs of lease %s, newest first (the %d newest records; --limit N for more):\n", v.key, limit)
 	if len(v.rows) == 0 {
 		fmt.Fprintln(w, "  none of the records read is of this owner or instance.")
@@ -424,7 +474,7 @@ func (v runsView) print(w io.Writer, limit int) error {
 			pastDue = "caught up" // the newest missed occurrence, run late after an outage (--catch-up-window)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.rec.Occurrence.UTC().Format(tableTime), dash(r.rec.Region),
-			dash(r.rec.Instance), epoch, r.rec.Status, late, took, exit, pastDue, dash(clip(r.note(), 80)))
+			dash(r.rec.Instance), epoch, r.status(), late, took, exit, pastDue, dash(clip(r.note(), 80)))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -587,6 +637,9 @@ func printTable(w io.Writer, states, all []cosmoslease.State) {
 	}
 	tw.Flush()
 	for _, s := range states {
+		for _, l := range controlLines(s) {
+			fmt.Fprintf(w, "\n%s\n", l)
+		}
 		switch {
 		case s.Problem != "":
 			fmt.Fprintf(w, "\n%s: %s\n", s.Key, s.Problem)

@@ -49,7 +49,7 @@ func TestDeployCommandJobs(t *testing.T) {
 	args := []string{"deploy", "--job", "Export=0 0 2 * * *", "--job", "Rollup=0 0 9,17 * * Mon-Fri", "--include", "jobs", "--",
 		"jobs/export.sh", "--full", "two words", "it's"}
 	r := h.run(args...)
-	r.expect(t, ExitOK, "the functions Export, LeaseStatus, LeaseTimer, Rollup.", "[3/3] eastus: func-abc123-0 answers")
+	r.expect(t, ExitOK, "the functions Export, LeaseStatus, LeaseTimer, LeaseTrigger, Rollup.", "[3/3] eastus: func-abc123-0 answers")
 	r.noKey(t)
 	command := `jobs/export.sh --full 'two words' 'it'\''s'`
 	if argv, err := leasehandler.SplitCommand(command); err != nil || strings.Join(argv, "|") != "jobs/export.sh|--full|two words|it's" {
@@ -95,7 +95,7 @@ func TestDeployCommandJobs(t *testing.T) {
 			t.Fatalf("jobs/export.sh is %v in the zip, want 0755", f.Mode().Perm())
 		}
 	}
-	if got := strings.Join(names, ","); got != "Export/function.json,LeaseStatus/function.json,LeaseTimer/function.json,Rollup/function.json,host.json,jobs/export.sh,leasehandler" {
+	if got := strings.Join(names, ","); got != "Export/function.json,LeaseStatus/function.json,LeaseTimer/function.json,LeaseTrigger/function.json,Rollup/function.json,host.json,jobs/export.sh,leasehandler" {
 		t.Fatalf("the zip holds %s", got)
 	}
 
@@ -135,7 +135,7 @@ func TestDeployCommandJobs(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = h.run("package", "--jobs", "jobs.json")
-	r.expect(t, ExitOK, "the functions Export, LeaseStatus, LeaseTimer, Report.")
+	r.expect(t, ExitOK, "the functions Export, LeaseStatus, LeaseTimer, LeaseTrigger, Report.")
 	for _, l := range []string{filepath.Join(h.dir, "dist", "functionapp-linux-amd64.zip"), "'LeaseJobs__Export__Command=scripts/a.sh --full'",
 		"LeaseJobs__Export__RetryAbandoned=true", "LeaseJobs__Report__FailoverDelay=00:00:05", "LeaseJobs__Report__LeaseKey=reports",
 		"'LeaseJobs__Report__Schedule=0 30 6 * * *'", "LeaseJobs__Report__TimeZone=Europe/Berlin"} {

@@ -671,8 +671,8 @@ func TestSetupThroughputAndCost(t *testing.T) {
 			[]string{"throughput      autoscale on the lease container, 100 to 1,000 RU/s in every region; free tier (the subscription's one free-tier account",
 				"Estimated monthly cost at list prices (US dollars, East US, pay-as-you-go, as of " + pricesDate,
 				"Cosmos DB             $0.00  autoscale up to 1,000 RU/s, billed from 100 RU/s × 3 regions, less the free tier's 1,000 RU/s",
-				"Function Apps         $0.00  43,800 occurrences of \"0 */1 * * * *\" × 3 regions: 131,400 executions, about 65,700 GB-s with every region healthy",
-				"total               < $0.01  a month with every region healthy; Function Apps $9.93 a month with the preferred region down all month (about 481,800 GB-s"}},
+				"Function Apps         $0.82  43,800 occurrences of \"0 */1 * * * *\" and 43,800 LeaseTrigger ticks × 3 regions: 262,800 executions, about 131,400 GB-s with every region healthy",
+				"total                 $0.82  a month with every region healthy; Function Apps $11.07 a month with the preferred region down all month (about 525,600 GB-s"}},
 		{"without the free tier", []string{"--free-tier=false"}, nil, "throughput=0 autoscaleMaxThroughput=1000 enableFreeTier=false",
 			[]string{"Cosmos DB            $26.28  autoscale up to 1,000 RU/s, billed from 100 RU/s × 3 regions\n"}},
 		{"the free tier taken by another account", nil, []string{"AZ_STUB_FREE_TIER_ACCOUNT=cosmos-shop"}, "enableFreeTier=false",
@@ -682,7 +682,7 @@ func TestSetupThroughputAndCost(t *testing.T) {
 		{"a larger autoscale maximum", []string{"--autoscale-max", "4000"}, nil, "throughput=0 autoscaleMaxThroughput=4000 enableFreeTier=true",
 			[]string{"Cosmos DB            $17.52  autoscale up to 4,000 RU/s, billed from 400 RU/s × 3 regions, less the free tier's 1,000 RU/s"}},
 		{"an hourly schedule and an always-ready instance", []string{"--schedule", "0 0 * * * *", "--always-ready", "1"}, nil, "leaseTimerSchedule=0\\ 0\\ \\*\\ \\*\\ \\*\\ \\*",
-			[]string{"730 occurrences of \"0 0 * * * *\" × 3 regions", "Always ready         $15.77  1 instance(s) of 0.5 GB × 3 regions, billed every second: 3,942,000 GB-s",
+			[]string{"730 occurrences of \"0 0 * * * *\" and 43,800 LeaseTrigger ticks × 3 regions", "Always ready         $15.77  1 instance(s) of 0.5 GB × 3 regions, billed every second: 3,942,000 GB-s",
 				"The always-ready and blob storage rates were not checked against Microsoft's pricing page"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

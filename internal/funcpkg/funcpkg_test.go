@@ -84,10 +84,10 @@ func TestPackageLayout(t *testing.T) {
 			t.Fatal(err)
 		}
 		files := zipFiles(t, zipPath)
-		if got, want := names(files), "LeaseStatus/function.json,LeaseTimer/function.json,host.json,"+tg.Exe(); got != want {
+		if got, want := names(files), "LeaseStatus/function.json,LeaseTimer/function.json,LeaseTrigger/function.json,host.json,"+tg.Exe(); got != want {
 			t.Fatalf("%s holds %v, want %v", filepath.Base(zipPath), got, want)
 		}
-		if strings.Join(functions, ",") != "LeaseStatus,LeaseTimer" {
+		if strings.Join(functions, ",") != "LeaseStatus,LeaseTimer,LeaseTrigger" {
 			t.Fatalf("functions %v", functions)
 		}
 		var host struct {
@@ -123,7 +123,7 @@ func TestPackageLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	built, _ := os.ReadFile(filepath.Join(out, Linux.Name()+".zip"))
-	if packaged, err := os.ReadFile(zipPath); err != nil || !bytes.Equal(packaged, built) || strings.Join(functions, ",") != "LeaseStatus,LeaseTimer" {
+	if packaged, err := os.ReadFile(zipPath); err != nil || !bytes.Equal(packaged, built) || strings.Join(functions, ",") != "LeaseStatus,LeaseTimer,LeaseTrigger" {
 		t.Fatalf("Package around Build's executable: %v, functions %v, same zip %v", err, functions, bytes.Equal(packaged, built))
 	}
 	if leftover, _ := filepath.Glob(filepath.Join(again, ".handler-*")); len(leftover) > 0 {
@@ -169,10 +169,10 @@ func TestPackageCommandJobsAndAppFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	files := zipFiles(t, zipPath)
-	if got := names(files); got != "Export/function.json,LeaseStatus/function.json,LeaseTimer/function.json,host.json,jobs/export.sh,jobs/query.sql,leasehandler" {
+	if got := names(files); got != "Export/function.json,LeaseStatus/function.json,LeaseTimer/function.json,LeaseTrigger/function.json,host.json,jobs/export.sh,jobs/query.sql,leasehandler" {
 		t.Fatalf("the zip holds %s", got)
 	}
-	if strings.Join(functions, ",") != "Export,LeaseStatus,LeaseTimer" {
+	if strings.Join(functions, ",") != "Export,LeaseStatus,LeaseTimer,LeaseTrigger" {
 		t.Fatalf("functions %v", functions)
 	}
 	if s := schedule(t, files["Export/function.json"]); s != "%LeaseJobs:Export:Schedule%" {
@@ -222,7 +222,7 @@ func TestPackageAUsersHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 	files := zipFiles(t, zipPath)
-	if got := names(files); got != "LeaseStatus/function.json,NightlyReport/function.json,Rollup/function.json,host.json,leasehandler" {
+	if got := names(files); got != "LeaseStatus/function.json,LeaseTrigger/function.json,NightlyReport/function.json,Rollup/function.json,host.json,leasehandler" {
 		t.Fatalf("the zip holds %s", got)
 	}
 	if a, b := schedule(t, files["NightlyReport/function.json"]), schedule(t, files["Rollup/function.json"]); a != "0 0 2 * * *" || b != "%LeaseJobs:Rollup:Schedule%" {

@@ -149,14 +149,21 @@ type Reply struct {
 	HTTPStatus       int
 	Logs             []string
 	Result           Result
+	// Return is the ReturnValue as the handler wrote it (for functions whose answer is not a Result).
+	Return json.RawMessage
 	// Err is set when there was no answer (the process is dead, or the answer is not the protocol's).
 	Err error
 }
 
 // Timer invokes LeaseTimer with body, as the host does.
 func (h *Handler) Timer(ctx context.Context, body []byte) Reply {
+	return h.Invoke(ctx, "LeaseTimer", body)
+}
+
+// Invoke invokes the function fn with body, as the host does.
+func (h *Handler) Invoke(ctx context.Context, fn string, body []byte) Reply {
 	r := Reply{Region: h.Region, Instance: h.Instance}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://127.0.0.1:"+strconv.Itoa(h.port)+"/LeaseTimer", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://127.0.0.1:"+strconv.Itoa(h.port)+"/"+fn, bytes.NewReader(body))
 	if err != nil {
 		r.Err = err
 		return r
@@ -180,6 +187,7 @@ func (h *Handler) Timer(ctx context.Context, body []byte) Reply {
 		r.Err = fmt.Errorf("answer %d %s is not {Outputs, Logs, ReturnValue}", resp.StatusCode, b)
 		return r
 	}
+	r.Return = raw["ReturnValue"]
 	if err := errors.Join(json.Unmarshal(raw["Logs"], &r.Logs), json.Unmarshal(raw["ReturnValue"], &r.Result)); err != nil {
 		r.Err = fmt.Errorf("answer %s: %v", b, err)
 	}

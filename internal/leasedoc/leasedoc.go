@@ -145,6 +145,9 @@ type Doc struct {
 	// Job is the state of the scheduled work elected through this lease (pkg/cosmoslease's occurrence
 	// election), kept as JSON this package does not read: absent for a lease that is only a lease.
 	Job json.RawMessage `json:"-"`
+	// Control is the operator's word on the job (pause, stop, trigger: pkg/cosmoslease's control.go), written by
+	// operators beside the holder's fields and carried unchanged by every holder's write.
+	Control json.RawMessage `json:"-"`
 
 	ETag string `json:"-"`
 	TS   int64  `json:"-"`
@@ -167,6 +170,7 @@ type wire struct {
 	Released        bool            `json:"released"`
 	LeaseDurationMs int64           `json:"leaseDurationMs"`
 	Job             json.RawMessage `json:"job,omitempty"`
+	Control         json.RawMessage `json:"control,omitempty"`
 	ETag            string          `json:"_etag,omitempty"`
 	TS              int64           `json:"_ts,omitempty"`
 }
@@ -205,7 +209,7 @@ func Encode(d *Doc, pkProperty string) ([]byte, error) {
 		AcquiredAt: FormatTime(d.AcquiredAt), ExpiresAt: FormatTime(d.ExpiresAt),
 		RenewedAt: FormatTime(d.RenewedAt), ReleasedAt: FormatTime(d.ReleasedAt),
 		Metadata: d.Metadata, Epoch: &epoch, Renewals: d.Renewals, Released: d.Released,
-		LeaseDurationMs: d.Duration.Milliseconds(), Job: d.Job,
+		LeaseDurationMs: d.Duration.Milliseconds(), Job: d.Job, Control: d.Control,
 	}
 	b, err := json.Marshal(w)
 	if err != nil || pkProperty == "" || pkProperty == "leaseKey" || pkProperty == "id" {
@@ -279,7 +283,7 @@ func Decode(b []byte, wantID string) (*Doc, error) {
 		ID: w.ID, LeaseKey: w.LeaseKey, LeaseID: w.LeaseID, OwnerID: w.OwnerID, Metadata: w.Metadata,
 		Epoch: *w.Epoch, Renewals: w.Renewals, Released: w.Released,
 		Duration: time.Duration(w.LeaseDurationMs) * time.Millisecond, ETag: w.ETag, TS: w.TS, Sample: sample,
-		Job: w.Job,
+		Job: w.Job, Control: w.Control,
 	}
 	for _, f := range []struct {
 		name string

@@ -292,6 +292,11 @@ func (c *Client) state(key string, o observation, now time.Time) State {
 		s.Epoch, s.Renewals, s.Released, s.Duration, s.Sample = d.Epoch, d.Renewals, d.Released, d.Duration, d.Sample
 		s.AcquiredAt, s.RenewedAt, s.ExpiresAt, s.ReleasedAt = d.AcquiredAt, d.RenewedAt, d.ExpiresAt, d.ReleasedAt
 		s.Metadata = maps.Clone(d.Metadata.Extra) // the caller may edit it; documents are shared with renewals
+		if ctl, err := decodeControl(d); err != nil && s.Problem == "" {
+			s.Problem = err.Error()
+		} else {
+			s.Control = ctl
+		}
 	}
 	return s
 }
@@ -604,6 +609,7 @@ func (c *Client) newHolderDoc(key, id string, prev *leasedoc.Doc, extra map[stri
 		Metadata: leasedoc.Metadata{InstanceID: c.opts.OwnerID, Region: c.opts.Region, Hostname: c.opts.Hostname,
 			StartTime: now, Extra: withExtra(c.opts.Metadata, extra)},
 		Epoch: epoch, Duration: c.opts.LeaseDuration,
+		Control: carriedControl(prev), // the operator's word stays; a stop order named an earlier holding
 	}
 }
 

@@ -104,7 +104,7 @@ func (j jobState) decided(t time.Time) bool { return !j.Cursor.IsZero() && !j.Cu
 
 // runOf is the record of the cursor occurrence when the cursor is t.
 func (j jobState) runOf(t time.Time) *RunRecord {
-	if j.Run != nil && j.Cursor.Equal(t) && j.Run.Occurrence.Equal(t) {
+	if j.Run != nil && !j.Run.Manual && j.Cursor.Equal(t) && j.Run.Occurrence.Equal(t) {
 		r := *j.Run
 		return &r
 	}

@@ -312,6 +312,15 @@ func (l *Lease) reconcile(ctx context.Context, release bool, limit time.Time) (b
 	}
 	renewed := doc.Renewals == mine.Renewals+1 && !doc.Released
 	releasedByUs := doc.Renewals == mine.Renewals && doc.Released
+	if !renewed && !releasedByUs && obs.etag != mine.ETag && operatorEdit(doc, mine) {
+		// An operator's write (control.go) over our newest version: nothing of ours changed, only the control. It
+		// becomes the version our next write expects; validity still counts from our last confirmed write.
+		adopted := *doc
+		adopted.ETag = obs.etag
+		l.doc = &adopted
+		l.mu.Unlock()
+		return l.obeyStop(&adopted, release)
+	}
 	if !renewed && !releasedByUs {
 		l.mu.Unlock()
 		if doc.Renewals <= mine.Renewals {
@@ -334,6 +343,19 @@ func (l *Lease) reconcile(ctx context.Context, release bool, limit time.Time) (b
 			return false, nil
 		}
 		return false, ErrReleased
+	}
+	return l.obeyStop(&adopted, release)
+}
+
+// obeyStop ends a renewing lease whose adopted document carries a stop order naming it (Client.Pause with Stop):
+// lost, as on a takeover, so that its work stops; the release that follows is written on the adopted version.
+// Otherwise the write goes on.
+func (l *Lease) obeyStop(doc *leasedoc.Doc, release bool) (bool, error) {
+	if release {
+		return true, nil
+	}
+	if s := stopsHolding(doc, doc.LeaseID); s != nil {
+		return false, l.lose(lossStopped, fmt.Sprintf("stopped by %s at %s (pause --stop)", dashIfEmpty(s.By), s.At.UTC().Format(time.RFC3339)))
 	}
 	return true, nil
 }

@@ -46,6 +46,7 @@ const (
 	lossSuperseded = "superseded" // another holder's document, or ours at a version none of our writes made
 	lossDeleted    = "deleted"    // the document, or its container, was deleted
 	lossInvalid    = "invalid"    // the document was overwritten with one that is not a lease
+	lossStopped    = "stopped"    // an operator stopped the holding (Client.Pause with Stop)
 )
 
 // Bucket boundaries: seconds for latencies (OpenTelemetry's advice for request durations, up to the 10 s of
@@ -81,7 +82,9 @@ type instruments struct {
 	// lastSuccess: when this process last finished an occurrence's work successfully, per key (Kubernetes
 	// CronJob's lastSuccessfulTime): the gauge to alert on when a job has not succeeded for too long.
 	lastSuccess metric.Float64ObservableGauge // cosmoslease.occurrence.last_success.timestamp
-	now         func() time.Time
+	// paused: 1 while the job's lease document, as this process last read it, says the job is paused (control.go).
+	paused metric.Int64ObservableGauge // cosmoslease.job.paused
+	now    func() time.Time
 
 	base       []attribute.KeyValue // cosmoslease.owner, cloud.region
 	db         []attribute.KeyValue // db.system.name, db.namespace, db.collection.name
@@ -104,6 +107,9 @@ type keyMetrics struct {
 	// lastSuccess is when this process last finished an occurrence of the key successfully; zero before.
 	// Guarded by instruments.mu.
 	lastSuccess time.Time
+	// paused: the job was paused at this process's last read of its lease document (1), or not (0); -1 before it
+	// read one as a job's. Guarded by instruments.mu.
+	paused int64
 }
 
 // requestOptions are the attribute sets of one request kind and outcome.
@@ -194,7 +200,10 @@ func newInstruments(o Options, now func() time.Time) *instruments {
 	ins.lastSuccess, err = m.Float64ObservableGauge("cosmoslease.occurrence.last_success.timestamp", metric.WithUnit("s"),
 		metric.WithDescription("When this process last finished an occurrence's work successfully (Unix time), as Kubernetes CronJob's lastSuccessfulTime; absent before"))
 	check(err)
-	reg, err := m.RegisterCallback(ins.observe, ins.held, ins.epoch, ins.lastSuccess)
+	ins.paused, err = m.Int64ObservableGauge("cosmoslease.job.paused", metric.WithUnit("{job}"),
+		metric.WithDescription("1 while the job is paused (cosmoslease pause), 0 while it is not, as this process last read its lease document; absent before it read it"))
+	check(err)
+	reg, err := m.RegisterCallback(ins.observe, ins.held, ins.epoch, ins.lastSuccess, ins.paused)
 	check(err)
 	ins.callback = reg
 	if len(errs) > 0 {
@@ -214,6 +223,9 @@ func (ins *instruments) fillNil() {
 	}
 	if ins.lastSuccess == nil {
 		ins.lastSuccess, _ = n.Float64ObservableGauge("")
+	}
+	if ins.paused == nil {
+		ins.paused, _ = n.Int64ObservableGauge("")
 	}
 	for _, c := range []*metric.Int64Counter{&ins.acquisitions, &ins.losses, &ins.refusals, &ins.occurrenceRuns, &ins.occurrenceMissed} {
 		if *c == nil {
@@ -246,7 +258,7 @@ func (ins *instruments) keyed(key string) *keyMetrics {
 	opt := metric.WithAttributeSet(attribute.NewSet(attrs...))
 	ok := metric.WithAttributeSet(attribute.NewSet(append(slices.Clone(attrs), attrOutcome.String("ok"))...))
 	m := &keyMetrics{key: key, attrs: attrs, add: []metric.AddOption{opt}, record: []metric.RecordOption{opt},
-		observe: []metric.ObserveOption{opt}, renewOK: []metric.RecordOption{ok}}
+		observe: []metric.ObserveOption{opt}, renewOK: []metric.RecordOption{ok}, paused: -1}
 	ins.keys[key] = m
 	return m
 }
@@ -333,6 +345,17 @@ func (ins *instruments) failedOver(ctx context.Context, m *keyMetrics, delay tim
 	ins.failoverDelay.Record(ctx, delay.Seconds(), m.record...)
 }
 
+// sawControl notes whether the job of m's key was paused at this process's latest read of its lease document.
+func (ins *instruments) sawControl(m *keyMetrics, ctl Control) {
+	v := int64(0)
+	if ctl.Paused != nil {
+		v = 1
+	}
+	ins.mu.Lock()
+	m.paused = v
+	ins.mu.Unlock()
+}
+
 // observe reports the gauges: for every key this client contended for, whether it holds it now (judged by the
 // lease's deadline at this moment, not by the last renewal's outcome), the epoch it holds, and when it last
 // finished an occurrence successfully.
@@ -342,13 +365,17 @@ func (ins *instruments) observe(_ context.Context, o metric.Observer) error {
 		m       *keyMetrics
 		l       *Lease
 		success time.Time
+		paused  int64
 	}
 	entries := make([]entry, 0, len(ins.keys))
 	for _, m := range ins.keys {
-		entries = append(entries, entry{m, m.lease, m.lastSuccess})
+		entries = append(entries, entry{m, m.lease, m.lastSuccess, m.paused})
 	}
 	ins.mu.Unlock()
 	for _, e := range entries {
+		if e.paused >= 0 {
+			o.ObserveInt64(ins.paused, e.paused, e.m.observe...)
+		}
 		if !e.success.IsZero() {
 			o.ObserveFloat64(ins.lastSuccess, float64(e.success.UnixNano())/1e9, e.m.observe...)
 		}

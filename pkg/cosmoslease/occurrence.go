@@ -128,6 +128,10 @@ type RunOptions struct {
 	// Overlap is what an occurrence that comes due while the previous occurrence's run is going does (see
 	// OverlapWait, the default, and OverlapSkip; ParseOverlap reads them).
 	Overlap string
+	// TriggerPoll, when above zero, is how often RunSchedule reads the lease document between occurrences for a
+	// manual run asked for with Client.Trigger (one point read each, skipped when an occurrence's contender read
+	// the document within that time); zero never looks, so triggers are not served. RunOnce ignores it.
+	TriggerPoll time.Duration
 }
 
 // Overlap policies (RunOptions.Overlap). Two occurrences' work never runs side by side under either.
@@ -226,6 +230,9 @@ type Run struct {
 	CaughtUp bool
 	// Retry is set when this runs an abandoned occurrence again (RunOptions.RetryAbandoned).
 	Retry bool
+	// Manual is set for a manual run (Client.Trigger): Occurrence is then when it was asked for, by TriggeredBy.
+	Manual      bool
+	TriggeredBy string
 
 	out *runOutcome
 }
@@ -394,6 +401,11 @@ type election struct {
 	failing time.Time
 	lastErr error
 	warned  time.Time
+
+	// manual is the trigger this election is for (Client.RunTrigger), nil for an occurrence; seenAt is when this
+	// contender first saw it, from which its rank's delay counts.
+	manual *Trigger
+	seenAt time.Time
 }
 
 // run is steps 1 to 5, repeated after a re-run of an abandoned occurrence.
@@ -419,10 +431,21 @@ func (e *election) run(ctx context.Context) (RunResult, error) {
 			return e.res, err
 		}
 		_, e.absent = job.Absent[NormalizeRegion(c.opts.Region)]
+		ctl, err := decodeControl(obs.doc)
+		if err != nil {
+			return e.res, err
+		}
+		c.m.sawControl(c.m.keyed(e.key), ctl)
 		// A claim this call sent whose answer never came, now seen applied: its lease is ours to take (claim adopts
 		// it), whatever the document says of the occurrence, since it is this call's own decision.
 		if _, mine := c.ours(e.key, obs.doc, &claimSpec{owner: e}); !mine {
-			now, done, res, err := e.turn(ctx, obs, job)
+			turn := e.turn
+			if e.manual != nil {
+				turn = func(ctx context.Context, obs observation, job jobState) (bool, bool, RunResult, error) {
+					return e.triggerTurn(ctx, obs, job, ctl)
+				}
+			}
+			now, done, res, err := turn(ctx, obs, job)
 			if done {
 				return res, err
 			}
@@ -721,6 +744,7 @@ type claimPlan struct {
 	prevSettle []RunRecord
 	prevBusy   time.Time // the replaced document's Busy, restored with prevRun
 	legacy     bool      // the replaced document had no job state: the occurrence's record must be read first
+	paused     bool      // the job is paused: the occurrence is recorded skipped, and its work does not run
 	missed     []time.Time
 	nMissed    int
 }
@@ -733,11 +757,15 @@ func (e *election) prepare(prev, next *leasedoc.Doc) (claimPlan, error) {
 	if err != nil {
 		return claimPlan{}, err
 	}
-	if pj.decided(e.t) {
+	if e.manual == nil && pj.decided(e.t) {
 		return claimPlan{}, errDecided
 	}
+	ctl, err := decodeControl(prev)
+	if err != nil {
+		return claimPlan{}, err
+	}
 	now := c.clock.Now().UTC()
-	plan := claimPlan{prev: prev, legacy: prev != nil && pj.Cursor.IsZero()}
+	plan := claimPlan{prev: prev, legacy: prev != nil && pj.Cursor.IsZero() && e.manual == nil}
 	nj := pj.clone()
 	nj.Recorded = false
 	me := NormalizeRegion(c.opts.Region)
@@ -750,7 +778,10 @@ func (e *election) prepare(prev, next *leasedoc.Doc) (claimPlan, error) {
 	case pj.Run != nil && !pj.Recorded:
 		nj.Pending = append(nj.Pending, *pj.Run)
 	}
-	if pj.unfinished() && o.RetryAbandoned && !pj.Run.Retried && !c.tooOld(pj.Cursor, o) {
+	if e.manual != nil {
+		return e.prepareManual(plan, nj, ctl, tmpl, next)
+	}
+	if pj.unfinished() && o.RetryAbandoned && !pj.Run.Retried && !pj.Run.Manual && ctl.Paused == nil && !c.tooOld(pj.Cursor, o) {
 		// Run the abandoned occurrence again first (unless its record shows it finished after all): the cursor stays.
 		plan.retry = true
 		r := *pj.Run
@@ -820,6 +851,11 @@ func (e *election) prepare(prev, next *leasedoc.Doc) (claimPlan, error) {
 	if catchingUp {
 		run.PastDue, run.CaughtUp = true, true
 		run.Reason = fmt.Sprintf("caught up: every region let its claim window (%s) pass; run late by the first contender back (catch-up window %s)", o.MissedAfter, o.CatchUpWindow)
+	}
+	if ctl.Paused != nil {
+		// Paused: the occurrence is decided as any other, by this claim, and recorded skipped; its work does not run.
+		run.Status, run.Cause, run.Reason, run.FinishedAt = RunSkipped, causePaused, pausedReason(ctl.Paused), now
+		plan.paused = true
 	}
 	nj.Cursor, nj.Run, nj.First = e.t, &run, nil
 	next.Job = nj.encode()
@@ -904,6 +940,9 @@ func (h *runHolding) hold(ctx context.Context, e *election) (RunResult, bool, er
 			h.release(ctx)
 			return c.skipped(res, rec, ""), false, nil
 		}
+	}
+	if h.plan.paused {
+		return h.recordPaused(ctx, res), false, nil
 	}
 	rec := *h.job.Run
 	r := h.run(ctx, &rec, false)
@@ -1131,7 +1170,7 @@ func (h *runHolding) run(ctx context.Context, rec *RunRecord, retry bool) RunRes
 	res := RunResult{Occurrence: rec.Occurrence, Epoch: lease.Epoch(), Record: *rec}
 	out := &runOutcome{}
 	run := Run{Key: h.key, Occurrence: rec.Occurrence, Epoch: lease.Epoch(), Region: c.opts.Region, Owner: c.opts.OwnerID,
-		Instance: h.o.Instance, PastDue: rec.PastDue, CaughtUp: rec.CaughtUp, Retry: retry, out: out}
+		Instance: h.o.Instance, PastDue: rec.PastDue, CaughtUp: rec.CaughtUp, Retry: retry, Manual: rec.Manual, TriggeredBy: rec.TriggeredBy, out: out}
 	if lerr := lease.Err(); lerr != nil {
 		// The lease ended before the work could start (a process paused, renewals failing): never start it without
 		// the lease. The document names the run "started", so the next holder marks it abandoned (and with
@@ -1152,7 +1191,9 @@ func (h *runHolding) run(ctx context.Context, rec *RunRecord, retry bool) RunRes
 	} else {
 		res.WorkStarted = c.clock.Now()
 		res.FailoverDelay = max(0, res.WorkStarted.Sub(rec.Occurrence))
-		c.m.failedOver(ctx, h.m(), res.FailoverDelay)
+		if !rec.Manual {
+			c.m.failedOver(ctx, h.m(), res.FailoverDelay)
+		}
 		c.log.Info("occurrence claimed; running", "lease", h.key, "occurrence", rec.Occurrence, "epoch", run.Epoch, "retry", retry)
 		done = make(chan error, 1)
 		go func() { done <- h.work(workCtx, run) }()

@@ -99,8 +99,12 @@ type RunRecord struct {
 	Cause string `json:"cause,omitempty"`
 	// Decided is the epoch of the holding that wrote this version of the record. A record is never overwritten by
 	// a write from an earlier holding: a claimer that outlived its lease cannot undo what the next holder decided.
-	Decided int64  `json:"decided,omitempty"`
-	ETag    string `json:"_etag,omitempty"`
+	Decided int64 `json:"decided,omitempty"`
+	// Manual marks a manual run (Client.Trigger): Occurrence is when it was asked for, TriggeredBy by whom, and
+	// its id is ManualRunID. It is no occurrence of the schedule.
+	Manual      bool   `json:"manual,omitempty"`
+	TriggeredBy string `json:"triggeredBy,omitempty"`
+	ETag        string `json:"_etag,omitempty"`
 }
 
 // Last is the newest occurrence the record covers: Through for a range, else Occurrence.
@@ -317,7 +321,10 @@ func MissedOccurrences(recs []RunRecord, next func(time.Time) time.Time, now tim
 	// The window opens at the oldest record written under the schedule of the newest record that names one: a
 	// record of another schedule is from before a schedule change, whose period the current schedule says
 	// nothing about.
-	byTime := slices.Clone(recs)
+	byTime := slices.DeleteFunc(slices.Clone(recs), func(r RunRecord) bool { return r.Manual }) // no occurrences
+	if len(byTime) == 0 {
+		return m
+	}
 	sort.SliceStable(byTime, func(i, j int) bool { return byTime[i].Occurrence.After(byTime[j].Occurrence) })
 	current := ""
 	for _, r := range byTime {

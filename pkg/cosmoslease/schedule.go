@@ -20,6 +20,9 @@ type Schedule interface {
 // election decides them in order. Each call's options are o with Next set to the schedule, and Until to the next
 // occurrence + this contender's delay (its rank in o.Regions, or o.Rank, × FailoverDelay); o.PastDue is ignored.
 //
+// With o.TriggerPoll it also serves manual runs (Client.Trigger, RunTrigger): their results go to report too, with
+// Record.Manual set.
+//
 // report, when not nil, is called with each call's result, one call at a time. An occurrence whose Until has
 // already passed when RunSchedule comes to it (after a suspend or a pause) gets no call: the claim of a later
 // occurrence records it. With o.CatchUpWindow, the newest occurrence already due when it starts, no older than the
@@ -55,6 +58,20 @@ func (c *Client) RunSchedule(ctx context.Context, key string, sched Schedule, o 
 	}
 	var mu sync.Mutex // one report at a time
 	var wg sync.WaitGroup
+	if o.TriggerPoll > 0 {
+		// Manual runs (Client.Trigger), between and beside the occurrences: the lease keeps them apart.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.pollTriggers(ctx, key, o, o.TriggerPoll, work, func(res RunResult, err error) {
+				if report != nil {
+					mu.Lock()
+					report(res, err)
+					mu.Unlock()
+				}
+			})
+		}()
+	}
 	defer func() {
 		wg.Wait()
 		if len(full.Regions) > 0 {

@@ -38,6 +38,10 @@ type State struct {
 	AcquiredAt, RenewedAt, ExpiresAt, ReleasedAt time.Time
 	Metadata                                     map[string]string
 
+	// Control is the operator's word on the job (control.go): paused, a stop order, a manual run waiting. Zero
+	// when there is none, or when the document's control cannot be read (Problem says so then).
+	Control Control
+
 	// Held and ExpiresIn are this observer's judgement: the longest the holder may still hold the lease,
 	// counted on clocks that need no synchronisation (see the package comment).
 	Held      bool

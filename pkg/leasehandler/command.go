@@ -49,6 +49,9 @@ func commandWork(setting, line, dir string, grace func() time.Duration) (WorkFun
 			"COSMOSLEASE_REGION="+run.Region,
 			"COSMOSLEASE_LEASE="+run.Key,
 			"COSMOSLEASE_INSTANCE="+run.Instance)
+		if run.Manual {
+			env = append(env, "COSMOSLEASE_MANUAL=1", "COSMOSLEASE_TRIGGERED_BY="+run.TriggeredBy)
+		}
 		stdout, stderr := &lineWriter{logf: run.Logf}, &lineWriter{logf: run.Logf}
 		st := supervise.Run(ctx, supervise.Cmd{Argv: argv, Dir: dir, Env: env, Stdout: stdout, Stderr: stderr, Grace: grace() / 2})
 		stdout.flush()

@@ -13,7 +13,7 @@ import (
 // COSMOSLEASE_WRITE_FUNCTIONS set, Serve writes them there, lists them and returns. cosmoslease package and
 // deploy do this, and zip the folders with the handler. A job whose schedule is in an app setting binds it as
 // the host can resolve it: LeaseJobs:NAME:Schedule (the host cannot find LeaseJobs__NAME__Schedule by that
-// name).
+// name). LeaseTrigger is the handler's own timer, every minute, that serves manual runs (cosmoslease trigger).
 func Example_functionFolders() {
 	dir, _ := os.MkdirTemp("", "functions")
 	defer os.RemoveAll(dir)
@@ -28,6 +28,7 @@ func Example_functionFolders() {
 	fmt.Print(string(b))
 	// Output:
 	// LeaseStatus
+	// LeaseTrigger
 	// Rollup
 	// {
 	//   "bindings": [

@@ -48,6 +48,14 @@ func timerFunction(schedule string) []byte {
 		Schedule: schedule, RunOnStartup: &no, UseMonitor: &yes}}})
 }
 
+// triggerFunctionJSON is LeaseTrigger's function.json: every minute, unmonitored (no schedule status in storage,
+// no replay of a tick missed while the app was down: the next minute's tick serves the trigger all the same).
+func triggerFunctionJSON() []byte {
+	no := false
+	return marshalFunction(map[string][]functionBinding{"bindings": {{Name: "timer", Type: "timerTrigger", Direction: "in",
+		Schedule: triggerSchedule, RunOnStartup: &no, UseMonitor: &no}}})
+}
+
 // statusFunctionJSON is LeaseStatus's function.json: HTTP GET with the function's key, answered through "res".
 func statusFunctionJSON() []byte {
 	return marshalFunction(map[string][]functionBinding{"bindings": {
@@ -70,7 +78,7 @@ func functionFiles(specs []jobSpec, problems []string) (map[string][]byte, error
 	if len(problems) > 0 {
 		return nil, errors.New(strings.Join(problems, "; "))
 	}
-	files := map[string][]byte{statusFunction: statusFunctionJSON()}
+	files := map[string][]byte{statusFunction: statusFunctionJSON(), triggerFunction: triggerFunctionJSON()}
 	for _, spec := range specs {
 		if spec.err != nil {
 			return nil, fmt.Errorf("job %s: %v", spec.Name, spec.err)

@@ -85,7 +85,7 @@ func newHandler(app *appSettings, appErr error, specs []jobSpec, e environment, 
 
 // routes lists the functions this handler serves: one per job, and LeaseStatus.
 func (h *handler) routes() map[string]http.HandlerFunc {
-	r := map[string]http.HandlerFunc{statusFunction: h.status}
+	r := map[string]http.HandlerFunc{statusFunction: h.status, triggerFunction: h.triggers}
 	for _, j := range h.jobs {
 		r[j.name] = h.timer(j)
 	}
@@ -243,7 +243,7 @@ func (h *handler) timer(j *job) http.HandlerFunc {
 			}
 			iv.logf("occurrence %s: %s in %s on instance %s at epoch %d", run.Occurrence.Format(time.RFC3339), what, run.Region, run.Instance, run.Epoch)
 			return j.work(ctx, Run{Job: j.name, Key: run.Key, Occurrence: run.Occurrence, Region: run.Region, Instance: run.Instance, Epoch: run.Epoch,
-				PastDue: run.PastDue, CaughtUp: run.CaughtUp, Retry: run.Retry, Logf: iv.logf, run: run})
+				PastDue: run.PastDue, CaughtUp: run.CaughtUp, Retry: run.Retry, Manual: run.Manual, TriggeredBy: run.TriggeredBy, Logf: iv.logf, run: run})
 		})
 		if ab := out.Abandoned; ab != nil {
 			iv.logf("occurrence %s was abandoned: %s", ab.Occurrence.UTC().Format(time.RFC3339), ab.Reason)

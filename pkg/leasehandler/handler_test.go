@@ -51,7 +51,7 @@ func TestFunctionFolders(t *testing.T) {
 	if err := writeFunctions(dir, specs, problems, &listed); err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Fields(listed.String()); strings.Join(got, ",") != "Cleanup,LeaseStatus,LeaseTimer,Nightly_Export,Report,Rollup" {
+	if got := strings.Fields(listed.String()); strings.Join(got, ",") != "Cleanup,LeaseStatus,LeaseTimer,LeaseTrigger,Nightly_Export,Report,Rollup" {
 		t.Fatalf("folders written: %v", got)
 	}
 	h := newHandler(nil, errors.New("no app settings in this test"), specs, e, nil)
@@ -60,7 +60,7 @@ func TestFunctionFolders(t *testing.T) {
 		routes = append(routes, name)
 	}
 	sort.Strings(routes)
-	if strings.Join(routes, ",") != "Cleanup,LeaseStatus,LeaseTimer,Nightly_Export,Report,Rollup" {
+	if strings.Join(routes, ",") != "Cleanup,LeaseStatus,LeaseTimer,LeaseTrigger,Nightly_Export,Report,Rollup" {
 		t.Fatalf("routes %v", routes)
 	}
 
@@ -68,6 +68,11 @@ func TestFunctionFolders(t *testing.T) {
 		Name, Type, Direction, Schedule, AuthLevel string
 		RunOnStartup, UseMonitor                   *bool
 		Methods                                    []string
+	}
+	var trigger struct{ Bindings []binding }
+	readJSON(t, filepath.Join(dir, "LeaseTrigger", "function.json"), &trigger)
+	if b := trigger.Bindings; len(b) != 1 || b[0].Type != "timerTrigger" || b[0].Schedule != "0 */1 * * * *" || b[0].UseMonitor == nil || *b[0].UseMonitor {
+		t.Fatalf("LeaseTrigger's bindings: %+v; want an unmonitored timer every minute", b)
 	}
 	for name, want := range map[string]string{"LeaseTimer": "%LeaseTimerSchedule%", "Report": "0 30 6 * * Mon-Fri",
 		"Cleanup": "%CleanupSchedule%", "Rollup": "%LeaseJobs:Rollup:Schedule%", "Nightly_Export": "%LeaseJobs:Nightly_Export:Schedule%"} {

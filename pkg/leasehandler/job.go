@@ -93,6 +93,10 @@ type Run struct {
 	// Retry is true when this runs an occurrence again whose first run was abandoned (its region died
 	// mid-work), for a job with RetryAbandoned. Make such work idempotent.
 	Retry bool
+	// Manual is true for a manual run (cosmoslease trigger): Occurrence is then when it was asked for, by
+	// TriggeredBy.
+	Manual      bool
+	TriggeredBy string
 	// Logf writes a line to the invocation's logs.
 	Logf func(format string, args ...any)
 
@@ -129,6 +133,8 @@ func CheckName(name string) error {
 		return fmt.Errorf("job name %q holds a double underscore, which separates the parts of its settings' names (LeaseJobs__NAME__Schedule): use a single one", name)
 	case strings.EqualFold(name, statusFunction):
 		return fmt.Errorf("job name %q is taken by the handler's status function", name)
+	case strings.EqualFold(name, triggerFunction):
+		return fmt.Errorf("job name %q is taken by the handler's trigger function", name)
 	}
 	return nil
 }

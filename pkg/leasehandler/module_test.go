@@ -38,7 +38,7 @@ func TestExampleIsAHandlerOfAFreshModule(t *testing.T) {
 	list := exec.Command(exe)
 	list.Env = append(os.Environ(), WriteFunctionsEnv+"="+functions)
 	out, err = list.CombinedOutput()
-	if err != nil || strings.Join(strings.Fields(string(out)), ",") != "LeaseStatus,NightlyReport,Rollup" {
+	if err != nil || strings.Join(strings.Fields(string(out)), ",") != "LeaseStatus,LeaseTrigger,NightlyReport,Rollup" {
 		t.Fatalf("the handler's function folders: %v\n%s", err, out)
 	}
 	b, err := os.ReadFile(filepath.Join(functions, "NightlyReport", "function.json"))

@@ -53,6 +53,7 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 			body.Epoch, body.ExpiresInMs, body.Renewals, body.Occurrence = js.Epoch, js.ExpiresInMs, js.Renewals, js.Occurrence
 			body.RecentRuns, body.MissedCount, body.Missed, body.MissedCapped, body.MissedWindow = recent, js.MissedCount, js.Missed, js.MissedCapped, js.MissedWindow
 			body.Cursor, body.Running, body.MissedTotal, body.Overdue, body.Absent = js.Cursor, js.Running, js.MissedTotal, js.Overdue, js.Absent
+			body.Paused, body.Stop, body.Trigger = js.Paused, js.Stop, js.Trigger
 		}
 		body.Jobs = append(body.Jobs, js)
 	}
@@ -77,7 +78,8 @@ func (h *handler) readJob(ctx context.Context, client *cosmoslease.Client, j *jo
 	*js = jobStatus{Name: j.name, Schedule: s.sched.String(), Lease: s.key, State: st.Status(), Owner: st.Owner, Region: st.Region,
 		Instance: st.Hostname, Epoch: st.Epoch, ExpiresInMs: st.ExpiresIn.Milliseconds(), Renewals: st.Renewals,
 		Occurrence: st.Metadata["occurrence"], MissedCount: missed.Count, Missed: missed.Times, MissedCapped: missed.Capped,
-		Running: hist.Running, MissedTotal: hist.MissedTotal, Overdue: hist.Overdue, Absent: hist.Absent}
+		Running: hist.Running, MissedTotal: hist.MissedTotal, Overdue: hist.Overdue, Absent: hist.Absent,
+		Paused: st.Control.Paused, Stop: st.Control.Stop, Trigger: st.Control.Trigger}
 	if !hist.Cursor.IsZero() {
 		js.Cursor = &hist.Cursor
 	}
@@ -130,6 +132,12 @@ type statusBody struct {
 	// Absent are the regions that let an occurrence pass and have not come back, with when: the regions after them
 	// do not wait for them.
 	Absent map[string]time.Time `json:"absent,omitempty"`
+	// Paused is set while the job is paused (cosmoslease pause): who, when and why; its occurrences are recorded
+	// skipped with cause paused. Stop is a stop order for the run in progress (pause --stop); Trigger a manual run
+	// asked for and not yet claimed (cosmoslease trigger). Manual runs are in RecentRuns with manual: true.
+	Paused  *cosmoslease.Pause     `json:"paused,omitempty"`
+	Stop    *cosmoslease.StopOrder `json:"stop,omitempty"`
+	Trigger *cosmoslease.Trigger   `json:"trigger,omitempty"`
 	// Jobs are every job the handler serves, in the order it lists them (Go jobs as registered, then command
 	// jobs by name).
 	Jobs []jobStatus `json:"jobs"`
@@ -159,6 +167,9 @@ type jobStatus struct {
 	MissedTotal  int64                  `json:"missedTotal"`
 	Overdue      []time.Time            `json:"overdue,omitempty"`
 	Absent       map[string]time.Time   `json:"absent,omitempty"`
+	Paused       *cosmoslease.Pause     `json:"paused,omitempty"`
+	Stop         *cosmoslease.StopOrder `json:"stop,omitempty"`
+	Trigger      *cosmoslease.Trigger   `json:"trigger,omitempty"`
 	// Error is why the job cannot run (its settings): each of its invocations fails with it.
 	Error string `json:"error,omitempty"`
 }

@@ -15,7 +15,8 @@ func TestMain(m *testing.M) { os.Exit(cosmostest.Main(m)) }
 // The demo checks its own scenarios (one winner, two exit-3 losers, a takeover after SIGKILL, inspect, a
 // paused holder fenced off with the counter intact, three regions' Functions handlers: the preferred region runs
 // each occurrence, after its SIGKILL the very next occurrence runs in the next region one failover delay late, a
-// new process of it takes the work back, and inspect --runs shows every occurrence run once, none missed; a
+// new process of it takes the work back, and inspect --runs shows every occurrence run once, none missed; a pause
+// that every region obeys, a manual run while paused that runs once in eastus, a resume; a
 // job under `run -- COMMAND` whose standby starts only once the killed holder's job and its child are gone);
 // this runs it as `make demo` does, so the README's first command keeps working.
 func TestDemo(t *testing.T) {
@@ -41,6 +42,8 @@ func TestDemo(t *testing.T) {
 		"Cosmos DB refused us-east-1's write, and it stopped (exit code 4)", "no increment from the paused holder was applied",
 		"The very next occurrence", "ran in westeurope", "eastus-2 executed occurrence", "No occurrence of \"*/3 * * * * *\" missed",
 		"ran once: eastus until it was killed, westeurope from the very next occurrence, eastus\n  again from its return; none missed",
+		"Scenario 7 — operating", "skipped: paused by operator", "manual run executed at epoch", "manual run of lease timer-singleton: completed in eastus",
+		"The manual run ran once, in eastus", "completed (manual)", "Resumed: the next occurrence ran in eastus again",
 		"us-east-1's job (pid", "at epoch 2, and found no process of the first job alive", "and run exited 130"} {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("narration lacks %q:\n%s", want, out.String())

@@ -235,6 +235,9 @@ func run(out io.Writer, bin, handler string, bold bool) error {
 	if err := d.commandFailover(); err != nil {
 		return err
 	}
+	if err := d.timerControls(endpoint, handler); err != nil {
+		return err
+	}
 	d.say("Done; stopping the local server.")
 	return nil
 }
