@@ -23,7 +23,8 @@ func TestConfigureChecksTheConnectionInATerminal(t *testing.T) {
 	steps := []step{
 		{"Authentication mode", "\x1b[B\r"}, // the second: connection string
 		{"Connection string (AccountEndpoint", bad + "\r"},
-		{"Sorry, your reply was invalid", emulator.ConnectionString(srv.Endpoint) + "\r"},
+		{"Sorry, your reply was invalid", ""},
+		{cursorQuery, emulator.ConnectionString(srv.Endpoint) + "\r"},
 		{"Database name", srv.Database + "\r"},
 		{"Container name", ctr + "\r"},
 		{"Check the connection now", "\r"}, // yes
