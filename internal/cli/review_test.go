@@ -35,7 +35,9 @@ func TestInspectWatchInADeletedContainer(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer l.Release(context.Background())
-			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			// The refresh after the deletion comes 10 s after the first drawing; the context only ends a watch that
+			// never fails (a loaded machine stretched the 15 s this had past that refresh's requests).
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			out, done := h.runWatched(ctx, append([]string{"inspect", "--emulator", "--watch"}, args...)...)
 			waitFor(t, func() bool { return strings.Contains(out.String(), "us-east-1") }) // the first drawing
