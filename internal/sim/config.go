@@ -38,6 +38,21 @@ type Config struct {
 	extra    func(w *world)
 }
 
+// cost estimates how much work simulating c is, in requests: each contender of a continuous key reads or writes
+// its lease about twelve times per lease duration, and each participant of a job costs about ten requests'
+// worth per occurrence (claims, records and larger documents). Only the order of seeds depends on it.
+func (c Config) cost() float64 {
+	secs := c.Duration.Seconds()
+	n := 0.0
+	for _, p := range c.Procs {
+		n += float64(len(p.Keys)) * 12 / c.LeaseDuration.Seconds() * secs
+	}
+	for _, j := range c.Jobs {
+		n += 10 * float64(len(j.Procs)) * secs / j.Every.Seconds()
+	}
+	return n
+}
+
 // ProcConfig is one contender process (a machine).
 type ProcConfig struct {
 	Name   string
