@@ -148,6 +148,8 @@ type JobConfig struct {
 	WorkMin, WorkMax time.Duration
 	StopMin          time.Duration
 	RetryAbandoned   bool
+	// RetryWork, when set (scenarios), is how long a re-run of an abandoned occurrence takes instead.
+	RetryWork time.Duration
 	// FunctionTimeout is the host's functionTimeout (handler only).
 	FunctionTimeout time.Duration
 	// Procs run it: Procs[0] is in the preferred region. Regions is the preference order (the regions of Procs in

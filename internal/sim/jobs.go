@@ -247,6 +247,9 @@ func (d *jobDriver) work(ctx context.Context, run cosmoslease.Run) error {
 	w.workStarted(wr)
 	length := between(r, d.j.WorkMin, d.j.WorkMax)
 	stop := between(r, d.j.StopMin, d.j.Grace*8/10)
+	if run.Retry && d.j.RetryWork > 0 {
+		length = d.j.RetryWork
+	}
 	if d.j.Driver == "handler" && r.IntN(10) == 0 {
 		stop = length // work that ignores its context: the handler leaves it running, and the host may kill it
 	}

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
@@ -82,6 +83,29 @@ func onTime(w *world, j JobConfig, from, to time.Duration, why string) {
 		case r.from-at > late:
 			w.violate(Violation{At: r.from, Check: checkOnTime, Key: j.Key, Text: fmt.Sprintf("occurrence %s started %s late (by %s in %s); %s",
 				w.occName(t), r.from-at, r.p.cfg.Name, r.p.cfg.Region, why)})
+		}
+	}
+}
+
+// checkUntil is a scenario's check: a contender starts its own occurrence's work only if it claimed it by its
+// Until.
+const checkUntil = "until"
+
+// withinUntil checks that every start of j's work (not a re-run) came no later than its contender's Until as cron
+// sets it (the next occurrence + its rank × the delay) plus the longest a holder may wait after its claim before
+// the work starts (the previous holder's work stopping: at most Grace) and 5 s of calm requests.
+func withinUntil(w *world, j JobConfig) {
+	for _, r := range w.rec.work[j.Key] {
+		if r.retry {
+			continue
+		}
+		rank := slices.Index(j.Regions, r.p.cfg.Region)
+		at := r.occurrence.Add(j.Every + time.Duration(rank)*j.FailoverDelay)
+		until := at.Sub(w.start)
+		w.judged[checkUntil]++
+		if r.from > until+j.Grace+5*time.Second {
+			w.violate(Violation{At: r.from, Check: checkUntil, Key: j.Key, Text: fmt.Sprintf("occurrence %s started by %s#%d at %s, %s after its Until (%s): it was claimed after its time ran out",
+				w.occName(r.occurrence), r.p.cfg.Name, r.inc, fmtAt(r.from), r.from-until, w.occName(at))})
 		}
 	}
 }
@@ -194,6 +218,29 @@ var Scenarios = []Scenario{
 			for i := range 79 {
 				reg, at := two[i%2], time.Duration(60+30*i)*time.Second
 				c.Storms = append(c.Storms, Storm{Start: at, End: at + 15*time.Second, Cuts: []Cut{{Start: at, End: at + 15*time.Second, Region: reg}}})
+			}
+			return c
+		}},
+	{Name: "re-run-outlasting-until",
+		Finding: "issue 23 #8 (fourth review): a holder whose re-run of an abandoned occurrence lasted past its Until still started its own occurrence afterwards (TestReview4_UntilHoldsAfterTheLeaseIsTaken)",
+		Mutants: []string{"until-ignored-after-a-re-run"},
+		Config: func() Config {
+			j := cronJob(20*time.Second, 5*time.Second, 8*time.Second, 8*time.Second)
+			j.RetryAbandoned, j.RetryWork = true, time.Minute
+			c := scripted("re-run-outlasting-until", 108, 12*time.Minute, two, j)
+			// eastus dies in the work of occurrence 0h02m00s (back at 10m): westeurope, claiming 0h02m20s once the
+			// lease runs out, first re-runs 0h02m00s for a minute, past 0h02m20s's Until (0h02m45s).
+			c.Storms = []Storm{{Start: 2*time.Minute + 3*time.Second, End: 2*time.Minute + 5*time.Second,
+				Crashes: []Crash{{Proc: 0, At: 2*time.Minute + 4*time.Second, RestartAt: 10 * time.Minute}}}}
+			c.extra = func(w *world) {
+				withinUntil(w, j)
+				retried := false
+				for _, r := range w.rec.work[j.Key] {
+					retried = retried || r.retry
+				}
+				if !retried {
+					w.violate(Violation{At: w.cfg.Duration, Check: checkUntil, Key: j.Key, Text: "the scenario's premise failed: no abandoned occurrence was re-run"})
+				}
 			}
 			return c
 		}},

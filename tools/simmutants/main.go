@@ -149,6 +149,13 @@ var mutants = []mutant{
 		r, err := e.decidedElsewhere(ctx, job)`,
 				New: `	if job.decided(e.t) && !(e.res.Retried != nil && job.Cursor.Equal(e.t)) { // (mutant)
 		r, err := e.decidedElsewhere(ctx, job)`}}},
+	{Name: "until-ignored-after-a-re-run", What: "issue 23 item 8 reverted: a holder whose re-run of an abandoned occurrence lasted past its Until still claims and starts its own occurrence afterwards",
+		Expect: []string{"schedule-order", "no-overlap", "job-liveness"},
+		Edits: []edit{{File: "pkg/cosmoslease/occurrence.go",
+			Old: `	if !o.Until.IsZero() && !at.Before(o.Until) {
+		return false, true, e.timeRanOut(obs, free), nil`,
+			New: `	if !o.Until.IsZero() && !at.Before(o.Until) && e.res.Retried == nil { // (mutant)
+		return false, true, e.timeRanOut(obs, free), nil`}}},
 	{Name: "skip-without-record", What: "a claim passes over occurrences without putting their records (skipped, missed) in the document",
 		Expect: []string{"accounting", "missed-count"},
 		Edits: []edit{{File: "pkg/cosmoslease/occurrence.go",
