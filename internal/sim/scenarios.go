@@ -266,6 +266,15 @@ var Scenarios = []Scenario{
 			}
 			return c
 		}},
+	{Name: "every-participant-down",
+		Finding: "the simulator's own check (long run of 2026-12-07, seed 1332, 6 h): job-liveness judged occurrences due while every participant of the job was down (each had died or stopped before the calm span and came back after it), and reported them as not started",
+		Config: func() Config {
+			c := scripted("every-participant-down", 109, 10*time.Minute, two, cronJob(20*time.Second, 5*time.Second, time.Second, 3*time.Second))
+			// Both machines die at 2m (back at 6m); from 3m to 6m the weather is calm and nobody can run anything.
+			c.Storms = []Storm{{Start: 2*time.Minute - time.Second, End: 2*time.Minute + 2*time.Second,
+				Crashes: []Crash{{Proc: 0, At: 2 * time.Minute, RestartAt: 6 * time.Minute}, {Proc: 1, At: 2*time.Minute + time.Second, RestartAt: 6 * time.Minute}}}}
+			return c
+		}},
 	{Name: "completed-run-whose-record-write-failed",
 		Finding: "issue 23 #5 (fourth review): a completed run whose final record write failed was later taken for abandoned and run again (TestReview4_ACompletedRunIsNeverTakenForAbandoned)",
 		Mutants: []string{"release-without-outcome"},
