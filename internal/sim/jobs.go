@@ -501,6 +501,15 @@ func (w *world) checkPreference(j JobConfig, runs []*workRun, byOcc map[int64][]
 		if !w.quiet(j, at-j.LeaseDuration-hz, at+hz) || w.busy(runs, t, at-onTime, at+hz) {
 			continue
 		}
+		// Quiet weather is no use with nobody to run the occurrence: every participant may have died or stopped before
+		// it and come back after (the claim of a later occurrence records it, which the accounting judges).
+		up := false
+		for _, id := range j.Procs {
+			up = up || !w.procDown(w.procs[id], at-j.LeaseDuration-hz, at+hz)
+		}
+		if !up {
+			continue
+		}
 		w.judged[checkRecovering]++
 		started := byOcc[t.UnixNano()]
 		if len(started) == 0 {
