@@ -29,17 +29,20 @@ chaos: test-deps build
 	mkdir -p dist
 	$(GO) run ./tools/chaos -bin bin/cosmoslease -duration 25m -keys 12 -contenders 3 -events dist/chaos-events.jsonl -min-acquisitions 10000
 
-## sim: the deterministic simulator (internal/sim) for longer than go test runs it: SEEDS seeds from FIRST, DURATION
-## of virtual time each, with progress; a failure prints its seed and the command that replays it (see
-## docs/reliability.md). SEED=N replays one seed, on one processor (GOMAXPROCS=1), which replays best.
+## sim: the deterministic simulator (internal/sim) for longer than go test runs it: SEEDS seeds from FIRST (the
+## costliest started first), DURATION of virtual time each, with progress and a summary of the faults; a failure
+## prints its seed and the command that replays it (see docs/reliability.md). SEED=N replays one seed, on one
+## processor (GOMAXPROCS=1), which replays best; pass the DURATION the failure names.
 SEEDS    ?= 200
 FIRST    ?= 1
 DURATION ?= 6h
 sim:
 	$(if $(SEED),GOMAXPROCS=1) $(GO) test ./internal/sim -run 'TestSim$$' -count=1 -timeout 0 -v -args -progress -seeds $(SEEDS) -first $(FIRST) -duration $(DURATION) $(if $(SEED),-seed $(SEED))
 
-## sim-mutants: apply known-wrong changes to the lease, the fence and the store one at a time (go test -overlay;
-## the tree is never edited) and show that the simulator's default seed budget catches each, with the seed.
+## sim-mutants: apply known-wrong changes to the lease, the fence, the store and the occurrence election (issue 23's
+## fixes reverted among them) one at a time (go test -overlay; the tree is never edited) and show that the
+## simulator's default budget (go test ./internal/sim: its seeds, then its regression scenarios) catches each,
+## with the seed or scenario and the checks that failed; it exits non-zero if one is missed.
 sim-mutants:
 	$(GO) run ./tools/simmutants
 

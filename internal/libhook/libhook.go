@@ -8,6 +8,7 @@ package libhook
 
 import (
 	"github.com/cosmoslease/cosmoslease/internal/clock"
+	"github.com/cosmoslease/cosmoslease/internal/leasedoc"
 	"github.com/cosmoslease/cosmoslease/internal/store"
 )
 
@@ -17,6 +18,10 @@ type Parts struct {
 	Clock clock.Clock
 	// Rand, when not nil, returns numbers in [0, 1) for the client's jitter; nil uses math/rand/v2.
 	Rand func() float64
+	// Decode, when not nil, decodes the lease documents the client reads in place of leasedoc.Decode: the
+	// simulator passes a memo of leasedoc.Decode (the same answers, each a copy of its own, without parsing a
+	// version again that every standby reads several times).
+	Decode func(body []byte, wantID string) (*leasedoc.Doc, error)
 }
 
 // NewClient builds a *cosmoslease.Client from parts and opts (a cosmoslease.Options, checked and completed as

@@ -38,6 +38,21 @@ type Config struct {
 	extra    func(w *world)
 }
 
+// cost estimates how much work simulating c is, in requests: each contender of a continuous key reads or writes
+// its lease about twelve times per lease duration, and each participant of a job costs about ten requests'
+// worth per occurrence (claims, records and larger documents). Only the order of seeds depends on it.
+func (c Config) cost() float64 {
+	secs := c.Duration.Seconds()
+	n := 0.0
+	for _, p := range c.Procs {
+		n += float64(len(p.Keys)) * 12 / c.LeaseDuration.Seconds() * secs
+	}
+	for _, j := range c.Jobs {
+		n += 10 * float64(len(j.Procs)) * secs / j.Every.Seconds()
+	}
+	return n
+}
+
 // ProcConfig is one contender process (a machine).
 type ProcConfig struct {
 	Name   string
@@ -133,6 +148,8 @@ type JobConfig struct {
 	WorkMin, WorkMax time.Duration
 	StopMin          time.Duration
 	RetryAbandoned   bool
+	// RetryWork, when set (scenarios), is how long a re-run of an abandoned occurrence takes instead.
+	RetryWork time.Duration
 	// FunctionTimeout is the host's functionTimeout (handler only).
 	FunctionTimeout time.Duration
 	// Procs run it: Procs[0] is in the preferred region. Regions is the preference order (the regions of Procs in

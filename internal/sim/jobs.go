@@ -253,6 +253,9 @@ func (d *jobDriver) work(ctx context.Context, run cosmoslease.Run) error {
 	w.workStarted(wr)
 	length := between(r, d.j.WorkMin, d.j.WorkMax)
 	stop := between(r, d.j.StopMin, d.j.Grace*8/10)
+	if run.Retry && d.j.RetryWork > 0 {
+		length = d.j.RetryWork
+	}
 	if d.j.Driver == "handler" && r.IntN(10) == 0 {
 		stop = length // work that ignores its context: the handler leaves it running, and the host may kill it
 	}
@@ -530,6 +533,15 @@ func (w *world) checkPreference(j JobConfig, runs []*workRun, byOcc map[int64][]
 			continue // the processes are still starting
 		}
 		if !w.quiet(j, at-j.LeaseDuration-hz, at+hz) || w.busy(runs, t, at-onTime, at+hz) {
+			continue
+		}
+		// Quiet weather is no use with nobody to run the occurrence: every participant may have died or stopped before
+		// it and come back after (the claim of a later occurrence records it, which the accounting judges).
+		up := false
+		for _, id := range j.Procs {
+			up = up || !w.procDown(w.procs[id], at-j.LeaseDuration-hz, at+hz)
+		}
+		if !up {
 			continue
 		}
 		w.judged[checkRecovering]++

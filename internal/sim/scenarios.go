@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cosmoslease/cosmoslease/pkg/cosmoslease"
@@ -86,6 +87,46 @@ func onTime(w *world, j JobConfig, from, to time.Duration, why string) {
 	}
 }
 
+// checkUntil is a scenario's check: a contender starts its own occurrence's work only if it claimed it by its
+// Until.
+const checkUntil = "until"
+
+// withinUntil checks that every start of j's work (not a re-run) came no later than its contender's Until as cron
+// sets it (the next occurrence + its rank × the delay) plus the longest a holder may wait after its claim before
+// the work starts (the previous holder's work stopping: at most Grace) and 5 s of calm requests.
+func withinUntil(w *world, j JobConfig) {
+	for _, r := range w.rec.work[j.Key] {
+		if r.retry {
+			continue
+		}
+		rank := slices.Index(j.Regions, r.p.cfg.Region)
+		at := r.occurrence.Add(j.Every + time.Duration(rank)*j.FailoverDelay)
+		until := at.Sub(w.start)
+		w.judged[checkUntil]++
+		if r.from > until+j.Grace+5*time.Second {
+			w.violate(Violation{At: r.from, Check: checkUntil, Key: j.Key, Text: fmt.Sprintf("occurrence %s started by %s#%d at %s, %s after its Until (%s): it was claimed after its time ran out",
+				w.occName(r.occurrence), r.p.cfg.Name, r.inc, fmtAt(r.from), r.from-until, w.occName(at))})
+		}
+	}
+}
+
+// allRun checks that every occurrence of j due in [from, to) started somewhere.
+func allRun(w *world, j JobConfig, from, to time.Duration) {
+	zero := w.start.Truncate(24 * time.Hour)
+	ran := map[int64]bool{}
+	for _, r := range w.rec.work[j.Key] {
+		ran[r.occurrence.UnixNano()] = true
+	}
+	for t := zero.Add(j.Every); t.Sub(w.start) < to; t = t.Add(j.Every) {
+		if at := t.Sub(w.start); at >= from {
+			w.judged[checkRecovering]++
+			if !ran[t.UnixNano()] {
+				w.violate(Violation{At: at, Check: checkRecovering, Key: j.Key, Text: fmt.Sprintf("occurrence %s never ran, with westeurope up and nothing else running", w.occName(t))})
+			}
+		}
+	}
+}
+
 var two = []string{"eastus", "westeurope"}
 
 // leaseWorld is a scripted world of two processes that hold one continuous key in turn, as `run --wait` does.
@@ -108,6 +149,11 @@ var Scenarios = []Scenario{
 			// The preferred region's only machine dies for good: westeurope runs everything, 10 s late at first.
 			c.Storms = []Storm{{Start: 2*time.Minute - time.Second, End: 2*time.Minute + time.Second,
 				Crashes: []Crash{{Proc: 0, At: 2 * time.Minute, RestartAt: time.Hour}}}}
+			c.extra = func(w *world) {
+				// Once the dead holder's lease has run out (and its occurrences' time with it), westeurope runs every
+				// occurrence, however long its delay: the check the test of the finding makes.
+				allRun(w, c.Jobs[0], 2*time.Minute+45*time.Second, c.Duration-time.Minute)
+			}
 			return c
 		}},
 	{Name: "starved-behind-an-earlier-occurrence",
@@ -195,6 +241,38 @@ var Scenarios = []Scenario{
 				reg, at := two[i%2], time.Duration(60+30*i)*time.Second
 				c.Storms = append(c.Storms, Storm{Start: at, End: at + 15*time.Second, Cuts: []Cut{{Start: at, End: at + 15*time.Second, Region: reg}}})
 			}
+			return c
+		}},
+	{Name: "re-run-outlasting-until",
+		Finding: "issue 23 #8 (fourth review): a holder whose re-run of an abandoned occurrence lasted past its Until still started its own occurrence afterwards (TestReview4_UntilHoldsAfterTheLeaseIsTaken)",
+		Mutants: []string{"until-ignored-after-a-re-run"},
+		Config: func() Config {
+			j := cronJob(20*time.Second, 5*time.Second, 8*time.Second, 8*time.Second)
+			j.RetryAbandoned, j.RetryWork = true, time.Minute
+			c := scripted("re-run-outlasting-until", 108, 12*time.Minute, two, j)
+			// eastus dies in the work of occurrence 0h02m00s (back at 10m): westeurope, claiming 0h02m20s once the
+			// lease runs out, first re-runs 0h02m00s for a minute, past 0h02m20s's Until (0h02m45s).
+			c.Storms = []Storm{{Start: 2*time.Minute + 3*time.Second, End: 2*time.Minute + 5*time.Second,
+				Crashes: []Crash{{Proc: 0, At: 2*time.Minute + 4*time.Second, RestartAt: 10 * time.Minute}}}}
+			c.extra = func(w *world) {
+				withinUntil(w, j)
+				retried := false
+				for _, r := range w.rec.work[j.Key] {
+					retried = retried || r.retry
+				}
+				if !retried {
+					w.violate(Violation{At: w.cfg.Duration, Check: checkUntil, Key: j.Key, Text: "the scenario's premise failed: no abandoned occurrence was re-run"})
+				}
+			}
+			return c
+		}},
+	{Name: "every-participant-down",
+		Finding: "the simulator's own check (long run of 2026-12-07, seed 1332, 6 h): job-liveness judged occurrences due while every participant of the job was down (each had died or stopped before the calm span and came back after it), and reported them as not started",
+		Config: func() Config {
+			c := scripted("every-participant-down", 109, 10*time.Minute, two, cronJob(20*time.Second, 5*time.Second, time.Second, 3*time.Second))
+			// Both machines die at 2m (back at 6m); from 3m to 6m the weather is calm and nobody can run anything.
+			c.Storms = []Storm{{Start: 2*time.Minute - time.Second, End: 2*time.Minute + 2*time.Second,
+				Crashes: []Crash{{Proc: 0, At: 2 * time.Minute, RestartAt: 6 * time.Minute}, {Proc: 1, At: 2*time.Minute + time.Second, RestartAt: 6 * time.Minute}}}}
 			return c
 		}},
 	{Name: "completed-run-whose-record-write-failed",

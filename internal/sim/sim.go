@@ -73,7 +73,7 @@ func Run(t *testing.T, cfg Config) Result {
 
 func newWorld(cfg Config) *world {
 	w := &world{cfg: cfg, start: time.Now(), endpoint: fmt.Sprintf("https://sim-%d.documents.azure.com:443/", cfg.Seed),
-		calls: map[string]int{}, judged: map[string]int{}, faults: map[string]int{}, draws: map[drawKey]uint32{}, wake: make(chan struct{}, 1)}
+		calls: map[string]int{}, judged: map[string]int{}, faults: map[string]int{}, draws: map[drawKey]uint32{}, wake: make(chan struct{}, 1), memo: newDecodeMemo()}
 	w.mem = memstore.New(trueClock{})
 	w.rec.init()
 	for i, pc := range cfg.Procs {
@@ -298,7 +298,7 @@ func (w *world) startProc(p *proc, wg *sync.WaitGroup) {
 
 func newClient(st *procStore, p *proc, inc int, opts cosmoslease.Options) (*cosmoslease.Client, error) {
 	jitter := func() float64 { return st.w.rng(p, inc, "jitter").Float64() }
-	c, err := libhook.NewClient(libhook.Parts{Store: st, Clock: p.clk, Rand: jitter}, opts)
+	c, err := libhook.NewClient(libhook.Parts{Store: st, Clock: p.clk, Rand: jitter, Decode: st.w.memo.decode}, opts)
 	if err != nil {
 		return nil, err
 	}

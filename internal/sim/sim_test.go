@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"sort"
 	"strings"
@@ -77,46 +78,66 @@ func TestSim(t *testing.T) {
 		clocks    = map[string]int{}
 		nviol     int
 	)
-	t.Run("seeds", func(t *testing.T) {
-		for i := range seeds {
-			seed := first + uint64(i)
-			t.Run(fmt.Sprint(seed), func(t *testing.T) {
-				t.Parallel()
-				if stopped.Load() {
-					t.Skip("an earlier seed failed (-stop)")
-				}
-				cfg := expand(seed, d)
-				r := Run(t, cfg)
-				mu.Lock()
-				hours += r.ContenderHours()
-				requests += r.Requests
-				nviol += len(r.Violations)
-				clocks[cfg.ClockMode]++
-				for k, n := range r.Faults {
-					faults[k] += n
-				}
-				mu.Unlock()
-				n := done.Add(1)
-				if *flagProgress || testing.Verbose() {
-					fmt.Fprintf(os.Stderr, "sim: seed %d done (%d/%d): %.0f contender-hours in %s, %d requests, %d holdings, %d violations%s\n",
-						seed, n, seeds, r.ContenderHours(), r.Wall.Round(time.Millisecond), r.Requests, r.Holdings, len(r.Violations), r.jobSummary())
-				}
-				for _, v := range r.Violations {
-					if v.Allowed != "" || known.Skips(seed, v.Check) {
-						mu.Lock()
-						found = append(found, fmt.Sprintf("seed %d: %s", seed, v))
-						mu.Unlock()
-					}
-				}
-				if bad := r.Failed(known); len(bad) > 0 {
+	// The costliest seeds start first, so that the run does not end with one long seed running alone.
+	cfgs := make([]Config, seeds)
+	for i := range cfgs {
+		cfgs[i] = expand(first+uint64(i), d)
+	}
+	sort.SliceStable(cfgs, func(i, j int) bool { return cfgs[i].cost() > cfgs[j].cost() })
+	runSeed := func(t *testing.T, cfg Config) {
+		seed := cfg.Seed
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			if stopped.Load() {
+				t.Skip("an earlier seed failed (-stop)")
+			}
+			r := Run(t, cfg)
+			mu.Lock()
+			hours += r.ContenderHours()
+			requests += r.Requests
+			nviol += len(r.Violations)
+			clocks[cfg.ClockMode]++
+			for k, n := range r.Faults {
+				faults[k] += n
+			}
+			mu.Unlock()
+			n := done.Add(1)
+			if *flagProgress || testing.Verbose() {
+				fmt.Fprintf(os.Stderr, "sim: seed %d done (%d/%d): %.0f contender-hours in %s, %d requests, %d holdings, %d violations%s\n",
+					seed, n, seeds, r.ContenderHours(), r.Wall.Round(time.Millisecond), r.Requests, r.Holdings, len(r.Violations), r.jobSummary())
+			}
+			for _, v := range r.Violations {
+				if v.Allowed != "" || known.Skips(seed, v.Check) {
 					mu.Lock()
-					failed = append(failed, fmt.Sprint(seed))
+					found = append(found, fmt.Sprintf("seed %d: %s", seed, v))
 					mu.Unlock()
-					stopped.Store(*flagStop)
-					t.Error(report(r, bad, d))
+				}
+			}
+			if bad := r.Failed(known); len(bad) > 0 {
+				mu.Lock()
+				failed = append(failed, fmt.Sprint(seed))
+				mu.Unlock()
+				stopped.Store(*flagStop)
+				t.Error(report(r, bad, d))
+			}
+		})
+	}
+	// As many seeds at a time as go test's -parallel (GOMAXPROCS by default), started in that order (parallel
+	// subtests would start in an order of the scheduler's choosing).
+	t.Run("seeds", func(t *testing.T) {
+		queue := make(chan Config)
+		var workers sync.WaitGroup
+		for range min(parallelism(), len(cfgs)) {
+			workers.Go(func() {
+				for cfg := range queue {
+					runSeed(t, cfg)
 				}
 			})
 		}
+		for _, cfg := range cfgs {
+			queue <- cfg
+		}
+		close(queue)
+		workers.Wait()
 	})
 	wall := time.Since(wallStart)
 	t.Logf("simulated %.0f contender-hours in %s: %.0f contender-hours per minute", hours, wall.Round(time.Millisecond), hours/wall.Minutes())
@@ -139,6 +160,16 @@ func TestSim(t *testing.T) {
 	if len(failed) > 0 {
 		t.Logf("failing seeds: %s", strings.Join(failed, " "))
 	}
+}
+
+// parallelism is go test's -parallel: how many seeds run at a time.
+func parallelism() int {
+	if f := flag.Lookup("test.parallel"); f != nil {
+		if n, ok := f.Value.(flag.Getter).Get().(int); ok && n > 0 {
+			return n
+		}
+	}
+	return runtime.GOMAXPROCS(0)
 }
 
 // report is what a failure prints: the seed, what it expanded to, the command that replays it, and the history

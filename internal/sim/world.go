@@ -50,6 +50,9 @@ type world struct {
 	restarts []restartReq
 	wake     chan struct{}
 
+	// memo decodes the lease documents the clients read (memo.go).
+	memo *decodeMemo
+
 	dmu    sync.Mutex // guards the draw counts (rng)
 	drawAt time.Duration
 	draws  map[drawKey]uint32

@@ -31,6 +31,8 @@ type Client struct {
 	tr     tracer       // tracing.go
 	// rand, when set, is the source of the jitter (the simulator's seeded one); nil uses math/rand/v2.
 	rand func() float64
+	// decode, when set, decodes the documents read in place of leasedoc.Decode (the simulator's memo of it).
+	decode func([]byte, string) (*leasedoc.Doc, error)
 
 	mu       sync.Mutex
 	seen     map[string]*observation // lease key → what this client last saw
@@ -183,7 +185,11 @@ func (c *Client) read(ctx context.Context, key, id string, limit time.Time) (sto
 	if err != nil {
 		return store.Item{}, nil, err
 	}
-	doc, derr := leasedoc.Decode(item.Body, id)
+	decode := leasedoc.Decode
+	if c.decode != nil {
+		decode = c.decode
+	}
+	doc, derr := decode(item.Body, id)
 	if derr != nil {
 		return item, nil, derr
 	}

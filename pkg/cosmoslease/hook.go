@@ -19,7 +19,7 @@ func init() {
 			return nil, err
 		}
 		c := newClient(p.Store, opts, p.Clock)
-		c.rand = p.Rand
+		c.rand, c.decode = p.Rand, p.Decode
 		return c, nil
 	}
 }

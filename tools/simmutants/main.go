@@ -131,6 +131,31 @@ var mutants = []mutant{
 		return claimPlan{}, errDecided
 	}`,
 			New: `	// (mutant: no cursor check)`}}},
+	{Name: "retry-decides-its-own-occurrence", What: "issue 23 item 1 reverted: a claim that re-runs an abandoned occurrence (RetryAbandoned) names its own occurrence as decided, so when the re-run's lease is lost that occurrence never runs, has no record and is not counted missed (the next claim counts only after it)",
+		Expect: []string{"accounting"},
+		Edits: []edit{{File: "pkg/cosmoslease/occurrence.go",
+			Old: `		plan.retryOf = pj.Run.ClaimID`,
+			New: `		plan.retryOf = pj.Run.ClaimID
+		nj.Cursor = e.t // (mutant: the lease names this occurrence while it re-runs the earlier one)`},
+			{File: "pkg/cosmoslease/occurrence.go",
+				Old: `	if pj.decided(e.t) {
+		return claimPlan{}, errDecided
+	}`,
+				New: `	if pj.decided(e.t) && !(e.res.Retried != nil && pj.Cursor.Equal(e.t)) { // (mutant)
+		return claimPlan{}, errDecided
+	}`},
+			{File: "pkg/cosmoslease/occurrence.go",
+				Old: `	if job.decided(e.t) {
+		r, err := e.decidedElsewhere(ctx, job)`,
+				New: `	if job.decided(e.t) && !(e.res.Retried != nil && job.Cursor.Equal(e.t)) { // (mutant)
+		r, err := e.decidedElsewhere(ctx, job)`}}},
+	{Name: "until-ignored-after-a-re-run", What: "issue 23 item 8 reverted: a holder whose re-run of an abandoned occurrence lasted past its Until still claims and starts its own occurrence afterwards",
+		Expect: []string{"schedule-order", "no-overlap", "job-liveness"},
+		Edits: []edit{{File: "pkg/cosmoslease/occurrence.go",
+			Old: `	if !o.Until.IsZero() && !at.Before(o.Until) {
+		return false, true, e.timeRanOut(obs, free), nil`,
+			New: `	if !o.Until.IsZero() && !at.Before(o.Until) && e.res.Retried == nil { // (mutant)
+		return false, true, e.timeRanOut(obs, free), nil`}}},
 	{Name: "skip-without-record", What: "a claim passes over occurrences without putting their records (skipped, missed) in the document",
 		Expect: []string{"accounting", "missed-count"},
 		Edits: []edit{{File: "pkg/cosmoslease/occurrence.go",

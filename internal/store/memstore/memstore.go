@@ -95,18 +95,167 @@ func (s *Store) LagReads(n, depth int) {
 func (s *Store) put(id string, body []byte) string {
 	s.lsn++
 	etag := `"` + strconv.FormatInt(s.lsn, 10) + `"`
-	var m map[string]json.RawMessage
 	stored := ""
-	if json.Unmarshal(body, &m) == nil {
-		m["_etag"], _ = json.Marshal(etag)
-		m["_ts"], _ = json.Marshal(s.clock.Now().Unix())
-		body, _ = json.Marshal(m)
+	if b, ok := withSystem(body, etag, s.clock.Now().Unix()); ok {
+		body = b
 		stored = etag // what store.ETagOf(body) would read back, without parsing the body again
 	} else {
 		stored = store.ETagOf(body)
 	}
 	s.docs[id] = append(s.docs[id], version{body: body, lsn: s.lsn, etag: stored})
 	return etag
+}
+
+// withSystem is body with its _etag and _ts set, as stored: the bytes json.Marshal gives for the body decoded
+// into a map[string]json.RawMessage with those two set (properties in sorted order, the last of a repeated
+// name, compact, HTML characters escaped), built without decoding into a map, which made storing a document a
+// large part of the simulator's cost. ok is false when body is not a JSON object.
+func withSystem(body []byte, etag string, ts int64) (out []byte, ok bool) {
+	if !json.Valid(body) {
+		return nil, false
+	}
+	i := skipSpace(body, 0)
+	if body[i] != '{' {
+		return nil, false
+	}
+	type prop struct {
+		name string
+		v    []byte
+	}
+	props := make([]prop, 0, 24)
+	set := func(name string, v []byte) {
+		for j := range props {
+			if props[j].name == name {
+				props[j].v = v
+				return
+			}
+		}
+		props = append(props, prop{name, v})
+	}
+	for i = skipSpace(body, i+1); body[i] != '}'; {
+		end := skipString(body, i)
+		raw, name := body[i:end], ""
+		if plainName(raw[1 : len(raw)-1]) {
+			name = string(raw[1 : len(raw)-1])
+		} else if json.Unmarshal(raw, &name) != nil {
+			return nil, false
+		}
+		i = skipSpace(body, skipSpace(body, end)+1) // past the colon
+		end = skipValue(body, i)
+		set(name, body[i:end])
+		if i = skipSpace(body, end); body[i] == ',' {
+			i = skipSpace(body, i+1)
+		}
+	}
+	e, _ := json.Marshal(etag)
+	set("_etag", e)
+	set("_ts", strconv.AppendInt(nil, ts, 10))
+	sort.Slice(props, func(a, b int) bool { return props[a].name < props[b].name })
+	out = make([]byte, 0, len(body)+64)
+	out = append(out, '{')
+	for j, p := range props {
+		if j > 0 {
+			out = append(out, ',')
+		}
+		if plainName([]byte(p.name)) {
+			out = append(out, '"')
+			out = append(out, p.name...)
+			out = append(out, '"')
+		} else {
+			q, _ := json.Marshal(p.name)
+			out = append(out, q...)
+		}
+		out = append(out, ':')
+		if compactSafe(p.v) {
+			out = append(out, p.v...)
+			continue
+		}
+		var c, h bytes.Buffer
+		if json.Compact(&c, p.v) != nil {
+			return nil, false
+		}
+		json.HTMLEscape(&h, c.Bytes())
+		out = append(out, h.Bytes()...)
+	}
+	return append(out, '}'), true
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+// skipString is the index after the string of valid JSON that starts at b[i].
+func skipString(b []byte, i int) int {
+	for j := i + 1; ; j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1
+		}
+	}
+}
+
+// skipValue is the index after the value of valid JSON that starts at b[i].
+func skipValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for j := i; ; j++ {
+			switch b[j] {
+			case '"':
+				j = skipString(b, j) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return j + 1
+				}
+			}
+		}
+	}
+	j := i
+	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\t' && b[j] != '\r' && b[j] != '\n' {
+		j++
+	}
+	return j
+}
+
+// compactSafe reports whether json.Marshal writes the valid JSON v as it is: no white space outside its strings
+// to remove, nothing to escape (<, >, &, and U+2028 and U+2029, which start with the byte 0xE2).
+func compactSafe(v []byte) bool {
+	in := false
+	for j := 0; j < len(v); j++ {
+		switch c := v[j]; c {
+		case '<', '>', '&', 0xE2:
+			return false
+		case ' ', '\t', '\r', '\n':
+			if !in {
+				return false
+			}
+		case '"':
+			in = !in
+		case '\\':
+			j++ // inside a string: the escaped character is not its end
+		}
+	}
+	return true
+}
+
+// plainName reports whether a property name is written as it is, between quotes, in JSON and by json.Marshal:
+// printable ASCII with nothing to escape.
+func plainName(k []byte) bool {
+	for _, c := range k {
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
 }
 
 // current is the newest version of id, nil when there is none.
