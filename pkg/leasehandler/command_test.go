@@ -248,8 +248,10 @@ func TestOneBadJobLeavesTheOthersRunning(t *testing.T) {
 	if lines := stderr.lines(t, 1); len(lines) != 1 || lines[0] != "Broken: failed: "+r.Reason {
 		t.Fatalf("stderr: %q", lines)
 	}
+	occs := map[string]time.Time{}
 	for _, fn := range []string{"Good", "LeaseTimer"} {
-		if code, r, _ := invoke(t, ts, fn, dueNow()); code != 200 || r.Status != "executed" {
+		occs[fn] = dueNow()
+		if code, r, _ := invoke(t, ts, fn, occs[fn]); code != 200 || r.Status != "executed" {
 			t.Fatalf("%s beside the broken job: %d %+v", fn, code, r)
 		}
 	}
@@ -265,7 +267,7 @@ func TestOneBadJobLeavesTheOthersRunning(t *testing.T) {
 				t.Fatalf("Broken in LeaseStatus: %+v", j)
 			}
 		case "Good", "LeaseTimer":
-			if j.Error != "" || j.LastRun == nil || !j.LastRun.Occurrence.Equal(occ) || j.LastRun.Status != cosmoslease.RunCompleted || j.State != "released" || j.MissedCount != 0 {
+			if j.Error != "" || j.LastRun == nil || !j.LastRun.Occurrence.Equal(occs[j.Name]) || j.LastRun.Status != cosmoslease.RunCompleted || j.State != "released" || j.MissedCount != 0 {
 				t.Fatalf("%s in LeaseStatus: %+v", j.Name, j)
 			}
 		default:
