@@ -2,6 +2,9 @@ package cosmoslease
 
 import (
 	"context"
+	"errors"
+	"github.com/cosmoslease/cosmoslease/internal/leasedoc"
+	"github.com/cosmoslease/cosmoslease/internal/store"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -77,4 +80,93 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
+}
+
+// bubbleJob makes key a job in the bubble: one occurrence run by c, at the next 20 s tick.
+func bubbleJob(t *testing.T, c *Client, key string) time.Time {
+	t.Helper()
+	occ := every20s(time.Now())
+	sleepUntil(occ)
+	res, err := c.RunOnce(context.Background(), key, occ, bubbleRunOpts(0), func(context.Context, Run) error { return nil })
+	if err != nil || res.Status != RunExecuted {
+		t.Fatalf("setup: first occurrence %+v, %v", res, err)
+	}
+	return occ
+}
+
+// trigger --cancel races a contender's claim of the trigger: the cancel's write is refused (412, the claim changed
+// the document), and its second read finds no trigger. CancelTrigger took that for its own withdrawal and
+// answered that it withdrew the run, while the run was claimed and ran.
+func TestReviewControl_ACancelThatLosesToTheClaimNeverSaysItWithdrewTheRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble()
+		ctx := context.Background()
+		a, _ := b.client(t, "a", nil)
+		op, hop := b.client(t, "operator", nil)
+		bubbleJob(t, a, "job")
+		trig, err := op.Trigger(ctx, "job", "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ran := 0
+		// Between the cancel's read and its write, a claims the trigger and runs it.
+		hop.on("replace", leasedoc.IDPrefix+"job", 1, func(ctx context.Context, do func(context.Context) (store.Item, error)) (store.Item, error) {
+			res, err := a.RunTrigger(ctx, "job", trig, bubbleRunOpts(0), func(context.Context, Run) error { ran++; return nil })
+			if err != nil || res.Status != RunExecuted {
+				t.Errorf("setup: the manual run %+v, %v", res, err)
+			}
+			return do(ctx)
+		})
+		gone, err := op.CancelTrigger(ctx, "job")
+		if ran != 1 {
+			t.Fatalf("setup: the manual run ran %d times", ran)
+		}
+		if err == nil {
+			t.Fatalf("CancelTrigger answered that it withdrew trigger %s, which a contender claimed and ran; want ErrNoTrigger saying it was claimed", gone.ID)
+		}
+		if !errors.Is(err, ErrNoTrigger) {
+			t.Fatalf("CancelTrigger: %v; want ErrNoTrigger", err)
+		}
+	})
+}
+
+// Trigger's write is applied but its answer is lost (a timeout), and a contender claims the trigger and runs it
+// before Trigger tries again. The retry finds no trigger and writes it again, with the same id: the manual run
+// runs a second time, over the first one's record.
+func TestReviewControl_ATriggerWhoseAnswerIsLostRunsOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble()
+		ctx := context.Background()
+		a, _ := b.client(t, "a", nil)
+		op, hop := b.client(t, "operator", nil)
+		bubbleJob(t, a, "job")
+		ran := 0
+		work := func(context.Context, Run) error { ran++; return nil }
+		hop.on("replace", leasedoc.IDPrefix+"job", 1, func(ctx context.Context, do func(context.Context) (store.Item, error)) (store.Item, error) {
+			if _, err := do(ctx); err != nil {
+				return store.Item{}, err
+			}
+			st, err := a.Inspect(ctx, "job")
+			if err != nil || st.Control.Trigger == nil {
+				t.Errorf("setup: no trigger after the write: %+v, %v", st.Control, err)
+				return store.Item{}, &store.Error{Op: "replace", Kind: store.Unknown, Err: context.DeadlineExceeded}
+			}
+			if res, err := a.RunTrigger(ctx, "job", *st.Control.Trigger, bubbleRunOpts(0), work); err != nil || res.Status != RunExecuted {
+				t.Errorf("setup: the manual run %+v, %v", res, err)
+			}
+			return store.Item{}, &store.Error{Op: "replace", Kind: store.Unknown, Err: context.DeadlineExceeded}
+		})
+		trig, err := op.Trigger(ctx, "job", "alice")
+		if err != nil {
+			t.Fatalf("Trigger: %v", err)
+		}
+		// Any contender watching now runs what the document asks for.
+		if st, err := a.Inspect(ctx, "job"); err == nil && st.Control.Trigger != nil {
+			_, _ = a.RunTrigger(ctx, "job", *st.Control.Trigger, bubbleRunOpts(0), work)
+		}
+		if ran != 1 {
+			b.dump(t, "job")
+			t.Fatalf("trigger %s: its manual run ran %d times; want once", trig.ID, ran)
+		}
+	})
 }
