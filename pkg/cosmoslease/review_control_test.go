@@ -5,6 +5,7 @@ import (
 	"errors"
 	"github.com/cosmoslease/cosmoslease/internal/leasedoc"
 	"github.com/cosmoslease/cosmoslease/internal/store"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -167,6 +168,75 @@ func TestReviewControl_ATriggerWhoseAnswerIsLostRunsOnce(t *testing.T) {
 		if ran != 1 {
 			b.dump(t, "job")
 			t.Fatalf("trigger %s: its manual run ran %d times; want once", trig.ID, ran)
+		}
+	})
+}
+
+// A manual run claimed long after the previous run ended keeps the document's Busy (when the lease went held
+// without a break) from before the gap. Two runs back to back (o0 runs 25 s, o1 waits behind it) set Busy; then
+// every region is down from 46 s to 130 s (occurrences at 60, 80, 100 and 120 s: nobody alive while the lease was
+// free); a region comes back at 130 s and claims a manual run asked for during the outage, which runs 20 s; the
+// occurrence at 140 s waits behind it and passes over the outage. The occurrence at 100 s came due while the lease
+// was free and nobody was alive for its turn: missed. With the stale Busy the overlap rule took the lease for held
+// since 20 s, and recorded it overlap.
+func TestReviewControl_AManualRunAfterAnOutageDoesNotHideItAsOverlap(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble()
+		ctx := context.Background()
+		start := time.Now()
+		at := func(s int) time.Time { return start.Add(time.Duration(s) * time.Second) }
+		a, _ := b.client(t, "a", nil)
+		c, _ := b.client(t, "c", nil)
+		op, _ := b.client(t, "operator", nil)
+
+		// o0 at 20 s runs 25 s; o1 at 40 s waits behind it and runs 1 s: Busy is set.
+		sleepUntil(at(20))
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_, _ = a.RunOnce(ctx, "job", at(20), bubbleRunOpts(0), func(ctx context.Context, r Run) error {
+				time.Sleep(25 * time.Second)
+				return nil
+			})
+		}()
+		sleepUntil(at(40))
+		if res, err := c.RunOnce(ctx, "job", at(40), bubbleRunOpts(0), func(context.Context, Run) error { time.Sleep(time.Second); return nil }); err != nil || res.Status != RunExecuted {
+			t.Fatalf("setup: o1 %+v, %v", res, err)
+		}
+		<-done
+
+		// Every region down; the operator asks for a manual run at 50 s.
+		sleepUntil(at(50))
+		trig, err := op.Trigger(ctx, "job", "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A region is back at 130 s: it runs the manual run (20 s), and contends for the occurrence at 140 s.
+		sleepUntil(at(130))
+		manual := make(chan RunResult, 1)
+		go func() {
+			res, _ := a.RunTrigger(ctx, "job", trig, bubbleRunOpts(0), func(context.Context, Run) error { time.Sleep(20 * time.Second); return nil })
+			manual <- res
+		}()
+		sleepUntil(at(140))
+		res, err := c.RunOnce(ctx, "job", at(140), bubbleRunOpts(0), func(context.Context, Run) error { return nil })
+		if m := <-manual; m.Status != RunExecuted {
+			t.Fatalf("setup: the manual run %+v", m)
+		}
+		if err != nil || res.Status != RunExecuted {
+			t.Fatalf("setup: o6 %+v, %v", res, err)
+		}
+		rec, ok := b.recordOf(t, "job", at(100))
+		if !ok || rec.Status != RunSkipped || !strings.Contains(rec.Reason, "missed") && !strings.HasPrefix(rec.Reason, "nobody") {
+			b.dump(t, "job")
+		}
+		r, _ := b.recordOf(t, "job", at(100))
+		if strings.Contains(r.Reason, "overlap") || strings.Contains(r.Reason, "waited behind") {
+			t.Fatalf("the occurrence at 100 s, due while the lease was free and every region down, is recorded %s %q; want missed", r.Status, r.Reason)
+		}
+		if res.MissedCount < 3 {
+			b.dump(t, "job")
+			t.Fatalf("the claim at 140 s counted %d missed; want the occurrences at 60, 80 and 100 s", res.MissedCount)
 		}
 	})
 }
