@@ -240,3 +240,42 @@ func TestReviewControl_AManualRunAfterAnOutageDoesNotHideItAsOverlap(t *testing.
 		}
 	})
 }
+
+// An occurrence that waits behind a manual run until its time runs out is recorded overlap, as behind any run. Its
+// record named "the run of occurrence" of the cursor (the last scheduled run, long finished), not the manual run it
+// waited behind.
+func TestReviewControl_AnOccurrenceThatWaitedBehindAManualRunNamesIt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble()
+		ctx := context.Background()
+		start := time.Now()
+		at := func(s int) time.Time { return start.Add(time.Duration(s) * time.Second) }
+		a, _ := b.client(t, "a", nil)
+		op, _ := b.client(t, "operator", nil)
+		bubbleJob(t, a, "job") // the occurrence at 20 s
+		sleepUntil(at(45))
+		trig, err := op.Trigger(ctx, "job", "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The manual run goes from 45 s to 125 s; the occurrences at 60, 80 and 100 s wait behind it.
+		manual := make(chan RunResult, 1)
+		go func() {
+			res, _ := a.RunTrigger(ctx, "job", trig, bubbleRunOpts(0), func(context.Context, Run) error { time.Sleep(80 * time.Second); return nil })
+			manual <- res
+		}()
+		sleepUntil(at(120))
+		res, err := a.RunOnce(ctx, "job", at(120), bubbleRunOpts(0), func(context.Context, Run) error { return nil })
+		if m := <-manual; m.Status != RunExecuted || err != nil || res.Status != RunExecuted {
+			t.Fatalf("setup: manual %+v; occurrence at 120 s %+v, %v", m, res, err)
+		}
+		r, ok := b.recordOf(t, "job", at(80))
+		if !ok || !strings.HasPrefix(r.Reason, "overlap") {
+			b.dump(t, "job")
+			t.Fatalf("setup: the occurrence at 80 s is recorded %s %q; want overlap", r.Status, r.Reason)
+		}
+		if !strings.Contains(r.Reason, "manual run") || !strings.Contains(r.Reason, "alice") {
+			t.Fatalf("the occurrence at 80 s waited behind alice's manual run; its record says %q", r.Reason)
+		}
+	})
+}
