@@ -177,8 +177,10 @@ type PauseResult struct {
 
 // Pause pauses the job of key: from the next decision on, each occurrence is recorded skipped with cause "paused"
 // (and the reason) instead of running, and not counted missed. A run in progress finishes unless opts.Stop. The
-// lease document must exist (the job has contended at least once): ErrNoSuchJob otherwise; ErrAlreadyPaused when
-// it is paused (unless opts.Stop), and for a lease that is no scheduled job's. Requests: a point read and one conditional replace (more after a 412).
+// lease document must exist and hold a job's state (the job has decided an occurrence): ErrNoSuchJob otherwise,
+// also for a lease that is no scheduled job's; ErrAlreadyPaused when it is paused (unless opts.Stop). With
+// RetryAbandoned, a run abandoned before or during the pause is judged abandoned by the first claim while paused
+// and not run again. Requests: a point read and one conditional replace (more after a 412).
 func (c *Client) Pause(ctx context.Context, key string, opts PauseOptions) (PauseResult, error) {
 	var res PauseResult
 	by := opts.By
