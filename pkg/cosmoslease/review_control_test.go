@@ -279,3 +279,32 @@ func TestReviewControl_AnOccurrenceThatWaitedBehindAManualRunNamesIt(t *testing.
 		}
 	})
 }
+
+// trigger --wait on a manual run that another operator withdraws (trigger --cancel): WaitRun read the record that
+// will never come until its timeout (10 minutes by default on the command line), and the command then said "it
+// was claimed and runs".
+func TestReviewControl_WaitRunOfAWithdrawnTriggerSaysSo(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble()
+		ctx := context.Background()
+		a, _ := b.client(t, "a", nil)
+		op, _ := b.client(t, "operator", nil)
+		bubbleJob(t, a, "job")
+		trig, err := op.Trigger(ctx, "job", "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			time.Sleep(3 * time.Second)
+			_, _ = op.CancelTrigger(ctx, "job")
+		}()
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		defer cancel()
+		start := time.Now()
+		_, err = op.WaitRun(wctx, "job", ManualRunID("job", trig.ID), time.Second)
+		if !errors.Is(err, ErrNoTrigger) {
+			t.Fatalf("WaitRun of a withdrawn trigger returned %v after %s; want ErrNoTrigger as soon as it sees the trigger gone", err, time.Since(start))
+		}
+		synctest.Wait()
+	})
+}
