@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/cosmoslease/cosmoslease/internal/leasedoc"
@@ -292,7 +293,9 @@ func (c *Client) CancelTrigger(ctx context.Context, key string) (Trigger, error)
 }
 
 // WaitRun waits until the run record id of the job of key says how the run ended (any status but started), reading
-// it every poll (default 1 s; one point read each), until ctx ends.
+// it every poll (default 1 s; one point read each), until ctx ends. For a manual run (ManualRunID) it also reads the
+// lease document while the record is missing, and returns ErrNoTrigger once the trigger is gone unclaimed
+// (withdrawn with CancelTrigger): that run never comes.
 func (c *Client) WaitRun(ctx context.Context, key, id string, poll time.Duration) (RunRecord, error) {
 	if poll <= 0 {
 		poll = time.Second
@@ -304,6 +307,10 @@ func (c *Client) WaitRun(ctx context.Context, key, id string, poll time.Duration
 			return *rec, nil
 		case err != nil && !store.Retryable(err):
 			return RunRecord{}, err
+		case err == nil && rec == nil:
+			if werr := c.withdrawn(ctx, key, id); werr != nil {
+				return RunRecord{}, werr
+			}
 		}
 		if serr := c.sleep(ctx, poll); serr != nil {
 			if rec != nil {
@@ -400,6 +407,30 @@ func (c *Client) manualRunClaimed(ctx context.Context, key string, job jobState,
 	}
 	rec, err := c.readRun(ctx, key, id)
 	return err == nil && rec != nil
+}
+
+// withdrawn reports (ErrNoTrigger) that the manual run id of key will never run: its trigger is no longer in the
+// lease document, and neither the document nor a record names the run. Nil for any other id, and while unsure.
+func (c *Client) withdrawn(ctx context.Context, key, id string) error {
+	prefix := ManualRunID(key, "")
+	if !strings.HasPrefix(id, prefix) {
+		return nil
+	}
+	tid := strings.TrimPrefix(id, prefix)
+	lid, err := leasedoc.ID(key)
+	if err != nil {
+		return nil
+	}
+	obs, err := c.observe(ctx, key, lid, time.Time{})
+	if err != nil || obs.invalid != nil {
+		return nil
+	}
+	ctl, cerr := decodeControl(obs.doc)
+	job, jerr := decodeJob(obs.doc)
+	if cerr != nil || jerr != nil || ctl.Trigger != nil && ctl.Trigger.ID == tid || c.manualRunClaimed(ctx, key, job, tid) {
+		return nil
+	}
+	return fmt.Errorf("%w: the manual run %s of lease %q was withdrawn (trigger --cancel) before any contender claimed it, so it will not run", ErrNoTrigger, id, key)
 }
 
 // notAJob is the error for a lease document that holds no job state.
