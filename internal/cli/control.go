@@ -236,6 +236,9 @@ func (a *App) trigger(c *ucli.Context) error {
 		if c.Context.Err() != nil {
 			return errInterrupted
 		}
+		if errors.Is(err, cosmoslease.ErrNoTrigger) {
+			return withCode(ExitRunFailed, err) // withdrawn: it will not run
+		}
 		if ctx.Err() == nil {
 			return err
 		}
@@ -243,7 +246,7 @@ func (a *App) trigger(c *ucli.Context) error {
 		if rec.Status == cosmoslease.RunStarted {
 			where = fmt.Sprintf("it runs in %s (instance %s, epoch %d)", dash(rec.Region), dash(rec.Instance), rec.Epoch)
 		} else if st, ierr := client.Inspect(context.WithoutCancel(c.Context), key); ierr == nil && st.Control.Trigger == nil {
-			where = "it was claimed and runs"
+			where = "it was claimed and runs (or was withdrawn just now)"
 		}
 		return withCode(ExitWaitTimeout, fmt.Errorf("the manual run of lease %s did not end within --timeout %s: %s; the trigger stays, so the run may still come (cosmoslease inspect --runs --lease %s)",
 			key, timeout, where, key))

@@ -223,8 +223,16 @@ func (c *Client) recordLocked(key string, item store.Item, doc *leasedoc.Doc, in
 		age = item.ServerTime.Sub(time.Unix(doc.TS, 0)) - time.Second
 	}
 	obs := &observation{doc: doc, etag: etag, invalid: invalid, firstSeen: now, observedAt: now, serverAge: age}
-	if prev := c.seen[key]; prev != nil && prev.etag == etag && etag != "" {
-		obs.firstSeen = prev.firstSeen
+	if prev := c.seen[key]; prev != nil && etag != "" {
+		switch {
+		case prev.etag == etag:
+			obs.firstSeen = prev.firstSeen
+		case doc != nil && prev.doc != nil && operatorEdit(doc, prev.doc):
+			// Only the control changed (an operator's write, control.go): the holder's lease counts from its own
+			// last write, which the operator's does not renew, so neither does this client's count restart.
+			// Otherwise a script that pauses and resumes in a loop would keep a dead holder's lease alive for good.
+			obs.firstSeen = prev.firstSeen
+		}
 	}
 	c.seen[key] = obs
 	c.keepSessionLocked(key, item.Session)

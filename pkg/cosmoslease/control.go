@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/cosmoslease/cosmoslease/internal/leasedoc"
@@ -176,8 +178,10 @@ type PauseResult struct {
 
 // Pause pauses the job of key: from the next decision on, each occurrence is recorded skipped with cause "paused"
 // (and the reason) instead of running, and not counted missed. A run in progress finishes unless opts.Stop. The
-// lease document must exist (the job has contended at least once): ErrNoSuchJob otherwise; ErrAlreadyPaused when
-// it is paused (unless opts.Stop), and for a lease that is no scheduled job's. Requests: a point read and one conditional replace (more after a 412).
+// lease document must exist and hold a job's state (the job has decided an occurrence): ErrNoSuchJob otherwise,
+// also for a lease that is no scheduled job's; ErrAlreadyPaused when it is paused (unless opts.Stop). With
+// RetryAbandoned, a run abandoned before or during the pause is judged abandoned by the first claim while paused
+// and not run again. Requests: a point read and one conditional replace (more after a 412).
 func (c *Client) Pause(ctx context.Context, key string, opts PauseOptions) (PauseResult, error) {
 	var res PauseResult
 	by := opts.By
@@ -185,7 +189,7 @@ func (c *Client) Pause(ctx context.Context, key string, opts PauseOptions) (Paus
 		by = c.opts.OwnerID
 	}
 	p := Pause{By: by, At: c.clock.Now().UTC().Truncate(time.Millisecond), Reason: opts.Reason, ID: controlID(c.clock.Now())}
-	err := c.control(ctx, key, func(doc *leasedoc.Doc, ctl *Control, job jobState) (bool, error) {
+	err := c.control(ctx, key, func(doc *leasedoc.Doc, ctl *Control, job jobState, _ bool) (bool, error) {
 		res = PauseResult{Pause: p}
 		if job.Cursor.IsZero() && job.Run == nil {
 			return false, notAJob(key)
@@ -221,15 +225,13 @@ func (c *Client) Pause(ctx context.Context, key string, opts PauseOptions) (Paus
 // when it is not paused. It returns the pause it ended.
 func (c *Client) Resume(ctx context.Context, key string) (Pause, error) {
 	var ended Pause
-	tried := false
-	err := c.control(ctx, key, func(doc *leasedoc.Doc, ctl *Control, job jobState) (bool, error) {
+	err := c.control(ctx, key, func(doc *leasedoc.Doc, ctl *Control, job jobState, maybe bool) (bool, error) {
 		if ctl.Paused == nil {
-			if tried && ended.ID != "" {
+			if maybe && ended.ID != "" {
 				return false, nil // our own resume, whose answer was lost
 			}
 			return false, fmt.Errorf("%w: lease %q is not paused; nothing to resume", ErrNotPaused, key)
 		}
-		tried = true
 		ended = *ctl.Paused
 		ctl.Paused, ctl.Stop = nil, nil
 		return true, nil
@@ -248,11 +250,14 @@ func (c *Client) Trigger(ctx context.Context, key, by string) (Trigger, error) {
 	}
 	now := c.clock.Now()
 	t := Trigger{ID: controlID(now), By: by, At: now.UTC().Truncate(time.Millisecond)}
-	err := c.control(ctx, key, func(doc *leasedoc.Doc, ctl *Control, job jobState) (bool, error) {
+	err := c.control(ctx, key, func(doc *leasedoc.Doc, ctl *Control, job jobState, maybe bool) (bool, error) {
+		if ctl.Trigger != nil && ctl.Trigger.ID == t.ID {
+			return false, nil // ours, whose answer was lost
+		}
+		if maybe && c.manualRunClaimed(ctx, key, job, t.ID) {
+			return false, nil // ours, whose answer was lost, and a contender has claimed it since: written again, it would run twice
+		}
 		if ctl.Trigger != nil {
-			if ctl.Trigger.ID == t.ID {
-				return false, nil // ours, whose answer was lost
-			}
 			return false, fmt.Errorf("%w: lease %q has a manual run asked for by %s at %s that no contender has claimed yet (is a cron or handler of this job running?); wait for it (cosmoslease inspect --runs --lease %s)",
 				ErrTriggerPending, key, ctl.Trigger.By, ctl.Trigger.At.Format(time.RFC3339), key)
 		}
@@ -269,9 +274,13 @@ func (c *Client) Trigger(ctx context.Context, key, by string) (Trigger, error) {
 // none waits (none was asked for, or a contender has claimed it: then it runs, and pause --stop stops it).
 func (c *Client) CancelTrigger(ctx context.Context, key string) (Trigger, error) {
 	var gone Trigger
-	err := c.control(ctx, key, func(doc *leasedoc.Doc, ctl *Control, job jobState) (bool, error) {
+	err := c.control(ctx, key, func(doc *leasedoc.Doc, ctl *Control, job jobState, maybe bool) (bool, error) {
 		if ctl.Trigger == nil {
-			if gone.ID != "" {
+			switch {
+			case gone.ID != "" && c.manualRunClaimed(ctx, key, job, gone.ID):
+				return false, fmt.Errorf("%w for lease %q: a contender claimed the manual run asked for by %s at %s before it could be withdrawn, so it runs (cosmoslease inspect --runs --lease %s shows it; pause --stop stops it)",
+					ErrNoTrigger, key, gone.By, gone.At.Format(time.RFC3339), key)
+			case gone.ID != "" && maybe:
 				return false, nil // our own withdrawal, whose answer was lost
 			}
 			return false, fmt.Errorf("%w for lease %q: none was asked for, or a contender has claimed it (cosmoslease inspect --runs --lease %s shows it; pause --stop stops it)", ErrNoTrigger, key, key)
@@ -284,7 +293,9 @@ func (c *Client) CancelTrigger(ctx context.Context, key string) (Trigger, error)
 }
 
 // WaitRun waits until the run record id of the job of key says how the run ended (any status but started), reading
-// it every poll (default 1 s; one point read each), until ctx ends.
+// it every poll (default 1 s; one point read each), until ctx ends. For a manual run (ManualRunID) it also reads the
+// lease document while the record is missing, and returns ErrNoTrigger once the trigger is gone unclaimed
+// (withdrawn with CancelTrigger): that run never comes.
 func (c *Client) WaitRun(ctx context.Context, key, id string, poll time.Duration) (RunRecord, error) {
 	if poll <= 0 {
 		poll = time.Second
@@ -296,6 +307,10 @@ func (c *Client) WaitRun(ctx context.Context, key, id string, poll time.Duration
 			return *rec, nil
 		case err != nil && !store.Retryable(err):
 			return RunRecord{}, err
+		case err == nil && rec == nil:
+			if werr := c.withdrawn(ctx, key, id); werr != nil {
+				return RunRecord{}, werr
+			}
 		}
 		if serr := c.sleep(ctx, poll); serr != nil {
 			if rec != nil {
@@ -309,11 +324,16 @@ func (c *Client) WaitRun(ctx context.Context, key, id string, poll time.Duration
 // control changes the control of key's lease document with a read-modify-write on its ETag: fn edits ctl and
 // reports whether it changed anything. fn is called again on the newest version after a 412, so it must judge
 // afresh each time.
-func (c *Client) control(ctx context.Context, key string, fn func(doc *leasedoc.Doc, ctl *Control, job jobState) (bool, error)) error {
+//
+// maybe tells fn that one of the earlier attempts' writes may have been applied although its answer was lost (a
+// timeout, a reset): then a change of fn's own may already be in the document, or already consumed (a trigger
+// claimed). A 412 says the write was not applied.
+func (c *Client) control(ctx context.Context, key string, fn func(doc *leasedoc.Doc, ctl *Control, job jobState, maybe bool) (bool, error)) error {
 	id, err := leasedoc.ID(key)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
+	maybe := false
 	for attempt := 0; ; attempt++ {
 		obs, err := c.observe(ctx, key, id, time.Time{})
 		if err == nil {
@@ -331,7 +351,7 @@ func (c *Client) control(ctx context.Context, key string, fn func(doc *leasedoc.
 			if jerr != nil {
 				return jerr
 			}
-			changed, ferr := fn(obs.doc, &ctl, job)
+			changed, ferr := fn(obs.doc, &ctl, job, maybe)
 			if ferr != nil || !changed {
 				return ferr
 			}
@@ -353,6 +373,7 @@ func (c *Client) control(ctx context.Context, key string, fn func(doc *leasedoc.
 			if err == nil {
 				return nil
 			}
+			maybe = maybe || store.KindOf(err) == store.Unknown
 			if k := store.KindOf(err); k == store.NotFound {
 				return fmt.Errorf("%w: lease %q was deleted meanwhile", ErrNoSuchJob, key)
 			} else if k != store.Precondition && !store.Retryable(err) {
@@ -368,6 +389,48 @@ func (c *Client) control(ctx context.Context, key string, fn func(doc *leasedoc.
 			return serr
 		}
 	}
+}
+
+// manualRunClaimed reports whether the manual run of the trigger triggerID was claimed: the document names it as
+// the job's run or among the runs to judge or to record, or its record exists. (A claim makes it the job's run; a
+// later claim moves it to the runs to judge or to record, or its record was written.) A failed read of the record
+// counts as not claimed.
+func (c *Client) manualRunClaimed(ctx context.Context, key string, job jobState, triggerID string) bool {
+	id := ManualRunID(key, triggerID)
+	if job.Run != nil && job.Run.ID == id {
+		return true
+	}
+	for _, r := range append(slices.Clone(job.Settle), job.Pending...) {
+		if r.ID == id {
+			return true
+		}
+	}
+	rec, err := c.readRun(ctx, key, id)
+	return err == nil && rec != nil
+}
+
+// withdrawn reports (ErrNoTrigger) that the manual run id of key will never run: its trigger is no longer in the
+// lease document, and neither the document nor a record names the run. Nil for any other id, and while unsure.
+func (c *Client) withdrawn(ctx context.Context, key, id string) error {
+	prefix := ManualRunID(key, "")
+	if !strings.HasPrefix(id, prefix) {
+		return nil
+	}
+	tid := strings.TrimPrefix(id, prefix)
+	lid, err := leasedoc.ID(key)
+	if err != nil {
+		return nil
+	}
+	obs, err := c.observe(ctx, key, lid, time.Time{})
+	if err != nil || obs.invalid != nil {
+		return nil
+	}
+	ctl, cerr := decodeControl(obs.doc)
+	job, jerr := decodeJob(obs.doc)
+	if cerr != nil || jerr != nil || ctl.Trigger != nil && ctl.Trigger.ID == tid || c.manualRunClaimed(ctx, key, job, tid) {
+		return nil
+	}
+	return fmt.Errorf("%w: the manual run %s of lease %q was withdrawn (trigger --cancel) before any contender claimed it, so it will not run", ErrNoTrigger, id, key)
 }
 
 // notAJob is the error for a lease document that holds no job state.

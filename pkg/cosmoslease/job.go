@@ -299,7 +299,11 @@ func skipOver(after, before time.Time, p passOver, tmpl RunRecord) (ranges []Run
 			r.Status = RunMissed
 			r.Reason = fmt.Sprintf("no region claimed it within its claim window (%s): every region was down, Cosmos DB was unreachable from them, or the timer did not fire", window)
 		case causeOverlap:
-			r.Reason = fmt.Sprintf("overlap: it waited behind the run of occurrence %s, which was going when it came due, or took the lease from an earlier run going then, within its claim window, and outlasted its turn", after.UTC().Format(time.RFC3339))
+			behind := "the run of occurrence " + after.UTC().Format(time.RFC3339)
+			if m := p.manual; m != nil && !p.first.holds(s) {
+				behind = fmt.Sprintf("the manual run triggered by %s at %s (%s)", dashIfEmpty(m.TriggeredBy), m.Occurrence.UTC().Format(time.RFC3339), m.ID)
+			}
+			r.Reason = fmt.Sprintf("overlap: it waited behind %s, which was going when it came due, or took the lease from an earlier run going then, within its claim window, and outlasted its turn", behind)
 		case causeSuperseded:
 			r.Reason = fmt.Sprintf("superseded: occurrence %s was claimed (by %s, region %s) before anyone claimed this one", before.UTC().Format(time.RFC3339),
 				dashIfEmpty(tmpl.Owner), dashIfEmpty(tmpl.Region))
@@ -319,6 +323,7 @@ type passOver struct {
 	busy, ranFrom, ranTo, now time.Time
 	first                     *runSpan
 	window, slack             time.Duration
+	manual                    *RunRecord // the previous run, when it was a manual run (Client.Trigger)
 }
 
 // passOverAt is the passOver of a claim at now replacing the document prev, whose job state is pj. The previous
@@ -328,6 +333,9 @@ type passOver struct {
 func (c *Client) passOverAt(pj jobState, prev *leasedoc.Doc, o RunOptions, now time.Time) passOver {
 	p := passOver{next: o.Next, busy: pj.Busy, first: pj.First, now: now, window: o.MissedAfter, slack: o.PollInterval + c.opts.RequestTimeout}
 	if pj.Run != nil && prev != nil {
+		if pj.Run.Manual {
+			p.manual = pj.Run
+		}
 		p.ranFrom = pj.Run.StartedAt
 		if pj.First != nil && pj.Run.Retried && pj.First.For.Before(p.ranFrom) {
 			p.ranFrom = pj.First.For

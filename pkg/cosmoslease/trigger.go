@@ -115,6 +115,17 @@ func (e *election) prepareManual(plan claimPlan, nj jobState, ctl Control, tmpl 
 			nj.Absent = nil
 		}
 	}
+	// The lease stays busy without a break only when this claim follows the previous run's end, as for an
+	// occurrence's claim (prepare); otherwise the Busy of the runs before a gap would make the next claim take the
+	// gap for time the lease was held, and record an occurrence due while it was free overlap, not missed.
+	p := e.c.passOverAt(nj, plan.prev, e.o, e.c.clock.Now().UTC())
+	nj.Busy = time.Time{}
+	if !p.ranFrom.IsZero() && !p.now.After(p.ranTo.Add(p.slack)) {
+		nj.Busy = p.ranFrom
+		if !p.busy.IsZero() && p.busy.Before(p.ranFrom) {
+			nj.Busy = p.busy
+		}
+	}
 	run := tmpl
 	run.ID, run.Occurrence, run.Status, run.ClaimID, run.FinishedAt = ManualRunID(e.key, e.manual.ID), e.t, RunStarted, next.LeaseID, time.Time{}
 	run.Manual, run.TriggeredBy = true, e.manual.By
