@@ -1,0 +1,117 @@
+package cosmoslease
+
+import (
+	"context"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// Review 26: the overlap rule's passOver, the overlap policy skip and catch-up after an outage, against the
+// guarantees of docs/reliability.md ("The overlap policy changes only when a contender gives up, never a
+// decision's write: with skip it returns skipped as soon as it sees that its occurrence came due during the
+// cursor's run (the classification the claim of a later occurrence makes, overlap)").
+
+// o0 runs long (o0 .. o2 + 5 s). a (rank 0, policy wait) gives o1 up at o2; b (rank 1, wait: settings are per
+// region) claims o1 at o2 + 5 s, within a poll of o0's release, and runs it for 8 s. o2's contenders (policy skip)
+// see the cursor at o0 while o0 runs: o2 came due during the cursor's run, so they skip it at once. But the claim
+// that decides o2 is not one that replaces o0's document: o1 is claimed first, and the claim of o6 (every region
+// is down after o1's release until then) judges o2 against o1's run, which ended at o2 + 13 s, well inside o2's
+// turn: o2 is recorded missed ("every region was down") and counted, though two live regions skipped it on purpose
+// and were told the claim of a later occurrence would record it overlap. The same happens with every region on
+// skip when o1 is claimed late by a standby whose delay exceeds the period (o1 came due before o0's late start, so
+// o1 is no overlap and nobody skips it); and, through the busy clause, when the skip is judged from the holder's
+// last renewal + lease while the run goes on, and the run then ends sooner.
+func TestReview26_AnOccurrenceSkippedForOverlapIsRecordedOverlap(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble()
+		ctx := context.Background()
+		o0 := every20s(time.Now())
+		occ := func(k int) time.Time { return o0.Add(time.Duration(k) * 20 * time.Second) }
+		opts := func(rank int, at time.Time, policy string) RunOptions {
+			o := bubbleRunOpts(rank)
+			o.Until = every20s(at).Add(time.Duration(rank) * o.FailoverDelay)
+			o.Overlap = policy
+			return o
+		}
+		hold := func(d time.Duration) RunFunc {
+			return func(ctx context.Context, r Run) error { time.Sleep(d); return nil }
+		}
+		ran := map[int64]int{}
+		count := func(r RunResult) {
+			if r.Status == RunExecuted {
+				ran[r.Occurrence.Unix()]++
+			}
+		}
+		a, _ := b.client(t, "a", nil)
+		c, _ := b.client(t, "b", nil)
+		sleepUntil(occ(0))
+		type call struct {
+			cl     *Client
+			rank   int
+			k      int
+			policy string
+			work   RunFunc
+		}
+		calls := []call{
+			{a, 0, 0, OverlapWait, hold(45 * time.Second)},
+			{a, 0, 1, OverlapWait, hold(8 * time.Second)},
+			{c, 1, 1, OverlapWait, hold(8 * time.Second)},
+			{a, 0, 2, OverlapSkip, hold(time.Second)},
+			{c, 1, 2, OverlapSkip, hold(time.Second)},
+		}
+		results := make([]RunResult, len(calls))
+		done := make(chan int)
+		for i, cl := range calls {
+			go func() {
+				sleepUntil(occ(cl.k))
+				r, err := cl.cl.RunOnce(ctx, "job", occ(cl.k), opts(cl.rank, occ(cl.k), cl.policy), cl.work)
+				if err != nil {
+					t.Errorf("o%d (rank %d): %v", cl.k, cl.rank, err)
+				}
+				results[i] = r
+				done <- i
+			}()
+		}
+		for range calls {
+			<-done
+		}
+		for i, r := range results {
+			count(r)
+			t.Logf("o%d rank %d: %s (%s) work started %v", calls[i].k, calls[i].rank, r.Status, r.Reason, r.WorkStarted)
+		}
+		if ran[occ(0).Unix()] != 1 || ran[occ(1).Unix()] != 1 {
+			t.Fatalf("setup: o0 and o1 ran %d and %d times, want once each", ran[occ(0).Unix()], ran[occ(1).Unix()])
+		}
+		skippedForOverlap := ran[occ(2).Unix()] == 0
+		// Every region is down until o6.
+		sleepUntil(occ(6))
+		res, err := a.RunOnce(ctx, "job", occ(6), opts(0, occ(6), OverlapSkip), hold(time.Second))
+		if err != nil || res.Status != RunExecuted {
+			t.Fatalf("o6: %s %v", res.Status, err)
+		}
+		reader, _ := b.client(t, "reader", nil)
+		h, err := reader.History(ctx, "job", 50, every20s, 40*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range h.Runs {
+			t.Logf("%s..%s %s %s %s", r.Occurrence.Format("15:04:05"), r.Last().Format("15:04:05"), r.Status, r.Cause, r.Reason)
+		}
+		rec := recordCovering(h, occ(2))
+		switch {
+		case rec == nil:
+			t.Fatal("o2 has no record")
+		case skippedForOverlap && (rec.Status != RunSkipped || rec.Cause != causeOverlap):
+			t.Errorf("o2's contenders skipped it for overlap (policy skip), but it is recorded %s, cause %s (%s)", rec.Status, rec.Cause, rec.Reason)
+		case !skippedForOverlap && ran[occ(2).Unix()] != 1:
+			t.Errorf("o2 ran %d times", ran[occ(2).Unix()])
+		}
+		for _, m := range res.Missed {
+			if m.Equal(occ(2)) {
+				t.Errorf("o2, skipped on purpose by two live regions, is counted missed")
+			}
+		}
+		time.Sleep(time.Minute)
+	})
+}
