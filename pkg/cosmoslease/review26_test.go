@@ -32,6 +32,7 @@ func TestReview26_AnOccurrenceSkippedForOverlapIsRecordedOverlap(t *testing.T) {
 			o := bubbleRunOpts(rank)
 			o.Until = every20s(at).Add(time.Duration(rank) * o.FailoverDelay)
 			o.Overlap = policy
+			o.Regions = []string{"a", "b"}
 			return o
 		}
 		hold := func(d time.Duration) RunFunc {
