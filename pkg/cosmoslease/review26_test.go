@@ -116,3 +116,75 @@ func TestReview26_AnOccurrenceSkippedForOverlapIsRecordedOverlap(t *testing.T) {
 		time.Sleep(time.Minute)
 	})
 }
+
+// a claims o1 and dies in its work; its lease runs out 10 s later, and every region is down until b comes back at
+// o6 + 41 s (o6's claim window of 40 s has passed, o7's is open), with RetryAbandoned and a catch-up window, told
+// of o6 as the handler's past-due tick is (its Until has passed). docs/scheduled-work.md: the first contender back
+// runs the newest missed occurrence once, marked caught up; RetryAbandoned runs the abandoned o1 again first. The
+// catch-up call's claim re-runs o1 (the cursor stays), and names o6 as the occurrence whose contender claimed the
+// re-run (first.For): o6 is then judged to have waited behind the re-run "from its time on", so it is no longer
+// missed, the catch-up gives it up, and the claim of a later occurrence records it skipped for overlap, as it does
+// o7, which came due while every region was down. Nothing runs o6, and o7's miss is hidden.
+func TestReview26_ACatchUpAfterAnAbandonedRunRunsTheNewestMissedOccurrence(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble()
+		ctx := context.Background()
+		o1 := every20s(time.Now())
+		occ := func(k int) time.Time { return o1.Add(time.Duration(k-1) * 20 * time.Second) }
+		a, ha := b.client(t, "a", nil)
+		sleepUntil(occ(1))
+		if _, err := a.RunOnce(ctx, "job", occ(1), bubbleRunOpts(0), func(ctx context.Context, r Run) error {
+			cutOff(ha) // a dies in its work: its lease (10 s) runs out
+			<-ctx.Done()
+			return ctx.Err()
+		}); err == nil {
+			t.Log("a's run of o1 returned no error")
+		}
+		c, _ := b.client(t, "b", nil)
+		sleepUntil(occ(6).Add(41 * time.Second))
+		ran := map[int64]int{}
+		var caughtUp []time.Time
+		work := func(ctx context.Context, r Run) error {
+			ran[r.Occurrence.Unix()]++
+			if r.CaughtUp {
+				caughtUp = append(caughtUp, r.Occurrence)
+			}
+			time.Sleep(time.Second)
+			return nil
+		}
+		o := bubbleRunOpts(0)
+		o.RetryAbandoned, o.CatchUpWindow, o.PastDue = true, 5*time.Minute, true
+		o.Until = occ(7)
+		res, err := c.RunOnce(ctx, "job", occ(6), o, work)
+		t.Logf("o6: %s (%s), retried %v", res.Status, res.Reason, res.Retried != nil)
+		if err != nil {
+			t.Fatalf("o6: %v", err)
+		}
+		// Every region is down again until o10.
+		sleepUntil(occ(10))
+		o = bubbleRunOpts(0)
+		if r, err := c.RunOnce(ctx, "job", occ(10), o, work); err != nil || r.Status != RunExecuted {
+			t.Fatalf("o10: %s %v", r.Status, err)
+		}
+		reader, _ := b.client(t, "reader", nil)
+		h, err := reader.History(ctx, "job", 50, every20s, o.MissedAfter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range h.Runs {
+			t.Logf("%s..%s %s %s %s", r.Occurrence.Format("15:04:05"), r.Last().Format("15:04:05"), r.Status, r.Cause, r.Reason)
+		}
+		if ran[occ(1).Unix()] != 1 {
+			t.Errorf("o1 was re-run %d times, want once (RetryAbandoned)", ran[occ(1).Unix()])
+		}
+		if ran[occ(6).Unix()] != 1 || len(caughtUp) != 1 {
+			t.Errorf("o6, the newest occurrence every region missed, ran %d times (caught up: %v); want once, caught up", ran[occ(6).Unix()], caughtUp)
+		}
+		// o7 came due while every region was down (b came back after it), and its claim window closed with the lease
+		// free: missed.
+		if rec := recordCovering(h, occ(7)); rec == nil || rec.Status != RunMissed {
+			t.Errorf("o7, due while every region was down, is recorded %+v; want missed", rec)
+		}
+		time.Sleep(time.Minute)
+	})
+}
