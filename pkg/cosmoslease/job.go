@@ -55,8 +55,10 @@ type jobState struct {
 type runSpan struct {
 	From time.Time `json:"from"`
 	To   time.Time `json:"to"`
-	// For, on First, is the occurrence whose contender claimed the re-run: it waited behind the re-run from its
-	// time on, even when the claim came after it (skipOver's ranFrom is then no later than For).
+	// For, on First, is the occurrence whose contender claimed the re-run, when it claimed within that
+	// occurrence's claim window: it waited behind the re-run from its time on, even when the claim came after it
+	// (skipOver's ranFrom is then no later than For). Zero when the claim came later (a catch-up, a late past-due
+	// tick): that contender was not waiting, and the re-run goes from its claim.
 	For time.Time `json:"for,omitzero"`
 }
 
@@ -329,7 +331,7 @@ func (c *Client) passOverAt(pj jobState, prev *leasedoc.Doc, o RunOptions, now t
 	p := passOver{next: o.Next, busy: pj.Busy, first: pj.First, now: now, window: o.MissedAfter, slack: o.PollInterval + c.opts.RequestTimeout}
 	if pj.Run != nil && prev != nil {
 		p.ranFrom = pj.Run.StartedAt
-		if pj.First != nil && pj.Run.Retried && pj.First.For.Before(p.ranFrom) {
+		if pj.First != nil && pj.Run.Retried && !pj.First.For.IsZero() && pj.First.For.Before(p.ranFrom) {
 			p.ranFrom = pj.First.For
 		}
 		p.ranTo = prev.ReleasedAt

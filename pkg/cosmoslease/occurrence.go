@@ -811,7 +811,13 @@ func (e *election) prepare(prev, next *leasedoc.Doc) (claimPlan, error) {
 		plan.retryOf = pj.Run.ClaimID
 		// The first run went on from its start to its holder's last renewal + lease (it never released). The
 		// lease was held without a break when this claim follows that promptly.
-		nj.First = &runSpan{From: pj.Run.StartedAt, To: prev.RenewedAt.Add(prev.Duration), For: e.t}
+		nj.First = &runSpan{From: pj.Run.StartedAt, To: prev.RenewedAt.Add(prev.Duration)}
+		if now.Before(e.t.Add(o.MissedAfter)) {
+			// This occurrence's contender was waiting in its turn, behind the re-run from its time on. One that claims
+			// after the occurrence's claim window (a catch-up, a late past-due tick) was not: the occurrence, and what
+			// came due since, stay as they were (missed, when every region was down).
+			nj.First.For = e.t
+		}
 		nj.Busy = time.Time{}
 		if slack := o.PollInterval + c.opts.RequestTimeout; !now.After(nj.First.To.Add(slack)) {
 			nj.Busy = nj.First.From
