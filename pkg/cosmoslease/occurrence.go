@@ -577,8 +577,9 @@ func (e *election) bounded(d time.Duration) time.Duration {
 
 // overlaps reports whether occurrence s came due while the cursor's run was going (the cause overlap), as the claim
 // of a later occurrence replacing the lease document doc would judge it, from the job state, at now. While the run
-// goes on its end is not known yet, so it is taken to be the holder's last renewal, the earliest it can be: a later
-// end only widens the overlap, so what overlaps now still does when that claim judges it.
+// goes on its end is not known yet, so it is taken to be now (its holder's last renewal at least), the earliest it
+// can be (the wall clocks compared, as for the claim's time): a later end only widens the overlap, so what overlaps
+// now still does when that claim judges it. A holder that never released ended its run at its last renewal + lease.
 func (e *election) overlaps(job jobState, doc *leasedoc.Doc, now, s time.Time) bool {
 	if job.decided(s) {
 		return false
@@ -587,8 +588,14 @@ func (e *election) overlaps(job jobState, doc *leasedoc.Doc, now, s time.Time) b
 	if p.ranFrom.IsZero() {
 		return false
 	}
-	if doc != nil && !doc.Released && doc.RenewedAt.Before(p.ranTo) {
-		p.ranTo = doc.RenewedAt
+	if doc != nil && !doc.Released {
+		end := now
+		if end.Before(doc.RenewedAt) {
+			end = doc.RenewedAt
+		}
+		if end.Before(p.ranTo) {
+			p.ranTo = end
+		}
 	}
 	return p.cause(s) == causeOverlap
 }
