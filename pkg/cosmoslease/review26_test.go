@@ -188,3 +188,88 @@ func TestReview26_ACatchUpAfterAnAbandonedRunRunsTheNewestMissedOccurrence(t *te
 		time.Sleep(time.Minute)
 	})
 }
+
+// As the first test, o0 runs until o2 + 5 s and b claims o1 then (the lease busy since o0's start); o2's
+// contenders (policy skip) skip o2 once o1's run has gone past o3 − 3 s (the busy clause). But b dies in o1's work
+// at o2 + 50 s; its lease runs out by o5, and a, with RetryAbandoned, re-runs o1 at o5 and then claims o5. That
+// claim judges o2 against the re-run (from o5, the occurrence whose contender claimed it) and the first run's
+// span (o2 + 5 s ..), which holds only what came due in it: o2, due before either and with its claim window closed
+// when the re-run started, is recorded missed, though two live regions skipped it for overlap.
+func TestReview26_AnOccurrenceSkippedForOverlapStaysOverlapAfterAReRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble()
+		ctx := context.Background()
+		o0 := every20s(time.Now())
+		occ := func(k int) time.Time { return o0.Add(time.Duration(k) * 20 * time.Second) }
+		opts := func(rank int, at time.Time, policy string) RunOptions {
+			o := bubbleRunOpts(rank)
+			o.Until = every20s(at).Add(time.Duration(rank) * o.FailoverDelay)
+			o.Overlap, o.Regions = policy, []string{"a", "b"}
+			return o
+		}
+		a, _ := b.client(t, "a", nil)
+		c, hc := b.client(t, "b", nil)
+		sleepUntil(occ(0))
+		hold := func(d time.Duration) RunFunc {
+			return func(ctx context.Context, r Run) error { time.Sleep(d); return nil }
+		}
+		dies := func(ctx context.Context, r Run) error {
+			time.Sleep(45 * time.Second)
+			cutOff(hc)
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		type call struct {
+			cl     *Client
+			rank   int
+			k      int
+			policy string
+			work   RunFunc
+		}
+		calls := []call{
+			{a, 0, 0, OverlapWait, hold(45 * time.Second)},
+			{a, 0, 1, OverlapWait, hold(time.Second)},
+			{c, 1, 1, OverlapWait, dies},
+			{a, 0, 2, OverlapSkip, hold(time.Second)},
+			{c, 1, 2, OverlapSkip, hold(time.Second)},
+		}
+		results := make([]RunResult, len(calls))
+		done := make(chan int)
+		for i, cl := range calls {
+			go func() {
+				sleepUntil(occ(cl.k))
+				results[i], _ = cl.cl.RunOnce(ctx, "job", occ(cl.k), opts(cl.rank, occ(cl.k), cl.policy), cl.work)
+				done <- i
+			}()
+		}
+		for range calls {
+			<-done
+		}
+		skipped := true
+		for i, r := range results {
+			t.Logf("o%d rank %d: %s (%s) work started %v", calls[i].k, calls[i].rank, r.Status, r.Reason, r.WorkStarted)
+			if calls[i].k == 2 && r.Status != RunSkipped {
+				skipped = false
+			}
+		}
+		sleepUntil(occ(5))
+		o := opts(0, occ(5), OverlapWait)
+		o.RetryAbandoned = true
+		res, err := a.RunOnce(ctx, "job", occ(5), o, hold(time.Second))
+		if err != nil || res.Status != RunExecuted {
+			t.Fatalf("o5: %s %v: %s (retried %+v)", res.Status, err, res.Reason, res.Retried)
+		}
+		reader, _ := b.client(t, "reader", nil)
+		h, err := reader.History(ctx, "job", 50, every20s, 40*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range h.Runs {
+			t.Logf("%s..%s %s %s %s", r.Occurrence.Format("15:04:05"), r.Last().Format("15:04:05"), r.Status, r.Cause, r.Reason)
+		}
+		if rec := recordCovering(h, occ(2)); skipped && (rec == nil || rec.Status != RunSkipped || rec.Cause != causeOverlap) {
+			t.Errorf("o2's contenders skipped it for overlap, but it is recorded %+v", rec)
+		}
+		time.Sleep(time.Minute)
+	})
+}
