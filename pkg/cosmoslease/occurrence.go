@@ -818,7 +818,7 @@ func (e *election) prepare(prev, next *leasedoc.Doc) (claimPlan, error) {
 		plan.retryOf = pj.Run.ClaimID
 		// The first run went on from its start to its holder's last renewal + lease (it never released). The
 		// lease was held without a break when this claim follows that promptly.
-		nj.First = &runSpan{From: pj.Run.StartedAt, To: prev.RenewedAt.Add(prev.Duration)}
+		nj.First = &runSpan{From: pj.Run.StartedAt, To: prev.RenewedAt.Add(prev.Duration), Busy: pj.Busy}
 		if now.Before(e.t.Add(o.MissedAfter)) {
 			// This occurrence's contender was waiting in its turn, behind the re-run from its time on. One that claims
 			// after the occurrence's claim window (a catch-up, a late past-due tick) was not: the occurrence, and what
