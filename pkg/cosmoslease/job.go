@@ -55,9 +55,14 @@ type jobState struct {
 type runSpan struct {
 	From time.Time `json:"from"`
 	To   time.Time `json:"to"`
-	// For, on First, is the occurrence whose contender claimed the re-run: it waited behind the re-run from its
-	// time on, even when the claim came after it (skipOver's ranFrom is then no later than For).
+	// For, on First, is the occurrence whose contender claimed the re-run, when it claimed within that
+	// occurrence's claim window: it waited behind the re-run from its time on, even when the claim came after it
+	// (skipOver's ranFrom is then no later than For). Zero when the claim came later (a catch-up, a late past-due
+	// tick): that contender was not waiting, and the re-run goes from its claim.
 	For time.Time `json:"for,omitzero"`
+	// Busy, on First, is the document's Busy when the first run was claimed: an occurrence that came due before
+	// that run started waited behind it by the same rule as behind the previous run (passOver.cause).
+	Busy time.Time `json:"busy,omitzero"`
 }
 
 // holds reports whether t is in the span (nil holds nothing).
@@ -337,7 +342,7 @@ func (c *Client) passOverAt(pj jobState, prev *leasedoc.Doc, o RunOptions, now t
 			p.manual = pj.Run
 		}
 		p.ranFrom = pj.Run.StartedAt
-		if pj.First != nil && pj.Run.Retried && pj.First.For.Before(p.ranFrom) {
+		if pj.First != nil && pj.Run.Retried && !pj.First.For.IsZero() && pj.First.For.Before(p.ranFrom) {
 			p.ranFrom = pj.First.For
 		}
 		p.ranTo = prev.ReleasedAt
@@ -359,15 +364,21 @@ func (c *Client) passOverAt(pj jobState, prev *leasedoc.Doc, o RunOptions, now t
 // otherwise nobody was alive (every region down) and it is missed.
 func (p passOver) cause(s time.Time) string {
 	switch {
-	case p.first.holds(s):
+	case p.first.holds(s), p.first != nil && s.Before(p.first.To) && p.waitedBehind(s, p.first.Busy, p.first.From, p.first.To):
 		return causeOverlap
-	case !p.ranFrom.IsZero() && s.Before(p.ranTo) && (!s.Before(p.ranFrom) ||
-		!p.busy.IsZero() && !s.Before(p.busy) && s.Add(p.window).After(p.ranFrom) && p.next != nil && p.ranTo.Add(p.slack).After(p.next(s))):
+	case !p.ranFrom.IsZero() && s.Before(p.ranTo) && (!s.Before(p.ranFrom) || p.waitedBehind(s, p.busy, p.ranFrom, p.ranTo)):
 		return causeOverlap
 	case p.now.Before(s.Add(p.window)):
 		return causeSuperseded
 	}
 	return causeMissed
+}
+
+// waitedBehind reports whether occurrence s, due before a run from..to started, waited behind it: it came due while
+// an earlier run was going (at or after busy, since when the lease was held without a break), the run took the
+// lease while s's claim window was open, and outlasted s's turn (ended after the next occurrence, less slack).
+func (p passOver) waitedBehind(s, busy, from, to time.Time) bool {
+	return !busy.IsZero() && !s.Before(busy) && s.Add(p.window).After(from) && p.next != nil && to.Add(p.slack).After(p.next(s))
 }
 
 // maxClaimScan bounds how many occurrences one claim decides: ten million is 115 days of a schedule that fires

@@ -141,9 +141,10 @@ const (
 	// skipped, and the claim of a later occurrence records it skipped for overlap.
 	OverlapWait = "wait"
 	// OverlapSkip: an occurrence that came due while the previous run was going (the same rule as the cause
-	// overlap: before that run ended, and its claim window open when it started) is not run: its contenders return
-	// skipped as soon as they see it, the later occurrences do not wait for it, and the claim of a later occurrence
-	// records it skipped for overlap.
+	// overlap: before that run ended, and its claim window open when it started) is not run: its contenders never
+	// claim it, and return skipped as soon as that is sure to be how the claim of a later occurrence records it (the
+	// run went on past it by the document, and no earlier occurrence can still be claimed first); the later
+	// occurrences do not wait for it, and the claim of a later occurrence records it skipped for overlap.
 	OverlapSkip = "skip"
 )
 
@@ -490,9 +491,16 @@ func (e *election) turn(ctx context.Context, obs observation, job jobState) (now
 	}
 	at := c.clock.Now()
 	free := c.free(obs, at)
+	// With the policy skip, an occurrence that came due during the cursor's run is not claimed; its contender
+	// returns skipped once that is sure to be how the claim of a later occurrence records it: no earlier occurrence
+	// can be claimed first any more (then it would be judged against that run). Until then it holds off.
+	holdOff := false
 	if o.Overlap == OverlapSkip && !at.Before(e.t) && e.overlaps(job, obs.doc, at, e.t) {
-		return false, true, c.skipped(e.res, nil, fmt.Sprintf("overlap: it came due while the run of occurrence %s was going, and the overlap policy is skip; the claim of a later occurrence records it",
-			job.Cursor.UTC().Format(time.RFC3339))), nil
+		if !e.earlierReachable(job, at, e.t) || !o.Until.IsZero() && !at.Before(o.Until) {
+			return false, true, c.skipped(e.res, nil, fmt.Sprintf("overlap: it came due while the run of occurrence %s was going, and the overlap policy is skip; the claim of a later occurrence records it",
+				job.Cursor.UTC().Format(time.RFC3339))), nil
+		}
+		holdOff = true
 	}
 	var why string
 	e.catchingUp, why = e.catchUp(job, obs.doc, at)
@@ -508,6 +516,13 @@ func (e *election) turn(ctx context.Context, obs observation, job jobState) (now
 	}
 	if at.Before(contendAt) {
 		if err := c.sleep(ctx, e.bounded(min(o.PollInterval, contendAt.Sub(at)))); err != nil {
+			return false, true, e.res, err
+		}
+		return false, false, e.res, nil
+	}
+	if holdOff {
+		e.sawHeld = true // the lease is or was held by the run it came due in: nobody ahead let a turn pass
+		if err := c.sleep(ctx, e.bounded(o.PollInterval)); err != nil {
 			return false, true, e.res, err
 		}
 		return false, false, e.res, nil
@@ -542,12 +557,7 @@ func (e *election) earlierWaiting(job jobState, doc *leasedoc.Doc, now time.Time
 	if e.o.Next == nil || job.Cursor.IsZero() {
 		return time.Time{}, time.Time{}
 	}
-	last := e.o.Rank
-	if len(e.o.Regions) > 0 {
-		_, ranks := Rank(e.c.opts.Region, e.o.Regions, nil)
-		last = ranks - 1
-	}
-	wait := time.Duration(last) * e.o.FailoverDelay
+	wait := time.Duration(e.lastRank()) * e.o.FailoverDelay
 	// Earlier occurrences only leave their turn as time passes: the scan goes on from where the last one stopped,
 	// while the cursor stays, so a long gap is walked once.
 	s := e.o.Next(job.Cursor)
@@ -588,11 +598,58 @@ func (e *election) bounded(d time.Duration) time.Duration {
 	return d
 }
 
-// overlaps reports whether occurrence s came due while the cursor's run was going, as a claim at now would judge it
-// (the cause overlap), from the job state and lease document doc.
+// overlaps reports whether occurrence s came due while the cursor's run was going (the cause overlap), as the claim
+// of a later occurrence replacing the lease document doc would judge it, from the job state, at now. While the run
+// goes on its end is not known yet, so it is taken to be now (its holder's last renewal at least), the earliest it
+// can be (the wall clocks compared, as for the claim's time): a later end only widens the overlap, so what overlaps
+// now still does when that claim judges it. A holder that never released ended its run at its last renewal + lease.
 func (e *election) overlaps(job jobState, doc *leasedoc.Doc, now, s time.Time) bool {
+	if job.decided(s) {
+		return false
+	}
 	p := e.c.passOverAt(job, doc, e.o, now)
-	return !p.ranFrom.IsZero() && !job.decided(s) && p.cause(s) == causeOverlap
+	if p.ranFrom.IsZero() {
+		return false
+	}
+	if doc != nil && !doc.Released {
+		end := now
+		if end.Before(doc.RenewedAt) {
+			end = doc.RenewedAt
+		}
+		if end.Before(p.ranTo) {
+			p.ranTo = end
+		}
+	}
+	return p.cause(s) == causeOverlap
+}
+
+// earlierReachable reports whether an occurrence between the cursor and s may still be claimed by a contender of
+// its own (its Until, the occurrence after it + the last rank's delay, has not passed), whatever its overlap: a
+// contender whose policy is wait claims it when the run ends, and then s is judged against that run, not the
+// cursor's. maxSkipScan bounds the scan (beyond it: reachable).
+func (e *election) earlierReachable(job jobState, now, s time.Time) bool {
+	if e.o.Next == nil || job.Cursor.IsZero() {
+		return false
+	}
+	wait := time.Duration(e.lastRank()) * e.o.FailoverDelay
+	for u, n := e.o.Next(job.Cursor), 0; u.Before(s); u, n = e.o.Next(u), n+1 {
+		if n >= maxSkipScan || now.Before(e.o.Next(u).Add(wait)) {
+			return true
+		}
+	}
+	return false
+}
+
+// maxSkipScan bounds how many undecided occurrences before its own a contender with the overlap policy skip checks.
+const maxSkipScan = 1000
+
+// lastRank is the last rank of the preference order (RunOptions.Regions), or this contender's rank without one.
+func (e *election) lastRank() int {
+	if len(e.o.Regions) > 0 {
+		_, ranks := Rank(e.c.opts.Region, e.o.Regions, nil)
+		return ranks - 1
+	}
+	return e.o.Rank
 }
 
 // errCatchUpClosed stops a catch-up claim whose occurrence is no longer one to catch up (the document changed, or
@@ -792,7 +849,13 @@ func (e *election) prepare(prev, next *leasedoc.Doc) (claimPlan, error) {
 		plan.retryOf = pj.Run.ClaimID
 		// The first run went on from its start to its holder's last renewal + lease (it never released). The
 		// lease was held without a break when this claim follows that promptly.
-		nj.First = &runSpan{From: pj.Run.StartedAt, To: prev.RenewedAt.Add(prev.Duration), For: e.t}
+		nj.First = &runSpan{From: pj.Run.StartedAt, To: prev.RenewedAt.Add(prev.Duration), Busy: pj.Busy}
+		if now.Before(e.t.Add(o.MissedAfter)) {
+			// This occurrence's contender was waiting in its turn, behind the re-run from its time on. One that claims
+			// after the occurrence's claim window (a catch-up, a late past-due tick) was not: the occurrence, and what
+			// came due since, stay as they were (missed, when every region was down).
+			nj.First.For = e.t
+		}
 		nj.Busy = time.Time{}
 		if slack := o.PollInterval + c.opts.RequestTimeout; !now.After(nj.First.To.Add(slack)) {
 			nj.Busy = nj.First.From
