@@ -233,3 +233,32 @@ func scenarioReport(sc Scenario, r Result, bad []Violation) string {
 	fmt.Fprintf(&b, "\nwhat happened before the violation at %s [%s] (newest last; -what CHECK picks another):\n%s", fmtAt(v.At), v.Check, r.History(v, 120))
 	return b.String()
 }
+
+// Seeds that found a bug in the library, run in the short run too (each a fraction of a second), with the virtual
+// time they found it in.
+var regressionSeeds = []struct {
+	seed     uint64
+	duration time.Duration
+	finding  string
+}{
+	// The settling holder's release was taken for the end of a run whose record was final: a skip-policy
+	// contender then skipped the next occurrence as if it came due while that run went on (job-liveness).
+	{61, 2 * time.Hour, "a run's end taken from the release of the holding that judged it (passOverAt)"},
+	{142, 2 * time.Hour, "reported by a reviewer on 4928b12 (job-liveness from 1h08m40s); not reproduced here after the fix of seed 61"},
+}
+
+func TestSimRegressionSeeds(t *testing.T) {
+	if *flagSeed != 0 || *flagSeeds > 0 {
+		t.Skip("a run of chosen seeds")
+	}
+	for _, rs := range regressionSeeds {
+		t.Run(fmt.Sprint(rs.seed), func(t *testing.T) {
+			r := Run(t, expand(rs.seed, rs.duration))
+			for _, v := range r.Violations {
+				if v.Allowed == "" && !(Known{}).Skips(rs.seed, v.Check) {
+					t.Errorf("seed %d (%s): %s [%s] %s", rs.seed, rs.finding, fmtAt(v.At), v.Check, v.Text)
+				}
+			}
+		})
+	}
+}

@@ -349,6 +349,11 @@ func (c *Client) passOverAt(pj jobState, prev *leasedoc.Doc, o RunOptions, now t
 		if !prev.Released || p.ranTo.IsZero() {
 			p.ranTo = prev.RenewedAt.Add(prev.Duration)
 		}
+		if prev.LeaseID != pj.Run.ClaimID && !pj.Run.FinishedAt.IsZero() && pj.Run.FinishedAt.Before(p.ranTo) {
+			// The document was last held by a holding that did not run it (it came to judge or re-run the run and
+			// found its record final): the run ended when its record says, not when that holding released.
+			p.ranTo = pj.Run.FinishedAt
+		}
 	}
 	return p
 }
