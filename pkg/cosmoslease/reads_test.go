@@ -52,8 +52,11 @@ func TestReadsArePointReads(t *testing.T) {
 				t.Errorf("%s: %d requests of kind %s, want at least %d", c.name, got, kind, least)
 			}
 		}
-		if c.wantReads > 0 && c.n.Count("read") != c.wantReads {
-			t.Errorf("%s made %d point reads, want %d: renewals and the release are writes on the cached ETag", c.name, c.n.Count("read"), c.wantReads)
+		// One read more is allowed: a renewal whose answer a loaded machine delayed past its timeout is settled by a
+		// read. A read before each write would make as many reads as replaces.
+		if r := c.n.Count("read"); c.wantReads > 0 && (r > c.wantReads+1 || r >= c.n.Count("replace")) {
+			t.Errorf("%s made %d point reads and %d replaces, want %d read (one more at most): renewals and the release are writes on the cached ETag",
+				c.name, r, c.n.Count("replace"), c.wantReads)
 		}
 		t.Logf("%s: %d point reads, %d queries, %d creates, %d replaces", c.name, c.n.Count("read"), c.n.Count("query"),
 			c.n.Count("create"), c.n.Count("replace"))
