@@ -66,9 +66,12 @@ type Trigger struct {
 
 // Errors of the controls. Each error returned wraps one of them; the message says what to do.
 var (
-	ErrNoSuchJob      = errors.New("no such job")
-	ErrAlreadyPaused  = errors.New("the job is already paused")
-	ErrNotPaused      = errors.New("the job is not paused")
+	ErrNoSuchJob     = errors.New("no such job")
+	ErrAlreadyPaused = errors.New("the job is already paused")
+	ErrNotPaused     = errors.New("the job is not paused")
+	// ErrPauseUncertain: a pause's answer was lost, and the job is not paused now: the pause may have been applied
+	// and then ended by someone's resume, so it is not written again (that would undo the resume).
+	ErrPauseUncertain = errors.New("the pause's answer was lost and the job is not paused now")
 	ErrTriggerPending = errors.New("a manual run is already waiting to be claimed")
 	ErrNoTrigger      = errors.New("no manual run is waiting to be claimed")
 )

@@ -308,3 +308,38 @@ func TestReviewControl_WaitRunOfAWithdrawnTriggerSaysSo(t *testing.T) {
 		synctest.Wait()
 	})
 }
+
+// Review of the controls, left open there and fixed here: a Pause whose write was applied but whose answer was
+// lost, while another operator resumed the job before the retry, must not pause the job again (the retry would undo
+// the resume with no one asking). It says what is known instead: the job is not paused, and this pause may have been
+// applied and ended.
+func TestReviewControl_ALostPauseAnswerNeverUndoesAResume(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble()
+		ctx := context.Background()
+		a, _ := b.client(t, "a", nil)
+		op, hop := b.client(t, "operator", nil)
+		other, _ := b.client(t, "other", nil)
+		bubbleJob(t, a, "job")
+		hop.on("replace", leasedoc.IDPrefix+"job", 1, func(ctx context.Context, do func(context.Context) (store.Item, error)) (store.Item, error) {
+			if _, err := do(ctx); err != nil {
+				return store.Item{}, err
+			}
+			if _, err := other.Resume(ctx, "job"); err != nil {
+				t.Errorf("setup: the other operator's resume: %v", err)
+			}
+			return store.Item{}, &store.Error{Op: "replace", Kind: store.Unknown, Err: context.DeadlineExceeded}
+		})
+		_, err := op.Pause(ctx, "job", PauseOptions{By: "alice", Reason: "maintenance"})
+		st, ierr := a.Inspect(ctx, "job")
+		if ierr != nil {
+			t.Fatal(ierr)
+		}
+		if st.Control.Paused != nil {
+			t.Fatalf("the job is paused again (%+v) after another operator resumed it: the lost pause was written twice", st.Control.Paused)
+		}
+		if err == nil || !errors.Is(err, ErrPauseUncertain) {
+			t.Fatalf("Pause = %v; want ErrPauseUncertain (the job is not paused; this pause may have been applied and resumed)", err)
+		}
+	})
+}
