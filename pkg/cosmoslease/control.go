@@ -192,10 +192,16 @@ func (c *Client) Pause(ctx context.Context, key string, opts PauseOptions) (Paus
 		by = c.opts.OwnerID
 	}
 	p := Pause{By: by, At: c.clock.Now().UTC().Truncate(time.Millisecond), Reason: opts.Reason, ID: controlID(c.clock.Now())}
-	err := c.control(ctx, key, func(doc *leasedoc.Doc, ctl *Control, job jobState, _ bool) (bool, error) {
+	err := c.control(ctx, key, func(doc *leasedoc.Doc, ctl *Control, job jobState, maybe bool) (bool, error) {
 		res = PauseResult{Pause: p}
 		if job.Cursor.IsZero() && job.Run == nil {
 			return false, notAJob(key)
+		}
+		if maybe && ctl.Paused == nil {
+			// An earlier attempt's answer was lost: it may have paused the job, and someone resumed it since.
+			// Writing the pause again would undo that resume; say what is known instead.
+			return false, fmt.Errorf("%w: lease %q is not paused, and this pause may have been applied and then ended by a resume; check with cosmoslease inspect --lease %s and pause again if it should be",
+				ErrPauseUncertain, key, key)
 		}
 		if job.unfinished() && !doc.Released {
 			r := *job.Run
