@@ -7,9 +7,10 @@ SAMPLEMOD := $(SAMPLEDIR)/node_modules/.package-lock.json
 
 .PHONY: test test-short test-deps fmt vet cross demo server build package chaos bench sim sim-mutants clean
 
-## demo: the reference sample's scenarios on this machine, no Azure account needed, then three it cannot show (a paused
+## demo: the reference sample's scenarios on this machine, no Azure account needed, then four it cannot show (a paused
 ## holder fenced off; the Functions handler in three regions: failover and handback of scheduled work; a job of your
-## own under `run -- COMMAND` failing over only once the first one's process group is gone).
+## own under `run -- COMMAND` failing over only once the first one's process group is gone; pause, trigger and resume
+## of the scheduled job in three regions).
 demo: test-deps build
 	$(GO) run ./tools/demo -bin bin/cosmoslease
 
