@@ -366,19 +366,7 @@ func (c *Client) control(ctx context.Context, key string, fn func(doc *leasedoc.
 			}
 			next := *obs.doc
 			next.Control = ctl.encode()
-			body, berr := leasedoc.Encode(&next, c.pkProp)
-			if berr != nil {
-				return berr
-			}
-			rctx, cancel := c.requestContext(ctx, time.Time{})
-			start := c.clock.Now()
-			var item store.Item
-			item, err = c.st.Replace(rctx, c.pk(key, id), id, body, obs.etag)
-			cancel()
-			if err == nil && item.ETag == "" {
-				err = noETag("control")
-			}
-			c.report("control", key, start, item, err)
+			_, _, err = c.replaceDoc(ctx, "control", key, id, &next, obs.etag)
 			if err == nil {
 				return nil
 			}

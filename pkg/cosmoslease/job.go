@@ -172,19 +172,9 @@ func (c *Client) updateJob(ctx context.Context, key string, fn func(*jobState) b
 			}
 			next := *obs.doc
 			next.Job = j.encode()
-			body, berr := leasedoc.Encode(&next, c.pkProp)
-			if berr != nil {
-				return berr
-			}
-			rctx, cancel := c.requestContext(ctx, time.Time{})
-			start := c.clock.Now()
 			var item store.Item
-			item, err = c.st.Replace(rctx, c.pk(key, id), id, body, obs.etag)
-			cancel()
-			if err == nil && item.ETag == "" {
-				err = noETag("job")
-			}
-			c.report("job", key, start, item, err)
+			var start time.Time
+			item, start, err = c.replaceDoc(ctx, "job", key, id, &next, obs.etag)
 			if err == nil {
 				next.ETag = item.ETag
 				c.remember(key, &next, start, item.Session)
@@ -401,3 +391,22 @@ const (
 	causeMissed     = "missed"     // nobody claimed it in its claim window
 	causeLate       = "late"       // its contender's time (Until) ran out before it could claim
 )
+
+// replaceDoc writes next over the lease document of key (id) if it is still the version etag: the conditional
+// write of the read-modify-write loops that change only the job state (whenFree) or the control (Client.control),
+// reported as op. It returns the answer and when the request was sent.
+func (c *Client) replaceDoc(ctx context.Context, op, key, id string, next *leasedoc.Doc, etag string) (store.Item, time.Time, error) {
+	body, err := leasedoc.Encode(next, c.pkProp)
+	if err != nil {
+		return store.Item{}, time.Time{}, err
+	}
+	rctx, cancel := c.requestContext(ctx, time.Time{})
+	defer cancel()
+	start := c.clock.Now()
+	item, err := c.st.Replace(rctx, c.pk(key, id), id, body, etag)
+	if err == nil && item.ETag == "" {
+		err = noETag(op)
+	}
+	c.report(op, key, start, item, err)
+	return item, start, err
+}
