@@ -48,6 +48,16 @@ func (b *bubble) client(t *testing.T, owner string, tweak func(*Options)) (*Clie
 // reach Cosmos DB, or dead as far as the container can tell.
 func cutOff(hs *hookStore) { hs.on("", "", -1, refuse) }
 
+// diesInWork is work whose process dies as it starts: its client is cut off from the store (hs), so its lease
+// runs out, and the work returns only when its context ends.
+func diesInWork(hs *hookStore) RunFunc {
+	return func(ctx context.Context, r Run) error {
+		cutOff(hs)
+		<-ctx.Done()
+		return ctx.Err()
+	}
+}
+
 // every20s is a schedule that fires every 20 s (the bubble's clock starts on a whole minute).
 func every20s(t time.Time) time.Time { return t.Truncate(20 * time.Second).Add(20 * time.Second) }
 
@@ -413,11 +423,7 @@ func TestReview4_MissedAreCountedEvenWhenTheNextHolderDiesMidWork(t *testing.T) 
 		o4 := start.Add(80 * time.Second)
 		bb, hb := b.client(t, "b", nil)
 		sleepUntil(o4)
-		res, _ := bb.RunOnce(ctx, "job", o4, opts(), func(ctx context.Context, r Run) error {
-			cutOff(hb)
-			<-ctx.Done()
-			return ctx.Err()
-		})
+		res, _ := bb.RunOnce(ctx, "job", o4, opts(), diesInWork(hb))
 		rs.add(res)
 		c, _ := b.client(t, "c", nil)
 		o5 := start.Add(100 * time.Second)
@@ -444,11 +450,7 @@ func TestReview4_UntilHoldsAfterTheLeaseIsTaken(t *testing.T) {
 		x, hx := b.client(t, "x", nil)
 		sleepUntil(p)
 		go func() {
-			_, _ = x.RunOnce(ctx, "job", p, bubbleRunOpts(0), func(ctx context.Context, r Run) error {
-				cutOff(hx)
-				<-ctx.Done()
-				return ctx.Err()
-			})
+			_, _ = x.RunOnce(ctx, "job", p, bubbleRunOpts(0), diesInWork(hx))
 		}()
 		a, _ := b.client(t, "a", nil)
 		sleepUntil(occ)

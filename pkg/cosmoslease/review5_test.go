@@ -235,11 +235,7 @@ func TestReview5_AnOccurrenceThatWaitedOnACrashedRunIsNotMissedAfterAReRun(t *te
 				xDone := make(chan struct{})
 				go func() {
 					defer close(xDone)
-					_, _ = x.RunOnce(ctx, "job", p, opts(), func(ctx context.Context, r Run) error {
-						cutOff(hx)
-						<-ctx.Done()
-						return ctx.Err()
-					})
+					_, _ = x.RunOnce(ctx, "job", p, opts(), diesInWork(hx))
 				}()
 				// q's contender is alive; the lease is held by x's run until its Until (30 s).
 				sleepUntil(q)

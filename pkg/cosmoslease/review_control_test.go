@@ -31,11 +31,7 @@ func TestReviewControl_RepeatedOperatorWritesNeverPostponeTheTakeoverOfADeadHold
 		x, hx := b.client(t, "x", nil)
 		sleepUntil(p)
 		go func() {
-			_, _ = x.RunOnce(ctx, "job", p, bubbleRunOpts(0), func(ctx context.Context, r Run) error {
-				cutOff(hx)
-				<-ctx.Done()
-				return ctx.Err()
-			})
+			_, _ = x.RunOnce(ctx, "job", p, bubbleRunOpts(0), diesInWork(hx))
 		}()
 		time.Sleep(time.Second)
 

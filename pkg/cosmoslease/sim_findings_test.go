@@ -68,11 +68,7 @@ func TestSimFinding_ARunWaitingToBeJudgedIsNotMissedInHistory(t *testing.T) {
 		}
 		sleepUntil(p)
 		go func() {
-			_, _ = a.RunOnce(ctx, "job", p, bubbleRunOpts(0), func(ctx context.Context, r Run) error {
-				cutOff(ha)
-				<-ctx.Done()
-				return ctx.Err()
-			})
+			_, _ = a.RunOnce(ctx, "job", p, bubbleRunOpts(0), diesInWork(ha))
 		}()
 		// b claims q once a's lease has run out, and cannot read p's record to judge it: p stays to be settled.
 		c, hc := b.client(t, "b", nil)
