@@ -243,16 +243,7 @@ func (a *App) cron(c *ucli.Context) error {
 // itself dies, the group dies with it. It returns only once the group is gone, so the run is recorded and the
 // lease released only when nothing the command started still runs.
 func (a *App) execJob(ctx context.Context, j *cronJob, run cosmoslease.Run) error {
-	env := append(os.Environ(),
-		"COSMOSLEASE_OCCURRENCE="+run.Occurrence.UTC().Format(time.RFC3339),
-		"COSMOSLEASE_EPOCH="+strconv.FormatInt(run.Epoch, 10),
-		"COSMOSLEASE_REGION="+run.Region,
-		"COSMOSLEASE_LEASE="+run.Key,
-		"COSMOSLEASE_INSTANCE="+run.Instance)
-	if run.Manual {
-		// A manual run (cosmoslease trigger): COSMOSLEASE_OCCURRENCE is when it was asked for.
-		env = append(env, "COSMOSLEASE_MANUAL=1", "COSMOSLEASE_TRIGGERED_BY="+run.TriggeredBy)
-	}
+	env := append(os.Environ(), run.Env()...)
 	st := supervise.Run(ctx, supervise.Cmd{Argv: j.argv, Dir: a.Dir, Grace: j.grace, Stdout: a.Stderr, Stderr: a.Stderr, Env: env})
 	if st.Code >= 0 {
 		run.SetExitCode(st.Code)

@@ -252,6 +252,22 @@ func (r Run) SetExitCode(code int) {
 	}
 }
 
+// Env is the run as the environment of a command that does its work (cosmoslease cron, the handler's command
+// jobs): COSMOSLEASE_OCCURRENCE (RFC 3339, UTC), _EPOCH, _REGION, _LEASE and _INSTANCE, and for a manual run
+// COSMOSLEASE_MANUAL=1 and COSMOSLEASE_TRIGGERED_BY (its OCCURRENCE is then when it was asked for).
+func (r Run) Env() []string {
+	env := []string{
+		"COSMOSLEASE_OCCURRENCE=" + r.Occurrence.UTC().Format(time.RFC3339),
+		"COSMOSLEASE_EPOCH=" + strconv.FormatInt(r.Epoch, 10),
+		"COSMOSLEASE_REGION=" + r.Region,
+		"COSMOSLEASE_LEASE=" + r.Key,
+		"COSMOSLEASE_INSTANCE=" + r.Instance}
+	if r.Manual {
+		env = append(env, "COSMOSLEASE_MANUAL=1", "COSMOSLEASE_TRIGGERED_BY="+r.TriggeredBy)
+	}
+	return env
+}
+
 // RunFunc is the work of one occurrence. ctx ends when the lease is lost or RunOnce's context ends: return
 // then.
 type RunFunc func(ctx context.Context, run Run) error

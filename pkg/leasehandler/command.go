@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -43,15 +42,7 @@ func commandWork(setting, line, dir string, grace func() time.Duration) (WorkFun
 		return nil, fmt.Errorf("%s: %v", setting, err)
 	}
 	return func(ctx context.Context, run Run) error {
-		env := append(os.Environ(),
-			"COSMOSLEASE_OCCURRENCE="+run.Occurrence.UTC().Format(time.RFC3339),
-			"COSMOSLEASE_EPOCH="+strconv.FormatInt(run.Epoch, 10),
-			"COSMOSLEASE_REGION="+run.Region,
-			"COSMOSLEASE_LEASE="+run.Key,
-			"COSMOSLEASE_INSTANCE="+run.Instance)
-		if run.Manual {
-			env = append(env, "COSMOSLEASE_MANUAL=1", "COSMOSLEASE_TRIGGERED_BY="+run.TriggeredBy)
-		}
+		env := append(os.Environ(), run.run.Env()...)
 		stdout, stderr := &lineWriter{logf: run.Logf}, &lineWriter{logf: run.Logf}
 		st := supervise.Run(ctx, supervise.Cmd{Argv: argv, Dir: dir, Env: env, Stdout: stdout, Stderr: stderr, Grace: grace() / 2})
 		stdout.flush()
