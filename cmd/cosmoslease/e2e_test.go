@@ -265,10 +265,11 @@ func consoleEnv(t *testing.T, dir string, env []string, args ...string) (*expect
 type step struct{ expect, send string }
 
 // play runs the exchanges in order and fails with the screen when one does not come.
-// cursorQuery is survey's question for the cursor position, which it asks as it draws a prompt again and reads the
-// answer from its input. The emulator answers it only once the console has read it: a step that types into a
-// prompt drawn again expects it first, or the typed text could be read as the answer.
-const cursorQuery = "\x1b[6n"
+// cursorQuery is the last of survey's questions for the cursor position as it draws a prompt again (it asks twice:
+// before and after showing the cursor) and reads each answer from its input. The emulator answers one only once
+// the console has read it: a step that types into a prompt drawn again expects the last one first, or the typed
+// text could be read as an answer.
+const cursorQuery = "\x1b[?25h\x1b[6n"
 
 func play(t *testing.T, c *expect.Console, screen *bytes.Buffer, steps []step) {
 	t.Helper()
